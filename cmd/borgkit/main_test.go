@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// run executes the CLI in-process and returns its output and exit status.
+func run(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := newRootCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	if err != nil && exitCode(err) != exitPending {
+		out.WriteString("error: " + err.Error())
+	}
+	return out.String(), exitCode(err)
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "borgkit.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestProvisionRootTwice(t *testing.T) {
+	if _, err := exec.LookPath("borg"); err != nil {
+		t.Skip("borg is not installed (make deps installs it): provisioning runs the real borg init")
+	}
+	root := t.TempDir()
+	cfg := writeConfig(t, string(exampleConfig(t)))
+	base := []string{"--config", cfg, "provision", "john-ai", "--root", root}
+
+	out, code := run(t, append(base, "--dry-run", "--detailed-exitcode")...)
+	if code != exitPending || !strings.Contains(out, "+ repo.john-ai-docker") {
+		t.Fatalf("plan: exit %d\n%s", code, out)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Fatalf("dry run wrote %v", entries)
+	}
+	out, code = run(t, append(base, "--detailed-exitcode")...)
+	if code != exitPending || !strings.Contains(out, "every step re-checked and satisfied") {
+		t.Fatalf("first run: exit %d\n%s", code, out)
+	}
+	for _, f := range []string{"etc/fstab", "etc/cron.d/borgkit", "mnt/backup/john-ai/config", "etc/borgkit/keys/john-ai.borg-key", "usr/local/bin/borgkit"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("first run did not write %s: %v", f, err)
+		}
+	}
+	out, code = run(t, append(base, "--detailed-exitcode")...)
+	if code != exitOK || !strings.Contains(out, "john-ai: no changes.") {
+		t.Fatalf("second run: exit %d\n%s", code, out)
+	}
+	out, code = run(t, base...)
+	if code != exitOK {
+		t.Fatalf("third run without --detailed-exitcode: exit %d\n%s", code, out)
+	}
+}
+
+func exampleConfig(t *testing.T) []byte {
+	out, code := run(t, "config", "example")
+	if code != 0 {
+		t.Fatalf("config example: %d %s", code, out)
+	}
+	return []byte(out)
+}
+
+func TestBadConfigExitsTwoAndChangesNothing(t *testing.T) {
+	root := t.TempDir()
+	good := string(exampleConfig(t))
+	tests := []struct {
+		name, from, to, want string
+	}{
+		{"unknown field", "version: 1", "version: 1\nbogus: true", "bogus"},
+		{"bad uuid", "uuid: ", "uuid: not-a-uuid-", "uuid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := strings.Replace(good, tt.from, tt.to, 1)
+			if bad == good {
+				t.Fatalf("example has no %q", tt.from)
+			}
+			cfg := writeConfig(t, bad)
+			out, code := run(t, "--config", cfg, "provision", "john-ai", "--root", root)
+			if code != exitUsage || !strings.Contains(out, cfg+":") || !strings.Contains(out, tt.want) {
+				t.Fatalf("exit %d\n%s", code, out)
+			}
+			if entries, _ := os.ReadDir(root); len(entries) != 0 {
+				t.Fatalf("bad config changed the tree: %v", entries)
+			}
+			out, code = run(t, "config", "validate", cfg)
+			if code != exitUsage || !strings.Contains(out, tt.want) {
+				t.Fatalf("validate: exit %d\n%s", code, out)
+			}
+		})
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"provision"},
+		{"provision", "a", "b"},
+		{"provision", "john-ai", "--no-such-flag"},
+		{"--config", "/nonexistent/borgkit.yaml", "plan", "john-ai"},
+	} {
+		if out, code := run(t, args...); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d\n%s", args, code, exitUsage, out)
+		}
+	}
+	cfg := writeConfig(t, string(exampleConfig(t)))
+	if out, code := run(t, "--config", cfg, "plan", "no-such-host", "--root", t.TempDir()); code != exitUsage || !strings.Contains(out, "no-such-host") {
+		t.Errorf("unknown host: exit %d\n%s", code, out)
+	}
+}
+
+func TestValidateExample(t *testing.T) {
+	cfg := writeConfig(t, string(exampleConfig(t)))
+	out, code := run(t, "config", "validate", cfg)
+	if code != exitOK || !strings.Contains(out, "ok (3 hosts") {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+}
+
+func TestVersionJSON(t *testing.T) {
+	out, code := run(t, "version", "--json")
+	if code != 0 || !strings.Contains(out, `"version"`) {
+		t.Fatalf("%d %s", code, out)
+	}
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/borgkit/borgkit/provision/config"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	ConfigPath string
+	JSON       bool
+	Verbose    bool
+	configSet  bool
+}
+
+func newRootCommand() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "borgkit",
+		Short: "Provision and run a BorgBackup 3-2-1 backup appliance",
+		Long: `borgkit sets up a backup server, its offsite Raspberry Pi and a ZFS archive
+host from one YAML config, runs their nightly jobs, and proves the backups
+restore.` + exitStatusHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			g.configSet = cmd.Flags().Changed("config")
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.ConfigPath, "config", config.DefaultPath, "site config `FILE`")
+	pf.BoolVar(&g.JSON, "json", false, "print data as JSON")
+	pf.BoolVarP(&g.Verbose, "verbose", "v", false, "say more")
+	root.AddCommand(
+		newProvisionCommand(g, false),
+		newProvisionCommand(g, true),
+		newConfigCommand(g),
+		newVersionCommand(g),
+		newManCommand(),
+	)
+	return root
+}
+
+// load reads the config named by --config. With fallback, a missing default
+// file gives the embedded example instead (only for runs that cannot touch
+// the live system, such as --root).
+func (g *globals) load(fallback bool) (*config.Config, []byte, error) {
+	data, err := os.ReadFile(g.ConfigPath)
+	if err != nil {
+		if fallback && !g.configSet && os.IsNotExist(err) {
+			fmt.Fprintf(os.Stderr, "borgkit: %s does not exist; using the embedded example config\n", g.ConfigPath)
+			cfg, perr := config.Parse("(embedded example)", config.Example())
+			return cfg, config.Example(), perr
+		}
+		return nil, nil, usageError{fmt.Errorf("read config: %w", err)}
+	}
+	cfg, err := config.Parse(g.ConfigPath, data)
+	return cfg, data, err
+}
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,242 @@
+// Package config is borgkit's site description, version 1: one YAML file for
+// every host of a 3-2-1 backup appliance, decoded strictly and validated.
+package config
+
+// Version is the only schema version this borgkit reads.
+const Version = 1
+
+// DefaultPath is where provisioning installs the config and jobs read it.
+const DefaultPath = "/etc/borgkit/borgkit.yaml"
+
+// Config is the whole site.
+type Config struct {
+	Version int `yaml:"version"`
+	// Site names the appliance in mails and the runbook.
+	Site string `yaml:"site,omitempty"`
+	// Defaults apply to every host that does not set its own.
+	Alerts    Alerts    `yaml:"alerts"`
+	Retention Retention `yaml:"retention"`
+	Hosts     []Host    `yaml:"hosts"`
+
+	// File is the path the config was read from ("" for the embedded
+	// example); rendered files name it in their "managed by" line.
+	File string `yaml:"-"`
+
+	// src places problems found by Validate in the file; nil for a Config
+	// built in code.
+	src *srcIndex
+}
+
+// Role is what a host is in the appliance.
+type Role string
+
+const (
+	RoleServer  Role = "server"  // john-ai: borg repos on a USB disk, mirrors, alerts
+	RoleOffsite Role = "offsite" // the Pi: LUKS disk unlocked at boot, rrsync target, watchdog
+	RoleArchive Role = "archive" // the ZFS backup server of the second seed
+)
+
+// Host is one machine.
+type Host struct {
+	Name string `yaml:"name"`
+	// Address is how the other hosts and borgkit reach it (Tailscale IP or name).
+	Address string `yaml:"address"`
+	Role    Role   `yaml:"role"`
+	SSH     SSH    `yaml:"ssh,omitempty"`
+	// Scheduler installs the jobs as cron lines or systemd timers.
+	Scheduler string `yaml:"scheduler,omitempty"` // cron (default) | systemd
+
+	Disks    []Disk    `yaml:"disks,omitempty"`
+	Shares   []Share   `yaml:"shares,omitempty"`
+	Datasets []Dataset `yaml:"datasets,omitempty"`
+	Repos    []Repo    `yaml:"repos,omitempty"`
+	Mirrors  []Mirror  `yaml:"mirrors,omitempty"`
+
+	Schedules Schedules `yaml:"schedules,omitempty"`
+	// Alerts fields set here replace the site's one by one, so a host can
+	// change only its From (see Config.HostAlerts); Retention, when set,
+	// replaces the site's whole (see Config.RepoRetention).
+	Alerts    *Alerts    `yaml:"alerts,omitempty"`
+	Retention *Retention `yaml:"retention,omitempty"`
+
+	// Thresholds for the stale check (server) and the watchdog (offsite).
+	Thresholds Thresholds `yaml:"thresholds,omitempty"`
+	// Unlock is the offsite host's boot-time key fetch.
+	Unlock *Unlock `yaml:"unlock,omitempty"`
+	// Pull is the archive host's syncoid replication from a live server.
+	Pull *Pull `yaml:"pull,omitempty"`
+}
+
+// SSH is how borgkit reaches the host when not run with --local.
+type SSH struct {
+	User string `yaml:"user,omitempty"` // default root
+	Port int    `yaml:"port,omitempty"` // default 22
+	// HostKey pins the host's key by fingerprint (SHA256:...), for hosts not
+	// yet in known_hosts.
+	HostKey string `yaml:"host_key,omitempty"`
+	// HostPublicKey is the host's public key line as in
+	// /etc/ssh/ssh_host_ed25519_key.pub ("ssh-ed25519 AAAA..."); hosts
+	// that connect to it get it in their known_hosts.
+	HostPublicKey string `yaml:"host_public_key,omitempty"`
+}
+
+// Disk is a block device carrying a filesystem borgkit mounts.
+type Disk struct {
+	Name string `yaml:"name"`
+	// UUID is the filesystem UUID, as blkid shows it; fstab names it by UUID=.
+	UUID string `yaml:"uuid,omitempty"`
+	// Device is a stable path (/dev/disk/by-id/...), required for LUKS.
+	Device     string   `yaml:"device,omitempty"`
+	Mountpoint string   `yaml:"mountpoint"`
+	FSType     string   `yaml:"fstype,omitempty"` // default ext4
+	Options    []string `yaml:"options,omitempty"`
+	// Backup marks the disk that holds this host's borg repos (the nightly
+	// preflight checks it is mounted with this UUID).
+	Backup bool  `yaml:"backup,omitempty"`
+	LUKS   *LUKS `yaml:"luks,omitempty"`
+}
+
+// LUKS is a LUKS2 container whose key never rests on the host that has it.
+type LUKS struct {
+	// Mapper is the /dev/mapper name when open (default: the disk name).
+	Mapper string `yaml:"mapper,omitempty"`
+	// KeyHost is the host that keeps the keyfile and serves it at boot.
+	KeyHost string `yaml:"key_host"`
+	// Keyfile is its path on KeyHost (default /etc/borgkit/keys/HOST-DISK.key).
+	Keyfile string `yaml:"keyfile,omitempty"`
+}
+
+// Share is a CIFS share, such as the NAS mirror target.
+type Share struct {
+	Name        string   `yaml:"name"`
+	Source      string   `yaml:"source"` // //server/share
+	Mountpoint  string   `yaml:"mountpoint"`
+	Credentials string   `yaml:"credentials"` // file with username=/password=, 0600
+	Options     []string `yaml:"options,omitempty"`
+	ReadOnly    bool     `yaml:"read_only,omitempty"`
+}
+
+// Dataset is a ZFS dataset with the properties borgkit keeps set.
+type Dataset struct {
+	Name       string            `yaml:"name"` // pool/path
+	Properties map[string]string `yaml:"properties,omitempty"`
+	// Mode and owner of its mountpoint; default 0700 root.
+	Mode string `yaml:"mode,omitempty"`
+}
+
+// Encryption modes borgkit accepts for borg init.
+const (
+	EncNone          = "none"
+	EncRepokeyBlake2 = "repokey-blake2"
+	EncKeyfileBlake2 = "keyfile-blake2"
+)
+
+// Repo is one borg repository and what goes into it.
+type Repo struct {
+	Name string `yaml:"name"`
+	Path string `yaml:"path"`
+	// Sources are backed up in order by borg create.
+	Sources  []string `yaml:"sources"`
+	Excludes []string `yaml:"excludes,omitempty"`
+	// MustBeMountpoints are refused when not mounted: backing up an empty
+	// mountpoint and then pruning would delete good archives.
+	MustBeMountpoints []string `yaml:"must_be_mountpoints,omitempty"`
+	Encryption        string   `yaml:"encryption,omitempty"`  // none (default) | repokey-blake2 | keyfile-blake2
+	Compression       string   `yaml:"compression,omitempty"` // default zstd
+	// PassphraseFile holds the passphrase (0600); default /etc/borgkit/keys/REPO.pass.
+	PassphraseFile string `yaml:"passphrase_file,omitempty"`
+	// Timeout bounds one borg create, as a Go duration ("6h").
+	Timeout string `yaml:"timeout,omitempty"`
+	// VMs are libvirt domains whose XML is dumped before the create.
+	VMs []string `yaml:"vms,omitempty"`
+	// Snapshot is a ZFS dataset snapshotted before the create and destroyed after.
+	Snapshot string `yaml:"snapshot,omitempty"`
+	// Canary is a file the restore test extracts and compares with the live one.
+	Canary    string     `yaml:"canary,omitempty"`
+	Retention *Retention `yaml:"retention,omitempty"`
+}
+
+// Mirror copies every repo of its host somewhere else after the nightly run.
+type Mirror struct {
+	Name string `yaml:"name"`
+	// Host is the target host (over SSH through its rrsync key); empty for a
+	// local path such as a mounted NAS share.
+	Host string `yaml:"host,omitempty"`
+	Path string `yaml:"path"`
+	// SizeOnly compares by size alone: CIFS cannot keep mtimes, and borg
+	// segments are immutable, so equal size means equal content.
+	SizeOnly bool `yaml:"size_only,omitempty"`
+	// MaxDelete bounds how many files one run may delete (0: no bound).
+	MaxDelete int `yaml:"max_delete,omitempty"`
+}
+
+// Retention is borg prune's keep policy.
+type Retention struct {
+	Daily   int `yaml:"daily"`
+	Weekly  int `yaml:"weekly"`
+	Monthly int `yaml:"monthly"`
+	Yearly  int `yaml:"yearly,omitempty"`
+}
+
+// Schedules are 5-field cron expressions (minute hour day-of-month month
+// day-of-week) or the @daily/@hourly/@weekly/@monthly shorthands. An empty
+// field means the role's default; "off" disables the job.
+type Schedules struct {
+	Nightly     string `yaml:"nightly,omitempty"`
+	Sync        string `yaml:"sync,omitempty"`
+	Stale       string `yaml:"stale,omitempty"`
+	Check       string `yaml:"check,omitempty"`
+	Verify      string `yaml:"verify,omitempty"`
+	RestoreTest string `yaml:"restore_test,omitempty"`
+	Summary     string `yaml:"summary,omitempty"`
+	Watchdog    string `yaml:"watchdog,omitempty"`
+	Scrub       string `yaml:"scrub,omitempty"`
+	SmartShort  string `yaml:"smart_short,omitempty"`
+	SmartLong   string `yaml:"smart_long,omitempty"`
+	Pull        string `yaml:"pull,omitempty"`
+}
+
+// Alerts is how a host mails its operator.
+type Alerts struct {
+	To            string `yaml:"to,omitempty"`
+	From          string `yaml:"from,omitempty"`
+	SubjectPrefix string `yaml:"subject_prefix,omitempty"` // default [BACKUP]
+	// Sendmail is the argv of a sendmail-compatible program that reads the
+	// message on stdin (default: /usr/bin/msmtp --read-envelope-from -t).
+	Sendmail []string `yaml:"sendmail,omitempty"`
+	// SMTP, when set, makes provisioning write /etc/msmtprc for msmtp.
+	SMTP *SMTP `yaml:"smtp,omitempty"`
+}
+
+// SMTP is msmtp's account.
+type SMTP struct {
+	Host         string `yaml:"host"`
+	Port         int    `yaml:"port,omitempty"` // default 587
+	TLS          *bool  `yaml:"tls,omitempty"`  // default true
+	User         string `yaml:"user,omitempty"`
+	PasswordFile string `yaml:"password_file,omitempty"` // read by msmtp's passwordeval, 0600
+}
+
+// Thresholds are ages (Go durations) and percentages that raise alerts.
+type Thresholds struct {
+	NightlyMaxAge   string `yaml:"nightly_max_age,omitempty"`   // default 30h
+	SyncMaxAge      string `yaml:"sync_max_age,omitempty"`      // default 30h
+	HeartbeatMaxAge string `yaml:"heartbeat_max_age,omitempty"` // default 30h (offsite watchdog)
+	DiskWarnPercent int    `yaml:"disk_warn_percent,omitempty"` // default 90 server, 95 offsite
+}
+
+// Unlock is where the offsite host fetches its LUKS key at boot.
+type Unlock struct {
+	// Server is the host that serves the key (its serve-key forced command).
+	Server string `yaml:"server"`
+	// Identity is the Pi's private key for that fetch (default /etc/borgkit/ssh/unlock_ed25519).
+	Identity string `yaml:"identity,omitempty"`
+}
+
+// Pull is syncoid replication of a dataset from a live server.
+type Pull struct {
+	Host   string `yaml:"host"`   // the live server, as an address
+	Source string `yaml:"source"` // dataset on the live server
+	Target string `yaml:"target"` // dataset here
+	User   string `yaml:"user,omitempty"`
+}

@@ -1,0 +1,469 @@
+package config
+
+import (
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults that callers must not re-implement: every one of them is read
+// through an accessor below.
+const (
+	DefaultSubjectPrefix  = "[BACKUP]"
+	DefaultCompression    = "zstd"
+	DefaultFSType         = "ext4"
+	DefaultSSHUser        = "root"
+	DefaultSSHPort        = 22
+	DefaultSMTPPort       = 587
+	DefaultMaxAge         = 30 * time.Hour
+	DefaultKeyDir         = "/etc/borgkit/keys"
+	DefaultUnlockIdentity = "/etc/borgkit/ssh/unlock_ed25519"
+	DefaultDatasetMode    = "0700"
+	DefaultScheduler      = SchedulerCron
+)
+
+// Schedulers a host can install its jobs with.
+const (
+	SchedulerCron    = "cron"
+	SchedulerSystemd = "systemd"
+)
+
+// DefaultSendmail is the alert command when none is configured.
+func DefaultSendmail() []string {
+	return []string{"/usr/bin/msmtp", "--read-envelope-from", "-t"}
+}
+
+// Job names, as in schedules: and in "borgkit job NAME" (where restore_test
+// may also be spelled restore-test).
+const (
+	JobNightly     = "nightly"
+	JobSync        = "sync"
+	JobStale       = "stale"
+	JobCheck       = "check"
+	JobVerify      = "verify"
+	JobRestoreTest = "restore_test"
+	JobSummary     = "summary"
+	JobWatchdog    = "watchdog"
+	JobScrub       = "scrub"
+	JobSmartShort  = "smart_short"
+	JobSmartLong   = "smart_long"
+	JobPull        = "pull"
+)
+
+type jobDefault struct{ job, spec string }
+
+// roleJobs are the first seed's cron file (server and offsite) and the
+// second seed's timers (archive), in the order a listing should show them.
+var roleJobs = map[Role][]jobDefault{
+	RoleServer: {
+		{JobNightly, "0 0 * * *"},
+		{JobSync, "0 2 * * *"},
+		{JobStale, "0 */6 * * *"},
+		{JobCheck, "0 9 * * 6"},
+		{JobVerify, "0 3 15 * *"},
+		{JobRestoreTest, "0 10 1 * *"},
+		{JobSummary, "0 8 * * 1"},
+	},
+	RoleOffsite: {
+		{JobWatchdog, "0 * * * *"},
+	},
+	RoleArchive: {
+		{JobPull, "0 1 * * *"},
+		{JobNightly, "30 2 * * *"},
+		{JobStale, "0 */6 * * *"},
+		{JobCheck, "30 4 * * 0"},
+		{JobVerify, "45 4 15 * *"},
+		{JobScrub, "0 5 * * 0"},
+		{JobSmartShort, "0 6 * * 3"},
+		{JobSmartLong, "0 6 1 * *"},
+		{JobSummary, "0 8 * * 1"},
+	},
+}
+
+// RoleJobs lists the jobs a role can run, enabled or not.
+func RoleJobs(r Role) []string {
+	var out []string
+	for _, j := range roleJobs[r] {
+		out = append(out, j.job)
+	}
+	return out
+}
+
+func normJob(job string) string { return strings.ReplaceAll(job, "-", "_") }
+
+// field is the schedules: entry for job, nil for an unknown job.
+func (s *Schedules) field(job string) *string {
+	switch normJob(job) {
+	case JobNightly:
+		return &s.Nightly
+	case JobSync:
+		return &s.Sync
+	case JobStale:
+		return &s.Stale
+	case JobCheck:
+		return &s.Check
+	case JobVerify:
+		return &s.Verify
+	case JobRestoreTest:
+		return &s.RestoreTest
+	case JobSummary:
+		return &s.Summary
+	case JobWatchdog:
+		return &s.Watchdog
+	case JobScrub:
+		return &s.Scrub
+	case JobSmartShort:
+		return &s.SmartShort
+	case JobSmartLong:
+		return &s.SmartLong
+	case JobPull:
+		return &s.Pull
+	}
+	return nil
+}
+
+// allJobs is every job in schedules:, in field order.
+var allJobs = []string{JobNightly, JobSync, JobStale, JobCheck, JobVerify, JobRestoreTest,
+	JobSummary, JobWatchdog, JobScrub, JobSmartShort, JobSmartLong, JobPull}
+
+// Host finds a host by name.
+func (c *Config) Host(name string) (*Host, bool) {
+	for i := range c.Hosts {
+		if c.Hosts[i].Name == name {
+			return &c.Hosts[i], true
+		}
+	}
+	return nil, false
+}
+
+// HostsByRole lists the hosts of one role, in file order.
+func (c *Config) HostsByRole(r Role) []*Host {
+	var out []*Host
+	for i := range c.Hosts {
+		if c.Hosts[i].Role == r {
+			out = append(out, &c.Hosts[i])
+		}
+	}
+	return out
+}
+
+// HostAlerts is the alert setup h mails with: each field the host sets
+// replaces the site's (so a host can change only its From), then defaults.
+// The result shares nothing with the config.
+func (c *Config) HostAlerts(h *Host) Alerts {
+	a := c.Alerts
+	if h != nil && h.Alerts != nil {
+		o := h.Alerts
+		if o.To != "" {
+			a.To = o.To
+		}
+		if o.From != "" {
+			a.From = o.From
+		}
+		if o.SubjectPrefix != "" {
+			a.SubjectPrefix = o.SubjectPrefix
+		}
+		if len(o.Sendmail) > 0 {
+			a.Sendmail = o.Sendmail
+		}
+		if o.SMTP != nil {
+			a.SMTP = o.SMTP
+		}
+	}
+	if a.SubjectPrefix == "" {
+		a.SubjectPrefix = DefaultSubjectPrefix
+	}
+	if len(a.Sendmail) == 0 {
+		a.Sendmail = DefaultSendmail()
+	} else {
+		a.Sendmail = slices.Clone(a.Sendmail)
+	}
+	if a.SMTP != nil {
+		s := *a.SMTP
+		a.SMTP = &s
+	}
+	return a
+}
+
+// PortOrDefault is the SMTP port (587, submission).
+func (s *SMTP) PortOrDefault() int {
+	if s == nil || s.Port == 0 {
+		return DefaultSMTPPort
+	}
+	return s.Port
+}
+
+// TLSOrDefault is whether msmtp uses TLS (default true: a password crosses).
+func (s *SMTP) TLSOrDefault() bool {
+	if s == nil || s.TLS == nil {
+		return true
+	}
+	return *s.TLS
+}
+
+// RepoRetention is r's keep policy: the repo's own, else the host's, else
+// the site's. Each level replaces the one above whole: a merged policy would
+// be one nobody wrote down.
+func (c *Config) RepoRetention(h *Host, r *Repo) Retention {
+	if r != nil && r.Retention != nil {
+		return *r.Retention
+	}
+	if h != nil && h.Retention != nil {
+		return *h.Retention
+	}
+	return c.Retention
+}
+
+// IsZero reports a policy that keeps nothing.
+func (r Retention) IsZero() bool {
+	return r.Daily == 0 && r.Weekly == 0 && r.Monthly == 0 && r.Yearly == 0
+}
+
+// EncryptionMode is the borg init --encryption mode (default none, as the
+// first seed ran).
+func (r *Repo) EncryptionMode() string {
+	if r.Encryption == "" {
+		return EncNone
+	}
+	return r.Encryption
+}
+
+// Encrypted reports whether the repo needs a passphrase.
+func (r *Repo) Encrypted() bool { return r.EncryptionMode() != EncNone }
+
+// CompressionSpec is borg's --compression value (default zstd).
+func (r *Repo) CompressionSpec() string {
+	if r.Compression == "" {
+		return DefaultCompression
+	}
+	return r.Compression
+}
+
+// PassphrasePath is the path of the file holding the repo's passphrase
+// (default /etc/borgkit/keys/REPO.pass), "" for an unencrypted repo.
+func (r *Repo) PassphrasePath() string {
+	if !r.Encrypted() {
+		return ""
+	}
+	if r.PassphraseFile != "" {
+		return r.PassphraseFile
+	}
+	return path.Join(DefaultKeyDir, r.Name+".pass")
+}
+
+// TimeoutDuration bounds one borg create; 0 means no bound.
+func (r *Repo) TimeoutDuration() time.Duration {
+	d, err := time.ParseDuration(r.Timeout)
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
+}
+
+// FSTypeOrDefault is the filesystem type (default ext4).
+func (d *Disk) FSTypeOrDefault() string {
+	if d.FSType == "" {
+		return DefaultFSType
+	}
+	return d.FSType
+}
+
+// MapperName is the /dev/mapper name of d's open LUKS container (default
+// the disk name), "" when l is nil.
+func (l *LUKS) MapperName(d *Disk) string {
+	if l == nil {
+		return ""
+	}
+	if l.Mapper != "" {
+		return l.Mapper
+	}
+	return d.Name
+}
+
+// MapperPath is /dev/mapper/NAME, "" for a disk without LUKS.
+func (d *Disk) MapperPath() string {
+	if d.LUKS == nil {
+		return ""
+	}
+	return "/dev/mapper/" + d.LUKS.MapperName(d)
+}
+
+// LUKSKeyfile is where the key host keeps the keyfile of d on host h
+// (default /etc/borgkit/keys/HOST-DISK.key), "" for a disk without LUKS.
+func (c *Config) LUKSKeyfile(h *Host, d *Disk) string {
+	if d.LUKS == nil {
+		return ""
+	}
+	if d.LUKS.Keyfile != "" {
+		return d.LUKS.Keyfile
+	}
+	return path.Join(DefaultKeyDir, h.Name+"-"+d.Name+".key")
+}
+
+// IdentityOrDefault is the private key the offsite host fetches its LUKS
+// key with.
+func (u *Unlock) IdentityOrDefault() string {
+	if u == nil || u.Identity == "" {
+		return DefaultUnlockIdentity
+	}
+	return u.Identity
+}
+
+// ModeOrDefault is the mountpoint mode of the dataset (default 0700, as
+// the second seed's chmod -R 700).
+func (d *Dataset) ModeOrDefault() string {
+	if d.Mode == "" {
+		return DefaultDatasetMode
+	}
+	return d.Mode
+}
+
+// UserOrDefault is the login user (default root).
+func (s SSH) UserOrDefault() string {
+	if s.User == "" {
+		return DefaultSSHUser
+	}
+	return s.User
+}
+
+// PortOrDefault is the SSH port (default 22).
+func (s SSH) PortOrDefault() int {
+	if s.Port == 0 {
+		return DefaultSSHPort
+	}
+	return s.Port
+}
+
+// UserOrDefault is the SSH user syncoid pulls as (default root).
+func (p *Pull) UserOrDefault() string {
+	if p == nil || p.User == "" {
+		return DefaultSSHUser
+	}
+	return p.User
+}
+
+// SchedulerKind is how the host's jobs are installed: cron (default) or
+// systemd.
+func (h *Host) SchedulerKind() string {
+	if h.Scheduler == "" {
+		return DefaultScheduler
+	}
+	return h.Scheduler
+}
+
+// Schedule is the cron expression job runs at on h: the host's own, else
+// the role's default. enabled is false for "off", for a job the role does
+// not run, and for one with nothing to do (sync without mirrors, pull
+// without a pull: source).
+func (h *Host) Schedule(job string) (spec string, enabled bool) {
+	job = normJob(job)
+	def := ""
+	for _, j := range roleJobs[h.Role] {
+		if j.job == job {
+			def = j.spec
+			break
+		}
+	}
+	if def == "" || !h.jobApplies(job) {
+		return "", false
+	}
+	spec = def
+	if f := h.Schedules.field(job); f != nil && strings.TrimSpace(*f) != "" {
+		spec = strings.TrimSpace(*f)
+	}
+	if spec == "off" {
+		return "", false
+	}
+	return spec, true
+}
+
+func (h *Host) jobApplies(job string) bool {
+	switch job {
+	case JobSync:
+		return len(h.Mirrors) > 0
+	case JobPull:
+		return h.Pull != nil
+	}
+	return true
+}
+
+// Jobs lists the jobs enabled on h, in the role's order.
+func (h *Host) Jobs() []string {
+	var out []string
+	for _, j := range roleJobs[h.Role] {
+		if _, ok := h.Schedule(j.job); ok {
+			out = append(out, j.job)
+		}
+	}
+	return out
+}
+
+// BackupDisk is the disk marked backup: true, else the host's only disk;
+// nil if there is none or the choice would be a guess.
+func (h *Host) BackupDisk() *Disk {
+	for i := range h.Disks {
+		if h.Disks[i].Backup {
+			return &h.Disks[i]
+		}
+	}
+	if len(h.Disks) == 1 {
+		return &h.Disks[0]
+	}
+	return nil
+}
+
+// Repo finds a repo of h by name.
+func (h *Host) Repo(name string) (*Repo, bool) {
+	for i := range h.Repos {
+		if h.Repos[i].Name == name {
+			return &h.Repos[i], true
+		}
+	}
+	return nil, false
+}
+
+func durationOr(s string, def time.Duration) time.Duration {
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return def
+	}
+	return d
+}
+
+// NightlyMaxAgeOrDefault is how old the last good nightly may get before the
+// stale check alerts (default 30h).
+func (t Thresholds) NightlyMaxAgeOrDefault() time.Duration {
+	return durationOr(t.NightlyMaxAge, DefaultMaxAge)
+}
+
+// SyncMaxAgeOrDefault is the same for the last good sync (default 30h).
+func (t Thresholds) SyncMaxAgeOrDefault() time.Duration {
+	return durationOr(t.SyncMaxAge, DefaultMaxAge)
+}
+
+// HeartbeatMaxAgeOrDefault is how old the offsite heartbeat may get before
+// the watchdog alerts (default 30h).
+func (t Thresholds) HeartbeatMaxAgeOrDefault() time.Duration {
+	return durationOr(t.HeartbeatMaxAge, DefaultMaxAge)
+}
+
+// DiskWarnPercentOrDefault is the fill level that warns: 95 on an offsite
+// host (a pure mirror runs full by design), 90 elsewhere.
+func (t Thresholds) DiskWarnPercentOrDefault(r Role) int {
+	if t.DiskWarnPercent != 0 {
+		return t.DiskWarnPercent
+	}
+	if r == RoleOffsite {
+		return 95
+	}
+	return 90
+}
+
+// DiskWarnPercent is DiskWarnPercentOrDefault for h's role.
+func (h *Host) DiskWarnPercent() int {
+	return h.Thresholds.DiskWarnPercentOrDefault(h.Role)
+}

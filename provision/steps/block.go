@@ -1,0 +1,179 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/plan"
+)
+
+// Block markers: borgkit owns the lines between them in a file that others
+// edit too (fstab, authorized_keys, ssh config); every other byte stays.
+const (
+	BlockBegin = "# BEGIN borgkit"
+	BlockEnd   = "# END borgkit"
+)
+
+// Block is borgkit's marked block inside a shared file.
+type Block struct {
+	Path string
+	// Lines go between the markers; a trailing newline is added if missing.
+	Lines []byte
+	// Mode and Owner apply when the file has to be created; an existing
+	// file keeps its own.
+	Mode  fs.FileMode
+	Owner host.Owner
+	// Note follows the begin marker, e.g. "(managed from /etc/borgkit/borgkit.yaml)".
+	Note string
+	// Outside, when set, inspects the file's lines outside the block and
+	// returns a reason to conflict ("/mnt/backup is already in fstab line 7").
+	Outside func(outside []string) string
+	// Validate is run on the whole candidate file before it replaces the
+	// real one (findmnt --verify for fstab).
+	Validate func(ctx context.Context, h host.Host, candidate []byte) error
+	// Secret hides the lines from diffs.
+	Secret bool
+	// LinesFrom, when set, computes Lines from the host at check and apply
+	// time: an authorized_keys line needs a public key that an earlier step
+	// of the same run generates. It returns ErrNotYet while that input is
+	// missing.
+	LinesFrom func(ctx context.Context, h host.Host) ([]byte, error)
+	// Pending describes the change while LinesFrom says ErrNotYet.
+	Pending string
+}
+
+// ErrNotYet says a step's input is made by an earlier step of this run.
+var ErrNotYet = errors.New("input not made yet")
+
+func (b *Block) lines(ctx context.Context, h host.Host) ([]byte, error) {
+	if b.LinesFrom == nil {
+		return b.Lines, nil
+	}
+	return b.LinesFrom(ctx, h)
+}
+
+func (b *Block) ID() string { return "block." + b.Path }
+
+// splitBlock cuts content into what stands before, inside (markers
+// excluded) and after borgkit's block. found is false when there is none.
+func splitBlock(content []byte) (before, inside, after []byte, found bool, err error) {
+	lines := bytes.SplitAfter(content, []byte("\n"))
+	begin, end := -1, -1
+	for i, l := range lines {
+		t := string(bytes.TrimRight(l, "\r\n"))
+		switch {
+		case t == BlockBegin || strings.HasPrefix(t, BlockBegin+" "):
+			if begin >= 0 {
+				return nil, nil, nil, false, fmt.Errorf("line %d: a second %q", i+1, BlockBegin)
+			}
+			begin = i
+		case t == BlockEnd:
+			if begin < 0 || end >= 0 {
+				return nil, nil, nil, false, fmt.Errorf("line %d: %q without a matching begin", i+1, BlockEnd)
+			}
+			end = i
+		}
+	}
+	if begin < 0 {
+		return content, nil, nil, false, nil
+	}
+	if end < 0 {
+		return nil, nil, nil, false, fmt.Errorf("line %d: %q without %q", begin+1, BlockBegin, BlockEnd)
+	}
+	join := func(ls [][]byte) []byte { return bytes.Join(ls, nil) }
+	return join(lines[:begin]), join(lines[begin+1 : end]), join(lines[end+1:]), true, nil
+}
+
+// candidate is the file as it will be: the old bytes with the block put in
+// place, or appended when there was none.
+func (b *Block) candidate(old, lines []byte) ([]byte, []string, error) {
+	before, _, after, found, err := splitBlock(old)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(lines) > 0 && lines[len(lines)-1] != '\n' {
+		lines = append(append([]byte{}, lines...), '\n')
+	}
+	head := BlockBegin
+	if b.Note != "" {
+		head += " " + b.Note
+	}
+	var out bytes.Buffer
+	out.Write(before)
+	if !found && len(before) > 0 && before[len(before)-1] != '\n' {
+		out.WriteByte('\n')
+	}
+	out.WriteString(head + "\n")
+	out.Write(lines)
+	out.WriteString(BlockEnd + "\n")
+	out.Write(after)
+	outside := strings.Split(string(before)+string(after), "\n")
+	return out.Bytes(), outside, nil
+}
+
+func (b *Block) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	old, err := h.ReadFile(ctx, b.Path)
+	exists := err == nil
+	if err != nil && !host.IsNotExist(err) {
+		return plan.Check{}, err
+	}
+	lines, err := b.lines(ctx, h)
+	if errors.Is(err, ErrNotYet) {
+		return plan.Modifies(b.Pending), nil
+	}
+	if err != nil {
+		return plan.Check{}, err
+	}
+	next, outside, err := b.candidate(old, lines)
+	if err != nil {
+		return plan.Conflicts(fmt.Sprintf("%s: %v; fix the markers by hand", b.Path, err)), nil
+	}
+	if b.Outside != nil {
+		if why := b.Outside(outside); why != "" {
+			return plan.Conflicts(why), nil
+		}
+	}
+	if exists && bytes.Equal(old, next) {
+		return plan.Satisfied(), nil
+	}
+	diff := ""
+	if !b.Secret {
+		diff = plan.UnifiedDiff(b.Path, old, next)
+	}
+	if !exists {
+		return plan.Creates("create with borgkit block").WithDiff(diff), nil
+	}
+	return plan.Modifies("update borgkit block").WithDiff(diff), nil
+}
+
+func (b *Block) Apply(ctx context.Context, h host.Host) error {
+	old, err := h.ReadFile(ctx, b.Path)
+	mode, owner := b.Mode, b.Owner
+	if err == nil {
+		// Keep an existing file's own mode and owner: it is not ours.
+		if fi, serr := h.Lstat(ctx, b.Path); serr == nil {
+			mode, owner = fi.Mode.Perm(), host.Owner{UID: fi.UID, GID: fi.GID}
+		}
+	} else if !host.IsNotExist(err) {
+		return err
+	}
+	lines, err := b.lines(ctx, h)
+	if err != nil {
+		return fmt.Errorf("%s: %w", b.Path, err)
+	}
+	next, _, err := b.candidate(old, lines)
+	if err != nil {
+		return fmt.Errorf("%s: %w", b.Path, err)
+	}
+	if b.Validate != nil {
+		if err := b.Validate(ctx, h, next); err != nil {
+			return fmt.Errorf("candidate %s rejected, left unchanged: %w", b.Path, err)
+		}
+	}
+	return writeFile(ctx, h, b.Path, next, mode, owner)
+}

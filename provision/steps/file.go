@@ -1,0 +1,113 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/plan"
+)
+
+// File is a whole file borgkit owns.
+type File struct {
+	Path    string
+	Content []byte
+	Mode    fs.FileMode
+	Owner   host.Owner
+	// Secret hides the content from diffs and reports.
+	Secret bool
+	// Marker, when set, must appear in an existing file that differs, or the
+	// file is someone else's and the step conflicts instead of overwriting it.
+	Marker string
+}
+
+func (f *File) ID() string { return "file." + f.Path }
+
+func (f *File) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	fi, err := h.Lstat(ctx, f.Path)
+	if host.IsNotExist(err) {
+		c := plan.Creates(fmt.Sprintf("write %d bytes, mode %04o", len(f.Content), f.Mode.Perm()))
+		return c.WithDiff(f.diff(nil)), nil
+	}
+	if err != nil {
+		return plan.Check{}, err
+	}
+	if !fi.Mode.IsRegular() {
+		return plan.Conflicts(fmt.Sprintf("%s is %s, not a file", f.Path, kind(fi.Mode))), nil
+	}
+	old, err := h.ReadFile(ctx, f.Path)
+	if err != nil {
+		return plan.Check{}, err
+	}
+	drift := metaDrift(h, fi, f.Mode, f.Owner)
+	if bytes.Equal(old, f.Content) {
+		if drift == "" {
+			return plan.Satisfied(), nil
+		}
+		return plan.Modifies(drift), nil
+	}
+	if f.Marker != "" && !bytes.Contains(old, []byte(f.Marker)) {
+		return plan.Conflicts(fmt.Sprintf("%s exists and was not written by borgkit (no %q in it); move it aside for borgkit to manage it", f.Path, f.Marker)), nil
+	}
+	summary := fmt.Sprintf("rewrite %d -> %d bytes", len(old), len(f.Content))
+	if drift != "" {
+		summary += ", " + drift
+	}
+	return plan.Modifies(summary).WithDiff(f.diff(old)), nil
+}
+
+func (f *File) diff(old []byte) string {
+	if f.Secret {
+		return ""
+	}
+	return plan.UnifiedDiff(f.Path, old, f.Content)
+}
+
+func (f *File) Apply(ctx context.Context, h host.Host) error {
+	old, err := h.ReadFile(ctx, f.Path)
+	if err == nil && bytes.Equal(old, f.Content) {
+		return fixMeta(ctx, h, f.Path, f.Mode, f.Owner)
+	}
+	return writeFile(ctx, h, f.Path, f.Content, f.Mode, f.Owner)
+}
+
+// Dir is a directory with a fixed mode and owner.
+type Dir struct {
+	Path  string
+	Mode  fs.FileMode
+	Owner host.Owner
+	// CreateOnly leaves an existing directory's mode and owner alone: a
+	// mountpoint shows the mounted filesystem's root, which is not ours.
+	CreateOnly bool
+}
+
+func (d *Dir) ID() string { return "dir." + d.Path }
+
+func (d *Dir) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	fi, err := h.Lstat(ctx, d.Path)
+	if host.IsNotExist(err) {
+		return plan.Creates(fmt.Sprintf("mkdir, mode %04o", d.Mode.Perm())), nil
+	}
+	if err != nil {
+		return plan.Check{}, err
+	}
+	if !fi.IsDir() {
+		return plan.Conflicts(fmt.Sprintf("%s is %s, not a directory", d.Path, kind(fi.Mode))), nil
+	}
+	if d.CreateOnly {
+		return plan.Satisfied(), nil
+	}
+	if drift := metaDrift(h, fi, d.Mode, d.Owner); drift != "" {
+		return plan.Modifies(drift), nil
+	}
+	return plan.Satisfied(), nil
+}
+
+func (d *Dir) Apply(ctx context.Context, h host.Host) error {
+	if err := h.MkdirAll(ctx, d.Path, d.Mode, d.Owner); err != nil || d.CreateOnly {
+		return err
+	}
+	return fixMeta(ctx, h, d.Path, d.Mode, d.Owner)
+}

@@ -1,0 +1,75 @@
+package steps
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io/fs"
+
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/plan"
+)
+
+// Secret is a file whose content borgkit generates once and never shows or
+// regenerates: a repo passphrase, a LUKS keyfile. Losing it would make data
+// unreadable, so an existing one is always kept.
+type Secret struct {
+	Path     string
+	Mode     fs.FileMode
+	Owner    host.Owner
+	What     string // "borg passphrase of repo john-ai", for the plan
+	Generate func() ([]byte, error)
+}
+
+func (s *Secret) ID() string { return "secret." + s.Path }
+
+func (s *Secret) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	fi, err := h.Lstat(ctx, s.Path)
+	if host.IsNotExist(err) {
+		return plan.Creates(fmt.Sprintf("generate %s, mode %04o", s.What, s.Mode.Perm())), nil
+	}
+	if err != nil {
+		return plan.Check{}, err
+	}
+	if !fi.Mode.IsRegular() {
+		return plan.Conflicts(fmt.Sprintf("%s is %s, not a file", s.Path, kind(fi.Mode))), nil
+	}
+	if fi.Size == 0 {
+		return plan.Conflicts(fmt.Sprintf("%s is empty; borgkit will not use an empty secret nor replace it", s.Path)), nil
+	}
+	if drift := metaDrift(h, fi, s.Mode, s.Owner); drift != "" {
+		return plan.Modifies(drift), nil
+	}
+	return plan.Satisfied(), nil
+}
+
+func (s *Secret) Apply(ctx context.Context, h host.Host) error {
+	if _, err := h.Lstat(ctx, s.Path); err == nil {
+		return fixMeta(ctx, h, s.Path, s.Mode, s.Owner)
+	}
+	data, err := s.Generate()
+	if err != nil {
+		return fmt.Errorf("generate %s: %w", s.What, err)
+	}
+	return writeFile(ctx, h, s.Path, data, s.Mode, s.Owner)
+}
+
+// Passphrase makes a 256-bit random passphrase as printable text, newline
+// terminated the way `cat` hands it to borg's BORG_PASSCOMMAND.
+func Passphrase() ([]byte, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	return []byte(base64.RawURLEncoding.EncodeToString(b) + "\n"), nil
+}
+
+// Keyfile makes n random bytes, for a LUKS keyfile.
+func Keyfile(n int) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		b := make([]byte, n)
+		_, err := rand.Read(b)
+		return b, err
+	}
+}

@@ -1,0 +1,167 @@
+// Package roles turns the site config into the ordered steps that make a host
+// what its role says: the server (john-ai), the offsite Pi, the ZFS archive.
+package roles
+
+import (
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/steps"
+	"github.com/borgkit/borgkit/templates"
+)
+
+// Fixed places on every host.
+const (
+	EtcDir   = "/etc/borgkit"
+	KeysDir  = "/etc/borgkit/keys"
+	StateDir = "/var/lib/borgkit/state"
+	LogDir   = "/var/log/borgkit"
+	Binary   = "/usr/local/bin/borgkit"
+	CronFile = "/etc/cron.d/borgkit"
+	SSHKey   = "/root/.ssh/borgkit_ed25519"
+)
+
+// Marker is in the first line of every file borgkit writes whole; a file
+// without it is someone else's and is never overwritten.
+const Marker = "Managed by borgkit"
+
+// Managed is that first line's text (after the comment sign).
+func Managed() string {
+	return Marker + " from " + config.DefaultPath + "; local edits are overwritten."
+}
+
+// Options carry what the role cannot derive from the config.
+type Options struct {
+	// ConfigData is installed as the host's /etc/borgkit/borgkit.yaml.
+	ConfigData []byte
+	// BinaryData is the borgkit executable to install; nil leaves the
+	// binary step out (tests that do not care about it).
+	BinaryData []byte
+}
+
+// Steps returns the ordered plan for the named host.
+func Steps(cfg *config.Config, name string, o Options) ([]plan.Step, error) {
+	h, ok := cfg.Host(name)
+	if !ok {
+		return nil, fmt.Errorf("host %q is not in %s", name, cfg.File)
+	}
+	switch h.Role {
+	case config.RoleServer:
+		return server(cfg, h, o)
+	default:
+		return nil, fmt.Errorf("host %s: role %q cannot be provisioned by this version of borgkit yet", h.Name, h.Role)
+	}
+}
+
+// base is what every role has: borgkit's own directories, config, binary,
+// log rotation.
+func base(o Options) ([]plan.Step, error) {
+	s := []plan.Step{
+		&steps.Dir{Path: EtcDir, Mode: 0o755, Owner: host.Root},
+		&steps.Dir{Path: KeysDir, Mode: 0o700, Owner: host.Root},
+		&steps.Dir{Path: path.Dir(StateDir), Mode: 0o755, Owner: host.Root},
+		&steps.Dir{Path: StateDir, Mode: 0o755, Owner: host.Root},
+		&steps.Dir{Path: LogDir, Mode: 0o750, Owner: host.Root},
+		&steps.File{Path: config.DefaultPath, Content: o.ConfigData, Mode: 0o640, Owner: host.Root},
+	}
+	if o.BinaryData != nil {
+		s = append(s, &steps.File{Path: Binary, Content: o.BinaryData, Mode: 0o755, Owner: host.Root, Marker: "github.com/borgkit/borgkit"})
+	}
+	lr, err := templates.Render("logrotate", map[string]any{"Managed": Managed(), "LogDir": LogDir})
+	if err != nil {
+		return nil, err
+	}
+	s = append(s, managedFile("/etc/logrotate.d/borgkit", lr, 0o644))
+	return s, nil
+}
+
+func managedFile(p string, content []byte, mode fs.FileMode) *steps.File {
+	return &steps.File{Path: p, Content: content, Mode: mode, Owner: host.Root, Marker: Marker}
+}
+
+// Job is one scheduled borgkit job.
+type Job struct {
+	Name string // borgkit job NAME
+	Cron string // normalised 5-field spec
+}
+
+// jobs resolves the host's enabled schedules in a fixed order.
+func jobs(h *config.Host) ([]Job, error) {
+	var out []Job
+	for _, key := range h.Jobs() {
+		spec, on := h.Schedule(key)
+		if !on {
+			continue
+		}
+		sch, err := config.ParseSchedule(spec)
+		if err != nil {
+			return nil, fmt.Errorf("host %s schedule %s: %w", h.Name, key, err)
+		}
+		out = append(out, Job{Name: strings.ReplaceAll(key, "_", "-"), Cron: sch.CronSpec()})
+	}
+	return out, nil
+}
+
+// scheduleSteps installs the host's jobs as one cron file or as systemd
+// service and timer pairs, and removes what the other scheduler left.
+func scheduleSteps(h *config.Host) ([]plan.Step, error) {
+	js, err := jobs(h)
+	if err != nil {
+		return nil, err
+	}
+	if h.SchedulerKind() != "systemd" {
+		b, err := templates.Render("cron", map[string]any{"Managed": Managed(), "Host": h.Name, "Jobs": js, "Binary": Binary})
+		if err != nil {
+			return nil, err
+		}
+		s := []plan.Step{managedFile(CronFile, b, 0o644)}
+		for _, j := range allJobs(h) {
+			s = append(s, &steps.Absent{Path: unitPath(j, "timer"), Marker: Marker}, &steps.Absent{Path: unitPath(j, "service"), Marker: Marker})
+		}
+		return s, nil
+	}
+	s := []plan.Step{&steps.Absent{Path: CronFile, Marker: Marker}}
+	timers := &steps.Timers{}
+	for _, j := range js {
+		sch, err := config.ParseSchedule(j.Cron)
+		if err != nil {
+			return nil, err
+		}
+		cal, err := sch.OnCalendar()
+		if err != nil {
+			return nil, fmt.Errorf("host %s job %s: %w", h.Name, j.Name, err)
+		}
+		data := map[string]any{"Managed": Managed(), "Host": h.Name, "Job": j.Name, "Binary": Binary, "Cron": j.Cron, "OnCalendar": cal}
+		for _, kind := range []string{"service", "timer"} {
+			b, err := templates.Render(kind, data)
+			if err != nil {
+				return nil, err
+			}
+			s = append(s, managedFile(unitPath(j.Name, kind), b, 0o644))
+		}
+		timers.Units = append(timers.Units, "borgkit-"+j.Name+".timer")
+	}
+	if len(timers.Units) > 0 {
+		s = append(s, timers)
+	}
+	return s, nil
+}
+
+func unitPath(job, kind string) string {
+	return "/etc/systemd/system/borgkit-" + job + "." + kind
+}
+
+// allJobs names every job the role may schedule, enabled or not, so a job
+// switched off or moved to cron leaves no unit behind.
+func allJobs(h *config.Host) []string {
+	var out []string
+	for _, j := range config.RoleJobs(h.Role) {
+		out = append(out, strings.ReplaceAll(j, "_", "-"))
+	}
+	return out
+}

@@ -1,0 +1,264 @@
+package roles
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/steps"
+	"github.com/borgkit/borgkit/provision/tools"
+	"github.com/borgkit/borgkit/templates"
+)
+
+// server is john-ai: borg repos on the USB disk, the NAS and offsite
+// mirrors, alerts and the schedule of the first seed.
+func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) {
+	s, err := base(o)
+	if err != nil {
+		return nil, err
+	}
+	s = append([]plan.Step{&steps.Packages{Names: serverPackages(cfg, h)}}, s...)
+
+	mounts, err := mountSteps(h)
+	if err != nil {
+		return nil, err
+	}
+	s = append(s, mounts...)
+
+	for i := range h.Repos {
+		r := &h.Repos[i]
+		pass := ""
+		if r.EncryptionMode() != config.EncNone {
+			pass = r.PassphrasePath()
+			s = append(s, &steps.Secret{Path: pass, Mode: 0o600, Owner: host.Root,
+				What: "borg passphrase of repo " + r.Name, Generate: steps.Passphrase})
+		}
+		s = append(s, &steps.BorgRepo{Name: r.Name, Path: r.Path, Encryption: r.EncryptionMode(), PassFile: pass,
+			Mountpoint: diskOf(h, r.Path)})
+		if pass != "" {
+			s = append(s, &steps.BorgKeyExport{Repo: r.Name, RepoPath: r.Path, PassFile: pass,
+				Dest: path.Join(KeysDir, r.Name+".borg-key")})
+		}
+	}
+
+	keys, err := sshSteps(cfg, h)
+	if err != nil {
+		return nil, err
+	}
+	s = append(s, keys...)
+
+	alerts := cfg.HostAlerts(h)
+	if alerts.SMTP != nil {
+		mail, err := msmtpSteps(alerts)
+		if err != nil {
+			return nil, err
+		}
+		s = append(s, mail...)
+	}
+
+	sched, err := scheduleSteps(h)
+	if err != nil {
+		return nil, err
+	}
+	return append(s, sched...), nil
+}
+
+func serverPackages(cfg *config.Config, h *config.Host) []string {
+	p := []string{"borgbackup", "rsync", "logrotate", "openssh-client"}
+	if h.SchedulerKind() == "cron" {
+		p = append(p, "cron")
+	}
+	if a := cfg.HostAlerts(h); len(a.Sendmail) > 0 && path.Base(a.Sendmail[0]) == "msmtp" {
+		p = append(p, "msmtp")
+	}
+	if len(h.Shares) > 0 {
+		p = append(p, "cifs-utils")
+	}
+	for _, r := range h.Repos {
+		if len(r.VMs) > 0 {
+			p = append(p, "libvirt-clients")
+			break
+		}
+	}
+	return p
+}
+
+// diskOf is the mountpoint of the host's disk or share holding p, "" if none.
+func diskOf(h *config.Host, p string) string {
+	best := ""
+	under := func(mp string) {
+		if (p == mp || strings.HasPrefix(p, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
+			best = mp
+		}
+	}
+	for _, d := range h.Disks {
+		under(d.Mountpoint)
+	}
+	for _, s := range h.Shares {
+		under(s.Mountpoint)
+	}
+	return best
+}
+
+// fstabMount is one line of borgkit's fstab block.
+type fstabMount struct {
+	Source, Target, FSType string
+	Options                []string
+	Pass                   int
+}
+
+// mountSteps creates the mountpoints and borgkit's fstab block for the
+// host's plain disks and CIFS shares. LUKS disks are mounted by the unlock
+// job, not at boot from fstab.
+func mountSteps(h *config.Host) ([]plan.Step, error) {
+	var ms []fstabMount
+	var s []plan.Step
+	for _, d := range h.Disks {
+		if d.LUKS != nil {
+			continue
+		}
+		ms = append(ms, fstabMount{Source: "UUID=" + d.UUID, Target: d.Mountpoint, FSType: d.FSTypeOrDefault(),
+			Options: withDefault(d.Options, "nofail"), Pass: 2})
+	}
+	for _, sh := range h.Shares {
+		opts := withDefault(withDefault(sh.Options, "_netdev"), "nofail")
+		opts = append(opts, "credentials="+sh.Credentials)
+		if sh.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		ms = append(ms, fstabMount{Source: sh.Source, Target: sh.Mountpoint, FSType: "cifs", Options: opts})
+		s = append(s, &steps.Secret{Path: sh.Credentials, Mode: 0o600, Owner: host.Root,
+			What:     "placeholder CIFS credentials for " + sh.Name + " (fill in username and password)",
+			Generate: func() ([]byte, error) { return templates.Render("nas-credentials", nil) }})
+	}
+	if len(ms) == 0 {
+		return s, nil
+	}
+	for _, m := range ms {
+		s = append(s, &steps.Dir{Path: m.Target, Mode: 0o755, Owner: host.Root, CreateOnly: true})
+	}
+	lines, err := templates.Render("fstab", map[string]any{"Mounts": ms})
+	if err != nil {
+		return nil, err
+	}
+	targets := map[string]bool{}
+	for _, m := range ms {
+		targets[m.Target] = true
+	}
+	s = append(s, &steps.Block{
+		Path: "/etc/fstab", Lines: lines, Mode: 0o644, Owner: host.Root,
+		Note:     "(" + Managed() + ")",
+		Outside:  func(outside []string) string { return fstabClash(outside, targets) },
+		Validate: verifyFstab,
+	})
+	return s, nil
+}
+
+func withDefault(opts []string, o string) []string {
+	for _, x := range opts {
+		if x == o {
+			return opts
+		}
+	}
+	return append(append([]string{}, opts...), o)
+}
+
+// fstabClash finds a line outside borgkit's block that mounts one of our
+// targets: two lines for one mountpoint would make boot order decide.
+func fstabClash(outside []string, targets map[string]bool) string {
+	n := 0
+	for _, l := range outside {
+		n++
+		f := strings.Fields(l)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if t := unescapeFstab(f[1]); targets[t] {
+			return fmt.Sprintf("/etc/fstab already mounts %s outside the borgkit block (%q); remove that line or the config entry", t, strings.TrimSpace(l))
+		}
+	}
+	return ""
+}
+
+func unescapeFstab(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// verifyFstab runs findmnt --verify on the candidate. Parse errors reject
+// it; "unreachable" sources and targets do not, because nofail disks may be
+// unplugged and mountpoints under --root live in the tree.
+func verifyFstab(ctx context.Context, h host.Host, candidate []byte) error {
+	tmp := "/etc/fstab.borgkit-candidate"
+	if err := h.WriteFile(ctx, tmp, candidate, 0o600, host.Root); err != nil {
+		return err
+	}
+	defer func() { _ = h.Remove(ctx, tmp); _ = h.Remove(ctx, tmp+host.OldSuffix) }()
+	res, err := h.Run(ctx, tools.Cmd(tools.Findmnt, "--verify", "--verbose", "--tab-file", h.Path(tmp)))
+	return judgeFindmnt(res, err)
+}
+
+func judgeFindmnt(res host.Result, err error) error {
+	out := string(res.Stdout) + string(res.Stderr)
+	if err != nil && res.ExitCode == 0 {
+		return fmt.Errorf("findmnt --verify: %w", err)
+	}
+	var bad []string
+	for _, l := range strings.Split(out, "\n") {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.Contains(t, "parse error"):
+			if !strings.HasPrefix(t, "0 parse errors") {
+				bad = append(bad, t)
+			}
+		case strings.HasPrefix(t, "[E]") && !strings.Contains(t, "unreachable"):
+			bad = append(bad, t)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("findmnt --verify: %s", strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+func msmtpSteps(a config.Alerts) ([]plan.Step, error) {
+	smtp := a.SMTP
+	port := smtp.Port
+	if port == 0 {
+		port = 587
+	}
+	data := map[string]any{
+		"Managed": Managed(), "LogDir": LogDir, "Host": smtp.Host, "Port": port,
+		"TLS": smtp.TLS == nil || *smtp.TLS, "From": a.From, "User": smtp.User,
+		"PasswordFile": smtp.PasswordFile, "PasswordFileQuoted": host.QuoteArgv([]string{smtp.PasswordFile}),
+	}
+	rc, err := templates.Render("msmtprc", data)
+	if err != nil {
+		return nil, err
+	}
+	var s []plan.Step
+	if smtp.PasswordFile != "" {
+		s = append(s, &steps.Secret{Path: smtp.PasswordFile, Mode: 0o600, Owner: host.Root,
+			What:     "placeholder SMTP password (replace it with the real one)",
+			Generate: func() ([]byte, error) { return []byte("CHANGE-ME\n"), nil }})
+	}
+	return append(s, managedFile("/etc/msmtprc", rc, 0o600)), nil
+}

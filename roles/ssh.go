@@ -1,0 +1,164 @@
+package roles
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"path"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/steps"
+	"github.com/borgkit/borgkit/templates"
+)
+
+// Files of the server's SSH side.
+const (
+	SSHConfig      = "/root/.ssh/config"
+	KnownHosts     = "/root/.ssh/known_hosts"
+	AuthorizedKeys = "/root/.ssh/authorized_keys"
+)
+
+// UnlockKey is where the server keeps the key pair an offsite host uses to
+// fetch its LUKS key at boot. The pair is made here, where the LUKS key
+// already lives, and the private half is installed on the offsite host by
+// its own provisioning; the public half is authorized below, restricted to
+// the serve-key job.
+func UnlockKey(offsite string) string { return path.Join(KeysDir, offsite+"-unlock_ed25519") }
+
+// sshSteps are the server's push key, its ssh config and known_hosts for
+// the mirror targets, and the key-serving side of every offsite unlock.
+func sshSteps(cfg *config.Config, h *config.Host) ([]plan.Step, error) {
+	var targets []*config.Host
+	for _, m := range h.Mirrors {
+		if m.Host == "" {
+			continue
+		}
+		if t, ok := cfg.Host(m.Host); ok {
+			targets = append(targets, t)
+		}
+	}
+	var unlocks []*config.Host
+	for _, o := range cfg.HostsByRole(config.RoleOffsite) {
+		if o.Unlock != nil && o.Unlock.Server == h.Name {
+			unlocks = append(unlocks, o)
+		}
+	}
+	if len(targets) == 0 && len(unlocks) == 0 {
+		return nil, nil
+	}
+	s := []plan.Step{&steps.Dir{Path: "/root/.ssh", Mode: 0o700, Owner: host.Root}}
+	if len(targets) > 0 {
+		s = append(s, &steps.SSHKey{Path: SSHKey, Comment: "borgkit@" + h.Name})
+		cfgLines, err := templates.Render("ssh-config", map[string]any{"Hosts": sshHosts(targets), "Identity": SSHKey})
+		if err != nil {
+			return nil, err
+		}
+		aliases := map[string]bool{}
+		for _, t := range targets {
+			aliases[t.Name] = true
+		}
+		s = append(s, &steps.Block{Path: SSHConfig, Lines: cfgLines, Mode: 0o600, Owner: host.Root,
+			Note: "(" + Managed() + ")", Outside: func(l []string) string { return hostClash(l, aliases) }})
+		if kh := knownHostLines(targets); len(kh) > 0 {
+			s = append(s, &steps.Block{Path: KnownHosts, Lines: kh, Mode: 0o600, Owner: host.Root, Note: "(" + Managed() + ")"})
+		}
+	}
+	for _, o := range unlocks {
+		for i := range o.Disks {
+			d := &o.Disks[i]
+			if d.LUKS == nil || d.LUKS.KeyHost != h.Name {
+				continue
+			}
+			s = append(s, &steps.Secret{Path: cfg.LUKSKeyfile(o, d), Mode: 0o400, Owner: host.Root,
+				What: fmt.Sprintf("LUKS keyfile of %s:%s (64 random bytes)", o.Name, d.Name), Generate: steps.Keyfile(64)})
+		}
+		s = append(s, &steps.SSHKey{Path: UnlockKey(o.Name), Comment: "borgkit-unlock@" + o.Name})
+	}
+	if len(unlocks) > 0 {
+		s = append(s, &steps.Block{Path: AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + Managed() + ")",
+			Pending:   "authorize the unlock keys generated above, each limited to serve-key",
+			LinesFrom: func(ctx context.Context, hh host.Host) ([]byte, error) { return serveKeyLines(ctx, hh, unlocks) }})
+	}
+	return s, nil
+}
+
+type sshHost struct {
+	Alias, Address, User string
+	Port                 int
+}
+
+func sshHosts(ts []*config.Host) []sshHost {
+	var out []sshHost
+	for _, t := range ts {
+		out = append(out, sshHost{Alias: t.Name, Address: t.Address, User: t.SSH.UserOrDefault(), Port: t.SSH.PortOrDefault()})
+	}
+	return out
+}
+
+// knownHostLines pins each target's host key when the config carries it;
+// otherwise the key is recorded when that host is provisioned over SSH
+// after its fingerprint was checked.
+func knownHostLines(ts []*config.Host) []byte {
+	var b bytes.Buffer
+	for _, t := range ts {
+		if t.SSH.HostPublicKey == "" {
+			continue
+		}
+		addr := t.Address
+		if p := t.SSH.PortOrDefault(); p != 22 {
+			addr = "[" + t.Address + "]:" + strconv.Itoa(p)
+		}
+		fmt.Fprintf(&b, "%s,%s %s\n", t.Name, addr, strings.TrimSpace(t.SSH.HostPublicKey))
+	}
+	return b.Bytes()
+}
+
+// serveKeyLines authorizes each offsite host's unlock key for one thing:
+// running `borgkit job serve-key HOST` from that host's address.
+func serveKeyLines(ctx context.Context, h host.Host, offsite []*config.Host) ([]byte, error) {
+	var b bytes.Buffer
+	for _, o := range offsite {
+		pub, err := h.ReadFile(ctx, UnlockKey(o.Name)+".pub")
+		if host.IsNotExist(err) {
+			return nil, steps.ErrNotYet
+		}
+		if err != nil {
+			return nil, err
+		}
+		key, comment, _, _, err := ssh.ParseAuthorizedKey(pub)
+		if err != nil {
+			return nil, fmt.Errorf("%s.pub: %w", UnlockKey(o.Name), err)
+		}
+		from := o.Address
+		if ip := net.ParseIP(from); ip == nil && strings.ContainsAny(from, `",`) {
+			return nil, fmt.Errorf("address %q of %s cannot be used in from=", from, o.Name)
+		}
+		fmt.Fprintf(&b, "restrict,from=%q,command=%q %s %s\n", from, Binary+" job serve-key "+o.Name,
+			strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))), comment)
+	}
+	return b.Bytes(), nil
+}
+
+// hostClash finds a Host line outside borgkit's block that already defines
+// one of our aliases: ssh uses the first match, so ours would be ignored.
+func hostClash(outside []string, aliases map[string]bool) string {
+	for _, l := range outside {
+		f := strings.Fields(l)
+		if len(f) < 2 || !strings.EqualFold(f[0], "host") {
+			continue
+		}
+		for _, a := range f[1:] {
+			if aliases[a] {
+				return fmt.Sprintf("%s already has a Host entry for %s outside the borgkit block; remove it or rename the host", SSHConfig, a)
+			}
+		}
+	}
+	return ""
+}
