@@ -18,7 +18,7 @@ import (
 // Fixed places on every host.
 const (
 	EtcDir   = "/etc/borgkit"
-	KeysDir  = "/etc/borgkit/keys"
+	KeysDir  = config.DefaultKeyDir
 	StateDir = "/var/lib/borgkit/state"
 	LogDir   = "/var/log/borgkit"
 	Binary   = "/usr/local/bin/borgkit"
@@ -42,6 +42,16 @@ type Options struct {
 	// BinaryData is the borgkit executable to install; nil leaves the
 	// binary step out (tests that do not care about it).
 	BinaryData []byte
+	// Format names the devices the user allows borgkit to format
+	// (--format); a device not named here is never formatted.
+	Format []string
+	// LUKSFormatArgs are extra luksFormat arguments (cheaper KDF settings
+	// in test labs).
+	LUKSFormatArgs []string
+	// Local is the machine borgkit runs on — the server, when it
+	// provisions its offsite host — whose keys the offsite role installs.
+	// nil when borgkit runs elsewhere.
+	Local host.Host
 }
 
 // Steps returns the ordered plan for the named host.
@@ -53,6 +63,8 @@ func Steps(cfg *config.Config, name string, o Options) ([]plan.Step, error) {
 	switch h.Role {
 	case config.RoleServer:
 		return server(cfg, h, o)
+	case config.RoleOffsite:
+		return offsite(cfg, h, o)
 	default:
 		return nil, fmt.Errorf("host %s: role %q cannot be provisioned by this version of borgkit yet", h.Name, h.Role)
 	}
@@ -63,7 +75,6 @@ func Steps(cfg *config.Config, name string, o Options) ([]plan.Step, error) {
 func base(o Options) ([]plan.Step, error) {
 	s := []plan.Step{
 		&steps.Dir{Path: EtcDir, Mode: 0o755, Owner: host.Root},
-		&steps.Dir{Path: KeysDir, Mode: 0o700, Owner: host.Root},
 		&steps.Dir{Path: path.Dir(StateDir), Mode: 0o755, Owner: host.Root},
 		&steps.Dir{Path: StateDir, Mode: 0o755, Owner: host.Root},
 		&steps.Dir{Path: LogDir, Mode: 0o750, Owner: host.Root},

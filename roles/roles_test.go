@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/plan"
@@ -66,12 +68,16 @@ func goldenName(variant, p string) string {
 }
 
 func TestGolden(t *testing.T) {
-	variants := map[string]*config.Config{
-		"john-ai":         example(t),
-		"john-ai-systemd": example(t, "scheduler: cron", "scheduler: systemd"),
+	variants := map[string]struct {
+		cfg  *config.Config
+		host string
+	}{
+		"john-ai":         {example(t), "john-ai"},
+		"john-ai-systemd": {example(t, "scheduler: cron", "scheduler: systemd"), "john-ai"},
+		"pi":              {example(t), "pi"},
 	}
-	for variant, cfg := range variants {
-		files := rendered(t, cfg, "john-ai")
+	for variant, v := range variants {
+		files := rendered(t, v.cfg, v.host)
 		if len(files) < 4 {
 			t.Fatalf("%s: only %d files rendered", variant, len(files))
 		}
@@ -143,27 +149,10 @@ func TestRenderedFilesPassTheirValidators(t *testing.T) {
 			}
 
 			if variant == "cron" {
-				checkCron(t, filepath.Join(dir, "etc/cron.d/borgkit"))
+				checkCronJobs(t, filepath.Join(dir, "etc/cron.d/borgkit"), 7)
 				return
 			}
-			// systemd-analyze verify inside the tree, which needs the
-			// system's own targets there for the dependencies.
-			cp := exec.Command("cp", "-a", "/lib/systemd/system", filepath.Join(dir, "usr/lib/systemd/"))
-			os.MkdirAll(filepath.Join(dir, "usr/lib/systemd"), 0o755)
-			if out, err := cp.CombinedOutput(); err != nil {
-				t.Fatalf("copy system units: %v %s", err, out)
-			}
-			units, _ := filepath.Glob(filepath.Join(dir, "etc/systemd/system/borgkit-*"))
-			if len(units) != 14 {
-				t.Fatalf("want 7 service+timer pairs, got %d units", len(units))
-			}
-			args := []string{"verify", "--root=" + dir}
-			for _, u := range units {
-				args = append(args, strings.TrimPrefix(u, dir))
-			}
-			if out, err := exec.Command("systemd-analyze", args...).CombinedOutput(); err != nil || len(out) > 0 {
-				t.Errorf("systemd-analyze verify: %v\n%s", err, out)
-			}
+			verifyUnits(t, dir, "etc/systemd/system/borgkit-*", 14)
 			if _, err := os.Lstat(filepath.Join(dir, "etc/systemd/system/timers.target.wants/borgkit-nightly.timer")); err != nil {
 				t.Errorf("timer not enabled in the tree: %v", err)
 			}
@@ -171,8 +160,9 @@ func TestRenderedFilesPassTheirValidators(t *testing.T) {
 	}
 }
 
-// checkCron parses every job line of a cron.d file: schedule, user, command.
-func checkCron(t *testing.T, file string) {
+// checkCronJobs parses every job line of a cron.d file: schedule, user,
+// command; there must be want of them.
+func checkCronJobs(t *testing.T, file string, want int) {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -196,7 +186,84 @@ func checkCron(t *testing.T, file string) {
 		}
 		jobs++
 	}
-	if jobs != 7 {
-		t.Errorf("want 7 jobs, got %d", jobs)
+	if jobs != want {
+		t.Errorf("want %d jobs, got %d", want, jobs)
+	}
+}
+
+func TestOffsiteFromServerTree(t *testing.T) {
+	cfg := example(t)
+	serverDir, _ := provisionTree(t, cfg, "john-ai")
+	dir := t.TempDir()
+	self, _ := os.Executable()
+	bin, _ := os.ReadFile(self)
+	ss, err := roles.Steps(cfg, "pi", roles.Options{ConfigData: config.Example(), BinaryData: bin, Local: host.NewRooted("john-ai", serverDir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := host.NewRooted("pi", dir)
+	if _, err := plan.Run(context.Background(), h, ss, plan.Options{}); err != nil {
+		t.Fatalf("provision pi: %v", err)
+	}
+	if r, err := plan.Run(context.Background(), h, ss, plan.Options{}); err != nil || r.Pending() != 0 {
+		t.Fatalf("second run: %v %+v", err, r)
+	}
+	// The unlock identity is the server's pair for this Pi, byte for byte.
+	want, _ := os.ReadFile(filepath.Join(serverDir, roles.UnlockKey("pi")))
+	got, err := os.ReadFile(filepath.Join(dir, "etc/borgkit/ssh/unlock_ed25519"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("unlock identity not installed from the server: %v", err)
+	}
+	// authorized_keys: exactly the server's push key, rrsync write-only.
+	ak, _ := os.ReadFile(filepath.Join(dir, "root/.ssh/authorized_keys"))
+	pub, _ := os.ReadFile(filepath.Join(serverDir, roles.SSHKey+".pub"))
+	var lines int
+	for _, l := range strings.Split(string(ak), "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		lines++
+		key, _, opts, _, err := ssh.ParseAuthorizedKey([]byte(l))
+		if err != nil {
+			t.Fatalf("authorized_keys line %q: %v", l, err)
+		}
+		wantKey, _, _, _, _ := ssh.ParseAuthorizedKey(pub)
+		if !bytes.Equal(key.Marshal(), wantKey.Marshal()) {
+			t.Errorf("authorized key is not the server's push key")
+		}
+		if strings.Join(opts, ",") != `restrict,from="100.64.0.1",command="/usr/bin/rrsync -wo /mnt/backup"` {
+			t.Errorf("options %v", opts)
+		}
+	}
+	if lines != 1 {
+		t.Errorf("%d authorized keys, want 1", lines)
+	}
+	checkCronJobs(t, filepath.Join(dir, "etc/cron.d/borgkit"), 1)
+	verifyUnits(t, dir, "etc/systemd/system/borgkit-unlock.*", 2)
+	if _, err := os.Lstat(filepath.Join(dir, "etc/systemd/system/timers.target.wants/borgkit-unlock.timer")); err != nil {
+		t.Errorf("unlock timer not enabled: %v", err)
+	}
+}
+
+// verifyUnits runs systemd-analyze verify inside the tree, which needs the
+// system's own targets there for the dependencies.
+func verifyUnits(t *testing.T, dir, glob string, want int) {
+	t.Helper()
+	os.MkdirAll(filepath.Join(dir, "usr/lib/systemd"), 0o755)
+	if _, err := os.Stat(filepath.Join(dir, "usr/lib/systemd/system")); err != nil {
+		if out, err := exec.Command("cp", "-a", "/lib/systemd/system", filepath.Join(dir, "usr/lib/systemd/")).CombinedOutput(); err != nil {
+			t.Fatalf("copy system units: %v %s", err, out)
+		}
+	}
+	units, _ := filepath.Glob(filepath.Join(dir, glob))
+	if len(units) != want {
+		t.Fatalf("want %d units, got %v", want, units)
+	}
+	args := []string{"verify", "--root=" + dir}
+	for _, u := range units {
+		args = append(args, strings.TrimPrefix(u, dir))
+	}
+	if out, err := exec.Command("systemd-analyze", args...).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }

@@ -23,6 +23,7 @@ func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) 
 		return nil, err
 	}
 	s = append([]plan.Step{&steps.Packages{Names: serverPackages(cfg, h)}}, s...)
+	s = append(s, &steps.Dir{Path: KeysDir, Mode: 0o700, Owner: host.Root})
 
 	mounts, err := mountSteps(h)
 	if err != nil {

@@ -234,3 +234,33 @@ func BenchmarkServerNoChangeLocal(b *testing.B) {
 		}
 	}
 }
+
+// counting records the programs a run starts.
+type counting struct {
+	host.Host
+	mu    sync.Mutex
+	progs []string
+}
+
+func (c *counting) Run(ctx context.Context, cmd host.Cmd) (host.Result, error) {
+	c.mu.Lock()
+	c.progs = append(c.progs, cmd.Argv[0])
+	c.mu.Unlock()
+	return c.Host.Run(ctx, cmd)
+}
+
+func TestNoChangeRunStartsNoBorg(t *testing.T) {
+	dir, _ := provisionTree(t, example(t), "john-ai")
+	ss, err := roles.Steps(example(t), "john-ai", roles.Options{ConfigData: config.Example()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &counting{Host: host.NewRooted("john-ai", dir)}
+	r, err := plan.Run(context.Background(), h, ss, plan.Options{})
+	if err != nil || r.Pending() != 0 {
+		t.Fatalf("%v %+v", err, r)
+	}
+	if len(h.progs) != 0 {
+		t.Fatalf("a no-change run under --root started %v", h.progs)
+	}
+}

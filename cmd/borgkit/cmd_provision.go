@@ -30,6 +30,8 @@ type provisionOptions struct {
 	Identity         []string
 	KnownHosts       []string
 	Timeout          time.Duration
+	Format           []string
+	ServerRoot       string
 }
 
 func (o *provisionOptions) AddFlags(fs *pflag.FlagSet, isPlan bool) {
@@ -43,6 +45,8 @@ func (o *provisionOptions) AddFlags(fs *pflag.FlagSet, isPlan bool) {
 	fs.StringSliceVar(&o.Identity, "identity", nil, "SSH private key `FILE` (default ~/.ssh/id_ed25519 and the borgkit key)")
 	fs.StringSliceVar(&o.KnownHosts, "known-hosts", nil, "known_hosts `FILE` (default ~/.ssh/known_hosts)")
 	fs.DurationVar(&o.Timeout, "connect-timeout", 15*time.Second, "SSH connect timeout")
+	fs.StringSliceVar(&o.Format, "format", nil, "allow putting LUKS2 on this blank `DEVICE` (exactly as in the config); repeatable")
+	fs.StringVar(&o.ServerRoot, "server-root", "", "read the server's keys from the tree under `DIR` (a server provisioned with --root)")
 }
 
 func newProvisionCommand(g *globals, isPlan bool) *cobra.Command {
@@ -105,7 +109,11 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 	if err != nil {
 		return err
 	}
-	stepList, err := roles.Steps(cfg, name, roles.Options{ConfigData: raw, BinaryData: bin})
+	local := host.NewLocal("this machine")
+	if o.ServerRoot != "" {
+		local = host.NewRooted("the server tree", o.ServerRoot)
+	}
+	stepList, err := roles.Steps(cfg, name, roles.Options{ConfigData: raw, BinaryData: bin, Format: o.Format, Local: local})
 	if err != nil {
 		return err
 	}
@@ -114,6 +122,9 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 		return err
 	}
 	defer h.Close()
+	if g.Verbose {
+		h = host.Logged(h, os.Stderr)
+	}
 
 	var printer plan.Printer = &plan.TextPrinter{W: out, Header: fmt.Sprintf("Plan for %s (%s, role %s):", name, how, hc.Role)}
 	if g.JSON {

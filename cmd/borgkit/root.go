@@ -35,7 +35,7 @@ restore.` + exitStatusHelp,
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.ConfigPath, "config", config.DefaultPath, "site config `FILE`")
 	pf.BoolVar(&g.JSON, "json", false, "print data as JSON")
-	pf.BoolVarP(&g.Verbose, "verbose", "v", false, "say more")
+	pf.BoolVarP(&g.Verbose, "verbose", "v", false, "log every program run on a host, with exit status and time")
 	root.AddCommand(
 		newProvisionCommand(g, false),
 		newProvisionCommand(g, true),

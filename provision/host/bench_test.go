@@ -80,3 +80,13 @@ func BenchmarkRunSSH(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkRunLocal(b *testing.B) {
+	h := host.NewLocal("local")
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := h.Run(ctx, host.Cmd{Argv: []string{"true"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

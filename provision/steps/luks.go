@@ -1,0 +1,143 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/tools"
+)
+
+// LUKSFormat puts a LUKS2 header on a disk — the one step in borgkit that
+// destroys data, so it runs only when the user named this exact device with
+// --format and the device carries no signature of any kind. The key comes
+// from the server through stdin; it is never written on the offsite host.
+type LUKSFormat struct {
+	Device string
+	// Allowed is true when --format named Device.
+	Allowed bool
+	// Key returns the keyfile bytes; an error explains where they are.
+	Key func(ctx context.Context) ([]byte, error)
+	// HeaderBackup receives the luksHeaderBackup image, for the server and
+	// the recovery bundle.
+	HeaderBackup func(ctx context.Context, img []byte) error
+	// Extra luksFormat arguments (cheaper KDF settings in test labs).
+	FormatArgs []string
+}
+
+func (l *LUKSFormat) ID() string { return "luks." + l.Device }
+
+// probe says what is on the device: "" for nothing borgkit can see.
+func (l *LUKSFormat) probe(ctx context.Context, h host.Host) (string, error) {
+	if _, err := h.Run(ctx, tools.Cmd(tools.Cryptsetup, "isLuks", l.Device)); err == nil {
+		return "luks", nil
+	}
+	res, err := h.Run(ctx, tools.Cmd(tools.Blkid, "-p", "-o", "export", l.Device))
+	switch {
+	case err == nil:
+		return "a signature (" + strings.Join(strings.Fields(string(res.Stdout)), " ") + ")", nil
+	case res.ExitCode != 2: // 2: blkid found nothing
+		return "", fmt.Errorf("blkid %s: %w", l.Device, err)
+	}
+	// wipefs knows signatures blkid's probe may not report (partition
+	// tables at the end of the disk, RAID superblocks).
+	res, err = h.Run(ctx, tools.Cmd(tools.Wipefs, "--no-act", "--noheadings", "--output", "TYPE,OFFSET", l.Device))
+	if err != nil {
+		return "", fmt.Errorf("wipefs -n %s: %w", l.Device, err)
+	}
+	if s := strings.TrimSpace(string(res.Stdout)); s != "" {
+		return "a signature (" + strings.Join(strings.Fields(s), " ") + ")", nil
+	}
+	return "", nil
+}
+
+func (l *LUKSFormat) opens(ctx context.Context, h host.Host) (bool, error) {
+	key, err := l.Key(ctx)
+	if err != nil {
+		return false, err
+	}
+	c := tools.Cmd(tools.Cryptsetup, "open", "--test-passphrase", "--key-file", "-", l.Device)
+	c.Stdin = bytes.NewReader(key)
+	_, err = h.Run(ctx, c)
+	return err == nil, nil
+}
+
+func (l *LUKSFormat) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	if !h.Live() {
+		return plan.Skipped("--root does not touch block devices"), nil
+	}
+	if _, err := h.Lstat(ctx, l.Device); err != nil {
+		return plan.Conflicts(fmt.Sprintf("%s is not present: %v", l.Device, err)), nil
+	}
+	what, err := l.probe(ctx, h)
+	if err != nil {
+		return plan.Check{}, err
+	}
+	switch what {
+	case "luks":
+		ok, err := l.opens(ctx, h)
+		if err != nil {
+			return plan.Conflicts(fmt.Sprintf("%s has a LUKS header but its key cannot be read here: %v", l.Device, err)), nil
+		}
+		if !ok {
+			return plan.Conflicts(fmt.Sprintf("%s has a LUKS header that borgkit's key does not open; borgkit will not reformat it", l.Device)), nil
+		}
+		return plan.Satisfied(), nil
+	case "":
+		if !l.Allowed {
+			return plan.Conflicts(fmt.Sprintf("%s is blank; pass --format %s to let borgkit put LUKS2 on it", l.Device, l.Device)), nil
+		}
+		if _, err := l.Key(ctx); err != nil {
+			return plan.Conflicts(err.Error()), nil
+		}
+		return plan.Creates("cryptsetup luksFormat --type luks2 (erases " + l.Device + ", named by --format)"), nil
+	default:
+		return plan.Conflicts(fmt.Sprintf("%s carries %s; borgkit never formats over existing data", l.Device, what)), nil
+	}
+}
+
+func (l *LUKSFormat) Apply(ctx context.Context, h host.Host) error {
+	// Re-probe: the device may have changed since the plan was shown.
+	what, err := l.probe(ctx, h)
+	if err != nil || what != "" || !l.Allowed {
+		return fmt.Errorf("refusing to format %s: probe says %q, --format given: %v (%v)", l.Device, what, l.Allowed, err)
+	}
+	key, err := l.Key(ctx)
+	if err != nil {
+		return err
+	}
+	args := append([]string{"luksFormat", "--type", "luks2", "--batch-mode", "--key-file", "-"}, l.FormatArgs...)
+	c := tools.Cmd(tools.Cryptsetup, append(args, l.Device)...)
+	c.Stdin = bytes.NewReader(key)
+	if _, err := h.Run(ctx, c); err != nil {
+		return fmt.Errorf("luksFormat %s: %w", l.Device, err)
+	}
+	if l.HeaderBackup == nil {
+		return nil
+	}
+	img, err := headerBackup(ctx, h, l.Device)
+	if err != nil {
+		return err
+	}
+	return l.HeaderBackup(ctx, img)
+}
+
+// headerBackup has cryptsetup write the header to a private temporary file
+// on the host, reads it back and removes it: a header is not secret without
+// the key, but it has no business lying around on the offsite host.
+func headerBackup(ctx context.Context, h host.Host, dev string) ([]byte, error) {
+	res, err := h.Run(ctx, tools.Cmd("mktemp", "-d", "/run/borgkit-header.XXXXXX"))
+	if err != nil {
+		return nil, fmt.Errorf("temporary directory for the header backup: %w", err)
+	}
+	dir := strings.TrimSpace(string(res.Stdout))
+	file := dir + "/header.img"
+	defer func() { _ = h.Remove(ctx, file); _ = h.Remove(ctx, dir) }()
+	if _, err := h.Run(ctx, tools.Cmd(tools.Cryptsetup, "luksHeaderBackup", dev, "--header-backup-file", file)); err != nil {
+		return nil, fmt.Errorf("luksHeaderBackup %s: %w", dev, err)
+	}
+	return h.ReadFile(ctx, file)
+}

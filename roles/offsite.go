@@ -1,0 +1,234 @@
+package roles
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/steps"
+	"github.com/borgkit/borgkit/templates"
+)
+
+// Files of the offsite host's unlock path.
+const (
+	OffsiteSSHDir     = "/etc/borgkit/ssh"
+	OffsiteKnownHosts = "/etc/borgkit/ssh/known_hosts"
+	ServerHostKeyPub  = "/etc/ssh/ssh_host_ed25519_key.pub"
+)
+
+// HeaderBackup is where the server keeps an offsite disk's LUKS header
+// backup, for the recovery bundle.
+func HeaderBackup(h *config.Host, d *config.Disk) string {
+	return path.Join(KeysDir, h.Name+"-"+d.Name+"-header.img")
+}
+
+// offsite is the first seed's Raspberry Pi: a LUKS2 disk whose key is
+// fetched from the server at boot, an rrsync-only push target, a watchdog.
+// It is provisioned from the server, whose files (keys, host key) are read
+// through o.Local.
+func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) {
+	s, err := base(o)
+	if err != nil {
+		return nil, err
+	}
+	s = append([]plan.Step{&steps.Packages{Names: offsitePackages(cfg, h)}}, s...)
+	server, ok := cfg.Host(h.Unlock.Server)
+	if !ok {
+		return nil, fmt.Errorf("host %s: unlock server %q is not in the config", h.Name, h.Unlock.Server)
+	}
+	local := o.Local
+	readLocal := func(ctx context.Context, p string) ([]byte, error) {
+		if local == nil {
+			return nil, fmt.Errorf("%s lives on %s; run this provisioning from %s", p, server.Name, server.Name)
+		}
+		b, err := local.ReadFile(ctx, p)
+		if host.IsNotExist(err) {
+			return nil, fmt.Errorf("%s is missing on %s: provision %s first, then provision %s from it", p, local.Name(), server.Name, h.Name)
+		}
+		return b, err
+	}
+
+	for i := range h.Disks {
+		d := &h.Disks[i]
+		s = append(s, &steps.Dir{Path: d.Mountpoint, Mode: 0o755, Owner: host.Root, CreateOnly: true})
+		if d.LUKS == nil {
+			continue
+		}
+		keyfile := cfg.LUKSKeyfile(h, d)
+		s = append(s, &steps.LUKSFormat{
+			Device:     d.Device,
+			Allowed:    slices.Contains(o.Format, d.Device),
+			FormatArgs: o.LUKSFormatArgs,
+			Key:        func(ctx context.Context) ([]byte, error) { return readLocal(ctx, keyfile) },
+			HeaderBackup: func(ctx context.Context, img []byte) error {
+				if local == nil {
+					return fmt.Errorf("no server to keep the header backup on")
+				}
+				return local.WriteFile(ctx, HeaderBackup(h, d), img, 0o400, host.Root)
+			},
+		})
+	}
+
+	// The unlock identity: made on the server, installed here.
+	identity := h.Unlock.IdentityOrDefault()
+	s = append(s, &steps.Dir{Path: path.Dir(identity), Mode: 0o700, Owner: host.Root})
+	s = append(s, &fromServer{id: "file." + identity, path: identity, mode: 0o600, secret: true,
+		read: func(ctx context.Context) ([]byte, error) { return readLocal(ctx, UnlockKey(h.Name)) }})
+	// known_hosts for the unlock fetch: the server's host key, from the
+	// config or from the server itself.
+	s = append(s, &fromServer{id: "file." + OffsiteKnownHosts, path: OffsiteKnownHosts, mode: 0o644,
+		read: func(ctx context.Context) ([]byte, error) {
+			key := server.SSH.HostPublicKey
+			if key == "" {
+				b, err := readLocal(ctx, ServerHostKeyPub)
+				if err != nil {
+					return nil, err
+				}
+				key = string(b)
+			}
+			return knownHostsLine(server, key)
+		}})
+
+	// The server's push key may only rsync into the backup mount, write-only.
+	if mp := backupMount(h); mp != "" {
+		s = append(s, &steps.Dir{Path: "/root/.ssh", Mode: 0o700, Owner: host.Root})
+		s = append(s, &steps.Block{Path: AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + Managed() + ")",
+			Pending: "authorize " + server.Name + "'s push key for rrsync only",
+			LinesFrom: func(ctx context.Context, _ host.Host) ([]byte, error) {
+				pub, err := readLocal(ctx, SSHKey+".pub")
+				if err != nil {
+					return nil, err
+				}
+				return rrsyncLine(server, mp, pub)
+			}})
+	}
+
+	unlock, err := unlockUnits(h)
+	if err != nil {
+		return nil, err
+	}
+	s = append(s, unlock...)
+	if a := cfg.HostAlerts(h); a.SMTP != nil {
+		mail, err := msmtpSteps(a)
+		if err != nil {
+			return nil, err
+		}
+		s = append(s, mail...)
+	}
+	sched, err := scheduleSteps(h)
+	if err != nil {
+		return nil, err
+	}
+	return append(s, sched...), nil
+}
+
+func offsitePackages(cfg *config.Config, h *config.Host) []string {
+	p := []string{"rsync", "openssh-server", "openssh-client", "cryptsetup-bin", "e2fsprogs", "logrotate"}
+	if h.SchedulerKind() == config.SchedulerCron {
+		p = append(p, "cron")
+	}
+	if a := cfg.HostAlerts(h); len(a.Sendmail) > 0 && path.Base(a.Sendmail[0]) == "msmtp" {
+		p = append(p, "msmtp")
+	}
+	return p
+}
+
+// backupMount is where the server's mirror lands on this host.
+func backupMount(h *config.Host) string {
+	if d := h.BackupDisk(); d != nil {
+		return d.Mountpoint
+	}
+	return ""
+}
+
+// rrsyncLine lets the server's key run rrsync, write-only, below the mount:
+// it can push and delete pruned segments but not read the mirror back, nor
+// get a shell, nor leave the directory.
+func rrsyncLine(server *config.Host, mount string, pub []byte) ([]byte, error) {
+	key, comment, _, _, err := ssh.ParseAuthorizedKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("%s.pub: %w", SSHKey, err)
+	}
+	line := fmt.Sprintf("restrict,from=%q,command=%q %s %s\n", server.Address, "/usr/bin/rrsync -wo "+mount,
+		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))), comment)
+	return []byte(line), nil
+}
+
+func knownHostsLine(server *config.Host, key string) ([]byte, error) {
+	pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(key))
+	if err != nil {
+		return nil, fmt.Errorf("host key of %s: %w", server.Name, err)
+	}
+	b, err := templates.Render("known-hosts", map[string]any{"Managed": Managed(), "Names": knownHostNames(server),
+		"Key": strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pk)))})
+	return b, err
+}
+
+func knownHostNames(h *config.Host) string {
+	addr := h.Address
+	if p := h.SSH.PortOrDefault(); p != config.DefaultSSHPort {
+		addr = fmt.Sprintf("[%s]:%d", h.Address, p)
+	}
+	return h.Name + "," + addr
+}
+
+// unlockUnits is the boot-time unlock: a timer starts the unlock job soon
+// after boot and again a few minutes after every run until it succeeds
+// (the job returns at once when the disk is already open and mounted).
+// A timer rather than a service in multi-user.target, so an unreachable
+// server can never hold up the boot.
+func unlockUnits(h *config.Host) ([]plan.Step, error) {
+	data := map[string]any{"Managed": Managed(), "Host": h.Name, "Binary": Binary, "Server": h.Unlock.Server}
+	var s []plan.Step
+	for _, kind := range []string{"service", "timer"} {
+		b, err := templates.Render("unlock-"+kind, data)
+		if err != nil {
+			return nil, err
+		}
+		s = append(s, managedFile(unitPath("unlock", kind), b, 0o644))
+	}
+	return append(s, &steps.Timers{Units: []string{"borgkit-unlock.timer"}}), nil
+}
+
+// fromServer is a whole file whose content is read from the server when
+// the plan is checked: the unlock identity, the server's host key.
+type fromServer struct {
+	id, path string
+	mode     fs.FileMode
+	secret   bool
+	read     func(ctx context.Context) ([]byte, error)
+}
+
+func (f *fromServer) file(ctx context.Context) (*steps.File, error) {
+	b, err := f.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &steps.File{Path: f.path, Content: b, Mode: f.mode, Owner: host.Root, Secret: f.secret}, nil
+}
+
+func (f *fromServer) ID() string { return f.id }
+
+func (f *fromServer) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	file, err := f.file(ctx)
+	if err != nil {
+		return plan.Conflicts(err.Error()), nil
+	}
+	return file.Check(ctx, h)
+}
+
+func (f *fromServer) Apply(ctx context.Context, h host.Host) error {
+	file, err := f.file(ctx)
+	if err != nil {
+		return err
+	}
+	return file.Apply(ctx, h)
+}
