@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/borgkit/borgkit/testing/loopdev"
 )
 
 // run executes the CLI in-process and returns its output and exit status.
@@ -136,5 +138,20 @@ func TestVersionJSON(t *testing.T) {
 	out, code := run(t, "version", "--json")
 	if code != 0 || !strings.Contains(out, `"version"`) {
 		t.Fatalf("%d %s", code, out)
+	}
+}
+
+func TestPlanRefusesToFormatADiskWithData(t *testing.T) {
+	d := loopdev.New(t, 24<<20)
+	d.Run(t, "mkfs.ext4", "-q", "-F", d.Path)
+	before := d.Hash(t)
+	src := strings.Replace(string(exampleConfig(t)), "device: /dev/disk/by-id/usb-WD_Elements_25A3_575834314135383432363139-0:0", "device: "+d.Path, 1)
+	cfg := writeConfig(t, src)
+	out, code := run(t, "--config", cfg, "plan", "pi", "--local", "--format", d.Path)
+	if code != exitFailed || !strings.Contains(out, "! luks."+d.Path) || !strings.Contains(out, "never formats over existing data") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if d.Hash(t) != before {
+		t.Fatal("the disk changed")
 	}
 }
