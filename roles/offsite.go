@@ -35,7 +35,7 @@ func HeaderBackup(h *config.Host, d *config.Disk) string {
 // It is provisioned from the server, whose files (keys, host key) are read
 // through o.Local.
 func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) {
-	s, err := base(o)
+	s, err := base(h, o)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 				if err != nil {
 					return nil, err
 				}
-				return rrsyncLine(server, mp, pub)
+				return RrsyncLine(server.Address, mp, pub)
 			}})
 	}
 
@@ -149,17 +149,31 @@ func backupMount(h *config.Host) string {
 	return ""
 }
 
-// rrsyncLine lets the server's key run rrsync, write-only, below the mount:
-// it can push and delete pruned segments but not read the mirror back, nor
-// get a shell, nor leave the directory.
-func rrsyncLine(server *config.Host, mount string, pub []byte) ([]byte, error) {
+// RrsyncLine lets a key run rrsync, write-only, below mount, from one
+// address: the server can push and delete pruned segments but not read the
+// mirror back, nor get a shell, nor leave the directory.
+func RrsyncLine(from, mount string, pub []byte) ([]byte, error) {
+	return restrictedLine(from, Rrsync+" -wo "+mount, pub)
+}
+
+// Rrsync is Debian's restricted-rsync wrapper (package rsync).
+const Rrsync = "/usr/bin/rrsync"
+
+// restrictedLine is an authorized_keys line that allows one command from
+// one address and nothing else (no pty, no forwarding).
+func restrictedLine(from, command string, pub []byte) ([]byte, error) {
 	key, comment, _, _, err := ssh.ParseAuthorizedKey(pub)
 	if err != nil {
-		return nil, fmt.Errorf("%s.pub: %w", SSHKey, err)
+		return nil, fmt.Errorf("public key: %w", err)
 	}
-	line := fmt.Sprintf("restrict,from=%q,command=%q %s %s\n", server.Address, "/usr/bin/rrsync -wo "+mount,
-		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))), comment)
-	return []byte(line), nil
+	if strings.ContainsAny(from, "\",\n") || strings.ContainsAny(command, "\"\n") {
+		return nil, fmt.Errorf("cannot quote %q / %q in authorized_keys", from, command)
+	}
+	line := fmt.Sprintf("restrict,from=%q,command=%q %s", from, command, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))))
+	if comment != "" {
+		line += " " + comment
+	}
+	return []byte(line + "\n"), nil
 }
 
 func knownHostsLine(server *config.Host, key string) ([]byte, error) {

@@ -70,15 +70,20 @@ func Steps(cfg *config.Config, name string, o Options) ([]plan.Step, error) {
 	}
 }
 
-// base is what every role has: borgkit's own directories, config, binary,
-// log rotation.
-func base(o Options) ([]plan.Step, error) {
+// HostFile names the host a machine is in the config, for its jobs: a
+// Tailscale name or a renamed machine must not change what a job does.
+const HostFile = "/etc/borgkit/host"
+
+// base is what every role has: borgkit's own directories, config, identity,
+// binary, log rotation.
+func base(h *config.Host, o Options) ([]plan.Step, error) {
 	s := []plan.Step{
 		&steps.Dir{Path: EtcDir, Mode: 0o755, Owner: host.Root},
 		&steps.Dir{Path: path.Dir(StateDir), Mode: 0o755, Owner: host.Root},
 		&steps.Dir{Path: StateDir, Mode: 0o755, Owner: host.Root},
 		&steps.Dir{Path: LogDir, Mode: 0o750, Owner: host.Root},
 		&steps.File{Path: config.DefaultPath, Content: o.ConfigData, Mode: 0o640, Owner: host.Root},
+		&steps.File{Path: HostFile, Content: []byte(h.Name + "\n"), Mode: 0o644, Owner: host.Root},
 	}
 	if o.BinaryData != nil {
 		s = append(s, &steps.File{Path: Binary, Content: o.BinaryData, Mode: 0o755, Owner: host.Root, Marker: "github.com/borgkit/borgkit"})

@@ -18,7 +18,7 @@ import (
 // server is john-ai: borg repos on the USB disk, the NAS and offsite
 // mirrors, alerts and the schedule of the first seed.
 func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) {
-	s, err := base(o)
+	s, err := base(h, o)
 	if err != nil {
 		return nil, err
 	}

@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"path"
 	"strconv"
 	"strings"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
@@ -132,18 +129,19 @@ func serveKeyLines(ctx context.Context, h host.Host, offsite []*config.Host) ([]
 		if err != nil {
 			return nil, err
 		}
-		key, comment, _, _, err := ssh.ParseAuthorizedKey(pub)
+		line, err := ServeKeyLine(o.Address, Binary+" job serve-key "+o.Name, pub)
 		if err != nil {
 			return nil, fmt.Errorf("%s.pub: %w", UnlockKey(o.Name), err)
 		}
-		from := o.Address
-		if ip := net.ParseIP(from); ip == nil && strings.ContainsAny(from, `",`) {
-			return nil, fmt.Errorf("address %q of %s cannot be used in from=", from, o.Name)
-		}
-		fmt.Fprintf(&b, "restrict,from=%q,command=%q %s %s\n", from, Binary+" job serve-key "+o.Name,
-			strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))), comment)
+		b.Write(line)
 	}
 	return b.Bytes(), nil
+}
+
+// ServeKeyLine lets an offsite host's unlock key run the serve-key command
+// for that host, from its address, and nothing else.
+func ServeKeyLine(from, command string, pub []byte) ([]byte, error) {
+	return restrictedLine(from, command, pub)
 }
 
 // hostClash finds a Host line outside borgkit's block that already defines

@@ -41,6 +41,7 @@ restore.` + exitStatusHelp,
 		newProvisionCommand(g, true),
 		newConfigCommand(g),
 		newVersionCommand(g),
+		newJobCommand(g),
 		newManCommand(),
 	)
 	return root
