@@ -106,8 +106,8 @@ type Job struct {
 	Cron string // normalised 5-field spec
 }
 
-// jobs resolves the host's enabled schedules in a fixed order.
-func jobs(h *config.Host) ([]Job, error) {
+// scheduledJobs resolves the host's enabled schedules in a fixed order.
+func scheduledJobs(h *config.Host) ([]Job, error) {
 	var out []Job
 	for _, key := range h.Jobs() {
 		spec, on := h.Schedule(key)
@@ -126,7 +126,7 @@ func jobs(h *config.Host) ([]Job, error) {
 // scheduleSteps installs the host's jobs as one cron file or as systemd
 // service and timer pairs, and removes what the other scheduler left.
 func scheduleSteps(h *config.Host) ([]plan.Step, error) {
-	js, err := jobs(h)
+	js, err := scheduledJobs(h)
 	if err != nil {
 		return nil, err
 	}

@@ -264,3 +264,36 @@ func TestNoChangeRunStartsNoBorg(t *testing.T) {
 		t.Fatalf("a no-change run under --root started %v", h.progs)
 	}
 }
+
+func TestRevokeUnlockSticks(t *testing.T) {
+	cfg := example(t)
+	dir, _ := provisionTree(t, cfg, "john-ai")
+	h := host.NewRooted("john-ai", dir)
+	ak := func() string { b, _ := os.ReadFile(filepath.Join(dir, roles.AuthorizedKeys)); return string(b) }
+	if !strings.Contains(ak(), "job serve-key pi") {
+		t.Fatalf("no serve-key line to revoke:\n%s", ak())
+	}
+	phases, server, err := roles.Revoke(cfg, "pi", time.Now())
+	if err != nil || server.Name != "john-ai" {
+		t.Fatal(err)
+	}
+	for _, ss := range phases {
+		if _, err := plan.Run(context.Background(), h, ss, plan.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Contains(ak(), "serve-key") {
+		t.Fatalf("serve-key line still there:\n%s", ak())
+	}
+	// A later provision neither restores the line nor regenerates the key.
+	ss, _ := roles.Steps(cfg, "john-ai", roles.Options{ConfigData: config.Example()})
+	if _, err := plan.Run(context.Background(), h, ss, plan.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(ak(), "serve-key") {
+		t.Fatalf("provision restored a revoked unlock:\n%s", ak())
+	}
+	if _, _, err := roles.Revoke(cfg, "archive", time.Now()); err == nil {
+		t.Fatal("revoking a host without an unlock was accepted")
+	}
+}

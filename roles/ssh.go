@@ -7,11 +7,13 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
+	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/templates"
 )
 
@@ -122,6 +124,10 @@ func knownHostLines(ts []*config.Host) []byte {
 func serveKeyLines(ctx context.Context, h host.Host, offsite []*config.Host) ([]byte, error) {
 	var b bytes.Buffer
 	for _, o := range offsite {
+		// A revoked host stays revoked: provisioning never re-authorizes it.
+		if _, err := h.Lstat(ctx, RevokedMarker(o.Name)); err == nil {
+			continue
+		}
 		pub, err := h.ReadFile(ctx, UnlockKey(o.Name)+".pub")
 		if host.IsNotExist(err) {
 			return nil, steps.ErrNotYet
@@ -136,6 +142,40 @@ func serveKeyLines(ctx context.Context, h host.Host, offsite []*config.Host) ([]
 		b.Write(line)
 	}
 	return b.Bytes(), nil
+}
+
+// RevokedMarker is the file whose presence revokes an offsite host's unlock.
+func RevokedMarker(offsite string) string { return path.Join(jobs.RevokedDir, offsite) }
+
+// Revoke returns the kill switch for offsite host name in two phases, run
+// one after the other: the marker, then the server's authorized_keys block,
+// which reads the marker and drops that host's line.
+func Revoke(cfg *config.Config, name string, when time.Time) (phases [][]plan.Step, server *config.Host, err error) {
+	o, ok := cfg.Host(name)
+	if !ok || o.Role != config.RoleOffsite || o.Unlock == nil {
+		return nil, nil, fmt.Errorf("%q is not an offsite host with an unlock server in %s", name, cfg.File)
+	}
+	server, ok = cfg.Host(o.Unlock.Server)
+	if !ok {
+		return nil, nil, fmt.Errorf("unlock server %q of %s is not in the config", o.Unlock.Server, name)
+	}
+	all, err := sshSteps(cfg, server)
+	if err != nil {
+		return nil, nil, err
+	}
+	marker := fmt.Sprintf("# %s\nunlock of %s revoked %s; delete this file to allow it again\n", Managed(), name, when.UTC().Format(time.RFC3339))
+	mark := []plan.Step{
+		&steps.Dir{Path: jobs.RevokedDir, Mode: 0o755, Owner: host.Root},
+		&steps.Secret{Path: RevokedMarker(name), Mode: 0o644, Owner: host.Root, What: "revocation marker",
+			Generate: func() ([]byte, error) { return []byte(marker), nil }},
+	}
+	var drop []plan.Step
+	for _, st := range all {
+		if b, ok := st.(*steps.Block); ok && b.Path == AuthorizedKeys {
+			drop = append(drop, b)
+		}
+	}
+	return [][]plan.Step{mark, drop}, server, nil
 }
 
 // ServeKeyLine lets an offsite host's unlock key run the serve-key command

@@ -42,6 +42,7 @@ restore.` + exitStatusHelp,
 		newConfigCommand(g),
 		newVersionCommand(g),
 		newJobCommand(g),
+		newRevokeCommand(g),
 		newManCommand(),
 	)
 	return root
