@@ -65,6 +65,8 @@ func Steps(cfg *config.Config, name string, o Options) ([]plan.Step, error) {
 		return server(cfg, h, o)
 	case config.RoleOffsite:
 		return offsite(cfg, h, o)
+	case config.RoleArchive:
+		return archive(cfg, h, o)
 	default:
 		return nil, fmt.Errorf("host %s: role %q cannot be provisioned by this version of borgkit yet", h.Name, h.Role)
 	}
@@ -95,6 +97,8 @@ func base(h *config.Host, o Options) ([]plan.Step, error) {
 	s = append(s, managedFile("/etc/logrotate.d/borgkit", lr, 0o644))
 	return s, nil
 }
+
+func fsMode(m uint64) fs.FileMode { return fs.FileMode(m) & fs.ModePerm }
 
 func managedFile(p string, content []byte, mode fs.FileMode) *steps.File {
 	return &steps.File{Path: p, Content: content, Mode: mode, Owner: host.Root, Marker: Marker}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -75,6 +76,7 @@ func TestGolden(t *testing.T) {
 		"john-ai":         {example(t), "john-ai"},
 		"john-ai-systemd": {example(t, "scheduler: cron", "scheduler: systemd"), "john-ai"},
 		"pi":              {example(t), "pi"},
+		"archive":         {example(t), "archive"},
 	}
 	for variant, v := range variants {
 		files := rendered(t, v.cfg, v.host)
@@ -101,35 +103,91 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// provisionTree provisions the host into a fresh --root tree.
+// options are what every test provisions with: the example as the
+// installed config and this test binary as the installed borgkit.
+func options(t testing.TB) roles.Options {
+	selfOnce.Do(func() {
+		self, _ := os.Executable()
+		selfBin, selfErr = os.ReadFile(self)
+	})
+	if selfErr != nil {
+		t.Fatal(selfErr)
+	}
+	return roles.Options{ConfigData: config.Example(), BinaryData: selfBin}
+}
+
+var (
+	selfOnce sync.Once
+	selfBin  []byte
+	selfErr  error
+)
+
+// provisionTree provisions the host into a fresh --root tree, with real borg.
 func provisionTree(t *testing.T, cfg *config.Config, name string) (string, *plan.Report) {
+	t.Helper()
+	return provisionInto(t, t.TempDir(), cfg, name)
+}
+
+func provisionInto(t testing.TB, dir string, cfg *config.Config, name string) (string, *plan.Report) {
 	t.Helper()
 	if _, err := exec.LookPath("borg"); err != nil {
 		t.Skip("borg is not installed (make deps installs it): the role runs the real borg init")
 	}
-	dir := t.TempDir()
-	self, _ := os.Executable()
-	bin, err := os.ReadFile(self)
+	ss, err := roles.Steps(cfg, name, options(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ss, err := roles.Steps(cfg, name, roles.Options{ConfigData: config.Example(), BinaryData: bin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := host.NewRooted(name, dir)
-	r, err := plan.Run(context.Background(), h, ss, plan.Options{})
+	r, err := plan.Run(context.Background(), host.NewRooted(name, dir), ss, plan.Options{})
 	if err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	return dir, r
 }
 
+// serverTree is a copy of john-ai provisioned once from the example: five
+// borg inits and key exports are paid once per test binary, not per test.
+func serverTree(t *testing.T) string {
+	t.Helper()
+	templateOnce.Do(func() {
+		templateDir, templateErr = os.MkdirTemp("", "borgkit-server-tree-")
+		if templateErr == nil {
+			cfg, err := config.Parse("example.yaml", config.Example())
+			if err != nil {
+				templateErr = err
+				return
+			}
+			provisionInto(t, templateDir, cfg, "john-ai")
+		}
+	})
+	if templateErr != nil {
+		t.Fatal(templateErr)
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("cp", "-a", templateDir+"/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy server tree: %v %s", err, out)
+	}
+	return dir
+}
+
+var (
+	templateOnce sync.Once
+	templateDir  string
+	templateErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if templateDir != "" {
+		os.RemoveAll(templateDir)
+	}
+	os.Exit(code)
+}
+
 func TestRenderedFilesPassTheirValidators(t *testing.T) {
 	for _, variant := range []string{"cron", "systemd"} {
 		t.Run(variant, func(t *testing.T) {
 			cfg := example(t, "scheduler: cron", "scheduler: "+variant)
-			dir, _ := provisionTree(t, cfg, "john-ai")
+			dir, _ := provisionInto(t, serverTree(t), cfg, "john-ai")
 
 			// fstab: the real findmnt on the whole file borgkit wrote.
 			out, _ := exec.Command("findmnt", "--verify", "--verbose", "--tab-file", filepath.Join(dir, "etc/fstab")).CombinedOutput()
@@ -193,11 +251,11 @@ func checkCronJobs(t *testing.T, file string, want int) {
 
 func TestOffsiteFromServerTree(t *testing.T) {
 	cfg := example(t)
-	serverDir, _ := provisionTree(t, cfg, "john-ai")
+	serverDir := serverTree(t)
 	dir := t.TempDir()
-	self, _ := os.Executable()
-	bin, _ := os.ReadFile(self)
-	ss, err := roles.Steps(cfg, "pi", roles.Options{ConfigData: config.Example(), BinaryData: bin, Local: host.NewRooted("john-ai", serverDir)})
+	o := options(t)
+	o.Local = host.NewRooted("john-ai", serverDir)
+	ss, err := roles.Steps(cfg, "pi", o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,4 +324,21 @@ func verifyUnits(t *testing.T, dir, glob string, want int) {
 	if out, err := exec.Command("systemd-analyze", args...).CombinedOutput(); err != nil || len(out) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
+}
+
+func TestArchiveTree(t *testing.T) {
+	dir, r := provisionTree(t, example(t), "archive")
+	if r.Skip != 3 {
+		t.Errorf("want packages and two ZFS datasets skipped under --root, got %d skips", r.Skip)
+	}
+	for _, d := range []string{"tank/Secure/Borg", "tank/Secure/backup"} {
+		fi, err := os.Stat(filepath.Join(dir, d))
+		if err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v", d, err, fi)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tank/Secure/Borg/backup-repo/config")); err != nil {
+		t.Errorf("borg repo: %v", err)
+	}
+	verifyUnits(t, dir, "etc/systemd/system/borgkit-*", 18)
 }

@@ -31,21 +31,7 @@ func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) 
 	}
 	s = append(s, mounts...)
 
-	for i := range h.Repos {
-		r := &h.Repos[i]
-		pass := ""
-		if r.EncryptionMode() != config.EncNone {
-			pass = r.PassphrasePath()
-			s = append(s, &steps.Secret{Path: pass, Mode: 0o600, Owner: host.Root,
-				What: "borg passphrase of repo " + r.Name, Generate: steps.Passphrase})
-		}
-		s = append(s, &steps.BorgRepo{Name: r.Name, Path: r.Path, Encryption: r.EncryptionMode(), PassFile: pass,
-			Mountpoint: diskOf(h, r.Path)})
-		if pass != "" {
-			s = append(s, &steps.BorgKeyExport{Repo: r.Name, RepoPath: r.Path, PassFile: pass,
-				Dest: path.Join(KeysDir, r.Name+".borg-key")})
-		}
-	}
+	s = append(s, repoSteps(h)...)
 
 	keys, err := sshSteps(cfg, h)
 	if err != nil {
@@ -67,6 +53,26 @@ func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) 
 		return nil, err
 	}
 	return append(s, sched...), nil
+}
+
+// repoSteps are each borg repo with its passphrase and key export.
+func repoSteps(h *config.Host) []plan.Step {
+	var s []plan.Step
+	for i := range h.Repos {
+		r := &h.Repos[i]
+		pass := r.PassphrasePath()
+		if pass != "" {
+			s = append(s, &steps.Secret{Path: pass, Mode: 0o600, Owner: host.Root,
+				What: "borg passphrase of repo " + r.Name, Generate: steps.Passphrase})
+		}
+		s = append(s, &steps.BorgRepo{Name: r.Name, Path: r.Path, Encryption: r.EncryptionMode(), PassFile: pass,
+			Mountpoint: diskOf(h, r.Path)})
+		if pass != "" {
+			s = append(s, &steps.BorgKeyExport{Repo: r.Name, RepoPath: r.Path, PassFile: pass,
+				Dest: path.Join(KeysDir, r.Name+".borg-key")})
+		}
+	}
+	return s
 }
 
 func serverPackages(cfg *config.Config, h *config.Host) []string {

@@ -21,7 +21,7 @@ import (
 
 func runPlan(t *testing.T, cfg *config.Config, dir string, dry bool) (*plan.Report, string, error) {
 	t.Helper()
-	ss, err := roles.Steps(cfg, "john-ai", roles.Options{ConfigData: []byte("# config\n")})
+	ss, err := roles.Steps(cfg, "john-ai", options(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,14 +45,7 @@ func snapshot(t *testing.T, dir string) map[string]string {
 }
 
 func TestServerThirdRunChangesOnlyTheEditedSchedule(t *testing.T) {
-	dir, _ := provisionTree(t, example(t), "john-ai")
-	_ = dir
-	// provisionTree used BinaryData; runPlan does not, so use a fresh tree
-	// for the comparison below.
-	dir = t.TempDir()
-	if _, out, err := runPlan(t, example(t), dir, false); err != nil {
-		t.Fatalf("first: %v\n%s", err, out)
-	}
+	dir := serverTree(t)
 	if r, out, err := runPlan(t, example(t), dir, false); err != nil || r.Pending() != 0 {
 		t.Fatalf("second run not clean: %v\n%s", err, out)
 	}
@@ -216,9 +209,7 @@ func BenchmarkServerNoChangeLocal(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	self, _ := os.Executable()
-	bin, _ := os.ReadFile(self)
-	ss, err := roles.Steps(cfg, "john-ai", roles.Options{ConfigData: config.Example(), BinaryData: bin})
+	ss, err := roles.Steps(cfg, "john-ai", options(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -250,8 +241,8 @@ func (c *counting) Run(ctx context.Context, cmd host.Cmd) (host.Result, error) {
 }
 
 func TestNoChangeRunStartsNoBorg(t *testing.T) {
-	dir, _ := provisionTree(t, example(t), "john-ai")
-	ss, err := roles.Steps(example(t), "john-ai", roles.Options{ConfigData: config.Example()})
+	dir := serverTree(t)
+	ss, err := roles.Steps(example(t), "john-ai", options(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +258,7 @@ func TestNoChangeRunStartsNoBorg(t *testing.T) {
 
 func TestRevokeUnlockSticks(t *testing.T) {
 	cfg := example(t)
-	dir, _ := provisionTree(t, cfg, "john-ai")
+	dir := serverTree(t)
 	h := host.NewRooted("john-ai", dir)
 	ak := func() string { b, _ := os.ReadFile(filepath.Join(dir, roles.AuthorizedKeys)); return string(b) }
 	if !strings.Contains(ak(), "job serve-key pi") {
@@ -286,7 +277,7 @@ func TestRevokeUnlockSticks(t *testing.T) {
 		t.Fatalf("serve-key line still there:\n%s", ak())
 	}
 	// A later provision neither restores the line nor regenerates the key.
-	ss, _ := roles.Steps(cfg, "john-ai", roles.Options{ConfigData: config.Example()})
+	ss, _ := roles.Steps(cfg, "john-ai", options(t))
 	if _, err := plan.Run(context.Background(), h, ss, plan.Options{}); err != nil {
 		t.Fatal(err)
 	}

@@ -174,3 +174,9 @@ func (s *stripSpace) Read(p []byte) (int, error) {
 		}
 	}
 }
+
+// readAllLimited reads r up to MaxMessageSize: a part can only be as big as
+// the message it came in.
+func readAllLimited(r io.Reader) ([]byte, error) {
+	return io.ReadAll(io.LimitReader(r, MaxMessageSize))
+}

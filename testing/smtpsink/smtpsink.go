@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -143,7 +142,16 @@ func (s *Sink) serve() {
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			return // closed by Cleanup; nothing else makes Accept fail here
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return
+			}
+			// Out of file descriptors or the like: try again rather than
+			// leave the test waiting on a sink that stopped listening.
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		s.mu.Lock()
 		if s.closed {
@@ -293,8 +301,8 @@ func (s *session) run(deliver func(Message)) {
 	}
 }
 
-// path parses "FROM:<addr> PARAMS" or "TO:<addr> PARAMS".
-func path(arg, prefix string) (addr string, params []string, ok bool) {
+// parsePath parses "FROM:<addr> PARAMS" or "TO:<addr> PARAMS".
+func parsePath(arg, prefix string) (addr string, params []string, ok bool) {
 	if len(arg) < len(prefix) || !strings.EqualFold(arg[:len(prefix)], prefix) {
 		return "", nil, false
 	}
@@ -316,7 +324,7 @@ func (s *session) mail(arg string) (int, string) {
 	if s.from != nil {
 		return 503, "5.5.1 MAIL already given"
 	}
-	addr, params, ok := path(arg, "FROM:")
+	addr, params, ok := parsePath(arg, "FROM:")
 	if !ok {
 		return 501, "5.5.4 syntax: MAIL FROM:<address>"
 	}
@@ -339,7 +347,7 @@ func (s *session) rcptTo(arg string) (int, string) {
 	if len(s.rcpt) >= MaxRecipients {
 		return 452, "4.5.3 too many recipients"
 	}
-	addr, _, ok := path(arg, "TO:")
+	addr, _, ok := parsePath(arg, "TO:")
 	if !ok || addr == "" {
 		return 501, "5.5.4 syntax: RCPT TO:<address>"
 	}
@@ -386,10 +394,4 @@ func (s *session) data(deliver func(Message)) (int, string) {
 	}
 	deliver(parse(from, rcpt, buf.Bytes()))
 	return 250, "2.0.0 OK queued"
-}
-
-// readAllLimited reads r up to MaxMessageSize: a part can only be as big as
-// the message it came in.
-func readAllLimited(r io.Reader) ([]byte, error) {
-	return io.ReadAll(io.LimitReader(r, MaxMessageSize))
 }

@@ -122,7 +122,10 @@ func checkHeader(name, v string) error {
 // from rnd, so tests can pin the bytes.
 func (m *Mailer) compose(msg Message, now time.Time, rnd io.Reader) ([]byte, error) {
 	subject := m.Subject(msg)
-	for _, f := range [][2]string{{"subject", subject}, {"from", m.From}, {"to", m.To}, {"host", m.Host}} {
+	for _, f := range [][2]string{
+		{"subject prefix", m.SubjectPrefix}, {"subject", msg.Subject}, {"subject host", msg.Host},
+		{"host", m.Host}, {"from", m.From}, {"to", m.To},
+	} {
 		if err := checkHeader(f[0], f[1]); err != nil {
 			return nil, err
 		}
@@ -146,7 +149,7 @@ func (m *Mailer) compose(msg Message, now time.Time, rnd io.Reader) ([]byte, err
 	}
 	var toList []string
 	for _, a := range to {
-		toList = append(toList, a.String())
+		toList = append(toList, formatAddress(a))
 	}
 	id, err := randomHex(rnd, 12)
 	if err != nil {
@@ -159,7 +162,7 @@ func (m *Mailer) compose(msg Message, now time.Time, rnd io.Reader) ([]byte, err
 
 	var b bytes.Buffer
 	header := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
-	header("From", from.String())
+	header("From", formatAddress(from))
 	header("To", strings.Join(toList, ", "))
 	header("Subject", encodeHeader(subject))
 	header("Date", now.Format(time.RFC1123Z))
@@ -205,6 +208,36 @@ func (m *Mailer) compose(msg Message, now time.Time, rnd io.Reader) ([]byte, err
 	b.WriteString("\r\n")
 	b.Write(parts.Bytes())
 	return b.Bytes(), nil
+}
+
+// formatAddress writes "john-ai <me@example.com>" as the seed's mails show
+// it; mail.Address.String would quote every name ("\"john-ai\" <...>").
+// Names that are not plain words keep its quoting or RFC 2047 encoding.
+func formatAddress(a *mail.Address) string {
+	addr := strings.TrimSuffix(strings.TrimPrefix((&mail.Address{Address: a.Address}).String(), "<"), ">")
+	switch {
+	case a.Name == "":
+		return addr
+	case isPhrase(a.Name):
+		return a.Name + " <" + addr + ">"
+	}
+	return a.String()
+}
+
+// isPhrase reports whether s is atoms separated by single spaces (RFC 5322
+// 3.2.3), which a header may carry unquoted.
+func isPhrase(s string) bool {
+	for w := range strings.SplitSeq(s, " ") {
+		if w == "" {
+			return false
+		}
+		for _, c := range w {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", c)) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func randomHex(r io.Reader, n int) (string, error) {

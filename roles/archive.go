@@ -1,0 +1,98 @@
+package roles
+
+import (
+	"encoding/hex"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/steps"
+)
+
+// archive is the second seed's ZFS backup server: datasets with their
+// properties, root-only, an encrypted borg repo on one of them archived
+// from a snapshot, scrubs and SMART tests, and a syncoid pull.
+func archive(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) {
+	s, err := base(h, o)
+	if err != nil {
+		return nil, err
+	}
+	s = append([]plan.Step{&steps.Packages{Names: archivePackages(cfg, h)}}, s...)
+	s = append(s, &steps.Dir{Path: KeysDir, Mode: 0o700, Owner: host.Root})
+	for i := range h.Datasets {
+		d := &h.Datasets[i]
+		if key, gen := zfsKey(d); key != "" {
+			s = append(s, &steps.Secret{Path: key, Mode: 0o400, Owner: host.Root,
+				What: "ZFS encryption key of " + d.Name, Generate: gen})
+		}
+		s = append(s, &steps.ZFSDataset{Name: d.Name, Properties: d.Properties})
+		mode, err := strconv.ParseUint(d.ModeOrDefault(), 8, 32)
+		if err != nil {
+			return nil, fmt.Errorf("dataset %s mode %q: %w", d.Name, d.ModeOrDefault(), err)
+		}
+		s = append(s, &steps.Dir{Path: datasetMount(d), Mode: fsMode(mode), Owner: host.Root})
+	}
+	s = append(s, repoSteps(h)...)
+	if h.Pull != nil {
+		s = append(s, &steps.Dir{Path: "/root/.ssh", Mode: 0o700, Owner: host.Root},
+			&steps.SSHKey{Path: SSHKey, Comment: "borgkit-pull@" + h.Name})
+	}
+	if a := cfg.HostAlerts(h); a.SMTP != nil {
+		mail, err := msmtpSteps(a)
+		if err != nil {
+			return nil, err
+		}
+		s = append(s, mail...)
+	}
+	sched, err := scheduleSteps(h)
+	if err != nil {
+		return nil, err
+	}
+	return append(s, sched...), nil
+}
+
+func archivePackages(cfg *config.Config, h *config.Host) []string {
+	p := []string{"borgbackup", "zfsutils-linux", "smartmontools", "logrotate"}
+	if h.Pull != nil {
+		p = append(p, "sanoid", "openssh-client")
+	}
+	if h.SchedulerKind() == config.SchedulerCron {
+		p = append(p, "cron")
+	}
+	if a := cfg.HostAlerts(h); len(a.Sendmail) > 0 && path.Base(a.Sendmail[0]) == "msmtp" {
+		p = append(p, "msmtp")
+	}
+	return p
+}
+
+// datasetMount is where a dataset is mounted: its mountpoint property, or
+// ZFS's default below the pool's root.
+func datasetMount(d *config.Dataset) string {
+	if mp := d.Properties["mountpoint"]; strings.HasPrefix(mp, "/") {
+		return mp
+	}
+	return "/" + d.Name
+}
+
+// zfsKey is the keyfile a dataset's keylocation=file:// names, with a
+// generator for its keyformat; "" when ZFS prompts or uses no key.
+func zfsKey(d *config.Dataset) (string, func() ([]byte, error)) {
+	file, ok := strings.CutPrefix(d.Properties["keylocation"], "file://")
+	if !ok {
+		return "", nil
+	}
+	switch d.Properties["keyformat"] {
+	case "raw":
+		return file, steps.Keyfile(32)
+	case "hex":
+		return file, func() ([]byte, error) {
+			b, err := steps.Keyfile(32)()
+			return []byte(hex.EncodeToString(b)), err
+		}
+	}
+	return "", nil
+}

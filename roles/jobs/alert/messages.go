@@ -1,0 +1,343 @@
+package alert
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Subjects, the TEXT of "PREFIX HOST TEXT", as the seed lists them.
+const (
+	SubjectNightlyFailed   = "NIGHTLY BACKUP FAILED"
+	SubjectNightlyAborted  = "NIGHTLY BACKUP ABORTED"
+	SubjectTerminated      = "TERMINATED ABNORMALLY"
+	SubjectSyncFailed      = "OFFSITE SYNC FAILED"
+	SubjectIntegrityFailed = "INTEGRITY CHECK FAILED"
+	SubjectRestoreFailed   = "RESTORE TEST FAILED"
+	SubjectDiskSpace       = "DISK SPACE WARNING"
+	SubjectOffsiteDisk     = "OFFSITE DISK SPACE WARNING"
+	SubjectStaleness       = "STALENESS ALERT"
+	SubjectHeartbeatStale  = "heartbeat STALE"
+)
+
+// SectionStatus is how one step of a job ended.
+type SectionStatus string
+
+const (
+	StatusOK      SectionStatus = "OK"
+	StatusFailed  SectionStatus = "FAILED"
+	StatusWarning SectionStatus = "WARNING"
+	// StatusSkipped is a step not run because an earlier one failed (no
+	// prune after a failed create).
+	StatusSkipped SectionStatus = "SKIPPED"
+)
+
+// Section is one step of a job: a repo's create, a VM dump, prune + compact.
+type Section struct {
+	Name     string // "System backup", "VM backup: 102 openclaw"
+	Status   SectionStatus
+	Duration time.Duration // shown for a step that ended well
+	ExitCode int           // shown for a step that did not
+	// Output is the tail of the step's output, shown when non-empty.
+	Output string
+}
+
+// statusLine is "OK (10m 32s)", "FAILED (exit code 1)", "OK".
+func (s Section) statusLine() string {
+	switch {
+	case s.Status != StatusOK && s.ExitCode != 0:
+		return fmt.Sprintf("%s (exit code %d)", s.Status, s.ExitCode)
+	case s.Duration > 0:
+		return fmt.Sprintf("%s (%s)", s.Status, Elapsed(s.Duration))
+	}
+	return string(s.Status)
+}
+
+func writeSections(b *strings.Builder, secs []Section) {
+	for _, s := range secs {
+		fmt.Fprintf(b, "\n--- %s ---\n", s.Name)
+		fmt.Fprintf(b, "  Status: %s\n", s.statusLine())
+		writeOutput(b, s.Output)
+	}
+}
+
+func writeTitle(b *strings.Builder, title string) {
+	fmt.Fprintf(b, "=== %s ===\n", title)
+}
+
+func writeTimestamp(b *strings.Builder, t time.Time) {
+	if !t.IsZero() {
+		fmt.Fprintf(b, "Timestamp: %s\n", t.Format(TimestampLayout))
+	}
+}
+
+func writeLog(b *strings.Builder, path string) {
+	if path != "" {
+		fmt.Fprintf(b, "\nFull log: %s\n", path)
+	}
+}
+
+// NightlyReport is one nightly run that went wrong.
+type NightlyReport struct {
+	ExitCode int
+	// Finished is the mail's Timestamp (Started when zero).
+	Started, Finished time.Time
+	Sections          []Section
+	LogPath           string
+}
+
+// NightlyFailed is the seed's NIGHTLY BACKUP FAILED mail: one block per step,
+// so the failed VM stands out from the ones that went well.
+func NightlyFailed(r NightlyReport) Message {
+	var b strings.Builder
+	writeTitle(&b, SubjectNightlyFailed)
+	fmt.Fprintf(&b, "Exit code: %d\n", r.ExitCode)
+	at := r.Finished
+	if at.IsZero() {
+		at = r.Started
+	}
+	writeTimestamp(&b, at)
+	writeSections(&b, r.Sections)
+	writeLog(&b, r.LogPath)
+	return Message{Subject: SubjectNightlyFailed, Text: b.String()}
+}
+
+// NightlyAborted is sent when a pre-flight check failed (disk not mounted,
+// source partition missing, borg not installed): nothing was backed up.
+func NightlyAborted(reason string, at time.Time, logPath string) Message {
+	var b strings.Builder
+	writeTitle(&b, SubjectNightlyAborted)
+	writeTimestamp(&b, at)
+	b.WriteString("\nA pre-flight check failed, so the backup did not start:\n")
+	indent(&b, reason)
+	b.WriteString("\nNo archive was created and nothing was pruned.\n")
+	writeLog(&b, logPath)
+	return Message{Subject: SubjectNightlyAborted, Text: b.String()}
+}
+
+// TerminatedAbnormally reports a job that ended without finishing its work:
+// killed by a signal it caught (how: "killed by SIGTERM"), or found later
+// as a record whose process is gone (OOM kill, power loss, SIGKILL).
+func TerminatedAbnormally(job string, pid int, started time.Time, how string) Message {
+	var b strings.Builder
+	writeTitle(&b, SubjectTerminated)
+	fmt.Fprintf(&b, "Job: %s (pid %d)\n", job, pid)
+	if !started.IsZero() {
+		fmt.Fprintf(&b, "Started: %s\n", started.Format(TimestampLayout))
+	}
+	fmt.Fprintf(&b, "Cause: %s\n", how)
+	fmt.Fprintf(&b, "\nThe job stopped before it finished; its work may be incomplete.\n")
+	fmt.Fprintf(&b, "It runs again at its next scheduled time; to run it now:\n  borgkit job %s\n", job)
+	return Message{Subject: SubjectTerminated, Text: b.String()}
+}
+
+// SyncFailure is one repository a sync could not mirror.
+type SyncFailure struct {
+	Repo     string
+	Target   string // "offsite-backup:john-ai/", "/mnt/nas/backups/"
+	ExitCode int
+	Output   string
+}
+
+// SyncReport is one sync run with failures.
+type SyncReport struct {
+	Started  time.Time
+	Failures []SyncFailure
+	LogPath  string
+}
+
+// SyncFailed names each repository and target that failed, so the mail
+// says which copy is out of date.
+func SyncFailed(r SyncReport) Message {
+	var b strings.Builder
+	writeTitle(&b, SubjectSyncFailed)
+	writeTimestamp(&b, r.Started)
+	for _, f := range r.Failures {
+		writeSections(&b, []Section{{
+			Name: fmt.Sprintf("%s -> %s", f.Repo, f.Target), Status: StatusFailed,
+			ExitCode: f.ExitCode, Output: f.Output,
+		}})
+	}
+	b.WriteString("\nThe copies named above are out of date until a sync succeeds.\n")
+	b.WriteString("Check that each target is reachable, mounted and has space, then run:\n  borgkit job sync\n")
+	writeLog(&b, r.LogPath)
+	return Message{Subject: SubjectSyncFailed, Text: b.String()}
+}
+
+// RepoResult is one repository's outcome in a check.
+type RepoResult struct {
+	Repo     string
+	Path     string
+	Status   SectionStatus
+	Duration time.Duration
+	ExitCode int
+	Output   string
+}
+
+// IntegrityReport is one borg check run over the repositories.
+type IntegrityReport struct {
+	// Check is the command as the mail shows it: "borg check
+	// --repository-only" (weekly) or "borg check --verify-data" (monthly).
+	Check   string
+	Started time.Time
+	Repos   []RepoResult
+	LogPath string
+}
+
+// IntegrityFailed lists every repository checked, the good with the bad.
+func IntegrityFailed(r IntegrityReport) Message {
+	var b strings.Builder
+	writeTitle(&b, SubjectIntegrityFailed)
+	if r.Check != "" {
+		fmt.Fprintf(&b, "Check: %s\n", r.Check)
+	}
+	writeTimestamp(&b, r.Started)
+	for _, rr := range r.Repos {
+		name := rr.Repo
+		if rr.Path != "" {
+			name = fmt.Sprintf("%s (%s)", rr.Repo, rr.Path)
+		}
+		writeSections(&b, []Section{{Name: name, Status: rr.Status, Duration: rr.Duration, ExitCode: rr.ExitCode, Output: rr.Output}})
+	}
+	b.WriteString("\nborg found damage in the repositories marked FAILED. The NAS and offsite\n")
+	b.WriteString("mirrors may still hold intact copies until the next sync overwrites them.\n")
+	b.WriteString("borg check --repair can lose data: copy the repository before running it.\n")
+	writeLog(&b, r.LogPath)
+	return Message{Subject: SubjectIntegrityFailed, Text: b.String()}
+}
+
+// RestoreTestReport is a monthly spot-check that failed.
+type RestoreTestReport struct {
+	Repo    string // repository path
+	Archive string // the archive extracted from ("" if none was found)
+	File    string // the file extracted and compared
+	Started time.Time
+	// Problem says what failed: "borg extract failed", "differs from the
+	// live file", "the repository has no archive".
+	Problem  string
+	ExitCode int
+	Output   string
+	LogPath  string
+}
+
+// RestoreTestFailed says the latest archive could not be proven restorable.
+func RestoreTestFailed(r RestoreTestReport) Message {
+	var b strings.Builder
+	writeTitle(&b, SubjectRestoreFailed)
+	writeTimestamp(&b, r.Started)
+	fmt.Fprintf(&b, "Repository: %s\n", r.Repo)
+	if r.Archive != "" {
+		fmt.Fprintf(&b, "Archive: %s\n", r.Archive)
+	}
+	if r.File != "" {
+		fmt.Fprintf(&b, "File: %s\n", r.File)
+	}
+	fmt.Fprintf(&b, "\nProblem: %s\n", r.Problem)
+	if r.ExitCode != 0 {
+		fmt.Fprintf(&b, "Exit code: %d\n", r.ExitCode)
+	}
+	writeOutput(&b, r.Output)
+	b.WriteString("\nThe latest archive is not proven restorable. Run borgkit job verify and\n")
+	b.WriteString("try the extract by hand before relying on this repository.\n")
+	writeLog(&b, r.LogPath)
+	return Message{Subject: SubjectRestoreFailed, Text: b.String()}
+}
+
+func fullLine(mount string, percent int, used, size uint64) string {
+	return fmt.Sprintf("%s is %d%% full (%s of %s used)\n", mount, percent, Size(used), Size(size))
+}
+
+// DiskSpaceWarning is the nightly's non-fatal warning once the backup disk
+// passes its threshold; it is sent after a backup that succeeded.
+func DiskSpaceWarning(mount string, percent int, used, size uint64) Message {
+	var b strings.Builder
+	writeTitle(&b, SubjectDiskSpace)
+	b.WriteString(fullLine(mount, percent, used, size))
+	b.WriteString("Backup completed successfully, but disk space is running low.\n")
+	b.WriteString("Consider pruning older archives or replacing the disk.\n")
+	return Message{Subject: SubjectDiskSpace, Text: b.String()}
+}
+
+// OffsiteDiskWarning is the watchdog's warning about its own disk, sent
+// before a sync from source fails for lack of space.
+func OffsiteDiskWarning(mount string, percent int, used, size uint64, source string) Message {
+	var b strings.Builder
+	writeTitle(&b, SubjectOffsiteDisk)
+	b.WriteString(fullLine(mount, percent, used, size))
+	fmt.Fprintf(&b, "The offsite mirror of %s is running low on space; a sync that needs\n", source)
+	b.WriteString("more room will fail.\n")
+	fmt.Fprintf(&b, "Prune archives on %s (the mirror follows at the next sync) or replace the disk.\n", source)
+	return Message{Subject: SubjectOffsiteDisk, Text: b.String()}
+}
+
+// AgeCheck is one freshness the stale check measures.
+type AgeCheck struct {
+	// Name starts its line: "Nightly backup", "Offsite sync".
+	Name string
+	// Age is the time since the last success; Never says there was none.
+	Age   time.Duration
+	Never bool
+	// Threshold is the age that raises the alert.
+	Threshold time.Duration
+	// Log is where to look when it is stale.
+	Log string
+}
+
+// Stale reports whether the check raises the alert.
+func (a AgeCheck) Stale() bool { return a.Never || a.Age > a.Threshold }
+
+// Staleness is the stale check's mail: every age with its verdict, then a
+// paragraph per stale one. Call it only when some check is Stale.
+func Staleness(checks []AgeCheck) Message {
+	var b strings.Builder
+	writeTitle(&b, "BACKUP STALENESS ALERT")
+	for _, c := range checks {
+		age := Age(c.Age)
+		if c.Never {
+			age = "never"
+		}
+		verdict := "OK"
+		if c.Stale() {
+			verdict = "threshold: " + Limit(c.Threshold)
+		}
+		fmt.Fprintf(&b, "%s age: %s (%s)\n", c.Name, age, verdict)
+	}
+	for _, c := range checks {
+		if !c.Stale() {
+			continue
+		}
+		what := strings.ToLower(c.Name)
+		if c.Never {
+			fmt.Fprintf(&b, "\nThe %s has never completed.\n", what)
+		} else {
+			fmt.Fprintf(&b, "\nThe %s has not completed in over %s.\n", what, limitWords(c.Threshold))
+		}
+		if c.Log != "" {
+			fmt.Fprintf(&b, "Check cron jobs and %s.\n", c.Log)
+		} else {
+			b.WriteString("Check cron jobs.\n")
+		}
+	}
+	return Message{Subject: SubjectStaleness, Text: b.String()}
+}
+
+// HeartbeatStale is the offsite watchdog's dead-man's switch: host (the
+// watched server, named in the subject) has not written its heartbeat file
+// for age. A negative age means the file is missing.
+func HeartbeatStale(host string, age, threshold time.Duration, file string) Message {
+	var b strings.Builder
+	writeTitle(&b, host+" HEARTBEAT STALE")
+	if age < 0 {
+		fmt.Fprintf(&b, "Last heartbeat: none (threshold: %s)\n", Limit(threshold))
+	} else {
+		fmt.Fprintf(&b, "Last heartbeat: %s ago (threshold: %s)\n", Age(age), Limit(threshold))
+	}
+	fmt.Fprintf(&b, "Heartbeat file: %s\n", file)
+	if age < 0 {
+		fmt.Fprintf(&b, "\n%s has not reported a successful backup here: the heartbeat file is missing.\n", host)
+	} else {
+		fmt.Fprintf(&b, "\n%s has not reported a successful backup in over %s.\n", host, limitWords(threshold))
+	}
+	b.WriteString("This could mean: powered off, cron dead, network down, or email broken.\n")
+	return Message{Subject: SubjectHeartbeatStale, Text: b.String(), Host: host}
+}
