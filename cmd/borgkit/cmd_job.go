@@ -1,20 +1,40 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/roles"
 	"github.com/borgkit/borgkit/roles/jobs"
+	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
 // jobOptions are shared by every job.
 type jobOptions struct {
-	Host string
+	Host     string
+	StateDir string
+	LogDir   string
+	Lock     string
+	LockWait time.Duration
+	SSH      string
+}
+
+func (o *jobOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.PersistentFlags()
+	f.StringVar(&o.Host, "host", "", "the config `NAME` of this host (default: /etc/borgkit/host, else the hostname)")
+	f.StringVar(&o.StateDir, "state-dir", state.DefaultDir, "where job records are kept (`DIR`)")
+	f.StringVar(&o.LogDir, "log-dir", roles.LogDir, "where each job appends its log (`DIR`)")
+	f.StringVar(&o.Lock, "lock", state.DefaultLockPath, "the host-wide borg lock `FILE`")
+	f.DurationVar(&o.LockWait, "lock-wait", 4*time.Hour, "how long a job waits for the borg lock")
+	f.StringVar(&o.SSH, "ssh", "", "remote shell for offsite mirrors, as rsync -e takes it (default ssh -o BatchMode=yes)")
 }
 
 func newJobCommand(g *globals) *cobra.Command {
@@ -23,10 +43,30 @@ func newJobCommand(g *globals) *cobra.Command {
 		Use:   "job",
 		Short: "Run one of the jobs provisioning schedules on a host",
 		Long: `Run one of the jobs provisioning schedules on a host (cron or systemd timers
-call them). The host is named by --host, else by /etc/borgkit/host, which
-provisioning writes, else by this machine's hostname.` + exitStatusHelp,
+call them). Each job records its run in the state directory, appends to its
+log, and mails only when something needs attention.` + exitStatusHelp,
 	}
-	cmd.PersistentFlags().StringVar(&o.Host, "host", "", "the config `NAME` of this host")
+	o.AddFlags(cmd)
+	server := func(name, short string, fn func(context.Context, *jobs.Env) error) *cobra.Command {
+		return &cobra.Command{
+			Use: name, Short: short, Args: exactArgs(0),
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return runServerJob(cmd.Context(), g, o, strings.ReplaceAll(name, "-", "_"), fn)
+			},
+		}
+	}
+	cmd.AddCommand(
+		server("nightly", "Back up every repo: preflight, create, prune, compact", jobs.Nightly),
+		server("sync", "Mirror the repos to the NAS and the offsite host, then write the heartbeat", jobs.Sync),
+		server("stale", "Alert when the nightly run or the sync is overdue, or a job died", jobs.Stale),
+		server("check", "borg check --repository-only on every repo", func(ctx context.Context, e *jobs.Env) error {
+			return jobs.Check(ctx, e, false)
+		}),
+		server("verify", "borg check --verify-data on every repo", func(ctx context.Context, e *jobs.Env) error {
+			return jobs.Check(ctx, e, true)
+		}),
+		server("restore-test", "Extract files from the latest archives and compare them with the live ones", jobs.RestoreTest),
+	)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "serve-key HOST",
 		Short: "Write the LUKS key of offsite HOST to stdout (the forced command of its unlock key)",
@@ -40,14 +80,52 @@ provisioning writes, else by this machine's hostname.` + exitStatusHelp,
 			if err != nil {
 				return err
 			}
-			return jobs.ServeKey(cmd.Context(), cfg, self, args[0], jobs.RevokedDir, cmd.OutOrStdout())
+			return jobs.ServeKey(cmd.Context(), cfg, self.Name, args[0], jobs.RevokedDir, cmd.OutOrStdout())
 		},
 	})
 	return cmd
 }
 
+// runServerJob builds a job's environment: config, this host, its record
+// store, its log file.
+func runServerJob(ctx context.Context, g *globals, o *jobOptions, job string, fn func(context.Context, *jobs.Env) error) error {
+	cfg, _, err := g.load(false)
+	if err != nil {
+		return err
+	}
+	self, err := o.self(cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.LogDir, 0o750); err != nil {
+		return fmt.Errorf("log directory: %w", err)
+	}
+	logPath := filepath.Join(o.LogDir, strings.ReplaceAll(job, "_", "-")+".log")
+	lf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	defer lf.Close()
+	var log io.Writer = lf
+	if g.Verbose {
+		log = io.MultiWriter(lf, os.Stderr)
+	}
+	if err := os.MkdirAll(filepath.Dir(o.Lock), 0o755); err != nil {
+		return fmt.Errorf("lock directory: %w", err)
+	}
+	env := &jobs.Env{Cfg: cfg, Host: self, Store: &state.Store{Dir: o.StateDir, Host: self.Name},
+		Log: log, LogPath: logPath, LockPath: o.Lock, LockWait: o.LockWait, SSH: o.SSH}
+	env.Defaults()
+	fmt.Fprintf(lf, "=== %s %s on %s\n", time.Now().Format(time.RFC3339), job, self.Name)
+	err = fn(ctx, env)
+	if jobs.IsStandDown(err) {
+		return nil
+	}
+	return err
+}
+
 // self finds which config host this machine is.
-func (o *jobOptions) self(cfg *config.Config) (string, error) {
+func (o *jobOptions) self(cfg *config.Config) (*config.Host, error) {
 	name := o.Host
 	if name == "" {
 		if b, err := os.ReadFile(roles.HostFile); err == nil {
@@ -58,8 +136,9 @@ func (o *jobOptions) self(cfg *config.Config) (string, error) {
 		hn, _ := os.Hostname()
 		name = strings.SplitN(hn, ".", 2)[0]
 	}
-	if _, ok := cfg.Host(name); !ok {
-		return "", usageError{fmt.Errorf("this machine is %q, which is not a host in %s; pass --host", name, cfg.File)}
+	h, ok := cfg.Host(name)
+	if !ok {
+		return nil, usageError{fmt.Errorf("this machine is %q, which is not a host in %s; pass --host", name, cfg.File)}
 	}
-	return name, nil
+	return h, nil
 }

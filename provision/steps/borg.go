@@ -16,7 +16,9 @@ import (
 // appears in an argv or an environment block. Under --root, BORG_BASE_DIR
 // moves borg's keys, cache and security dirs into the tree too.
 func BorgEnv(h host.Host, passFile string) []string {
-	env := []string{"BORG_DISPLAY_PASSPHRASE=no", "BORG_EXIT_CODES=modern"}
+	// Legacy exit codes (0 ok, 1 warning, 2 error): jobs tell a warning from
+	// a failure by them, and borg 1.4's modern codes would move warnings.
+	env := []string{"BORG_DISPLAY_PASSPHRASE=no", "BORG_EXIT_CODES=legacy"}
 	if passFile != "" {
 		// borg splits the command with shlex, so quote the path for it.
 		env = append(env, "BORG_PASSCOMMAND=cat "+host.QuoteArgv([]string{h.Path(passFile)}))

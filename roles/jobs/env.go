@@ -1,0 +1,211 @@
+package jobs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/tools"
+	"github.com/borgkit/borgkit/roles/jobs/alert"
+	"github.com/borgkit/borgkit/roles/jobs/state"
+)
+
+// Env is what a server job runs with. Everything that touches the machine
+// goes through a field, so a test can point it at temporary directories
+// while still running the real borg, rsync and msmtp.
+type Env struct {
+	Cfg    *config.Config
+	Host   *config.Host
+	Store  *state.Store
+	Mailer *alert.Mailer
+	// Exec runs programs: host.NewLocal in real runs.
+	Exec host.Host
+	// Log receives the job's log; LogPath names it in mails.
+	Log     io.Writer
+	LogPath string
+	Now     func() time.Time
+	// LockPath is the host-wide borg lock; LockWait bounds the wait for it.
+	LockPath string
+	LockWait time.Duration
+	// Mounted reports whether path is a mountpoint and the UUID of what is
+	// mounted there.
+	Mounted func(ctx context.Context, path string) (mounted bool, uuid string, err error)
+	// Usage reports a filesystem's fill.
+	Usage func(path string) (DiskUsage, error)
+	// SSH is the remote shell rsync uses for offsite mirrors, as rsync's -e
+	// takes it (rsync splits it on spaces; no shell is involved).
+	SSH string
+	// VMXMLDir keeps the VM definitions dumped before each VM repo's backup.
+	VMXMLDir string
+}
+
+// Defaults fills what a real run leaves empty.
+func (e *Env) Defaults() {
+	if e.Exec == nil {
+		e.Exec = host.NewLocal(e.Host.Name)
+	}
+	if e.Log == nil {
+		e.Log = io.Discard
+	}
+	if e.Now == nil {
+		e.Now = time.Now
+	}
+	if e.LockPath == "" {
+		e.LockPath = state.DefaultLockPath
+	}
+	if e.Mounted == nil {
+		e.Mounted = e.findmnt
+	}
+	if e.Usage == nil {
+		e.Usage = Statfs
+	}
+	if e.SSH == "" {
+		e.SSH = "ssh -o BatchMode=yes -o ConnectTimeout=30"
+	}
+	if e.VMXMLDir == "" {
+		e.VMXMLDir = "/var/lib/borgkit/vm-xml"
+	}
+	if e.Mailer == nil {
+		e.Mailer = alert.ForHost(e.Cfg, e.Host)
+	}
+}
+
+func (e *Env) logf(format string, args ...any) {
+	fmt.Fprintf(e.Log, "%s %s\n", e.Now().Format("2006-01-02 15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// mail sends msg and only logs a failure: a broken mail path must not turn
+// a good backup into a failed one (the stale check and the Pi's watchdog
+// catch a silent server).
+func (e *Env) mail(ctx context.Context, msg alert.Message) {
+	if err := e.Mailer.Send(ctx, msg); err != nil {
+		e.logf("sending %q failed: %v", e.Mailer.Subject(msg), err)
+		return
+	}
+	e.logf("mailed %q", e.Mailer.Subject(msg))
+}
+
+// findmnt asks util-linux what is mounted exactly at path.
+func (e *Env) findmnt(ctx context.Context, path string) (bool, string, error) {
+	res, err := e.Exec.Run(ctx, tools.Cmd(tools.Findmnt, "--noheadings", "--output", "UUID", "--mountpoint", path))
+	if err != nil {
+		if res.ExitCode == 1 { // nothing mounted there
+			return false, "", nil
+		}
+		return false, "", fmt.Errorf("findmnt %s: %w", path, err)
+	}
+	return true, strings.TrimSpace(string(res.Stdout)), nil
+}
+
+// Statfs reads a filesystem's size and use the way df does.
+func Statfs(path string) (DiskUsage, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return DiskUsage{}, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	bs := uint64(st.Bsize)
+	size, free, avail := st.Blocks*bs, st.Bfree*bs, st.Bavail*bs
+	used := size - free
+	u := DiskUsage{Mount: path, Size: size, Used: used, Avail: avail}
+	// df's Use%: used over what users can have, rounded up.
+	if total := used + avail; total > 0 {
+		u.Percent = int((used*100 + total - 1) / total)
+	}
+	return u, nil
+}
+
+// begin starts a job's record, reporting an abandoned previous run. A run
+// of the same job that is still alive makes this one stand down.
+func (e *Env) begin(ctx context.Context, job string) (*state.Run, context.Context, func(), error) {
+	run, err := e.Store.Begin(job)
+	var busy *state.RunningError
+	if errors.As(err, &busy) {
+		e.logf("%s is already running (pid %d); this run stands down", job, busy.Record.PID)
+		return nil, nil, nil, errStandDown
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if a := run.Abandoned; a != nil {
+		e.mail(ctx, alert.TerminatedAbnormally(a.Job, a.PID, a.Started, "its process is gone without finishing (SIGKILL, OOM, power loss)"))
+	}
+	ctx, stop := run.OnSignal(ctx, func(ctx context.Context, rec state.Record) {
+		e.mail(ctx, alert.TerminatedAbnormally(rec.Job, rec.PID, rec.Started, "stopped by "+rec.Signal))
+	})
+	return run, ctx, stop, nil
+}
+
+// errStandDown ends a job quietly: another run of it is in progress.
+var errStandDown = errors.New("another run is in progress")
+
+// IsStandDown tells the CLI that a job ended because another run of it was
+// in progress, which is not a failure.
+func IsStandDown(err error) bool { return errors.Is(err, errStandDown) }
+
+// borg runs borg for a repo with its passphrase command, logging the
+// command and its output.
+func (e *Env) borg(ctx context.Context, r *config.Repo, args ...string) (host.Result, error) {
+	c := tools.Cmd(tools.Borg, args...)
+	c.Env = borgEnv(e, r)
+	return e.run(ctx, c)
+}
+
+// run runs c, logging argv and output (never secrets: they are not in argv).
+func (e *Env) run(ctx context.Context, c host.Cmd) (host.Result, error) {
+	start := e.Now()
+	res, err := e.Exec.Run(ctx, c)
+	e.logf("%s -> exit %d (%s)", c, res.ExitCode, time.Since(start).Round(time.Millisecond))
+	if len(res.Stderr) > 0 {
+		e.Log.Write(indent(res.Stderr))
+	}
+	return res, err
+}
+
+func indent(b []byte) []byte {
+	var out bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		out.WriteString("    ")
+		out.Write(sc.Bytes())
+		out.WriteByte('\n')
+	}
+	return out.Bytes()
+}
+
+// tailText keeps the last n lines of a program's output for a mail.
+func tailText(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// isRepo reads the repo's config, as provisioning does: a directory
+// without one is never backed up into nor mirrored with --delete.
+func isRepo(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "config"))
+	return err == nil && bytes.Contains(b, []byte("[repository]"))
+}
+
+// exitCode is a failed command's status, 1 when it has none.
+func exitCode(res host.Result, err error) int {
+	if res.ExitCode > 0 {
+		return res.ExitCode
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}

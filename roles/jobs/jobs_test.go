@@ -1,0 +1,256 @@
+package jobs_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/borgkit/borgkit/roles/jobs"
+	"github.com/borgkit/borgkit/roles/jobs/state"
+)
+
+func TestNightlySuccessSendsNoMail(t *testing.T) {
+	l := newLab(t, labOptions{})
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	l.mails(0)
+	rec, err := l.env.Store.Load("nightly")
+	if err != nil || rec.Status != state.OK {
+		t.Fatalf("%v %+v", err, rec)
+	}
+	var st jobs.NightlyStats
+	json.Unmarshal(rec.Stats, &st)
+	if len(st.Repos) != 1 || st.Repos[0].Archives != 1 || st.Repos[0].OriginalSize == 0 || !strings.HasPrefix(st.Repos[0].Archive, "nightly-") {
+		t.Fatalf("stats %+v", st)
+	}
+	if st.Disk.UUID != backupUUID || st.Disk.Size == 0 {
+		t.Fatalf("disk %+v", st.Disk)
+	}
+	if n := l.archives("system"); n != 1 {
+		t.Fatalf("%d archives", n)
+	}
+}
+
+func TestNightlyFailedSection(t *testing.T) {
+	l := newLab(t, labOptions{extraRepo: true})
+	if err := jobs.Nightly(ctx(), l.env); err == nil {
+		t.Fatal("nightly succeeded with a broken repo")
+	}
+	m := l.mails(1)
+	wantMail(t, m[0], "[BACKUP] john-ai NIGHTLY BACKUP FAILED", "=== NIGHTLY BACKUP FAILED ===",
+		"--- Backup: system ---\n  Status: OK (", "--- Backup: broken ---\n  Status: FAILED (exit code 1)", "holds no borg repository")
+	if n := l.archives("system"); n != 1 {
+		t.Fatalf("the good repo was not backed up: %d archives", n)
+	}
+}
+
+func TestNightlyAbortsWithoutBackupDiskAndPrunesNothing(t *testing.T) {
+	l := newLab(t, labOptions{})
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	sh(t, "umount", l.mnt)
+	if err := jobs.Nightly(ctx(), l.env); err == nil {
+		t.Fatal("nightly ran without its disk")
+	}
+	m := l.mails(1)
+	wantMail(t, m[0], "[BACKUP] john-ai NIGHTLY BACKUP ABORTED", "is not mounted at "+l.mnt)
+	if entries, _ := os.ReadDir(l.mnt); len(entries) != 0 {
+		t.Fatalf("the job wrote into the empty mountpoint: %v", entries)
+	}
+	mountDisk(t, l.backup, l.mnt)
+	if n := l.archives("system"); n != 1 {
+		t.Fatalf("archive count changed: %d", n)
+	}
+	if rec, _ := l.env.Store.Load("nightly"); rec.Status != state.Aborted {
+		t.Fatalf("record %s", rec.Status)
+	}
+}
+
+func TestNightlyRefusesEmptySourceMountpoint(t *testing.T) {
+	l := newLab(t, labOptions{})
+	sh(t, "umount", l.home)
+	if err := jobs.Nightly(ctx(), l.env); err == nil {
+		t.Fatal("nightly backed up an empty mountpoint")
+	}
+	m := l.mails(1)
+	wantMail(t, m[0], "[BACKUP] john-ai NIGHTLY BACKUP ABORTED", l.home+" is not mounted: refusing to back up an empty mountpoint")
+	if n := l.archives("system"); n != 0 {
+		t.Fatalf("%d archives", n)
+	}
+}
+
+func TestDiskSpaceWarning(t *testing.T) {
+	l := newLab(t, labOptions{})
+	u, _ := jobs.Statfs(l.mnt)
+	// df's Use% is used/(used+avail); leave borg the rest to work in.
+	fill := int64(u.Used+u.Avail)*91/100 - int64(u.Used)
+	sh(t, "fallocate", "-l", itoa(fill), filepath.Join(l.mnt, "filler"))
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	m := l.mails(1)
+	wantMail(t, m[0], "[BACKUP] john-ai DISK SPACE WARNING", "=== DISK SPACE WARNING ===", l.mnt+" is 9")
+}
+
+func TestStalenessAlert(t *testing.T) {
+	l := newLab(t, labOptions{})
+	past := time.Now().Add(-34 * time.Hour)
+	l.env.Store.Now = func() time.Time { return past }
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	l.env.Store.Now = nil
+	if err := jobs.Stale(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	m := l.mails(1)
+	wantMail(t, m[0], "[BACKUP] john-ai STALENESS ALERT", "Nightly backup age: 34h (threshold: 30h)")
+}
+
+func TestCheckFindsCorruptSegment(t *testing.T) {
+	l := newLab(t, labOptions{})
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.Check(ctx(), l.env, false); err != nil {
+		t.Fatalf("check of a good repo: %v", err)
+	}
+	l.mails(0)
+	// Flip bytes in the middle of the largest segment.
+	var seg string
+	var size int64
+	filepath.Walk(filepath.Join(l.mnt, "system/data"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && fi.Size() > size {
+			seg, size = p, fi.Size()
+		}
+		return nil
+	})
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("CORRUPTCORRUPT"), size/2)
+	f.Close()
+	if err := jobs.Check(ctx(), l.env, false); err == nil {
+		t.Fatal("check passed a corrupt segment")
+	}
+	m := l.mails(1)
+	wantMail(t, m[0], "[BACKUP] john-ai INTEGRITY CHECK FAILED", "Check: borg check --repository-only", "Status: FAILED")
+}
+
+func TestRestoreTest(t *testing.T) {
+	l := newLab(t, labOptions{})
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.RestoreTest(ctx(), l.env); err != nil {
+		t.Fatalf("restore test of an intact archive: %v", err)
+	}
+	l.mails(0)
+	os.WriteFile(filepath.Join(l.home, "canary.txt"), []byte("a different song\n"), 0o644)
+	if err := jobs.RestoreTest(ctx(), l.env); err == nil {
+		t.Fatal("restore test passed a mismatch")
+	}
+	m := l.mails(1)
+	wantMail(t, m[0], "[BACKUP] john-ai RESTORE TEST FAILED", "canary.txt", "differs from the live file")
+}
+
+func TestSyncRefusesUnmountedSource(t *testing.T) {
+	l := newLab(t, labOptions{})
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.Sync(ctx(), l.env); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	l.mails(0)
+	mirrored := filepath.Join(l.nas, "backups/system/config")
+	if _, err := os.Stat(mirrored); err != nil {
+		t.Fatalf("NAS mirror missing: %v", err)
+	}
+	before := sh(t, "find", l.nas, "-printf", "%p %s %T@\n")
+	sh(t, "umount", l.mnt)
+	if err := jobs.Sync(ctx(), l.env); err == nil {
+		t.Fatal("sync ran from an unmounted source")
+	}
+	m := l.mails(1)
+	wantMail(t, m[0], "[BACKUP] john-ai OFFSITE SYNC FAILED", "refused", "is not mounted")
+	if after := sh(t, "find", l.nas, "-printf", "%p %s %T@\n"); after != before {
+		t.Fatalf("the mirror changed:\nbefore\n%s\nafter\n%s", before, after)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestKilledNightlyIsReported kills a real `borgkit job nightly` with its
+// borg mid-create (what an OOM kill or a power cut does), then checks that
+// the next run reports it and that the repository is still sound.
+func TestKilledNightlyIsReported(t *testing.T) {
+	l := newLab(t, labOptions{})
+	// Enough data that borg create is still running when we kill it.
+	big := filepath.Join(l.home, "big")
+	sh(t, "dd", "if=/dev/urandom", "of="+big, "bs=1M", "count=24", "status=none")
+	bin := filepath.Join(t.TempDir(), "borgkit")
+	sh(t, "go", "build", "-o", bin, "github.com/borgkit/borgkit/cmd/borgkit")
+	c := exec.Command(bin, "--config", l.cfgPath, "job", "nightly", "--host", "john-ai",
+		"--state-dir", l.env.Store.Dir, "--lock", l.env.LockPath, "--log-dir", l.dir)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var borg int
+	for borg == 0 {
+		if time.Now().After(deadline) {
+			syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+			t.Fatal("borg create never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+		borg = borgRunning(l.mnt)
+	}
+	// Power loss: borgkit and its borg, which runs in its own process group.
+	syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+	syscall.Kill(-borg, syscall.SIGKILL)
+	syscall.Kill(borg, syscall.SIGKILL)
+	c.Wait()
+	rec, _ := l.env.Store.Load("nightly")
+	if rec == nil || rec.Status != state.Running {
+		t.Fatalf("record after the kill: %+v", rec)
+	}
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatalf("nightly after the kill: %v", err)
+	}
+	m := l.mails(1)
+	wantMail(t, m[0], "[BACKUP] john-ai TERMINATED ABNORMALLY", "nightly")
+	// The killed create left no archive; the new run made the only one.
+	if n := l.archives("system"); n != 1 {
+		t.Fatalf("%d archives after the kill and a new run", n)
+	}
+	c2 := exec.Command("borg", "check", filepath.Join(l.mnt, "system"))
+	c2.Env = append(os.Environ(), l.borgEnv()...)
+	if out, err := c2.CombinedOutput(); err != nil {
+		t.Fatalf("borg check after the kill: %v\n%s", err, out)
+	}
+}
+
+// borgRunning finds the pid of a borg create writing under mnt.
+func borgRunning(mnt string) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		s := string(b)
+		if strings.Contains(s, "create") && strings.Contains(s, mnt) && strings.Contains(s, "borg") && !strings.Contains(s, "job") {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			return pid
+		}
+	}
+	return 0
+}

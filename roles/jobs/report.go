@@ -1,0 +1,102 @@
+package jobs
+
+import "time"
+
+// What each job records in its state file's stats, for `borgkit status`
+// and the weekly summary: they read these and never run borg themselves.
+
+// DiskUsage is a mounted filesystem's fill.
+type DiskUsage struct {
+	Mount   string `json:"mount"`
+	UUID    string `json:"uuid,omitempty"`
+	Mounted bool   `json:"mounted"`
+	Size    uint64 `json:"size_bytes"`
+	Used    uint64 `json:"used_bytes"`
+	Avail   uint64 `json:"avail_bytes"`
+	Percent int    `json:"percent"`
+}
+
+// RepoStats is one repo after a nightly run.
+type RepoStats struct {
+	Name   string `json:"name"`
+	Path   string `json:"path"`
+	Status string `json:"status"` // ok | failed | skipped
+	// Archive is the archive this run created; LastBackup its time.
+	Archive    string    `json:"archive,omitempty"`
+	LastBackup time.Time `json:"last_backup,omitzero"`
+	// Archives is how many archives the repo keeps after pruning.
+	Archives int `json:"archives"`
+	// Sizes of all archives (borg's cache stats): original, compressed,
+	// and deduplicated (what the repo really holds).
+	OriginalSize     uint64        `json:"original_bytes"`
+	CompressedSize   uint64        `json:"compressed_bytes"`
+	DeduplicatedSize uint64        `json:"deduplicated_bytes"`
+	Files            int64         `json:"files,omitempty"`
+	Duration         time.Duration `json:"duration_ns"`
+	VMs              []string      `json:"vms,omitempty"`
+}
+
+// NightlyStats is the nightly job's record.
+type NightlyStats struct {
+	Disk  DiskUsage   `json:"disk"`
+	Repos []RepoStats `json:"repos"`
+}
+
+// MirrorStats is one mirror after a sync.
+type MirrorStats struct {
+	Name   string   `json:"name"`
+	Target string   `json:"target"` // pi:/mnt/backup or /mnt/nas/backups
+	Status string   `json:"status"` // ok | failed | refused
+	Repos  []string `json:"repos"`
+	// Failed names the repos whose transfer failed.
+	Failed []string `json:"failed,omitempty"`
+	// SentBytes is what rsync reported sending.
+	SentBytes uint64 `json:"sent_bytes"`
+	// Heartbeat is when the heartbeat was written to an offsite target.
+	Heartbeat time.Time `json:"heartbeat,omitzero"`
+}
+
+// SyncStats is the sync job's record.
+type SyncStats struct {
+	Mirrors []MirrorStats `json:"mirrors"`
+}
+
+// CheckStats is the check and verify jobs' record.
+type CheckStats struct {
+	Repos []RepoCheck `json:"repos"`
+}
+
+// RepoCheck is one repo's integrity result.
+type RepoCheck struct {
+	Name     string        `json:"name"`
+	Status   string        `json:"status"` // ok | failed
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// RestoreStats is the restore test's record.
+type RestoreStats struct {
+	Files []RestoredFile `json:"files"`
+}
+
+// RestoredFile is one file extracted and compared.
+type RestoredFile struct {
+	Repo    string `json:"repo"`
+	Archive string `json:"archive"`
+	Path    string `json:"path"`
+	Status  string `json:"status"` // match | mismatch | error
+	SHA256  string `json:"sha256,omitempty"`
+	Bytes   int64  `json:"bytes"`
+}
+
+// WatchdogStats is the offsite watchdog's record.
+type WatchdogStats struct {
+	Heartbeats []Heartbeat `json:"heartbeats"`
+	Disk       DiskUsage   `json:"disk"`
+}
+
+// Heartbeat is the last success a server reported to this host.
+type Heartbeat struct {
+	Host string    `json:"host"`
+	File string    `json:"file"`
+	At   time.Time `json:"at,omitzero"`
+}

@@ -1,0 +1,155 @@
+package jobs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strings"
+
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/roles/jobs/alert"
+	"github.com/borgkit/borgkit/roles/jobs/state"
+)
+
+// samplesPerRepo is how many unchanged files the restore test extracts
+// from a repo without a canary.
+const samplesPerRepo = 3
+
+// maxSample bounds a sampled file: it is extracted into memory to hash, and
+// a VM image would make the monthly test as long as a restore.
+const maxSample = 64 << 20
+
+// RestoreTest proves the latest archive of each repo is extractable and
+// intact: the repo's canary file, or a few random files that have not
+// changed since the archive was made, are extracted and compared with the
+// live files by SHA-256.
+func RestoreTest(ctx context.Context, e *Env) error {
+	run, ctx, stop, err := e.begin(ctx, "restore_test")
+	if err != nil {
+		return err
+	}
+	defer stop()
+	lock, err := state.LockContext(ctx, e.LockPath, e.LockWait)
+	if err != nil {
+		return run.Finish(state.Failed, 1, "cannot take the borg lock: "+err.Error(), nil, nil)
+	}
+	defer lock.Unlock()
+	var stats RestoreStats
+	var failures []alert.RestoreTestReport
+	for i := range e.Host.Repos {
+		r := &e.Host.Repos[i]
+		files, fails := e.restoreRepo(ctx, r)
+		stats.Files = append(stats.Files, files...)
+		failures = append(failures, fails...)
+	}
+	if len(failures) == 0 {
+		return run.Finish(state.OK, 0, fmt.Sprintf("%d files restored and matched", len(stats.Files)), stats, nil)
+	}
+	for _, f := range failures {
+		e.mail(ctx, alert.RestoreTestFailed(f))
+	}
+	if err := run.Finish(state.Failed, 1, fmt.Sprintf("%d restore checks failed", len(failures)), stats, nil); err != nil {
+		return err
+	}
+	return fmt.Errorf("restore test: %d failed", len(failures))
+}
+
+func (e *Env) restoreRepo(ctx context.Context, r *config.Repo) ([]RestoredFile, []alert.RestoreTestReport) {
+	report := func(archive, file, problem string, code int, out string) alert.RestoreTestReport {
+		return alert.RestoreTestReport{Repo: r.Path, Archive: archive, File: file, Started: e.Now(), Problem: problem,
+			ExitCode: code, Output: out, LogPath: e.LogPath}
+	}
+	res, err := e.borg(ctx, r, "list", "--last", "1", "--short", "--glob-archives", ArchivePrefix+"*", r.Path)
+	archive := strings.TrimSpace(string(res.Stdout))
+	if err != nil || archive == "" {
+		return nil, []alert.RestoreTestReport{report("", "", "the repository has no archive to restore from", exitCode(res, err), tailText(res.Stderr, 8))}
+	}
+	var paths []string
+	if r.Canary != "" {
+		paths = []string{r.Canary}
+	} else {
+		paths, err = e.unchangedSample(ctx, r, archive)
+		if err != nil {
+			return nil, []alert.RestoreTestReport{report(archive, "", "listing the archive failed", 1, err.Error())}
+		}
+	}
+	var files []RestoredFile
+	var fails []alert.RestoreTestReport
+	for _, p := range paths {
+		f := RestoredFile{Repo: r.Name, Archive: archive, Path: p, Status: "match"}
+		// borg stores paths without the leading slash.
+		res, err := e.borg(ctx, r, "extract", "--stdout", r.Path+"::"+archive, strings.TrimPrefix(p, "/"))
+		got := sha256.Sum256(res.Stdout)
+		f.SHA256, f.Bytes = hex.EncodeToString(got[:]), int64(len(res.Stdout))
+		switch {
+		case err != nil:
+			f.Status = "error"
+			fails = append(fails, report(archive, p, "borg extract failed", exitCode(res, err), tailText(res.Stderr, 8)))
+		default:
+			live, lerr := fileSHA256(p)
+			if lerr != nil || live != f.SHA256 {
+				f.Status = "mismatch"
+				why := fmt.Sprintf("the extracted file (sha256 %s, %d bytes) differs from the live file", f.SHA256[:16], f.Bytes)
+				if lerr != nil {
+					why = "the live file cannot be read to compare: " + lerr.Error()
+				}
+				fails = append(fails, report(archive, p, why, 0, ""))
+			}
+		}
+		files = append(files, f)
+	}
+	return files, fails
+}
+
+// unchangedSample picks regular files whose live copy still has the size
+// and mtime the archive recorded, so a difference means damage, not an
+// edit made since.
+func (e *Env) unchangedSample(ctx context.Context, r *config.Repo, archive string) ([]string, error) {
+	res, err := e.borg(ctx, r, "list", "--format", "{type} {size} {isomtime} {path}{NL}", r.Path+"::"+archive)
+	if err != nil {
+		return nil, fmt.Errorf("borg list: %s", tailText(res.Stderr, 4))
+	}
+	var candidates []string
+	sc := bufio.NewScanner(bytes.NewReader(res.Stdout))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), " ", 4)
+		if len(f) != 4 || f[0] != "-" {
+			continue
+		}
+		p := "/" + f[3]
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() > maxSample || fmt.Sprint(fi.Size()) != f[1] ||
+			fi.ModTime().Format("2006-01-02T15:04:05.000000") != f[2] {
+			continue
+		}
+		candidates = append(candidates, p)
+	}
+	rand.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
+	if len(candidates) > samplesPerRepo {
+		candidates = candidates[:samplesPerRepo]
+	}
+	if len(candidates) == 0 {
+		return nil, fmt.Errorf("no file in %s is unchanged since the archive; set a canary for repo %s", archive, r.Name)
+	}
+	return candidates, nil
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
