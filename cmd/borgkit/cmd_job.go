@@ -15,6 +15,7 @@ import (
 	"github.com/borgkit/borgkit/roles"
 	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
+	"github.com/borgkit/borgkit/roles/jobs/status"
 )
 
 // jobOptions are shared by every job.
@@ -66,6 +67,7 @@ log, and mails only when something needs attention.` + exitStatusHelp,
 			return jobs.Check(ctx, e, true)
 		}),
 		server("restore-test", "Extract files from the latest archives and compare them with the live ones", jobs.RestoreTest),
+		server("summary", "Mail the weekly summary: the dashboard as text and HTML", status.Summary),
 	)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "serve-key HOST",
@@ -86,14 +88,26 @@ log, and mails only when something needs attention.` + exitStatusHelp,
 	return cmd
 }
 
-// runServerJob builds a job's environment: config, this host, its record
-// store, its log file.
-func runServerJob(ctx context.Context, g *globals, o *jobOptions, job string, fn func(context.Context, *jobs.Env) error) error {
+// env is a job's environment without its log: config, this host, its
+// record store.
+func (o *jobOptions) env(g *globals) (*jobs.Env, error) {
 	cfg, _, err := g.load(false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	self, err := o.self(cfg)
+	if err != nil {
+		return nil, err
+	}
+	e := &jobs.Env{Cfg: cfg, Host: self, Store: &state.Store{Dir: o.StateDir, Host: self.Name},
+		LockPath: o.Lock, LockWait: o.LockWait, SSH: o.SSH}
+	e.Defaults()
+	return e, nil
+}
+
+// runServerJob runs a job with its log file.
+func runServerJob(ctx context.Context, g *globals, o *jobOptions, job string, fn func(context.Context, *jobs.Env) error) error {
+	env, err := o.env(g)
 	if err != nil {
 		return err
 	}
@@ -113,10 +127,8 @@ func runServerJob(ctx context.Context, g *globals, o *jobOptions, job string, fn
 	if err := os.MkdirAll(filepath.Dir(o.Lock), 0o755); err != nil {
 		return fmt.Errorf("lock directory: %w", err)
 	}
-	env := &jobs.Env{Cfg: cfg, Host: self, Store: &state.Store{Dir: o.StateDir, Host: self.Name},
-		Log: log, LogPath: logPath, LockPath: o.Lock, LockWait: o.LockWait, SSH: o.SSH}
-	env.Defaults()
-	fmt.Fprintf(lf, "=== %s %s on %s\n", time.Now().Format(time.RFC3339), job, self.Name)
+	env.Log, env.LogPath = log, logPath
+	fmt.Fprintf(lf, "=== %s %s on %s\n", time.Now().Format(time.RFC3339), job, env.Host.Name)
 	err = fn(ctx, env)
 	if jobs.IsStandDown(err) {
 		return nil

@@ -43,6 +43,7 @@ restore.` + exitStatusHelp,
 		newVersionCommand(g),
 		newJobCommand(g),
 		newRevokeCommand(g),
+		newStatusCommand(g),
 		newManCommand(),
 	)
 	return root

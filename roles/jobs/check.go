@@ -16,7 +16,7 @@ func Check(ctx context.Context, e *Env, verifyData bool) error {
 	if verifyData {
 		job, flag = "verify", "--verify-data"
 	}
-	run, ctx, stop, err := e.begin(ctx, job)
+	run, ctx, stop, err := e.Begin(ctx, job)
 	if err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func Check(ctx context.Context, e *Env, verifyData bool) error {
 	if failed == 0 {
 		return run.Finish(state.OK, 0, fmt.Sprintf("%d repos intact", len(stats.Repos)), stats, nil)
 	}
-	e.mail(ctx, alert.IntegrityFailed(report))
+	e.Mail(ctx, alert.IntegrityFailed(report))
 	if err := run.Finish(state.Failed, 1, fmt.Sprintf("%d of %d repos failed %s", failed, len(stats.Repos), flag), stats, nil); err != nil {
 		return err
 	}

@@ -84,10 +84,10 @@ func (e *Env) logf(format string, args ...any) {
 	fmt.Fprintf(e.Log, "%s %s\n", e.Now().Format("2006-01-02 15:04:05"), fmt.Sprintf(format, args...))
 }
 
-// mail sends msg and only logs a failure: a broken mail path must not turn
+// Mail sends msg and only logs a failure: a broken mail path must not turn
 // a good backup into a failed one (the stale check and the Pi's watchdog
 // catch a silent server).
-func (e *Env) mail(ctx context.Context, msg alert.Message) {
+func (e *Env) Mail(ctx context.Context, msg alert.Message) {
 	if err := e.Mailer.Send(ctx, msg); err != nil {
 		e.logf("sending %q failed: %v", e.Mailer.Subject(msg), err)
 		return
@@ -124,9 +124,9 @@ func Statfs(path string) (DiskUsage, error) {
 	return u, nil
 }
 
-// begin starts a job's record, reporting an abandoned previous run. A run
+// Begin starts a job's record, reporting an abandoned previous run. A run
 // of the same job that is still alive makes this one stand down.
-func (e *Env) begin(ctx context.Context, job string) (*state.Run, context.Context, func(), error) {
+func (e *Env) Begin(ctx context.Context, job string) (*state.Run, context.Context, func(), error) {
 	run, err := e.Store.Begin(job)
 	var busy *state.RunningError
 	if errors.As(err, &busy) {
@@ -137,10 +137,10 @@ func (e *Env) begin(ctx context.Context, job string) (*state.Run, context.Contex
 		return nil, nil, nil, err
 	}
 	if a := run.Abandoned; a != nil {
-		e.mail(ctx, alert.TerminatedAbnormally(a.Job, a.PID, a.Started, "its process is gone without finishing (SIGKILL, OOM, power loss)"))
+		e.Mail(ctx, alert.TerminatedAbnormally(a.Job, a.PID, a.Started, "its process is gone without finishing (SIGKILL, OOM, power loss)"))
 	}
 	ctx, stop := run.OnSignal(ctx, func(ctx context.Context, rec state.Record) {
-		e.mail(ctx, alert.TerminatedAbnormally(rec.Job, rec.PID, rec.Started, "stopped by "+rec.Signal))
+		e.Mail(ctx, alert.TerminatedAbnormally(rec.Job, rec.PID, rec.Started, "stopped by "+rec.Signal))
 	})
 	return run, ctx, stop, nil
 }

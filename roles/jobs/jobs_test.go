@@ -13,6 +13,7 @@ import (
 
 	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
+	"github.com/borgkit/borgkit/roles/jobs/status"
 )
 
 func TestNightlySuccessSendsNoMail(t *testing.T) {
@@ -253,4 +254,37 @@ func borgRunning(mnt string) int {
 		}
 	}
 	return 0
+}
+
+func TestStatusAndSummaryFromARealNight(t *testing.T) {
+	l := newLab(t, labOptions{})
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.Sync(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	d, err := status.Live(l.env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	if err := d.Text(&text, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Archives: 1 | Last backup: 0m", l.mnt + "): MOUNTED", "Status: Synced 0m ago"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("dashboard lacks %q:\n%s", want, text.String())
+		}
+	}
+	if err := status.Summary(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	m := l.mails(1)
+	if !strings.HasPrefix(m[0].Subject, "[BACKUP] john-ai Weekly Summary") {
+		t.Fatalf("subject %q", m[0].Subject)
+	}
+	if p, ok := m[0].Part("text/html"); !ok || !strings.Contains(p.Body, "system") {
+		t.Fatalf("no HTML part naming the repo")
+	}
 }

@@ -33,7 +33,7 @@ func (p *preflightError) Error() string { return p.reason }
 // definitions, a ZFS snapshot where configured, borg create, prune and
 // compact; one mail when anything failed, none when all is well.
 func Nightly(ctx context.Context, e *Env) error {
-	run, ctx, stop, err := e.begin(ctx, "nightly")
+	run, ctx, stop, err := e.Begin(ctx, "nightly")
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func Nightly(ctx context.Context, e *Env) error {
 			u.UUID, u.Mounted = d.UUID, true
 			stats.Disk = u
 			if u.Percent >= e.Host.DiskWarnPercent() {
-				e.mail(ctx, alert.DiskSpaceWarning(d.Mountpoint, u.Percent, u.Used, u.Size))
+				e.Mail(ctx, alert.DiskSpaceWarning(d.Mountpoint, u.Percent, u.Used, u.Size))
 			}
 		}
 	}
@@ -86,7 +86,7 @@ func Nightly(ctx context.Context, e *Env) error {
 			code = 0
 		}
 		msg = "some sections did not end well"
-		e.mail(ctx, alert.NightlyFailed(alert.NightlyReport{ExitCode: 1, Started: started, Finished: e.Now(), Sections: sections, LogPath: e.LogPath}))
+		e.Mail(ctx, alert.NightlyFailed(alert.NightlyReport{ExitCode: 1, Started: started, Finished: e.Now(), Sections: sections, LogPath: e.LogPath}))
 	}
 	if err := run.Finish(worst, code, msg, stats, nil); err != nil {
 		return err
@@ -99,7 +99,7 @@ func Nightly(ctx context.Context, e *Env) error {
 
 func (e *Env) abort(ctx context.Context, run *state.Run, started time.Time, reason string) error {
 	e.logf("ABORTED: %s", reason)
-	e.mail(ctx, alert.NightlyAborted(reason, started, e.LogPath))
+	e.Mail(ctx, alert.NightlyAborted(reason, started, e.LogPath))
 	if err := run.Finish(state.Aborted, 2, reason, nil, nil); err != nil {
 		return err
 	}

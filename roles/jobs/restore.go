@@ -30,7 +30,7 @@ const maxSample = 64 << 20
 // changed since the archive was made, are extracted and compared with the
 // live files by SHA-256.
 func RestoreTest(ctx context.Context, e *Env) error {
-	run, ctx, stop, err := e.begin(ctx, "restore_test")
+	run, ctx, stop, err := e.Begin(ctx, "restore_test")
 	if err != nil {
 		return err
 	}
@@ -52,7 +52,7 @@ func RestoreTest(ctx context.Context, e *Env) error {
 		return run.Finish(state.OK, 0, fmt.Sprintf("%d files restored and matched", len(stats.Files)), stats, nil)
 	}
 	for _, f := range failures {
-		e.mail(ctx, alert.RestoreTestFailed(f))
+		e.Mail(ctx, alert.RestoreTestFailed(f))
 	}
 	if err := run.Finish(state.Failed, 1, fmt.Sprintf("%d restore checks failed", len(failures)), stats, nil); err != nil {
 		return err

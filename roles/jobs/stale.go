@@ -20,7 +20,7 @@ func decodeStats(rec *state.Record, v any) error {
 // Stale catches what no job can report itself: a job that stopped running
 // (cron dead, timer disabled) or a run that died without finishing.
 func Stale(ctx context.Context, e *Env) error {
-	run, ctx, stop, err := e.begin(ctx, "stale")
+	run, ctx, stop, err := e.Begin(ctx, "stale")
 	if err != nil {
 		return err
 	}
@@ -34,7 +34,7 @@ func Stale(ctx context.Context, e *Env) error {
 			continue
 		}
 		if rec, err := e.Store.Reap(a.Job); err == nil && rec != nil {
-			e.mail(ctx, alert.TerminatedAbnormally(rec.Job, rec.PID, rec.Started, "its process is gone without finishing (SIGKILL, OOM, power loss)"))
+			e.Mail(ctx, alert.TerminatedAbnormally(rec.Job, rec.PID, rec.Started, "its process is gone without finishing (SIGKILL, OOM, power loss)"))
 		}
 	}
 	now := e.Now()
@@ -52,7 +52,7 @@ func Stale(ctx context.Context, e *Env) error {
 	status, msg := state.OK, "all fresh"
 	if stale > 0 {
 		status, msg = state.Warning, fmt.Sprintf("%d stale", stale)
-		e.mail(ctx, alert.Staleness(checks))
+		e.Mail(ctx, alert.Staleness(checks))
 	}
 	return run.Finish(status, 0, msg, nil, nil)
 }

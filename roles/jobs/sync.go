@@ -28,7 +28,7 @@ func HeartbeatName(server string) string { return server + "-last-success" }
 // refuses a source it cannot trust, because --delete would carry an empty
 // or damaged source over the good copies.
 func Sync(ctx context.Context, e *Env) error {
-	run, ctx, stop, err := e.begin(ctx, "sync")
+	run, ctx, stop, err := e.Begin(ctx, "sync")
 	if err != nil {
 		return err
 	}
@@ -40,7 +40,7 @@ func Sync(ctx context.Context, e *Env) error {
 		status, code, msg := state.OK, 0, "all mirrors up to date"
 		if len(report.Failures) > 0 {
 			status, code, msg = state.Failed, 1, fmt.Sprintf("%d transfers failed", len(report.Failures))
-			e.mail(ctx, alert.SyncFailed(report))
+			e.Mail(ctx, alert.SyncFailed(report))
 		}
 		if err := run.Finish(status, code, msg, stats, nil); err != nil {
 			return err

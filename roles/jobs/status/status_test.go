@@ -1,0 +1,663 @@
+package status
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/roles/jobs"
+	"github.com/borgkit/borgkit/roles/jobs/state"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// now is the seed's "Generated: 2026-06-12 06:00:15", a Friday.
+var now = time.Date(2026, 6, 12, 6, 0, 15, 0, time.UTC)
+
+func at(s string) time.Time {
+	t, err := time.Parse("2006-01-02 15:04:05", s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+const (
+	kib = 1024.0
+	gib = kib * kib * kib
+	tib = gib * kib
+)
+
+// sz is x units in bytes: a size as df would round it.
+func sz(x, unit float64) uint64 { return uint64(x * unit) }
+
+func exampleConfig(t testing.TB) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("borgkit.yaml", config.Example())
+	if err != nil {
+		t.Fatalf("parse example config: %v", err)
+	}
+	return cfg
+}
+
+func host(t testing.TB, cfg *config.Config, name string) *config.Host {
+	t.Helper()
+	h, ok := cfg.Host(name)
+	if !ok {
+		t.Fatalf("no host %s in the example config", name)
+	}
+	return h
+}
+
+// rec is a finished run of job from start to end with stats.
+func rec(t testing.TB, job string, st state.Status, start, end string, stats any) *state.Record {
+	t.Helper()
+	r := &state.Record{Job: job, Status: st, PID: 4242, Host: "john-ai", Started: at(start)}
+	if end != "" {
+		r.Finished = at(end)
+		r.Duration = r.Finished.Sub(r.Started)
+		if st.Succeeded() {
+			r.LastSuccess = r.Finished
+		}
+	}
+	if st == state.Failed {
+		r.ExitCode = 1
+	}
+	if stats != nil {
+		b, err := json.Marshal(stats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Stats = b
+	}
+	return r
+}
+
+// writeState writes recs as the jobs do, one DIR/JOB.json each, and reads
+// them back through the Store, so the fixtures go the real way.
+func writeState(t testing.TB, recs ...*state.Record) map[string]*state.Record {
+	t.Helper()
+	dir := t.TempDir()
+	for _, r := range recs {
+		b, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, r.Job+".json"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := (&state.Store{Dir: dir}).LoadAll()
+	if err != nil {
+		t.Fatalf("LoadAll: %v", err)
+	}
+	return got
+}
+
+var repoNames = []string{"john-ai", "john-ai-vms", "john-ai-containers", "john-ai-containerd", "john-ai-docker"}
+
+func backupDisk() jobs.DiskUsage {
+	return jobs.DiskUsage{Mount: "/mnt/backup", UUID: "3f9c2d4e-8b1a-4c6f-9e2d-7a5b1c3d9e0f", Mounted: true,
+		Size: sz(3.58, tib), Used: sz(289.3, gib), Avail: sz(3.1, tib), Percent: 8}
+}
+
+func liveDisks() []jobs.DiskUsage {
+	return []jobs.DiskUsage{
+		backupDisk(),
+		{Mount: "/mnt/nas", Mounted: true, Size: sz(999.6, gib), Used: sz(471.2, gib), Avail: sz(528.4, gib), Percent: 48},
+	}
+}
+
+func nightlyStats(failed string) jobs.NightlyStats {
+	archives := []int{11, 9, 9, 8, 8}
+	st := jobs.NightlyStats{Disk: backupDisk()}
+	for i, n := range repoNames {
+		rs := jobs.RepoStats{Name: n, Path: "/mnt/backup/" + n, Status: "ok", Archive: "nightly-2026-06-12T00:00",
+			LastBackup: at("2026-06-12 00:00:05"), Archives: archives[i], Duration: 3 * time.Minute}
+		if n == "john-ai" {
+			rs.OriginalSize, rs.CompressedSize, rs.DeduplicatedSize = 2_880_000_000_000, 1_980_000_000_000, 132_000_000_000
+		}
+		if n == "john-ai-vms" {
+			rs.VMs = []string{"homeassistant", "claudecode", "openclaw"}
+		}
+		if n == failed {
+			rs.Status, rs.Archive, rs.LastBackup = "failed", "", time.Time{}
+		}
+		st.Repos = append(st.Repos, rs)
+	}
+	return st
+}
+
+func syncStats() jobs.SyncStats {
+	return jobs.SyncStats{Mirrors: []jobs.MirrorStats{
+		{Name: "nas", Target: "/mnt/nas/backups", Status: "ok", Repos: repoNames, SentBytes: 2_400_000_000},
+		{Name: "offsite", Target: "pi:/mnt/backup", Status: "ok", Repos: repoNames, SentBytes: 2_400_000_000,
+			Heartbeat: at("2026-06-12 02:04:30")},
+	}}
+}
+
+func checkStats() jobs.CheckStats {
+	var st jobs.CheckStats
+	for _, n := range repoNames {
+		st.Repos = append(st.Repos, jobs.RepoCheck{Name: n, Status: "ok", Duration: 3 * time.Minute})
+	}
+	return st
+}
+
+// drillStats is what the drill writes; its type lives with the drill, so
+// the fixture is a plain map.
+func drillFixture() map[string]any {
+	return map[string]any{"repos": repoNames, "rpo_seconds": 21600, "rto_seconds": 2520, "finished": at("2026-03-01 11:02:00")}
+}
+
+// healthyRecords is the seed's dashboard: everything ran when cron said.
+func healthyRecords(t testing.TB) []*state.Record {
+	return []*state.Record{
+		rec(t, "nightly", state.OK, "2026-06-12 00:00:00", "2026-06-12 00:42:10", nightlyStats("")),
+		rec(t, "sync", state.OK, "2026-06-12 02:00:00", "2026-06-12 02:04:31", syncStats()),
+		rec(t, "stale", state.OK, "2026-06-12 06:00:00", "2026-06-12 06:00:01", nil),
+		rec(t, "check", state.OK, "2026-06-06 09:00:00", "2026-06-06 09:15:40", checkStats()),
+		rec(t, "verify", state.OK, "2026-05-15 03:00:00", "2026-05-15 05:12:00", checkStats()),
+		rec(t, "restore_test", state.OK, "2026-06-01 10:00:00", "2026-06-01 10:08:12", jobs.RestoreStats{Files: []jobs.RestoredFile{
+			{Repo: "john-ai", Archive: "nightly-2026-06-01T00:00", Path: "/etc/hostname", Status: "match", Bytes: 8}}}),
+		rec(t, "summary", state.OK, "2026-06-08 08:00:00", "2026-06-08 08:00:02", nil),
+		rec(t, "drill", state.OK, "2026-03-01 10:20:00", "2026-03-01 11:02:00", drillFixture()),
+	}
+}
+
+type fixture struct {
+	name  string
+	host  string
+	recs  func(t testing.TB) []*state.Record
+	disks []jobs.DiskUsage
+}
+
+// replace swaps records of the same job in base.
+func replace(base []*state.Record, with ...*state.Record) []*state.Record {
+	var out []*state.Record
+	for _, r := range base {
+		keep := true
+		for _, w := range with {
+			if w.Job == r.Job {
+				keep = false
+			}
+		}
+		if keep {
+			out = append(out, r)
+		}
+	}
+	return append(out, with...)
+}
+
+func without(base []*state.Record, job string) []*state.Record {
+	var out []*state.Record
+	for _, r := range base {
+		if r.Job != job {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// deadPID is above any pid_max Linux allows, so no process has it.
+const deadPID = 2147483646
+
+var fixtures = []fixture{
+	{name: "healthy", host: "john-ai", recs: healthyRecords, disks: liveDisks()},
+	{name: "failing", host: "john-ai", disks: liveDisks(), recs: func(t testing.TB) []*state.Record {
+		nightly := rec(t, "nightly", state.Failed, "2026-06-12 00:00:00", "2026-06-12 00:23:15", nightlyStats("john-ai-vms"))
+		nightly.Message = "borg create: Error: /storage/libvirt/images/102-openclaw: file changed\nwhile we backed it up"
+		nightly.LastSuccess = at("2026-06-11 00:41:02")
+		// The sync's cron line died two days ago.
+		sync := rec(t, "sync", state.OK, "2026-06-10 02:00:00", "2026-06-10 02:05:12", syncStats())
+		return without(replace(healthyRecords(t), nightly, sync), "drill")
+	}},
+	{name: "abandoned", host: "john-ai", disks: liveDisks(), recs: func(t testing.TB) []*state.Record {
+		// Begin wrote this; then the process was SIGKILLed.
+		sync := &state.Record{Job: "sync", Status: state.Running, PID: deadPID, Host: "john-ai",
+			Started: at("2026-06-12 02:00:00"), LastSuccess: at("2026-06-11 02:04:40")}
+		return replace(healthyRecords(t), sync)
+	}},
+	{name: "offsite", host: "pi", recs: func(t testing.TB) []*state.Record {
+		disk := jobs.DiskUsage{Mount: "/mnt/backup", UUID: "b6e1f0a2-5c3d-4e8f-a1b2-c3d4e5f60718", Mounted: true,
+			Size: sz(4.1, tib), Used: sz(0.45, tib), Avail: sz(3.4, tib), Percent: 12}
+		return []*state.Record{rec(t, "watchdog", state.OK, "2026-06-12 06:00:00", "2026-06-12 06:00:02", jobs.WatchdogStats{
+			Heartbeats: []jobs.Heartbeat{{Host: "john-ai", File: "/mnt/backup/.heartbeat/john-ai-last-success", At: at("2026-06-12 02:04:30")}},
+			Disk:       disk,
+		})}
+	}},
+}
+
+func build(t testing.TB, f fixture) *Dashboard {
+	t.Helper()
+	cfg := exampleConfig(t)
+	return Build(cfg, host(t, cfg, f.host), writeState(t, f.recs(t)...), f.disks, now)
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (go test -update rewrites it)\n--- got:\n%s\n--- want:\n%s", name, got, want)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	for _, f := range fixtures {
+		t.Run(f.name, func(t *testing.T) {
+			d := build(t, f)
+			var text, js, html bytes.Buffer
+			if err := d.Text(&text, false); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.JSON(&js); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.HTML(&html); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, f.name+".txt", text.Bytes())
+			golden(t, f.name+".json", js.Bytes())
+			golden(t, f.name+".html", html.Bytes())
+
+			var color bytes.Buffer
+			if err := d.Text(&color, true); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, f.name+".color.txt", color.Bytes())
+			if strings.Contains(text.String(), "\x1b") {
+				t.Error("plain text carries ANSI escapes")
+			}
+			if !strings.Contains(color.String(), ansiGreen) {
+				t.Error("coloured text has no green")
+			}
+		})
+	}
+}
+
+// TestLayout holds the text to the seed's frame: 80 columns, every line in
+// a box, boxes closed.
+func TestLayout(t *testing.T) {
+	for _, f := range fixtures {
+		d := build(t, f)
+		var b bytes.Buffer
+		d.Text(&b, false)
+		if !strings.HasSuffix(b.String(), "┘\n") {
+			t.Errorf("%s: text does not end with a box and a newline", f.name)
+		}
+		lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+		if lines[1] != "║"+strings.Repeat(" ", (78-len(d.Title()))/2)+d.Title()+strings.Repeat(" ", 78-len(d.Title())-(78-len(d.Title()))/2)+"║" {
+			t.Errorf("%s: title line %q", f.name, lines[1])
+		}
+		if lines[3] != "Generated: 2026-06-12 06:00:15" {
+			t.Errorf("%s: %q", f.name, lines[3])
+		}
+		open := false
+		for i, l := range lines {
+			n := len([]rune(l))
+			switch {
+			case strings.HasPrefix(l, "╔"), strings.HasPrefix(l, "║"), strings.HasPrefix(l, "╚"),
+				strings.HasPrefix(l, "┌"), strings.HasPrefix(l, "└"):
+				if n != Width {
+					t.Errorf("%s line %d is %d columns, want %d: %q", f.name, i+1, n, Width, l)
+				}
+			case n > maxLine:
+				t.Errorf("%s line %d is %d columns, over %d: %q", f.name, i+1, n, maxLine, l)
+			}
+			switch {
+			case strings.HasPrefix(l, "┌"):
+				if open {
+					t.Errorf("%s line %d opens a box inside a box", f.name, i+1)
+				}
+				open = true
+			case strings.HasPrefix(l, "└"):
+				open = false
+			case strings.HasPrefix(l, "│") && !open:
+				t.Errorf("%s line %d is outside a box: %q", f.name, i+1, l)
+			}
+		}
+		if open || !strings.HasPrefix(lines[len(lines)-1], "└") {
+			t.Errorf("%s: text does not end with a closed box", f.name)
+		}
+	}
+}
+
+func TestJSONRoundTrip(t *testing.T) {
+	for _, f := range fixtures {
+		d := build(t, f)
+		var b bytes.Buffer
+		if err := d.JSON(&b); err != nil {
+			t.Fatal(err)
+		}
+		var back Dashboard
+		if err := json.Unmarshal(b.Bytes(), &back); err != nil {
+			t.Fatalf("%s: %v", f.name, err)
+		}
+		if !reflect.DeepEqual(d, &back) {
+			t.Errorf("%s: round trip differs\n got: %+v\nwant: %+v", f.name, &back, d)
+		}
+	}
+}
+
+func issueTexts(d *Dashboard) []string {
+	var out []string
+	for _, i := range d.Issues {
+		out = append(out, string(i.Level)+" "+i.Text)
+	}
+	return out
+}
+
+func TestIssues(t *testing.T) {
+	want := map[string][]string{
+		"healthy": nil,
+		"failing": {
+			"failed Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
+			"failed Mirror sync is stale: last success 2d ago (threshold: 30h)",
+			"warning No recovery drill recorded: rehearse a restore from the recovery bundle",
+		},
+		"abandoned": {
+			"failed Mirror sync left running by pid 2147483646 since 2026-06-12 02:00: the process is gone (terminated abnormally)",
+		},
+		"offsite": nil,
+	}
+	for _, f := range fixtures {
+		d := build(t, f)
+		if got := issueTexts(d); !reflect.DeepEqual(got, want[f.name]) {
+			t.Errorf("%s issues:\n got %q\nwant %q", f.name, got, want[f.name])
+		}
+		if len(d.Issues) == 0 && d.Summary != Healthy {
+			t.Errorf("%s: summary %q", f.name, d.Summary)
+		}
+	}
+}
+
+// TestSummaryMail checks the subject and that both parts carry the model.
+func TestSummaryMail(t *testing.T) {
+	cases := map[string]string{
+		"healthy":   "Weekly Summary — All healthy",
+		"failing":   "Weekly Summary — 3 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
+		"abandoned": "Weekly Summary — 1 issue: Mirror sync left running by pid 2147483646 since 2026-06-12 02:00: the process is gone (terminated…",
+	}
+	for _, f := range fixtures {
+		want, ok := cases[f.name]
+		if !ok {
+			continue
+		}
+		d := build(t, f)
+		m := SummaryMail(d)
+		if m.Subject != want {
+			t.Errorf("%s subject\n got %q\nwant %q", f.name, m.Subject, want)
+		}
+		var text, html bytes.Buffer
+		d.Text(&text, false)
+		d.HTML(&html)
+		if m.Text != text.String() || m.HTML != html.String() {
+			t.Errorf("%s: mail parts are not the dashboard's renderings", f.name)
+		}
+		if strings.ContainsAny(m.Subject, "\r\n") {
+			t.Errorf("%s: line break in subject", f.name)
+		}
+	}
+}
+
+// parseHTML reads doc with encoding/xml in its HTML mode (no x/net/html
+// here): the tags must balance and entities must be known.
+func parseHTML(doc string) ([]string, error) {
+	dec := xml.NewDecoder(strings.NewReader(doc))
+	dec.Strict = false
+	dec.AutoClose = xml.HTMLAutoClose
+	dec.Entity = xml.HTMLEntity
+	var stack, text []string
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch tk := tok.(type) {
+		case xml.StartElement:
+			stack = append(stack, tk.Name.Local)
+		case xml.EndElement:
+			if len(stack) == 0 || stack[len(stack)-1] != tk.Name.Local {
+				return nil, errors.New("unbalanced </" + tk.Name.Local + ">")
+			}
+			stack = stack[:len(stack)-1]
+		case xml.CharData:
+			text = append(text, string(tk))
+		}
+	}
+	if len(stack) != 0 {
+		return nil, errors.New("unclosed <" + strings.Join(stack, "><") + ">")
+	}
+	return text, nil
+}
+
+func TestHTMLParses(t *testing.T) {
+	for _, f := range fixtures {
+		var b bytes.Buffer
+		if err := build(t, f).HTML(&b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parseHTML(b.String()); err != nil {
+			t.Errorf("%s: %v", f.name, err)
+		}
+		for _, want := range []string{"<!DOCTYPE html>", `<meta charset="utf-8">`, "</html>"} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("%s: no %s", f.name, want)
+			}
+		}
+	}
+}
+
+// TestHTMLEscapes feeds markup through a record's message (borg output
+// lands there) and checks it comes out as text, not markup.
+func TestHTMLEscapes(t *testing.T) {
+	evil := `<script>alert("x")</script> & <b>bold</b>`
+	r := rec(t, "restore_test", state.Failed, "2026-06-01 10:00:00", "2026-06-01 10:01:00", nil)
+	r.Message = evil
+	cfg := exampleConfig(t)
+	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), r)...), liveDisks(), now)
+	var b bytes.Buffer
+	if err := d.HTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "<script>") || strings.Contains(b.String(), "<b>") {
+		t.Fatalf("markup from a record reached the HTML:\n%s", b.String())
+	}
+	text, err := parseHTML(b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(text, ""), evil) {
+		t.Errorf("escaped message does not read back as %q", evil)
+	}
+}
+
+func TestRunningAlive(t *testing.T) {
+	self := state.Self()
+	r := &state.Record{Job: "nightly", Status: state.Running, PID: self.PID, BootID: self.BootID, ProcStart: self.ProcStart,
+		Started: at("2026-06-12 06:00:00"), LastSuccess: at("2026-06-11 00:42:10")}
+	cfg := exampleConfig(t)
+	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), r)...), liveDisks(), now)
+	if len(d.Issues) != 0 {
+		t.Errorf("a nightly at work is not an issue: %q", issueTexts(d))
+	}
+	if c := d.Monitoring[0]; c.Status != "RUNNING" || c.Note != "since 2026-06-12 06:00" {
+		t.Errorf("nightly check %+v", c)
+	}
+	// Its repos fall back to the last success, for every repo.
+	if r := d.Repos[0]; r.Status != "" || !r.LastBackup.Equal(at("2026-06-11 00:42:10")) || r.Level != LevelOK {
+		t.Errorf("repo while running: %+v", r)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	full := liveDisks()
+	full[0].Percent, full[0].Used = 91, sz(3.26, tib)
+	full[1].Mounted = false
+	old := rec(t, "drill", state.OK, "2025-04-01 10:00:00", "2025-04-01 11:00:00", map[string]any{"finished": "not a time", "repos": 3})
+	check := rec(t, "check", state.OK, "2026-05-30 09:00:00", "2026-05-30 09:10:00", checkStats())
+	cfg := exampleConfig(t)
+	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), old, check)...), full, now)
+	want := []string{
+		"warning USB Backup Disk (/mnt/backup) is 91% full (3.3T of 3.6T used, warning at 90%)",
+		"warning NAS (/mnt/nas) is not mounted",
+		"warning Last recovery drill was 2025-04-01, over 13 months ago",
+		"warning Integrity check missed its schedule: last run 2026-05-30 09:00, due 2026-06-06 09:00",
+	}
+	if got := issueTexts(d); !reflect.DeepEqual(got, want) {
+		t.Errorf("issues:\n got %q\nwant %q", got, want)
+	}
+	if d.Summary != "4 issues detected." {
+		t.Errorf("summary %q", d.Summary)
+	}
+}
+
+// TestJobWarning: a run that ended with a warning is listed, except the
+// stale check's, whose point the dashboard raises itself.
+func TestJobWarning(t *testing.T) {
+	restore := rec(t, "restore_test", state.Warning, "2026-06-01 10:00:00", "2026-06-01 10:08:12", nil)
+	restore.Message = "canary /etc/hostname changed since the archive\n(expected after a rename)"
+	stale := rec(t, "stale", state.Warning, "2026-06-12 06:00:00", "2026-06-12 06:00:01", nil)
+	stale.Message = "nightly backup age: 34h"
+	nightly := rec(t, "nightly", state.Warning, "2026-06-12 00:00:00", "2026-06-12 00:42:10", nightlyStats(""))
+	nightly.Message = "some sections did not end well"
+	full := liveDisks()
+	full[0].Percent = 91
+	cfg := exampleConfig(t)
+	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), restore, stale, nightly)...), full, now)
+	want := []string{
+		"warning USB Backup Disk (/mnt/backup) is 91% full (290G of 3.6T used, warning at 90%)",
+		"warning Nightly backup ended with a warning (2026-06-12 00:42): some sections did not end well",
+		"warning Restore test ended with a warning (2026-06-01 10:08): canary /etc/hostname changed since the archive",
+	}
+	if got := issueTexts(d); !reflect.DeepEqual(got, want) {
+		t.Errorf("issues:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestNeverRan(t *testing.T) {
+	cfg := exampleConfig(t)
+	d := Build(cfg, host(t, cfg, "john-ai"), nil, nil, now)
+	want := []string{
+		"failed Nightly backup has never succeeded (threshold: 30h)",
+		"failed Mirror sync has never succeeded (threshold: 30h)",
+		"warning Integrity check has never run",
+		"warning No recovery drill recorded: rehearse a restore from the recovery bundle",
+	}
+	if got := issueTexts(d); !reflect.DeepEqual(got, want) {
+		t.Errorf("issues:\n got %q\nwant %q", got, want)
+	}
+	var b bytes.Buffer
+	if err := d.Text(&b, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"UNKNOWN (not measured)", "Archives: - | Last backup: never", "Status: Never synced (to /mnt/nas/backups)", "homeassistant: never backed up"} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("no %q in\n%s", s, b.String())
+		}
+	}
+}
+
+func TestUnreadableStats(t *testing.T) {
+	r := rec(t, "nightly", state.OK, "2026-06-12 00:00:00", "2026-06-12 00:42:10", nil)
+	r.Stats = json.RawMessage(`{"repos": "not a list"}`)
+	cfg := exampleConfig(t)
+	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), r)...), liveDisks(), now)
+	got := issueTexts(d)
+	if len(got) != 1 || !strings.HasPrefix(got[0], "warning Nightly backup: unreadable stats in its record: ") {
+		t.Errorf("issues %q", got)
+	}
+}
+
+func TestOffsiteStale(t *testing.T) {
+	// The watchdog says Warning for what Build finds itself: listed once.
+	r := rec(t, "watchdog", state.Warning, "2026-06-12 06:00:00", "2026-06-12 06:00:02", jobs.WatchdogStats{
+		Heartbeats: []jobs.Heartbeat{{Host: "john-ai", File: "/mnt/backup/.heartbeat/john-ai-last-success", At: at("2026-06-10 19:00:00")}},
+	})
+	cfg := exampleConfig(t)
+	d := Build(cfg, host(t, cfg, "pi"), writeState(t, r), []jobs.DiskUsage{{Mount: "/mnt/backup", Mounted: true, Size: 100, Used: 96, Avail: 4, Percent: 96}}, now)
+	want := []string{
+		"failed Heartbeat from john-ai is stale: last 35h ago (threshold: 30h)",
+		"warning Backup Disk (/mnt/backup) is 96% full (96 of 100 used, warning at 95%)",
+	}
+	if got := issueTexts(d); !reflect.DeepEqual(got, want) {
+		t.Errorf("issues:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestDecimalSize(t *testing.T) {
+	for n, want := range map[uint64]string{
+		0: "0 B", 999: "999 B", 1000: "1.00 kB", 132_000_000_000: "132 GB", 2_880_000_000_000: "2.88 TB",
+		1_980_000_000_000: "1.98 TB", 45_300_000: "45.3 MB", 999_600_000: "1.00 GB", 9_999_000: "10.0 MB",
+	} {
+		if got := DecimalSize(n); got != want {
+			t.Errorf("DecimalSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestWrap(t *testing.T) {
+	got := wrap("Repos mirrored: ", "john-ai, john-ai-vms, john-ai-containers, john-ai-containerd, john-ai-docker", 60)
+	want := []string{
+		"Repos mirrored: john-ai, john-ai-vms, john-ai-containers,",
+		"                john-ai-containerd, john-ai-docker",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("wrap:\n got %q\nwant %q", got, want)
+	}
+}
+
+// BenchmarkStatus is `borgkit status` end to end but for statfs: read ten
+// records from disk, build, render. The budget is 50 ms.
+func BenchmarkStatus(b *testing.B) {
+	recs := append(healthyRecords(b),
+		rec(b, "scrub", state.OK, "2026-06-07 05:00:00", "2026-06-07 06:00:00", nil),
+		rec(b, "smart_short", state.OK, "2026-06-10 06:00:00", "2026-06-10 06:02:00", nil))
+	dir := b.TempDir()
+	for _, r := range recs {
+		data, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, r.Job+".json"), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cfg := exampleConfig(b)
+	self := host(b, cfg, "john-ai")
+	disks := liveDisks()
+	store := &state.Store{Dir: dir}
+	b.ReportAllocs()
+	for b.Loop() {
+		all, err := store.LoadAll()
+		if err != nil || len(all) != 10 {
+			b.Fatalf("LoadAll: %d records, %v", len(all), err)
+		}
+		if err := Build(cfg, self, all, disks, now).Text(io.Discard, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
