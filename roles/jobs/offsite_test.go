@@ -1,9 +1,9 @@
 package jobs_test
 
 import (
-	"encoding/json"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/pem"
 	"os"
 	"path/filepath"
