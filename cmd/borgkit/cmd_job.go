@@ -69,6 +69,18 @@ log, and mails only when something needs attention.` + exitStatusHelp,
 		server("restore-test", "Extract files from the latest archives and compare them with the live ones", jobs.RestoreTest),
 		server("summary", "Mail the weekly summary: the dashboard as text and HTML", status.Summary),
 	)
+	pi := func(name, short string, fn func(context.Context, *jobs.PiEnv) error) *cobra.Command {
+		return &cobra.Command{
+			Use: name, Short: short, Args: exactArgs(0),
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return runPiJob(cmd.Context(), g, o, name, fn)
+			},
+		}
+	}
+	cmd.AddCommand(
+		pi("watchdog", "On the offsite host: alert when the server's heartbeat is stale or the disk is full or unmounted", jobs.Watchdog),
+		pi("unlock", "On the offsite host: fetch the LUKS key from the server, open and mount the disk (boot timer)", jobs.Unlock),
+	)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "serve-key HOST",
 		Short: "Write the LUKS key of offsite HOST to stdout (the forced command of its unlock key)",
@@ -134,6 +146,31 @@ func runServerJob(ctx context.Context, g *globals, o *jobOptions, job string, fn
 		return nil
 	}
 	return err
+}
+
+// runPiJob runs an offsite host's job with its log file.
+func runPiJob(ctx context.Context, g *globals, o *jobOptions, job string, fn func(context.Context, *jobs.PiEnv) error) error {
+	env, err := o.env(g)
+	if err != nil {
+		return err
+	}
+	if env.Host.Role != config.RoleOffsite {
+		return usageError{fmt.Errorf("job %s runs on an offsite host; %s is a %s", job, env.Host.Name, env.Host.Role)}
+	}
+	if err := os.MkdirAll(o.LogDir, 0o750); err != nil {
+		return fmt.Errorf("log directory: %w", err)
+	}
+	lf, err := os.OpenFile(filepath.Join(o.LogDir, job+".log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	defer lf.Close()
+	var log io.Writer = lf
+	if g.Verbose {
+		log = io.MultiWriter(lf, os.Stderr)
+	}
+	env.Log = log
+	return fn(ctx, &jobs.PiEnv{Env: *env})
 }
 
 // self finds which config host this machine is.

@@ -198,6 +198,9 @@ func ReadHeader(r io.ReaderAt) (*Header, error) {
 		// means an update was interrupted after writing it, and cryptsetup
 		// then trusts the secondary.
 		secondary, serr := readCopy(r, primary.HeaderSize)
+		if errors.Is(serr, errNoMagic) && !errors.Is(serr, ErrTruncated) {
+			serr = fmt.Errorf("%w: no secondary header at %#x (magic missing)", ErrMalformed, primary.HeaderSize)
+		}
 		primary.SecondaryErr = serr
 		if serr == nil && secondary.SeqID > primary.SeqID {
 			secondary.Copy += " (newer seqid than primary)"
@@ -250,8 +253,9 @@ func readCopy(r io.ReaderAt, off uint64) (*Header, error) {
 		if err != nil && err != io.EOF {
 			return nil, fmt.Errorf("reading binary header at %#x: %w", off, err)
 		}
-		// Too short to even hold the magic: indistinguishable from "not LUKS".
-		return nil, errNoMagic
+		// Too short to even hold the magic: for the primary this reads as
+		// "not LUKS", for a secondary as a cut-off file.
+		return nil, fmt.Errorf("%w: file ends before the header copy at %#x (%w)", ErrTruncated, off, errNoMagic)
 	}
 	wantMagic := magicPrimary
 	if off != 0 {

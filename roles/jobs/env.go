@@ -47,12 +47,18 @@ type Env struct {
 	SSH string
 	// VMXMLDir keeps the VM definitions dumped before each VM repo's backup.
 	VMXMLDir string
+
+	lines  []string // this run's log, for the record's tail
+	prefix string   // starts every log line ("unlock: ")
 }
 
 // Defaults fills what a real run leaves empty.
 func (e *Env) Defaults() {
 	if e.Exec == nil {
 		e.Exec = host.NewLocal(e.Host.Name)
+	}
+	if e.Store == nil {
+		e.Store = &state.Store{Host: e.Host.Name}
 	}
 	if e.Log == nil {
 		e.Log = io.Discard
@@ -80,8 +86,11 @@ func (e *Env) Defaults() {
 	}
 }
 
+// logf writes one line to the log and keeps it for the record's tail.
 func (e *Env) logf(format string, args ...any) {
-	fmt.Fprintf(e.Log, "%s %s\n", e.Now().Format("2006-01-02 15:04:05"), fmt.Sprintf(format, args...))
+	msg := e.prefix + fmt.Sprintf(format, args...)
+	e.lines = append(e.lines, msg)
+	fmt.Fprintf(e.Log, "%s %s\n", e.Now().Format("2006-01-02 15:04:05"), msg)
 }
 
 // Mail sends msg and only logs a failure: a broken mail path must not turn
@@ -134,7 +143,10 @@ func (e *Env) Begin(ctx context.Context, job string) (*state.Run, context.Contex
 		return nil, nil, nil, errStandDown
 	}
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, fmt.Errorf("%s: %w", job, err)
+	}
+	if run.PrevErr != nil {
+		e.logf("previous record unreadable, replaced: %v", run.PrevErr)
 	}
 	if a := run.Abandoned; a != nil {
 		e.Mail(ctx, alert.TerminatedAbnormally(a.Job, a.PID, a.Started, "its process is gone without finishing (SIGKILL, OOM, power loss)"))

@@ -1,0 +1,383 @@
+package jobs
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/roles/jobs/alert"
+	"github.com/borgkit/borgkit/roles/jobs/state"
+)
+
+// PiEnv is what the offsite host's jobs (the watchdog and the boot-time
+// unlock) run with. It is kept apart from the server jobs' Env until the two
+// are folded together. Zero fields get the real system's defaults; the
+// seams below them exist so tests can run the real ssh, cryptsetup and
+// msmtp against temporary directories.
+type PiEnv struct {
+	// Env is the part every job shares (config, host, store, mailer, log,
+	// clock, program runner, statfs).
+	Env
+
+	// MountInfo is the kernel's mount table (default /proc/self/mountinfo).
+	// Read directly rather than through findmnt: the unlock must work on a
+	// Pi whose util-linux is older or missing, and a test can hand it a
+	// table naming a temporary directory.
+	MountInfo string
+
+	// KnownHosts pins the unlock server's host key (default UnlockKnownHosts).
+	KnownHosts string
+	// MapperDir is where open LUKS containers appear (default /dev/mapper).
+	MapperDir string
+	// Backoff are the waits between tries of the key fetch within one run
+	// (default 5s, 15s: three tries). The timer starts the next run.
+	Backoff []time.Duration
+	// FetchTimeout bounds one try of the key fetch (default 60s).
+	FetchTimeout time.Duration
+	// TestOpenOnly makes the open step `cryptsetup open --test-passphrase`
+	// and skips the mount: it proves the fetched key opens the disk where
+	// there is no device-mapper (tests). Real runs leave it false.
+	TestOpenOnly bool
+}
+
+// Defaults of the offsite jobs.
+const (
+	DefaultMountInfo    = "/proc/self/mountinfo"
+	DefaultMapperDir    = "/dev/mapper"
+	DefaultFetchTimeout = 60 * time.Second
+)
+
+// piDefaultBackoff is three tries in about 20s plus the tries themselves,
+// well inside the unlock service's 5 minute start timeout.
+var piDefaultBackoff = []time.Duration{5 * time.Second, 15 * time.Second}
+
+// resolved is a copy of env with every default filled in, so a caller's
+// PiEnv is never modified and can be reused.
+func (env *PiEnv) resolved() (*PiEnv, error) {
+	if env == nil || env.Cfg == nil || env.Host == nil {
+		return nil, errors.New("offsite job: no config or host")
+	}
+	e := *env
+	e.lines, e.prefix = nil, ""
+	e.Env.Defaults()
+	if e.MountInfo == "" {
+		e.MountInfo = DefaultMountInfo
+	}
+	if e.KnownHosts == "" {
+		e.KnownHosts = UnlockKnownHosts
+	}
+	if e.MapperDir == "" {
+		e.MapperDir = DefaultMapperDir
+	}
+	if e.Backoff == nil {
+		e.Backoff = piDefaultBackoff
+	}
+	if e.FetchTimeout <= 0 {
+		e.FetchTimeout = DefaultFetchTimeout
+	}
+	return &e, nil
+}
+
+// SubjectDiskNotMounted is the watchdog's mail when the offsite backup disk
+// is not mounted; alert has no message for it because only the offsite host
+// can notice.
+const SubjectDiskNotMounted = "BACKUP DISK NOT MOUNTED"
+
+// OffsiteDiskNotMounted is that mail, in the seed's style. host is the
+// offsite host, d its backup disk, server the unlock server ("" for a disk
+// without LUKS), sources the servers whose mirrors land on it.
+func OffsiteDiskNotMounted(host string, d *config.Disk, server string, sources []string, at time.Time) alert.Message {
+	var b strings.Builder
+	fmt.Fprintf(&b, "=== %s %s ===\n", host, SubjectDiskNotMounted)
+	fmt.Fprintf(&b, "Mountpoint: %s\n", d.Mountpoint)
+	if d.Device != "" {
+		fmt.Fprintf(&b, "Device: %s\n", d.Device)
+	}
+	if !at.IsZero() {
+		fmt.Fprintf(&b, "Timestamp: %s\n", at.Format(alert.TimestampLayout))
+	}
+	who := "the server"
+	if len(sources) > 0 {
+		who = strings.Join(sources, ", ")
+	}
+	fmt.Fprintf(&b, "\n%s is not mounted: the offsite mirror of %s cannot be\n", d.Mountpoint, who)
+	b.WriteString("updated, and its heartbeat cannot be checked.\n")
+	if d.LUKS != nil && server != "" {
+		fmt.Fprintf(&b, "The disk is opened with a key fetched from %s; borgkit-unlock.timer\n", server)
+		b.WriteString("retries every few minutes, so the unlock has been failing: the disk\n")
+		fmt.Fprintf(&b, "unplugged, %s unreachable, or this host's unlock revoked.\n", server)
+		fmt.Fprintf(&b, "Check: journalctl -u borgkit-unlock.service, or run: borgkit job unlock\n")
+	} else {
+		b.WriteString("Check that the disk is plugged in, then mount it.\n")
+	}
+	return alert.Message{Subject: SubjectDiskNotMounted, Text: b.String()}
+}
+
+// Watchdog is the offsite host's dead-man's switch, run hourly: it mails
+// when a server that mirrors here has not left a fresh heartbeat, when the
+// backup disk passes its fill threshold, and when the disk is not mounted
+// at all. It mails on every run while a problem lasts: silence means
+// healthy, so a state change is not what it reports.
+func Watchdog(ctx context.Context, env *PiEnv) error {
+	e, err := env.resolved()
+	if err != nil {
+		return fmt.Errorf("watchdog: %w", err)
+	}
+	run, ctx, stop, err := e.Begin(ctx, config.JobWatchdog)
+	if IsStandDown(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer stop()
+
+	status, code, msg, stats, werr := e.watch(ctx)
+	if ferr := run.Finish(status, code, msg, stats, e.lines); ferr != nil && !errors.Is(ferr, state.ErrFinished) {
+		werr = errors.Join(werr, ferr)
+	}
+	return werr
+}
+
+// watch does the watchdog's work; findings it mailed make a warning, a
+// check it could not make a failure.
+func (e *PiEnv) watch(ctx context.Context) (state.Status, int, string, WatchdogStats, error) {
+	var stats WatchdogStats
+	d := e.Host.BackupDisk()
+	if d == nil {
+		err := fmt.Errorf("watchdog: host %s has no backup disk in %s (mark one backup: true)", e.Host.Name, e.Cfg.File)
+		e.logf("%v", err)
+		return state.Failed, 1, err.Error(), stats, err
+	}
+	stats.Disk = DiskUsage{Mount: d.Mountpoint}
+	sources := e.mirrorSources()
+	server := ""
+	if e.Host.Unlock != nil {
+		server = e.Host.Unlock.Server
+	}
+
+	mnt, err := piFindMount(e.MountInfo, d.Mountpoint)
+	if err != nil {
+		err = fmt.Errorf("watchdog: %w", err)
+		e.logf("%v", err)
+		return state.Failed, 1, err.Error(), stats, err
+	}
+	if mnt == nil {
+		e.logf("%s is not mounted", d.Mountpoint)
+		e.Mail(ctx, OffsiteDiskNotMounted(e.Host.Name, d, server, sources, e.Now()))
+		return state.Warning, 0, d.Mountpoint + " is not mounted", stats, nil
+	}
+	stats.Disk.Mounted = true
+
+	var findings []string
+	// A check that could not be made fails the run, after the others ran:
+	// a statfs error must not silence the heartbeat check.
+	var failed error
+	u, err := e.Usage(d.Mountpoint)
+	if err != nil {
+		failed = fmt.Errorf("watchdog: %w", err)
+		e.logf("%v", failed)
+		findings = append(findings, failed.Error())
+	} else {
+		u.Mount, u.Mounted = d.Mountpoint, true
+		stats.Disk = u
+		limit := e.Host.DiskWarnPercent()
+		e.logf("%s is %d%% full (warn at %d%%)", d.Mountpoint, u.Percent, limit)
+		if u.Percent >= limit {
+			src := strings.Join(sources, ", ")
+			if src == "" {
+				src = "the server"
+			}
+			e.Mail(ctx, alert.OffsiteDiskWarning(d.Mountpoint, u.Percent, u.Used, u.Size, src))
+			findings = append(findings, fmt.Sprintf("%s %d%% full", d.Mountpoint, u.Percent))
+		}
+	}
+
+	threshold := e.Host.Thresholds.HeartbeatMaxAgeOrDefault()
+	now := e.Now()
+	dir := filepath.Join(d.Mountpoint, HeartbeatDir)
+	seen := map[string]bool{}
+	for _, src := range sources {
+		seen[src] = true
+		file := filepath.Join(dir, HeartbeatName(src))
+		at, err := piReadHeartbeat(file)
+		stats.Heartbeats = append(stats.Heartbeats, Heartbeat{Host: src, File: file, At: at})
+		age := now.Sub(at)
+		switch {
+		case err != nil:
+			e.logf("heartbeat of %s: %v", src, err)
+			age = -1 // HeartbeatStale's "missing"
+		case age < 0:
+			// A server clock ahead of ours: fresh, not stale.
+			e.logf("heartbeat of %s is %s in the future (clock skew); counted as fresh", src, (-age).Round(time.Second))
+			continue
+		case age <= threshold:
+			e.logf("heartbeat of %s: %s ago, fresh (threshold %s)", src, alert.Age(age), alert.Limit(threshold))
+			continue
+		default:
+			e.logf("heartbeat of %s: %s ago, STALE (threshold %s)", src, alert.Age(age), alert.Limit(threshold))
+		}
+		e.Mail(ctx, alert.HeartbeatStale(src, age, threshold, file))
+		if age < 0 {
+			findings = append(findings, src+" heartbeat missing")
+		} else {
+			findings = append(findings, fmt.Sprintf("%s heartbeat stale (%s)", src, alert.Age(age)))
+		}
+	}
+	// Heartbeats of servers the config no longer mirrors here are recorded,
+	// not alerted on: a renamed server should not page anyone hourly.
+	others, _ := filepath.Glob(filepath.Join(dir, "*-last-success"))
+	sort.Strings(others)
+	for _, file := range others {
+		name := strings.TrimSuffix(filepath.Base(file), "-last-success")
+		if seen[name] {
+			continue
+		}
+		at, err := piReadHeartbeat(file)
+		if err != nil {
+			continue
+		}
+		e.logf("heartbeat of %s (%s ago) ignored: no server of the config mirrors to %s as %s", name, alert.Age(now.Sub(at)), e.Host.Name, name)
+		stats.Heartbeats = append(stats.Heartbeats, Heartbeat{Host: name, File: file, At: at})
+	}
+	if len(sources) == 0 {
+		e.logf("no server in the config mirrors to %s: no heartbeat to watch", e.Host.Name)
+	}
+
+	if failed != nil {
+		return state.Failed, 1, strings.Join(findings, "; "), stats, failed
+	}
+	if len(findings) > 0 {
+		return state.Warning, 0, strings.Join(findings, "; "), stats, nil
+	}
+	return state.OK, 0, "heartbeats fresh, " + fmt.Sprintf("%s %d%% full", d.Mountpoint, stats.Disk.Percent), stats, nil
+}
+
+// mirrorSources are the servers whose mirrors target this host, in config
+// order: the ones that owe it a heartbeat.
+func (e *PiEnv) mirrorSources() []string {
+	var out []string
+	for i := range e.Cfg.Hosts {
+		h := &e.Cfg.Hosts[i]
+		for _, m := range h.Mirrors {
+			if m.Host == e.Host.Name {
+				out = append(out, h.Name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// piMaxHeartbeat bounds what is read of a heartbeat file: it is one line.
+const piMaxHeartbeat = 4 << 10
+
+// piReadHeartbeat is when a server last reported success: the RFC 3339 time
+// on the file's first line, else the file's mtime (rsync -t keeps the
+// server's), so a heartbeat written by an older or hand-made script counts.
+func piReadHeartbeat(file string) (time.Time, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return time.Time{}, fmt.Errorf("%s is not a regular file", file)
+	}
+	line, _ := bufio.NewReader(io.LimitReader(f, piMaxHeartbeat)).ReadString('\n')
+	if t, err := time.Parse(time.RFC3339, strings.TrimSpace(line)); err == nil {
+		return t, nil
+	}
+	return fi.ModTime(), nil
+}
+
+// piMount is one line of the mount table.
+type piMount struct {
+	Dev    string // major:minor of the mounted filesystem
+	Point  string
+	FSType string
+	Source string
+}
+
+// piFindMount reads the mount table at path (a /proc/PID/mountinfo) and
+// returns what is mounted exactly at mountpoint, nil when nothing is.
+// The last line wins: a later mount hides an earlier one at the same place.
+func piFindMount(path, mountpoint string) (*piMount, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("mount table: %w", err)
+	}
+	defer f.Close()
+	want := filepath.Clean(mountpoint)
+	var found *piMount
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		m, ok := piParseMountinfo(sc.Text())
+		if ok && m.Point == want {
+			found = &m
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("mount table %s: %w", path, err)
+	}
+	return found, nil
+}
+
+// piParseMountinfo parses one line of proc(5)'s mountinfo:
+//
+//	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+//
+// The optional fields before "-" vary in number, so the fields after it are
+// found by the separator, not by position.
+func piParseMountinfo(line string) (piMount, bool) {
+	f := strings.Fields(line)
+	sep := -1
+	for i := 6; i < len(f); i++ {
+		if f[i] == "-" {
+			sep = i
+			break
+		}
+	}
+	if sep < 0 || sep+2 >= len(f) {
+		return piMount{}, false
+	}
+	return piMount{
+		Dev:    f[2],
+		Point:  filepath.Clean(piUnescapeMount(f[4])),
+		FSType: f[sep+1],
+		Source: piUnescapeMount(f[sep+2]),
+	}, true
+}
+
+// piUnescapeMount undoes the kernel's octal escapes (\040 for a space).
+func piUnescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
