@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
 
@@ -31,6 +32,13 @@ func buildInfo() versionInfo {
 	return v
 }
 
+// writeJSON prints v as indented JSON: every --json output goes through it.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 func newVersionCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
@@ -39,7 +47,7 @@ func newVersionCommand(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v := buildInfo()
 			if g.JSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(v)
+				return writeJSON(cmd.OutOrStdout(), v)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "borgkit %s (%s, %s)\n", v.Version, v.GoVersion, v.Platform)
 			return nil

@@ -43,6 +43,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, errPending):
 		return exitPending
+	case errors.As(err, new(keyNotOpened)):
+		return exitFailed
 	case errors.As(err, &ue), errors.As(err, &p), errors.As(err, &ps):
 		return exitUsage
 	default:

@@ -155,3 +155,34 @@ func TestPlanRefusesToFormatADiskWithData(t *testing.T) {
 		t.Fatal("the disk changed")
 	}
 }
+
+func TestCheckKeyExitCodes(t *testing.T) {
+	if _, err := exec.LookPath("cryptsetup"); err != nil {
+		t.Skip("cryptsetup is not installed (make deps installs cryptsetup-bin): the header is made by the real one")
+	}
+	dir := t.TempDir()
+	img, key, other := filepath.Join(dir, "disk.img"), filepath.Join(dir, "key"), filepath.Join(dir, "other")
+	os.WriteFile(key, bytes.Repeat([]byte{7}, 64), 0o400)
+	os.WriteFile(other, bytes.Repeat([]byte{8}, 64), 0o400)
+	f, _ := os.Create(img)
+	f.Truncate(20 << 20)
+	f.Close()
+	if out, err := exec.Command("cryptsetup", "luksFormat", "--type", "luks2", "--batch-mode", "--key-file", key,
+		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", img).CombinedOutput(); err != nil {
+		t.Fatalf("luksFormat: %v %s", err, out)
+	}
+	for _, tt := range []struct {
+		header, key string
+		code        int
+		out         string
+	}{
+		{img, key, exitOK, "opens keyslot 0"},
+		{img, other, exitFailed, "no keyslot opened"},
+		{key, key, exitUsage, "not a LUKS device"},
+	} {
+		out, code := run(t, "recovery-bundle", "check-key", "--header", tt.header, "--key-file", tt.key)
+		if code != tt.code || !strings.Contains(out, tt.out) {
+			t.Errorf("%s with %s: exit %d, want %d\n%s", tt.header, tt.key, code, tt.code, out)
+		}
+	}
+}

@@ -44,6 +44,7 @@ restore.` + exitStatusHelp,
 		newJobCommand(g),
 		newRevokeCommand(g),
 		newStatusCommand(g),
+		newRecoveryCommand(g),
 		newManCommand(),
 	)
 	return root
