@@ -67,6 +67,9 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 			Device:     d.Device,
 			Allowed:    slices.Contains(o.Format, d.Device),
 			FormatArgs: o.LUKSFormatArgs,
+			FSType:     d.FSTypeOrDefault(),
+			FSUUID:     d.UUID,
+			Mapper:     d.LUKS.MapperName(d),
 			Key:        func(ctx context.Context) ([]byte, error) { return readLocal(ctx, keyfile) },
 			HeaderBackup: func(ctx context.Context, img []byte) error {
 				if local == nil {

@@ -26,6 +26,13 @@ type LUKSFormat struct {
 	HeaderBackup func(ctx context.Context, img []byte) error
 	// Extra luksFormat arguments (cheaper KDF settings in test labs).
 	FormatArgs []string
+	// FSType, when set, gets a filesystem made inside the new volume, with
+	// FSUUID as its UUID so fstab, the unlock job and the runbook can name
+	// it before it exists. Opening the volume needs device-mapper.
+	FSType string
+	FSUUID string
+	// Mapper is the /dev/mapper name used while making the filesystem.
+	Mapper string
 }
 
 func (l *LUKSFormat) ID() string { return "luks." + l.Device }
@@ -115,14 +122,38 @@ func (l *LUKSFormat) Apply(ctx context.Context, h host.Host) error {
 	if _, err := h.Run(ctx, c); err != nil {
 		return fmt.Errorf("luksFormat %s: %w", l.Device, err)
 	}
-	if l.HeaderBackup == nil {
+	if l.HeaderBackup != nil {
+		img, err := headerBackup(ctx, h, l.Device)
+		if err != nil {
+			return err
+		}
+		if err := l.HeaderBackup(ctx, img); err != nil {
+			return err
+		}
+	}
+	if l.FSType == "" {
 		return nil
 	}
-	img, err := headerBackup(ctx, h, l.Device)
-	if err != nil {
-		return err
+	return l.mkfs(ctx, h, key)
+}
+
+// mkfs opens the fresh volume, makes the filesystem and closes it again;
+// the unlock job opens it for good at boot.
+func (l *LUKSFormat) mkfs(ctx context.Context, h host.Host, key []byte) error {
+	c := tools.Cmd(tools.Cryptsetup, "open", "--key-file", "-", l.Device, l.Mapper)
+	c.Stdin = bytes.NewReader(key)
+	if _, err := h.Run(ctx, c); err != nil {
+		return fmt.Errorf("open %s to make its filesystem: %w", l.Device, err)
 	}
-	return l.HeaderBackup(ctx, img)
+	defer h.Run(context.WithoutCancel(ctx), tools.Cmd(tools.Cryptsetup, "close", l.Mapper))
+	args := []string{"-t", l.FSType, "-q"}
+	if l.FSUUID != "" {
+		args = append(args, "-U", l.FSUUID)
+	}
+	if _, err := h.Run(ctx, tools.Cmd(tools.Mkfs, append(args, "/dev/mapper/"+l.Mapper)...)); err != nil {
+		return fmt.Errorf("mkfs inside %s: %w", l.Device, err)
+	}
+	return nil
 }
 
 // headerBackup has cryptsetup write the header to a private temporary file

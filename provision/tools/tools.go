@@ -14,6 +14,7 @@ const (
 	Find           = "find"
 	Findmnt        = "findmnt"
 	Logrotate      = "logrotate"
+	Mkfs           = "mkfs"
 	Mount          = "mount"
 	Mountpoint     = "mountpoint"
 	Msmtp          = "msmtp"
