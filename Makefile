@@ -61,8 +61,11 @@ demo: deps build
 	@set -o pipefail; $(BIN) provision john-ai --root $(DEMO_ROOT) | grep -v '^      '
 	@echo "=== second run: must change nothing (exit 3 would mean pending changes)"
 	$(BIN) provision john-ai --root $(DEMO_ROOT) --detailed-exitcode | tail -n 2
+	@echo "=== the Pi, with the keys the server run made (its disk is skipped under --root)"
+	@set -o pipefail; $(BIN) provision pi --root $(DEMO_ROOT)/pi --server-root $(DEMO_ROOT) | grep -v '^      ' | tail -n 8
+	$(BIN) provision pi --root $(DEMO_ROOT)/pi --server-root $(DEMO_ROOT) --detailed-exitcode | tail -n 1
 	@echo "=== files borgkit wrote (borg's own cache and security dirs left out):"
-	@cd $(DEMO_ROOT) && find . -type f ! -path './root/.cache/*' ! -path './root/.config/*' ! -path './mnt/*' | sort
+	@cd $(DEMO_ROOT) && find . -type f ! -path './root/.cache/*' ! -path './root/.config/*' ! -path './mnt/*' ! -path './pi/*' | sort
 	@echo "=== borg repositories, opened with their generated passphrases:"
 	@for r in $(DEMO_ROOT)/mnt/backup/*/; do n=$$(basename $$r); \
 	  BORG_BASE_DIR=$(DEMO_ROOT)/root BORG_PASSCOMMAND="cat $(DEMO_ROOT)/etc/borgkit/keys/$$n.pass" \
