@@ -3,7 +3,6 @@ package roles
 import (
 	"encoding/hex"
 	"fmt"
-	"path"
 	"strconv"
 	"strings"
 
@@ -21,7 +20,7 @@ func archive(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 	if err != nil {
 		return nil, err
 	}
-	s = append([]plan.Step{&steps.Packages{Names: archivePackages(cfg, h)}}, s...)
+	s = append([]plan.Step{archivePackages(cfg, h)}, s...)
 	s = append(s, &steps.Dir{Path: KeysDir, Mode: 0o700, Owner: host.Root})
 	for i := range h.Datasets {
 		d := &h.Datasets[i]
@@ -41,32 +40,15 @@ func archive(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 		s = append(s, &steps.Dir{Path: "/root/.ssh", Mode: 0o700, Owner: host.Root},
 			&steps.SSHKey{Path: SSHKey, Comment: "borgkit-pull@" + h.Name})
 	}
-	if a := cfg.HostAlerts(h); a.SMTP != nil {
-		mail, err := msmtpSteps(a)
-		if err != nil {
-			return nil, err
-		}
-		s = append(s, mail...)
-	}
-	sched, err := scheduleSteps(h)
-	if err != nil {
-		return nil, err
-	}
-	return append(s, sched...), nil
+	return finish(cfg, h, s)
 }
 
-func archivePackages(cfg *config.Config, h *config.Host) []string {
-	p := []string{"borgbackup", "zfsutils-linux", "smartmontools", "logrotate"}
+func archivePackages(cfg *config.Config, h *config.Host) *steps.Packages {
+	p := []string{"borgbackup", "zfsutils-linux", "smartmontools"}
 	if h.Pull != nil {
 		p = append(p, "sanoid", "openssh-client")
 	}
-	if h.SchedulerKind() == config.SchedulerCron {
-		p = append(p, "cron")
-	}
-	if a := cfg.HostAlerts(h); len(a.Sendmail) > 0 && path.Base(a.Sendmail[0]) == "msmtp" {
-		p = append(p, "msmtp")
-	}
-	return p
+	return packages(cfg, h, p...)
 }
 
 // datasetMount is where a dataset is mounted: its mountpoint property, or

@@ -39,7 +39,7 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 	if err != nil {
 		return nil, err
 	}
-	s = append([]plan.Step{&steps.Packages{Names: offsitePackages(cfg, h)}}, s...)
+	s = append([]plan.Step{packages(cfg, h, "rsync", "openssh-server", "openssh-client", "cryptsetup-bin", "e2fsprogs")}, s...)
 	server, ok := cfg.Host(h.Unlock.Server)
 	if !ok {
 		return nil, fmt.Errorf("host %s: unlock server %q is not in the config", h.Name, h.Unlock.Server)
@@ -119,30 +119,9 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 		return nil, err
 	}
 	s = append(s, unlock...)
-	if a := cfg.HostAlerts(h); a.SMTP != nil {
-		mail, err := msmtpSteps(a)
-		if err != nil {
-			return nil, err
-		}
-		s = append(s, mail...)
-	}
-	sched, err := scheduleSteps(h)
-	if err != nil {
-		return nil, err
-	}
-	return append(s, sched...), nil
+	return finish(cfg, h, s)
 }
 
-func offsitePackages(cfg *config.Config, h *config.Host) []string {
-	p := []string{"rsync", "openssh-server", "openssh-client", "cryptsetup-bin", "e2fsprogs", "logrotate"}
-	if h.SchedulerKind() == config.SchedulerCron {
-		p = append(p, "cron")
-	}
-	if a := cfg.HostAlerts(h); len(a.Sendmail) > 0 && path.Base(a.Sendmail[0]) == "msmtp" {
-		p = append(p, "msmtp")
-	}
-	return p
-}
 
 // backupMount is where the server's mirror lands on this host.
 func backupMount(h *config.Host) string {

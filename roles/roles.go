@@ -98,6 +98,36 @@ func base(h *config.Host, o Options) ([]plan.Step, error) {
 	return s, nil
 }
 
+// packages are the role's own Debian packages plus what every host needs
+// for its logs, schedule and mail.
+func packages(cfg *config.Config, h *config.Host, own ...string) *steps.Packages {
+	p := append([]string{"logrotate"}, own...)
+	if h.SchedulerKind() == config.SchedulerCron {
+		p = append(p, "cron")
+	}
+	if a := cfg.HostAlerts(h); len(a.Sendmail) > 0 && path.Base(a.Sendmail[0]) == "msmtp" {
+		p = append(p, "msmtp")
+	}
+	return &steps.Packages{Names: p}
+}
+
+// finish appends what every role ends with: the mail account and the jobs'
+// schedule, last, so nothing runs before the rest is in place.
+func finish(cfg *config.Config, h *config.Host, s []plan.Step) ([]plan.Step, error) {
+	if a := cfg.HostAlerts(h); a.SMTP != nil {
+		mail, err := msmtpSteps(a)
+		if err != nil {
+			return nil, err
+		}
+		s = append(s, mail...)
+	}
+	sched, err := scheduleSteps(h)
+	if err != nil {
+		return nil, err
+	}
+	return append(s, sched...), nil
+}
+
 func fsMode(m uint64) fs.FileMode { return fs.FileMode(m) & fs.ModePerm }
 
 func managedFile(p string, content []byte, mode fs.FileMode) *steps.File {

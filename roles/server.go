@@ -22,7 +22,7 @@ func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) 
 	if err != nil {
 		return nil, err
 	}
-	s = append([]plan.Step{&steps.Packages{Names: serverPackages(cfg, h)}}, s...)
+	s = append([]plan.Step{serverPackages(cfg, h)}, s...)
 	s = append(s, &steps.Dir{Path: KeysDir, Mode: 0o700, Owner: host.Root})
 
 	mounts, err := mountSteps(h)
@@ -39,20 +39,7 @@ func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) 
 	}
 	s = append(s, keys...)
 
-	alerts := cfg.HostAlerts(h)
-	if alerts.SMTP != nil {
-		mail, err := msmtpSteps(alerts)
-		if err != nil {
-			return nil, err
-		}
-		s = append(s, mail...)
-	}
-
-	sched, err := scheduleSteps(h)
-	if err != nil {
-		return nil, err
-	}
-	return append(s, sched...), nil
+	return finish(cfg, h, s)
 }
 
 // repoSteps are each borg repo with its passphrase and key export.
@@ -75,14 +62,8 @@ func repoSteps(h *config.Host) []plan.Step {
 	return s
 }
 
-func serverPackages(cfg *config.Config, h *config.Host) []string {
-	p := []string{"borgbackup", "rsync", "logrotate", "openssh-client"}
-	if h.SchedulerKind() == "cron" {
-		p = append(p, "cron")
-	}
-	if a := cfg.HostAlerts(h); len(a.Sendmail) > 0 && path.Base(a.Sendmail[0]) == "msmtp" {
-		p = append(p, "msmtp")
-	}
+func serverPackages(cfg *config.Config, h *config.Host) *steps.Packages {
+	p := []string{"borgbackup", "rsync", "openssh-client"}
 	if len(h.Shares) > 0 {
 		p = append(p, "cifs-utils")
 	}
@@ -92,7 +73,7 @@ func serverPackages(cfg *config.Config, h *config.Host) []string {
 			break
 		}
 	}
-	return p
+	return packages(cfg, h, p...)
 }
 
 // diskOf is the mountpoint of the host's disk or share holding p, "" if none.
