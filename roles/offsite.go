@@ -122,7 +122,6 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 	return finish(cfg, h, s)
 }
 
-
 // backupMount is where the server's mirror lands on this host.
 func backupMount(h *config.Host) string {
 	if d := h.BackupDisk(); d != nil {
