@@ -14,6 +14,7 @@ import (
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
+	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/templates"
 )
 
@@ -40,9 +41,9 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 		return nil, err
 	}
 	s = append([]plan.Step{packages(cfg, h, "rsync", "openssh-server", "openssh-client", "cryptsetup-bin", "e2fsprogs")}, s...)
-	server, ok := cfg.Host(h.Unlock.Server)
-	if !ok {
-		return nil, fmt.Errorf("host %s: unlock server %q is not in the config", h.Name, h.Unlock.Server)
+	server := pushingServer(cfg, h)
+	if server == nil {
+		return nil, fmt.Errorf("host %s: no server unlocks it or mirrors to it", h.Name)
 	}
 	local := o.Local
 	readLocal := func(ctx context.Context, p string) ([]byte, error) {
@@ -56,12 +57,20 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 		return b, err
 	}
 
+	// Plain disks are mounted from fstab; LUKS disks by the unlock job.
+	mounts, err := mountSteps(h)
+	if err != nil {
+		return nil, err
+	}
+	s = append(s, mounts...)
+	luks := false
 	for i := range h.Disks {
 		d := &h.Disks[i]
-		s = append(s, &steps.Dir{Path: d.Mountpoint, Mode: 0o755, Owner: host.Root, CreateOnly: true})
 		if d.LUKS == nil {
 			continue
 		}
+		luks = true
+		s = append(s, &steps.Dir{Path: d.Mountpoint, Mode: 0o755, Owner: host.Root, CreateOnly: true})
 		keyfile := cfg.LUKSKeyfile(h, d)
 		s = append(s, &steps.LUKSFormat{
 			Device:     d.Device,
@@ -79,29 +88,19 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 			},
 		})
 	}
+	if luks && h.Unlock != nil {
+		unlock, err := unlockSteps(h, server, readLocal)
+		if err != nil {
+			return nil, err
+		}
+		s = append(s, unlock...)
+	}
 
-	// The unlock identity: made on the server, installed here.
-	identity := h.Unlock.IdentityOrDefault()
-	s = append(s, &steps.Dir{Path: path.Dir(identity), Mode: 0o700, Owner: host.Root})
-	s = append(s, &fromServer{id: "file." + identity, path: identity, mode: 0o600, secret: true,
-		read: func(ctx context.Context) ([]byte, error) { return readLocal(ctx, UnlockKey(h.Name)) }})
-	// known_hosts for the unlock fetch: the server's host key, from the
-	// config or from the server itself.
-	s = append(s, &fromServer{id: "file." + OffsiteKnownHosts, path: OffsiteKnownHosts, mode: 0o644,
-		read: func(ctx context.Context) ([]byte, error) {
-			key := server.SSH.HostPublicKey
-			if key == "" {
-				b, err := readLocal(ctx, ServerHostKeyPub)
-				if err != nil {
-					return nil, err
-				}
-				key = string(b)
-			}
-			return knownHostsLine(server, key)
-		}})
-
-	// The server's push key may only rsync into the backup mount, write-only.
+	// The server's push key may only rsync into the mirror directory on the
+	// backup disk, write-only.
 	if mp := backupMount(h); mp != "" {
+		root := jobs.MirrorRoot(mp)
+		s = append(s, &steps.MountedDir{Mountpoint: mp, Dir: steps.Dir{Path: root, Mode: 0o700, Owner: host.Root}})
 		s = append(s, &steps.Dir{Path: "/root/.ssh", Mode: 0o700, Owner: host.Root})
 		s = append(s, &steps.Block{Path: AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + Managed() + ")",
 			Pending: "authorize " + server.Name + "'s push key for rrsync only",
@@ -110,16 +109,58 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 				if err != nil {
 					return nil, err
 				}
-				return RrsyncLine(server.Address, mp, pub)
+				return RrsyncLine(server.Address, root, pub)
 			}})
 	}
+	return finish(cfg, h, s)
+}
 
-	unlock, err := unlockUnits(h)
+// pushingServer is the server this offsite host belongs to: the one that
+// unlocks it, else the first that mirrors to it.
+func pushingServer(cfg *config.Config, h *config.Host) *config.Host {
+	if h.Unlock != nil {
+		if s, ok := cfg.Host(h.Unlock.Server); ok {
+			return s
+		}
+	}
+	for i := range cfg.Hosts {
+		for _, m := range cfg.Hosts[i].Mirrors {
+			if m.Host == h.Name {
+				return &cfg.Hosts[i]
+			}
+		}
+	}
+	return nil
+}
+
+// unlockSteps install the boot-time unlock: the identity made on the
+// server, the server's host key, and the timer.
+func unlockSteps(h, server *config.Host, readLocal func(context.Context, string) ([]byte, error)) ([]plan.Step, error) {
+	identity := h.Unlock.IdentityOrDefault()
+	s := []plan.Step{
+		&steps.Dir{Path: path.Dir(identity), Mode: 0o700, Owner: host.Root},
+		&fromServer{id: "file." + identity, path: identity, mode: 0o600, secret: true,
+			read: func(ctx context.Context) ([]byte, error) { return readLocal(ctx, UnlockKey(h.Name)) }},
+		// known_hosts for the fetch: the server's host key, from the config
+		// or from the server itself.
+		&fromServer{id: "file." + OffsiteKnownHosts, path: OffsiteKnownHosts, mode: 0o644,
+			read: func(ctx context.Context) ([]byte, error) {
+				key := server.SSH.HostPublicKey
+				if key == "" {
+					b, err := readLocal(ctx, ServerHostKeyPub)
+					if err != nil {
+						return nil, err
+					}
+					key = string(b)
+				}
+				return knownHostsLine(server, key)
+			}},
+	}
+	units, err := unlockUnits(h)
 	if err != nil {
 		return nil, err
 	}
-	s = append(s, unlock...)
-	return finish(cfg, h, s)
+	return append(s, units...), nil
 }
 
 // backupMount is where the server's mirror lands on this host.

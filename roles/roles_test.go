@@ -289,7 +289,7 @@ func TestOffsiteFromServerTree(t *testing.T) {
 		if !bytes.Equal(key.Marshal(), wantKey.Marshal()) {
 			t.Errorf("authorized key is not the server's push key")
 		}
-		if strings.Join(opts, ",") != `restrict,from="100.64.0.1",command="/usr/bin/rrsync -wo /mnt/backup"` {
+		if strings.Join(opts, ",") != `restrict,from="100.64.0.1",command="/usr/bin/rrsync -wo /mnt/backup/borgkit"` {
 			t.Errorf("options %v", opts)
 		}
 	}

@@ -45,7 +45,7 @@ func sshSteps(cfg *config.Config, h *config.Host) ([]plan.Step, error) {
 	}
 	var unlocks []*config.Host
 	for _, o := range cfg.HostsByRole(config.RoleOffsite) {
-		if o.Unlock != nil && o.Unlock.Server == h.Name {
+		if o.Unlock != nil && o.Unlock.Server == h.Name && keyedHere(o, h) {
 			unlocks = append(unlocks, o)
 		}
 	}
@@ -86,6 +86,17 @@ func sshSteps(cfg *config.Config, h *config.Host) ([]plan.Step, error) {
 			LinesFrom: func(ctx context.Context, hh host.Host) ([]byte, error) { return serveKeyLines(ctx, hh, unlocks) }})
 	}
 	return s, nil
+}
+
+// keyedHere reports whether one of offsite host o's LUKS disks has its key
+// on server h: only then is there a key to serve.
+func keyedHere(o, h *config.Host) bool {
+	for _, d := range o.Disks {
+		if d.LUKS != nil && d.LUKS.KeyHost == h.Name {
+			return true
+		}
+	}
+	return false
 }
 
 type sshHost struct {

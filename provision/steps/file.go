@@ -8,6 +8,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/tools"
 )
 
 // File is a whole file borgkit owns.
@@ -110,4 +111,36 @@ func (d *Dir) Apply(ctx context.Context, h host.Host) error {
 		return err
 	}
 	return fixMeta(ctx, h, d.Path, d.Mode, d.Owner)
+}
+
+// MountedDir is a directory that must exist only on the filesystem mounted
+// at Mountpoint: made there while it is mounted, never under the empty
+// mountpoint on the root filesystem, where a push would fill the wrong disk.
+type MountedDir struct {
+	Mountpoint string
+	Dir
+}
+
+func (m *MountedDir) ID() string { return "mounted-dir." + m.Path }
+
+func (m *MountedDir) mounted(ctx context.Context, h host.Host) (bool, error) {
+	if !h.Live() {
+		return true, nil // a tree under --root has no mounts; the path is the disk
+	}
+	res, err := h.Run(ctx, tools.Cmd(tools.Mountpoint, "-q", m.Mountpoint))
+	if err != nil && res.ExitCode == 32 { // mountpoint: not a mountpoint
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (m *MountedDir) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	ok, err := m.mounted(ctx, h)
+	if err != nil {
+		return plan.Check{}, fmt.Errorf("is %s mounted: %w", m.Mountpoint, err)
+	}
+	if !ok {
+		return plan.Skipped(m.Mountpoint + " is not mounted; the directory is made on the disk once it is"), nil
+	}
+	return m.Dir.Check(ctx, h)
 }

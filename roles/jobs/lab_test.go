@@ -49,7 +49,6 @@ type labOptions struct {
 	extraRepo bool
 	// offsite is "" or an rsync -e string reaching a test sshd as host pi.
 	offsite string
-	piMount string
 }
 
 func need(t *testing.T, progs ...string) {

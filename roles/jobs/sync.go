@@ -15,9 +15,18 @@ import (
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
-// HeartbeatDir is where servers leave their heartbeats on an offsite
-// mount; the watchdog there reads them.
+// HeartbeatDir is where servers leave their heartbeats in an offsite
+// host's mirror root; the watchdog there reads them.
 const HeartbeatDir = ".heartbeat"
+
+// MirrorDir is the directory on an offsite host's backup disk that servers
+// push into (rrsync's root). It is made only while the disk is mounted, so
+// a push to an unmounted disk fails rather than landing on the root
+// filesystem under the empty mountpoint.
+const MirrorDir = "borgkit"
+
+// MirrorRoot is the push target on a backup disk mounted at mount.
+func MirrorRoot(mount string) string { return filepath.Join(mount, MirrorDir) }
 
 // HeartbeatName is the file a server writes after a sync that reached the
 // offsite host completely.

@@ -295,6 +295,11 @@ func (e *PiEnv) mountDisk(ctx context.Context, d *config.Disk, mapper string) er
 	if _, err := e.Exec.Run(ctx, tools.Cmd(tools.Mount, args...)); err != nil {
 		return fmt.Errorf("disk %s: mount %s on %s (left open; the next run only mounts): %w", d.Name, mapper, d.Mountpoint, err)
 	}
+	// The push target exists only on the mounted disk, so a push while it
+	// is not mounted fails instead of filling the root filesystem.
+	if err := os.MkdirAll(MirrorRoot(d.Mountpoint), 0o700); err != nil {
+		return fmt.Errorf("disk %s: %w", d.Name, err)
+	}
 	return nil
 }
 

@@ -204,7 +204,7 @@ func (e *PiEnv) watch(ctx context.Context) (state.Status, int, string, WatchdogS
 
 	threshold := e.Host.Thresholds.HeartbeatMaxAgeOrDefault()
 	now := e.Now()
-	dir := filepath.Join(d.Mountpoint, HeartbeatDir)
+	dir := filepath.Join(MirrorRoot(d.Mountpoint), HeartbeatDir)
 	seen := map[string]bool{}
 	for _, src := range sources {
 		seen[src] = true

@@ -86,7 +86,7 @@ func newPiWatchLab(t *testing.T) *piWatchLab {
 	piNeedMsmtp(t)
 	cfg, pi := piConfig(t)
 	l := &piWatchLab{sink: smtpsink.Start(t), mount: filepath.Join(t.TempDir(), "backup mnt"), log: &bytes.Buffer{}}
-	if err := os.MkdirAll(filepath.Join(l.mount, HeartbeatDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(MirrorRoot(l.mount), HeartbeatDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	pi.BackupDisk().Mountpoint = l.mount
@@ -111,7 +111,7 @@ func newPiWatchLab(t *testing.T) *piWatchLab {
 
 func (l *piWatchLab) heartbeat(t *testing.T, content string, mtime time.Time) string {
 	t.Helper()
-	p := filepath.Join(l.mount, HeartbeatDir, HeartbeatName("john-ai"))
+	p := filepath.Join(MirrorRoot(l.mount), HeartbeatDir, HeartbeatName("john-ai"))
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,156 @@
+package bundle
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+// goldenManifest is a site with fixed values: the example config's
+// john-ai, its Pi and the archive host, two repo kinds and a NAS share.
+func goldenManifest() *Manifest {
+	return &Manifest{
+		Format: Format, Site: "home", Server: "john-ai", Version: "v1.0.0",
+		Created: time.Date(2026, 6, 12, 6, 0, 0, 0, time.UTC),
+		Hosts: []Host{
+			{Name: "john-ai", Role: "server", Address: "100.64.0.1", SSHUser: "root", SSHPort: 22},
+			{Name: "pi", Role: "offsite", Address: "100.64.0.2", SSHUser: "root", SSHPort: 22,
+				HostPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJzB8p8XUUE01L47t1DtndLr54zuWJJ48RXaK+q1ZzNX root@pi"},
+			{Name: "archive", Role: "archive", Address: "100.64.0.3", SSHUser: "root", SSHPort: 2222},
+		},
+		Disks: []Disk{{
+			Host: "pi", Name: "backup", Device: "/dev/disk/by-id/usb-WD_Elements_25A3_575834314135383432363139-0:0",
+			FSUUID: "b6e1f0a2-5c3d-4e8f-a1b2-c3d4e5f60718", FSType: "ext4", Mountpoint: "/mnt/backup", Mapper: "backup",
+			LUKSUUID: "0f4c2a1e-6b7d-4e3f-9a8b-1c2d3e4f5a6b", Keyslot: 0, KDF: "argon2id",
+			Keyfile: "luks/pi-backup.key", Header: "luks/pi-backup-header.img", Repos: []string{"john-ai", "john-ai-vms"},
+		}},
+		Repos: []Repo{
+			{Host: "john-ai", Name: "john-ai", Path: "/mnt/backup/john-ai", Encryption: "repokey-blake2",
+				Sources: []string{"/", "/home", "/var"}, Canary: "/etc/hostname",
+				KeyExport: "borg/john-ai.borg-key", Passphrase: "borg/john-ai.pass", PaperKey: "borg/john-ai.paper-key.txt",
+				Copies: []Copy{
+					{Mirror: "nas", Path: "/mnt/nas/backups/john-ai", Share: "//nas.lan/backups", ShareMount: "/mnt/nas"},
+					{Mirror: "offsite", Host: "pi", Path: "/mnt/backup/john-ai"},
+				}},
+			{Host: "john-ai", Name: "john-ai-vms", Path: "/mnt/backup/john-ai-vms", Encryption: "keyfile-blake2",
+				Sources:   []string{"/storage/libvirt/images"},
+				KeyExport: "borg/john-ai-vms.borg-key", Passphrase: "borg/john-ai-vms.pass",
+				Copies: []Copy{{Mirror: "offsite", Host: "pi", Path: "/mnt/backup/john-ai-vms"}}},
+			{Host: "archive", Name: "backup-repo", Path: "/tank/Secure/Borg/backup-repo", Encryption: "none",
+				Sources: []string{"/tank/Secure/backup"}},
+		},
+		Files: []File{
+			{Path: "borg/john-ai-vms.borg-key", Role: RoleBorgKey, For: "john-ai/john-ai-vms"},
+			{Path: "borg/john-ai-vms.pass", Role: RolePassphrase, For: "john-ai/john-ai-vms"},
+			{Path: "borg/john-ai.borg-key", Role: RoleBorgKey, For: "john-ai/john-ai"},
+			{Path: "borg/john-ai.paper-key.txt", Role: RolePaperKey, For: "john-ai/john-ai"},
+			{Path: "borg/john-ai.pass", Role: RolePassphrase, For: "john-ai/john-ai"},
+			{Path: "borgkit.yaml", Role: RoleConfig},
+			{Path: "luks/pi-backup-header.img", Role: RoleLUKSHeader, For: "pi/backup"},
+			{Path: "luks/pi-backup.key", Role: RoleLUKSKeyfile, For: "pi/backup"},
+			{Path: "runbook.html", Role: RoleRunbook},
+			{Path: "runbook.md", Role: RoleRunbook},
+			{Path: "ssh/known_hosts", Role: RoleKnownHosts, For: "john-ai"},
+		},
+	}
+}
+
+func TestRunbookGolden(t *testing.T) {
+	md, html, err := RenderRunbook(goldenManifest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string][]byte{"runbook.md": md, "runbook.html": html} {
+		p := filepath.Join("testdata", name+".golden")
+		if *update {
+			if err := os.MkdirAll("testdata", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("%v (run go test -update to create it)", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from %s (run go test -update after checking the change):\n%s", name, p, firstDiff(string(want), string(got)))
+		}
+	}
+}
+
+func firstDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var a, b string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			b = g[i]
+		}
+		if a != b {
+			return "line " + strconv.Itoa(i+1) + ":\n- " + a + "\n+ " + b
+		}
+	}
+	return ""
+}
+
+// The runbook's commands must work where the values are odd: a device
+// with shell metacharacters is quoted, and nothing from the config can
+// become HTML markup.
+func TestRunbookQuotesAndEscapes(t *testing.T) {
+	m := goldenManifest()
+	m.Site = "<script>alert(1)</script>"
+	m.Disks[0].Device = "/dev/disk/by-id/usb-Odd Name$(x)"
+	m.Hosts[0].Address = "a<b>&c"
+	md, html, err := RenderRunbook(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), `DEV='/dev/disk/by-id/usb-Odd Name$(x)'`) {
+		t.Errorf("device not quoted:\n%s", md)
+	}
+	for _, bad := range []string{"<script>", "<b>"} {
+		if strings.Contains(string(html), bad) {
+			t.Errorf("HTML contains %q unescaped", bad)
+		}
+	}
+	if !strings.Contains(string(html), "&lt;script&gt;") {
+		t.Error("title not escaped")
+	}
+}
+
+func TestMarkdownToHTML(t *testing.T) {
+	got := markdownToHTML([]byte("# T\n\npara `a<b>` and **bold**\nmore\n\n- x\n- y\n\n2. two\n3. three\n\n```sh\necho \"$B\" && <x>\n```\n\n| a | b\\|c |\n| --- | --- |\n| `1` | 2 |\n"))
+	want := `<h1 id="t">T</h1>
+<p>para <code>a&lt;b&gt;</code> and <strong>bold</strong> more</p>
+<ul>
+<li>x</li>
+<li>y</li>
+</ul>
+<ol start="2">
+<li>two</li>
+<li>three</li>
+</ol>
+<pre><code class="language-sh">echo &#34;$B&#34; &amp;&amp; &lt;x&gt;</code></pre>
+<table>
+<thead><tr><th>a</th><th>b|c</th></tr></thead>
+<tbody>
+<tr><td><code>1</code></td><td>2</td></tr>
+</tbody>
+</table>
+`
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}

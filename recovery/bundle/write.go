@@ -1,0 +1,537 @@
+package bundle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/tools"
+	"github.com/borgkit/borgkit/recovery/luks2"
+	"github.com/borgkit/borgkit/roles"
+)
+
+// Source is the server's filesystem as Write reads it: paths are as on
+// the server, and Path maps one to what this process opens. A
+// host.NewLocal is the live server; a host.NewRooted is a provisioned
+// --root tree (tests, or a server's disk mounted elsewhere).
+type Source interface {
+	Path(p string) string
+	ReadFile(ctx context.Context, p string) ([]byte, error)
+	// Live is false for a rooted tree: borg then gets BORG_BASE_DIR inside
+	// it, as provisioning gave it.
+	Live() bool
+	Run(ctx context.Context, c host.Cmd) (host.Result, error)
+}
+
+// Options tune Write.
+type Options struct {
+	// Paper also renders each borg key export the way `borg key export
+	// --paper` prints it, for typing back in from a printout.
+	Paper bool
+	// ConfigData is the site config to include as borgkit.yaml; nil reads
+	// /etc/borgkit/borgkit.yaml from the source when it is there.
+	ConfigData []byte
+	// Version is borgkit's version, recorded in bundle.json.
+	Version string
+	// Owner, when set, owns every file and directory of the bundle, so a
+	// user can verify it without root; default the writing user (root).
+	Owner *host.Owner
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// pending is a bundle file before it is written.
+type pending struct {
+	File
+	data []byte
+}
+
+// Write collects the recovery bundle of server from src into dir. dir
+// must not exist or be empty, and must not lie on the server's backup
+// disk, in a repo or local mirror, or in anything a repo backs up: Write
+// refuses those before writing anything (errors wrap ErrUnsafeTarget).
+// It proves each LUKS keyfile opens its header backup and each borg key
+// export opens with its passphrase before it finishes; a bundle that
+// would not unlock is an error, not a warning. Nothing is left behind on
+// failure.
+func Write(ctx context.Context, cfg *config.Config, server *config.Host, src Source, dir string, opts Options) (*Manifest, error) {
+	if cfg == nil || server == nil || src == nil {
+		return nil, errors.New("write bundle: config, server and source are required")
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	target, err := checkTarget(server, src, dir)
+	if err != nil {
+		return nil, fmt.Errorf("write bundle: %w", err)
+	}
+	m := &Manifest{Format: Format, Site: cfg.Site, Server: server.Name, Created: now().UTC().Truncate(time.Second), Version: opts.Version}
+	for _, h := range cfg.Hosts {
+		m.Hosts = append(m.Hosts, Host{Name: h.Name, Role: string(h.Role), Address: h.Address,
+			SSHUser: h.SSH.UserOrDefault(), SSHPort: h.SSH.PortOrDefault(), HostPublicKey: h.SSH.HostPublicKey})
+	}
+	c := &collector{ctx: ctx, src: src, m: m, files: map[string]*pending{}}
+	if err := c.disks(cfg, server); err != nil {
+		return nil, fmt.Errorf("write bundle: %w", err)
+	}
+	if err := c.repos(cfg, server, opts.Paper); err != nil {
+		return nil, fmt.Errorf("write bundle: %w", err)
+	}
+	if len(c.order) == 0 {
+		return nil, fmt.Errorf("write bundle: %s keeps no LUKS keyfile and no borg key: there is nothing to recover with", server.Name)
+	}
+	c.extras(opts.ConfigData)
+
+	w := &writer{target: target, owner: opts.Owner}
+	if err := w.begin(); err != nil {
+		return nil, fmt.Errorf("write bundle: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			w.abort()
+		}
+	}()
+	if err := c.writeAndProve(w); err != nil {
+		return nil, fmt.Errorf("write bundle: %w", err)
+	}
+	if err := c.finish(w); err != nil {
+		return nil, fmt.Errorf("write bundle: %w", err)
+	}
+	if err := w.seal(); err != nil {
+		return nil, fmt.Errorf("write bundle: %w", err)
+	}
+	ok = true
+	m.Dir = target
+	if warn := removableWarning(target); warn != "" {
+		m.Warnings = append(m.Warnings, warn)
+	}
+	return m, nil
+}
+
+type collector struct {
+	ctx   context.Context
+	src   Source
+	m     *Manifest
+	files map[string]*pending
+	order []string
+}
+
+func (c *collector) add(rel, role, source, forID string, data []byte) error {
+	if err := checkRel(rel); err != nil {
+		return err
+	}
+	if _, dup := c.files[rel]; dup {
+		return fmt.Errorf("two bundle files would be named %s", rel)
+	}
+	c.files[rel] = &pending{File: File{Path: rel, Role: role, Source: source, For: forID, SHA256: sumHex(data), Size: int64(len(data))}, data: data}
+	c.order = append(c.order, rel)
+	return nil
+}
+
+func (c *collector) read(p string) ([]byte, error) {
+	b, err := c.src.ReadFile(c.ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	return b, nil
+}
+
+// disks collects every LUKS disk whose key this server keeps: without the
+// keyfile and a header backup, the offsite copy is an encrypted brick once
+// the server is gone.
+func (c *collector) disks(cfg *config.Config, server *config.Host) error {
+	for hi := range cfg.Hosts {
+		o := &cfg.Hosts[hi]
+		for di := range o.Disks {
+			d := &o.Disks[di]
+			if d.LUKS == nil || d.LUKS.KeyHost != server.Name {
+				continue
+			}
+			id := o.Name + "/" + d.Name
+			kp, hp := cfg.LUKSKeyfile(o, d), roles.HeaderBackup(o, d)
+			key, err := c.read(kp)
+			if err != nil {
+				return fmt.Errorf("LUKS keyfile of %s: %w (provision %s first)", id, err, server.Name)
+			}
+			hdr, err := c.read(hp)
+			if err != nil {
+				return fmt.Errorf("LUKS header backup of %s: %w (provisioning %s with --format keeps one; for a disk formatted by hand run `cryptsetup luksHeaderBackup %s --header-backup-file FILE` on %s and copy FILE to %s)",
+					id, err, o.Name, d.Device, o.Name, hp)
+			}
+			base := o.Name + "-" + d.Name
+			disk := Disk{Host: o.Name, Name: d.Name, Device: d.Device, FSUUID: d.UUID, FSType: d.FSTypeOrDefault(),
+				Mountpoint: d.Mountpoint, Mapper: d.LUKS.MapperName(d), Keyslot: -1,
+				Keyfile: "luks/" + base + ".key", Header: "luks/" + base + "-header.img"}
+			for _, mr := range server.Mirrors {
+				if mr.Host == o.Name && within(path.Clean(mr.Path), d.Mountpoint) {
+					rel, _ := filepath.Rel(d.Mountpoint, path.Clean(mr.Path))
+					if rel == "." {
+						rel = ""
+					}
+					disk.ReposDir = filepath.ToSlash(rel)
+					for _, r := range server.Repos {
+						disk.Repos = append(disk.Repos, r.Name)
+					}
+				}
+			}
+			if err := c.add(disk.Keyfile, RoleLUKSKeyfile, kp, id, key); err != nil {
+				return err
+			}
+			if err := c.add(disk.Header, RoleLUKSHeader, hp, id, hdr); err != nil {
+				return err
+			}
+			c.m.Disks = append(c.m.Disks, disk)
+		}
+	}
+	return nil
+}
+
+// repos collects the borg key exports and passphrases: the server's are
+// required (provisioning keeps them), other hosts' are taken when this
+// server happens to hold them.
+func (c *collector) repos(cfg *config.Config, server *config.Host, paper bool) error {
+	hosts := []*config.Host{server}
+	for i := range cfg.Hosts {
+		if cfg.Hosts[i].Name != server.Name {
+			hosts = append(hosts, &cfg.Hosts[i])
+		}
+	}
+	used := map[string]bool{}
+	for _, h := range hosts {
+		for ri := range h.Repos {
+			r := &h.Repos[ri]
+			br := Repo{Host: h.Name, Name: r.Name, Path: r.Path, Encryption: r.EncryptionMode(),
+				Sources: append([]string(nil), r.Sources...), Canary: r.Canary}
+			if h == server {
+				for _, mr := range h.Mirrors {
+					cp := Copy{Mirror: mr.Name, Host: mr.Host, Path: path.Join(mr.Path, r.Name)}
+					for _, sh := range h.Shares {
+						if mr.Host == "" && within(path.Clean(mr.Path), sh.Mountpoint) {
+							cp.Share, cp.ShareMount = sh.Source, sh.Mountpoint
+						}
+					}
+					br.Copies = append(br.Copies, cp)
+				}
+			}
+			if r.Encrypted() {
+				if err := c.repoSecrets(h, server, r, &br, used, paper); err != nil {
+					return err
+				}
+			}
+			c.m.Repos = append(c.m.Repos, br)
+		}
+	}
+	return nil
+}
+
+func (c *collector) repoSecrets(h, server *config.Host, r *config.Repo, br *Repo, used map[string]bool, paper bool) error {
+	id := h.Name + "/" + r.Name
+	kp, pp := path.Join(roles.KeysDir, r.Name+".borg-key"), r.PassphrasePath()
+	export, kerr := c.read(kp)
+	pass, perr := c.read(pp)
+	if h != server && (kerr != nil || perr != nil) {
+		c.m.Warnings = append(c.m.Warnings, fmt.Sprintf("repo %s: its key export and passphrase are not on %s (keep them in a bundle written on %s)", id, server.Name, h.Name))
+		return nil
+	}
+	if kerr != nil {
+		return fmt.Errorf("borg key export of repo %s: %w (provisioning makes it)", id, kerr)
+	}
+	if perr != nil {
+		return fmt.Errorf("passphrase of repo %s: %w", id, perr)
+	}
+	if _, err := CheckBorgKey(export, pass); err != nil {
+		if !errors.Is(err, ErrKeyUnsupported) {
+			return fmt.Errorf("repo %s: %s and %s do not go together: %w", id, kp, pp, err)
+		}
+		c.m.Warnings = append(c.m.Warnings, fmt.Sprintf("repo %s: %v; Verify needs a repo copy to prove it", id, err))
+	}
+	base := r.Name
+	if used[base] {
+		base = h.Name + "-" + r.Name
+	}
+	used[base] = true
+	br.KeyExport, br.Passphrase = "borg/"+base+".borg-key", "borg/"+base+".pass"
+	if err := c.add(br.KeyExport, RoleBorgKey, kp, id, export); err != nil {
+		return err
+	}
+	if err := c.add(br.Passphrase, RolePassphrase, pp, id, pass); err != nil {
+		return err
+	}
+	if paper {
+		data, err := c.paperKey(r)
+		if err != nil {
+			c.m.Warnings = append(c.m.Warnings, fmt.Sprintf("repo %s: no paper key: %v", id, err))
+			return nil
+		}
+		br.PaperKey = "borg/" + base + ".paper-key.txt"
+		return c.add(br.PaperKey, RolePaperKey, "", id, data)
+	}
+	return nil
+}
+
+// paperKey runs `borg key export --paper` on the server's repo. It needs
+// the repo itself (a repokey lives in its config), so an unmounted backup
+// disk means no paper key, not a failed bundle.
+func (c *collector) paperKey(r *config.Repo) ([]byte, error) {
+	cfgData, err := c.src.ReadFile(c.ctx, path.Join(r.Path, "config"))
+	if err != nil || !bytes.Contains(cfgData, []byte("[repository]")) {
+		return nil, fmt.Errorf("repository %s is not reachable from here", r.Path)
+	}
+	tmp, err := os.MkdirTemp("", "borgkit-paper-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "paper.txt")
+	cmd := tools.Cmd(tools.Borg, "key", "export", "--paper", c.src.Path(r.Path), out)
+	// borg 1.2 exports the key blob without decrypting it; the passphrase
+	// command is there for versions that ask, and borg reads the file
+	// itself, so the passphrase is never in argv or the environment. On a
+	// rooted tree borg's keys dir is inside it, as provisioning made it.
+	cmd.Env = []string{"BORG_DISPLAY_PASSPHRASE=no", "BORG_PASSCOMMAND=cat " + host.QuoteArgv([]string{c.src.Path(r.PassphrasePath())})}
+	if !c.src.Live() {
+		cmd.Env = append(cmd.Env, "BORG_BASE_DIR="+c.src.Path("/root"))
+	}
+	if _, err := c.src.Run(c.ctx, cmd); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(out)
+}
+
+// extras are the files that help but do not decide a recovery: the
+// server's known_hosts (the offsite host's key, to trust the Pi again
+// from a new machine) and the site config (to provision a replacement).
+func (c *collector) extras(configData []byte) {
+	if b, err := c.src.ReadFile(c.ctx, roles.KnownHosts); err == nil && len(b) > 0 {
+		_ = c.add("ssh/known_hosts", RoleKnownHosts, roles.KnownHosts, c.m.Server, b)
+	}
+	if configData == nil {
+		if b, err := c.src.ReadFile(c.ctx, config.DefaultPath); err == nil {
+			configData = b
+		}
+	}
+	if configData != nil {
+		_ = c.add("borgkit.yaml", RoleConfig, config.DefaultPath, "", configData)
+	}
+}
+
+// writeAndProve writes the collected files, then proves on the written
+// copies — not on the server's — that each keyfile opens its header
+// backup, recording what the header says (UUID, slot, KDF) for the
+// runbook and for checking the disk later.
+func (c *collector) writeAndProve(w *writer) error {
+	for _, rel := range c.order {
+		if err := w.file(rel, c.files[rel].data); err != nil {
+			return err
+		}
+	}
+	for i := range c.m.Disks {
+		d := &c.m.Disks[i]
+		res, err := luks2.CheckKey(filepath.Join(w.target, d.Header), filepath.Join(w.target, d.Keyfile))
+		if err != nil {
+			return fmt.Errorf("the keyfile of %s does not open its header backup (%s): %w — a stale header backup? make a new one with cryptsetup luksHeaderBackup on %s", d.ID(), c.files[d.Header].Source, err, d.Host)
+		}
+		d.LUKSUUID, d.Keyslot, d.KDF = res.UUID, res.Slot, res.KDF
+	}
+	return nil
+}
+
+// finish renders the runbook, bundle.json and MANIFEST.sha256, writes
+// them, and reads every file back: a stick that lies about its capacity or
+// a failing medium shows up now, not on the day it is needed.
+func (c *collector) finish(w *writer) error {
+	for _, rel := range c.order {
+		c.m.Files = append(c.m.Files, c.files[rel].File)
+	}
+	c.m.Files = append(c.m.Files,
+		File{Path: RunbookMD, Role: RoleRunbook}, File{Path: RunbookHTML, Role: RoleRunbook})
+	md, html, err := RenderRunbook(c.m)
+	if err != nil {
+		return err
+	}
+	for i := range c.m.Files {
+		f := &c.m.Files[i]
+		switch f.Path {
+		case RunbookMD:
+			f.SHA256, f.Size = sumHex(md), int64(len(md))
+		case RunbookHTML:
+			f.SHA256, f.Size = sumHex(html), int64(len(html))
+		}
+	}
+	sort.Slice(c.m.Files, func(i, j int) bool { return c.m.Files[i].Path < c.m.Files[j].Path })
+	index, err := json.MarshalIndent(c.m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", IndexName, err)
+	}
+	index = append(index, '\n')
+	sums := map[string]string{IndexName: sumHex(index)}
+	for _, f := range c.m.Files {
+		sums[f.Path] = f.SHA256
+	}
+	manifest := renderManifest(sums)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{RunbookMD, md}, {RunbookHTML, html}, {IndexName, index}, {ManifestName, manifest}} {
+		if err := w.file(f.name, f.data); err != nil {
+			return err
+		}
+	}
+	c.m.Digest = sumHex(manifest)
+	if err := w.syncAll(); err != nil {
+		return err
+	}
+	for name, want := range sums {
+		got, _, err := fileSum(filepath.Join(w.target, name))
+		if err != nil || got != want {
+			return fmt.Errorf("reading back %s gave different bytes than were written (%v): the medium is faulty", name, err)
+		}
+	}
+	return nil
+}
+
+// writer creates the bundle directory and its files, and removes all of
+// it again when the bundle cannot be completed: half a bundle in a drawer
+// is worse than none, because someone will trust it.
+type writer struct {
+	target  string
+	owner   *host.Owner
+	created string // top-most directory we created, "" if target existed
+	dirs    []string
+	written []string
+}
+
+func (w *writer) begin() error {
+	top := ""
+	for p := w.target; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		}
+		top = p
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	// Parents we create hold nothing secret and must let the bundle's
+	// owner through; the bundle directory itself is private.
+	if err := os.MkdirAll(filepath.Dir(w.target), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(w.target), err)
+	}
+	w.created = top
+	if err := os.Mkdir(w.target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create %s: %w", w.target, err)
+	}
+	// The target may have existed (empty) with any mode; we need to write.
+	if err := os.Chmod(w.target, 0o700); err != nil {
+		return fmt.Errorf("chmod %s: %w", w.target, err)
+	}
+	w.dirs = append(w.dirs, w.target)
+	return nil
+}
+
+func (w *writer) file(rel string, data []byte) error {
+	p := filepath.Join(w.target, filepath.FromSlash(rel))
+	if dir := filepath.Dir(p); dir != w.target {
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				return fmt.Errorf("create %s: %w", dir, err)
+			}
+			w.dirs = append(w.dirs, dir)
+		}
+	}
+	// O_EXCL: the directory was empty, so an existing file means someone
+	// else is writing here at the same time.
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", rel, err)
+	}
+	w.written = append(w.written, p)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o400)
+	}
+	if err == nil && w.owner != nil {
+		err = f.Chown(w.owner.UID, w.owner.GID)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", rel, err)
+	}
+	return nil
+}
+
+func (w *writer) syncAll() error {
+	for _, d := range w.dirs {
+		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seal adds the (empty) drill log directory and makes every directory
+// 0500: a bundle is read, never changed in place.
+func (w *writer) seal() error {
+	log := filepath.Join(w.target, DrillLogDir)
+	if err := os.Mkdir(log, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", log, err)
+	}
+	w.dirs = append(w.dirs, log)
+	for i := len(w.dirs) - 1; i >= 0; i-- {
+		d := w.dirs[i]
+		if w.owner != nil {
+			if err := os.Chown(d, w.owner.UID, w.owner.GID); err != nil {
+				return fmt.Errorf("chown %s: %w", d, err)
+			}
+		}
+		if err := os.Chmod(d, 0o500); err != nil {
+			return fmt.Errorf("chmod %s: %w", d, err)
+		}
+	}
+	return w.syncAll()
+}
+
+func (w *writer) abort() {
+	for _, d := range w.dirs {
+		_ = os.Chmod(d, 0o700)
+	}
+	if w.created != "" {
+		_ = os.RemoveAll(w.created)
+		return
+	}
+	for i := len(w.written) - 1; i >= 0; i-- {
+		_ = os.Remove(w.written[i])
+	}
+	for i := len(w.dirs) - 1; i >= 1; i-- {
+		_ = os.Remove(w.dirs[i])
+	}
+}
+
+func syncDir(d string) error {
+	f, err := os.Open(d)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", d, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", d, err)
+	}
+	return nil
+}

@@ -1,0 +1,432 @@
+package drill
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/recovery/bundle"
+	"github.com/borgkit/borgkit/roles/jobs/state"
+)
+
+// JobName is the state record the drill writes (state DIR/drill.json).
+const JobName = "drill"
+
+// Defaults.
+const (
+	DefaultSamples     = 20
+	DefaultMaxFileSize = 256 << 20
+	DefaultMapper      = "borgkit-drill"
+)
+
+// Runner runs the privileged programs of the disk path (cryptsetup,
+// mount, umount); host.NewLocal in real runs, a recorder in tests.
+type Runner interface {
+	Run(ctx context.Context, c host.Cmd) (host.Result, error)
+}
+
+// Options say what to drill and how.
+type Options struct {
+	// Bundle is the recovery bundle directory (required).
+	Bundle string
+	// Disk is the offsite disk's device, or an image file of it: unlocked
+	// read-only with the bundle's keyfile and mounted read-only. Needs root
+	// and device-mapper.
+	Disk string
+	// DiskName picks the bundle's disk (HOST/DISK or DISK) when it holds
+	// more than one.
+	DiskName string
+	// Mirror is an unencrypted copy instead: a directory holding the repos
+	// by name, such as the NAS mirror. Exactly one of Disk and Mirror.
+	Mirror string
+	// Repos limits the drill to these repo names (default: all found).
+	Repos []string
+	// Samples is how many random files to extract per repo (default 20;
+	// negative: canaries only).
+	Samples int
+	// Seed makes the sample reproducible; 0 picks one, which the result
+	// records so the same drill can be run again.
+	Seed uint64
+	// MaxFileSize keeps huge files (VM images) out of the random sample
+	// (default 256 MiB); a repo with nothing smaller gets its smallest file.
+	MaxFileSize int64
+	// CompareLive also compares each extracted file with the live file
+	// under LiveRoot (default "/"): for a drill run on the server itself.
+	CompareLive bool
+	LiveRoot    string
+	// ReportDir receives the report when the bundle's drill-log directory
+	// is not writable (as written it is 0500); default the current
+	// directory.
+	ReportDir string
+	// WorkDir holds extracted files and borg's private state (default the
+	// system's temporary directory); removed at the end.
+	WorkDir string
+	// Store records the drill as job "drill"; nil records nothing.
+	Store *state.Store
+	// Progress gets a progress line; IsTTY redraws it in place.
+	Progress io.Writer
+	IsTTY    bool
+	// Log gets the commands run and their stderr.
+	Log io.Writer
+	// Exec runs cryptsetup and mount for Disk; default host.NewLocal.
+	Exec Runner
+	// Mapper is the device-mapper name used for Disk (default borgkit-drill).
+	Mapper string
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Result is what the drill found; it is also the state record's stats.
+type Result struct {
+	Bundle   string    `json:"bundle"`
+	Site     string    `json:"site,omitempty"`
+	Server   string    `json:"server,omitempty"`
+	Source   string    `json:"source"` // "disk" or "mirror"
+	Target   string    `json:"target"` // the device/image or mirror directory
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	// Duration is the whole drill, bundle verification included.
+	Duration time.Duration `json:"duration_ns"`
+	Seed     uint64        `json:"seed"`
+	Samples  int           `json:"samples"`
+	OK       bool          `json:"ok"`
+	Problems []string      `json:"problems,omitempty"`
+
+	Verify *bundle.Report `json:"verify,omitempty"`
+	Disk   *DiskResult    `json:"disk,omitempty"`
+	Repos  []RepoResult   `json:"repos"`
+
+	// Over all repos: the oldest newest-archive (RPO), the first file
+	// restored and the last one verified, counted from the drill's start
+	// (RTO), and the extraction throughput.
+	RPO             time.Duration `json:"rpo_ns"`
+	TimeToFirstFile time.Duration `json:"time_to_first_file_ns"`
+	RTO             time.Duration `json:"rto_ns"`
+	Files           int           `json:"files"`
+	Bytes           int64         `json:"bytes"`
+	Throughput      float64       `json:"throughput_bytes_per_second"`
+
+	// ReportFiles are the Markdown and JSON reports written.
+	ReportFiles []string `json:"report_files,omitempty"`
+}
+
+// DiskResult is how the disk was opened.
+type DiskResult struct {
+	ID       string `json:"id"` // HOST/DISK in the bundle
+	Device   string `json:"device"`
+	LUKSUUID string `json:"luks_uuid,omitempty"`
+	// HeaderBackup is true when the disk's own header was unreadable or
+	// damaged and the bundle's header backup was used.
+	HeaderBackup bool     `json:"header_backup"`
+	Note         string   `json:"note,omitempty"`
+	Mapper       string   `json:"mapper"`
+	Mountpoint   string   `json:"mountpoint"`
+	Commands     []string `json:"commands"`
+	// UnlockDuration covers cryptsetup open and mount.
+	UnlockDuration time.Duration `json:"unlock_ns"`
+}
+
+// RepoResult is one repository's part of the drill.
+type RepoResult struct {
+	Name     string   `json:"name"`
+	Host     string   `json:"host"`
+	Copy     string   `json:"copy,omitempty"`
+	Status   string   `json:"status"` // ok | failed | skipped
+	Problems []string `json:"problems,omitempty"`
+
+	CheckOK       bool          `json:"check_ok"`
+	CheckDuration time.Duration `json:"check_ns"`
+
+	Archives   int           `json:"archives"`
+	Latest     string        `json:"latest,omitempty"`
+	LatestTime time.Time     `json:"latest_time,omitzero"`
+	RPO        time.Duration `json:"rpo_ns"`
+	// ArchiveFiles and ArchiveBytes are the regular files of the latest
+	// archive, to scale the sample's throughput to a full restore.
+	ArchiveFiles int64 `json:"archive_files"`
+	ArchiveBytes int64 `json:"archive_bytes"`
+
+	Files           []FileResult  `json:"files"`
+	TimeToFirstFile time.Duration `json:"time_to_first_file_ns"`
+	ExtractDuration time.Duration `json:"extract_ns"`
+	RTO             time.Duration `json:"rto_ns"`
+	Bytes           int64         `json:"bytes"`
+	Throughput      float64       `json:"throughput_bytes_per_second"`
+	// EstimatedFullRestore is ArchiveBytes at the sample's throughput: a
+	// rough lower bound (small files restore slower than big ones).
+	EstimatedFullRestore time.Duration `json:"estimated_full_restore_ns,omitempty"`
+}
+
+// FileResult is one extracted file.
+type FileResult struct {
+	Path   string `json:"path"`
+	Canary bool   `json:"canary,omitempty"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"` // as the archive records it
+	// Status: ok (extracted, same size and hash as the archive), mismatch,
+	// missing (not extracted), error.
+	Status string `json:"status"`
+	// Live: "" (not compared), match, changed (live file modified since the
+	// archive: no proof either way), differs (same size and mtime but other
+	// content: damage), missing.
+	Live   string `json:"live,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Run performs the drill. The error is non-nil when the drill could not
+// run or found a problem; the result is returned whenever there is one,
+// with its report written and recorded.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, fmt.Errorf("drill: %w", err)
+	}
+	d := &drill{opts: opts, p: &progress{w: opts.Progress, tty: opts.IsTTY}}
+	d.start = opts.Now()
+	d.res = &Result{Bundle: opts.Bundle, Started: d.start, Seed: opts.Seed, Samples: max(opts.Samples, 0)}
+	if opts.Disk != "" {
+		d.res.Source, d.res.Target = "disk", opts.Disk
+	} else {
+		d.res.Source, d.res.Target = "mirror", opts.Mirror
+	}
+	var run *state.Run
+	if opts.Store != nil {
+		r, err := opts.Store.Begin(JobName)
+		if err != nil {
+			return nil, fmt.Errorf("drill: %w", err)
+		}
+		run = r
+	}
+	err := d.run(ctx)
+	d.p.done()
+	return d.finish(run, err)
+}
+
+func (o *Options) defaults() error {
+	if o.Bundle == "" {
+		return errors.New("--bundle is required")
+	}
+	if (o.Disk == "") == (o.Mirror == "") {
+		return errors.New("give exactly one of --disk and --mirror")
+	}
+	if o.Samples == 0 {
+		o.Samples = DefaultSamples
+	}
+	if o.MaxFileSize <= 0 {
+		o.MaxFileSize = DefaultMaxFileSize
+	}
+	if o.LiveRoot == "" {
+		o.LiveRoot = "/"
+	}
+	if o.Mapper == "" {
+		o.Mapper = DefaultMapper
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Seed == 0 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		o.Seed = binary.LittleEndian.Uint64(b[:]) | 1
+	}
+	for _, p := range []*string{&o.Bundle, &o.Mirror, &o.Disk} {
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return err
+			}
+			*p = abs
+		}
+	}
+	return nil
+}
+
+type drill struct {
+	opts  Options
+	p     *progress
+	start time.Time
+	res   *Result
+	work  string
+	// keepWork is set when the disk could not be unmounted.
+	keepWork bool
+}
+
+func (d *drill) problem(format string, args ...any) {
+	d.res.Problems = append(d.res.Problems, fmt.Sprintf(format, args...))
+}
+
+// since is the time from the drill's start: RTO figures count everything
+// a real recovery would go through, bundle check and unlock included.
+func (d *drill) since() time.Duration { return d.opts.Now().Sub(d.start) }
+
+func (d *drill) run(ctx context.Context) error {
+	o := d.opts
+	m, err := bundle.Open(o.Bundle)
+	if err != nil {
+		return err
+	}
+	d.res.Site, d.res.Server = m.Site, m.Server
+	d.p.status("verifying the bundle %s", o.Bundle)
+	work, err := os.MkdirTemp(o.WorkDir, "borgkit-drill-")
+	if err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	d.work = work
+	defer func() {
+		if d.keepWork {
+			d.problem("left %s in place: the disk is still mounted there", work)
+			return
+		}
+		os.RemoveAll(work)
+	}()
+
+	rep, err := bundle.Verify(ctx, o.Bundle, bundle.VerifyOptions{WorkDir: work, Log: o.Log})
+	d.res.Verify = rep
+	if err != nil {
+		// A bundle that does not verify would fail a real recovery too;
+		// going on would only measure a recovery that cannot happen.
+		return err
+	}
+
+	var roots []string
+	var expect []string // repos that must be there
+	if o.Disk != "" {
+		ds, err := d.openDisk(ctx, m)
+		if ds != nil {
+			defer func() {
+				if cerr := ds.close(context.WithoutCancel(ctx)); cerr != nil {
+					d.problem("%v", cerr)
+				}
+			}()
+		}
+		if err != nil {
+			return err
+		}
+		roots = []string{ds.reposDir}
+		expect = ds.disk.Repos
+	} else {
+		roots = []string{o.Mirror}
+		for _, r := range m.Repos {
+			if r.Host == m.Server {
+				expect = append(expect, r.Name)
+			}
+		}
+	}
+
+	d.p.status("checking that the bundle's keys open the repositories")
+	copies, _ := bundle.VerifyRepoCopies(ctx, m, bundle.VerifyOptions{RepoRoots: roots, Repos: o.Repos, WorkDir: work, Log: o.Log})
+	keyFailed := map[string]string{}
+	for _, it := range copies.Items {
+		d.res.Verify.Items = append(d.res.Verify.Items, it)
+		if it.Status == bundle.StatusFailed {
+			keyFailed[it.Name] = it.Detail
+		}
+	}
+
+	b, err := bundle.NewBorg(work)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	b.Log = o.Log
+	for i := range m.Repos {
+		repo := &m.Repos[i]
+		if len(o.Repos) > 0 && !slices.Contains(o.Repos, repo.Name) {
+			continue
+		}
+		rr := RepoResult{Name: repo.Name, Host: repo.Host, Status: "skipped"}
+		copyDir, found := bundle.FindCopy(roots, repo.Name)
+		switch {
+		case !found && (slices.Contains(expect, repo.Name) || slices.Contains(o.Repos, repo.Name)):
+			rr.Status = "failed"
+			rr.Problems = append(rr.Problems, fmt.Sprintf("no copy of the repository at %s", filepath.Join(roots[0], repo.Name)))
+		case !found:
+			continue
+		case keyFailed[repo.Host+"/"+repo.Name] != "":
+			rr.Copy = copyDir
+			rr.Status = "failed"
+			rr.Problems = append(rr.Problems, "the bundle does not open it: "+keyFailed[repo.Host+"/"+repo.Name])
+		default:
+			rr.Copy = copyDir
+			d.drillRepo(ctx, b, m, repo, &rr)
+		}
+		d.res.Repos = append(d.res.Repos, rr)
+	}
+	if len(d.res.Repos) == 0 {
+		return fmt.Errorf("no repository of the bundle found under %s", strings.Join(roots, ", "))
+	}
+	return nil
+}
+
+// finish totals the figures, writes the report and records the run.
+func (d *drill) finish(run *state.Run, runErr error) (*Result, error) {
+	res := d.res
+	if runErr != nil {
+		d.problem("%v", runErr)
+	}
+	res.TimeToFirstFile = -1
+	for _, r := range res.Repos {
+		if r.Status == "failed" {
+			for _, p := range r.Problems {
+				d.problem("repo %s: %s", r.Name, p)
+			}
+		}
+		res.RPO = max(res.RPO, r.RPO)
+		res.RTO = max(res.RTO, r.RTO)
+		if r.TimeToFirstFile > 0 && (res.TimeToFirstFile < 0 || r.TimeToFirstFile < res.TimeToFirstFile) {
+			res.TimeToFirstFile = r.TimeToFirstFile
+		}
+		res.Files += len(r.Files)
+		res.Bytes += r.Bytes
+	}
+	res.TimeToFirstFile = max(res.TimeToFirstFile, 0)
+	var extract time.Duration
+	for _, r := range res.Repos {
+		extract += r.ExtractDuration
+	}
+	if extract > 0 {
+		res.Throughput = float64(res.Bytes) / extract.Seconds()
+	}
+	res.OK = len(res.Problems) == 0
+	res.Finished = d.opts.Now()
+	res.Duration = res.Finished.Sub(res.Started)
+
+	files, werr := writeReports(res, d.opts)
+	res.ReportFiles = files
+	if werr != nil {
+		d.problem("writing the report: %v", werr)
+		res.OK = false
+	}
+	var err error
+	if !res.OK {
+		err = fmt.Errorf("drill failed: %s", strings.Join(res.Problems, "; "))
+	}
+	if run != nil {
+		status, code := state.OK, 0
+		if !res.OK {
+			status, code = state.Failed, 1
+		}
+		if ferr := run.Finish(status, code, summary(res), res, res.Problems); ferr != nil && err == nil {
+			err = fmt.Errorf("drill: recording the result: %w", ferr)
+		}
+	}
+	return res, err
+}
+
+// summary is the one line the dashboard shows for the last drill.
+func summary(r *Result) string {
+	verdict := "ok"
+	if !r.OK {
+		verdict = "FAILED"
+	}
+	return fmt.Sprintf("drill %s from %s %s: %d repos, %d files verified, RPO %s, first file after %s, RTO %s, %s/s",
+		verdict, r.Source, r.Target, len(r.Repos), r.Files, roundDur(r.RPO), roundDur(r.TimeToFirstFile), roundDur(r.RTO), humanBytes(int64(r.Throughput)))
+}

@@ -1,0 +1,93 @@
+package lab
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// dirEntry is HashTree's value for a directory.
+const dirEntry = "dir"
+
+// HashTree maps every path below dir on host (relative, "." excluded) to
+// the SHA-256 of a regular file, "dir" for a directory, "-> TARGET" for a
+// symlink, or "other" for anything else.
+func (l *Lab) HashTree(host, dir string) (map[string]string, error) {
+	root, err := l.Path(host, dir)
+	if err != nil {
+		return nil, err
+	}
+	tree := map[string]string{}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			tree[rel] = dirEntry
+		case d.Type()&fs.ModeSymlink != 0:
+			t, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			tree[rel] = "-> " + t
+		case d.Type().IsRegular():
+			sum, err := fileHash(p)
+			if err != nil {
+				return err
+			}
+			tree[rel] = sum
+		default:
+			tree[rel] = "other"
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: %s: hash %s: %w", host, dir, err)
+	}
+	return tree, nil
+}
+
+func fileHash(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// DiffTrees lists, sorted, the paths where two HashTree results differ:
+// "PATH (differs)", "PATH (missing)" from b, "PATH (extra)" in b.
+func DiffTrees(a, b map[string]string) []string {
+	var out []string
+	for p, v := range a {
+		w, ok := b[p]
+		switch {
+		case !ok:
+			out = append(out, p+" (missing)")
+		case v != w:
+			out = append(out, p+" (differs)")
+		}
+	}
+	for p := range b {
+		if _, ok := a[p]; !ok {
+			out = append(out, p+" (extra)")
+		}
+	}
+	slices.Sort(out)
+	return out
+}

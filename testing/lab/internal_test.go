@@ -1,0 +1,136 @@
+package lab
+
+import (
+	"net"
+	"net/smtp"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/borgkit/borgkit/provision/config"
+)
+
+const cobraHelp = `Write, verify and use the offline recovery bundle
+
+Usage:
+  borgkit drill [flags] BUNDLE [MIRROR]
+
+Available Commands:
+  check-key   Check a keyfile opens a LUKS2 header
+  write       Write the bundle to a directory
+
+Flags:
+      --bundle DIR   the bundle
+  -h, --help         help for drill
+      --json         print data as JSON
+`
+
+func TestHelpParsing(t *testing.T) {
+	if got := commandsOf([]byte(cobraHelp)); !reflect.DeepEqual(got, []string{"check-key", "write"}) {
+		t.Errorf("commandsOf = %q", got)
+	}
+	if got := flagsOf([]byte(cobraHelp)); !reflect.DeepEqual(got, []string{"--bundle", "--help", "--json"}) {
+		t.Errorf("flagsOf = %q", got)
+	}
+	if got := usageArgs([]byte(cobraHelp)); !reflect.DeepEqual(got, []string{"BUNDLE", "MIRROR"}) {
+		t.Errorf("usageArgs = %q", got)
+	}
+}
+
+func TestParsePlan(t *testing.T) {
+	out := []byte("Plan for pi (ssh 10.231.0.2:22, role offsite):\n  = packages\n" +
+		"Plan: 0 to create, 0 to change, 21 unchanged, 0 conflicting, 1 skipped.\npi: no changes.\n")
+	got := parsePlan("pi", out)
+	want := PlanCounts{Unchanged: 21, Skip: 1, NoChanges: true}
+	if got != want {
+		t.Errorf("parsePlan = %+v, want %+v", got, want)
+	}
+	if c := parsePlan("john-ai", []byte("Plan: 3 to create, 2 to change, 1 unchanged, 0 conflicting, 0 skipped.\n")); c.Changes() != 5 || c.NoChanges {
+		t.Errorf("parsePlan = %+v", c)
+	}
+}
+
+func TestDiffTrees(t *testing.T) {
+	a := map[string]string{"data": dirEntry, "data/1": "aa", "config": "cc", "lock": "-> x"}
+	b := map[string]string{"data": dirEntry, "data/1": "ab", "config": "cc", "extra": "ee"}
+	want := []string{"data/1 (differs)", "extra (extra)", "lock (missing)"}
+	if got := DiffTrees(a, b); !reflect.DeepEqual(got, want) {
+		t.Errorf("DiffTrees = %q, want %q", got, want)
+	}
+	if got := DiffTrees(a, a); len(got) != 0 {
+		t.Errorf("DiffTrees(a, a) = %q", got)
+	}
+}
+
+// The lab's SMTP listener takes what net/smtp (like msmtp: no TLS, no
+// AUTH) sends and decodes an encoded subject and a quoted-printable body.
+func TestMailSink(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newMailSink(ln)
+	defer s.close()
+	msg := "From: john-ai@lab.example\r\nTo: ops@lab.example\r\n" +
+		"Subject: =?UTF-8?Q?[BACKUP]_john-ai_NIGHTLY_BACKUP_ABORTED_=E2=80=94_disk?=\r\n" +
+		"Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+		"=3D=3D=3D NIGHTLY BACKUP ABORTED =3D=3D=3D\r\n.dot line\r\n"
+	if err := smtp.SendMail(ln.Addr().String(), nil, "john-ai@lab.example", []string{"ops@lab.example"}, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.waitFor(1, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := got[0]
+	if m.Subject != "[BACKUP] john-ai NIGHTLY BACKUP ABORTED — disk" {
+		t.Errorf("subject %q", m.Subject)
+	}
+	if m.Text != "=== NIGHTLY BACKUP ABORTED ===\n.dot line\n" {
+		t.Errorf("text %q", m.Text)
+	}
+	if m.From != "john-ai@lab.example" || !reflect.DeepEqual(m.To, []string{"ops@lab.example"}) {
+		t.Errorf("envelope %q -> %q", m.From, m.To)
+	}
+	s.reset()
+	if n := len(s.messages()); n != 0 {
+		t.Errorf("%d messages after reset", n)
+	}
+}
+
+// The generated config passes config.Parse with the lab's choices: the
+// NAS as a disk, the Pi's disk without LUKS, both host keys pinned.
+func TestConfig(t *testing.T) {
+	l := &Lab{ID: "0123abcd"}
+	for _, h := range []*Host{l.newHost(Server, ServerAddr), l.newHost(Offsite, OffsiteAddr)} {
+		if err := h.writeHostKey(t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []struct{ host, name, uuid string }{
+		{Server, DiskUSB, "3f9c2d4e-8b1a-4c6f-9e2d-7a5b1c3d9e0f"},
+		{Server, DiskNAS, "0b6e1f0a-5c3d-4e8f-a1b2-c3d4e5f60718"},
+		{Offsite, DiskPi, "b6e1f0a2-5c3d-4e8f-a1b2-c3d4e5f60719"},
+	} {
+		l.disks = append(l.disks, &Disk{Name: d.name, Host: d.host, UUID: d.uuid})
+	}
+	raw, cfg, err := l.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := cfg.Host(Server)
+	pi, _ := cfg.Host(Offsite)
+	if srv.Role != config.RoleServer || pi.Role != config.RoleOffsite || len(srv.Repos) != 2 || len(srv.Mirrors) != 2 {
+		t.Errorf("hosts: %+v %+v", srv, pi)
+	}
+	if d := pi.BackupDisk(); d == nil || d.LUKS != nil || d.UUID != "b6e1f0a2-5c3d-4e8f-a1b2-c3d4e5f60719" {
+		t.Errorf("pi's disk: %+v", d)
+	}
+	if srv.SSH.HostPublicKey != l.Host(Server).HostPublicKey || pi.SSH.HostPublicKey != l.Host(Offsite).HostPublicKey {
+		t.Error("host keys not pinned")
+	}
+	if !strings.Contains(string(raw), "path: "+NASPath) || len(srv.Shares) != 0 {
+		t.Errorf("NAS mirror:\n%s", raw)
+	}
+}
