@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/recovery/luks2"
 )
 
@@ -14,12 +17,106 @@ import (
 // opens no keyslot.
 type keyNotOpened struct{ error }
 
+type bundleOptions struct {
+	To       string
+	Paper    bool
+	Root     string
+	Host     string
+	Owner    int
+	RepoRoot []string
+	WorkDir  string
+}
+
 func newRecoveryCommand(g *globals) *cobra.Command {
+	o := &bundleOptions{}
 	cmd := &cobra.Command{
-		Use:   "recovery-bundle",
+		Use:   "recovery-bundle --to DIR",
 		Short: "Write, verify and use the offline recovery bundle",
+		Long: `Write the offline recovery bundle to DIR (a mounted USB stick): every LUKS
+keyfile and header backup, every borg key export and passphrase, known_hosts,
+the config, and a runbook with this site's real values, checksummed in
+MANIFEST.sha256. It refuses a DIR on the backup disk or inside a backed-up
+source: the bundle must never sit inside the backup it unlocks. Run it on the
+server, as root, after provisioning; keep the stick offline and offsite.` + exitStatusHelp,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.To == "" {
+				return usageError{fmt.Errorf("recovery-bundle: --to DIR is required (or use verify / check-key)")}
+			}
+			return runBundleWrite(cmd.Context(), o, g, cmd.OutOrStdout())
+		},
 	}
-	cmd.AddCommand(newCheckKeyCommand(g))
+	f := cmd.Flags()
+	f.StringVar(&o.To, "to", "", "write the bundle into `DIR` (must be empty or absent)")
+	f.BoolVar(&o.Paper, "paper", false, "also render each borg key as borg key export --paper prints it, for a printout")
+	f.StringVar(&o.Root, "root", "", "read the server's files from the tree under `DIR` (a server provisioned with --root)")
+	f.StringVar(&o.Host, "host", "", "the server's config `NAME` (default: /etc/borgkit/host, else the hostname)")
+	f.IntVar(&o.Owner, "owner-uid", -1, "give the bundle's files to this `UID`, so that user can verify it without root")
+	cmd.AddCommand(newBundleVerifyCommand(g, o), newCheckKeyCommand(g))
+	return cmd
+}
+
+func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, out io.Writer) error {
+	cfg, raw, err := g.load(o.Root != "")
+	if err != nil {
+		return err
+	}
+	server, err := (&jobOptions{Host: o.Host}).self(cfg)
+	if err != nil {
+		return err
+	}
+	var src host.Host = host.NewLocal(server.Name)
+	if o.Root != "" {
+		src = host.NewRooted(server.Name, o.Root)
+	}
+	opts := bundle.Options{Paper: o.Paper, ConfigData: raw, Version: version}
+	if o.Owner >= 0 {
+		opts.Owner = &host.Owner{UID: o.Owner, GID: -1}
+	}
+	m, err := bundle.Write(ctx, cfg, server, src, o.To, opts)
+	if err != nil {
+		return err
+	}
+	for _, w := range m.Warnings {
+		fmt.Fprintf(out, "warning: %s\n", w)
+	}
+	fmt.Fprintf(out, "wrote the recovery bundle of %s to %s\nMANIFEST.sha256 digest: %s (write it down: it proves the bundle later)\n", server.Name, m.Dir, m.Digest)
+	return nil
+}
+
+func newBundleVerifyCommand(g *globals, o *bundleOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify DIR",
+		Short: "Prove a bundle without the server: checksums, keyfiles against header backups, borg keys",
+		Long: `Prove a recovery bundle without root and without the server: every checksum,
+every keyfile against its LUKS header backup (in Go), every borg key export
+against its passphrase, and, with --repo-root, that they open the repo copies
+found there (a NAS mirror, a mounted offsite disk); repo copies are never
+written to.` + exitStatusHelp,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var log io.Writer
+			if g.Verbose {
+				log = cmd.ErrOrStderr()
+			}
+			rep, err := bundle.Verify(cmd.Context(), args[0], bundle.VerifyOptions{RepoRoots: o.RepoRoot, WorkDir: o.WorkDir, Log: log})
+			if rep != nil {
+				if g.JSON {
+					if jerr := writeJSON(cmd.OutOrStdout(), rep); jerr != nil {
+						return jerr
+					}
+				} else {
+					rep.WriteText(cmd.OutOrStdout())
+				}
+			}
+			if err != nil {
+				return reported{err}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&o.RepoRoot, "repo-root", nil, "a `DIR` holding repo copies by name, to open with the bundle's keys (repeatable)")
+	cmd.Flags().StringVar(&o.WorkDir, "work-dir", "", "where borg's private state goes (default: a temporary directory)")
 	return cmd
 }
 

@@ -45,6 +45,7 @@ restore.` + exitStatusHelp,
 		newRevokeCommand(g),
 		newStatusCommand(g),
 		newRecoveryCommand(g),
+		newDrillCommand(g),
 		newManCommand(),
 	)
 	return root

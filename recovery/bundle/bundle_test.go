@@ -109,7 +109,7 @@ func TestWriteVerify(t *testing.T) {
 	}
 	r, ok := got.Repo("john-ai")
 	if !ok || r.Encryption != "repokey-blake2" || r.Canary != "/etc/hostname" || len(r.Copies) != 2 ||
-		r.Copies[0].Share != "//nas.lan/backups" || r.Copies[1].Host != "pi" || r.Copies[1].Path != "/mnt/backup/john-ai" {
+		r.Copies[0].Share != "//nas.lan/backups" || r.Copies[1].Host != "pi" || r.Copies[1].Path != "/mnt/backup/borgkit/john-ai" {
 		t.Errorf("repo john-ai = %+v", r)
 	}
 	if m.Digest == "" {
@@ -122,7 +122,7 @@ func TestWriteVerify(t *testing.T) {
 		`cryptsetup open --readonly --key-file "$B/luks/pi-backup.key" "$DEV" backup`,
 		`cryptsetup open --readonly --header "$B/luks/pi-backup-header.img" --key-file "$B/luks/pi-backup.key" "$DEV" backup`,
 		"DEV=/dev/disk/by-id/usb-test", s.LUKSUUID, "b6e1f0a2-5c3d-4e8f-a1b2-c3d4e5f60718",
-		`export BORG_PASSCOMMAND="cat '$B/borg/john-ai.pass'"`, "REPO=/mnt/recovery/pi-backup/john-ai",
+		`export BORG_PASSCOMMAND="cat '$B/borg/john-ai.pass'"`, "REPO=/mnt/recovery/pi-backup/borgkit/john-ai",
 		`borg key import "$REPO" "$B/borg/john-ai-docker.borg-key"`, "mount -o ro,noload /dev/mapper/backup /mnt/recovery/pi-backup",
 		`borg extract --bypass-lock --list "$REPO::$ARCHIVE" etc/hostname`,
 	} {

@@ -92,7 +92,7 @@ func buildRunbook(m *Manifest) runbookData {
 		d.Files = append(d.Files, runbookFile{Path: f.Path, What: fileWhat(f, m)})
 	}
 	d.Files = append(d.Files,
-		runbookFile{Path: IndexName, What: "what the bundle holds, for `borgkit bundle verify` and `borgkit drill`"},
+		runbookFile{Path: IndexName, What: "what the bundle holds, for `borgkit recovery-bundle verify` and `borgkit drill`"},
 		runbookFile{Path: ManifestName, What: "SHA-256 of every file: `sha256sum -c " + ManifestName + "`"},
 		runbookFile{Path: DrillLogDir + "/", What: "empty; a drill may leave its report here if you make it writable"})
 	d.Hosts = m.Hosts

@@ -18,6 +18,7 @@ import (
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/recovery/luks2"
 	"github.com/borgkit/borgkit/roles"
+	"github.com/borgkit/borgkit/roles/jobs"
 )
 
 // Source is the server's filesystem as Write reads it: paths are as on
@@ -176,7 +177,8 @@ func (c *collector) disks(cfg *config.Config, server *config.Host) error {
 				Keyfile: "luks/" + base + ".key", Header: "luks/" + base + "-header.img"}
 			for _, mr := range server.Mirrors {
 				if mr.Host == o.Name && within(path.Clean(mr.Path), d.Mountpoint) {
-					rel, _ := filepath.Rel(d.Mountpoint, path.Clean(mr.Path))
+					// The server pushes into the mirror root on the disk.
+					rel, _ := filepath.Rel(d.Mountpoint, jobs.MirrorRoot(path.Clean(mr.Path)))
 					if rel == "." {
 						rel = ""
 					}
@@ -217,6 +219,9 @@ func (c *collector) repos(cfg *config.Config, server *config.Host, paper bool) e
 			if h == server {
 				for _, mr := range h.Mirrors {
 					cp := Copy{Mirror: mr.Name, Host: mr.Host, Path: path.Join(mr.Path, r.Name)}
+					if mr.Host != "" {
+						cp.Path = path.Join(jobs.MirrorRoot(mr.Path), r.Name)
+					}
 					for _, sh := range h.Shares {
 						if mr.Host == "" && within(path.Clean(mr.Path), sh.Mountpoint) {
 							cp.Share, cp.ShareMount = sh.Source, sh.Mountpoint

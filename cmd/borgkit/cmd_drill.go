@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/borgkit/borgkit/recovery/drill"
+	"github.com/borgkit/borgkit/roles/jobs/state"
+)
+
+type drillOptions struct {
+	drill.Options
+	StateDir string
+}
+
+func newDrillCommand(g *globals) *cobra.Command {
+	o := &drillOptions{}
+	cmd := &cobra.Command{
+		Use:   "drill --bundle DIR (--disk DEVICE|IMAGE | --mirror DIR)",
+		Short: "The annual restore rehearsal: only the bundle and the offsite disk (or a mirror)",
+		Long: `Rehearse a disaster restore with nothing but the recovery bundle and the
+offsite disk (or an image of it, or an unencrypted mirror directory): verify
+the bundle, unlock the disk with the bundle's keyfile (with its header backup
+if the disk's header is damaged), mount it read-only, check every repo,
+extract a random sample plus the canaries from the latest archives, compare
+them with the archives' own hashes (and the live files with --compare-live),
+and report RPO, RTO and throughput as Markdown and JSON. It never writes to
+the disk or the mirror. The result is recorded for borgkit status and the
+weekly summary.` + exitStatusHelp,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Bundle == "" || (o.Disk == "") == (o.Mirror == "") {
+				return usageError{fmt.Errorf("drill: --bundle and exactly one of --disk and --mirror are required")}
+			}
+			o.Store = &state.Store{Dir: o.StateDir}
+			o.Progress = cmd.ErrOrStderr()
+			o.IsTTY = isTTY(os.Stderr)
+			if g.Verbose {
+				o.Log = cmd.ErrOrStderr()
+			}
+			res, err := drill.Run(cmd.Context(), o.Options)
+			if res != nil {
+				if g.JSON {
+					if jerr := writeJSON(cmd.OutOrStdout(), res); jerr != nil {
+						return jerr
+					}
+				}
+				for _, f := range res.ReportFiles {
+					fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", f)
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Bundle, "bundle", "", "the recovery bundle `DIR`")
+	f.StringVar(&o.Disk, "disk", "", "the offsite disk or an image of it (opened read-only; needs root)")
+	f.StringVar(&o.DiskName, "disk-name", "", "which of the bundle's disks it is, as HOST/DISK (default: the only one)")
+	f.StringVar(&o.Mirror, "mirror", "", "a `DIR` holding unencrypted repo copies by name instead of a disk")
+	f.StringSliceVar(&o.Repos, "repo", nil, "only these repos (repeatable)")
+	f.IntVar(&o.Samples, "samples", 20, "random files to extract per repo")
+	f.Uint64Var(&o.Seed, "seed", 0, "seed for the sample (0: random; the report says which)")
+	f.BoolVar(&o.CompareLive, "compare-live", false, "also compare the extracted files with the live ones")
+	f.StringVar(&o.LiveRoot, "live-root", "/", "where the live files are, with --compare-live")
+	f.StringVar(&o.ReportDir, "report-dir", ".", "where the Markdown and JSON report go when the bundle is read-only")
+	f.StringVar(&o.WorkDir, "work-dir", "", "where extracted files go (default: a temporary directory)")
+	f.StringVar(&o.StateDir, "state-dir", state.DefaultDir, "where the drill is recorded for borgkit status")
+	return cmd
+}
