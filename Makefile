@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 TEST_DEBS := borgbackup rsync openssh-server openssh-client msmtp cryptsetup-bin \
              logrotate util-linux fdisk e2fsprogs systemd cron ca-certificates
 
-.PHONY: all build test lint vet fmt-check staticcheck man completion demo deps bench fuzz clean
+.PHONY: all build test lint vet fmt-check staticcheck man completion demo demo-root deps bench fuzz clean
 
 all: build
 
@@ -52,10 +52,17 @@ completion: build
 	$(BIN) completion zsh > completion/_borgkit
 	$(BIN) completion fish > completion/borgkit.fish
 
-# demo provisions john-ai from the embedded example into $(DEMO_ROOT) with
-# real borg, twice: the second run must report no changes. Diff bodies are
-# left out here; `bin/borgkit plan john-ai --root DIR` shows them.
+# demo runs the appliance end to end on this machine: two hosts in network
+# namespaces with their own sshd, loop-device disks and a mail listener;
+# provision both over SSH, back up, mirror, check, restore-test, write the
+# recovery bundle, drill from the Pi's copy, show the dashboard, tear down.
 demo: deps build
+	$(GO) run ./testing/lab/cmd/demo --borgkit $(BIN)
+
+# demo-root provisions john-ai and the Pi from the embedded example into
+# $(DEMO_ROOT) with real borg, twice: the second run must report no changes.
+# Diff bodies are left out; `bin/borgkit plan john-ai --root DIR` shows them.
+demo-root: deps build
 	rm -rf $(DEMO_ROOT)
 	@echo "=== first run: creates everything"
 	@set -o pipefail; $(BIN) provision john-ai --root $(DEMO_ROOT) | grep -v '^      '

@@ -114,44 +114,12 @@ func (s *scenario) optional(ctx context.Context) {
 	}
 }
 
-// bundleArgv builds the recovery-bundle command line from its help: a
-// "write"/"create" subcommand if it has one, the directory as a flag or a
-// positional argument.
+// bundleArgv is the recovery-bundle command line that writes the bundle.
 func (s *scenario) bundleArgv(ctx context.Context) ([]string, string) {
-	argv := []string{"borgkit", "recovery-bundle"}
-	help, _, err := s.l.RunContext(ctx, Server, "borgkit", "recovery-bundle", "--help")
-	if err != nil {
-		return nil, "recovery-bundle --help failed: " + err.Error()
-	}
-	if subs := commandsOf(help); len(subs) > 0 {
-		sub := ""
-		for _, c := range []string{"write", "create", "make"} {
-			if slices.Contains(subs, c) {
-				sub = c
-				break
-			}
-		}
-		if sub == "" {
-			return nil, "recovery-bundle has no write/create subcommand (has " + strings.Join(subs, ", ") + ")"
-		}
-		argv = append(argv, sub)
-		if help, _, err = s.l.RunContext(ctx, Server, append(argv, "--help")...); err != nil {
-			return nil, err.Error()
-		}
-	}
 	if _, _, err := s.l.RunContext(ctx, Server, "rm", "-rf", BundleDir); err != nil {
 		return nil, err.Error()
 	}
-	flags := flagsOf(help)
-	for _, f := range []string{"--dir", "--out", "--output", "--to", "--dest"} {
-		if slices.Contains(flags, f) {
-			return append(argv, f, BundleDir), ""
-		}
-	}
-	if len(usageArgs(help)) > 0 {
-		return append(argv, BundleDir), ""
-	}
-	return nil, "cannot tell from its help where recovery-bundle writes"
+	return []string{"borgkit", "recovery-bundle", "--to", BundleDir}, ""
 }
 
 // drillArgv copies the Pi's mirror back to john-ai (a drill restores from
