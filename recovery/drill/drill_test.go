@@ -16,6 +16,7 @@ import (
 	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/recovery/bundle/bundletest"
 	"github.com/borgkit/borgkit/recovery/drill"
+	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
@@ -314,7 +315,10 @@ func (f *fakeExec) Run(ctx context.Context, c host.Cmd) (host.Result, error) {
 	mnt := c.Argv[len(c.Argv)-1]
 	switch prog {
 	case "mount":
-		if out, err := exec.Command("cp", "-a", f.mirror+"/.", mnt).CombinedOutput(); err != nil {
+		// The server pushes into the mirror root on the offsite disk.
+		root := jobs.MirrorRoot(mnt)
+		os.MkdirAll(root, 0o700)
+		if out, err := exec.Command("cp", "-a", f.mirror+"/.", root).CombinedOutput(); err != nil {
 			return host.Result{}, &host.ExitError{Host: "fake", Argv: c.Argv, ExitCode: 32, Stderr: out}
 		}
 	case "umount":
