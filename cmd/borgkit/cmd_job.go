@@ -68,6 +68,16 @@ log, and mails only when something needs attention.` + exitStatusHelp,
 		}),
 		server("restore-test", "Extract files from the latest archives and compare them with the live ones", jobs.RestoreTest),
 		server("summary", "Mail the weekly summary: the dashboard as text and HTML", status.Summary),
+		server("scrub", "On the archive host: check pool health and start a ZFS scrub of every pool", jobs.Scrub),
+		server("smart-short", "On the archive host: SMART health and a short self test of every disk", func(ctx context.Context, e *jobs.Env) error {
+			return jobs.SmartTest(ctx, e, false)
+		}),
+		server("smart-long", "On the archive host: SMART health and a long self test of every disk", func(ctx context.Context, e *jobs.Env) error {
+			return jobs.SmartTest(ctx, e, true)
+		}),
+		server("pull", "On the archive host: replicate the live server's dataset with syncoid", func(ctx context.Context, e *jobs.Env) error {
+			return jobs.Pull(ctx, e, roles.SSHKey)
+		}),
 	)
 	pi := func(name, short string, fn func(context.Context, *jobs.PiEnv) error) *cobra.Command {
 		return &cobra.Command{

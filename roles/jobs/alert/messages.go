@@ -102,6 +102,17 @@ func NightlyFailed(r NightlyReport) Message {
 	return Message{Subject: SubjectNightlyFailed, Text: b.String()}
 }
 
+// JobFailed is the mail of a job made of sections (the archive host's
+// scrub, SMART tests and pull): the seed's layout under the job's own title.
+func JobFailed(title string, at time.Time, secs []Section, logPath string) Message {
+	var b strings.Builder
+	writeTitle(&b, title)
+	writeTimestamp(&b, at)
+	writeSections(&b, secs)
+	writeLog(&b, logPath)
+	return Message{Subject: title, Text: b.String()}
+}
+
 // NightlyAborted is sent when a pre-flight check failed (disk not mounted,
 // source partition missing, borg not installed): nothing was backed up.
 func NightlyAborted(reason string, at time.Time, logPath string) Message {

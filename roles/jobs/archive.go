@@ -1,0 +1,130 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/tools"
+	"github.com/borgkit/borgkit/roles/jobs/alert"
+	"github.com/borgkit/borgkit/roles/jobs/state"
+)
+
+// The archive host's own jobs (the second seed): ZFS scrubs, SMART self
+// tests and the syncoid pull from the live server. Each mails only when it
+// found a problem, like the others.
+
+// pools are the ZFS pools holding the host's datasets.
+func pools(h *config.Host) []string {
+	var out []string
+	for _, d := range h.Datasets {
+		p, _, _ := strings.Cut(d.Name, "/")
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Scrub starts a scrub of every pool and reports pools that are not
+// healthy now (`zpool status -x` names only those); the scrub's own result
+// shows in the next run's status.
+func Scrub(ctx context.Context, e *Env) error {
+	return e.archiveJob(ctx, config.JobScrub, func(ctx context.Context) []alert.Section {
+		var secs []alert.Section
+		for _, p := range pools(e.Host) {
+			res, err := e.run(ctx, tools.Cmd(tools.Zpool, "status", "-x", p))
+			out := strings.TrimSpace(string(res.Stdout))
+			if err != nil || !strings.Contains(out, "is healthy") {
+				secs = append(secs, section("Pool "+p+" health", res, err, out))
+				continue
+			}
+			res, err = e.run(ctx, tools.Cmd(tools.Zpool, "scrub", p))
+			secs = append(secs, section("Scrub of "+p, res, err, ""))
+		}
+		return secs
+	})
+}
+
+// SmartTest starts a SMART self test (short or long) on every disk smartctl
+// finds, and reports disks whose overall health assessment fails.
+func SmartTest(ctx context.Context, e *Env, long bool) error {
+	job, kind := config.JobSmartShort, "short"
+	if long {
+		job, kind = config.JobSmartLong, "long"
+	}
+	return e.archiveJob(ctx, job, func(ctx context.Context) []alert.Section {
+		res, err := e.run(ctx, tools.Cmd(tools.Smartctl, "--scan"))
+		if err != nil {
+			return []alert.Section{section("smartctl --scan", res, err, "")}
+		}
+		var secs []alert.Section
+		for _, line := range strings.Split(string(res.Stdout), "\n") {
+			dev, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+			if !strings.HasPrefix(dev, "/dev/") {
+				continue
+			}
+			hres, herr := e.run(ctx, tools.Cmd(tools.Smartctl, "-H", dev))
+			if herr != nil || !strings.Contains(string(hres.Stdout), "PASSED") {
+				secs = append(secs, section("SMART health of "+dev, hres, herr, tailText(hres.Stdout, 12)))
+				continue
+			}
+			tres, terr := e.run(ctx, tools.Cmd(tools.Smartctl, "-t", kind, dev))
+			secs = append(secs, section("SMART "+kind+" test of "+dev, tres, terr, ""))
+		}
+		return secs
+	})
+}
+
+// Pull replicates the live server's dataset with syncoid through the
+// host's own key (never an agent or a password prompt).
+func Pull(ctx context.Context, e *Env, identity string) error {
+	return e.archiveJob(ctx, config.JobPull, func(ctx context.Context) []alert.Section {
+		p := e.Host.Pull
+		if p == nil {
+			return []alert.Section{{Name: "syncoid", Status: alert.StatusFailed, ExitCode: 1, Output: "no pull: block for " + e.Host.Name}}
+		}
+		src := p.UserOrDefault() + "@" + p.Host + ":" + p.Source
+		res, err := e.run(ctx, tools.Cmd(tools.Syncoid, "--no-privilege-elevation", "--sshkey", identity, src, p.Target))
+		return []alert.Section{section("syncoid "+src+" -> "+p.Target, res, err, "")}
+	})
+}
+
+// section is one step's result for the mail and the record.
+func section(name string, res host.Result, err error, why string) alert.Section {
+	if err == nil && why == "" {
+		return alert.Section{Name: name, Status: alert.StatusOK}
+	}
+	out := strings.TrimSpace(why + "\n" + tailText(append(res.Stderr, res.Stdout...), 12))
+	return alert.Section{Name: name, Status: alert.StatusFailed, ExitCode: exitCode(res, err), Output: out}
+}
+
+// archiveJob runs fn's sections as one job: a record, and one mail listing
+// every section when any failed.
+func (e *Env) archiveJob(ctx context.Context, job string, fn func(context.Context) []alert.Section) error {
+	run, ctx, stop, err := e.Begin(ctx, job)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	started := e.Now()
+	secs := fn(ctx)
+	failed := 0
+	for _, s := range secs {
+		if s.Status == alert.StatusFailed {
+			failed++
+		}
+	}
+	if failed == 0 {
+		return run.Finish(state.OK, 0, fmt.Sprintf("%d steps ok", len(secs)), nil, e.lines)
+	}
+	title := strings.ToUpper(strings.ReplaceAll(job, "_", " ")) + " FAILED"
+	e.Mail(ctx, alert.JobFailed(title, started, secs, e.LogPath))
+	if err := run.Finish(state.Failed, 1, fmt.Sprintf("%d of %d steps failed", failed, len(secs)), nil, e.lines); err != nil {
+		return err
+	}
+	return fmt.Errorf("%s: %d steps failed", job, failed)
+}
