@@ -79,7 +79,7 @@ demo-root: deps build
 	  borg info --json $$r | grep -m1 '"mode"' | sed "s|^ *|$$n: encryption |"; done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./provision/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./...
 
 fuzz:
 	$(GO) test ./provision/config/ -run '^$$' -fuzz FuzzParse -fuzztime 60s

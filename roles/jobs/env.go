@@ -40,6 +40,9 @@ type Env struct {
 	// Mounted reports whether path is a mountpoint and the UUID of what is
 	// mounted there.
 	Mounted func(ctx context.Context, path string) (mounted bool, uuid string, err error)
+	// MountedAt reports whether anything is mounted at a path (default:
+	// this process's mount table).
+	MountedAt func(path string) bool
 	// Usage reports a filesystem's fill.
 	Usage func(path string) (DiskUsage, error)
 	// SSH is the remote shell rsync uses for offsite mirrors, as rsync's -e
@@ -74,6 +77,9 @@ func (e *Env) Defaults() {
 	}
 	if e.Usage == nil {
 		e.Usage = Statfs
+	}
+	if e.MountedAt == nil {
+		e.MountedAt = MountedAt
 	}
 	if e.SSH == "" {
 		e.SSH = "ssh -o BatchMode=yes -o ConnectTimeout=30"

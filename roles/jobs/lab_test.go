@@ -25,7 +25,7 @@ import (
 // a second disk as the NAS, real borg repos, real msmtp mailing a local SMTP
 // sink.
 type lab struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	backup  *loopdev.Device
 	mnt     string
@@ -51,7 +51,7 @@ type labOptions struct {
 	offsite string
 }
 
-func need(t *testing.T, progs ...string) {
+func need(t testing.TB, progs ...string) {
 	t.Helper()
 	for _, p := range progs {
 		if _, err := exec.LookPath(p); err != nil {
@@ -60,7 +60,7 @@ func need(t *testing.T, progs ...string) {
 	}
 }
 
-func sh(t *testing.T, argv ...string) string {
+func sh(t testing.TB, argv ...string) string {
 	t.Helper()
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
@@ -69,13 +69,13 @@ func sh(t *testing.T, argv ...string) string {
 	return string(out)
 }
 
-func mountDisk(t *testing.T, d *loopdev.Device, mp string) {
+func mountDisk(t testing.TB, d *loopdev.Device, mp string) {
 	t.Helper()
 	sh(t, "mount", d.Path, mp)
 	t.Cleanup(func() { exec.Command("umount", "-l", mp).Run() })
 }
 
-func newLab(t *testing.T, o labOptions) *lab {
+func newLab(t testing.TB, o labOptions) *lab {
 	t.Helper()
 	need(t, "borg", "msmtp", "mkfs.ext4", "findmnt")
 	if o.diskSize == 0 {

@@ -115,11 +115,9 @@ func (e *Env) preflight(ctx context.Context) error {
 	}
 	for _, r := range e.Host.Repos {
 		for _, mp := range r.MustBeMountpoints {
-			ok, _, err := e.Mounted(ctx, mp)
-			if err != nil {
-				return err
-			}
-			if !ok {
+			// Only whether it is mounted matters here, which the mount
+			// table answers without starting findmnt for each source.
+			if !e.MountedAt(mp) {
 				return &preflightError{fmt.Sprintf("%s is not mounted: refusing to back up an empty mountpoint into %s", mp, r.Name)}
 			}
 		}

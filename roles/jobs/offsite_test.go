@@ -28,14 +28,14 @@ func TestSyncToOffsiteThroughRrsync(t *testing.T) {
 	if _, err := os.Stat(roles.Rrsync); err != nil {
 		t.Skip("rrsync is not installed (package rsync)")
 	}
-	piMount := filepath.Join(t.TempDir(), "pi-backup")
-	os.MkdirAll(piMount, 0o755)
+	mountEntry := filepath.Join(t.TempDir(), "pi-backup")
+	os.MkdirAll(mountEntry, 0o755)
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	block, _ := ssh.MarshalPrivateKey(priv, "borgkit@john-ai")
 	keyPath := filepath.Join(t.TempDir(), "borgkit_ed25519")
 	os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600)
 	signer, _ := ssh.NewSignerFromKey(priv)
-	line, err := roles.RrsyncLine("127.0.0.1", piMount, ssh.MarshalAuthorizedKey(signer.PublicKey()))
+	line, err := roles.RrsyncLine("127.0.0.1", mountEntry, ssh.MarshalAuthorizedKey(signer.PublicKey()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,18 +53,18 @@ func TestSyncToOffsiteThroughRrsync(t *testing.T) {
 	}
 	l.mails(0)
 	for _, p := range []string{"system/config", "system/data/0", ".heartbeat/john-ai-last-success"} {
-		if _, err := os.Stat(filepath.Join(piMount, p)); err != nil {
+		if _, err := os.Stat(filepath.Join(mountEntry, p)); err != nil {
 			t.Errorf("offsite mirror lacks %s: %v", p, err)
 		}
 	}
-	hb, _ := os.ReadFile(filepath.Join(piMount, ".heartbeat/john-ai-last-success"))
+	hb, _ := os.ReadFile(filepath.Join(mountEntry, ".heartbeat/john-ai-last-success"))
 	when, err := time.Parse(time.RFC3339, strings.TrimSpace(string(hb)))
 	if err != nil || time.Since(when) > time.Minute {
 		t.Errorf("heartbeat %q: %v", hb, err)
 	}
 	// The mirror is byte-identical to the repo, file for file.
 	if a, b := sh(t, "sh", "-c", "cd "+filepath.Join(l.mnt, "system")+" && find . -type f -exec sha256sum {} + | sort"),
-		sh(t, "sh", "-c", "cd "+filepath.Join(piMount, "system")+" && find . -type f -exec sha256sum {} + | sort"); a != b {
+		sh(t, "sh", "-c", "cd "+filepath.Join(mountEntry, "system")+" && find . -type f -exec sha256sum {} + | sort"); a != b {
 		t.Fatalf("offsite mirror differs from the repo")
 	}
 	rec, _ := l.env.Store.Load("sync")
@@ -76,14 +76,14 @@ func TestSyncToOffsiteThroughRrsync(t *testing.T) {
 		t.Fatalf("stats %+v %v", st, err)
 	}
 	// A failing offsite host is named in the mail, and no heartbeat is written.
-	os.Remove(filepath.Join(piMount, ".heartbeat/john-ai-last-success"))
+	os.Remove(filepath.Join(mountEntry, ".heartbeat/john-ai-last-success"))
 	l.env.SSH = strings.Replace(rsh, strconv.Itoa(srv.Port), "1", 1) // nothing listens on port 1
 	if err := jobs.Sync(ctx(), l.env); err == nil {
 		t.Fatal("sync to an unreachable host succeeded")
 	}
 	m := l.mails(1)
 	wantMail(t, m[0], "[BACKUP] john-ai OFFSITE SYNC FAILED", "--- system -> pi:system/ ---")
-	if _, err := os.Stat(filepath.Join(piMount, ".heartbeat/john-ai-last-success")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(mountEntry, ".heartbeat/john-ai-last-success")); !os.IsNotExist(err) {
 		t.Fatal("heartbeat written after a failed sync")
 	}
 }

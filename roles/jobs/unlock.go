@@ -126,18 +126,18 @@ func (e *PiEnv) allOpen(disks []*config.Disk) bool {
 		if _, err := os.Stat(mapper); err != nil {
 			return false
 		}
-		m, err := piFindMount(e.MountInfo, d.Mountpoint)
-		if err != nil || m == nil || !piMountedFrom(m, mapper) {
+		m, err := findMount(e.MountInfo, d.Mountpoint)
+		if err != nil || m == nil || !mountedFrom(m, mapper) {
 			return false
 		}
 	}
 	return true
 }
 
-// piMountedFrom reports whether m is the filesystem of device: by name as
+// mountedFrom reports whether m is the filesystem of device: by name as
 // mount recorded it, or by device number when it was mounted by another
 // name (/dev/dm-0, UUID=).
-func piMountedFrom(m *piMount, device string) bool {
+func mountedFrom(m *mountEntry, device string) bool {
 	if filepath.Clean(m.Source) == filepath.Clean(device) {
 		return true
 	}
@@ -217,12 +217,12 @@ func (e *PiEnv) unlockDisk(ctx context.Context, d *config.Disk, key func() ([]by
 	mapper := e.mapperPath(d)
 	_, err := os.Stat(mapper)
 	isOpen := err == nil
-	m, err := piFindMount(e.MountInfo, d.Mountpoint)
+	m, err := findMount(e.MountInfo, d.Mountpoint)
 	if err != nil {
 		return "", fmt.Errorf("disk %s: %w", d.Name, err)
 	}
 	if m != nil {
-		if isOpen && piMountedFrom(m, mapper) {
+		if isOpen && mountedFrom(m, mapper) {
 			e.logf("%s is open and mounted on %s", d.Name, d.Mountpoint)
 			return "open", nil
 		}

@@ -165,7 +165,7 @@ func (e *PiEnv) watch(ctx context.Context) (state.Status, int, string, WatchdogS
 		server = e.Host.Unlock.Server
 	}
 
-	mnt, err := piFindMount(e.MountInfo, d.Mountpoint)
+	mnt, err := findMount(e.MountInfo, d.Mountpoint)
 	if err != nil {
 		err = fmt.Errorf("watchdog: %w", err)
 		e.logf("%v", err)
@@ -304,29 +304,29 @@ func piReadHeartbeat(file string) (time.Time, error) {
 	return fi.ModTime(), nil
 }
 
-// piMount is one line of the mount table.
-type piMount struct {
+// mountEntry is one line of the mount table.
+type mountEntry struct {
 	Dev    string // major:minor of the mounted filesystem
 	Point  string
 	FSType string
 	Source string
 }
 
-// piFindMount reads the mount table at path (a /proc/PID/mountinfo) and
+// findMount reads the mount table at path (a /proc/PID/mountinfo) and
 // returns what is mounted exactly at mountpoint, nil when nothing is.
 // The last line wins: a later mount hides an earlier one at the same place.
-func piFindMount(path, mountpoint string) (*piMount, error) {
+func findMount(path, mountpoint string) (*mountEntry, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("mount table: %w", err)
 	}
 	defer f.Close()
 	want := filepath.Clean(mountpoint)
-	var found *piMount
+	var found *mountEntry
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		m, ok := piParseMountinfo(sc.Text())
+		m, ok := parseMountinfo(sc.Text())
 		if ok && m.Point == want {
 			found = &m
 		}
@@ -337,13 +337,13 @@ func piFindMount(path, mountpoint string) (*piMount, error) {
 	return found, nil
 }
 
-// piParseMountinfo parses one line of proc(5)'s mountinfo:
+// parseMountinfo parses one line of proc(5)'s mountinfo:
 //
 //	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
 //
 // The optional fields before "-" vary in number, so the fields after it are
 // found by the separator, not by position.
-func piParseMountinfo(line string) (piMount, bool) {
+func parseMountinfo(line string) (mountEntry, bool) {
 	f := strings.Fields(line)
 	sep := -1
 	for i := 6; i < len(f); i++ {
@@ -353,18 +353,18 @@ func piParseMountinfo(line string) (piMount, bool) {
 		}
 	}
 	if sep < 0 || sep+2 >= len(f) {
-		return piMount{}, false
+		return mountEntry{}, false
 	}
-	return piMount{
+	return mountEntry{
 		Dev:    f[2],
-		Point:  filepath.Clean(piUnescapeMount(f[4])),
+		Point:  filepath.Clean(unescapeMount(f[4])),
 		FSType: f[sep+1],
-		Source: piUnescapeMount(f[sep+2]),
+		Source: unescapeMount(f[sep+2]),
 	}, true
 }
 
-// piUnescapeMount undoes the kernel's octal escapes (\040 for a space).
-func piUnescapeMount(s string) string {
+// unescapeMount undoes the kernel's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
@@ -380,4 +380,12 @@ func piUnescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// MountedAt reports whether something is mounted exactly at mountpoint,
+// from this process's mount table: no program is started, so the
+// dashboard can ask for every mount in microseconds.
+func MountedAt(mountpoint string) bool {
+	m, err := findMount(DefaultMountInfo, mountpoint)
+	return err == nil && m != nil
 }

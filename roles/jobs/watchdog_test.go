@@ -326,14 +326,14 @@ func TestWatchdogNoBackupDisk(t *testing.T) {
 // TestPiFindMountReal reads this machine's own mount table: "/" is always
 // mounted, a fresh temporary directory never is.
 func TestPiFindMountReal(t *testing.T) {
-	m, err := piFindMount(DefaultMountInfo, "/")
+	m, err := findMount(DefaultMountInfo, "/")
 	if err != nil || m == nil {
 		t.Fatalf("/ not mounted: %v %v", m, err)
 	}
-	if m, err := piFindMount(DefaultMountInfo, t.TempDir()); err != nil || m != nil {
+	if m, err := findMount(DefaultMountInfo, t.TempDir()); err != nil || m != nil {
 		t.Fatalf("a temporary directory is mounted: %+v %v", m, err)
 	}
-	if _, err := piFindMount(filepath.Join(t.TempDir(), "nope"), "/"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := findMount(filepath.Join(t.TempDir(), "nope"), "/"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing table: %v", err)
 	}
 }
@@ -341,21 +341,21 @@ func TestPiFindMountReal(t *testing.T) {
 func TestPiParseMountinfo(t *testing.T) {
 	tests := []struct {
 		line string
-		want piMount
+		want mountEntry
 		ok   bool
 	}{
 		{"36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue",
-			piMount{Dev: "98:0", Point: "/mnt2", FSType: "ext3", Source: "/dev/root"}, true},
+			mountEntry{Dev: "98:0", Point: "/mnt2", FSType: "ext3", Source: "/dev/root"}, true},
 		// No optional fields, and two of them.
 		{"40 22 253:0 / /mnt/backup rw,relatime - ext4 /dev/mapper/backup rw",
-			piMount{Dev: "253:0", Point: "/mnt/backup", FSType: "ext4", Source: "/dev/mapper/backup"}, true},
+			mountEntry{Dev: "253:0", Point: "/mnt/backup", FSType: "ext4", Source: "/dev/mapper/backup"}, true},
 		{"40 22 253:0 / /mnt/my\\040backup rw shared:1 master:2 - ext4 /dev/mapper/a\\134b rw",
-			piMount{Dev: "253:0", Point: "/mnt/my backup", FSType: "ext4", Source: `/dev/mapper/a\b`}, true},
-		{"garbage", piMount{}, false},
-		{"1 2 3:4 / /x rw shared:1 -", piMount{}, false},
+			mountEntry{Dev: "253:0", Point: "/mnt/my backup", FSType: "ext4", Source: `/dev/mapper/a\b`}, true},
+		{"garbage", mountEntry{}, false},
+		{"1 2 3:4 / /x rw shared:1 -", mountEntry{}, false},
 	}
 	for _, tt := range tests {
-		got, ok := piParseMountinfo(tt.line)
+		got, ok := parseMountinfo(tt.line)
 		if ok != tt.ok || got != tt.want {
 			t.Errorf("%q = %+v %v, want %+v %v", tt.line, got, ok, tt.want, tt.ok)
 		}

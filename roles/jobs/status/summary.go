@@ -20,9 +20,7 @@ func Live(e *jobs.Env) (*Dashboard, error) {
 		if err != nil {
 			continue
 		}
-		if ok, _, merr := e.Mounted(context.Background(), mp); merr == nil {
-			u.Mounted = ok
-		}
+		u.Mounted = e.MountedAt(mp)
 		disks = append(disks, u)
 	}
 	return Build(e.Cfg, e.Host, recs, disks, e.Now()), nil
