@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"strconv"
 	"strings"
 
 	"github.com/borgkit/borgkit/provision/config"
@@ -166,29 +165,11 @@ func fstabClash(outside []string, targets map[string]bool) string {
 		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
 			continue
 		}
-		if t := unescapeFstab(f[1]); targets[t] {
+		if t := templates.FstabUnescape(f[1]); targets[t] {
 			return fmt.Sprintf("/etc/fstab already mounts %s outside the borgkit block (%q); remove that line or the config entry", t, strings.TrimSpace(l))
 		}
 	}
 	return ""
-}
-
-func unescapeFstab(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // verifyFstab runs findmnt --verify on the candidate. Parse errors reject

@@ -9,13 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
+	"github.com/borgkit/borgkit/templates"
 )
 
 // PiEnv is what the offsite host's jobs (the watchdog and the boot-time
@@ -357,29 +357,10 @@ func parseMountinfo(line string) (mountEntry, bool) {
 	}
 	return mountEntry{
 		Dev:    f[2],
-		Point:  filepath.Clean(unescapeMount(f[4])),
+		Point:  filepath.Clean(templates.FstabUnescape(f[4])),
 		FSType: f[sep+1],
-		Source: unescapeMount(f[sep+2]),
+		Source: templates.FstabUnescape(f[sep+2]),
 	}, true
-}
-
-// unescapeMount undoes the kernel's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // MountedAt reports whether something is mounted exactly at mountpoint,
