@@ -10,7 +10,7 @@ DEMO_ROOT ?= /tmp/borgkit-demo
 STATICCHECK_VERSION := v0.8.2
 # Debian packages the tests drive for real (borg, rsync, sshd, msmtp, findmnt, ...).
 TEST_DEBS := borgbackup rsync openssh-server openssh-client msmtp cryptsetup-bin \
-             logrotate util-linux fdisk e2fsprogs systemd cron ca-certificates
+             logrotate util-linux fdisk e2fsprogs iproute2 systemd cron ca-certificates
 
 .PHONY: all build test lint vet fmt-check staticcheck man completion demo demo-root deps bench fuzz clean
 
