@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 TEST_DEBS := borgbackup rsync openssh-server openssh-client msmtp cryptsetup-bin \
              logrotate util-linux fdisk e2fsprogs iproute2 systemd cron ca-certificates
 
-.PHONY: all build test lint vet fmt-check staticcheck man completion demo demo-root deps bench fuzz clean
+.PHONY: all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench fuzz clean
 
 all: build
 
@@ -77,6 +77,14 @@ demo-root: deps build
 	@for r in $(DEMO_ROOT)/mnt/backup/*/; do n=$$(basename $$r); \
 	  BORG_BASE_DIR=$(DEMO_ROOT)/root BORG_PASSCOMMAND="cat $(DEMO_ROOT)/etc/borgkit/keys/$$n.pass" \
 	  borg info --json $$r | grep -m1 '"mode"' | sed "s|^ *|$$n: encryption |"; done
+
+# vm runs the qemu VM lab (LUKS open, unlock at boot, reboots, the drill
+# from a disk image): root, qemu-system-x86, debootstrap; tens of minutes
+# under TCG with a cold image cache.
+vm: build
+	@command -v qemu-system-x86_64 >/dev/null && command -v debootstrap >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-utils debootstrap e2fsprogs)
+	BORGKIT_VM=1 BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -parallel 4 -timeout 60m ./testing/vm/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./...

@@ -1,0 +1,48 @@
+// Package vm is borgkit's VM lab: what needs a kernel of its own —
+// device-mapper, LUKS, mounts at boot, reboots — proven in qemu guests.
+//
+// Build makes a Debian image once per recipe: debootstrap on the host into
+// a cache directory keyed by the recipe's hash, then mkfs.ext4 -d, so no
+// loop device or mount is needed. Beside the image it keeps the Debian
+// kernel and the lab's own initrd (package vminit: load five modules,
+// mount the root, exec systemd — initramfs-tools' udev pipeline cost 10–15 s
+// of every boot under emulation), for qemu -kernel/-initrd. Every guest
+// boots a qcow2 overlay of the image, so the cached base never changes.
+//
+// A guest gets its identity at every boot from qemu's fw_cfg, read by a
+// small unit baked into the image: hostname, the address on the lab link,
+// its ed25519 host key (made by the harness, which therefore pins it: no
+// trust on first use) and the lab's login key. The login key sits in a
+// file of its own that sshd reads besides root's authorized_keys, so
+// borgkit's edits of authorized_keys are exactly what they would be on a
+// real machine.
+//
+// Networks: each guest has a management NIC, qemu user networking with
+// restrict=on (no way out, not even to the host) and only sshd forwarded
+// from 127.0.0.1:<free port>, and a lab NIC on a point-to-point UDP socket
+// netdev to its peer. UDP rather than a listen/connect pair keeps the link
+// up when either end is stopped and started again, as the "server down at
+// the Pi's boot" scenario needs. Only debootstrap on the host fetches
+// packages.
+//
+// Pair is the appliance: john-ai with its USB disk and the pi with a blank
+// disk for borgkit's --format. The first pair to boot saves a snapshot of
+// both machines (qemu savevm, disks included) in the cache; later pairs
+// resume from it in a few seconds instead of booting for a minute, and
+// their clocks are set from the host's.
+//
+// The tests are skipped unless BORGKIT_VM=1. They need root and
+// qemu-system-x86, qemu-utils, debootstrap and e2fsprogs on the host (and
+// go, to build borgkit and the initrd). Run them all, in parallel, with
+//
+//	BORGKIT_VM=1 go test -count=1 -v -parallel 4 -timeout 60m ./testing/vm/
+//
+// TestVMDisasterDrill uses the bundle and the disk copy TestVMUnlockAtBoot
+// makes, so it runs only together with it. Each step prints a line
+// starting "vm-time" with its duration. Environment: BORGKIT_VM_CACHE
+// (default /var/cache/borgkit-vm), BORGKIT_VM_ACCEL (default tcg),
+// BORGKIT_VM_MIRROR (Debian mirror), BORGKIT_VM_SNAPSHOT=0 (always boot),
+// BORGKIT_VM_BINARY (a prebuilt borgkit instead of building the tree's),
+// BORGKIT_VM_KEEP=1 (keep run directories: overlays, serial and qemu logs,
+// plans; a failing test keeps its own anyway).
+package vm

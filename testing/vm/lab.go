@@ -1,0 +1,428 @@
+package vm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The lab's fixed facts: the appliance's two hosts on their own /24, and
+// the disks a real site would have, with fixed UUIDs and serials so the
+// site config can name them before they exist.
+const (
+	ServerName     = "john-ai"
+	OffsiteName    = "pi"
+	ServerAddress  = "10.232.0.1"
+	OffsiteAddress = "10.232.0.2"
+
+	// USBSerial is john-ai's USB backup disk; USBUUID the ext4 on it.
+	USBSerial = "borgkit-usb-backup"
+	USBUUID   = "3f9c2d4e-8b1a-4c6f-9e2d-7a5b1c3d9e0f"
+	// PiDiskSerial is the Pi's backup disk (LUKS2 after provisioning);
+	// PiFSUUID the ext4 inside the LUKS volume.
+	PiDiskSerial = "borgkit-pi-backup"
+	PiFSUUID     = "b6e1f0a2-5c3d-4e8f-a1b2-c3d4e5f60718"
+)
+
+// PairConfig says where a Pair lives and how it runs.
+type PairConfig struct {
+	Image *Image
+	Dir   string
+	Accel string
+	// DiskMB sizes the two backup disks (default 1024; the files are sparse).
+	DiskMB int
+	Log    io.Writer
+	// SnapshotCache keeps the pair just after its first boot, in a
+	// directory named by everything the snapshot depends on (the image, the
+	// qemu version, the machine). A pair made when it holds a snapshot
+	// resumes from it in seconds instead of booting for a minute or more
+	// under emulation; otherwise the first Boot saves one. "" boots every
+	// time.
+	SnapshotCache string
+	// ServerOnly leaves the pi out, for scenarios of john-ai alone.
+	ServerOnly bool
+}
+
+// Pair is the appliance in two guests: john-ai with its USB disk (ext4
+// with USBUUID, made on the host), and the pi with a blank disk for
+// borgkit to put LUKS2 on, joined by a lab link. LoginKey logs the harness
+// in as root on both. The disks are qcow2 so that a snapshot covers them.
+type Pair struct {
+	Server, Offsite *Guest
+	Link            *Link
+	LoginKey        *Key
+	USB, PiDisk     Disk
+	cfg             PairConfig
+	snapDir         string
+	restored        bool
+	hostKeys        map[string]*Key // by guest name, the pi's even when ServerOnly leaves it out
+}
+
+// snapshotName is the internal snapshot of a booted pair.
+const snapshotName = "booted"
+
+// Files of a pair snapshot, relative to its directory and to a run's.
+var snapshotFiles = []string{
+	"login_key", "login_key.pub", "usb-backup.qcow2", "pi-backup.qcow2",
+	ServerName + "/root.qcow2", ServerName + "/host_key", ServerName + "/host_key.pub",
+	OffsiteName + "/root.qcow2", OffsiteName + "/host_key", OffsiteName + "/host_key.pub",
+}
+
+// NewPair makes the disks, keys and guests, or copies them from the
+// snapshot; nothing runs until Boot.
+func NewPair(ctx context.Context, cfg PairConfig) (*Pair, error) {
+	if cfg.DiskMB == 0 {
+		cfg.DiskMB = 1024
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	snapDir := ""
+	if cfg.SnapshotCache != "" {
+		key, err := snapshotKey(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		snapDir = filepath.Join(cfg.SnapshotCache, "pair-"+key)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	for _, n := range []string{ServerName, OffsiteName} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, n), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	link, err := NewLink()
+	if err != nil {
+		return nil, err
+	}
+	p := &Pair{Link: link, cfg: cfg, snapDir: snapDir,
+		USB:    Disk{Path: filepath.Join(cfg.Dir, "usb-backup.qcow2"), Format: "qcow2", Serial: USBSerial},
+		PiDisk: Disk{Path: filepath.Join(cfg.Dir, "pi-backup.qcow2"), Format: "qcow2", Serial: PiDiskSerial}}
+	hostKeys := map[string]*Key{}
+	if p.snapshotReady() {
+		for _, f := range snapshotFiles {
+			if cfg.ServerOnly && (strings.HasPrefix(f, OffsiteName+"/") || f == "pi-backup.qcow2") {
+				continue
+			}
+			if err := run(ctx, io.Discard, "cp", "--sparse=always", "--reflink=auto",
+				filepath.Join(p.snapDir, f), filepath.Join(cfg.Dir, f)); err != nil {
+				return nil, err
+			}
+		}
+		if p.LoginKey, err = LoadKey(cfg.Dir, "login_key"); err != nil {
+			return nil, err
+		}
+		for _, n := range []string{ServerName, OffsiteName} {
+			// The pi's key comes from the snapshot even without its guest:
+			// the site config pins it.
+			if hostKeys[n], err = LoadKey(filepath.Join(snapDir, n), "host_key"); err != nil {
+				return nil, err
+			}
+		}
+		p.restored = true
+	} else {
+		for _, n := range []string{ServerName, OffsiteName} {
+			if hostKeys[n], err = NewKey("root@" + n); err != nil {
+				return nil, err
+			}
+		}
+		if p.LoginKey, err = NewKey("borgkit-vm-lab"); err != nil {
+			return nil, err
+		}
+		if err := p.LoginKey.Save(cfg.Dir, "login_key"); err != nil {
+			return nil, err
+		}
+		if err := p.makeDisks(ctx); err != nil {
+			return nil, err
+		}
+	}
+	p.hostKeys = hostKeys
+	loadvm := ""
+	if p.restored {
+		loadvm = snapshotName
+	}
+	hosts := []string{ServerAddress + "\t" + ServerName, OffsiteAddress + "\t" + OffsiteName}
+	p.Server, err = NewGuest(Config{Name: ServerName, Image: cfg.Image, Dir: filepath.Join(cfg.Dir, ServerName), Index: 1,
+		Link: link, End: 0, LabAddress: ServerAddress + "/24", Hosts: hosts, Disks: []Disk{p.USB},
+		LoginKey: p.LoginKey, HostKey: hostKeys[ServerName], LoadVM: loadvm, Accel: cfg.Accel, Log: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ServerOnly {
+		return p, nil
+	}
+	p.Offsite, err = NewGuest(Config{Name: OffsiteName, Image: cfg.Image, Dir: filepath.Join(cfg.Dir, OffsiteName), Index: 2,
+		Link: link, End: 1, LabAddress: OffsiteAddress + "/24", Hosts: hosts, Disks: []Disk{p.PiDisk},
+		LoginKey: p.LoginKey, HostKey: hostKeys[OffsiteName], LoadVM: loadvm, Accel: cfg.Accel, Log: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// makeDisks makes the two backup disks. The USB disk arrives formatted,
+// as the user's disk would; the pi's is blank, for borgkit's --format.
+func (p *Pair) makeDisks(ctx context.Context) error {
+	raw := filepath.Join(p.cfg.Dir, "usb-backup.raw")
+	if err := sparseFile(raw, int64(p.cfg.DiskMB)<<20); err != nil {
+		return err
+	}
+	defer os.Remove(raw)
+	if err := run(ctx, io.Discard, "mkfs.ext4", "-q", "-F", "-L", "usb-backup", "-U", USBUUID, raw); err != nil {
+		return err
+	}
+	if err := run(ctx, io.Discard, "qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, p.USB.Path); err != nil {
+		return err
+	}
+	return run(ctx, io.Discard, "qemu-img", "create", "-q", "-f", "qcow2", p.PiDisk.Path, fmt.Sprintf("%dM", p.cfg.DiskMB))
+}
+
+// snapshotVersion is part of the snapshot key: bump it when what a
+// snapshot holds changes in a way the key does not see.
+const snapshotVersion = "1"
+
+// snapshotKey names a pair snapshot by everything it must match to
+// resume: qemu's version (its migration format), the image, the kernel
+// command line, the machine and the disks.
+func snapshotKey(ctx context.Context, cfg PairConfig) (string, error) {
+	ver, err := exec.CommandContext(ctx, QEMU, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %w", QEMU, err)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n%s\n%d\n", snapshotVersion, ver, cfg.Image.Dir, KernelCmdline, cfg.Accel, cfg.DiskMB)
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func (p *Pair) snapshotReady() bool {
+	if p.snapDir == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(p.snapDir, "ready"))
+	return err == nil
+}
+
+// Guests are the pair's running machines (the pi left out with ServerOnly).
+func (p *Pair) Guests() []*Guest {
+	if p.Offsite == nil {
+		return []*Guest{p.Server}
+	}
+	return []*Guest{p.Server, p.Offsite}
+}
+
+// Restored says the pair resumed from its snapshot rather than booting.
+func (p *Pair) Restored() bool { return p.restored }
+
+// Boot starts the guests at once and waits for them to answer ssh. A pair
+// that booted for real saves its snapshot when it may (a full pair, a
+// SnapshotDir, no snapshot there yet) and resumes from it.
+func (p *Pair) Boot(ctx context.Context, timeout time.Duration) error {
+	var fns []func() error
+	for _, g := range p.Guests() {
+		fns = append(fns, func() error { return g.Start(ctx) })
+	}
+	if err := Parallel(fns...); err != nil {
+		return err
+	}
+	if err := p.WaitSSH(ctx, timeout); err != nil {
+		return err
+	}
+	if p.restored || p.snapDir == "" || p.cfg.ServerOnly {
+		return nil
+	}
+	return p.saveSnapshot(ctx, timeout)
+}
+
+// saveSnapshot saves both guests as they are, quits them, keeps their
+// images in SnapshotDir and resumes them from the snapshot: the run that
+// makes the snapshot then goes on exactly as the runs that use it.
+func (p *Pair) saveSnapshot(ctx context.Context, timeout time.Duration) error {
+	unlock, err := lockFile(ctx, p.snapDir+".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if p.snapshotReady() {
+		return nil // another pair saved it meanwhile; this one just runs on
+	}
+	start := time.Now()
+	var fns []func() error
+	for _, g := range p.Guests() {
+		fns = append(fns, func() error {
+			// Whatever the guest still holds in its page cache is in the
+			// snapshot anyway; sync only keeps the disk images tidy.
+			if _, err := g.Run(ctx, "sync"); err != nil {
+				return err
+			}
+			if err := g.SaveVM(ctx, snapshotName); err != nil {
+				return err
+			}
+			return g.Quit(ctx)
+		})
+	}
+	if err := Parallel(fns...); err != nil {
+		return err
+	}
+	tmp := p.snapDir + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	for _, f := range snapshotFiles {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(tmp, f)), 0o700); err != nil {
+			return err
+		}
+		if err := run(ctx, io.Discard, "cp", "--sparse=always", "--reflink=auto", filepath.Join(p.cfg.Dir, f), filepath.Join(tmp, f)); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "ready"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(p.snapDir); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p.snapDir); err != nil {
+		return err
+	}
+	fmt.Fprintf(p.cfg.Log, "vm: pair snapshot saved in %s (%s)\n", p.snapDir, time.Since(start).Round(100*time.Millisecond))
+	for _, g := range p.Guests() {
+		g.resumeFrom(snapshotName)
+	}
+	p.restored = true
+	return p.Boot(ctx, timeout)
+}
+
+// WaitSSH waits for every guest of the pair.
+func (p *Pair) WaitSSH(ctx context.Context, timeout time.Duration) error {
+	var fns []func() error
+	for _, g := range p.Guests() {
+		fns = append(fns, func() error { return g.WaitSSH(ctx, timeout) })
+	}
+	return Parallel(fns...)
+}
+
+// Close kills both guests and removes their overlays (keep: leaves them).
+func (p *Pair) Close(keep bool) error {
+	var errs []error
+	for _, g := range []*Guest{p.Server, p.Offsite} {
+		if g != nil {
+			errs = append(errs, g.Close(keep))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Parallel runs fns at once and joins their errors.
+func Parallel(fns ...func() error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(fns))
+	for i, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func sparseFile(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// SiteConfig is the lab's borgkit.yaml: john-ai with one encrypted repo of
+// /srv/data on its USB disk, mirrored to the pi, whose LUKS disk is
+// unlocked with the key from john-ai. Both host keys are pinned. Every
+// schedule is off so no cron job runs in the middle of a test, and alerts
+// are appended to /var/mail/borgkit-lab by tee, where a test can read them.
+//
+// The USB disk's device timeout is 90s where the example config has 10s:
+// under emulation udev reaches the disk later than 10s into the boot, the
+// mount is then given up for good, and job sync refuses to run on the
+// unmounted disk. With nofail the timeout never holds up the boot.
+func (p *Pair) SiteConfig() []byte {
+	key := func(name string) string { return strings.TrimSpace(string(p.hostKeys[name].AuthorizedKey)) }
+	return fmt.Appendf(nil, `version: 1
+site: vm-lab
+alerts:
+  to: root@localhost
+  from: root@localhost
+  sendmail: [/usr/bin/tee, -a, %[1]s]
+retention:
+  daily: 3
+  weekly: 2
+  monthly: 6
+hosts:
+  - name: %[2]s
+    role: server
+    address: %[3]s
+    ssh:
+      host_public_key: %[4]s
+    disks:
+      - name: usb-backup
+        uuid: %[5]s
+        mountpoint: /mnt/backup
+        options: [nofail, x-systemd.device-timeout=90s]
+        backup: true
+    repos:
+      - name: data
+        path: /mnt/backup/data
+        sources: [/srv/data]
+        encryption: repokey-blake2
+        canary: /srv/data/canary
+    mirrors:
+      - name: offsite
+        host: %[6]s
+        path: /mnt/backup
+    schedules:
+      nightly: "off"
+      sync: "off"
+      stale: "off"
+      check: "off"
+      verify: "off"
+      restore_test: "off"
+      summary: "off"
+  - name: %[6]s
+    role: offsite
+    address: %[7]s
+    ssh:
+      host_public_key: %[8]s
+    disks:
+      - name: backup
+        device: %[9]s
+        uuid: %[10]s
+        mountpoint: /mnt/backup
+        options: [nofail]
+        backup: true
+        luks:
+          key_host: %[2]s
+    unlock:
+      server: %[2]s
+    schedules:
+      watchdog: "off"
+`, LabMail, ServerName, ServerAddress, key(ServerName), USBUUID, OffsiteName, OffsiteAddress, key(OffsiteName),
+		p.PiDisk.ByID(), PiFSUUID)
+}
+
+// LabMail is where the lab's alerts land on each guest.
+const LabMail = "/var/mail/borgkit-lab"
