@@ -128,7 +128,8 @@ func (m *MountedDir) mounted(ctx context.Context, h host.Host) (bool, error) {
 		return true, nil // a tree under --root has no mounts; the path is the disk
 	}
 	res, err := h.Run(ctx, tools.Cmd(tools.Mountpoint, "-q", m.Mountpoint))
-	if err != nil && res.ExitCode == 32 { // mountpoint: not a mountpoint
+	// 32: not a mountpoint; 1: the path does not exist yet (a fresh host).
+	if err != nil && (res.ExitCode == 32 || res.ExitCode == 1) {
 		return false, nil
 	}
 	return err == nil, err
