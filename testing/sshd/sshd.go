@@ -284,12 +284,25 @@ func (s *Server) waitReady(exited <-chan struct{}, limit time.Duration) error {
 		default:
 		}
 		if err := s.probe(); err == nil {
-			return nil
+			return s.waitProbesLogged(deadline)
 		} else if time.Now().After(deadline) {
 			return fmt.Errorf("no SSH banner on %s after %v: %w", s.Addr, limit, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// waitProbesLogged waits until sshd has logged every probe connection: the
+// line is written by the per-connection child, possibly after the banner
+// reached us, and Connections would otherwise count a late probe as a client.
+func (s *Server) waitProbesLogged(deadline time.Time) error {
+	for strings.Count(s.Log(), "Connection from ") < s.probes {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sshd did not log its %d readiness connection(s)", s.probes)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
 }
 
 func (s *Server) probe() error {
