@@ -100,7 +100,7 @@ func Nightly(ctx context.Context, e *Env) error {
 func (e *Env) abort(ctx context.Context, run *state.Run, started time.Time, reason string) error {
 	e.logf("ABORTED: %s", reason)
 	e.Mail(ctx, alert.NightlyAborted(reason, started, e.LogPath))
-	if err := run.Finish(state.Aborted, 2, reason, nil, nil); err != nil {
+	if err := run.Finish(state.Aborted, 1, reason, nil, nil); err != nil { // the exit status the process ends with
 		return err
 	}
 	return fmt.Errorf("nightly aborted: %s", reason)
