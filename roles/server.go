@@ -30,7 +30,7 @@ func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) 
 	}
 	s = append(s, mounts...)
 
-	s = append(s, repoSteps(h)...)
+	s = append(s, withDisks(repoSteps(h), mounts)...)
 
 	keys, err := sshSteps(cfg, h)
 	if err != nil {
@@ -39,6 +39,22 @@ func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) 
 	s = append(s, keys...)
 
 	return finish(cfg, h, s)
+}
+
+// withDisks tells each repo step which step mounts its disk.
+func withDisks(repos, mounts []plan.Step) []plan.Step {
+	for _, s := range repos {
+		r, ok := s.(*steps.BorgRepo)
+		if !ok {
+			continue
+		}
+		for _, m := range mounts {
+			if m, ok := m.(*steps.Mount); ok && m.Target == r.Mountpoint {
+				r.Disk = m
+			}
+		}
+	}
+	return repos
 }
 
 // repoSteps are each borg repo with its passphrase and key export.
@@ -143,6 +159,13 @@ func mountSteps(h *config.Host) ([]plan.Step, error) {
 		Outside:  func(outside []string) string { return fstabClash(outside, targets) },
 		Validate: verifyFstab,
 	})
+	// Local disks are mounted now, so their repos are made in this run; a
+	// share waits for its credentials, which the user fills in.
+	for _, d := range h.Disks {
+		if d.LUKS == nil {
+			s = append(s, &steps.Mount{Target: d.Mountpoint, UUID: d.UUID})
+		}
+	}
 	return s, nil
 }
 

@@ -39,6 +39,10 @@ type BorgRepo struct {
 	// Mountpoint is the disk the repo must live on. On a live host an init
 	// while it is unmounted would put the repo on the root filesystem.
 	Mountpoint string
+	// Disk is the plan's step that mounts Mountpoint, if any: when it
+	// mounts the disk in this run, the init waits for it instead of
+	// conflicting.
+	Disk *Mount
 }
 
 func (r *BorgRepo) ID() string { return "repo." + r.Name }
@@ -63,6 +67,10 @@ func (r *BorgRepo) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	}
 	if r.Mountpoint != "" && h.Live() {
 		if _, err := h.Run(ctx, tools.Cmd(tools.Mountpoint, "-q", r.Mountpoint)); err != nil {
+			if r.Disk != nil && r.Disk.pending {
+				// What the disk holds is checked again in Apply, once mounted.
+				return plan.Creates("borg init --encryption=" + r.Encryption + " once " + r.Mountpoint + " is mounted"), nil
+			}
 			return plan.Conflicts(fmt.Sprintf("%s is not mounted; borg init would write %s to the wrong filesystem", r.Mountpoint, r.Path)), nil
 		}
 	}
@@ -96,6 +104,19 @@ func emptyDir(ctx context.Context, h host.Host, dir string) (bool, error) {
 }
 
 func (r *BorgRepo) Apply(ctx context.Context, h host.Host) error {
+	if r.Disk != nil {
+		// The check ran before the disk was mounted: look at what it holds.
+		r.Disk.pending = false
+		c, err := r.Check(ctx, h)
+		switch {
+		case err != nil:
+			return err
+		case c.Action == plan.OK:
+			return nil // the disk already carries the repo
+		case c.Action == plan.Conflict:
+			return fmt.Errorf("borg init %s: %s", r.Path, c.Reason)
+		}
+	}
 	c := tools.Cmd(tools.Borg, "init", "--encryption="+r.Encryption, "--make-parent-dirs", h.Path(r.Path))
 	c.Env = BorgEnv(h, r.PassFile)
 	if _, err := h.Run(ctx, c); err != nil {

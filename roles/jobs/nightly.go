@@ -110,7 +110,7 @@ func (e *Env) abort(ctx context.Context, run *state.Run, started time.Time, reas
 // unmounted source (an empty mountpoint backed up and then pruned would
 // push good archives out), or without borg.
 func (e *Env) preflight(ctx context.Context) error {
-	if err := e.backupDiskReady(ctx, true); err != nil {
+	if err := e.backupDiskReady(ctx); err != nil {
 		return err
 	}
 	for _, r := range e.Host.Repos {
@@ -136,9 +136,9 @@ func borgProgram() string {
 }
 
 // backupDiskReady checks the host's backup disk is mounted and is the
-// configured filesystem; with tryMount, an unmounted one is mounted once
-// through fstab first.
-func (e *Env) backupDiskReady(ctx context.Context, tryMount bool) error {
+// configured filesystem; an unmounted one is mounted once through fstab
+// first (a disk plugged in after boot, which nofail let the boot skip).
+func (e *Env) backupDiskReady(ctx context.Context) error {
 	d := e.Host.BackupDisk()
 	if d == nil {
 		return nil
@@ -147,7 +147,7 @@ func (e *Env) backupDiskReady(ctx context.Context, tryMount bool) error {
 	if err != nil {
 		return err
 	}
-	if !ok && tryMount {
+	if !ok {
 		e.logf("%s is not mounted; trying mount once", d.Mountpoint)
 		if _, err := e.run(ctx, tools.Cmd(tools.Mount, d.Mountpoint)); err == nil {
 			ok, uuid, err = e.Mounted(ctx, d.Mountpoint)

@@ -68,7 +68,7 @@ func Sync(ctx context.Context, e *Env) error {
 	}
 	defer lock.Unlock()
 
-	if err := e.backupDiskReady(ctx, false); err != nil {
+	if err := e.backupDiskReady(ctx); err != nil {
 		report.Failures = append(report.Failures, alert.SyncFailure{Repo: "(all)", Target: "(all)", ExitCode: 1,
 			Output: "refused: " + err.Error() + "; nothing was mirrored, every mirror was left as it was"})
 		return finish(SyncStats{})
