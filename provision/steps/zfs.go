@@ -26,7 +26,16 @@ var createOnly = map[string]bool{
 type ZFSDataset struct {
 	Name       string
 	Properties map[string]string
+	// Received datasets are made by the first zfs receive (the syncoid
+	// pull), never by borgkit: syncoid refuses to replicate into a target
+	// that exists without the source's snapshots. Until then the step is
+	// skipped; afterwards its properties are kept like any other's.
+	Received bool
 }
+
+// zfsProp is one line of zfs get: the value in force and where it comes
+// from (local, default, inherited from POOL, received, -).
+type zfsProp struct{ value, source string }
 
 func (z *ZFSDataset) ID() string { return "zfs." + z.Name }
 
@@ -36,43 +45,49 @@ func (z *ZFSDataset) names() []string {
 
 // current reads the properties with zfs get -H -p; exists is false when the
 // dataset is not there.
-func (z *ZFSDataset) current(ctx context.Context, h host.Host) (map[string]string, bool, error) {
+func (z *ZFSDataset) current(ctx context.Context, h host.Host) (map[string]zfsProp, bool, error) {
 	props := z.names()
 	if len(props) == 0 {
 		props = []string{"type"}
 	}
-	res, err := h.Run(ctx, tools.Cmd(tools.Zfs, "get", "-H", "-p", "-o", "property,value", strings.Join(props, ","), z.Name))
+	res, err := h.Run(ctx, tools.Cmd(tools.Zfs, "get", "-H", "-p", "-o", "property,value,source", strings.Join(props, ","), z.Name))
 	if err != nil {
 		if strings.Contains(string(res.Stderr), "does not exist") {
 			return nil, false, nil
 		}
 		return nil, false, fmt.Errorf("zfs get %s: %w", z.Name, err)
 	}
-	got := map[string]string{}
+	got := map[string]zfsProp{}
 	for _, l := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
-		if k, v, ok := strings.Cut(l, "\t"); ok {
-			got[k] = v
+		if f := strings.SplitN(l, "\t", 3); len(f) == 3 {
+			got[f[0]] = zfsProp{value: f[1], source: f[2]}
 		}
 	}
 	return got, true, nil
 }
 
-// differs lists property=value settings that are not in force; -p prints
-// sizes in bytes, so "1M" is compared as 1048576.
-func (z *ZFSDataset) differs(got map[string]string) (set []string, fixed []string) {
+// differs lists property=value settings that are not in force, with what
+// is in force now for the plan; -p prints sizes in bytes, so "1M" is
+// compared as 1048576. A value in force by inheritance is left alone.
+func (z *ZFSDataset) differs(got map[string]zfsProp) (set, now, fixed []string) {
 	for _, k := range z.names() {
-		want := z.Properties[k]
-		if got[k] == want || got[k] == sizeBytes(want) {
+		want, have := z.Properties[k], got[k]
+		if have.value == want || have.value == sizeBytes(want) || k == "encryption" && want == "on" && encrypted(have.value) {
 			continue
 		}
 		if createOnly[k] {
-			fixed = append(fixed, fmt.Sprintf("%s is %q, config wants %q", k, got[k], want))
+			fixed = append(fixed, fmt.Sprintf("%s is %q, config wants %q", k, have.value, want))
 			continue
 		}
 		set = append(set, k+"="+want)
+		now = append(now, fmt.Sprintf("%s=%s (%s)", k, have.value, have.source))
 	}
-	return set, fixed
+	return set, now, fixed
 }
+
+// encrypted reports an encryption value in force that "on" asked for: zfs
+// shows the cipher "on" chose (aes-256-gcm since OpenZFS 2.0), never "on".
+func encrypted(v string) bool { return v != "off" && v != "-" && v != "" }
 
 func sizeBytes(v string) string {
 	if len(v) < 2 {
@@ -103,14 +118,21 @@ func (z *ZFSDataset) Check(ctx context.Context, h host.Host) (plan.Check, error)
 		return plan.Check{}, err
 	}
 	if !exists {
+		if z.Received {
+			return plan.Skipped(z.Name + " is made by the first pull (zfs receive); syncoid would refuse a target borgkit created"), nil
+		}
+		if z.Properties["keylocation"] == "prompt" {
+			return plan.Conflicts(fmt.Sprintf("%s asks for its passphrase at a prompt (keylocation=prompt), which borgkit cannot type: run `zfs %s` yourself, enter the passphrase, and provision again",
+				z.Name, strings.Join(z.createArgs(), " "))), nil
+		}
 		return plan.Creates("zfs " + strings.Join(z.createArgs(), " ")), nil
 	}
-	set, fixed := z.differs(got)
+	set, now, fixed := z.differs(got)
 	if len(fixed) > 0 {
-		return plan.Conflicts(fmt.Sprintf("%s: %s; these are fixed at creation", z.Name, strings.Join(fixed, "; "))), nil
+		return plan.Conflicts(fmt.Sprintf("%s: %s; these are fixed at creation, and borgkit never destroys a dataset to change them", z.Name, strings.Join(fixed, "; "))), nil
 	}
 	if len(set) > 0 {
-		return plan.Modifies("zfs set " + strings.Join(set, " ")), nil
+		return plan.Modifies("zfs set " + strings.Join(set, " ") + "; now " + strings.Join(now, ", ")), nil
 	}
 	return plan.Satisfied(), nil
 }
@@ -121,12 +143,21 @@ func (z *ZFSDataset) Apply(ctx context.Context, h host.Host) error {
 		return err
 	}
 	if !exists {
+		if z.Received {
+			return fmt.Errorf("zfs %s: made by the first pull, not by borgkit", z.Name)
+		}
 		if _, err := h.Run(ctx, tools.Cmd(tools.Zfs, z.createArgs()...)); err != nil {
 			return fmt.Errorf("zfs create %s: %w", z.Name, err)
 		}
 		return nil
 	}
-	set, _ := z.differs(got)
+	set, _, fixed := z.differs(got)
+	if len(fixed) > 0 {
+		return fmt.Errorf("zfs %s: %s; fixed at creation", z.Name, strings.Join(fixed, "; "))
+	}
+	if len(set) == 0 {
+		return nil
+	}
 	if _, err := h.Run(ctx, tools.Cmd(tools.Zfs, append(append([]string{"set"}, set...), z.Name)...)); err != nil {
 		return fmt.Errorf("zfs set %s: %w", z.Name, err)
 	}
