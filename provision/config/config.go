@@ -235,7 +235,10 @@ type Unlock struct {
 
 // Pull is syncoid replication of a dataset from a live server.
 type Pull struct {
-	Host   string `yaml:"host"`   // the live server, as an address
+	// Host is the live server: an address, or the name of a server host in
+	// this file, whose provisioning then authorizes this host's pull key
+	// for `borgkit job pull-guard` only.
+	Host   string `yaml:"host"`
 	Source string `yaml:"source"` // dataset on the live server
 	Target string `yaml:"target"` // dataset here
 	User   string `yaml:"user,omitempty"`

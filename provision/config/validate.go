@@ -803,6 +803,21 @@ func (v *validator) pull(p string, h *Host) {
 	if pl.User != "" && (len(pl.User) > 32 || !userRE.MatchString(pl.User)) {
 		v.add(pp+".user", ErrBadValue, "user %q is not a login name", pl.User)
 	}
+	// A host of this file named as the live server gets the pull key in
+	// root's authorized_keys, behind the pull guard: it must be a server,
+	// and the pull must log in as root there.
+	s, ok := v.c.Host(pl.Host)
+	if !ok {
+		return
+	}
+	switch {
+	case s == h:
+		v.add(pp+".host", ErrBadValue, "host %s cannot pull from itself", h.Name)
+	case s.Role != RoleServer:
+		v.add(pp+".host", ErrRoleMismatch, "pull host %q has role %q: the live server borgkit authorizes the pull on must be a server host", pl.Host, s.Role)
+	case pl.UserOrDefault() != DefaultSSHUser:
+		v.add(pp+".user", ErrBadValue, "user %q: the pull key is authorized in root's authorized_keys on %s, so the pull logs in as root", pl.User, s.Name)
+	}
 }
 
 // roleFit keeps each role to what its jobs and provisioning know about,
