@@ -16,7 +16,9 @@ type Config struct {
 	// Defaults apply to every host that does not set its own.
 	Alerts    Alerts    `yaml:"alerts"`
 	Retention Retention `yaml:"retention"`
-	Hosts     []Host    `yaml:"hosts"`
+	// Compaction is when the nightly job runs borg compact (see Compaction).
+	Compaction *Compaction `yaml:"compaction,omitempty"`
+	Hosts      []Host      `yaml:"hosts"`
 
 	// File is the path the config was read from ("" for the embedded
 	// example); rendered files name it in their "managed by" line.
@@ -58,6 +60,8 @@ type Host struct {
 	// replaces the site's whole (see Config.RepoRetention).
 	Alerts    *Alerts    `yaml:"alerts,omitempty"`
 	Retention *Retention `yaml:"retention,omitempty"`
+	// Compaction, when set, replaces the site's whole, as Retention does.
+	Compaction *Compaction `yaml:"compaction,omitempty"`
 
 	// Thresholds for the stale check (server) and the watchdog (offsite).
 	Thresholds Thresholds `yaml:"thresholds,omitempty"`
@@ -176,6 +180,22 @@ type Retention struct {
 	Weekly  int `yaml:"weekly"`
 	Monthly int `yaml:"monthly"`
 	Yearly  int `yaml:"yearly,omitempty"`
+}
+
+// Compaction is when the nightly job runs borg compact after prune. borg
+// compact gives back the space prune freed by rewriting every segment file
+// that holds enough deleted data, and each rewritten segment is a new file
+// that every mirror then receives whole, the live data in it included. The
+// threshold bounds that: a segment is rewritten only when at least
+// Threshold percent of it is free, so one compaction re-sends at most
+// (100-Threshold)/Threshold times the space it frees. Weekdays bound how
+// often the offsite mirror sees such a night.
+type Compaction struct {
+	// Weekdays the nightly job compacts on: mon, tue, wed, thu, fri, sat,
+	// sun (default: sun).
+	Weekdays []string `yaml:"weekdays,omitempty"`
+	// Threshold is borg compact --threshold, in percent, 1..99 (default 25).
+	Threshold int `yaml:"threshold,omitempty"`
 }
 
 // Schedules are 5-field cron expressions (minute hour day-of-month month

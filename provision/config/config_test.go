@@ -101,7 +101,7 @@ func TestParseProblems(t *testing.T) {
 			name:     "first of two unknown fields, in file order",
 			src:      lines("version: 1", "zz: 1", "hosts: []", "aa: 2"),
 			sentinel: ErrUnknownField, line: 2, col: 1,
-			msg: `unknown field "zz" (valid here: alerts, hosts, retention, site, version)`,
+			msg: `unknown field "zz" (valid here: alerts, compaction, hosts, retention, site, version)`,
 		},
 		{
 			name:     "wrong type",
@@ -268,6 +268,43 @@ func TestParseProblems(t *testing.T) {
 			src:      srv("    retention: {daily: -1, weekly: 2, monthly: 6}"),
 			sentinel: ErrBadValue, line: 14, col: 24,
 			msg: "daily -1 must be 0 or more",
+		},
+		{
+			name:     "compaction weekday misspelt",
+			src:      srv("    compaction:", "      weekdays: [sun, sunday]"),
+			sentinel: ErrBadValue, line: 15, col: 23,
+			msg: `weekday "sunday": use mon, tue, wed, thu, fri, sat or sun`,
+		},
+		{
+			name:     "compaction weekday twice",
+			src:      srv("    compaction: {weekdays: [sat, sat]}"),
+			sentinel: ErrDuplicateName, line: 14, col: 34,
+			msg: `weekday "sat" is already used`,
+		},
+		{
+			name:     "compaction on no day",
+			src:      srv("    compaction:", "      weekdays: []"),
+			sentinel: ErrBadValue, line: 15, col: 7,
+			msg: "weekdays is empty",
+		},
+		{
+			name:     "compaction threshold zero",
+			src:      withHeader(server...) + lines("compaction: {threshold: 0}"),
+			sentinel: ErrBadValue, line: 14, col: 25,
+			msg: "threshold 0 is out of range 1..99",
+		},
+		{
+			name:     "compaction threshold 100",
+			src:      srv("    compaction: {threshold: 100}"),
+			sentinel: ErrBadValue, line: 14, col: 29,
+			msg: "threshold 100 is out of range 1..99",
+		},
+		{
+			name: "compaction on an offsite host",
+			src: withHeader("  - name: pi", "    role: offsite", "    address: 100.64.0.2",
+				"    compaction: {threshold: 30}"),
+			sentinel: ErrRoleMismatch, line: 10, col: 5,
+			msg: "compaction belongs on a server or archive host",
 		},
 		{
 			name:     "port out of range",
@@ -746,4 +783,36 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = err.Error()
 	})
+}
+
+func TestHostCompaction(t *testing.T) {
+	src := withHeader(append(slices.Clone(server),
+		"    compaction: {threshold: 50}",
+		"  - name: srv2",
+		"    role: server",
+		"    address: 100.64.0.3",
+		"compaction:",
+		"  weekdays: [wed, sat]",
+		"  threshold: 30")...)
+	c, err := Parse("c.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The host's policy replaces the site's whole: its weekdays are the
+	// default, not the site's.
+	if p := c.HostCompaction(&c.Hosts[0]); p.Threshold != 50 || !slices.Equal(p.Weekdays, DefaultCompactWeekdays()) {
+		t.Errorf("srv: %+v", p)
+	}
+	p := c.HostCompaction(&c.Hosts[1])
+	if p.Threshold != 30 || !slices.Equal(p.Weekdays, []string{"wed", "sat"}) {
+		t.Errorf("srv2: %+v", p)
+	}
+	p.Weekdays[0] = "mon"
+	if c.Compaction.Weekdays[0] != "wed" {
+		t.Error("HostCompaction shares its weekdays with the config")
+	}
+	wed := time.Date(2026, 11, 25, 1, 0, 0, 0, time.Local)
+	if !c.HostCompaction(&c.Hosts[1]).Due(wed) || c.HostCompaction(&c.Hosts[0]).Due(wed) {
+		t.Error("Due")
+	}
 }

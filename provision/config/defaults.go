@@ -21,7 +21,14 @@ const (
 	DefaultUnlockIdentity = "/etc/borgkit/ssh/unlock_ed25519"
 	DefaultDatasetMode    = "0700"
 	DefaultScheduler      = SchedulerCron
+	// DefaultCompactThreshold makes one compaction re-send at most 3x the
+	// space it frees (borg's own default, 10, allows 9x).
+	DefaultCompactThreshold = 25
 )
+
+// DefaultCompactWeekdays are the days the nightly job compacts on: once a
+// week, so the offsite mirror sees at most one re-send night a week.
+func DefaultCompactWeekdays() []string { return []string{"sun"} }
 
 // Schedulers a host can install its jobs with.
 const (
@@ -213,6 +220,36 @@ func (c *Config) RepoRetention(h *Host, r *Repo) Retention {
 		return *h.Retention
 	}
 	return c.Retention
+}
+
+// HostCompaction is when h's nightly job compacts: the host's own policy,
+// else the site's, each replacing the one above whole (as RepoRetention),
+// with the defaults for what it leaves out.
+func (c *Config) HostCompaction(h *Host) Compaction {
+	var p Compaction
+	switch {
+	case h != nil && h.Compaction != nil:
+		p = *h.Compaction
+	case c.Compaction != nil:
+		p = *c.Compaction
+	}
+	if len(p.Weekdays) == 0 {
+		p.Weekdays = DefaultCompactWeekdays()
+	} else {
+		p.Weekdays = slices.Clone(p.Weekdays)
+	}
+	if p.Threshold == 0 {
+		p.Threshold = DefaultCompactThreshold
+	}
+	return p
+}
+
+// Weekdays are the day names compaction: weekdays takes, by time.Weekday.
+var Weekdays = [7]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+
+// Due reports whether a nightly run starting at t compacts.
+func (p Compaction) Due(t time.Time) bool {
+	return slices.Contains(p.Weekdays, Weekdays[t.Weekday()])
 }
 
 // IsZero reports a policy that keeps nothing.

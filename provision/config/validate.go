@@ -223,6 +223,7 @@ func (v *validator) config() {
 	v.noCtl("$.site", "site", c.Site)
 	v.alertsBlock("$.alerts", &c.Alerts)
 	v.retentionBlock("$.retention", c.Retention)
+	v.compaction("$.compaction", c.Compaction)
 	if len(c.Hosts) == 0 {
 		v.add("$.hosts", ErrRequired, "hosts is required: describe at least the server")
 	}
@@ -291,6 +292,7 @@ func (v *validator) host(p string, h *Host) {
 	if h.Retention != nil {
 		v.retentionBlock(p+".retention", *h.Retention)
 	}
+	v.compaction(p+".compaction", h.Compaction)
 	v.thresholds(p+".thresholds", h.Thresholds)
 	v.unlock(p, h)
 	v.pull(p, h)
@@ -757,6 +759,27 @@ func (v *validator) retentionBlock(p string, r Retention) {
 		if f.n < 0 {
 			v.add(p+"."+f.key, ErrBadValue, "%s %d must be 0 or more", f.key, f.n)
 		}
+	}
+}
+
+func (v *validator) compaction(p string, c *Compaction) {
+	if c == nil {
+		return
+	}
+	if len(c.Weekdays) == 0 && v.present(p+".weekdays") {
+		v.add(p+".weekdays", ErrBadValue, "weekdays is empty: name at least one day (borg compact never running would let the repos grow without end)")
+	}
+	seen := map[string]string{}
+	for i, d := range c.Weekdays {
+		dp := fmt.Sprintf("%s.weekdays[%d]", p, i)
+		if !slices.Contains(Weekdays[:], d) {
+			v.add(dp, ErrBadValue, "weekday %q: use mon, tue, wed, thu, fri, sat or sun", d)
+			continue
+		}
+		v.unique(seen, dp, "weekday", d)
+	}
+	if c.Threshold < 0 || c.Threshold > 99 || c.Threshold == 0 && v.present(p+".threshold") {
+		v.add(p+".threshold", ErrBadValue, "threshold %d is out of range 1..99 (percent of a segment that must be free before borg compact rewrites it)", c.Threshold)
 	}
 }
 

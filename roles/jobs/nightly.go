@@ -239,7 +239,15 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 		return secs, rs
 	}
 	rs.Archives = strings.Count(string(res.Stderr), "Keeping archive")
-	res, err = e.borg(ctx, r, "compact", r.Path)
+	// Every segment compact rewrites is a new file each mirror receives
+	// whole: compact only on the policy's days, and only segments free
+	// enough that the re-send stays bounded (see config.Compaction).
+	pol := e.Cfg.HostCompaction(e.Host)
+	if !pol.Due(t0) {
+		e.logf("%s: no compaction tonight (compaction weekdays: %s)", r.Name, strings.Join(pol.Weekdays, ", "))
+	} else {
+		res, err = e.borg(ctx, r, "compact", "--threshold", strconv.Itoa(pol.Threshold), r.Path)
+	}
 	if err != nil {
 		secs = append(secs, fail("Retention + compact: "+r.Name, res, err))
 	} else {
