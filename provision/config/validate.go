@@ -855,6 +855,9 @@ func (v *validator) roleFit(p string, h *Host) {
 	if len(h.Mirrors) > 0 && h.Role == RoleOffsite {
 		v.add(p+".mirrors", ErrRoleMismatch, "an offsite host has no repos to mirror: mirrors belong on the server")
 	}
+	if h.Compaction != nil && h.Role == RoleOffsite {
+		v.add(p+".compaction", ErrRoleMismatch, "an offsite host keeps mirrors, not borg repos: compaction belongs on a server or archive host")
+	}
 	if len(h.Datasets) > 0 && h.Role != RoleArchive {
 		v.add(p+".datasets", ErrRoleMismatch, "datasets are only managed on an archive host (this one is %s)", h.Role)
 	}
