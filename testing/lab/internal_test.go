@@ -1,12 +1,9 @@
 package lab
 
 import (
-	"net"
-	"net/smtp"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
 )
@@ -60,42 +57,6 @@ func TestDiffTrees(t *testing.T) {
 	}
 	if got := DiffTrees(a, a); len(got) != 0 {
 		t.Errorf("DiffTrees(a, a) = %q", got)
-	}
-}
-
-// The lab's SMTP listener takes what net/smtp (like msmtp: no TLS, no
-// AUTH) sends and decodes an encoded subject and a quoted-printable body.
-func TestMailSink(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := newMailSink(ln)
-	defer s.close()
-	msg := "From: john-ai@lab.example\r\nTo: ops@lab.example\r\n" +
-		"Subject: =?UTF-8?Q?[BACKUP]_john-ai_NIGHTLY_BACKUP_ABORTED_=E2=80=94_disk?=\r\n" +
-		"Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
-		"=3D=3D=3D NIGHTLY BACKUP ABORTED =3D=3D=3D\r\n.dot line\r\n"
-	if err := smtp.SendMail(ln.Addr().String(), nil, "john-ai@lab.example", []string{"ops@lab.example"}, []byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.waitFor(1, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := got[0]
-	if m.Subject != "[BACKUP] john-ai NIGHTLY BACKUP ABORTED — disk" {
-		t.Errorf("subject %q", m.Subject)
-	}
-	if m.Text != "=== NIGHTLY BACKUP ABORTED ===\n.dot line\n" {
-		t.Errorf("text %q", m.Text)
-	}
-	if m.From != "john-ai@lab.example" || !reflect.DeepEqual(m.To, []string{"ops@lab.example"}) {
-		t.Errorf("envelope %q -> %q", m.From, m.To)
-	}
-	s.reset()
-	if n := len(s.messages()); n != 0 {
-		t.Errorf("%d messages after reset", n)
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/borgkit/borgkit/testing/smtpsink"
 )
 
 // The two lab hosts and their addresses on the veth pair. The /30 exists
@@ -100,7 +102,7 @@ type Lab struct {
 	opts  Options
 	hosts []*Host
 	disks []*Disk
-	sink  *mailSink
+	sink  *smtpsink.Sink
 
 	mu     sync.Mutex
 	closed bool
@@ -390,12 +392,15 @@ func (l *Lab) ReadFile(host, path string) ([]byte, error) {
 	return b, nil
 }
 
+// Mail is one message the lab's SMTP listener received.
+type Mail = smtpsink.Message
+
 // Mails returns the messages received so far, oldest first.
 func (l *Lab) Mails() []Mail {
 	if l.sink == nil {
 		return nil
 	}
-	return l.sink.messages()
+	return l.sink.Messages()
 }
 
 // WaitMails waits until at least n messages have arrived and returns them;
@@ -404,13 +409,13 @@ func (l *Lab) WaitMails(n int, timeout time.Duration) ([]Mail, error) {
 	if l.sink == nil {
 		return nil, fmt.Errorf("lab: no mail listener")
 	}
-	return l.sink.waitFor(n, timeout)
+	return l.sink.WaitFor(n, timeout)
 }
 
 // ResetMails forgets the messages received so far.
 func (l *Lab) ResetMails() {
 	if l.sink != nil {
-		l.sink.reset()
+		l.sink.Reset()
 	}
 }
 
@@ -428,7 +433,7 @@ func (l *Lab) startMail(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen in %s: %w", h.NetNS, err)
 	}
-	l.sink = newMailSink(ln)
+	l.sink = smtpsink.Serve(ln)
 	return nil
 }
 
@@ -466,7 +471,7 @@ func (l *Lab) Close() error {
 
 	var errs []error
 	if l.sink != nil {
-		l.sink.close()
+		l.sink.Close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -185,7 +185,7 @@ func TestLabEndToEnd(t *testing.T) {
 	t.Run("silence", func(t *testing.T) {
 		if len(report.Mails) != 0 {
 			for _, m := range report.Mails {
-				t.Errorf("mail during the healthy run: %q\n%s", m.Subject, m.Text)
+				t.Errorf("mail during the healthy run: %q\n%s", m.Subject, m.Text())
 			}
 		}
 	})
@@ -205,8 +205,8 @@ func TestLabEndToEnd(t *testing.T) {
 			t.Fatal(werr)
 		}
 		want := "[BACKUP] " + lab.Server + " " + alert.SubjectNightlyAborted
-		if mails[0].Subject != want || !strings.Contains(mails[0].Text, "is not mounted at /mnt/backup") {
-			t.Errorf("mail %q, want %q about the unmounted disk:\n%s", mails[0].Subject, want, mails[0].Text)
+		if mails[0].Subject != want || !strings.Contains(mails[0].Text(), "is not mounted at /mnt/backup") {
+			t.Errorf("mail %q, want %q about the unmounted disk:\n%s", mails[0].Subject, want, mails[0].Text())
 		}
 		if err := l.PlugDisk(lab.DiskUSB); err != nil {
 			t.Fatal(err)
@@ -255,8 +255,8 @@ func TestLabEndToEnd(t *testing.T) {
 			t.Fatal(werr)
 		}
 		want := "[BACKUP] " + lab.Server + " " + alert.SubjectSyncFailed
-		if mails[0].Subject != want || !strings.Contains(mails[0].Text, "pi:") {
-			t.Errorf("mail %q, want %q naming pi:\n%s", mails[0].Subject, want, mails[0].Text)
+		if mails[0].Subject != want || !strings.Contains(mails[0].Text(), "pi:") {
+			t.Errorf("mail %q, want %q naming pi:\n%s", mails[0].Subject, want, mails[0].Text())
 		}
 		if err := l.StartSSHD(lab.Offsite); err != nil {
 			t.Fatal(err)
@@ -380,7 +380,7 @@ func TestLabHosts(t *testing.T) {
 	}
 	if mails, err := l.WaitMails(2, 10*time.Second); err != nil {
 		t.Error(err)
-	} else if mails[0].Subject != "hello from "+lab.Server || mails[1].From != "root@"+lab.Offsite+".lab" || mails[1].Text != "lab mail\n" {
+	} else if mails[0].Subject != "hello from "+lab.Server || mails[1].From != "root@"+lab.Offsite+".lab" || mails[1].Text() != "lab mail\n" {
 		t.Errorf("mails: %+v", mails)
 	}
 	hosts := l.Hosts()

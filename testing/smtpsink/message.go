@@ -55,6 +55,20 @@ func (m Message) Part(mediaType string) (Part, bool) {
 	return Part{}, false
 }
 
+// Text is what a reader sees: the first text/plain part of a multipart
+// message or the body of a plain one, with LF line ends.
+func (m Message) Text() string {
+	body := m.Body
+	if len(m.Parts) > 0 {
+		p, ok := m.Part("text/plain")
+		if !ok {
+			return ""
+		}
+		body = p.Body
+	}
+	return strings.ReplaceAll(body, "\r\n", "\n")
+}
+
 func parse(from string, to []string, data []byte) Message {
 	m := Message{From: from, To: to, Data: data}
 	msg, err := mail.ReadMessage(bytes.NewReader(data))

@@ -52,15 +52,24 @@ func Start(t testing.TB) *Sink {
 	if err != nil {
 		t.Fatalf("smtpsink: listen: %v", err)
 	}
+	s := Serve(ln)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Serve serves on ln until Close: for listeners a test cannot make with
+// Start, such as one inside a lab host's network namespace.
+func Serve(ln net.Listener) *Sink {
 	s := &Sink{
 		ln:      ln,
-		port:    ln.Addr().(*net.TCPAddr).Port,
 		changed: make(chan struct{}),
 		conns:   map[net.Conn]struct{}{},
 	}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		s.port = a.Port
+	}
 	s.wg.Add(1)
 	go s.serve()
-	t.Cleanup(s.close)
 	return s
 }
 
@@ -126,7 +135,8 @@ from test@localhost
 	return path
 }
 
-func (s *Sink) close() {
+// Close stops listening, ends every session and waits for them.
+func (s *Sink) Close() {
 	s.mu.Lock()
 	s.closed = true
 	s.ln.Close()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/smtp"
 	"os"
 	"os/exec"
 	"slices"
@@ -310,5 +311,38 @@ func TestWaitForAndReset(t *testing.T) {
 	s.Reset()
 	if n := len(s.Messages()); n != 0 {
 		t.Errorf("after Reset: %d messages", n)
+	}
+}
+
+// Serve works on any listener, and Text decodes a quoted-printable plain
+// body with dot-stuffing undone, as net/smtp (no TLS, no AUTH, like msmtp
+// here) sends it.
+func TestServeAndText(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := smtpsink.Serve(ln)
+	defer s.Close()
+	msg := "From: john-ai@lab.example\r\nTo: ops@lab.example\r\n" +
+		"Subject: =?UTF-8?Q?[BACKUP]_john-ai_NIGHTLY_BACKUP_ABORTED_=E2=80=94_disk?=\r\n" +
+		"Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+		"=3D=3D=3D NIGHTLY BACKUP ABORTED =3D=3D=3D\r\n.dot line\r\n"
+	if err := smtp.SendMail(ln.Addr().String(), nil, "john-ai@lab.example", []string{"ops@lab.example"}, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.WaitFor(1, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := got[0]
+	if m.Subject != "[BACKUP] john-ai NIGHTLY BACKUP ABORTED — disk" {
+		t.Errorf("subject %q", m.Subject)
+	}
+	if m.Text() != "=== NIGHTLY BACKUP ABORTED ===\n.dot line\n" {
+		t.Errorf("text %q", m.Text())
+	}
+	if m.From != "john-ai@lab.example" || !slices.Equal(m.To, []string{"ops@lab.example"}) {
+		t.Errorf("envelope %q -> %q", m.From, m.To)
 	}
 }
