@@ -316,13 +316,6 @@ func (g *Guest) Start(ctx context.Context) error {
 
 func (g *Guest) qmpPath() string { return filepath.Join(g.cfg.Dir, "qmp.sock") }
 
-// resumeFrom makes the next Start resume from snapshot name.
-func (g *Guest) resumeFrom(name string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.cfg.LoadVM = name
-}
-
 // SaveVM saves the running machine — memory, devices and every disk — as
 // an internal snapshot of its qcow2 images, for LoadVM. The guest should
 // be idle; the harness's ssh connection is closed first so no half-open

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -72,7 +73,7 @@ func must(ctx context.Context, t *testing.T, g *Guest, argv ...string) string {
 // mustIn is must with stdin, for secrets that must not be in an argv.
 func mustIn(ctx context.Context, t *testing.T, g *Guest, stdin []byte, argv ...string) string {
 	t.Helper()
-	res, err := g.RunCmd(ctx, host.Cmd{Argv: argv, Stdin: strings.NewReader(string(stdin))})
+	res, err := g.RunCmd(ctx, host.Cmd{Argv: argv, Stdin: bytes.NewReader(stdin)})
 	if err != nil {
 		t.Fatalf("%s: %s: %v\nstdout:\n%s\nstderr:\n%s", g.Name(), host.QuoteArgv(argv), err, res.Stdout, res.Stderr)
 	}

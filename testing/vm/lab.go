@@ -41,12 +41,11 @@ type PairConfig struct {
 	// DiskMB sizes the two backup disks (default 1024; the files are sparse).
 	DiskMB int
 	Log    io.Writer
-	// SnapshotCache keeps the pair just after its first boot, in a
+	// SnapshotCache keeps a pair just after its first boot, in a
 	// directory named by everything the snapshot depends on (the image, the
-	// qemu version, the machine). A pair made when it holds a snapshot
-	// resumes from it in seconds instead of booting for a minute or more
-	// under emulation; otherwise the first Boot saves one. "" boots every
-	// time.
+	// qemu version, the machine). Pairs resume from it in seconds instead
+	// of booting for a minute or more under emulation; when it is missing,
+	// NewPair makes it first. "" boots every time.
 	SnapshotCache string
 	// ServerOnly leaves the pi out, for scenarios of john-ai alone.
 	ServerOnly bool
@@ -62,7 +61,6 @@ type Pair struct {
 	LoginKey        *Key
 	USB, PiDisk     Disk
 	cfg             PairConfig
-	snapDir         string
 	restored        bool
 	hostKeys        map[string]*Key // by guest name, the pi's even when ServerOnly leaves it out
 }
@@ -93,6 +91,9 @@ func NewPair(ctx context.Context, cfg PairConfig) (*Pair, error) {
 			return nil, err
 		}
 		snapDir = filepath.Join(cfg.SnapshotCache, "pair-"+key)
+		if err := ensureSnapshot(ctx, cfg, snapDir); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
@@ -106,17 +107,17 @@ func NewPair(ctx context.Context, cfg PairConfig) (*Pair, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pair{Link: link, cfg: cfg, snapDir: snapDir,
+	p := &Pair{Link: link, cfg: cfg,
 		USB:    Disk{Path: filepath.Join(cfg.Dir, "usb-backup.qcow2"), Format: "qcow2", Serial: USBSerial},
 		PiDisk: Disk{Path: filepath.Join(cfg.Dir, "pi-backup.qcow2"), Format: "qcow2", Serial: PiDiskSerial}}
 	hostKeys := map[string]*Key{}
-	if p.snapshotReady() {
+	if snapDir != "" {
 		for _, f := range snapshotFiles {
 			if cfg.ServerOnly && (strings.HasPrefix(f, OffsiteName+"/") || f == "pi-backup.qcow2") {
 				continue
 			}
 			if err := run(ctx, io.Discard, "cp", "--sparse=always", "--reflink=auto",
-				filepath.Join(p.snapDir, f), filepath.Join(cfg.Dir, f)); err != nil {
+				filepath.Join(snapDir, f), filepath.Join(cfg.Dir, f)); err != nil {
 				return nil, err
 			}
 		}
@@ -205,14 +206,6 @@ func snapshotKey(ctx context.Context, cfg PairConfig) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
-func (p *Pair) snapshotReady() bool {
-	if p.snapDir == "" {
-		return false
-	}
-	_, err := os.Stat(filepath.Join(p.snapDir, "ready"))
-	return err == nil
-}
-
 // Guests are the pair's running machines (the pi left out with ServerOnly).
 func (p *Pair) Guests() []*Guest {
 	if p.Offsite == nil {
@@ -221,12 +214,10 @@ func (p *Pair) Guests() []*Guest {
 	return []*Guest{p.Server, p.Offsite}
 }
 
-// Restored says the pair resumed from its snapshot rather than booting.
+// Restored says the pair resumes from the snapshot rather than booting.
 func (p *Pair) Restored() bool { return p.restored }
 
-// Boot starts the guests at once and waits for them to answer ssh. A pair
-// that booted for real saves its snapshot when it may (a full pair, a
-// SnapshotDir, no snapshot there yet) and resumes from it.
+// Boot starts the guests at once and waits for them to answer ssh.
 func (p *Pair) Boot(ctx context.Context, timeout time.Duration) error {
 	var fns []func() error
 	for _, g := range p.Guests() {
@@ -235,33 +226,82 @@ func (p *Pair) Boot(ctx context.Context, timeout time.Duration) error {
 	if err := Parallel(fns...); err != nil {
 		return err
 	}
-	if err := p.WaitSSH(ctx, timeout); err != nil {
-		return err
-	}
-	if p.restored || p.snapDir == "" || p.cfg.ServerOnly {
-		return nil
-	}
-	return p.saveSnapshot(ctx, timeout)
+	return p.WaitSSH(ctx, timeout)
 }
 
-// saveSnapshot saves both guests as they are, quits them, keeps their
-// images in SnapshotDir and resumes them from the snapshot: the run that
-// makes the snapshot then goes on exactly as the runs that use it.
-func (p *Pair) saveSnapshot(ctx context.Context, timeout time.Duration) error {
-	unlock, err := lockFile(ctx, p.snapDir+".lock")
+// snapshotJob is one process's making of one snapshot, which every pair of
+// the process that needs it waits for: parallel tests then resume in
+// seconds instead of all booting at once on the same few cores.
+type snapshotJob struct {
+	done chan struct{}
+	err  error
+}
+
+var (
+	snapshotMu   sync.Mutex
+	snapshotJobs = map[string]*snapshotJob{}
+)
+
+// ensureSnapshot makes the pair snapshot in dir unless it is there; other
+// processes are kept out by a lock file, other pairs of this process wait.
+func ensureSnapshot(ctx context.Context, cfg PairConfig, dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
+		return nil
+	}
+	snapshotMu.Lock()
+	j, ok := snapshotJobs[dir]
+	if !ok {
+		j = &snapshotJob{done: make(chan struct{})}
+		snapshotJobs[dir] = j
+	}
+	snapshotMu.Unlock()
+	if ok {
+		select {
+		case <-j.done:
+			return j.err
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the pair snapshot: %w", ctx.Err())
+		}
+	}
+	j.err = makeSnapshot(ctx, cfg, dir)
+	close(j.done)
+	return j.err
+}
+
+// makeSnapshot boots a fresh pair, saves both machines as they stand after
+// boot (memory, devices and disks, in their qcow2 images), quits them and
+// moves their files into dir.
+func makeSnapshot(ctx context.Context, cfg PairConfig, dir string) error {
+	unlock, err := lockFile(ctx, dir+".lock")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if p.snapshotReady() {
-		return nil // another pair saved it meanwhile; this one just runs on
+	if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
+		return nil // another process made it meanwhile
 	}
 	start := time.Now()
+	work := dir + ".build"
+	if err := os.RemoveAll(work); err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	fresh := cfg
+	fresh.Dir, fresh.SnapshotCache, fresh.ServerOnly = work, "", false
+	p, err := NewPair(ctx, fresh)
+	if err != nil {
+		return err
+	}
+	defer p.Close(false)
+	if err := p.Boot(ctx, 10*time.Minute); err != nil {
+		return fmt.Errorf("boot the pair to snapshot: %w", err)
+	}
+	booted := time.Since(start)
 	var fns []func() error
 	for _, g := range p.Guests() {
 		fns = append(fns, func() error {
-			// Whatever the guest still holds in its page cache is in the
-			// snapshot anyway; sync only keeps the disk images tidy.
+			// The page cache is in the snapshot anyway; sync only keeps the
+			// disk images tidy.
 			if _, err := g.Run(ctx, "sync"); err != nil {
 				return err
 			}
@@ -274,7 +314,7 @@ func (p *Pair) saveSnapshot(ctx context.Context, timeout time.Duration) error {
 	if err := Parallel(fns...); err != nil {
 		return err
 	}
-	tmp := p.snapDir + ".tmp"
+	tmp := dir + ".tmp"
 	if err := os.RemoveAll(tmp); err != nil {
 		return err
 	}
@@ -282,25 +322,22 @@ func (p *Pair) saveSnapshot(ctx context.Context, timeout time.Duration) error {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(tmp, f)), 0o700); err != nil {
 			return err
 		}
-		if err := run(ctx, io.Discard, "cp", "--sparse=always", "--reflink=auto", filepath.Join(p.cfg.Dir, f), filepath.Join(tmp, f)); err != nil {
+		if err := run(ctx, io.Discard, "cp", "--sparse=always", "--reflink=auto", filepath.Join(work, f), filepath.Join(tmp, f)); err != nil {
 			return err
 		}
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "ready"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(p.snapDir); err != nil {
+	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, p.snapDir); err != nil {
+	if err := os.Rename(tmp, dir); err != nil {
 		return err
 	}
-	fmt.Fprintf(p.cfg.Log, "vm: pair snapshot saved in %s (%s)\n", p.snapDir, time.Since(start).Round(100*time.Millisecond))
-	for _, g := range p.Guests() {
-		g.resumeFrom(snapshotName)
-	}
-	p.restored = true
-	return p.Boot(ctx, timeout)
+	fmt.Fprintf(cfg.Log, "vm: pair snapshot made in %s (boot %s) in %s\n", time.Since(start).Round(100*time.Millisecond),
+		booted.Round(100*time.Millisecond), dir)
+	return nil
 }
 
 // WaitSSH waits for every guest of the pair.

@@ -54,11 +54,17 @@ func newLab(ctx context.Context, t *testing.T, serverOnly bool) *labSetup {
 	img := labImage(t)
 	bin := borgkitBinary(t)
 	dir := runDir(t)
-	p, err := NewPair(ctx, PairConfig{Image: img, Dir: dir, Accel: accel(), Log: testLog{t},
-		SnapshotCache: snapshotCache(img), ServerOnly: serverOnly})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var p *Pair
+	// The first pair of a run with an empty cache boots and saves the
+	// snapshot here; the others wait for it.
+	step(t, "prepare the pair (disks, keys, snapshot)", func() {
+		var err error
+		p, err = NewPair(ctx, PairConfig{Image: img, Dir: dir, Accel: accel(), Log: testLog{t},
+			SnapshotCache: snapshotCache(img), ServerOnly: serverOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Cleanup(func() { _ = p.Close(t.Failed() || keepEnv()) })
 	site := p.SiteConfig()
 	cfg, err := config.Parse("vm-lab.yaml", site)
@@ -96,16 +102,15 @@ func (l *labSetup) provisionServer(ctx context.Context, t *testing.T) {
 	t.Helper()
 	s := l.Server
 	step(t, "provision john-ai --local", func() {
-		// borgkit writes the fstab line for the USB disk but does not mount
-		// it, and will not borg init on an unmounted disk: the user mounts
-		// it once by hand (reported as a gap).
-		must(ctx, t, s, "mkdir", "-p", "/mnt/backup")
-		must(ctx, t, s, "mount", "UUID="+USBUUID, "/mnt/backup")
+		// The USB disk is attached but not mounted: provisioning writes its
+		// fstab line, mounts it and makes the repos on it, in one run.
 		l.data = seedData(ctx, t, s, dataDir, 8, 256<<10)
 		if err := s.WriteFile(ctx, filepath.Join(dataDir, "canary"), []byte("borgkit vm lab canary\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		l.saveOutput(t, "provision-john-ai.txt", must(ctx, t, s, labBinary, "--config", labConfig, "provision", ServerName, "--local"))
+		l.assertServerDisk(ctx, t)
+		must(ctx, t, s, "test", "-f", repoPath+"/config")
 		must(ctx, t, s, roles.Binary, "provision", ServerName, "--local", "--detailed-exitcode")
 	})
 }
@@ -126,15 +131,6 @@ func (l *labSetup) provisionOffsite(ctx context.Context, t *testing.T) {
 		}
 		argv := []string{roles.Binary, "provision", OffsiteName, "--format", l.piDisk.Device}
 		res, err := s.Run(ctx, argv...)
-		if err != nil && strings.Contains(string(res.Stdout), "is "+l.piDisk.Mountpoint+" mounted") {
-			// On a fresh pi the mountpoint does not exist when the plan is
-			// checked: mountpoint(1) exits 1 (no such directory), not 32
-			// (not a mountpoint), and the MountedDir step fails its check,
-			// so nothing is applied. The test reports it and goes on.
-			t.Errorf("BUG: provision pi on a fresh pi fails before any change:\n%s", planErrors(string(res.Stdout)))
-			must(ctx, t, pi, "mkdir", "-p", l.piDisk.Mountpoint)
-			res, err = s.Run(ctx, argv...)
-		}
 		if err != nil {
 			t.Fatalf("%v\n%s\n%s", err, res.Stdout, res.Stderr)
 		}
