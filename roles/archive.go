@@ -28,7 +28,10 @@ func archive(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 			s = append(s, &steps.Secret{Path: key, Mode: 0o400, Owner: host.Root,
 				What: "ZFS encryption key of " + d.Name, Generate: gen})
 		}
-		s = append(s, &steps.ZFSDataset{Name: d.Name, Properties: d.Properties})
+		// The pull target is made by syncoid's first receive: it refuses a
+		// target that exists without the source's snapshots.
+		received := h.Pull != nil && d.Name == h.Pull.Target
+		s = append(s, &steps.ZFSDataset{Name: d.Name, Properties: d.Properties, Received: received})
 		mode, err := strconv.ParseUint(d.ModeOrDefault(), 8, 32)
 		if err != nil {
 			return nil, fmt.Errorf("dataset %s mode %q: %w", d.Name, d.ModeOrDefault(), err)
@@ -37,8 +40,15 @@ func archive(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 	}
 	s = append(s, repoSteps(h)...)
 	if h.Pull != nil {
+		// The pull key; a live server of this file authorizes it for its
+		// pull guard when provisioned from here (PullKeyComment).
 		s = append(s, &steps.Dir{Path: "/root/.ssh", Mode: 0o700, Owner: host.Root},
-			&steps.SSHKey{Path: SSHKey, Comment: "borgkit-pull@" + h.Name})
+			&steps.SSHKey{Path: SSHKey, Comment: PullKeyComment(h.Name)})
+		if live, ok := cfg.PullServer(h); ok {
+			if kh := knownHostLines([]*config.Host{live}); len(kh) > 0 {
+				s = append(s, &steps.Block{Path: KnownHosts, Lines: kh, Mode: 0o600, Owner: host.Root, Note: "(" + Managed() + ")"})
+			}
+		}
 	}
 	return finish(cfg, h, s)
 }

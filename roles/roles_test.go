@@ -68,6 +68,27 @@ func goldenName(variant, p string) string {
 	return filepath.Join(goldenDir, variant, strings.ReplaceAll(strings.TrimPrefix(p, "/"), "/", "_")+".golden")
 }
 
+// checkGolden compares got with the golden file of variant/p, or rewrites
+// it under -update.
+func checkGolden(t *testing.T, variant, p string, got []byte) {
+	t.Helper()
+	g := goldenName(variant, p)
+	if *update {
+		os.MkdirAll(filepath.Dir(g), 0o755)
+		if err := os.WriteFile(g, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(g)
+	if err != nil {
+		t.Fatalf("%s: %v (run go test ./roles -update)", p, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s %s differs from %s:\n%s", variant, p, g, plan.UnifiedDiff(p, want, got))
+	}
+}
+
 func TestGolden(t *testing.T) {
 	variants := map[string]struct {
 		cfg  *config.Config
@@ -84,21 +105,7 @@ func TestGolden(t *testing.T) {
 			t.Fatalf("%s: only %d files rendered", variant, len(files))
 		}
 		for p, got := range files {
-			g := goldenName(variant, p)
-			if *update {
-				os.MkdirAll(filepath.Dir(g), 0o755)
-				if err := os.WriteFile(g, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			}
-			want, err := os.ReadFile(g)
-			if err != nil {
-				t.Fatalf("%s: %v (run go test ./roles -update)", p, err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s %s differs from %s:\n%s", variant, p, g, plan.UnifiedDiff(p, want, got))
-			}
+			checkGolden(t, variant, p, got)
 		}
 	}
 }

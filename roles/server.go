@@ -32,7 +32,7 @@ func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) 
 
 	s = append(s, withDisks(repoSteps(h), mounts)...)
 
-	keys, err := sshSteps(cfg, h)
+	keys, err := sshSteps(cfg, h, o.Local)
 	if err != nil {
 		return nil, err
 	}

@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
@@ -32,8 +35,10 @@ const (
 func UnlockKey(offsite string) string { return path.Join(KeysDir, offsite+"-unlock_ed25519") }
 
 // sshSteps are the server's push key, its ssh config and known_hosts for
-// the mirror targets, and the key-serving side of every offsite unlock.
-func sshSteps(cfg *config.Config, h *config.Host) ([]plan.Step, error) {
+// the mirror targets, the key-serving side of every offsite unlock, and the
+// pull guard of every archive host pulling from it. local is the machine
+// borgkit runs on (nil when unknown): an archive's pull key is read there.
+func sshSteps(cfg *config.Config, h *config.Host, local host.Host) ([]plan.Step, error) {
 	var targets []*config.Host
 	for _, m := range h.Mirrors {
 		if m.Host == "" {
@@ -49,7 +54,8 @@ func sshSteps(cfg *config.Config, h *config.Host) ([]plan.Step, error) {
 			unlocks = append(unlocks, o)
 		}
 	}
-	if len(targets) == 0 && len(unlocks) == 0 {
+	pullers := cfg.Pullers(h)
+	if len(targets) == 0 && len(unlocks) == 0 && len(pullers) == 0 {
 		return nil, nil
 	}
 	s := []plan.Step{&steps.Dir{Path: "/root/.ssh", Mode: 0o700, Owner: host.Root}}
@@ -80,10 +86,22 @@ func sshSteps(cfg *config.Config, h *config.Host) ([]plan.Step, error) {
 		}
 		s = append(s, &steps.SSHKey{Path: UnlockKey(o.Name), Comment: "borgkit-unlock@" + o.Name})
 	}
-	if len(unlocks) > 0 {
+	// One block holds every key borgkit authorizes here: two blocks in one
+	// file would each replace the other.
+	if len(unlocks) > 0 || len(pullers) > 0 {
 		s = append(s, &steps.Block{Path: AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + Managed() + ")",
-			Pending:   "authorize the unlock keys generated above, each limited to serve-key",
-			LinesFrom: func(ctx context.Context, hh host.Host) ([]byte, error) { return serveKeyLines(ctx, hh, unlocks) }})
+			Pending: "authorize the unlock keys generated above, each limited to serve-key",
+			LinesFrom: func(ctx context.Context, hh host.Host) ([]byte, error) {
+				serve, err := serveKeyLines(ctx, hh, unlocks)
+				if err != nil {
+					return nil, err
+				}
+				pull, err := pullGuardLines(ctx, hh, local, pullers)
+				return append(serve, pull...), err
+			}})
+		for _, a := range pullers {
+			s = append(s, &pullKeyCheck{archive: a, server: h, local: local})
+		}
 	}
 	return s, nil
 }
@@ -170,7 +188,8 @@ func Revoke(cfg *config.Config, name string, when time.Time) (phases [][]plan.St
 	if !ok {
 		return nil, nil, fmt.Errorf("unlock server %q of %s is not in the config", o.Unlock.Server, name)
 	}
-	all, err := sshSteps(cfg, server)
+	// No local machine: the pull guard lines keep the keys already there.
+	all, err := sshSteps(cfg, server, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -194,6 +213,110 @@ func Revoke(cfg *config.Config, name string, when time.Time) (phases [][]plan.St
 func ServeKeyLine(from, command string, pub []byte) ([]byte, error) {
 	return restrictedLine(from, command, pub)
 }
+
+// PullKeyComment ends an archive host's pull key in its .pub file. The
+// live server authorizes a key read from the machine borgkit runs on only
+// when it carries this comment: a server's own push key lives at the same
+// path and must never be taken for an archive's.
+func PullKeyComment(archive string) string { return "borgkit-pull@" + archive }
+
+// PullGuardCommand is the forced command of an archive's pull key.
+func PullGuardCommand(archive string) string { return Binary + " job pull-guard " + archive }
+
+// PullGuardLine lets an archive host's pull key run the pull guard for that
+// host, from its address, and nothing else (no shell, pty or forwarding).
+func PullGuardLine(from, command string, pub []byte) ([]byte, error) {
+	return restrictedLine(from, command, pub)
+}
+
+// pullGuardLines authorize each archive's pull key that can be found for
+// the pull guard; pullKeyCheck reports the ones that cannot.
+func pullGuardLines(ctx context.Context, h, local host.Host, archives []*config.Host) ([]byte, error) {
+	var b bytes.Buffer
+	for _, a := range archives {
+		pub, err := pullKey(ctx, h, local, a)
+		if err != nil {
+			return nil, err
+		}
+		if pub == nil {
+			continue
+		}
+		line, err := PullGuardLine(a.Address, PullGuardCommand(a.Name), pub)
+		if err != nil {
+			return nil, fmt.Errorf("pull key of %s: %w", a.Name, err)
+		}
+		b.Write(line)
+	}
+	return b.Bytes(), nil
+}
+
+// pullKey is archive a's pull public key: read from the machine borgkit
+// runs on when that is a (the live server is provisioned from its archive,
+// as the Pi is from its server), else the key already authorized in h's
+// borgkit block, so that provisioning the live server from itself, or a
+// revocation, keeps the pull working. nil when neither has it.
+func pullKey(ctx context.Context, h, local host.Host, a *config.Host) ([]byte, error) {
+	if local != nil {
+		b, err := local.ReadFile(ctx, SSHKey+".pub")
+		switch {
+		case err == nil:
+			if _, comment, _, _, perr := ssh.ParseAuthorizedKey(b); perr == nil && comment == PullKeyComment(a.Name) {
+				return b, nil
+			}
+		case !host.IsNotExist(err):
+			return nil, fmt.Errorf("%s.pub on %s: %w", SSHKey, local.Name(), err)
+		}
+	}
+	ak, err := h.ReadFile(ctx, AuthorizedKeys)
+	if host.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	want := fmt.Sprintf("command=%q", PullGuardCommand(a.Name))
+	inside := false
+	for _, l := range strings.Split(string(ak), "\n") {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(t, steps.BlockBegin):
+			inside = true
+		case t == steps.BlockEnd:
+			inside = false
+		case inside:
+			key, comment, opts, _, err := ssh.ParseAuthorizedKey([]byte(t))
+			if err == nil && slices.Contains(opts, want) {
+				return []byte(strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))) + " " + comment), nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+// pullKeyCheck puts in the plan an archive whose pull cannot be authorized
+// from here: its key is neither on this machine nor already in the block.
+// It changes nothing itself; the authorized_keys block does.
+type pullKeyCheck struct {
+	archive, server *config.Host
+	local           host.Host
+}
+
+func (p *pullKeyCheck) ID() string { return "pull-key." + p.archive.Name }
+
+func (p *pullKeyCheck) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	pub, err := pullKey(ctx, h, p.local, p.archive)
+	if err != nil {
+		return plan.Check{}, err
+	}
+	if pub == nil {
+		a := p.archive.Name
+		return plan.Skipped(fmt.Sprintf("%s's pull key is not on this machine: provision %s, then run `borgkit provision %s` on %s to authorize it for the pull guard",
+			a, a, p.server.Name, a)), nil
+	}
+	return plan.Satisfied(), nil
+}
+
+func (p *pullKeyCheck) Apply(context.Context, host.Host) error { return nil }
 
 // hostClash finds a Host line outside borgkit's block that already defines
 // one of our aliases: ssh uses the first match, so ours would be ignored.

@@ -107,7 +107,35 @@ log, and mails only when something needs attention.` + exitStatusHelp,
 			return jobs.ServeKey(cmd.Context(), cfg, self.Name, args[0], jobs.RevokedDir, cmd.OutOrStdout())
 		},
 	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "pull-guard ARCHIVE",
+		Short: "Run the zfs get/send that ARCHIVE's syncoid pull sends, nothing else (the forced command of its pull key)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPullGuard(g, o, args[0])
+		},
+	})
 	return cmd
+}
+
+// runPullGuard serves one SSH session of an archive host's pull key: the
+// command comes from SSH_ORIGINAL_COMMAND, each decision is appended to
+// LOG-DIR/pull-guard.log.
+func runPullGuard(g *globals, o *jobOptions, archive string) error {
+	env, err := o.env(g)
+	if err != nil {
+		return err
+	}
+	guard := &jobs.PullGuard{Cfg: env.Cfg, Self: env.Host.Name, Exec: jobs.ExecProgram}
+	// Without its log the guard still decides: the pull must not depend on
+	// a full /var/log, and sshd logs the session anyway.
+	if err := os.MkdirAll(o.LogDir, 0o750); err == nil {
+		if lf, err := os.OpenFile(filepath.Join(o.LogDir, "pull-guard.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err == nil {
+			defer lf.Close()
+			guard.Log = lf
+		}
+	}
+	return guard.Serve(archive, os.Getenv("SSH_ORIGINAL_COMMAND"), os.Getenv("SSH_CLIENT"))
 }
 
 // env is a job's environment without its log: config, this host, its

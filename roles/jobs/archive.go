@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/borgkit/borgkit/provision/config"
@@ -87,10 +88,35 @@ func Pull(ctx context.Context, e *Env, identity string) error {
 		if p == nil {
 			return []alert.Section{{Name: "syncoid", Status: alert.StatusFailed, ExitCode: 1, Output: "no pull: block for " + e.Host.Name}}
 		}
-		src := p.UserOrDefault() + "@" + p.Host + ":" + p.Source
-		res, err := e.run(ctx, tools.Cmd(tools.Syncoid, "--no-privilege-elevation", "--sshkey", identity, src, p.Target))
+		src := p.UserOrDefault() + "@" + e.Cfg.PullAddress(e.Host) + ":" + p.Source
+		res, err := e.run(ctx, tools.Cmd(tools.Syncoid, append(pullArgs(e.Cfg, e.Host, identity), src, p.Target)...))
 		return []alert.Section{section("syncoid "+src+" -> "+p.Target, res, err, "")}
 	})
+}
+
+// pullArgs keep syncoid's side on the live server to reads and sends of
+// the pulled dataset, which is all the pull guard there allows:
+//
+//	--no-sync-snap     replicate the newest snapshot the live server made
+//	                   itself (sanoid), instead of creating and destroying
+//	                   syncoid_* snapshots there
+//	--no-resume        no zpool feature probe, no `zfs send -t TOKEN`; an
+//	                   interrupted pull starts again from the last common
+//	                   snapshot
+//	--compress=none    no compressor in the remote pipeline (the stream
+//	                   crosses the tailnet, already encrypted)
+//	--no-privilege-elevation  never sudo: the pull logs in as root
+//
+// mbuffer on the source is left out because the guard answers syncoid's
+// `command -v mbuffer` with "absent". BatchMode makes an unknown host key
+// or a refused key fail at once instead of waiting for a prompt.
+func pullArgs(cfg *config.Config, h *config.Host, identity string) []string {
+	args := []string{"--no-sync-snap", "--no-resume", "--compress=none", "--no-privilege-elevation",
+		"--sshkey", identity, "--sshoption=BatchMode=yes"}
+	if port := cfg.PullPort(h); port != config.DefaultSSHPort {
+		args = append(args, "--sshport", strconv.Itoa(port))
+	}
+	return args
 }
 
 // section is one step's result for the mail and the record.
