@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -117,6 +118,52 @@ func pullArgs(cfg *config.Config, h *config.Host, identity string) []string {
 		args = append(args, "--sshport", strconv.Itoa(port))
 	}
 	return args
+}
+
+// NightlySnapshot names the snapshot the nightly job archives a dataset
+// from. The name is fixed, so one left by a killed run is known to be ours
+// and replaced, and nothing else is ever destroyed.
+const NightlySnapshot = "borgkit-nightly"
+
+// snapshotSources takes the ZFS snapshot repo r archives from and maps
+// sources under the dataset's mountpoint to paths relative to the frozen
+// copy under MOUNTPOINT/.zfs/snapshot, where borg create is run, so the
+// archive holds the dataset's own layout. destroy removes exactly that
+// snapshot; the caller runs it whatever borg did.
+func (e *Env) snapshotSources(ctx context.Context, r *config.Repo, sources []string) (rel []string, dir string, destroy func(), sec *alert.Section) {
+	snap := r.Snapshot + "@" + NightlySnapshot
+	destroy = func() {}
+	failed := func(res host.Result, err error, why string) *alert.Section {
+		return &alert.Section{Name: "ZFS snapshot " + snap, Status: alert.StatusFailed, ExitCode: exitCode(res, err),
+			Output: strings.TrimSpace(why + "\n" + tailText(res.Stderr, 6))}
+	}
+	// The mountpoint property, not /DATASET: a dataset may be mounted
+	// anywhere, and its snapshots are only reachable below where it is.
+	res, err := e.run(ctx, tools.Cmd(tools.Zfs, "get", "-H", "-p", "-o", "value", "mountpoint", r.Snapshot))
+	root := strings.TrimSpace(string(res.Stdout))
+	if err != nil {
+		return nil, "", destroy, failed(res, err, "")
+	}
+	if !filepath.IsAbs(root) {
+		return nil, "", destroy, failed(res, nil, fmt.Sprintf("%s has mountpoint=%s: its snapshots are read under MOUNTPOINT/.zfs/snapshot, so it needs a mountpoint", r.Snapshot, root))
+	}
+	// A snapshot left by a killed run would make zfs snapshot fail.
+	e.run(ctx, tools.Cmd(tools.Zfs, "destroy", snap))
+	res, err = e.run(ctx, tools.Cmd(tools.Zfs, "snapshot", snap))
+	if err != nil {
+		return nil, "", destroy, failed(res, err, "")
+	}
+	destroy = func() { e.run(context.WithoutCancel(ctx), tools.Cmd(tools.Zfs, "destroy", snap)) }
+	for _, s := range sources {
+		p, err := filepath.Rel(root, s)
+		if err != nil || p == ".." || strings.HasPrefix(p, "../") {
+			// Not on the dataset (the VM definitions): read live.
+			rel = append(rel, s)
+			continue
+		}
+		rel = append(rel, p)
+	}
+	return rel, filepath.Join(root, ".zfs", "snapshot", NightlySnapshot), destroy, nil
 }
 
 // section is one step's result for the mail and the record.

@@ -328,27 +328,9 @@ func (e *Env) prepareSources(ctx context.Context, r *config.Repo) (sources []str
 	if r.Snapshot == "" {
 		return sources, "", cleanup, sec
 	}
-	snap := r.Snapshot + "@borgkit-nightly"
-	// A snapshot left by a killed run would make zfs snapshot fail; it is
-	// ours by name, so destroy it first.
-	e.run(ctx, tools.Cmd(tools.Zfs, "destroy", snap))
-	res, err := e.run(ctx, tools.Cmd(tools.Zfs, "snapshot", snap))
-	if err != nil {
-		return nil, "", cleanup, &alert.Section{Name: "ZFS snapshot " + snap, Status: alert.StatusFailed, ExitCode: exitCode(res, err), Output: tailText(res.Stderr, 6)}
+	sources, dir, cleanup, snapSec := e.snapshotSources(ctx, r, sources)
+	if snapSec != nil {
+		return nil, "", cleanup, snapSec
 	}
-	cleanup = func() { e.run(context.WithoutCancel(ctx), tools.Cmd(tools.Zfs, "destroy", snap)) }
-	// borg reads the frozen snapshot under .zfs/snapshot, run from there
-	// with relative paths so the archive holds the dataset's own layout.
-	root := "/" + r.Snapshot
-	snapRoot := filepath.Join(root, ".zfs", "snapshot", "borgkit-nightly")
-	var rel []string
-	for _, s := range r.Sources {
-		p, err := filepath.Rel(root, s)
-		if err != nil || strings.HasPrefix(p, "..") {
-			rel = append(rel, s)
-			continue
-		}
-		rel = append(rel, p)
-	}
-	return rel, snapRoot, cleanup, sec
+	return sources, dir, cleanup, sec
 }
