@@ -10,9 +10,10 @@ DEMO_ROOT ?= /tmp/borgkit-demo
 STATICCHECK_VERSION := v0.8.2
 # Debian packages the tests drive for real (borg, rsync, sshd, msmtp, findmnt, ...).
 TEST_DEBS := borgbackup rsync openssh-server openssh-client msmtp cryptsetup-bin \
-             logrotate util-linux fdisk e2fsprogs iproute2 systemd cron ca-certificates
+             logrotate util-linux fdisk e2fsprogs iproute2 systemd cron ca-certificates \
+             libcapture-tiny-perl libconfig-inifiles-perl
 
-.PHONY: all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench fuzz clean
+.PHONY: syncoid all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench bench-go fuzz clean
 
 all: build
 
@@ -27,7 +28,17 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-test: deps lint
+# Debian's syncoid, unpacked rather than installed: the sanoid package
+# depends on a ZFS implementation, the script only on perl.
+SYNCOID_DIR := $(CURDIR)/.cache/sanoid
+export BORGKIT_SYNCOID := $(SYNCOID_DIR)/usr/sbin/syncoid
+
+syncoid:
+	@test -x $(BORGKIT_SYNCOID) || { \
+	  rm -rf $(SYNCOID_DIR) && mkdir -p $(SYNCOID_DIR) && cd $(SYNCOID_DIR) && \
+	  { apt-get download -qq sanoid 2>/dev/null || { apt-get update -qq && apt-get download -qq sanoid; }; } && dpkg-deb -x sanoid_*.deb . && rm sanoid_*.deb; }
+
+test: deps syncoid lint
 	$(GO) test -count=1 ./...
 
 lint: fmt-check vet staticcheck
@@ -86,7 +97,28 @@ vm: build
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-utils debootstrap e2fsprogs)
 	BORGKIT_VM=1 BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -parallel 4 -timeout 60m ./testing/vm/
 
-bench:
+# bench is the comparison table (testing/bench): the real bin/borgkit
+# against raw borg, borgmatic, ansible-playbook and cryptsetup on one
+# seeded data set, then the engine's hot paths (go test -bench, 5 runs,
+# through benchstat). Root; installs the peers from Debian. Add
+# BENCH_FLAGS=-readme=README.md to put the table into the README.
+BENCH_DEBS := borgmatic ansible-core time
+BENCH_HOT  := ./provision/plan/ ./provision/host/ ./roles/jobs/status/ ./roles/
+bench: deps build
+	@missing=$$(for p in $(BENCH_DEBS); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v benchstat >/dev/null || $(GO) install golang.org/x/perf/cmd/benchstat@latest
+	$(GO) run ./testing/bench/cmd/bench -borgkit $(BIN) -o bin/bench.md $(BENCH_FLAGS)
+	@echo "=== go test -bench: the engine's hot paths (5 runs each)"
+	@set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -benchtime 0.5s -count 5 $(BENCH_HOT) | tee bin/bench-go.txt | grep -v '^Benchmark'
+	benchstat bin/bench-go.txt
+
+# bench-go runs every go test benchmark once (5 iterations each), the
+# slow real-tool ones too.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./...
 
 fuzz:
