@@ -311,15 +311,15 @@ func (n *nightly) Rows() []Row {
 		Ratio: Summarize(Ratios(daily[w:], n.size[hostKit][w:])), Percent: true})
 
 	last := len(n.sent[hostPolicy]) - 1
-	pol, weekPol, weekDaily := n.resent(hostPolicy), 0.0, sum(daily)
-	weekPol = sum(pol)
+	pol := n.resent(hostPolicy)
+	weekPol, weekDaily := sum(pol), sum(daily)
 	rows = append(rows, Row{Item: "4", What: fmt.Sprintf("re-sent in the simulated week (%d nights): policy (compact on the last night, threshold %d) / every night (threshold %d)",
 		n.nights, config.DefaultCompactThreshold, borgDefaultThreshold),
 		Kit:   fmt.Sprintf("%s (%.1f %% of the repo)", Bytes(weekPol), 100*weekPol/n.size[hostPolicy][last]),
 		Peer:  fmt.Sprintf("%s (%.1f %% of the repo)", Bytes(weekDaily), 100*weekDaily/n.size[hostKit][last]),
-		Ratio: Summarize([]float64{weekPol / max(weekDaily, 1)}), GoalText: "< 1"})
-	if weekDaily > 0 {
-		rows[len(rows)-1].Goal = Goal{"<=", 1}
+		Ratio: Summarize(Ratios([]float64{weekPol}, []float64{weekDaily}))})
+	if weekDaily == 0 {
+		rows[len(rows)-1].Unmeasured = "compacting every night re-sent nothing this week"
 	}
 	// The bound: each segment compact rewrites was at least T% free, so it
 	// re-sends at most (100-T)/T times what it frees. What it freed is
@@ -327,11 +327,12 @@ func (n *nightly) Rows() []Row {
 	freed := n.size[hostNever][last] - n.size[hostPolicy][last]
 	bound := float64(100-config.DefaultCompactThreshold) / float64(config.DefaultCompactThreshold)
 	row := Row{Item: "4", What: "policy's compaction night: bytes re-sent / bytes freed",
-		Kit: Bytes(pol[last]), Peer: Bytes(freed), Goal: Goal{"<=", bound}}
+		Kit: Bytes(pol[last]), Peer: Bytes(freed), Goal: Goal{"<=", bound},
+		GoalText: fmt.Sprintf("≤ %g, (100 − %d) / %d", bound, config.DefaultCompactThreshold, config.DefaultCompactThreshold)}
 	if freed > 0 {
 		row.Ratio = Summarize([]float64{pol[last] / freed})
 	} else {
-		row.Unmeasured = "the compaction night freed nothing"
+		row.Unmeasured = "no segment reached the threshold: nothing freed, nothing re-sent"
 	}
 	return append(rows, row)
 }
