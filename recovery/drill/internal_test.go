@@ -2,10 +2,17 @@ package drill
 
 import (
 	"bytes"
+	"context"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/borgkit/borgkit/recovery/bundle"
 )
 
 func TestPlanDisk(t *testing.T) {
@@ -73,5 +80,83 @@ func TestHumanFigures(t *testing.T) {
 	}
 	if got := cell("a|b\tc"); !strings.Contains(got, `\|`) {
 		t.Errorf("cell = %q", got)
+	}
+}
+
+func TestPatternLineSafe(t *testing.T) {
+	for name, want := range map[string]bool{
+		"srv/data/file 01.bin": true, "srv/odd\tname": true, "#hash": true, "pf:x": true, "é/ü": true,
+		"": false, " lead": false, "trail ": false, "new\nline": false, "cr\r": false, "tab\t": false,
+		"nbsp\u00a0": false, "\x1cfs": false,
+	} {
+		if got := patternLineSafe(name); got != want {
+			t.Errorf("patternLineSafe(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// Names a patterns file cannot carry go to borg as arguments; both kinds
+// are listed, extracted and verified together, and nothing else is.
+func TestSelectionOddNames(t *testing.T) {
+	if _, err := exec.LookPath("borg"); err != nil {
+		t.Skip("borg not installed")
+	}
+	tmp := t.TempDir()
+	b, err := bundle.NewBorg(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	src, repoDir := filepath.Join(tmp, "src"), filepath.Join(tmp, "repo")
+	odd := []string{"d/normal", "d/ lead", "d/trail ", "d/new\nline", "d/#hash", "d/pf:x", "d/tab\tin"}
+	for i, n := range append(slices.Clone(odd), "d/other", "e/skipped") {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, n)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, n), bytes.Repeat([]byte{byte('a' + i)}, 100+i), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"init", "--encryption", "none", repoDir}, {"create", repoDir + "::a", "d", "e"}} {
+		c := b.Command(context.Background(), "", args...)
+		c.Dir = src
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("borg %s: %v: %s", args[0], err, out)
+		}
+	}
+	for _, names := range [][]string{odd, {"d/normal", "d/#hash"}} {
+		d := &drill{opts: Options{Now: time.Now}, work: t.TempDir(), start: time.Now()}
+		var targets []target
+		for _, n := range names {
+			targets = append(targets, target{archiveEntry: archiveEntry{Path: n}})
+		}
+		repo := &bundle.Repo{Name: "r", Host: "h"}
+		if err := d.hashes(context.Background(), b, "", repoDir+"::a", repo, targets); err != nil {
+			t.Fatal(err)
+		}
+		rr := &RepoResult{Latest: "a"}
+		d.extract(context.Background(), b, "", repoDir+"::a", repo, rr, targets)
+		if len(rr.Problems) > 0 || len(rr.Files) != len(names) || rr.TimeToFirstFile <= 0 || rr.Throughput <= 0 {
+			t.Errorf("%q: %+v", names, rr)
+		}
+		for _, f := range rr.Files {
+			if f.Status != "ok" {
+				t.Errorf("%+v", f)
+			}
+		}
+		var got []string
+		root := filepath.Join(d.work, "extract", "h-r")
+		filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+			if err == nil && e.Type().IsRegular() {
+				rel, _ := filepath.Rel(root, p)
+				got = append(got, rel)
+			}
+			return nil
+		})
+		slices.Sort(got)
+		want := slices.Sorted(slices.Values(names))
+		if !slices.Equal(got, want) {
+			t.Errorf("extracted %q, want %q", got, want)
+		}
 	}
 }

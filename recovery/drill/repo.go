@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/borgkit/borgkit/recovery/bundle"
@@ -41,44 +42,114 @@ func borgTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("cannot parse borg time %q", s)
 }
 
-func (d *drill) drillRepo(ctx context.Context, b *bundle.Borg, m *bundle.Manifest, repo *bundle.Repo, rr *RepoResult) {
+// drillRepo drills one repository in three steps. First two lines run at
+// the same time, each borg with a shadow and a working directory of its
+// own: `borg check --repository-only` (it reads every segment, the long
+// part on a real disk), and the listings that find the newest archive,
+// choose the sample and read its hashes; the bundle's key check (keys)
+// may still be running too. Then, once all of them are done, the restore
+// of the whole sample with one borg extract, each file checked against
+// the archive's hash as soon as borg has written it: the timed window
+// has no other borg of the drill competing with it.
+func (d *drill) drillRepo(ctx context.Context, b *bundle.Borg, m *bundle.Manifest, repo *bundle.Repo, rr *RepoResult, keys *keyCheck) {
 	fail := func(format string, args ...any) {
 		rr.Status = "failed"
 		rr.Problems = append(rr.Problems, fmt.Sprintf(format, args...))
 	}
-	shadow, err := b.Shadow(rr.Copy)
-	if err != nil {
-		fail("%v", err)
+	// The bundle does not open it: nothing to drill (a restore with these
+	// keys cannot happen), and the key check says why.
+	keyFailed := func(block bool) bool {
+		detail, done := keys.failure(repo, block)
+		if !done || detail == "" {
+			return false
+		}
+		*rr = RepoResult{Name: rr.Name, Host: rr.Host, Copy: rr.Copy, Status: "failed",
+			Problems: []string{"the bundle does not open it: " + detail}}
+		return true
+	}
+	if keyFailed(false) {
 		return
 	}
 	pass := ""
 	if repo.Encrypted() {
 		pass = filepath.Join(m.Dir, repo.Passphrase)
-		// In keyfile mode the export is the key; a repokey repo is opened
-		// with the key it carries, as a real restore would (Verify already
-		// proved the export opens it too).
-		if repo.KeyfileMode() {
-			if err := b.ImportKey(ctx, shadow, filepath.Join(m.Dir, repo.KeyExport)); err != nil {
-				fail("%v", err)
-				return
-			}
+	}
+	shadow, err := b.Shadow(rr.Copy)
+	if err != nil {
+		if !keyFailed(true) {
+			fail("%v", err)
+		}
+		return
+	}
+	checked := make(chan checkResult, 1)
+	d.p.status("%s: borg check --repository-only", repo.Name)
+	go func() { checked <- d.check(ctx, rr.Copy, pass) }()
+
+	targets, archive, err := d.prepare(ctx, b, m, repo, shadow, pass, rr)
+	c := <-checked
+	rr.CheckDuration, rr.CheckOK = c.took, c.err == nil
+	if c.err != nil {
+		// First among the problems, as it is the first thing drilled.
+		rr.Status = "failed"
+		rr.Problems = append([]string{fmt.Sprintf("borg check --repository-only: %v", c.err)}, rr.Problems...)
+	}
+	if keyFailed(true) {
+		return
+	}
+	if err != nil {
+		fail("%v", err)
+		return
+	}
+	if len(targets) > 0 {
+		d.extract(ctx, b, pass, archive, repo, rr, targets)
+	}
+	if rr.Status != "failed" {
+		rr.Status = "ok"
+	}
+}
+
+type checkResult struct {
+	took time.Duration
+	err  error
+}
+
+// check runs `borg check --repository-only` on a shadow of the copy in a
+// borg working directory of its own, so that it can run beside the
+// listings. It reads no archive: a keyfile repo's key need not be
+// imported there.
+func (d *drill) check(ctx context.Context, copyDir, pass string) checkResult {
+	cb, err := bundle.NewBorg(d.work)
+	if err != nil {
+		return checkResult{err: err}
+	}
+	defer cb.Close()
+	cb.Log = d.opts.Log
+	shadow, err := cb.Shadow(copyDir)
+	if err != nil {
+		return checkResult{err: err}
+	}
+	t0 := d.opts.Now()
+	_, err = cb.Run(ctx, pass, "check", "--bypass-lock", "--repository-only", shadow)
+	return checkResult{took: d.opts.Now().Sub(t0), err: err}
+}
+
+// prepare opens the shadow, finds the newest archive and picks the files to
+// restore with their hashes. A problem that still leaves something to
+// restore (a missing canary) is in rr; one that stops the drill of the
+// repo is the error.
+func (d *drill) prepare(ctx context.Context, b *bundle.Borg, m *bundle.Manifest, repo *bundle.Repo, shadow, pass string, rr *RepoResult) ([]target, string, error) {
+	// In keyfile mode the export is the key; a repokey repo is opened
+	// with the key it carries, as a real restore would (the key check
+	// proves the export opens it too).
+	if repo.Encrypted() && repo.KeyfileMode() {
+		if err := b.ImportKey(ctx, shadow, filepath.Join(m.Dir, repo.KeyExport)); err != nil {
+			return nil, "", err
 		}
 	}
-
-	d.p.status("%s: borg check --repository-only", repo.Name)
-	t0 := d.opts.Now()
-	_, err = b.Run(ctx, pass, "check", "--bypass-lock", "--repository-only", shadow)
-	rr.CheckDuration = d.opts.Now().Sub(t0)
-	rr.CheckOK = err == nil
-	if err != nil {
-		fail("borg check --repository-only: %v", err)
-	}
-
 	d.p.status("%s: listing archives", repo.Name)
 	out, err := b.Run(ctx, pass, "list", "--bypass-lock", "--json", shadow)
 	if err != nil {
-		fail("borg list: %v", err)
-		return
+		return nil, "", fmt.Errorf("borg list: %w", err)
 	}
 	var list struct {
 		Archives []struct {
@@ -87,42 +158,31 @@ func (d *drill) drillRepo(ctx context.Context, b *bundle.Borg, m *bundle.Manifes
 		} `json:"archives"`
 	}
 	if err := json.Unmarshal(out, &list); err != nil {
-		fail("borg list --json: %v", err)
-		return
+		return nil, "", fmt.Errorf("borg list --json: %w", err)
 	}
 	rr.Archives = len(list.Archives)
 	for _, a := range list.Archives {
 		t, err := borgTime(a.Time)
 		if err != nil {
-			fail("%v", err)
-			return
+			return nil, "", err
 		}
 		if rr.Latest == "" || t.After(rr.LatestTime) {
 			rr.Latest, rr.LatestTime = a.Name, t
 		}
 	}
 	if rr.Latest == "" {
-		fail("the repository holds no archive")
-		return
+		return nil, "", errors.New("the repository holds no archive")
 	}
 	rr.RPO = d.start.Sub(rr.LatestTime)
 	archive := shadow + "::" + rr.Latest
-
 	targets, err := d.pick(ctx, b, pass, archive, repo, rr)
 	if err != nil {
-		fail("%v", err)
-		return
+		return nil, "", err
 	}
-	if len(targets) == 0 {
-		if rr.Status != "failed" {
-			rr.Status = "ok"
-		}
-		return
+	if err := d.hashes(ctx, b, pass, archive, repo, targets); err != nil {
+		return nil, "", err
 	}
-	d.extract(ctx, b, pass, archive, repo, rr, targets)
-	if rr.Status != "failed" {
-		rr.Status = "ok"
-	}
+	return targets, archive, nil
 }
 
 // target is a file chosen for extraction, with what the archive says.
@@ -133,8 +193,8 @@ type target struct {
 
 // pick streams the latest archive's listing and chooses the canaries plus
 // a seeded reservoir sample of regular files: reproducible for a seed, and
-// memory-bound however large the archive. Then it asks borg for the chosen
-// files' SHA-256 (borg reads their content for that, so only for these).
+// memory-bound however large the archive. The listing asks for no hash:
+// borg would read every file's content for it.
 func (d *drill) pick(ctx context.Context, b *bundle.Borg, pass, archive string, repo *bundle.Repo, rr *RepoResult) ([]target, error) {
 	o := d.opts
 	h := fnv.New64a()
@@ -193,7 +253,6 @@ func (d *drill) pick(ctx context.Context, b *bundle.Borg, pass, archive string, 
 		sample = append(sample, *smallest)
 	}
 	var targets []target
-	var names []string
 	for p, found := range canaries {
 		if !found {
 			rr.Status = "failed"
@@ -206,37 +265,97 @@ func (d *drill) pick(ctx context.Context, b *bundle.Borg, pass, archive string, 
 		targets = append(targets, target{archiveEntry: e})
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].Path < targets[j].Path })
-	for _, t := range targets {
-		names = append(names, "pp:"+t.Path)
-	}
+	return targets, nil
+}
+
+// hashes asks borg for the SHA-256 (and size and mtime) of the chosen
+// files only: borg reads their content for it.
+func (d *drill) hashes(ctx context.Context, b *bundle.Borg, pass, archive string, repo *bundle.Repo, targets []target) error {
 	if len(targets) == 0 {
-		return nil, nil
+		return nil
 	}
 	d.p.status("%s: reading the archive's hashes of %d files", repo.Name, len(targets))
+	opts, paths, err := d.selection(repo, "list", targets)
+	if err != nil {
+		return err
+	}
 	sums := map[string]archiveEntry{}
-	args := append([]string{"list", "--bypass-lock", "--json-lines", "--format", "{sha256}{size}{mtime}", archive}, names...)
+	args := append(append([]string{"list", "--bypass-lock", "--json-lines", "--format", "{sha256}{size}{mtime}"}, opts...), archive)
 	err = b.Stream(ctx, "", pass, func(line []byte) {
 		var e archiveEntry
 		if json.Unmarshal(line, &e) == nil && e.Type == "-" {
 			sums[e.Path] = e
 		}
-	}, nil, args...)
+	}, nil, append(args, paths...)...)
 	if err != nil {
-		return nil, fmt.Errorf("borg list (sha256): %w", err)
+		return fmt.Errorf("borg list (sha256): %w", err)
 	}
 	for i := range targets {
 		e, ok := sums[targets[i].Path]
 		if !ok || len(e.SHA256) != 64 {
-			return nil, fmt.Errorf("borg list gave no sha256 for %s", targets[i].Path)
+			return fmt.Errorf("borg list gave no sha256 for %s", targets[i].Path)
 		}
 		targets[i].archiveEntry = e
 	}
-	return targets, nil
+	return nil
+}
+
+// selection names the targets to borg list or extract. Each name goes as
+// a "+ pf:NAME" line of a patterns file: borg looks full paths up in a
+// table (a pp: pattern per file would be tried against every item of the
+// archive), and the file has no argv size limit. A name such a file
+// cannot carry — borg strips each line and splits at CR and LF — goes as
+// a pp: argument instead. borg includes everything when no path argument
+// is given: the file then ends with an exclude-all, which must not come
+// with arguments (borg would try it before them).
+func (d *drill) selection(repo *bundle.Repo, what string, targets []target) (opts, paths []string, err error) {
+	var lines strings.Builder
+	for _, t := range targets {
+		if patternLineSafe(t.Path) {
+			fmt.Fprintf(&lines, "+ pf:%s\n", t.Path)
+		} else {
+			paths = append(paths, "pp:"+t.Path)
+		}
+	}
+	if len(paths) == 0 {
+		lines.WriteString("- *\n")
+	}
+	f := filepath.Join(d.work, "patterns-"+what+"-"+repo.Host+"-"+repo.Name)
+	if err := os.WriteFile(f, []byte(lines.String()), 0o600); err != nil {
+		return nil, nil, fmt.Errorf("patterns for borg %s: %w", what, err)
+	}
+	return []string{"--patterns-from", f}, paths, nil
+}
+
+// patternLineSafe reports whether name survives as a line of a borg
+// patterns file: no line break in it, nothing Python's strip() removes at
+// either end.
+func patternLineSafe(name string) bool {
+	if name == "" || strings.ContainsAny(name, "\r\n") {
+		return false
+	}
+	first, _ := utf8.DecodeRuneInString(name)
+	last, _ := utf8.DecodeLastRuneInString(name)
+	edge := func(r rune) bool { return unicode.IsGraphic(r) && !unicode.IsSpace(r) }
+	return edge(first) && edge(last)
 }
 
 // extract restores the targets with one borg extract, as a real restore
-// would, timing the first file from borg's --list output, then checks each
-// file against the archive's hash (and the live file when asked).
+// would, and checks each file against the archive's hash (and the live
+// file when asked).
+//
+// borg extract --list names each file as it starts on it, and does one at
+// a time: when it names the next file, the previous one is complete, and
+// it is hashed then, while borg goes on. What was never named (a name
+// with a line break) is hashed once borg has exited, and so is, again, a
+// file whose early hash disagrees before it counts as a mismatch.
+//
+// The timed window (ExtractDuration, hence Throughput) runs from the
+// start of borg extract until the last file has been compared with the
+// archive's hash: restore and verification, everything between asking
+// for the files and knowing they are right. It leaves out what comes
+// before (check, listings, the archive's hashes) and the optional
+// comparison with the live files, which is not part of a restore.
 func (d *drill) extract(ctx context.Context, b *bundle.Borg, pass, archive string, repo *bundle.Repo, rr *RepoResult, targets []target) {
 	o := d.opts
 	dir := filepath.Join(d.work, "extract", repo.Host+"-"+repo.Name)
@@ -245,45 +364,85 @@ func (d *drill) extract(ctx context.Context, b *bundle.Borg, pass, archive strin
 		rr.Problems = append(rr.Problems, err.Error())
 		return
 	}
-	want := map[string]bool{}
-	args := []string{"extract", "--bypass-lock", "--list", archive}
-	for _, t := range targets {
-		want[t.Path] = true
-		args = append(args, "pp:"+t.Path)
+	opts, paths, err := d.selection(repo, "extract", targets)
+	if err != nil {
+		rr.Status = "failed"
+		rr.Problems = append(rr.Problems, err.Error())
+		return
 	}
-	n := 0
-	d.p.status("%s: extracting %d files from %s", repo.Name, len(targets), rr.Latest)
-	t0 := o.Now()
-	err := b.Stream(ctx, dir, pass, nil, func(line []byte) {
-		if !want[string(line)] {
+	want := map[string]int{}
+	for i, t := range targets {
+		want[t.Path] = i
+	}
+	sums := make([]fileSum, len(targets))
+	done := make([]bool, len(targets))
+	queue := make(chan int, len(targets)) // never blocks borg's stderr
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		for i := range queue {
+			sums[i] = hashFile(filepath.Join(dir, targets[i].Path))
+		}
+	}()
+	n, prev := 0, -1
+	complete := func() {
+		if prev < 0 {
 			return
 		}
-		n++
+		queue <- prev
+		done[prev] = true
 		if rr.TimeToFirstFile == 0 {
 			rr.TimeToFirstFile = d.since()
 		}
+		prev = -1
+	}
+	d.p.status("%s: extracting %d files from %s", repo.Name, len(targets), rr.Latest)
+	args := append(append([]string{"extract", "--bypass-lock", "--list"}, opts...), archive)
+	t0 := o.Now()
+	err = b.Stream(ctx, dir, pass, nil, func(line []byte) {
+		i, ok := want[string(line)]
+		if !ok || done[i] || i == prev {
+			return
+		}
+		complete()
+		prev = i
+		n++
 		d.p.tick("%s: extracting %d/%d files", repo.Name, n, len(targets))
-	}, args...)
-	rr.ExtractDuration = o.Now().Sub(t0)
+	}, append(args, paths...)...)
+	complete()
+	close(queue)
+	<-hashed
 	if err != nil {
 		rr.Status = "failed"
 		rr.Problems = append(rr.Problems, fmt.Sprintf("borg extract: %v", err))
 	}
 	d.p.status("%s: checking %d extracted files", repo.Name, len(targets))
-	for _, t := range targets {
-		f := FileResult{Path: "/" + t.Path, Canary: t.canary, Size: t.Size, SHA256: t.SHA256, Status: "ok"}
-		got, size, err := fileSHA256(filepath.Join(dir, t.Path))
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			f.Status, f.Detail = "missing", "not extracted"
-		case err != nil:
-			f.Status, f.Detail = "error", err.Error()
-		case size != t.Size || got != t.SHA256:
-			f.Status = "mismatch"
-			f.Detail = fmt.Sprintf("extracted %d bytes with sha256 %s, the archive records %d bytes with %s", size, short(got), t.Size, short(t.SHA256))
-		default:
-			rr.Bytes += size
+	files := make([]FileResult, len(targets))
+	for i, t := range targets {
+		s := sums[i]
+		if !done[i] || s.err != nil || s.size != t.Size || s.sum != t.SHA256 {
+			s = hashFile(filepath.Join(dir, t.Path))
 		}
+		f := FileResult{Path: "/" + t.Path, Canary: t.canary, Size: t.Size, SHA256: t.SHA256, Status: "ok"}
+		switch {
+		case errors.Is(s.err, fs.ErrNotExist):
+			f.Status, f.Detail = "missing", "not extracted"
+		case s.err != nil:
+			f.Status, f.Detail = "error", s.err.Error()
+		case s.size != t.Size || s.sum != t.SHA256:
+			f.Status = "mismatch"
+			f.Detail = fmt.Sprintf("extracted %d bytes with sha256 %s, the archive records %d bytes with %s", s.size, short(s.sum), t.Size, short(t.SHA256))
+		default:
+			rr.Bytes += s.size
+			if rr.TimeToFirstFile == 0 {
+				rr.TimeToFirstFile = d.since()
+			}
+		}
+		files[i] = f
+	}
+	rr.ExtractDuration = o.Now().Sub(t0)
+	for i, t := range targets {
+		f := files[i]
 		if f.Status != "ok" {
 			rr.Status = "failed"
 			rr.Problems = append(rr.Problems, fmt.Sprintf("%s: %s %s", f.Path, f.Status, f.Detail))
@@ -311,10 +470,11 @@ func (d *drill) compareLive(f *FileResult, t target, rr *RepoResult) {
 		f.Live = "missing"
 		return
 	}
-	got, _, err := fileSHA256(live)
+	ls := hashFile(live)
+	got := ls.sum
 	switch {
-	case err != nil:
-		f.Live, f.Detail = "missing", err.Error()
+	case ls.err != nil:
+		f.Live, f.Detail = "missing", ls.err.Error()
 	case got == t.SHA256:
 		f.Live = "match"
 	default:
@@ -329,25 +489,32 @@ func (d *drill) compareLive(f *FileResult, t target, rr *RepoResult) {
 	}
 }
 
-func fileSHA256(p string) (string, int64, error) {
+// fileSum is a file's SHA-256 and size, or why it could not be read.
+type fileSum struct {
+	sum  string
+	size int64
+	err  error
+}
+
+func hashFile(p string) fileSum {
 	fi, err := os.Lstat(p)
 	if err != nil {
-		return "", 0, err
+		return fileSum{err: err}
 	}
 	if !fi.Mode().IsRegular() {
-		return "", 0, fmt.Errorf("%s is a %v, not a regular file", p, fi.Mode().Type())
+		return fileSum{err: fmt.Errorf("%s is a %v, not a regular file", p, fi.Mode().Type())}
 	}
 	f, err := os.Open(p)
 	if err != nil {
-		return "", 0, err
+		return fileSum{err: err}
 	}
 	defer f.Close()
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
-		return "", n, err
+		return fileSum{size: n, err: err}
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	return fileSum{sum: hex.EncodeToString(h.Sum(nil)), size: n}
 }
 
 func short(sum string) string {
