@@ -7,6 +7,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -222,7 +223,8 @@ func knownHostNames(h *config.Host) string {
 // A timer rather than a service in multi-user.target, so an unreachable
 // server can never hold up the boot.
 func unlockUnits(h *config.Host) ([]plan.Step, error) {
-	data := map[string]any{"Managed": Managed(), "Host": h.Name, "Binary": Binary, "Server": h.Unlock.Server}
+	data := map[string]any{"Managed": Managed(), "Host": h.Name, "Binary": Binary, "Server": h.Unlock.Server,
+		"RetrySec": int(h.Unlock.RetryOrDefault() / time.Second)}
 	var s []plan.Step
 	for _, kind := range []string{"service", "timer"} {
 		b, err := templates.Render("unlock-"+kind, data)

@@ -251,6 +251,10 @@ type Unlock struct {
 	Server string `yaml:"server"`
 	// Identity is the Pi's private key for that fetch (default /etc/borgkit/ssh/unlock_ed25519).
 	Identity string `yaml:"identity,omitempty"`
+	// Retry is how long after a failed unlock run the timer tries again
+	// (default 3m, at least 10s): how soon the disk opens once the server
+	// is back.
+	Retry string `yaml:"retry,omitempty"`
 }
 
 // Pull is syncoid replication of a dataset from a live server.

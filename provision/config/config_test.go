@@ -368,6 +368,18 @@ func TestParseProblems(t *testing.T) {
 			msg: `offsite host "pi" has a LUKS disk but no unlock`,
 		},
 		{
+			name: "unlock retry too often",
+			src: srv("  - name: pi", "    role: offsite", "    address: 100.64.0.2",
+				"    disks:",
+				"      - name: backup",
+				"        device: /dev/disk/by-id/usb-WD",
+				"        mountpoint: /mnt/backup",
+				"        luks: {key_host: srv}",
+				"    unlock: {server: srv, retry: 2s}"),
+			sentinel: ErrBadDuration, line: 22, col: 34,
+			msg: `retry "2s" must be whole seconds, at least 10s`,
+		},
+		{
 			name: "LUKS disk without device",
 			src: srv("    disks:", "      - name: usb", "        mountpoint: /srv/borg",
 				"        luks: {key_host: srv}"),

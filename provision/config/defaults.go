@@ -347,6 +347,18 @@ func (u *Unlock) IdentityOrDefault() string {
 	return u.Identity
 }
 
+// DefaultUnlockRetry is how long the unlock timer waits after a failed run.
+const DefaultUnlockRetry = 3 * time.Minute
+
+// RetryOrDefault is how long after a failed unlock run the timer tries
+// again.
+func (u *Unlock) RetryOrDefault() time.Duration {
+	if u == nil {
+		return DefaultUnlockRetry
+	}
+	return durationOr(u.Retry, DefaultUnlockRetry)
+}
+
 // ModeOrDefault is the mountpoint mode of the dataset (default 0700, as
 // the second seed's chmod -R 700).
 func (d *Dataset) ModeOrDefault() string {

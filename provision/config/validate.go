@@ -806,6 +806,11 @@ func (v *validator) unlock(p string, h *Host) {
 		v.add(up+".server", ErrRoleMismatch, "unlock server %q has role %q: the key is served by the server host", u.Server, s.Role)
 	}
 	v.path(up+".identity", "identity", u.Identity, false)
+	v.duration(up+".retry", "retry", u.Retry)
+	if d, err := time.ParseDuration(u.Retry); err == nil && d > 0 && (d < 10*time.Second || d%time.Second != 0) {
+		// A timer firing more often would fill the journal while the server is away.
+		v.add(up+".retry", ErrBadDuration, "retry %q must be whole seconds, at least 10s", u.Retry)
+	}
 	for j, d := range h.Disks {
 		if d.LUKS != nil && d.LUKS.KeyHost != "" && u.Server != "" && d.LUKS.KeyHost != u.Server {
 			v.add(fmt.Sprintf("%s.disks[%d].luks.key_host", p, j), ErrBadValue,

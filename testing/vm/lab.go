@@ -399,17 +399,7 @@ func sparseFile(path string, size int64) error {
 // unmounted disk. With nofail the timeout never holds up the boot.
 func (p *Pair) SiteConfig() []byte {
 	key := func(name string) string { return strings.TrimSpace(string(p.hostKeys[name].AuthorizedKey)) }
-	return fmt.Appendf(nil, `version: 1
-site: vm-lab
-alerts:
-  to: root@localhost
-  from: root@localhost
-  sendmail: [/usr/bin/tee, -a, %[1]s]
-retention:
-  daily: 3
-  weekly: 2
-  monthly: 6
-hosts:
+	return fmt.Appendf(nil, `%[1]shosts:
   - name: %[2]s
     role: server
     address: %[3]s
@@ -455,10 +445,27 @@ hosts:
           key_host: %[2]s
     unlock:
       server: %[2]s
+      retry: 45s
     schedules:
       watchdog: "off"
-`, LabMail, ServerName, ServerAddress, key(ServerName), USBUUID, OffsiteName, OffsiteAddress, key(OffsiteName),
+`, LabHeader(), ServerName, ServerAddress, key(ServerName), USBUUID, OffsiteName, OffsiteAddress, key(OffsiteName),
 		p.PiDisk.ByID(), PiFSUUID)
+}
+
+// LabHeader is the top of every lab config, up to the hosts: the site,
+// alerts appended to LabMail by tee, and the retention.
+func LabHeader() string {
+	return fmt.Sprintf(`version: 1
+site: vm-lab
+alerts:
+  to: root@localhost
+  from: root@localhost
+  sendmail: [/usr/bin/tee, -a, %s]
+retention:
+  daily: 3
+  weekly: 2
+  monthly: 6
+`, LabMail)
 }
 
 // LabMail is where the lab's alerts land on each guest.
