@@ -3,6 +3,7 @@ package vm
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,43 +24,67 @@ func skipUnlessVM(t *testing.T) {
 	}
 }
 
-var (
-	imageOnce sync.Once
-	imageVal  *Image
-	imageErr  error
-)
+// onceImage is an image built once per test process: the first test to
+// ask pays for the build, the others wait for it.
+type onceImage struct {
+	once sync.Once
+	img  *Image
+	err  error
+}
 
-// labImage builds (or finds in the cache) the image every test boots; the
-// first test to ask pays for the build, the others wait for it.
-func labImage(t *testing.T) *Image {
+// get builds with build, bounded by timeout and logging to buildLog, on
+// the first call, and prints the build's time as what.
+func (o *onceImage) get(t *testing.T, what string, timeout time.Duration, build func(context.Context, io.Writer) (*Image, error)) *Image {
 	t.Helper()
-	imageOnce.Do(func() {
-		cache := os.Getenv("BORGKIT_VM_CACHE")
-		if cache == "" {
-			cache = DefaultCacheDir
-		}
-		r := DefaultRecipe()
-		if m := os.Getenv("BORGKIT_VM_MIRROR"); m != "" {
-			r.Mirror = m
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	o.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		log, err := os.OpenFile(filepath.Join(os.TempDir(), "borgkit-vm-build.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		log, err := os.OpenFile(buildLog(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
-			imageErr = err
+			o.err = err
 			return
 		}
 		defer log.Close()
-		imageVal, imageErr = Build(ctx, cache, r, log)
-		if imageErr == nil && imageVal.Built > 0 {
-			timing("image build", imageVal.Built)
+		o.img, o.err = build(ctx, log)
+		if o.err == nil && o.img.Built > 0 {
+			timing(what, o.img.Built)
 		}
 	})
-	if imageErr != nil {
-		t.Fatalf("VM image (build log %s): %v", filepath.Join(os.TempDir(), "borgkit-vm-build.log"), imageErr)
+	if o.err != nil {
+		t.Fatalf("%s (build log %s): %v", what, buildLog(), o.err)
 	}
-	return imageVal
+	return o.img
 }
+
+var plainImage onceImage
+
+// labImage builds (or finds in the cache) the image every test boots.
+func labImage(t *testing.T) *Image {
+	t.Helper()
+	return plainImage.get(t, "image build", 20*time.Minute, func(ctx context.Context, log io.Writer) (*Image, error) {
+		return Build(ctx, cacheDir(), labRecipe(), log)
+	})
+}
+
+// cacheDir is BORGKIT_VM_CACHE, or DefaultCacheDir.
+func cacheDir() string {
+	if c := os.Getenv("BORGKIT_VM_CACHE"); c != "" {
+		return c
+	}
+	return DefaultCacheDir
+}
+
+// labRecipe is DefaultRecipe with BORGKIT_VM_MIRROR, when set.
+func labRecipe() Recipe {
+	r := DefaultRecipe()
+	if m := os.Getenv("BORGKIT_VM_MIRROR"); m != "" {
+		r.Mirror = m
+	}
+	return r
+}
+
+// buildLog is where image builds log, appended run after run.
+func buildLog() string { return filepath.Join(os.TempDir(), "borgkit-vm-build.log") }
 
 // accel is the accelerator the guests use: tcg unless BORGKIT_VM_ACCEL says.
 func accel() string {

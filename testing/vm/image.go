@@ -110,16 +110,34 @@ type Image struct {
 // processes) wait on a lock file and share one build. Progress and the
 // builders' output go to log.
 func Build(ctx context.Context, cacheDir string, r Recipe, log io.Writer) (*Image, error) {
+	img, err := build(ctx, cacheDir, cacheDir, r.Hash(), r, nil, log)
+	if err == nil && img.Built > 0 {
+		pruneCache(cacheDir, r, log)
+	}
+	return img, err
+}
+
+// layer adds to a configured image tree before it becomes the image; dst is
+// the image's directory in the making, for files kept beside the image.
+type layer struct {
+	meta  any // written to ready, for the record
+	apply func(ctx context.Context, tree, dst string, log io.Writer) error
+}
+
+// build makes the image named key under outDir from r's debootstrap stage
+// in cacheDir, with extra (nil: none) applied after the lab's own
+// configuration.
+func build(ctx context.Context, cacheDir, outDir, key string, r Recipe, extra *layer, log io.Writer) (*Image, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	dir := filepath.Join(cacheDir, r.Hash())
+	dir := filepath.Join(outDir, key)
 	img := &Image{Dir: dir, Root: filepath.Join(dir, "root.raw"), Kernel: filepath.Join(dir, "vmlinuz"),
 		Initrd: filepath.Join(dir, "initrd.img"), Recipe: r}
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, err
 	}
-	unlock, err := lockFile(ctx, filepath.Join(cacheDir, r.Hash()+".lock"))
+	unlock, err := lockFile(ctx, filepath.Join(outDir, key+".lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +146,7 @@ func Build(ctx context.Context, cacheDir string, r Recipe, log io.Writer) (*Imag
 		return img, nil
 	}
 	start := time.Now()
-	fmt.Fprintf(log, "vm: building image %s in %s\n", r.Hash(), dir)
+	fmt.Fprintf(log, "vm: building image %s in %s\n", key, dir)
 	rootfs, err := debootstrap(ctx, cacheDir, r, log)
 	if err != nil {
 		return nil, err
@@ -149,6 +167,11 @@ func Build(ctx context.Context, cacheDir string, r Recipe, log io.Writer) (*Imag
 	if err := configure(ctx, tree, log); err != nil {
 		return nil, fmt.Errorf("configure image: %w", err)
 	}
+	if extra != nil {
+		if err := extra.apply(ctx, tree, tmp, log); err != nil {
+			return nil, err
+		}
+	}
 	if err := bootFiles(ctx, tree, tmp, r, log); err != nil {
 		return nil, err
 	}
@@ -162,7 +185,12 @@ func Build(ctx context.Context, cacheDir string, r Recipe, log io.Writer) (*Imag
 	if err := os.RemoveAll(tree); err != nil {
 		return nil, err
 	}
-	meta, _ := json.MarshalIndent(r, "", "  ")
+	var meta []byte
+	if extra != nil {
+		meta, _ = json.MarshalIndent(extra.meta, "", "  ")
+	} else {
+		meta, _ = json.MarshalIndent(r, "", "  ")
+	}
 	if err := os.WriteFile(filepath.Join(tmp, "ready"), append(meta, '\n'), 0o644); err != nil {
 		return nil, err
 	}
@@ -173,8 +201,7 @@ func Build(ctx context.Context, cacheDir string, r Recipe, log io.Writer) (*Imag
 		return nil, err
 	}
 	img.Built = time.Since(start)
-	fmt.Fprintf(log, "vm: image %s built in %s\n", r.Hash(), img.Built.Round(time.Second))
-	pruneCache(cacheDir, r, log)
+	fmt.Fprintf(log, "vm: image %s built in %s\n", key, img.Built.Round(time.Second))
 	return img, nil
 }
 
@@ -183,27 +210,32 @@ func Build(ctx context.Context, cacheDir string, r Recipe, log io.Writer) (*Imag
 // and a recipe that changed will not come back. An image another process
 // holds the build lock of is left alone.
 func pruneCache(cacheDir string, r Recipe, log io.Writer) {
-	entries, err := os.ReadDir(cacheDir)
+	pruneDirs(cacheDir, map[string]bool{r.Hash(): true, "debootstrap-" + r.debootstrapHash(): true}, log)
+}
+
+// pruneDirs removes the finished cache directories in dir that keep does
+// not name, each unless another process holds its lock.
+func pruneDirs(dir string, keep map[string]bool, log io.Writer) {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
-	keep := map[string]bool{r.Hash(): true, "debootstrap-" + r.debootstrapHash(): true}
 	for _, e := range entries {
 		name := e.Name()
 		if !e.IsDir() || keep[name] || strings.HasSuffix(name, ".tmp") {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(cacheDir, name, "ready")); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, name, "ready")); err != nil {
 			continue // not ours, or not finished
 		}
-		lock := filepath.Join(cacheDir, name+".lock")
+		lock := filepath.Join(dir, name+".lock")
 		f, err := os.OpenFile(lock, os.O_RDWR|os.O_CREATE, 0o644)
 		if err != nil {
 			continue
 		}
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
 			fmt.Fprintf(log, "vm: removing %s from the cache (another recipe)\n", name)
-			_ = os.RemoveAll(filepath.Join(cacheDir, name))
+			_ = os.RemoveAll(filepath.Join(dir, name))
 			_ = os.Remove(lock)
 		}
 		f.Close()
@@ -324,16 +356,25 @@ var maskedUnits = []string{
 	"getty@tty1.service", "serial-getty@ttyS0.service", "systemd-pstore.service", "modprobe@drm.service",
 }
 
+// imageKernel is the version of the newest kernel in tree, the one
+// bootFiles puts beside the image.
+func imageKernel(tree string) (string, error) {
+	kernels, err := filepath.Glob(filepath.Join(tree, "boot", "vmlinuz-*"))
+	if err != nil || len(kernels) == 0 {
+		return "", fmt.Errorf("no kernel under %s/boot (is linux-image-amd64 in the recipe?)", tree)
+	}
+	slices.Sort(kernels)
+	return strings.TrimPrefix(filepath.Base(kernels[len(kernels)-1]), "vmlinuz-"), nil
+}
+
 // bootFiles puts the newest kernel beside the image, with the lab's own
 // initrd, for qemu -kernel/-initrd: no bootloader to install or emulate.
 func bootFiles(ctx context.Context, tree, dst string, r Recipe, log io.Writer) error {
-	kernels, err := filepath.Glob(filepath.Join(tree, "boot", "vmlinuz-*"))
-	if err != nil || len(kernels) == 0 {
-		return fmt.Errorf("no kernel under %s/boot (is linux-image-amd64 in the recipe?)", tree)
+	kver, err := imageKernel(tree)
+	if err != nil {
+		return err
 	}
-	slices.Sort(kernels)
-	k := kernels[len(kernels)-1]
-	b, err := os.ReadFile(k)
+	b, err := os.ReadFile(filepath.Join(tree, "boot", "vmlinuz-"+kver))
 	if err != nil {
 		return err
 	}
@@ -346,7 +387,7 @@ func bootFiles(ctx context.Context, tree, dst string, r Recipe, log io.Writer) e
 	}
 	defer os.RemoveAll(filepath.Join(dst, "vminit-src"))
 	defer os.Remove(init)
-	return makeInitrd(tree, strings.TrimPrefix(filepath.Base(k), "vmlinuz-"), r.InitrdModules, init, filepath.Join(dst, "initrd.img"))
+	return makeInitrd(tree, kver, r.InitrdModules, init, filepath.Join(dst, "initrd.img"))
 }
 
 func mustGuestFile(name string) string {

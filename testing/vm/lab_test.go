@@ -165,16 +165,23 @@ func (l *labSetup) provisionOffsite(ctx context.Context, t *testing.T) {
 // record, which say why far better than the exit status.
 func (l *labSetup) job(ctx context.Context, t *testing.T, g *Guest, name string) {
 	t.Helper()
+	runJob(ctx, t, g, name, []string{"findmnt", "--mountpoint", "/mnt/backup"})
+}
+
+// runJob runs `borgkit job NAME` on g; on a failure the test shows the
+// job's log, its record and the output of diag.
+func runJob(ctx context.Context, t *testing.T, g *Guest, name string, diag ...[]string) {
+	t.Helper()
 	res, err := g.Run(ctx, roles.Binary, "job", name)
 	if err != nil {
-		t.Fatalf("%s: borgkit job %s: %v\n%s%s\n%s", g.Name(), name, err, res.Stdout, res.Stderr, l.jobDiag(ctx, g, name))
+		t.Fatalf("%s: borgkit job %s: %v\n%s%s\n%s", g.Name(), name, err, res.Stdout, res.Stderr, jobDiag(ctx, g, name, diag...))
 	}
 }
 
-func (l *labSetup) jobDiag(ctx context.Context, g *Guest, name string) string {
+func jobDiag(ctx context.Context, g *Guest, name string, diag ...[]string) string {
 	var b strings.Builder
-	for _, argv := range [][]string{{"tail", "-n", "40", filepath.Join(roles.LogDir, name+".log")},
-		{"cat", filepath.Join(state.DefaultDir, name+".json")}, {"findmnt", "--mountpoint", "/mnt/backup"}} {
+	for _, argv := range append([][]string{{"tail", "-n", "40", filepath.Join(roles.LogDir, strings.ReplaceAll(name, "_", "-")+".log")},
+		{"cat", filepath.Join(state.DefaultDir, strings.ReplaceAll(name, "-", "_")+".json")}}, diag...) {
 		res, err := g.Run(ctx, argv...)
 		fmt.Fprintf(&b, "$ %s (%v)\n%s%s\n", host.QuoteArgv(argv), err, res.Stdout, res.Stderr)
 	}
@@ -273,7 +280,13 @@ func (l *labSetup) ensureFilesystem(ctx context.Context, t *testing.T) {
 // something went wrong.
 func (l *labSetup) saveOutput(t *testing.T, name, out string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(l.dir, name), []byte(out+"\n"), 0o644); err != nil {
+	saveOutput(t, l.dir, name, out)
+}
+
+// saveOutput is labSetup.saveOutput for a run directory dir.
+func saveOutput(t *testing.T, dir, name, out string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(out+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(out, "\n") {
