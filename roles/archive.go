@@ -10,6 +10,7 @@ import (
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
+	"github.com/borgkit/borgkit/templates"
 )
 
 // archive is the second seed's ZFS backup server: datasets with their
@@ -31,14 +32,15 @@ func archive(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 		// The pull target is made by syncoid's first receive: it refuses a
 		// target that exists without the source's snapshots.
 		received := h.Pull != nil && d.Name == h.Pull.Target
-		s = append(s, &steps.ZFSDataset{Name: d.Name, Properties: d.Properties, Received: received})
+		s = append(s, &steps.ZFSDataset{Name: d.Name, Properties: d.Properties, Received: received, Mountpoint: datasetMount(d)})
 		mode, err := strconv.ParseUint(d.ModeOrDefault(), 8, 32)
 		if err != nil {
 			return nil, fmt.Errorf("dataset %s mode %q: %w", d.Name, d.ModeOrDefault(), err)
 		}
 		s = append(s, &steps.Dir{Path: datasetMount(d), Mode: fsMode(mode), Owner: host.Root})
 	}
-	s = append(s, repoSteps(h)...)
+	s = append(s, withDisks(repoSteps(h), s)...)
+	s = append(s, zfsKeyUnit(h)...)
 	if h.Pull != nil {
 		// The pull key; a live server of this file authorizes it for its
 		// pull guard when provisioned from here (PullKeyComment).
@@ -59,6 +61,27 @@ func archivePackages(cfg *config.Config, h *config.Host) *steps.Packages {
 		p = append(p, "sanoid", "openssh-client")
 	}
 	return packages(cfg, h, p...)
+}
+
+// zfsKeyUnit opens the encrypted datasets at every boot (LoadZFSKeys), a
+// systemd unit whatever the host's schedule mode: it belongs to the boot,
+// not to a schedule.
+func zfsKeyUnit(h *config.Host) []plan.Step {
+	keyed := false
+	for i := range h.Datasets {
+		if k, _ := zfsKey(&h.Datasets[i]); k != "" {
+			keyed = true
+		}
+	}
+	if !keyed {
+		return nil
+	}
+	b, err := templates.Render("zfs-load-key-service", map[string]any{"Managed": Managed(), "Host": h.Name, "Binary": Binary})
+	if err != nil {
+		panic(err) // an embedded template with fixed data
+	}
+	return []plan.Step{managedFile(unitPath("zfs-load-key", "service"), b, 0o644),
+		&steps.Timers{Name: "zfs-load-key", Units: []string{"borgkit-zfs-load-key.service"}}}
 }
 
 // datasetMount is where a dataset is mounted: its mountpoint property, or

@@ -335,8 +335,8 @@ func verifyUnits(t *testing.T, dir, glob string, want int) {
 
 func TestArchiveTree(t *testing.T) {
 	dir, r := provisionTree(t, example(t), "archive")
-	if r.Skip != 3 {
-		t.Errorf("want packages and two ZFS datasets skipped under --root, got %d skips", r.Skip)
+	if r.Skip != 4 {
+		t.Errorf("want packages and three ZFS datasets skipped under --root, got %d skips", r.Skip)
 	}
 	for _, d := range []string{"tank/Secure/Borg", "tank/Secure/backup"} {
 		fi, err := os.Stat(filepath.Join(dir, d))
@@ -347,5 +347,8 @@ func TestArchiveTree(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "tank/Secure/Borg/backup-repo/config")); err != nil {
 		t.Errorf("borg repo: %v", err)
 	}
-	verifyUnits(t, dir, "etc/systemd/system/borgkit-*", 18)
+	verifyUnits(t, dir, "etc/systemd/system/borgkit-*", 19) // with the boot unit that loads the ZFS keys
+	if fi, err := os.Stat(filepath.Join(dir, "etc/borgkit/keys/tank-Secure.key")); err != nil || fi.Mode().Perm() != 0o400 || fi.Size() != 32 {
+		t.Errorf("ZFS keyfile: %v %v", err, fi)
+	}
 }

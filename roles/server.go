@@ -49,8 +49,15 @@ func withDisks(repos, mounts []plan.Step) []plan.Step {
 			continue
 		}
 		for _, m := range mounts {
-			if m, ok := m.(*steps.Mount); ok && m.Target == r.Mountpoint {
-				r.Disk = m
+			switch m := m.(type) {
+			case *steps.Mount:
+				if m.Target == r.Mountpoint {
+					r.Disk = m
+				}
+			case *steps.ZFSDataset:
+				if m.Mountpoint == r.Mountpoint {
+					r.Disk = m
+				}
 			}
 		}
 	}
@@ -104,6 +111,9 @@ func diskOf(h *config.Host, p string) string {
 	}
 	for _, s := range h.Shares {
 		under(s.Mountpoint)
+	}
+	for i := range h.Datasets {
+		under(datasetMount(&h.Datasets[i]))
 	}
 	return best
 }

@@ -75,6 +75,7 @@ log, and mails only when something needs attention.` + exitStatusHelp,
 		server("smart-long", "On the archive host: SMART health and a long self test of every disk", func(ctx context.Context, e *jobs.Env) error {
 			return jobs.SmartTest(ctx, e, true)
 		}),
+		server("zfs-load-key", "On the archive host: load the ZFS keys from their keyfiles and mount the datasets (boot unit)", jobs.LoadZFSKeys),
 		server("pull", "On the archive host: replicate the live server's dataset with syncoid", func(ctx context.Context, e *jobs.Env) error {
 			return jobs.Pull(ctx, e, roles.SSHKey)
 		}),

@@ -622,7 +622,7 @@ func TestExample(t *testing.T) {
 	}
 
 	arc, _ := c.Host("archive")
-	if arc.SchedulerKind() != SchedulerSystemd || len(arc.Datasets) != 2 || arc.Pull == nil {
+	if arc.SchedulerKind() != SchedulerSystemd || len(arc.Datasets) != 3 || arc.Pull == nil {
 		t.Fatalf("archive %+v", arc)
 	}
 	if a := c.HostAlerts(arc); a.To != "alerts@example.com" || a.From != "me@example.com" {

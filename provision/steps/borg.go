@@ -39,10 +39,10 @@ type BorgRepo struct {
 	// Mountpoint is the disk the repo must live on. On a live host an init
 	// while it is unmounted would put the repo on the root filesystem.
 	Mountpoint string
-	// Disk is the plan's step that mounts Mountpoint, if any: when it
-	// mounts the disk in this run, the init waits for it instead of
-	// conflicting.
-	Disk *Mount
+	// Disk is the plan's step that mounts Mountpoint, if any (a Mount, a
+	// ZFSDataset): when it mounts the filesystem in this run, the init
+	// waits for it instead of conflicting.
+	Disk Mounter
 }
 
 func (r *BorgRepo) ID() string { return "repo." + r.Name }
@@ -60,14 +60,23 @@ func isRepo(ctx context.Context, h host.Host, dir string) (bool, error) {
 	return bytes.Contains(cfg, []byte("[repository]")), nil
 }
 
+// Mounter is a step that mounts a filesystem; MountsThisRun says its last
+// check found it will, so steps after it may plan on the mount.
+type Mounter interface{ MountsThisRun() bool }
+
 func (r *BorgRepo) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	return r.check(ctx, h, r.Disk != nil && r.Disk.MountsThisRun())
+}
+
+// check is Check, told whether the disk's mount is still to come.
+func (r *BorgRepo) check(ctx context.Context, h host.Host, mountPending bool) (plan.Check, error) {
 	ok, err := isRepo(ctx, h, r.Path)
 	if err != nil || ok {
 		return plan.Satisfied(), err
 	}
 	if r.Mountpoint != "" && h.Live() {
 		if _, err := h.Run(ctx, tools.Cmd(tools.Mountpoint, "-q", r.Mountpoint)); err != nil {
-			if r.Disk != nil && r.Disk.pending {
+			if mountPending {
 				// What the disk holds is checked again in Apply, once mounted.
 				return plan.Creates("borg init --encryption=" + r.Encryption + " once " + r.Mountpoint + " is mounted"), nil
 			}
@@ -106,8 +115,7 @@ func emptyDir(ctx context.Context, h host.Host, dir string) (bool, error) {
 func (r *BorgRepo) Apply(ctx context.Context, h host.Host) error {
 	if r.Disk != nil {
 		// The check ran before the disk was mounted: look at what it holds.
-		r.Disk.pending = false
-		c, err := r.Check(ctx, h)
+		c, err := r.check(ctx, h, false)
 		switch {
 		case err != nil:
 			return err

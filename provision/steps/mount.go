@@ -27,6 +27,9 @@ type Mount struct {
 
 func (m *Mount) ID() string { return "mount." + m.Target }
 
+// MountsThisRun says the last Check found the disk attached and unmounted.
+func (m *Mount) MountsThisRun() bool { return m.pending }
+
 func (m *Mount) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	m.pending = false
 	if !h.Live() {

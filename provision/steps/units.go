@@ -15,10 +15,18 @@ import (
 // running with their current unit files loaded. Under --root they are
 // enabled offline with systemctl --root, which only makes the symlinks.
 type Timers struct {
+	// Name tells apart a second set in one plan (a boot-time unit beside
+	// the scheduled timers); "" is the schedule's.
+	Name  string
 	Units []string // borgkit-nightly.timer, ...
 }
 
-func (t *Timers) ID() string { return "timers" }
+func (t *Timers) ID() string {
+	if t.Name != "" {
+		return "units." + t.Name
+	}
+	return "timers"
+}
 
 func (t *Timers) systemctl(h host.Host, args ...string) host.Cmd {
 	if !h.Live() {

@@ -31,7 +31,21 @@ type ZFSDataset struct {
 	// that exists without the source's snapshots. Until then the step is
 	// skipped; afterwards its properties are kept like any other's.
 	Received bool
+	// Mountpoint is where the dataset is mounted, for the steps that need
+	// it mounted (BorgRepo.Disk).
+	Mountpoint string
+	// created is what the last Check found: this run creates the dataset,
+	// which zfs create mounts.
+	created bool
 }
+
+// MountsThisRun says the last Check planned to create the dataset.
+func (z *ZFSDataset) MountsThisRun() bool { return z.created }
+
+// stateProps are read beside the configured properties, never set: a
+// locked or unmounted dataset hides its files, and anything written to its
+// mountpoint then lands on the parent's filesystem.
+var stateProps = []string{"canmount", "keystatus", "mounted"}
 
 // zfsProp is one line of zfs get: the value in force and where it comes
 // from (local, default, inherited from POOL, received, -).
@@ -46,10 +60,7 @@ func (z *ZFSDataset) names() []string {
 // current reads the properties with zfs get -H -p; exists is false when the
 // dataset is not there.
 func (z *ZFSDataset) current(ctx context.Context, h host.Host) (map[string]zfsProp, bool, error) {
-	props := z.names()
-	if len(props) == 0 {
-		props = []string{"type"}
-	}
+	props := slices.Compact(slices.Sorted(slices.Values(append(z.names(), stateProps...))))
 	res, err := h.Run(ctx, tools.Cmd(tools.Zfs, "get", "-H", "-p", "-o", "property,value,source", strings.Join(props, ","), z.Name))
 	if err != nil {
 		if strings.Contains(string(res.Stderr), "does not exist") {
@@ -110,12 +121,18 @@ func (z *ZFSDataset) createArgs() []string {
 }
 
 func (z *ZFSDataset) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	z.created = false
 	if !h.Live() {
 		return plan.Skipped("--root does not touch ZFS pools"), nil
 	}
 	got, exists, err := z.current(ctx, h)
 	if err != nil {
 		return plan.Check{}, err
+	}
+	if exists && !z.Received {
+		if why := unavailable(z.Name, got); why != "" {
+			return plan.Conflicts(why), nil
+		}
 	}
 	if !exists {
 		if z.Received {
@@ -125,6 +142,7 @@ func (z *ZFSDataset) Check(ctx context.Context, h host.Host) (plan.Check, error)
 			return plan.Conflicts(fmt.Sprintf("%s asks for its passphrase at a prompt (keylocation=prompt), which borgkit cannot type: run `zfs %s` yourself, enter the passphrase, and provision again",
 				z.Name, strings.Join(z.createArgs(), " "))), nil
 		}
+		z.created = true
 		return plan.Creates("zfs " + strings.Join(z.createArgs(), " ")), nil
 	}
 	set, now, fixed := z.differs(got)
@@ -135,6 +153,20 @@ func (z *ZFSDataset) Check(ctx context.Context, h host.Host) (plan.Check, error)
 		return plan.Modifies("zfs set " + strings.Join(set, " ") + "; now " + strings.Join(now, ", ")), nil
 	}
 	return plan.Satisfied(), nil
+}
+
+// unavailable says why a dataset's files are not where they belong: its
+// key is not loaded, or it is not mounted. Provisioning on top would make
+// a second, empty repo on the parent's filesystem.
+func unavailable(name string, got map[string]zfsProp) string {
+	switch {
+	case got["keystatus"].value == "unavailable":
+		return fmt.Sprintf("%s is locked (keystatus unavailable): its files are not there. Load its key and mount it (`zfs load-key %s`, `zfs mount -a`; "+
+			"borgkit-zfs-load-key.service does this at boot), then provision again", name, name)
+	case got["mounted"].value == "no" && got["canmount"].value == "on":
+		return fmt.Sprintf("%s is not mounted: its files are not there. Mount it (`zfs mount %s`), then provision again", name, name)
+	}
+	return ""
 }
 
 func (z *ZFSDataset) Apply(ctx context.Context, h host.Host) error {

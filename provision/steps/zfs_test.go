@@ -93,6 +93,18 @@ func TestZFSDatasetArgv(t *testing.T) {
 			action: plan.OK},
 		{name: "encryption=on on an unencrypted dataset", want: prompt, existing: map[string]string{"encryption": "off|default", "keyformat": "passphrase", "keylocation": "prompt"},
 			action: plan.Conflict, summary: `encryption is "off", config wants "on"`},
+		// A locked or unmounted dataset hides its files: anything made on
+		// its mountpoint would land on the parent (a second, empty repo).
+		{name: "locked after a boot: key not loaded", want: keyfile,
+			existing: map[string]string{"encryption": "aes-256-gcm", "keyformat": "raw", "keylocation": "file:///etc/borgkit/keys/borg.key",
+				"keystatus": "unavailable", "mounted": "no", "canmount": "on|default"},
+			action: plan.Conflict, summary: "is locked (keystatus unavailable)"},
+		{name: "key loaded, not mounted", want: seed,
+			existing: map[string]string{"compression": "zstd", "atime": "off", "recordsize": "1048576", "keystatus": "available", "mounted": "no", "canmount": "on|default"},
+			action:   plan.Conflict, summary: "is not mounted"},
+		{name: "canmount=off is never mounted, and that is fine", want: map[string]string{"canmount": "off"},
+			existing: map[string]string{"canmount": "off", "mounted": "no"},
+			action:   plan.OK},
 		{name: "pull target before the first pull", want: nil, received: true, action: plan.Skip,
 			summary: "made by the first pull", applyErr: "made by the first pull"},
 		{name: "pull target after it", want: map[string]string{"atime": "off"}, received: true, existing: map[string]string{"atime": "on|received"},
@@ -110,10 +122,10 @@ func TestZFSDatasetArgv(t *testing.T) {
 			if err != nil || c.Action != tt.action || !strings.Contains(c.Summary+c.Reason, tt.summary) {
 				t.Fatalf("check: %v %+v, want %v with %q", err, c, tt.action, tt.summary)
 			}
-			props := "type"
-			if len(tt.want) > 0 {
-				props = strings.Join(slices.Sorted(maps.Keys(tt.want)), ",")
-			}
+			// The configured properties, and the state that says whether
+			// the dataset's files are there (never set).
+			props := strings.Join(slices.Compact(slices.Sorted(slices.Values(append(slices.Collect(maps.Keys(tt.want)),
+				"canmount", "keystatus", "mounted")))), ",")
 			get := "zfs get -H -p -o property,value,source " + props + " " + name
 			if calls := h.Calls(); len(calls) != 1 || strings.Join(calls[0], " ") != get {
 				t.Fatalf("check ran %q, want %q", calls, get)
