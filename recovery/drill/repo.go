@@ -13,8 +13,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -29,6 +33,8 @@ type archiveEntry struct {
 	Size   int64  `json:"size"`
 	MTime  string `json:"mtime"`
 	SHA256 string `json:"sha256"`
+	// seq is the item's place in the archive, the order borg extracts in.
+	seq int
 }
 
 // borgTime parses borg 1.2's archive and file times: ISO 8601 in the
@@ -200,13 +206,13 @@ func (d *drill) pick(ctx context.Context, b *bundle.Borg, pass, archive string, 
 	h := fnv.New64a()
 	h.Write([]byte(repo.Host + "/" + repo.Name))
 	rng := rand.New(rand.NewPCG(o.Seed, h.Sum64()))
-	canaries := map[string]bool{}
+	canaries := map[string]int{} // path: seq, -1 until found
 	if repo.Canary != "" {
-		canaries[strings.TrimPrefix(repo.Canary, "/")] = false
+		canaries[strings.TrimPrefix(repo.Canary, "/")] = -1
 	}
 	var sample []archiveEntry
 	var smallest *archiveEntry
-	seen := 0
+	seen, seq := 0, 0
 	var parseErr error
 	d.p.status("%s: listing %s", repo.Name, rr.Latest)
 	err := b.Stream(ctx, "", pass, func(line []byte) {
@@ -215,13 +221,15 @@ func (d *drill) pick(ctx context.Context, b *bundle.Borg, pass, archive string, 
 			parseErr = fmt.Errorf("borg list --json-lines: %w", err)
 			return
 		}
+		e.seq = seq
+		seq++
 		if e.Type != "-" {
 			return
 		}
 		rr.ArchiveFiles++
 		rr.ArchiveBytes += e.Size
 		if _, ok := canaries[e.Path]; ok {
-			canaries[e.Path] = true
+			canaries[e.Path] = e.seq
 			return
 		}
 		// borg shows undecodable names with surrogate escapes, which do
@@ -253,13 +261,13 @@ func (d *drill) pick(ctx context.Context, b *bundle.Borg, pass, archive string, 
 		sample = append(sample, *smallest)
 	}
 	var targets []target
-	for p, found := range canaries {
-		if !found {
+	for p, seq := range canaries {
+		if seq < 0 {
 			rr.Status = "failed"
 			rr.Problems = append(rr.Problems, fmt.Sprintf("canary %s is not in archive %s", "/"+p, rr.Latest))
 			continue
 		}
-		targets = append(targets, target{archiveEntry: archiveEntry{Path: p}, canary: true})
+		targets = append(targets, target{archiveEntry: archiveEntry{Path: p, seq: seq}, canary: true})
 	}
 	for _, e := range sample {
 		targets = append(targets, target{archiveEntry: e})
@@ -295,6 +303,7 @@ func (d *drill) hashes(ctx context.Context, b *bundle.Borg, pass, archive string
 		if !ok || len(e.SHA256) != 64 {
 			return fmt.Errorf("borg list gave no sha256 for %s", targets[i].Path)
 		}
+		e.seq = targets[i].seq
 		targets[i].archiveEntry = e
 	}
 	return nil
@@ -344,18 +353,18 @@ func patternLineSafe(name string) bool {
 // would, and checks each file against the archive's hash (and the live
 // file when asked).
 //
-// borg extract --list names each file as it starts on it, and does one at
-// a time: when it names the next file, the previous one is complete, and
-// it is hashed then, while borg goes on. What was never named (a name
-// with a line break) is hashed once borg has exited, and so is, again, a
-// file whose early hash disagrees before it counts as a mismatch.
-//
 // The timed window (ExtractDuration, hence Throughput) runs from the
 // start of borg extract until the last file has been compared with the
 // archive's hash: restore and verification, everything between asking
 // for the files and knowing they are right. It leaves out what comes
 // before (check, listings, the archive's hashes) and the optional
 // comparison with the live files, which is not part of a restore.
+//
+// The files are hashed once borg has exited, by as many goroutines as
+// there are CPUs, largest first. Hashing each file beside borg as soon as
+// it was written measured no faster on a small shared machine, often
+// slower: it takes CPU from borg, which is single-threaded and the bulk
+// of the window.
 func (d *drill) extract(ctx context.Context, b *bundle.Borg, pass, archive string, repo *bundle.Repo, rr *RepoResult, targets []target) {
 	o := d.opts
 	dir := filepath.Join(d.work, "extract", repo.Host+"-"+repo.Name)
@@ -370,59 +379,24 @@ func (d *drill) extract(ctx context.Context, b *bundle.Borg, pass, archive strin
 		rr.Problems = append(rr.Problems, err.Error())
 		return
 	}
-	want := map[string]int{}
-	for i, t := range targets {
-		want[t.Path] = i
-	}
-	sums := make([]fileSum, len(targets))
-	done := make([]bool, len(targets))
-	queue := make(chan int, len(targets)) // never blocks borg's stderr
-	hashed := make(chan struct{})
-	go func() {
-		defer close(hashed)
-		for i := range queue {
-			sums[i] = hashFile(filepath.Join(dir, targets[i].Path))
-		}
-	}()
-	n, prev := 0, -1
-	complete := func() {
-		if prev < 0 {
-			return
-		}
-		queue <- prev
-		done[prev] = true
-		if rr.TimeToFirstFile == 0 {
-			rr.TimeToFirstFile = d.since()
-		}
-		prev = -1
-	}
 	d.p.status("%s: extracting %d files from %s", repo.Name, len(targets), rr.Latest)
-	args := append(append([]string{"extract", "--bypass-lock", "--list"}, opts...), archive)
+	args := append(append([]string{"extract", "--bypass-lock"}, opts...), archive)
 	t0 := o.Now()
-	err = b.Stream(ctx, dir, pass, nil, func(line []byte) {
-		i, ok := want[string(line)]
-		if !ok || done[i] || i == prev {
-			return
-		}
-		complete()
-		prev = i
-		n++
-		d.p.tick("%s: extracting %d/%d files", repo.Name, n, len(targets))
-	}, append(args, paths...)...)
-	complete()
-	close(queue)
-	<-hashed
+	stop, watched := make(chan struct{}), make(chan int)
+	go d.watch(dir, repo, targets, rr, stop, watched)
+	err = b.Stream(ctx, dir, pass, nil, nil, append(args, paths...)...)
+	close(stop)
+	if <-watched > 0 && rr.TimeToFirstFile == 0 {
+		rr.TimeToFirstFile = d.since()
+	}
 	if err != nil {
 		rr.Status = "failed"
 		rr.Problems = append(rr.Problems, fmt.Sprintf("borg extract: %v", err))
 	}
 	d.p.status("%s: checking %d extracted files", repo.Name, len(targets))
-	files := make([]FileResult, len(targets))
+	sums := hashFiles(dir, targets)
 	for i, t := range targets {
 		s := sums[i]
-		if !done[i] || s.err != nil || s.size != t.Size || s.sum != t.SHA256 {
-			s = hashFile(filepath.Join(dir, t.Path))
-		}
 		f := FileResult{Path: "/" + t.Path, Canary: t.canary, Size: t.Size, SHA256: t.SHA256, Status: "ok"}
 		switch {
 		case errors.Is(s.err, fs.ErrNotExist):
@@ -434,22 +408,18 @@ func (d *drill) extract(ctx context.Context, b *bundle.Borg, pass, archive strin
 			f.Detail = fmt.Sprintf("extracted %d bytes with sha256 %s, the archive records %d bytes with %s", s.size, short(s.sum), t.Size, short(t.SHA256))
 		default:
 			rr.Bytes += s.size
-			if rr.TimeToFirstFile == 0 {
-				rr.TimeToFirstFile = d.since()
-			}
 		}
-		files[i] = f
+		rr.Files = append(rr.Files, f)
 	}
 	rr.ExtractDuration = o.Now().Sub(t0)
 	for i, t := range targets {
-		f := files[i]
+		f := &rr.Files[i]
 		if f.Status != "ok" {
 			rr.Status = "failed"
 			rr.Problems = append(rr.Problems, fmt.Sprintf("%s: %s %s", f.Path, f.Status, f.Detail))
 		} else if o.CompareLive {
-			d.compareLive(&f, t, rr)
+			d.compareLive(f, t, rr)
 		}
-		rr.Files = append(rr.Files, f)
 	}
 	rr.RTO = d.since()
 	if rr.ExtractDuration > 0 {
@@ -458,6 +428,85 @@ func (d *drill) extract(ctx context.Context, b *bundle.Borg, pass, archive strin
 	if rr.Throughput > 0 {
 		rr.EstimatedFullRestore = time.Duration(float64(rr.ArchiveBytes) / rr.Throughput * float64(time.Second))
 	}
+}
+
+// watch follows a running borg extract from the files it has created:
+// borg restores one file at a time, in archive order, so once a target
+// exists, the ones before it are complete. It sets rr.TimeToFirstFile when
+// the first is, and shows the count on a terminal; it sends on watched
+// how many targets it saw, once stop is closed.
+//
+// It watches instead of reading borg extract --list: borg logs every
+// file it restores through Python's logging, a cost in borg's own time
+// that measured as a few per cent of the restore; a stat every few
+// milliseconds until the second file appears costs next to nothing.
+func (d *drill) watch(dir string, repo *bundle.Repo, targets []target, rr *RepoResult, stop <-chan struct{}, watched chan<- int) {
+	order := make([]string, len(targets))
+	bySeq := slices.Clone(targets)
+	slices.SortStableFunc(bySeq, func(a, b target) int { return a.seq - b.seq })
+	for i, t := range bySeq {
+		order[i] = filepath.Join(dir, t.Path)
+	}
+	seen := 0
+	scan := func() {
+		for seen < len(order) {
+			if _, err := os.Lstat(order[seen]); err != nil {
+				return
+			}
+			seen++
+		}
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for watching := true; watching; {
+		scan()
+		if seen >= 2 && rr.TimeToFirstFile == 0 {
+			rr.TimeToFirstFile = d.since()
+			// Without a terminal to show the count on, that was all.
+			watching = d.p.ticking()
+			tick.Reset(250 * time.Millisecond)
+		}
+		if seen > 0 {
+			d.p.tick("%s: extracting %d/%d files", repo.Name, seen, len(targets))
+		}
+		if watching {
+			select {
+			case <-stop:
+				watching = false
+			case <-tick.C:
+			}
+		}
+	}
+	<-stop
+	scan()
+	watched <- seen
+}
+
+// hashFiles hashes the targets' files under dir with one goroutine per
+// CPU, the largest first so that no big file is left for the end.
+func hashFiles(dir string, targets []target) []fileSum {
+	sums := make([]fileSum, len(targets))
+	order := make([]int, len(targets))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return targets[order[a]].Size > targets[order[b]].Size })
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.NumCPU(), len(targets)) {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(order) {
+					return
+				}
+				i := order[k]
+				sums[i] = hashFile(filepath.Join(dir, targets[i].Path))
+			}
+		})
+	}
+	wg.Wait()
+	return sums
 }
 
 // compareLive sets f.Live. A live file that differs only counts as damage
