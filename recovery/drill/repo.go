@@ -54,9 +54,9 @@ func borgTime(s string) (time.Time, error) {
 // part on a real disk), and the listings that find the newest archive,
 // choose the sample and read its hashes; the bundle's key check (keys)
 // may still be running too. Then, once all of them are done, the restore
-// of the whole sample with one borg extract, each file checked against
-// the archive's hash as soon as borg has written it: the timed window
-// has no other borg of the drill competing with it.
+// of the whole sample with one borg extract and the check of each file
+// against the archive's hash: the timed window has no other borg of the
+// drill competing with it.
 func (d *drill) drillRepo(ctx context.Context, b *bundle.Borg, m *bundle.Manifest, repo *bundle.Repo, rr *RepoResult, keys *keyCheck) {
 	fail := func(format string, args ...any) {
 		rr.Status = "failed"
