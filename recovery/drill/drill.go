@@ -236,6 +236,19 @@ func (o *Options) defaults() error {
 	if (o.Disk == "") == (o.Mirror == "") {
 		return errors.New("give exactly one of --disk and --mirror")
 	}
+	// borg runs in other working directories (its patterns file is read
+	// relative to the extraction directory): every path is made absolute
+	// once, here.
+	for _, p := range []*string{&o.Bundle, &o.Disk, &o.Mirror, &o.WorkDir, &o.ReportDir, &o.LiveRoot} {
+		if *p == "" || filepath.IsAbs(*p) {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		*p = abs
+	}
 	if o.Samples == 0 {
 		o.Samples = DefaultSamples
 	}

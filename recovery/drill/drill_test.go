@@ -434,3 +434,34 @@ func TestOptionsErrors(t *testing.T) {
 		}
 	}
 }
+
+// Relative paths, as a user types them in the directory holding the
+// bundle and the mirror: borg runs elsewhere, and still finds them.
+func TestDrillRelativePaths(t *testing.T) {
+	s, dir := newBundle(t)
+	work := t.TempDir()
+	rel := func(p string) string {
+		r, err := filepath.Rel(work, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if err := os.Mkdir(filepath.Join(work, "extract"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(work)
+	res, err := drill.Run(context.Background(), drill.Options{Bundle: rel(dir), Mirror: rel(s.Mirror), Seed: 3, Samples: 3,
+		Repos: []string{"john-ai"}, ReportDir: ".", WorkDir: "extract"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Repos) != 1 || len(res.Repos[0].Files) != 4 {
+		t.Fatalf("repos %+v: want one repo with 3 files and the canary", res.Repos)
+	}
+	for _, f := range res.Repos[0].Files {
+		if f.Status != "ok" {
+			t.Errorf("%s: %s %s", f.Path, f.Status, f.Detail)
+		}
+	}
+}
