@@ -3,12 +3,17 @@ package drill
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,5 +163,56 @@ func TestSelectionOddNames(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("extracted %q, want %q", got, want)
 		}
+	}
+}
+
+// The verifier's two paths, beside borg and after it, give the same sums;
+// a file that is not there is reported as such.
+func TestVerifier(t *testing.T) {
+	dir := t.TempDir()
+	var targets []target
+	want := map[string]string{}
+	for i, size := range []int{0, 1, 300 << 10, 5000} {
+		p := fmt.Sprintf("d/f%d", i)
+		data := bytes.Repeat([]byte{byte(i)}, size)
+		if err := os.MkdirAll(filepath.Join(dir, "d"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		want[p] = hex.EncodeToString(sum[:])
+		targets = append(targets, target{archiveEntry: archiveEntry{Path: p, Size: int64(size)}})
+	}
+	targets = append(targets, target{archiveEntry: archiveEntry{Path: "d/absent"}})
+	for _, early := range []bool{true, false} {
+		v := newVerifier(dir, targets)
+		if early {
+			for i := range targets {
+				v.finished(i)
+			}
+			// The background hasher has the lowest priority: give it time.
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !v.hashed[3].Load(); {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		sums := v.sums()
+		v.wait()
+		for i, tg := range targets {
+			s := sums[i]
+			w, ok := want[tg.Path]
+			if ok && (s.err != nil || s.sum != w || s.size != tg.Size) {
+				t.Errorf("early %v: %s: %+v, want %s", early, tg.Path, s, w)
+			}
+			if !ok && !errors.Is(s.err, fs.ErrNotExist) {
+				t.Errorf("early %v: %s: %+v, want not found", early, tg.Path, s)
+			}
+		}
+	}
+	var stop atomic.Bool
+	stop.Store(true)
+	if s := hashFile(filepath.Join(dir, "d/f2"), nil, &stop); !errors.Is(s.err, errAborted) {
+		t.Errorf("stopped hash: %+v", s)
 	}
 }

@@ -40,9 +40,6 @@ func (p *progress) tick(format string, args ...any) {
 	}
 }
 
-// ticking reports whether tick shows anything.
-func (p *progress) ticking() bool { return p != nil && p.tty && p.w != nil }
-
 // done ends the redrawn line so the next output starts clean.
 func (p *progress) done() {
 	if p == nil || p.w == nil {

@@ -2,23 +2,17 @@ package drill
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -360,11 +354,8 @@ func patternLineSafe(name string) bool {
 // before (check, listings, the archive's hashes) and the optional
 // comparison with the live files, which is not part of a restore.
 //
-// The files are hashed once borg has exited, by as many goroutines as
-// there are CPUs, largest first. Hashing each file beside borg as soon as
-// it was written measured no faster on a small shared machine, often
-// slower: it takes CPU from borg, which is single-threaded and the bulk
-// of the window.
+// The files are hashed by a verifier: at the lowest priority while borg
+// runs, the rest at full speed once it has exited.
 func (d *drill) extract(ctx context.Context, b *bundle.Borg, pass, archive string, repo *bundle.Repo, rr *RepoResult, targets []target) {
 	o := d.opts
 	dir := filepath.Join(d.work, "extract", repo.Host+"-"+repo.Name)
@@ -382,8 +373,10 @@ func (d *drill) extract(ctx context.Context, b *bundle.Borg, pass, archive strin
 	d.p.status("%s: extracting %d files from %s", repo.Name, len(targets), rr.Latest)
 	args := append(append([]string{"extract", "--bypass-lock"}, opts...), archive)
 	t0 := o.Now()
+	v := newVerifier(dir, targets)
+	defer v.wait()
 	stop, watched := make(chan struct{}), make(chan int)
-	go d.watch(dir, repo, targets, rr, stop, watched)
+	go d.watch(dir, repo, targets, rr, v, stop, watched)
 	err = b.Stream(ctx, dir, pass, nil, nil, append(args, paths...)...)
 	close(stop)
 	if <-watched > 0 && rr.TimeToFirstFile == 0 {
@@ -394,7 +387,7 @@ func (d *drill) extract(ctx context.Context, b *bundle.Borg, pass, archive strin
 		rr.Problems = append(rr.Problems, fmt.Sprintf("borg extract: %v", err))
 	}
 	d.p.status("%s: checking %d extracted files", repo.Name, len(targets))
-	sums := hashFiles(dir, targets)
+	sums := v.sums()
 	for i, t := range targets {
 		s := sums[i]
 		f := FileResult{Path: "/" + t.Path, Canary: t.canary, Size: t.Size, SHA256: t.SHA256, Status: "ok"}
@@ -432,25 +425,25 @@ func (d *drill) extract(ctx context.Context, b *bundle.Borg, pass, archive strin
 
 // watch follows a running borg extract from the files it has created:
 // borg restores one file at a time, in archive order, so once a target
-// exists, the ones before it are complete. It sets rr.TimeToFirstFile when
-// the first is, and shows the count on a terminal; it sends on watched
-// how many targets it saw, once stop is closed.
+// exists, the ones before it are complete. It hands those to v, sets
+// rr.TimeToFirstFile when the first is complete, and shows the count on
+// a terminal; once stop is closed, it sends on watched how many targets
+// exist.
 //
 // It watches instead of reading borg extract --list: borg logs every
 // file it restores through Python's logging, a cost in borg's own time
-// that measured as a few per cent of the restore; a stat every few
-// milliseconds until the second file appears costs next to nothing.
-func (d *drill) watch(dir string, repo *bundle.Repo, targets []target, rr *RepoResult, stop <-chan struct{}, watched chan<- int) {
-	order := make([]string, len(targets))
-	bySeq := slices.Clone(targets)
-	slices.SortStableFunc(bySeq, func(a, b target) int { return a.seq - b.seq })
-	for i, t := range bySeq {
-		order[i] = filepath.Join(dir, t.Path)
+// that measured as a few per cent of the restore; a stat every 10 ms
+// costs next to nothing.
+func (d *drill) watch(dir string, repo *bundle.Repo, targets []target, rr *RepoResult, v *verifier, stop <-chan struct{}, watched chan<- int) {
+	order := make([]int, len(targets)) // target indexes in archive order
+	for i := range order {
+		order[i] = i
 	}
-	seen := 0
+	slices.SortStableFunc(order, func(a, b int) int { return targets[a].seq - targets[b].seq })
+	seen, handed := 0, 0
 	scan := func() {
 		for seen < len(order) {
-			if _, err := os.Lstat(order[seen]); err != nil {
+			if _, err := os.Lstat(filepath.Join(dir, targets[order[seen]].Path)); err != nil {
 				return
 			}
 			seen++
@@ -458,55 +451,27 @@ func (d *drill) watch(dir string, repo *bundle.Repo, targets []target, rr *RepoR
 	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for watching := true; watching; {
+	var shown time.Time
+	for {
 		scan()
+		for ; handed < seen-1; handed++ {
+			v.finished(order[handed])
+		}
 		if seen >= 2 && rr.TimeToFirstFile == 0 {
 			rr.TimeToFirstFile = d.since()
-			// Without a terminal to show the count on, that was all.
-			watching = d.p.ticking()
-			tick.Reset(250 * time.Millisecond)
 		}
-		if seen > 0 {
+		if seen > 0 && time.Since(shown) > 250*time.Millisecond {
 			d.p.tick("%s: extracting %d/%d files", repo.Name, seen, len(targets))
+			shown = time.Now()
 		}
-		if watching {
-			select {
-			case <-stop:
-				watching = false
-			case <-tick.C:
-			}
+		select {
+		case <-stop:
+			scan()
+			watched <- seen
+			return
+		case <-tick.C:
 		}
 	}
-	<-stop
-	scan()
-	watched <- seen
-}
-
-// hashFiles hashes the targets' files under dir with one goroutine per
-// CPU, the largest first so that no big file is left for the end.
-func hashFiles(dir string, targets []target) []fileSum {
-	sums := make([]fileSum, len(targets))
-	order := make([]int, len(targets))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool { return targets[order[a]].Size > targets[order[b]].Size })
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.NumCPU(), len(targets)) {
-		wg.Go(func() {
-			for {
-				k := int(next.Add(1)) - 1
-				if k >= len(order) {
-					return
-				}
-				i := order[k]
-				sums[i] = hashFile(filepath.Join(dir, targets[i].Path))
-			}
-		})
-	}
-	wg.Wait()
-	return sums
 }
 
 // compareLive sets f.Live. A live file that differs only counts as damage
@@ -519,7 +484,7 @@ func (d *drill) compareLive(f *FileResult, t target, rr *RepoResult) {
 		f.Live = "missing"
 		return
 	}
-	ls := hashFile(live)
+	ls := hashFile(live, nil, nil)
 	got := ls.sum
 	switch {
 	case ls.err != nil:
@@ -536,34 +501,6 @@ func (d *drill) compareLive(f *FileResult, t target, rr *RepoResult) {
 			f.Live = "changed"
 		}
 	}
-}
-
-// fileSum is a file's SHA-256 and size, or why it could not be read.
-type fileSum struct {
-	sum  string
-	size int64
-	err  error
-}
-
-func hashFile(p string) fileSum {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return fileSum{err: err}
-	}
-	if !fi.Mode().IsRegular() {
-		return fileSum{err: fmt.Errorf("%s is a %v, not a regular file", p, fi.Mode().Type())}
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return fileSum{err: err}
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return fileSum{size: n, err: err}
-	}
-	return fileSum{sum: hex.EncodeToString(h.Sum(nil)), size: n}
 }
 
 func short(sum string) string {
