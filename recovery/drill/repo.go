@@ -323,7 +323,11 @@ func (d *drill) selection(repo *bundle.Repo, what string, targets []target) (opt
 	if len(paths) == 0 {
 		lines.WriteString("- *\n")
 	}
-	f := filepath.Join(d.work, "patterns-"+what+"-"+repo.Host+"-"+repo.Name)
+	// Absolute: borg extract runs in the extraction directory.
+	f, err := filepath.Abs(filepath.Join(d.work, "patterns-"+what+"-"+repo.Host+"-"+repo.Name))
+	if err != nil {
+		return nil, nil, fmt.Errorf("patterns for borg %s: %w", what, err)
+	}
 	if err := os.WriteFile(f, []byte(lines.String()), 0o600); err != nil {
 		return nil, nil, fmt.Errorf("patterns for borg %s: %w", what, err)
 	}
