@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/digest"
 	"github.com/borgkit/borgkit/recovery/luks2"
 )
 
@@ -180,7 +181,7 @@ func verifyFiles(r *Report, dir string) *Manifest {
 			continue
 		}
 		listed[e.Name] = true
-		got, _, err := fileSum(filepath.Join(dir, filepath.FromSlash(e.Name)))
+		got, _, err := digest.File(filepath.Join(dir, filepath.FromSlash(e.Name)))
 		var rec *File
 		if m != nil {
 			rec, _ = m.File(e.Name)
@@ -218,7 +219,7 @@ func verifyFiles(r *Report, dir string) *Manifest {
 			r.add(KindFile, f.Path, StatusFailed, "listed in %s but %s has no line for it (is %s damaged?)", IndexName, ManifestName, ManifestName)
 		}
 		if manBytes == nil {
-			got, _, err := fileSum(filepath.Join(dir, filepath.FromSlash(f.Path)))
+			got, _, err := digest.File(filepath.Join(dir, filepath.FromSlash(f.Path)))
 			switch {
 			case err != nil:
 				r.add(KindFile, f.Path, StatusFailed, "missing or unreadable: %v", readHint(err))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/digest"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/recovery/luks2"
@@ -399,7 +400,7 @@ func (c *collector) finish(w *writer) error {
 		return err
 	}
 	for name, want := range sums {
-		got, _, err := fileSum(filepath.Join(w.target, name))
+		got, _, err := digest.File(filepath.Join(w.target, name))
 		if err != nil || got != want {
 			return fmt.Errorf("reading back %s gave different bytes than were written (%v): the medium is faulty", name, err)
 		}

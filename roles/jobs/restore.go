@@ -7,12 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"strings"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/digest"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
@@ -92,7 +92,7 @@ func (e *Env) restoreRepo(ctx context.Context, r *config.Repo) ([]RestoredFile, 
 			f.Status = "error"
 			fails = append(fails, report(archive, p, "borg extract failed", exitCode(res, err), tailText(res.Stderr, 8)))
 		default:
-			live, lerr := fileSHA256(p)
+			live, _, lerr := digest.File(p)
 			if lerr != nil || live != f.SHA256 {
 				f.Status = "mismatch"
 				why := fmt.Sprintf("the extracted file (sha256 %s, %d bytes) differs from the live file", f.SHA256[:16], f.Bytes)
@@ -139,17 +139,4 @@ func (e *Env) unchangedSample(ctx context.Context, r *config.Repo, archive strin
 		return nil, fmt.Errorf("no file in %s is unchanged since the archive; set a canary for repo %s", archive, r.Name)
 	}
 	return candidates, nil
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

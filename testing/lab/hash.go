@@ -1,14 +1,13 @@
 package lab
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/borgkit/borgkit/provision/digest"
 )
 
 // dirEntry is HashTree's value for a directory.
@@ -41,7 +40,7 @@ func (l *Lab) HashTree(host, dir string) (map[string]string, error) {
 			}
 			tree[rel] = "-> " + t
 		case d.Type().IsRegular():
-			sum, err := fileHash(p)
+			sum, _, err := digest.File(p)
 			if err != nil {
 				return err
 			}
@@ -55,19 +54,6 @@ func (l *Lab) HashTree(host, dir string) (map[string]string, error) {
 		return nil, fmt.Errorf("lab: %s: hash %s: %w", host, dir, err)
 	}
 	return tree, nil
-}
-
-func fileHash(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // DiffTrees lists, sorted, the paths where two HashTree results differ:

@@ -3,14 +3,13 @@
 package loopdev
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/borgkit/borgkit/provision/digest"
 )
 
 // Device is an image file attached as a loop device.
@@ -69,16 +68,11 @@ func New(t testing.TB, size int64) *Device {
 // Hash is the SHA-256 of the whole device, to prove a refusal changed nothing.
 func (d *Device) Hash(t testing.TB) string {
 	t.Helper()
-	f, err := os.Open(d.Path)
+	sum, _, err := digest.File(d.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return sum
 }
 
 // Run runs a program on the device (mkfs, cryptsetup) and fails the test
