@@ -90,3 +90,33 @@ func BenchmarkRunLocal(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBinarySSH is how a plan learns that the installed borgkit binary
+// (11 MB) is current, over SSH: by reading it back, as every file was
+// before, or by its digest computed on the host. The link here is loopback;
+// on the Pi's uplink only the read grows with the file.
+func BenchmarkBinarySSH(b *testing.B) {
+	h := benchSSH(b)
+	ctx := context.Background()
+	p := filepath.Join(b.TempDir(), "borgkit")
+	const size = 11 << 20
+	if err := h.WriteFile(ctx, p, make([]byte, size), 0o755, host.Root); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("read", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			if _, err := h.ReadFile(ctx, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("digest", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			if _, err := h.Digest(ctx, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os/exec"
+	"strings"
 	"time"
 )
 
@@ -56,6 +57,23 @@ func (e *notFoundError) Error() string {
 }
 
 func (e *notFoundError) Unwrap() []error { return []error{exec.ErrNotFound, e.err} }
+
+// parseSHA256Sum takes the digest from sha256sum's one line of output. A
+// name with a backslash or newline in it makes sha256sum start the line
+// with a backslash.
+func parseSHA256Sum(out []byte) (string, error) {
+	s := strings.TrimPrefix(string(out), "\\")
+	if len(s) < 64 {
+		return "", fmt.Errorf("sha256sum printed %q, not a digest", out)
+	}
+	sum := s[:64]
+	for _, c := range sum {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return "", fmt.Errorf("sha256sum printed %q, not a digest", out)
+		}
+	}
+	return sum, nil
+}
 
 // wrapOp gives an error the operation, the path as the host sees it and the
 // host's name; the cause stays reachable for errors.Is.

@@ -122,6 +122,10 @@ type Host interface {
 	// error wrapping ctx.Err().
 	Run(ctx context.Context, c Cmd) (Result, error)
 	ReadFile(ctx context.Context, path string) ([]byte, error)
+	// Digest is the SHA-256 of a file's content, lowercase hex, computed
+	// where the file lives: over SSH only the answer crosses the link, not
+	// the file (the 11 MB borgkit binary, on every plan of the Pi).
+	Digest(ctx context.Context, path string) (string, error)
 	// WriteFile replaces path atomically: a temporary file beside it gets the
 	// data, is synced, gets mode and owner, and is renamed over path. The
 	// previous content, if any, stays as path+OldSuffix (same inode, so same

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/borgkit/borgkit/provision/digest"
 )
 
 func (h *osHost) ReadFile(ctx context.Context, p string) ([]byte, error) {
@@ -20,6 +22,18 @@ func (h *osHost) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	}
 	b, err := os.ReadFile(real)
 	return b, wrapOp("read", p, h.name, err)
+}
+
+func (h *osHost) Digest(ctx context.Context, p string) (string, error) {
+	real, err := h.resolve(p, true)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return "", wrapOp("digest", p, h.name, err)
+	}
+	sum, _, err := digest.File(real)
+	return sum, wrapOp("digest", p, h.name, err)
 }
 
 func (h *osHost) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode, owner Owner) error {

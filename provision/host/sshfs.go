@@ -54,6 +54,22 @@ func (h *sshHost) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+func (h *sshHost) Digest(ctx context.Context, p string) (string, error) {
+	if !path.IsAbs(p) {
+		return "", wrapOp("digest", p, h.name, errRelative)
+	}
+	// sha256sum is coreutils, on every Debian; SFTP has no digest request.
+	res, err := h.Run(ctx, Cmd{Argv: []string{"sha256sum", "-b", "--", path.Clean(p)}, Env: []string{"LC_ALL=C"}})
+	if err != nil {
+		if bytes.Contains(res.Stderr, []byte("No such file or directory")) {
+			err = fmt.Errorf("%w (%v)", fs.ErrNotExist, err)
+		}
+		return "", wrapOp("digest", p, h.name, err)
+	}
+	sum, err := parseSHA256Sum(res.Stdout)
+	return sum, wrapOp("digest", p, h.name, err)
+}
+
 func (h *sshHost) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode, owner Owner) error {
 	c, p2, err := h.files(ctx, p)
 	if err == nil {

@@ -3,6 +3,8 @@ package steps
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 
@@ -22,6 +24,35 @@ type File struct {
 	// Marker, when set, must appear in an existing file that differs, or the
 	// file is someone else's and the step conflicts instead of overwriting it.
 	Marker string
+
+	sum string // SHA-256 of Content, once known
+}
+
+// digestAbove is the size from which an unchanged file is recognised by
+// size and SHA-256, computed on the host, rather than by reading it back:
+// the borgkit binary is 11 MB, and a plan of the Pi over its uplink would
+// otherwise fetch it twice per run. Smaller files are read: one SFTP read
+// costs less than starting sha256sum, and a change needs their diff anyway.
+const digestAbove = 1 << 20
+
+// holds reports whether the host's file, of the given size, holds Content.
+// old is its content when it had to be read: a small file, or a large one
+// that differs (its diff and its marker need it).
+func (f *File) holds(ctx context.Context, h host.Host, size int64) (same bool, old []byte, err error) {
+	if len(f.Content) >= digestAbove && size == int64(len(f.Content)) {
+		if f.sum == "" {
+			s := sha256.Sum256(f.Content)
+			f.sum = hex.EncodeToString(s[:])
+		}
+		got, err := h.Digest(ctx, f.Path)
+		if err != nil || got == f.sum {
+			return err == nil, nil, err
+		}
+	}
+	if old, err = h.ReadFile(ctx, f.Path); err != nil {
+		return false, nil, err
+	}
+	return bytes.Equal(old, f.Content), old, nil
 }
 
 func (f *File) ID() string { return "file." + f.Path }
@@ -38,12 +69,12 @@ func (f *File) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if !fi.Mode.IsRegular() {
 		return plan.Conflicts(fmt.Sprintf("%s is %s, not a file", f.Path, kind(fi.Mode))), nil
 	}
-	old, err := h.ReadFile(ctx, f.Path)
+	drift := metaDrift(h, fi, f.Mode, f.Owner)
+	same, old, err := f.holds(ctx, h, fi.Size)
 	if err != nil {
 		return plan.Check{}, err
 	}
-	drift := metaDrift(h, fi, f.Mode, f.Owner)
-	if bytes.Equal(old, f.Content) {
+	if same {
 		if drift == "" {
 			return plan.Satisfied(), nil
 		}
@@ -67,9 +98,10 @@ func (f *File) diff(old []byte) string {
 }
 
 func (f *File) Apply(ctx context.Context, h host.Host) error {
-	old, err := h.ReadFile(ctx, f.Path)
-	if err == nil && bytes.Equal(old, f.Content) {
-		return fixMeta(ctx, h, f.Path, f.Mode, f.Owner)
+	if fi, err := h.Lstat(ctx, f.Path); err == nil && fi.Mode.IsRegular() {
+		if same, _, err := f.holds(ctx, h, fi.Size); err == nil && same {
+			return fixMeta(ctx, h, f.Path, f.Mode, f.Owner)
+		}
 	}
 	return writeFile(ctx, h, f.Path, f.Content, f.Mode, f.Owner)
 }

@@ -275,3 +275,24 @@ func testRemove(t *testing.T, h host.Host, root string) {
 		t.Errorf("Remove of an empty directory: %v", err)
 	}
 }
+
+func testDigest(t *testing.T, h host.Host, root string) {
+	// sha256sum's own output for "abc".
+	const abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	for _, name := range []string{"abc", `back\slash`, "new\nline", "-dash"} {
+		p := path.Join(root, name)
+		write(t, h, p, "abc", 0o600)
+		if got, err := h.Digest(ctx(t), p); err != nil || got != abc {
+			t.Errorf("Digest(%q) = %q, %v; want %s", name, got, err, abc)
+		}
+	}
+	if _, err := h.Digest(ctx(t), path.Join(root, "missing")); !host.IsNotExist(err) {
+		t.Errorf("Digest of a missing file: %v, want not-exist", err)
+	}
+	if _, err := h.Digest(ctx(t), root); err == nil {
+		t.Error("Digest of a directory gave no error")
+	}
+	if _, err := h.Digest(ctx(t), "relative"); err == nil {
+		t.Error("Digest of a relative path gave no error")
+	}
+}

@@ -41,6 +41,7 @@ func Run(t *testing.T, newHost NewHost) {
 		{"WriteFileNotADirectory", testWriteFileNotADirectory},
 		{"RelativePathRefused", testRelativePathRefused},
 		{"ReadFileMissing", testReadFileMissing},
+		{"Digest", testDigest},
 		{"Lstat", testLstat},
 		{"MkdirAll", testMkdirAll},
 		{"Chmod", testChmod},
