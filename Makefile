@@ -92,9 +92,11 @@ demo-root: deps build
 # vm runs the qemu VM lab (LUKS open, unlock at boot, reboots, the drill
 # from a disk image): root, qemu-system-x86, debootstrap; tens of minutes
 # under TCG with a cold image cache.
-vm: build
+vm-deps:
 	@command -v qemu-system-x86_64 >/dev/null && command -v debootstrap >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-utils debootstrap e2fsprogs)
+
+vm: build vm-deps
 	BORGKIT_VM=1 BORGKIT_VM_ZFS=$${BORGKIT_VM_ZFS:-0} BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -parallel 4 -timeout 60m ./testing/vm/
 
 # bench is the comparison table (testing/bench): the real bin/borgkit
@@ -108,7 +110,7 @@ BENCH_HOT  := ./provision/plan/ ./provision/host/ ./roles/jobs/status/ ./roles/
 # vm-zfs proves the archive role on a real pool: the ZFS module is built
 # natively in a chroot of the image once (about 16 min on 2 vCPUs) and
 # cached beside it. make vm leaves it out unless BORGKIT_VM_ZFS=1.
-vm-zfs: build
+vm-zfs: build vm-deps
 	BORGKIT_VM=1 BORGKIT_VM_ZFS=1 BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -run TestVMArchiveZFS -timeout 120m ./testing/vm/
 
 bench: deps build
