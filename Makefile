@@ -13,7 +13,7 @@ TEST_DEBS := borgbackup rsync openssh-server openssh-client msmtp cryptsetup-bin
              logrotate util-linux fdisk e2fsprogs iproute2 systemd cron ca-certificates \
              libcapture-tiny-perl libconfig-inifiles-perl
 
-.PHONY: vm-zfs syncoid all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench bench-go fuzz clean
+.PHONY: vm-deps vm-zfs syncoid all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench bench-go fuzz clean
 
 all: build
 

@@ -226,6 +226,15 @@ type Alerts struct {
 	Sendmail []string `yaml:"sendmail,omitempty"`
 	// SMTP, when set, makes provisioning write /etc/msmtprc for msmtp.
 	SMTP *SMTP `yaml:"smtp,omitempty"`
+	// PingURL, when set, is a Healthchecks-style check every job pings:
+	// URL/start when it starts, URL/EXIT_CODE when it ends (0 is success).
+	// {host} and {job} in it are replaced, so one line serves every job
+	// of every host ("https://hc-ping.com/KEY/{host}-{job}").
+	PingURL string `yaml:"ping_url,omitempty"`
+	// TextfileDir, when set, gets borgkit.prom after every job, for
+	// node_exporter's textfile collector: last success, last run, exit
+	// code, duration and running, per job.
+	TextfileDir string `yaml:"textfile_dir,omitempty"`
 }
 
 // SMTP is msmtp's account.

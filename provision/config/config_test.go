@@ -436,6 +436,24 @@ func TestParseProblems(t *testing.T) {
 			msg: `sendmail command "msmtp" must be an absolute path`,
 		},
 		{
+			name:     "ping_url with an unknown placeholder",
+			src:      lines(header[0], header[1], header[2], header[3], "  ping_url: https://hc-ping.com/k/{hostname}-{job}", header[4], header[5]) + lines(server...),
+			sentinel: ErrBadValue, line: 5, col: 13,
+			msg: "unknown placeholder {hostname}",
+		},
+		{
+			name:     "ping_url not http",
+			src:      lines(header[0], header[1], header[2], header[3], "  ping_url: ftp://hc-ping.com/k", header[4], header[5]) + lines(server...),
+			sentinel: ErrBadValue, line: 5, col: 13,
+			msg: "must start with https://",
+		},
+		{
+			name:     "relative textfile_dir",
+			src:      lines(header[0], header[1], header[2], header[3], "  textfile_dir: node-exporter", header[4], header[5]) + lines(server...),
+			sentinel: ErrBadPath, line: 5, col: 17,
+			msg: `textfile_dir "node-exporter" must be an absolute path`,
+		},
+		{
 			name:     "no alert address",
 			src:      lines(header[0], header[4], header[5]) + lines(server...),
 			sentinel: ErrRequired, line: 1, col: 1,

@@ -177,6 +177,12 @@ func (c *Config) HostAlerts(h *Host) Alerts {
 		if o.SMTP != nil {
 			a.SMTP = o.SMTP
 		}
+		if o.PingURL != "" {
+			a.PingURL = o.PingURL
+		}
+		if o.TextfileDir != "" {
+			a.TextfileDir = o.TextfileDir
+		}
 	}
 	if a.SubjectPrefix == "" {
 		a.SubjectPrefix = DefaultSubjectPrefix

@@ -733,6 +733,12 @@ func (v *validator) alertsBlock(p string, a *Alerts) {
 		}
 		v.path(sp+".password_file", "password_file", s.PasswordFile, false)
 	}
+	if a.PingURL != "" {
+		if err := CheckPingURL(a.PingURL); err != nil {
+			v.add(p+".ping_url", ErrBadValue, "%v", err)
+		}
+	}
+	v.path(p+".textfile_dir", "textfile_dir", a.TextfileDir, false)
 }
 
 // effectiveAlerts insists every host can mail: silence must mean healthy,

@@ -50,6 +50,8 @@ type Env struct {
 	SSH string
 	// VMXMLDir keeps the VM definitions dumped before each VM repo's backup.
 	VMXMLDir string
+	// Pinger reports starts and ends to the configured ping_url (nil: none).
+	Pinger *alert.Pinger
 
 	lines  []string // this run's log, for the record's tail
 	prefix string   // starts every log line ("unlock: ")
@@ -89,6 +91,9 @@ func (e *Env) Defaults() {
 	}
 	if e.Mailer == nil {
 		e.Mailer = alert.ForHost(e.Cfg, e.Host)
+	}
+	if u := e.Cfg.HostAlerts(e.Host).PingURL; e.Pinger == nil && u != "" {
+		e.Pinger = &alert.Pinger{URL: u, Host: e.Host.Name}
 	}
 }
 
@@ -142,6 +147,7 @@ func Statfs(path string) (DiskUsage, error) {
 // Begin starts a job's record, reporting an abandoned previous run. A run
 // of the same job that is still alive makes this one stand down.
 func (e *Env) Begin(ctx context.Context, job string) (*state.Run, context.Context, func(), error) {
+	e.Store.Finished = e.finished
 	run, err := e.Store.Begin(job)
 	var busy *state.RunningError
 	if errors.As(err, &busy) {
@@ -157,10 +163,47 @@ func (e *Env) Begin(ctx context.Context, job string) (*state.Run, context.Contex
 	if a := run.Abandoned; a != nil {
 		e.Mail(ctx, alert.TerminatedAbnormally(a.Job, a.PID, a.Started, "its process is gone without finishing (SIGKILL, OOM, power loss)"))
 	}
+	if e.Pinger != nil {
+		if err := e.Pinger.Start(ctx, job); err != nil {
+			e.logf("%v", err)
+		}
+	}
 	ctx, stop := run.OnSignal(ctx, func(ctx context.Context, rec state.Record) {
 		e.Mail(ctx, alert.TerminatedAbnormally(rec.Job, rec.PID, rec.Started, "stopped by "+rec.Signal))
 	})
 	return run, ctx, stop, nil
+}
+
+// reportTimeout bounds what a finished job reports besides its record: the
+// ping and the textfile must not hold a job's exit for long.
+const reportTimeout = 45 * time.Second
+
+// finished reports a run's end to the ping check and the Prometheus
+// textfile, when configured. Neither can fail the job: the record is on
+// disk, and the stale check and the watchdog still see a silent host.
+func (e *Env) finished(rec state.Record) {
+	if dir := e.Cfg.HostAlerts(e.Host).TextfileDir; dir != "" {
+		recs, err := e.Store.LoadAll()
+		if err == nil {
+			err = state.WriteTextfile(dir, recs)
+		}
+		if err != nil {
+			e.logf("prometheus textfile: %v", err)
+		}
+	}
+	if e.Pinger != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
+		defer cancel()
+		// The record's tail when the job kept one, else this run's log.
+		tail := rec.LogTail
+		if len(tail) == 0 {
+			tail = e.lines[max(0, len(e.lines)-state.MaxLogTail):]
+		}
+		body := strings.Join(append([]string{rec.Message}, tail...), "\n")
+		if err := e.Pinger.Finish(ctx, rec.Job, rec.ExitCode, body); err != nil {
+			e.logf("%v", err)
+		}
+	}
 }
 
 // errStandDown ends a job quietly: another run of it is in progress.

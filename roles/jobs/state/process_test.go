@@ -35,6 +35,14 @@ func helper(mode, dir string) {
 		os.Exit(99)
 	}
 	s := &Store{Dir: dir}
+	// Appended, so a second call would show.
+	s.Finished = func(rec Record) {
+		f, err := os.OpenFile(filepath.Join(dir, "finished"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err == nil {
+			fmt.Fprintf(f, "%s %d %q\n", rec.Status, rec.ExitCode, rec.Message)
+			f.Close()
+		}
+	}
 	switch mode {
 	case "lock":
 		if _, err := Lock(filepath.Join(dir, "borg.lock"), 0); err != nil {
@@ -190,6 +198,16 @@ func TestSignalTerminates(t *testing.T) {
 			if got, want := readFile(t, filepath.Join(dir, "notified")), fmt.Sprintf("terminated %s %d", names[tc.sig], want); got != want {
 				t.Errorf("notify saw %q, want %q", got, want)
 			}
+			// A second signal during the mail ends the process before
+			// the Finished hook; its check then sees a start with no end.
+			finished, _ := os.ReadFile(filepath.Join(dir, "finished"))
+			heard := fmt.Sprintf("terminated %d \"killed by %s\"\n", want, names[tc.sig])
+			if tc.second != 0 {
+				heard = ""
+			}
+			if string(finished) != heard {
+				t.Errorf("Store.Finished heard %q, want %q", finished, heard)
+			}
 			_, err = os.Stat(filepath.Join(dir, "finish-err"))
 			if tc.unwound != (err == nil) {
 				t.Errorf("job unwound = %v, want %v", err == nil, tc.unwound)
@@ -213,6 +231,9 @@ func TestSignalTrapDisarmed(t *testing.T) {
 	rec, err := (&Store{Dir: dir}).Load("nightly")
 	if err != nil || rec.Status != OK || rec.Signal != "" {
 		t.Errorf("record = %+v, %v", rec, err)
+	}
+	if got := readFile(t, filepath.Join(dir, "finished")); got != "ok 0 \"done\"\n" {
+		t.Errorf("Store.Finished heard %q, want the ok record once", got)
 	}
 }
 

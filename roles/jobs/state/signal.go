@@ -79,12 +79,16 @@ func (r *Run) OnSignal(ctx context.Context, notify func(ctx context.Context, rec
 		// The record first, then the cancel: a job that sees its context
 		// end would otherwise race to record "failed" for what was a kill.
 		name := caught[sig]
-		err := r.finish(Terminated, code, "killed by "+name, nil, nil, name)
+		rec, written, err := r.write(Terminated, code, "killed by "+name, nil, nil, name)
 		cancel()
 		if err == nil && notify != nil {
 			nctx, ncancel := context.WithTimeout(context.Background(), SignalNotifyTimeout)
 			notify(nctx, r.Record())
 			ncancel()
+		}
+		// After the cancel, so the job's programs stop while it reports.
+		if written && r.store.Finished != nil {
+			r.store.Finished(rec)
 		}
 		close(handled)
 		select {

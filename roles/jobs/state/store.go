@@ -26,6 +26,10 @@ type Store struct {
 	Alive func(r *Record) bool
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Finished, when set, is told of every record a run ends with, once it
+	// is on disk, whatever ended the run (Finish or a caught signal): the
+	// jobs' pings and Prometheus textfile hang on it.
+	Finished func(rec Record)
 }
 
 // Bounds on what a record carries: a state file is read by the dashboard on
@@ -158,13 +162,22 @@ func (r *Run) Finish(status Status, exitCode int, message string, stats any, log
 }
 
 func (r *Run) finish(status Status, exitCode int, message string, stats any, logTail []string, signal string) error {
+	rec, written, err := r.write(status, exitCode, message, stats, logTail, signal)
+	if written && r.store.Finished != nil {
+		r.store.Finished(rec)
+	}
+	return err
+}
+
+// write puts the run's end on disk; written says whether it got there.
+func (r *Run) write(status Status, exitCode int, message string, stats any, logTail []string, signal string) (_ Record, written bool, _ error) {
 	if !status.valid() || status == Running {
-		return fmt.Errorf("finish %s: status %q is not an end state", r.rec.Job, status)
+		return Record{}, false, fmt.Errorf("finish %s: status %q is not an end state", r.rec.Job, status)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.done {
-		return fmt.Errorf("finish %s as %s: %w", r.rec.Job, status, ErrFinished)
+		return Record{}, false, fmt.Errorf("finish %s as %s: %w", r.rec.Job, status, ErrFinished)
 	}
 	r.done = true
 	rec := r.rec
@@ -188,10 +201,10 @@ func (r *Run) finish(status Status, exitCode int, message string, stats any, log
 		}
 	}
 	if err := r.store.write(&rec); err != nil {
-		return fmt.Errorf("finish %s: %w", rec.Job, err)
+		return Record{}, false, fmt.Errorf("finish %s: %w", rec.Job, err)
 	}
 	r.rec = rec
-	return statsErr
+	return rec, true, statsErr
 }
 
 // Abandoned lists running records whose process is gone, by job: runs that

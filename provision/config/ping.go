@@ -1,0 +1,42 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// pingPlaceholder is what a ping URL may carry for the job's identity.
+var pingPlaceholder = regexp.MustCompile(`\{[^}]*\}`)
+
+// CheckPingURL accepts an http or https URL with a host, no fragment, and
+// no placeholder but {host} and {job}.
+func CheckPingURL(s string) error {
+	if hasCtl(s) || strings.ContainsAny(s, " \t") {
+		return fmt.Errorf("ping_url %q contains whitespace or a control character", s)
+	}
+	for _, ph := range pingPlaceholder.FindAllString(s, -1) {
+		if ph != "{host}" && ph != "{job}" {
+			return fmt.Errorf("ping_url %q: unknown placeholder %s (there are {host} and {job})", s, ph)
+		}
+	}
+	u, err := url.Parse(ExpandPingURL(s, "host", "job"))
+	switch {
+	case err != nil:
+		return fmt.Errorf("ping_url %q is not a URL: %v", s, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("ping_url %q must start with https:// (or http://)", s)
+	case u.Host == "":
+		return fmt.Errorf("ping_url %q names no host", s)
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return fmt.Errorf("ping_url %q must not carry a #fragment", s)
+	}
+	return nil
+}
+
+// ExpandPingURL fills in the host and job names. Both are safe names
+// (letters, digits, "_.-"), so they need no escaping anywhere in a URL.
+func ExpandPingURL(s, host, job string) string {
+	return strings.NewReplacer("{host}", host, "{job}", job).Replace(s)
+}
