@@ -194,9 +194,10 @@ func (e *Env) finished(rec state.Record) {
 	if e.Pinger != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
 		defer cancel()
-		// The record's tail when the job kept one, else this run's log.
+		// The record's tail when the job kept one, else this run's log;
+		// not after a signal, when the job may still be writing to it.
 		tail := rec.LogTail
-		if len(tail) == 0 {
+		if len(tail) == 0 && rec.Signal == "" {
 			tail = e.lines[max(0, len(e.lines)-state.MaxLogTail):]
 		}
 		body := strings.Join(append([]string{rec.Message}, tail...), "\n")
