@@ -12,6 +12,7 @@ func TestCheckPingURL(t *testing.T) {
 		{"https://hc-ping.com/0f9f1d3e-6d5c-4b1a-9c1e-2b9e3c1d4f5a", ""},
 		{"https://hc-ping.com/KEY/{host}-{job}", ""},
 		{"https://hc-ping.com/KEY/{host}-{job}?create=1", ""},
+		{"https://hc-ping.com/KEY%2F/{job}", ""},
 		{"http://127.0.0.1:8000/ping/{job}", ""},
 		{"https://{host}.checks.example/{job}", ""},
 		{"hc-ping.com/KEY", "must start with https://"},
@@ -23,6 +24,9 @@ func TestCheckPingURL(t *testing.T) {
 		{"https://hc-ping.com/%zz", "not a URL"},
 	} {
 		err := CheckPingURL(tc.url)
+		if err != nil && strings.Contains(err.Error(), "hc-ping.com") {
+			t.Errorf("%q: the error quotes the URL: %v", tc.url, err)
+		}
 		switch {
 		case tc.err == "" && err != nil:
 			t.Errorf("%q: %v", tc.url, err)

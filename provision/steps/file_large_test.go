@@ -3,6 +3,7 @@ package steps_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 type reads struct {
 	host.Host
 	read, digest int
+	noDigest     bool // the host has no sha256sum
 }
 
 func (r *reads) ReadFile(ctx context.Context, p string) ([]byte, error) {
@@ -26,6 +28,9 @@ func (r *reads) ReadFile(ctx context.Context, p string) ([]byte, error) {
 
 func (r *reads) Digest(ctx context.Context, p string) (string, error) {
 	r.digest++
+	if r.noDigest {
+		return "", errors.New("sha256sum: not found")
+	}
 	return r.Host.Digest(ctx, p)
 }
 
@@ -43,11 +48,13 @@ func TestFileLargeUnchangedIsNotRead(t *testing.T) {
 		existing     []byte
 		action       plan.Action
 		read, digest int // during Check
+		noDigest     bool
 	}{
-		{"same", want, plan.OK, 0, 1},
-		{"same size, one bit differs", sameSize, plan.Modify, 1, 1},
-		{"other size", want[:len(want)-1], plan.Modify, 1, 0},
-		{"same size, not ours", foreign, plan.Conflict, 1, 1},
+		{"same", want, plan.OK, 0, 1, false},
+		{"same, on a host that cannot digest", want, plan.OK, 1, 1, true},
+		{"same size, one bit differs", sameSize, plan.Modify, 1, 1, false},
+		{"other size", want[:len(want)-1], plan.Modify, 1, 0, false},
+		{"same size, not ours", foreign, plan.Conflict, 1, 1, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,7 +66,7 @@ func TestFileLargeUnchangedIsNotRead(t *testing.T) {
 			if err := os.WriteFile(p, tt.existing, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			r := &reads{Host: h}
+			r := &reads{Host: h, noDigest: tt.noDigest}
 			f := &steps.File{Path: "/usr/local/bin/borgkit", Content: want, Mode: 0o755, Owner: host.Root, Marker: marker}
 			c := check(t, r, f)
 			if c.Action != tt.action || r.read != tt.read || r.digest != tt.digest {

@@ -192,11 +192,11 @@ func (e *Env) archiveJob(ctx context.Context, job string, fn func(context.Contex
 		}
 	}
 	if failed == 0 {
-		return run.Finish(state.OK, 0, fmt.Sprintf("%d steps ok", len(secs)), nil, e.lines)
+		return run.Finish(state.OK, 0, fmt.Sprintf("%d steps ok", len(secs)), nil, e.logged())
 	}
 	title := strings.ToUpper(strings.ReplaceAll(job, "_", " ")) + " FAILED"
 	e.Mail(ctx, alert.JobFailed(title, started, secs, e.LogPath))
-	if err := run.Finish(state.Failed, 1, fmt.Sprintf("%d of %d steps failed", failed, len(secs)), nil, e.lines); err != nil {
+	if err := run.Finish(state.Failed, 1, fmt.Sprintf("%d of %d steps failed", failed, len(secs)), nil, e.logged()); err != nil {
 		return err
 	}
 	return fmt.Errorf("%s: %d steps failed", job, failed)

@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -53,12 +55,23 @@ type Env struct {
 	// Pinger reports starts and ends to the configured ping_url (nil: none).
 	Pinger *alert.Pinger
 
-	lines  []string // this run's log, for the record's tail
-	prefix string   // starts every log line ("unlock: ")
+	lines  *runLog // this run's log, for the record's tail
+	prefix string  // starts every log line ("unlock: ")
+}
+
+// runLog is a run's log lines. The lock is there because after a signal the
+// job unwinding and the signal's report both log; the pointer lets a copied
+// Env (PiEnv.resolved) start a log of its own.
+type runLog struct {
+	mu    sync.Mutex
+	lines []string
 }
 
 // Defaults fills what a real run leaves empty.
 func (e *Env) Defaults() {
+	if e.lines == nil {
+		e.lines = &runLog{}
+	}
 	if e.Exec == nil {
 		e.Exec = host.NewLocal(e.Host.Name)
 	}
@@ -100,8 +113,23 @@ func (e *Env) Defaults() {
 // logf writes one line to the log and keeps it for the record's tail.
 func (e *Env) logf(format string, args ...any) {
 	msg := e.prefix + fmt.Sprintf(format, args...)
-	e.lines = append(e.lines, msg)
+	if e.lines == nil {
+		e.lines = &runLog{}
+	}
+	e.lines.mu.Lock()
+	defer e.lines.mu.Unlock()
+	e.lines.lines = append(e.lines.lines, msg)
 	fmt.Fprintf(e.Log, "%s %s\n", e.Now().Format("2006-01-02 15:04:05"), msg)
+}
+
+// logged is a copy of this run's log so far.
+func (e *Env) logged() []string {
+	if e.lines == nil {
+		return nil
+	}
+	e.lines.mu.Lock()
+	defer e.lines.mu.Unlock()
+	return slices.Clone(e.lines.lines)
 }
 
 // Mail sends msg and only logs a failure: a broken mail path must not turn
@@ -163,42 +191,59 @@ func (e *Env) Begin(ctx context.Context, job string) (*state.Run, context.Contex
 	if a := run.Abandoned; a != nil {
 		e.Mail(ctx, alert.TerminatedAbnormally(a.Job, a.PID, a.Started, "its process is gone without finishing (SIGKILL, OOM, power loss)"))
 	}
-	if e.Pinger != nil {
+	ctx, stop := run.OnSignal(ctx, func(ctx context.Context, rec state.Record) {
+		e.Mail(ctx, alert.TerminatedAbnormally(rec.Job, rec.PID, rec.Started, "stopped by "+rec.Signal))
+	})
+	// After the trap is set: a check that is down can hold the start ping
+	// for half a minute, and a SIGTERM then must still be recorded.
+	if e.pings(job) {
 		if err := e.Pinger.Start(ctx, job); err != nil {
 			e.logf("%v", err)
 		}
 	}
-	ctx, stop := run.OnSignal(ctx, func(ctx context.Context, rec state.Record) {
-		e.Mail(ctx, alert.TerminatedAbnormally(rec.Job, rec.PID, rec.Started, "stopped by "+rec.Signal))
-	})
+	e.writeTextfile() // shows the job running
 	return run, ctx, stop, nil
+}
+
+// pings reports whether job reports to the ping check: only scheduled
+// jobs, since a check expects its pings on a period. The Pi's unlock runs
+// at boot and then stays quiet while the disk is open; its check would
+// report it down a day after every boot.
+func (e *Env) pings(job string) bool {
+	if e.Pinger == nil {
+		return false
+	}
+	_, scheduled := e.Host.Schedule(job)
+	return scheduled
+}
+
+func (e *Env) writeTextfile() {
+	if dir := e.Cfg.HostAlerts(e.Host).TextfileDir; dir != "" {
+		if err := e.Store.WriteTextfile(dir); err != nil {
+			e.logf("prometheus textfile: %v", err)
+		}
+	}
 }
 
 // reportTimeout bounds what a finished job reports besides its record: the
 // ping and the textfile must not hold a job's exit for long.
-const reportTimeout = 45 * time.Second
+// With the signal trap's mail (30s) and grace (10s) it stays inside the 90s
+// systemd leaves between SIGTERM and SIGKILL.
+const reportTimeout = 30 * time.Second
 
 // finished reports a run's end to the ping check and the Prometheus
 // textfile, when configured. Neither can fail the job: the record is on
 // disk, and the stale check and the watchdog still see a silent host.
 func (e *Env) finished(rec state.Record) {
-	if dir := e.Cfg.HostAlerts(e.Host).TextfileDir; dir != "" {
-		recs, err := e.Store.LoadAll()
-		if err == nil {
-			err = state.WriteTextfile(dir, recs)
-		}
-		if err != nil {
-			e.logf("prometheus textfile: %v", err)
-		}
-	}
-	if e.Pinger != nil {
+	e.writeTextfile()
+	if e.pings(rec.Job) {
 		ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
 		defer cancel()
 		// The record's tail when the job kept one, else this run's log;
 		// not after a signal, when the job may still be writing to it.
 		tail := rec.LogTail
 		if len(tail) == 0 && rec.Signal == "" {
-			tail = e.lines[max(0, len(e.lines)-state.MaxLogTail):]
+			tail = state.Tail(e.logged())
 		}
 		body := strings.Join(append([]string{rec.Message}, tail...), "\n")
 		if err := e.Pinger.Finish(ctx, rec.Job, rec.ExitCode, body); err != nil {
@@ -228,7 +273,9 @@ func (e *Env) run(ctx context.Context, c host.Cmd) (host.Result, error) {
 	res, err := e.Exec.Run(ctx, c)
 	e.logf("%s -> exit %d (%s)", c, res.ExitCode, time.Since(start).Round(time.Millisecond))
 	if len(res.Stderr) > 0 {
+		e.lines.mu.Lock()
 		e.Log.Write(indent(res.Stderr))
+		e.lines.mu.Unlock()
 	}
 	return res, err
 }

@@ -65,8 +65,17 @@ func TestJobsPingAndWriteTextfile(t *testing.T) {
 	if strings.Join(uris, " ") != want {
 		t.Fatalf("pings:\n%s\nwant:\n%s", strings.Join(uris, " "), want)
 	}
+	// A job that is off has no period for a check to expect: it runs
+	// (by hand) without pinging, and still shows in the textfile.
+	l.env.Host.Schedules.Check = "off"
+	if err := jobs.Check(ctx(), l.env, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(check.Pings()); n != 6 {
+		t.Fatalf("an unscheduled check pinged: %q", check.Pings()[6:])
+	}
 	prom, _ = os.ReadFile(filepath.Join(dir, state.TextfileName))
-	for _, want := range []string{`borgkit_last_exit_code{job="nightly"} 0`, `borgkit_last_exit_code{job="stale"} 0`} {
+	for _, want := range []string{`borgkit_last_exit_code{job="nightly"} 0`, `borgkit_last_exit_code{job="stale"} 0`, `borgkit_last_exit_code{job="check"} 0`} {
 		if !strings.Contains(string(prom), want+"\n") {
 			t.Errorf("textfile lacks %q:\n%s", want, prom)
 		}

@@ -98,7 +98,7 @@ func Unlock(ctx context.Context, env *PiEnv) error {
 	if uerr != nil {
 		status, code, msg = state.Failed, 1, uerr.Error()
 	}
-	if ferr := run.Finish(status, code, msg, stats, e.lines); ferr != nil && !errors.Is(ferr, state.ErrFinished) {
+	if ferr := run.Finish(status, code, msg, stats, e.logged()); ferr != nil && !errors.Is(ferr, state.ErrFinished) {
 		uerr = errors.Join(uerr, ferr)
 	}
 	return uerr

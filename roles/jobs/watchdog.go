@@ -142,7 +142,7 @@ func Watchdog(ctx context.Context, env *PiEnv) error {
 	defer stop()
 
 	status, code, msg, stats, werr := e.watch(ctx)
-	if ferr := run.Finish(status, code, msg, stats, e.lines); ferr != nil && !errors.Is(ferr, state.ErrFinished) {
+	if ferr := run.Finish(status, code, msg, stats, e.logged()); ferr != nil && !errors.Is(ferr, state.ErrFinished) {
 		werr = errors.Join(werr, ferr)
 	}
 	return werr

@@ -53,9 +53,7 @@ func (p *Pinger) signalURL(job, signal string) (string, error) {
 	if err != nil {
 		return "", errors.New("ping_url is not a URL")
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + signal
-	u.RawPath = ""
-	return u.String(), nil
+	return u.JoinPath(signal).String(), nil
 }
 
 // send POSTs one signal, retrying. Errors never carry the URL: it is the

@@ -32,10 +32,16 @@ func TestPingerSignals(t *testing.T) {
 	if err := p.Finish(ctx, "sync", 23, "rsync: partial transfer"); err != nil {
 		t.Fatal(err)
 	}
+	// An escaped slash in the configured path stays escaped.
+	p.URL = srv.URL + "/a%2Fb/{job}/"
+	if err := p.Finish(ctx, "check", 0, ""); err != nil {
+		t.Fatal(err)
+	}
 	want := []string{
 		"POST /KEY/john-ai-nightly/start?create=1 ",
 		"POST /KEY/john-ai-nightly/0?create=1 2 repos ok",
 		"POST /KEY/john-ai-sync/23?create=1 rsync: partial transfer",
+		"POST /a%2Fb/check/0 ",
 	}
 	if got := pings(srv); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("pings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

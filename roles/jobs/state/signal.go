@@ -10,7 +10,8 @@ import (
 )
 
 // Timings of a caught signal. systemd sends SIGKILL 90s after SIGTERM by
-// default; the record, the alert and the exit must all fit before that.
+// default; the record, the alert, the Finished hook (the jobs bound theirs
+// to 30s) and the exit must all fit before that.
 var (
 	// SignalNotifyTimeout bounds the notify callback (the alert mail).
 	SignalNotifyTimeout = 30 * time.Second
@@ -34,11 +35,13 @@ var caught = map[os.Signal]string{
 //  2. the returned context is cancelled, so the job's programs are killed;
 //  3. notify (may be nil) is called with the record, under
 //     SignalNotifyTimeout, to send TERMINATED ABNORMALLY;
-//  4. the process exits 128+N once the job has returned and called stop, or
+//  4. the store's Finished hook, if set, reports the record (pings, the
+//     Prometheus textfile; bounded by the hook itself);
+//  5. the process exits 128+N once the job has returned and called stop, or
 //     after SignalGrace, whichever is first. A second signal exits at once.
 //
 // The job must defer stop: without a signal it disarms the trap; after one
-// it waits for step 3 and exits, so it does not return. The job's own
+// it waits for steps 3 and 4 and exits, so it does not return. The job's own
 // Finish after a signal gets ErrFinished, which it can ignore.
 func (r *Run) OnSignal(ctx context.Context, notify func(ctx context.Context, rec Record)) (context.Context, func()) {
 	jobCtx, cancel := context.WithCancel(ctx)

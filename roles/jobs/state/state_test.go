@@ -293,14 +293,14 @@ func TestScrubAndTail(t *testing.T) {
 		lines = append(lines, fmt.Sprint("line ", i))
 	}
 	lines = append(lines, strings.Repeat("x", 2000))
-	got := tail(lines)
+	got := Tail(lines)
 	if len(got) != MaxLogTail || got[0] != fmt.Sprint("line ", 101-MaxLogTail) {
 		t.Errorf("tail kept %d lines starting %q", len(got), got[0])
 	}
 	if l := got[len(got)-1]; len(l) > maxLogLine+10 || !strings.HasSuffix(l, "[...]") {
 		t.Errorf("long line not cut: %d bytes", len(l))
 	}
-	if tail(nil) != nil {
+	if Tail(nil) != nil {
 		t.Error("empty tail is not nil")
 	}
 }

@@ -26,9 +26,10 @@ type Store struct {
 	Alive func(r *Record) bool
 	// Now defaults to time.Now.
 	Now func() time.Time
-	// Finished, when set, is told of every record a run ends with, once it
-	// is on disk, whatever ended the run (Finish or a caught signal): the
-	// jobs' pings and Prometheus textfile hang on it.
+	// Finished, when set, is told of the record a run ends with, once it
+	// is on disk, whether Finish or a caught signal ended it (not when a
+	// second signal cuts the first one's report short, nor for a run Reap
+	// closes later): the jobs' pings and Prometheus textfile hang on it.
 	Finished func(rec Record)
 }
 
@@ -185,7 +186,7 @@ func (r *Run) write(status Status, exitCode int, message string, stats any, logT
 	rec.Finished = r.store.now()
 	rec.Duration = rec.Finished.Sub(rec.Started).Round(time.Millisecond)
 	rec.Message = scrub(truncate(message, maxMessage))
-	rec.LogTail = tail(logTail)
+	rec.LogTail = Tail(logTail)
 	if status.Succeeded() {
 		rec.LastSuccess = rec.Finished
 	}
@@ -264,7 +265,10 @@ func truncate(s string, n int) string {
 	return strings.ToValidUTF8(s[:n], "") + " [...]"
 }
 
-func tail(lines []string) []string {
+// Tail is what a record keeps of a log: the last MaxLogTail lines, each cut
+// to size and scrubbed of anything that looks like a password. The same
+// goes for a log that leaves the machine (a ping's body).
+func Tail(lines []string) []string {
 	if len(lines) > MaxLogTail {
 		lines = lines[len(lines)-MaxLogTail:]
 	}

@@ -84,3 +84,19 @@ func WriteTextfile(dir string, recs map[string]*Record) error {
 	}
 	return nil
 }
+
+// WriteTextfile rewrites dir/borgkit.prom from every record in the store.
+// The store's lock is held from reading to writing, so two jobs ending at
+// once cannot leave the older view of the two in the file.
+func (s *Store) WriteTextfile(dir string) error {
+	l, err := s.lockDir()
+	if err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Join(dir, TextfileName), err)
+	}
+	defer l.Unlock()
+	recs, err := s.LoadAll()
+	if err != nil {
+		return err
+	}
+	return WriteTextfile(dir, recs)
+}
