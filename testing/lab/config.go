@@ -3,6 +3,7 @@ package lab
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"text/template"
 
 	"github.com/borgkit/borgkit/provision/config"
@@ -28,6 +29,10 @@ const (
 	OffsitePath  = OffsiteMount + "/borgkit"
 	// MailTo receives every alert.
 	MailTo = "ops@lab.example"
+	// PingKey stands for the check's secret in the ping URL.
+	PingKey = "lab-ping-key"
+	// TextfileDir is where the jobs write borgkit.prom on each host.
+	TextfileDir = "/var/lib/borgkit/node-exporter"
 )
 
 // configTemplate is the lab's site. Two things differ from a real site,
@@ -47,6 +52,9 @@ alerts:
   # The lab's msmtprc on each host delivers to the SMTP listener in
   # john-ai's namespace (no smtp: block, so provisioning keeps it).
   sendmail: [/usr/bin/msmtp, -C, /etc/msmtprc, --read-envelope-from, -t]
+  # The lab's Healthchecks-style check, also in john-ai's namespace.
+  ping_url: http://{{.ServerAddr}}:{{.PingPort}}/` + PingKey + `/{host}-{job}
+  textfile_dir: ` + TextfileDir + `
 
 retention:
   daily: 3
@@ -125,6 +133,7 @@ func (l *Lab) Config() ([]byte, *config.Config, error) {
 		"ID": l.ID, "ServerAddr": s.Addr, "OffsiteAddr": p.Addr,
 		"ServerKey": s.HostPublicKey, "OffsiteKey": p.HostPublicKey,
 		"USBUUID": usb.UUID, "NASUUID": nas.UUID, "PiUUID": pi.UUID,
+		"PingPort": strconv.Itoa(PingPort),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("lab config: %w", err)

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -93,5 +94,37 @@ func TestConfig(t *testing.T) {
 	}
 	if !strings.Contains(string(raw), "path: "+NASPath) || len(srv.Shares) != 0 {
 		t.Errorf("NAS mirror:\n%s", raw)
+	}
+}
+
+func TestPingErrs(t *testing.T) {
+	healthy := func() *Report {
+		r := &Report{Textfile: "# TYPE borgkit_last_exit_code gauge\n"}
+		for _, j := range pingedJobs {
+			r.Pings = append(r.Pings, "/"+PingKey+"/"+j+"/start", "/"+PingKey+"/"+j+"/0")
+			if job, ok := strings.CutPrefix(j, Server+"-"); ok {
+				r.Textfile += `borgkit_last_exit_code{job="` + job + `"} 0` + "\n"
+			}
+		}
+		return r
+	}
+	if errs := healthy().pingErrs(); len(errs) != 0 {
+		t.Fatalf("a healthy run: %v", errs)
+	}
+	for name, tc := range map[string]struct {
+		spoil func(r *Report)
+		want  string
+	}{
+		"a job that never ended": {func(r *Report) { r.Pings = r.Pings[:len(r.Pings)-1] }, "did not get start, then 0"},
+		"a failure":              {func(r *Report) { r.Pings[1] = "/" + PingKey + "/" + pingedJobs[0] + "/1" }, "out of turn"},
+		"an end before a start":  {func(r *Report) { r.Pings[0], r.Pings[1] = r.Pings[1], r.Pings[0] }, "out of turn"},
+		"no textfile":            {func(r *Report) { r.Textfile = "" }, "textfile does not show nightly"},
+	} {
+		r := healthy()
+		tc.spoil(r)
+		errs := r.pingErrs()
+		if len(errs) == 0 || !strings.Contains(fmt.Sprint(errs), tc.want) {
+			t.Errorf("%s: got %v, want an error with %q", name, errs, tc.want)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/borgkit/borgkit/testing/pingsink"
 	"github.com/borgkit/borgkit/testing/smtpsink"
 )
 
@@ -32,6 +33,9 @@ const (
 	// SMTPPort is where the mail listener takes msmtp's mail, on every
 	// address of john-ai's namespace.
 	SMTPPort = 2525
+	// PingPort is where the Healthchecks-style check takes the jobs'
+	// pings, on the same addresses.
+	PingPort = 8025
 
 	// NSPrefix starts every namespace the lab creates:
 	// borgkit-<8 hex>-<host>.
@@ -103,6 +107,7 @@ type Lab struct {
 	hosts []*Host
 	disks []*Disk
 	sink  *smtpsink.Sink
+	pings *pingsink.Sink
 
 	mu     sync.Mutex
 	closed bool
@@ -174,7 +179,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		{"hosts", l.startHosts},
 		{"systemctl stand-in", func(context.Context) error { return l.installStandIns() }},
 		{"network", l.startNetwork},
-		{"mail listener", l.startMail},
+		{"mail and ping listeners", l.startListeners},
 		{"disks", l.startDisks},
 		{"sshd", l.startSSHDs},
 	}
@@ -419,22 +424,36 @@ func (l *Lab) ResetMails() {
 	}
 }
 
-// startMail starts the SMTP listener inside john-ai's network namespace on
-// every address, so john-ai reaches it on 127.0.0.1 or its own address and
-// the Pi over the veth pair.
-func (l *Lab) startMail(context.Context) error {
+// startListeners starts the SMTP listener and the ping check inside
+// john-ai's network namespace on every address, so john-ai reaches them on
+// 127.0.0.1 or its own address and the Pi over the veth pair.
+func (l *Lab) startListeners(context.Context) error {
 	h := l.Host(Server)
-	var ln net.Listener
+	var mail, ping net.Listener
 	err := inNetNS(h.NetNS, func() error {
 		var err error
-		ln, err = net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(SMTPPort)))
+		if mail, err = net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(SMTPPort))); err != nil {
+			return err
+		}
+		if ping, err = net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(PingPort))); err != nil {
+			mail.Close()
+		}
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("listen in %s: %w", h.NetNS, err)
 	}
-	l.sink = smtpsink.Serve(ln)
+	l.sink = smtpsink.Serve(mail)
+	l.pings = pingsink.Serve(ping, 0)
 	return nil
+}
+
+// Pings returns the pings the lab's check received so far, oldest first.
+func (l *Lab) Pings() []pingsink.Ping {
+	if l.pings == nil {
+		return nil
+	}
+	return l.pings.Pings()
 }
 
 // startNetwork joins the hosts with a veth pair, eth0 on both sides.
@@ -472,6 +491,9 @@ func (l *Lab) Close() error {
 	var errs []error
 	if l.sink != nil {
 		l.sink.Close()
+	}
+	if l.pings != nil {
+		l.pings.Close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -9,12 +9,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
 // ScenarioOptions adjust RunScenario.
@@ -91,6 +94,43 @@ type Report struct {
 	Commands []string
 	// Mails are the messages received during the healthy run: none.
 	Mails []Mail
+	// Pings are the URIs the lab's check received, oldest first.
+	Pings []string
+	// Textfile is john-ai's borgkit.prom after the jobs.
+	Textfile string
+}
+
+// pingedJobs are the scenario's jobs that report to the check, as the
+// ping URL names them (HOST-JOB): each is scheduled on its host, so each
+// must ping its start and then exit code 0.
+var pingedJobs = []string{Server + "-nightly", Server + "-sync", Offsite + "-watchdog", Server + "-check", Server + "-restore_test"}
+
+// pingErrs checks the pings and the textfile of a healthy run: every
+// pinged job started and ended with 0, and nothing ended otherwise.
+func (r *Report) pingErrs() []error {
+	var errs []error
+	seen := map[string]int{}
+	for _, uri := range r.Pings {
+		check, signal := path.Split(strings.TrimPrefix(uri, "/"+PingKey+"/"))
+		check = strings.TrimSuffix(check, "/")
+		switch {
+		case signal == "start" && seen[check] == 0:
+			seen[check] = 1
+		case signal == "0" && seen[check] == 1:
+			seen[check] = 2
+		default:
+			errs = append(errs, fmt.Errorf("the check got %s out of turn in a healthy run", uri))
+		}
+	}
+	for _, j := range pingedJobs {
+		if seen[j] != 2 {
+			errs = append(errs, fmt.Errorf("check %s did not get start, then 0 (pings: %s)", j, strings.Join(r.Pings, " ")))
+		}
+		if job, ok := strings.CutPrefix(j, Server+"-"); ok && !strings.Contains(r.Textfile, `borgkit_last_exit_code{job="`+job+`"} 0`+"\n") {
+			errs = append(errs, fmt.Errorf("%s's textfile does not show %s ending with 0:\n%s", Server, job, r.Textfile))
+		}
+	}
+	return errs
 }
 
 // Step returns the first step with that name, or nil.
@@ -123,6 +163,7 @@ func (r *Report) Err() error {
 	for _, m := range r.Mails {
 		errs = append(errs, fmt.Errorf("a healthy run sent mail: %q", m.Subject))
 	}
+	errs = append(errs, r.pingErrs()...)
 	for h, c := range r.SecondProvision {
 		if c.Changes() > 0 || !c.NoChanges {
 			errs = append(errs, fmt.Errorf("second provision of %s: %d to create, %d to change (want no changes)", h, c.Create, c.Change))
@@ -192,8 +233,18 @@ func (s *scenario) run(ctx context.Context) error {
 	s.job(ctx, "check")
 	s.job(ctx, "restore-test")
 	s.optional(ctx)
-	// msmtp has returned by the time a job exits, so what was sent is in.
+	// msmtp has returned by the time a job exits, so what was sent is in;
+	// so have the pings.
 	s.r.Mails = s.l.Mails()
+	for _, p := range s.l.Pings() {
+		s.r.Pings = append(s.r.Pings, p.URI)
+	}
+	s.progress("lab", "pings received:", strings.Join(s.r.Pings, " "))
+	prom, err := s.l.ReadFile(Server, path.Join(TextfileDir, state.TextfileName))
+	if err != nil {
+		s.progress(Server, "prometheus textfile:", err.Error())
+	}
+	s.r.Textfile = string(prom)
 	if len(s.r.Mails) == 0 {
 		s.progress("lab", "mail received:", "none (a healthy run is silent)")
 	}

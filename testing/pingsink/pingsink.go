@@ -4,6 +4,7 @@ package pingsink
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -32,11 +33,23 @@ type Sink struct {
 	fail  int
 }
 
-// Start listens until the test ends. The first fail pings are answered
-// 503, as a check under maintenance would.
+// Start listens on 127.0.0.1 until the test ends. The first fail pings are
+// answered 503, as a check under maintenance would.
 func Start(t testing.TB, fail int) *Sink {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Serve(ln, fail)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Serve answers pings on ln (a lab's listener inside a network namespace)
+// until Close.
+func Serve(ln net.Listener, fail int) *Sink {
 	s := &Sink{fail: fail}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -47,8 +60,10 @@ func Start(t testing.TB, fail int) *Sink {
 		}
 		io.WriteString(w, "OK")
 	}))
+	s.srv.Listener.Close()
+	s.srv.Listener = ln
+	s.srv.Start()
 	s.URL = s.srv.URL
-	t.Cleanup(s.srv.Close)
 	return s
 }
 

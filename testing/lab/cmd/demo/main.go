@@ -81,8 +81,8 @@ func run() (code int) {
 		fmt.Printf("[%5.1fs] FAILED:\n%v\n", time.Since(start).Seconds(), err)
 		code = 1
 	} else {
-		fmt.Printf("[%5.1fs] all steps ok: %d mirrors byte-identical, no mail, second provisions changed nothing\n",
-			time.Since(start).Seconds(), len(report.Mirrors))
+		fmt.Printf("[%5.1fs] all steps ok: %d mirrors byte-identical, no mail, %d pings all 0, second provisions changed nothing\n",
+			time.Since(start).Seconds(), len(report.Mirrors), len(report.Pings))
 	}
 	if *keep {
 		for _, h := range l.Hosts() {
