@@ -69,6 +69,22 @@ type Host struct {
 	Unlock *Unlock `yaml:"unlock,omitempty"`
 	// Pull is the archive host's syncoid replication from a live server.
 	Pull *Pull `yaml:"pull,omitempty"`
+	// Proxmox is a Proxmox VE server whose backups this host watches.
+	Proxmox *Proxmox `yaml:"proxmox,omitempty"`
+}
+
+// Proxmox is a Proxmox VE server that writes its vzdump backups to a share
+// this host mounts (the first seed's NAS). Its guests' newest dumps join
+// the stale check and the dashboard, so one view covers both machines.
+type Proxmox struct {
+	// DumpDir is the directory vzdump writes to, as mounted here.
+	DumpDir string `yaml:"dump_dir"`
+	// MaxAge is how old a guest's newest dump may get before the stale
+	// check alerts (a Go duration; default 30h).
+	MaxAge string `yaml:"max_age,omitempty"`
+	// Guests are the VMIDs that must have a dump; empty watches every
+	// guest that has one.
+	Guests []int `yaml:"guests,omitempty"`
 }
 
 // SSH is how borgkit reaches the host when not run with --local.

@@ -436,6 +436,24 @@ func TestParseProblems(t *testing.T) {
 			msg: `sendmail command "msmtp" must be an absolute path`,
 		},
 		{
+			name:     "proxmox dump_dir relative",
+			src:      srv("    proxmox:", "      dump_dir: dumps"),
+			sentinel: ErrBadPath, line: 15, col: 17,
+			msg: `dump_dir "dumps" must be an absolute path`,
+		},
+		{
+			name:     "proxmox guest that is no VMID",
+			src:      srv("    proxmox:", "      dump_dir: /mnt/nas/dump", "      guests: [100, 42]"),
+			sentinel: ErrBadValue, line: 16, col: 21,
+			msg: "guest 42 is not a Proxmox VMID",
+		},
+		{
+			name:     "proxmox max_age",
+			src:      srv("    proxmox:", "      dump_dir: /mnt/nas/dump", "      max_age: weekly"),
+			sentinel: ErrBadDuration, line: 16, col: 16,
+			msg: `max_age "weekly" is not a duration`,
+		},
+		{
 			name:     "ping_url with an unknown placeholder",
 			src:      lines(header[0], header[1], header[2], header[3], "  ping_url: https://hc-ping.com/k/{hostname}-{job}", header[4], header[5]) + lines(server...),
 			sentinel: ErrBadValue, line: 5, col: 13,

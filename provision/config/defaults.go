@@ -489,6 +489,9 @@ func durationOr(s string, def time.Duration) time.Duration {
 	return d
 }
 
+// MaxAgeOrDefault is how old a guest's newest dump may get (default 30h).
+func (p *Proxmox) MaxAgeOrDefault() time.Duration { return durationOr(p.MaxAge, DefaultMaxAge) }
+
 // NightlyMaxAgeOrDefault is how old the last good nightly may get before the
 // stale check alerts (default 30h).
 func (t Thresholds) NightlyMaxAgeOrDefault() time.Duration {

@@ -878,4 +878,23 @@ func (v *validator) roleFit(p string, h *Host) {
 	if h.Pull != nil && h.Role != RoleArchive {
 		v.add(p+".pull", ErrRoleMismatch, "pull is only for an archive host (this one is %s)", h.Role)
 	}
+	if x := h.Proxmox; x != nil {
+		pp := p + ".proxmox"
+		if h.Role == RoleOffsite {
+			v.add(pp, ErrRoleMismatch, "proxmox is for a host that runs the stale check (server or archive), not %s", h.Role)
+		}
+		v.path(pp+".dump_dir", "dump_dir", x.DumpDir, true)
+		v.duration(pp+".max_age", "max_age", x.MaxAge)
+		seen := map[int]bool{}
+		for i, id := range x.Guests {
+			gp := fmt.Sprintf("%s.guests[%d]", pp, i)
+			switch {
+			case id < 100 || id > 999999999:
+				v.add(gp, ErrBadValue, "guest %d is not a Proxmox VMID (100 to 999999999)", id)
+			case seen[id]:
+				v.add(gp, ErrBadValue, "guest %d is listed twice", id)
+			}
+			seen[id] = true
+		}
+	}
 }

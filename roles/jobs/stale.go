@@ -43,6 +43,12 @@ func Stale(ctx context.Context, e *Env) error {
 	if len(e.Host.Mirrors) > 0 {
 		checks = append(checks, e.age("sync", "Offsite sync", th.SyncMaxAgeOrDefault(), now))
 	}
+	var stats any // nil without Proxmox: no stats at all in the record
+	if p := e.Host.Proxmox; p != nil {
+		pc, ps := e.proxmoxChecks(ctx, p, now)
+		checks = append(checks, pc...)
+		stats = &StaleStats{Proxmox: ps}
+	}
 	stale := 0
 	for _, c := range checks {
 		if c.Stale() {
@@ -54,7 +60,7 @@ func Stale(ctx context.Context, e *Env) error {
 		status, msg = state.Warning, fmt.Sprintf("%d stale", stale)
 		e.Mail(ctx, alert.Staleness(checks))
 	}
-	return run.Finish(status, 0, msg, nil, nil)
+	return run.Finish(status, 0, msg, stats, nil)
 }
 
 // age measures from the job's last success, not its last run, which may

@@ -292,10 +292,18 @@ type AgeCheck struct {
 	Threshold time.Duration
 	// Log is where to look when it is stale.
 	Log string
+	// Hint, when set, replaces "Check cron jobs and LOG." for a check
+	// whose job is not this host's (the Proxmox server's backups).
+	Hint string
+	// Err says why the age could not be measured; the check is stale.
+	Err string
+	// Noun names it in the paragraph ("The NOUN has not completed ...");
+	// default: Name in lower case.
+	Noun string
 }
 
 // Stale reports whether the check raises the alert.
-func (a AgeCheck) Stale() bool { return a.Never || a.Age > a.Threshold }
+func (a AgeCheck) Stale() bool { return a.Err != "" || a.Never || a.Age > a.Threshold }
 
 // Staleness is the stale check's mail: every age with its verdict, then a
 // paragraph per stale one. Call it only when some check is Stale.
@@ -303,6 +311,10 @@ func Staleness(checks []AgeCheck) Message {
 	var b strings.Builder
 	writeTitle(&b, "BACKUP STALENESS ALERT")
 	for _, c := range checks {
+		if c.Err != "" {
+			fmt.Fprintf(&b, "%s: cannot tell (%s)\n", c.Name, c.Err)
+			continue
+		}
 		age := Age(c.Age)
 		if c.Never {
 			age = "never"
@@ -317,13 +329,21 @@ func Staleness(checks []AgeCheck) Message {
 		if !c.Stale() {
 			continue
 		}
-		what := strings.ToLower(c.Name)
-		if c.Never {
+		what := c.Noun
+		if what == "" {
+			what = strings.ToLower(c.Name)
+		}
+		switch {
+		case c.Err != "":
+			fmt.Fprintf(&b, "\nThe age of the %s cannot be read.\n", what)
+		case c.Never:
 			fmt.Fprintf(&b, "\nThe %s has never completed.\n", what)
-		} else {
+		default:
 			fmt.Fprintf(&b, "\nThe %s has not completed in over %s.\n", what, limitWords(c.Threshold))
 		}
-		if c.Log != "" {
+		if c.Hint != "" {
+			b.WriteString(c.Hint + "\n")
+		} else if c.Log != "" {
 			fmt.Fprintf(&b, "Check cron jobs and %s.\n", c.Log)
 		} else {
 			b.WriteString("Check cron jobs.\n")

@@ -93,6 +93,16 @@ func TestMessagesGolden(t *testing.T) {
 			{Name: "Nightly backup", Age: 2 * time.Hour, Threshold: 30 * time.Hour},
 			{Name: "Offsite sync", Never: true, Threshold: 90 * time.Minute},
 		}), "STALENESS ALERT", ""},
+		{"staleness_proxmox", Staleness([]AgeCheck{
+			{Name: "Nightly backup", Age: 6 * time.Hour, Threshold: 30 * time.Hour},
+			{Name: "Proxmox guest 105 dump", Noun: "backup of Proxmox guest 105", Age: 80 * time.Hour, Threshold: 30 * time.Hour,
+				Hint: "Check the backup job on the Proxmox server and the dumps in /mnt/nas/proxmox/dump."},
+		}), "STALENESS ALERT", ""},
+		{"staleness_unreadable", Staleness([]AgeCheck{
+			{Name: "Nightly backup", Age: 6 * time.Hour, Threshold: 30 * time.Hour},
+			{Name: "Proxmox dumps", Noun: "Proxmox dumps", Err: "open /mnt/nas/proxmox/dump: no such file or directory", Threshold: 30 * time.Hour,
+				Hint: "Check that the share holding /mnt/nas/proxmox/dump is mounted."},
+		}), "STALENESS ALERT", ""},
 		{"heartbeat_stale", HeartbeatStale("john-ai", 35*time.Hour+40*time.Minute, 30*time.Hour, "/mnt/backup/.heartbeat/john-ai-last-success"),
 			"heartbeat STALE", "john-ai"},
 		{"heartbeat_missing", HeartbeatStale("john-ai", -1, 30*time.Hour, "/mnt/backup/.heartbeat/john-ai-last-success"),

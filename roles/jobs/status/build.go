@@ -163,6 +163,7 @@ func Build(cfg *config.Config, self *config.Host, recs map[string]*state.Record,
 	} else {
 		b.repos()
 		b.vms()
+		b.proxmox()
 		b.mirrors()
 		b.monitoring()
 		b.staleness()
@@ -498,6 +499,52 @@ func (b *builder) vms() {
 		for _, vm := range r.VMs {
 			b.d.VMs = append(b.d.VMs, VM{Name: vm, Repo: r.Name, LastBackup: r.LastBackup, AgeSeconds: r.AgeSeconds, Health: health, Level: r.Level})
 		}
+	}
+}
+
+// proxmox shows what the stale check recorded of the Proxmox dumps.
+func (b *builder) proxmox() {
+	cp := b.self.Proxmox
+	if cp == nil {
+		return
+	}
+	maxAge := cp.MaxAgeOrDefault()
+	p := &Proxmox{Dir: cp.DumpDir, MaxAgeSeconds: int64(maxAge.Seconds()), Level: LevelUnknown, Guests: []ProxmoxGuest{}}
+	b.d.Proxmox = p
+	r := b.rec(config.JobStale)
+	var st jobs.StaleStats
+	if r == nil || len(r.Stats) == 0 {
+		return // the stale check has not listed them yet
+	}
+	b.decodeStats(r, &st)
+	ps := st.Proxmox
+	if ps == nil || ps.Dir != cp.DumpDir {
+		return // recorded before this directory was configured
+	}
+	p.CheckedAt = b.at(ended(r))
+	if ps.Error != "" {
+		p.Error, p.Level = ps.Error, LevelFailed
+		b.issue(LevelFailed, config.JobStale, "Proxmox dumps in %s could not be listed: %s", cp.DumpDir, ps.Error)
+		return
+	}
+	p.Level = LevelOK
+	for _, d := range ps.Dumps {
+		g := ProxmoxGuest{VMID: d.VMID, Kind: d.Kind, File: d.File, Bytes: d.Bytes, Level: LevelOK}
+		switch {
+		case d.At.IsZero():
+			g.Level = LevelFailed
+			b.issue(LevelFailed, config.JobStale, "Proxmox guest %d has no dump in %s", d.VMID, cp.DumpDir)
+		default:
+			g.At, g.AgeSeconds = b.at(d.At), b.age(d.At)
+			if b.now.Sub(d.At) > maxAge {
+				g.Level = LevelFailed
+				b.issue(LevelFailed, config.JobStale, "Proxmox guest %d dump is stale: %s old (threshold: %s)", d.VMID, ago(g.AgeSeconds), alert.Limit(maxAge))
+			}
+		}
+		if g.Level == LevelFailed {
+			p.Level = LevelFailed
+		}
+		p.Guests = append(p.Guests, g)
 	}
 }
 

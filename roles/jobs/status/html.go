@@ -233,6 +233,20 @@ func (d *Dashboard) htmlPage() htmlPage {
 	}
 	add(vm)
 
+	if px := d.Proxmox; px != nil {
+		ps := htmlSection{Title: "PROXMOX BACKUPS (" + px.Dir + ")", Head: []string{"Guest", "Newest dump", "File"}}
+		switch {
+		case px.Error != "":
+			ps.Rows = append(ps.Rows, []htmlCell{cell("All"), colored(LevelFailed, "Cannot list: "+px.Error), cell("")})
+		case px.CheckedAt.IsZero():
+			ps.Rows = append(ps.Rows, []htmlCell{cell("All"), colored(LevelUnknown, "Not listed yet"), cell("")})
+		}
+		for _, g := range px.Guests {
+			ps.Rows = append(ps.Rows, []htmlCell{cell(fmt.Sprintf("%s %d", kindWord(g.Kind), g.VMID)), colored(g.Level, g.state()), cell(g.File)})
+		}
+		add(ps)
+	}
+
 	mo := htmlSection{Title: d.MonitoringTitle(), Head: []string{"Check", "Status", "When"}}
 	for _, c := range d.Monitoring {
 		mo.Rows = append(mo.Rows, []htmlCell{cell(c.Name), colored(c.Level, c.Status), cell(c.Note)})

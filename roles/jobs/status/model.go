@@ -38,6 +38,8 @@ type Dashboard struct {
 	Mirrors    []Mirror    `json:"mirrors,omitempty"`
 	VMs        []VM        `json:"vms,omitempty"`
 	Heartbeats []Heartbeat `json:"heartbeats,omitempty"`
+	// Proxmox is the watched Proxmox server's guests (config proxmox:).
+	Proxmox *Proxmox `json:"proxmox,omitempty"`
 
 	Monitoring []Check `json:"monitoring"`
 	// Issues is never nil, so the JSON always carries a list to count.
@@ -117,6 +119,31 @@ type VM struct {
 	LastBackup time.Time `json:"last_backup,omitzero"`
 	AgeSeconds int64     `json:"age_seconds,omitempty"`
 	Health     string    `json:"health"` // healthy | stale | failed | never backed up
+	Level      Level     `json:"level"`
+}
+
+// Proxmox is a Proxmox server's dumps as the stale check last listed them.
+// Ages are taken now, from the dumps' times, so they keep growing while
+// the stale check is not running.
+type Proxmox struct {
+	Dir string `json:"dir"`
+	// CheckedAt is when the stale check listed the directory; zero: never.
+	CheckedAt     time.Time      `json:"checked_at,omitzero"`
+	Error         string         `json:"error,omitempty"`
+	MaxAgeSeconds int64          `json:"max_age_seconds"`
+	Level         Level          `json:"level"`
+	Guests        []ProxmoxGuest `json:"guests"`
+}
+
+// ProxmoxGuest is one guest's newest dump; a watched guest without any has
+// no File.
+type ProxmoxGuest struct {
+	VMID       int       `json:"vmid"`
+	Kind       string    `json:"kind,omitempty"` // qemu | lxc
+	File       string    `json:"file,omitempty"`
+	At         time.Time `json:"at,omitzero"`
+	AgeSeconds int64     `json:"age_seconds,omitempty"`
+	Bytes      int64     `json:"bytes,omitempty"`
 	Level      Level     `json:"level"`
 }
 

@@ -161,11 +161,18 @@ func drillFixture() map[string]any {
 }
 
 // healthyRecords is the seed's dashboard: everything ran when cron said.
+// staleStats is the stale check's record of the example's Proxmox dumps.
+func staleStats(dumps ...jobs.Dump) jobs.StaleStats {
+	return jobs.StaleStats{Proxmox: &jobs.ProxmoxStats{Dir: "/mnt/nas/proxmox/dump", Dumps: dumps, MaxAgeSeconds: 30 * 3600}}
+}
+
 func healthyRecords(t testing.TB) []*state.Record {
 	return []*state.Record{
 		rec(t, "nightly", state.OK, "2026-06-12 00:00:00", "2026-06-12 00:42:10", nightlyStats("")),
 		rec(t, "sync", state.OK, "2026-06-12 02:00:00", "2026-06-12 02:04:31", syncStats()),
-		rec(t, "stale", state.OK, "2026-06-12 06:00:00", "2026-06-12 06:00:01", nil),
+		rec(t, "stale", state.OK, "2026-06-12 06:00:00", "2026-06-12 06:00:01", staleStats(
+			jobs.Dump{VMID: 100, Kind: "qemu", File: "vzdump-qemu-100-2026_06_11-23_00_05.vma.zst", At: at("2026-06-11 23:00:05"), Bytes: int64(sz(14.2, gib))},
+			jobs.Dump{VMID: 105, Kind: "lxc", File: "vzdump-lxc-105-2026_06_11-23_41_10.tar.zst", At: at("2026-06-11 23:41:10"), Bytes: int64(sz(1.3, gib))})),
 		rec(t, "check", state.OK, "2026-06-06 09:00:00", "2026-06-06 09:15:40", checkStats()),
 		rec(t, "verify", state.OK, "2026-05-15 03:00:00", "2026-05-15 05:12:00", checkStats()),
 		rec(t, "restore_test", state.OK, "2026-06-01 10:00:00", "2026-06-01 10:08:12", jobs.RestoreStats{Files: []jobs.RestoredFile{
@@ -220,7 +227,13 @@ var fixtures = []fixture{
 		nightly.LastSuccess = at("2026-06-11 00:41:02")
 		// The sync's cron line died two days ago.
 		sync := rec(t, "sync", state.OK, "2026-06-10 02:00:00", "2026-06-10 02:05:12", syncStats())
-		return without(replace(healthyRecords(t), nightly, sync), "drill")
+		// The Proxmox server skipped its container for three nights and
+		// lost a guest's dumps altogether.
+		stale := rec(t, "stale", state.Warning, "2026-06-12 06:00:00", "2026-06-12 06:00:01", staleStats(
+			jobs.Dump{VMID: 100, Kind: "qemu", File: "vzdump-qemu-100-2026_06_11-23_00_05.vma.zst", At: at("2026-06-11 23:00:05"), Bytes: int64(sz(14.2, gib))},
+			jobs.Dump{VMID: 105, Kind: "lxc", File: "vzdump-lxc-105-2026_06_08-23_41_10.tar.zst", At: at("2026-06-08 23:41:10"), Bytes: int64(sz(1.3, gib))},
+			jobs.Dump{VMID: 110}))
+		return without(replace(healthyRecords(t), nightly, sync, stale), "drill")
 	}},
 	{name: "abandoned", host: "john-ai", disks: liveDisks(), recs: func(t testing.TB) []*state.Record {
 		// Begin wrote this; then the process was SIGKILLed.
@@ -372,6 +385,8 @@ func TestIssues(t *testing.T) {
 		"healthy": nil,
 		"failing": {
 			"failed Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
+			"failed Proxmox guest 105 dump is stale: 3d old (threshold: 30h)",
+			"failed Proxmox guest 110 has no dump in /mnt/nas/proxmox/dump",
 			"failed Mirror sync is stale: last success 2d ago (threshold: 30h)",
 			"warning No recovery drill recorded: rehearse a restore from the recovery bundle",
 		},
@@ -395,7 +410,7 @@ func TestIssues(t *testing.T) {
 func TestSummaryMail(t *testing.T) {
 	cases := map[string]string{
 		"healthy":   "Weekly Summary — All healthy",
-		"failing":   "Weekly Summary — 3 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
+		"failing":   "Weekly Summary — 5 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
 		"abandoned": "Weekly Summary — 1 issue: Mirror sync left running by pid 2147483646 since 2026-06-12 02:00: the process is gone (terminated…",
 	}
 	for _, f := range fixtures {

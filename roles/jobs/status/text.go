@@ -140,6 +140,7 @@ func (d *Dashboard) Text(w io.Writer, color bool) error {
 		d.textRepos(t)
 		d.textMirrors(t)
 		d.textVMs(t)
+		d.textProxmox(t)
 	}
 	d.textMonitoring(t)
 	d.textSummary(t)
@@ -308,6 +309,49 @@ func (d *Dashboard) textVMs(t *textWriter) {
 		t.line(pad(labels)[i] + t.paint(v.Level, v.state()))
 	}
 	t.close()
+}
+
+func (g ProxmoxGuest) state() string {
+	if g.File == "" {
+		return "no dump"
+	}
+	return fmt.Sprintf("%s ago, %s", ago(g.AgeSeconds), alert.Size(uint64(g.Bytes)))
+}
+
+func (d *Dashboard) textProxmox(t *textWriter) {
+	p := d.Proxmox
+	if p == nil {
+		return
+	}
+	t.open("PROXMOX BACKUPS")
+	t.line("Dumps: " + p.Dir)
+	switch {
+	case p.Error != "":
+		t.line(t.paint(LevelFailed, "Cannot list: "+p.Error))
+	case p.CheckedAt.IsZero():
+		t.line(t.paint(LevelUnknown, "Not listed yet (the stale check lists them)"))
+	case len(p.Guests) == 0:
+		t.line(t.paint(LevelWarning, "No dumps found"))
+	}
+	var labels []string
+	for _, g := range p.Guests {
+		labels = append(labels, fmt.Sprintf("%s %d:", kindWord(g.Kind), g.VMID))
+	}
+	for i, g := range p.Guests {
+		t.line(pad(labels)[i] + t.paint(g.Level, g.state()))
+	}
+	t.close()
+}
+
+// kindWord names a vzdump kind as Proxmox's interface does.
+func kindWord(kind string) string {
+	switch kind {
+	case "qemu":
+		return "VM"
+	case "lxc":
+		return "CT"
+	}
+	return "Guest"
 }
 
 func (h Heartbeat) state() string {

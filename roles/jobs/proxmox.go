@@ -1,0 +1,140 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/roles/jobs/alert"
+)
+
+// Dump is a Proxmox guest's newest vzdump archive.
+type Dump struct {
+	VMID int `json:"vmid"`
+	// Kind is vzdump's: qemu (a VM) or lxc (a container).
+	Kind  string    `json:"kind"`
+	File  string    `json:"file"`
+	At    time.Time `json:"at"`
+	Bytes int64     `json:"bytes"`
+}
+
+// ProxmoxStats is what the stale check saw of the Proxmox dumps.
+type ProxmoxStats struct {
+	Dir string `json:"dir"`
+	// Dumps are the newest dump of each guest, by VMID; a watched guest
+	// without any has a zero At.
+	Dumps         []Dump `json:"dumps"`
+	MaxAgeSeconds int64  `json:"max_age_seconds"`
+	// Error says why the directory could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// StaleStats is the stale check's record.
+type StaleStats struct {
+	Proxmox *ProxmoxStats `json:"proxmox,omitempty"`
+}
+
+// vzdumpName is vzdump's file name: vzdump-KIND-VMID-YYYY_MM_DD-hh_mm_ss,
+// then the archive's extensions. Logs and notes beside it do not match.
+var vzdumpName = regexp.MustCompile(`^vzdump-(qemu|lxc)-([0-9]+)-([0-9]{4}_[0-9]{2}_[0-9]{2}-[0-9]{2}_[0-9]{2}_[0-9]{2})\.(vma|tar|tgz)(\.(zst|gz|lzo))?$`)
+
+// proxmoxReadTimeout bounds the directory listing: a CIFS share whose
+// server went away can hang readdir for minutes.
+const proxmoxReadTimeout = 30 * time.Second
+
+// ScanVzdump finds the newest dump of every guest in dir. The time is the
+// one vzdump wrote into the name, in this host's zone (vzdump names in the
+// Proxmox server's local time; both are usually the same house's).
+func ScanVzdump(ctx context.Context, dir string) ([]Dump, error) {
+	type listing struct {
+		entries []os.DirEntry
+		err     error
+	}
+	ch := make(chan listing, 1)
+	go func() {
+		e, err := os.ReadDir(dir)
+		ch <- listing{e, err}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, proxmoxReadTimeout)
+	defer cancel()
+	var l listing
+	select {
+	case l = <-ch:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("list %s: no answer within %s (a share that went away?)", dir, proxmoxReadTimeout)
+	}
+	if l.err != nil {
+		return nil, l.err
+	}
+	newest := map[int]Dump{}
+	for _, e := range l.entries {
+		m := vzdumpName.FindStringSubmatch(e.Name())
+		if m == nil || !e.Type().IsRegular() {
+			continue
+		}
+		id, err := strconv.Atoi(m[2])
+		if err != nil {
+			continue
+		}
+		at, err := time.ParseInLocation("2006_01_02-15_04_05", m[3], time.Local)
+		if err != nil {
+			continue
+		}
+		if d, ok := newest[id]; ok && !at.After(d.At) {
+			continue
+		}
+		d := Dump{VMID: id, Kind: m[1], File: e.Name(), At: at}
+		if fi, err := e.Info(); err == nil {
+			d.Bytes = fi.Size()
+		}
+		newest[id] = d
+	}
+	out := make([]Dump, 0, len(newest))
+	for _, d := range newest {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b Dump) int { return a.VMID - b.VMID })
+	return out, nil
+}
+
+// proxmoxChecks scans the dump directory and turns it into the stale
+// check's lines: one per watched guest, or one for a directory that cannot
+// be read.
+func (e *Env) proxmoxChecks(ctx context.Context, p *config.Proxmox, now time.Time) ([]alert.AgeCheck, *ProxmoxStats) {
+	st := &ProxmoxStats{Dir: p.DumpDir, MaxAgeSeconds: int64(p.MaxAgeOrDefault().Seconds())}
+	dumps, err := ScanVzdump(ctx, p.DumpDir)
+	if err != nil {
+		st.Error = err.Error()
+		e.logf("proxmox dumps: %v", err)
+		return []alert.AgeCheck{{Name: "Proxmox dumps", Noun: "Proxmox dumps", Err: err.Error(), Threshold: p.MaxAgeOrDefault(),
+			Hint: "Check that the share holding " + p.DumpDir + " is mounted."}}, st
+	}
+	byID := map[int]Dump{}
+	for _, d := range dumps {
+		byID[d.VMID] = d
+	}
+	for _, id := range p.Guests {
+		if _, ok := byID[id]; !ok {
+			dumps = append(dumps, Dump{VMID: id})
+		}
+	}
+	slices.SortFunc(dumps, func(a, b Dump) int { return a.VMID - b.VMID })
+	st.Dumps = dumps
+	var checks []alert.AgeCheck
+	for _, d := range dumps {
+		c := alert.AgeCheck{Name: fmt.Sprintf("Proxmox guest %d dump", d.VMID), Noun: fmt.Sprintf("backup of Proxmox guest %d", d.VMID), Threshold: p.MaxAgeOrDefault(),
+			Hint: "Check the backup job on the Proxmox server and the dumps in " + p.DumpDir + "."}
+		if d.At.IsZero() {
+			c.Never = true
+		} else {
+			c.Age = now.Sub(d.At)
+		}
+		checks = append(checks, c)
+	}
+	return checks, st
+}
