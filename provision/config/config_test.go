@@ -307,6 +307,13 @@ func TestParseProblems(t *testing.T) {
 			msg: "compaction belongs on a server or archive host",
 		},
 		{
+			name: "proxmox on an offsite host",
+			src: withHeader("  - name: pi", "    role: offsite", "    address: 100.64.0.2",
+				"    proxmox: {dump_dir: /mnt/nas/dump}"),
+			sentinel: ErrRoleMismatch, line: 10, col: 5,
+			msg: "proxmox is for a host that runs the stale check",
+		},
+		{
 			name:     "port out of range",
 			src:      srv("    ssh: {port: 70000}"),
 			sentinel: ErrBadValue, line: 14, col: 17,
