@@ -164,6 +164,36 @@ func TestRestoreTest(t *testing.T) {
 	wantMail(t, m[0], "[BACKUP] john-ai RESTORE TEST FAILED", "canary.txt", "differs from the live file")
 }
 
+// TestRestoreTestSamplesByBorgsRoundedMtime: without a canary the test
+// samples files whose mtime borg recorded. borg shows mtimes rounded to the
+// microsecond; a file whose nanoseconds round up must still count as
+// unchanged, or a small repo has nothing to sample and the test fails.
+func TestRestoreTestSamplesByBorgsRoundedMtime(t *testing.T) {
+	l := newLab(t, labOptions{})
+	l.env.Cfg.Hosts[0].Repos[0].Canary = ""
+	entries, _ := os.ReadDir(l.home)
+	for i, e := range entries {
+		// ….999999700: borg shows the next second's .000000.
+		at := time.Date(2026, 6, 1, 10, 0, i, 999999700, time.Local)
+		if err := os.Chtimes(filepath.Join(l.home, e.Name()), at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.RestoreTest(ctx(), l.env); err != nil {
+		t.Fatalf("restore test found nothing to sample: %v\n%s", err, l.log.String())
+	}
+	rec, _ := l.env.Store.Load("restore_test")
+	var st jobs.RestoreStats
+	json.Unmarshal(rec.Stats, &st)
+	if len(st.Files) == 0 {
+		t.Fatalf("no file sampled: %+v", rec)
+	}
+	l.mails(0)
+}
+
 func TestSyncRefusesUnmountedSource(t *testing.T) {
 	l := newLab(t, labOptions{})
 	if err := jobs.Nightly(ctx(), l.env); err != nil {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/digest"
@@ -107,6 +108,18 @@ func (e *Env) restoreRepo(ctx context.Context, r *config.Repo) ([]RestoredFile, 
 	return files, fails
 }
 
+// sameMicrosecond reports whether mtime is what borg's isomtime shows.
+// borg rounds to the nearest microsecond (…56789 ns shows as …57 µs);
+// formatting mtime would truncate, and lose about half of all files.
+func sameMicrosecond(mtime time.Time, isomtime string) bool {
+	at, err := time.ParseInLocation("2006-01-02T15:04:05.000000", isomtime, time.Local)
+	if err != nil {
+		return false
+	}
+	d := mtime.Sub(at)
+	return d > -time.Microsecond && d < time.Microsecond
+}
+
 // unchangedSample picks regular files whose live copy still has the size
 // and mtime the archive recorded, so a difference means damage, not an
 // edit made since.
@@ -126,7 +139,7 @@ func (e *Env) unchangedSample(ctx context.Context, r *config.Repo, archive strin
 		p := "/" + f[3]
 		fi, err := os.Stat(p)
 		if err != nil || !fi.Mode().IsRegular() || fi.Size() > maxSample || fmt.Sprint(fi.Size()) != f[1] ||
-			fi.ModTime().Format("2006-01-02T15:04:05.000000") != f[2] {
+			!sameMicrosecond(fi.ModTime(), f[2]) {
 			continue
 		}
 		candidates = append(candidates, p)
