@@ -82,8 +82,11 @@ type Proxmox struct {
 	// MaxAge is how old a guest's newest dump may get before the stale
 	// check alerts (a Go duration; default 30h).
 	MaxAge string `yaml:"max_age,omitempty"`
-	// Guests are the VMIDs that must have a dump; empty watches every
-	// guest that has one.
+	// Guests are the VMIDs watched: each must have a fresh dump, and
+	// dumps of other guests (one deleted on the Proxmox side, whose dumps
+	// Proxmox keeps) are ignored. Empty watches every guest with a dump.
+	// The time in a dump's name is read in this host's zone, so both
+	// machines should keep the same one.
 	Guests []int `yaml:"guests,omitempty"`
 }
 

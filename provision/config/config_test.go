@@ -307,6 +307,12 @@ func TestParseProblems(t *testing.T) {
 			msg: "compaction belongs on a server or archive host",
 		},
 		{
+			name:     "proxmox with the stale check off",
+			src:      srv("    schedules: {stale: \"off\"}", "    proxmox:", "      dump_dir: /mnt/nas/dump"),
+			sentinel: ErrBadValue, line: 15, col: 5,
+			msg: "whose schedule is off",
+		},
+		{
 			name: "proxmox on an offsite host",
 			src: withHeader("  - name: pi", "    role: offsite", "    address: 100.64.0.2",
 				"    proxmox: {dump_dir: /mnt/nas/dump}"),

@@ -882,6 +882,8 @@ func (v *validator) roleFit(p string, h *Host) {
 		pp := p + ".proxmox"
 		if h.Role == RoleOffsite {
 			v.add(pp, ErrRoleMismatch, "proxmox is for a host that runs the stale check (server or archive), not %s", h.Role)
+		} else if _, on := h.Schedule(JobStale); !on {
+			v.add(pp, ErrBadValue, "proxmox is watched by the stale check, whose schedule is off on this host")
 		}
 		v.path(pp+".dump_dir", "dump_dir", x.DumpDir, true)
 		v.duration(pp+".max_age", "max_age", x.MaxAge)

@@ -48,31 +48,37 @@ var vzdumpName = regexp.MustCompile(`^vzdump-(qemu|lxc)-([0-9]+)-([0-9]{4}_[0-9]
 const proxmoxReadTimeout = 30 * time.Second
 
 // ScanVzdump finds the newest dump of every guest in dir. The time is the
-// one vzdump wrote into the name, in this host's zone (vzdump names in the
-// Proxmox server's local time; both are usually the same house's).
+// one vzdump wrote into the name, read in this host's zone. The listing and
+// every stat run on a goroutine bounded by proxmoxReadTimeout: on a hung
+// share the job reports and goes on, though that goroutine stays blocked
+// until the kernel gives up.
 func ScanVzdump(ctx context.Context, dir string) ([]Dump, error) {
-	type listing struct {
-		entries []os.DirEntry
-		err     error
+	type result struct {
+		dumps []Dump
+		err   error
 	}
-	ch := make(chan listing, 1)
+	ch := make(chan result, 1)
 	go func() {
-		e, err := os.ReadDir(dir)
-		ch <- listing{e, err}
+		d, err := scanVzdump(dir)
+		ch <- result{d, err}
 	}()
 	ctx, cancel := context.WithTimeout(ctx, proxmoxReadTimeout)
 	defer cancel()
-	var l listing
 	select {
-	case l = <-ch:
+	case r := <-ch:
+		return r.dumps, r.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("list %s: no answer within %s (a share that went away?)", dir, proxmoxReadTimeout)
 	}
-	if l.err != nil {
-		return nil, l.err
+}
+
+func scanVzdump(dir string) ([]Dump, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	newest := map[int]Dump{}
-	for _, e := range l.entries {
+	for _, e := range entries {
 		m := vzdumpName.FindStringSubmatch(e.Name())
 		if m == nil || !e.Type().IsRegular() {
 			continue
@@ -108,22 +114,32 @@ func ScanVzdump(ctx context.Context, dir string) ([]Dump, error) {
 func (e *Env) proxmoxChecks(ctx context.Context, p *config.Proxmox, now time.Time) ([]alert.AgeCheck, *ProxmoxStats) {
 	st := &ProxmoxStats{Dir: p.DumpDir, MaxAgeSeconds: int64(p.MaxAgeOrDefault().Seconds())}
 	dumps, err := ScanVzdump(ctx, p.DumpDir)
+	if err == nil && len(dumps) == 0 && len(p.Guests) == 0 {
+		// Most often the share is not mounted and this is its mountpoint.
+		err = fmt.Errorf("no vzdump archive in %s", p.DumpDir)
+	}
 	if err != nil {
 		st.Error = err.Error()
 		e.logf("proxmox dumps: %v", err)
 		return []alert.AgeCheck{{Name: "Proxmox dumps", Noun: "Proxmox dumps", Err: err.Error(), Threshold: p.MaxAgeOrDefault(),
 			Hint: "Check that the share holding " + p.DumpDir + " is mounted."}}, st
 	}
-	byID := map[int]Dump{}
-	for _, d := range dumps {
-		byID[d.VMID] = d
-	}
-	for _, id := range p.Guests {
-		if _, ok := byID[id]; !ok {
-			dumps = append(dumps, Dump{VMID: id})
+	if len(p.Guests) > 0 {
+		byID := map[int]Dump{}
+		for _, d := range dumps {
+			byID[d.VMID] = d
 		}
+		var watched []Dump
+		for _, id := range p.Guests {
+			d, ok := byID[id]
+			if !ok {
+				d = Dump{VMID: id}
+			}
+			watched = append(watched, d)
+		}
+		slices.SortFunc(watched, func(a, b Dump) int { return a.VMID - b.VMID })
+		dumps = watched
 	}
-	slices.SortFunc(dumps, func(a, b Dump) int { return a.VMID - b.VMID })
 	st.Dumps = dumps
 	var checks []alert.AgeCheck
 	for _, d := range dumps {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,8 +61,9 @@ func TestScanVzdump(t *testing.T) {
 }
 
 // TestStaleWatchesProxmoxDumps runs the real stale check over a dump
-// directory: a fresh VM, a stale container, a watched guest with no dump;
-// then over a directory that is gone.
+// directory: a fresh VM, a stale container and a watched guest with no
+// dump alert as they should, a deleted guest's leftover dumps are ignored;
+// then every guest is watched; then the directory is empty, then gone.
 func TestStaleWatchesProxmoxDumps(t *testing.T) {
 	l := newLab(t, labOptions{})
 	if err := jobs.Nightly(ctx(), l.env); err != nil {
@@ -71,8 +73,10 @@ func TestStaleWatchesProxmoxDumps(t *testing.T) {
 	now := time.Now()
 	vzdumpFile(t, dir, "qemu", 100, now.Add(-2*time.Hour), ".vma.zst", 64)
 	vzdumpFile(t, dir, "lxc", 105, now.Add(-80*time.Hour), ".tar.zst", 32)
-	l.env.Host.Proxmox = &config.Proxmox{DumpDir: dir, MaxAge: "30h", Guests: []int{100, 110}}
+	vzdumpFile(t, dir, "qemu", 120, now.Add(-900*time.Hour), ".vma.zst", 16) // a guest deleted long ago
+	l.env.Host.Proxmox = &config.Proxmox{DumpDir: dir, MaxAge: "30h", Guests: []int{100, 105, 110}}
 	l.env.Host.Mirrors = nil // no sync in this lab: only the Proxmox lines may be stale
+	hint := "Check the backup job on the Proxmox server and the dumps in " + dir + "."
 
 	if err := jobs.Stale(ctx(), l.env); err != nil {
 		t.Fatal(err)
@@ -82,29 +86,57 @@ func TestStaleWatchesProxmoxDumps(t *testing.T) {
 		"Proxmox guest 100 dump age: 2h (OK)",
 		"Proxmox guest 105 dump age: 80h (threshold: 30h)",
 		"Proxmox guest 110 dump age: never (threshold: 30h)",
-		"The backup of Proxmox guest 105 has not completed in over 30 hours.\nCheck the backup job on the Proxmox server and the dumps in "+dir+".",
-		"The backup of Proxmox guest 110 has never completed.")
-
+		"The backup of Proxmox guest 105 has not completed in over 30 hours.\n"+hint,
+		"The backup of Proxmox guest 110 has never completed.\n"+hint)
+	if strings.Contains(m[0].Body, "guest 120") {
+		t.Errorf("an unwatched guest is in the alert:\n%s", m[0].Body)
+	}
 	d, err := status.Live(l.env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := d.Proxmox
 	if p == nil || p.Dir != dir || p.Level != status.LevelFailed || len(p.Guests) != 3 ||
-		p.Guests[0].Level != status.LevelOK || p.Guests[1].Level != status.LevelFailed || p.Guests[2].File != "" {
+		p.Guests[0].Level != status.LevelOK || p.Guests[1].Level != status.LevelFailed ||
+		p.Guests[2].VMID != 110 || p.Guests[2].File != "" || p.Guests[2].Level != status.LevelFailed {
 		t.Fatalf("dashboard: %+v", p)
 	}
 
-	os.RemoveAll(dir)
+	// Without a list, every guest with a dump is watched, 120 too.
+	l.env.Host.Proxmox.Guests = nil
 	l.sink.Reset()
 	if err := jobs.Stale(ctx(), l.env); err != nil {
 		t.Fatal(err)
 	}
 	m = l.mails(1)
-	wantMail(t, m[0], "[BACKUP] john-ai STALENESS ALERT", "Proxmox dumps: cannot tell (open "+dir+": no such file or directory)",
-		"The age of the Proxmox dumps cannot be read.\nCheck that the share holding "+dir+" is mounted.")
-	rec, _ := l.env.Store.Load("stale")
-	if rec.Status != state.Warning {
-		t.Fatalf("stale record: %+v", rec)
+	wantMail(t, m[0], "[BACKUP] john-ai STALENESS ALERT", "Proxmox guest 120 dump age: 900h (threshold: 30h)")
+	if strings.Contains(m[0].Body, "guest 110") {
+		t.Errorf("guest 110 is no longer listed, nor has a dump:\n%s", m[0].Body)
+	}
+
+	// An empty directory is most often an unmounted share.
+	for _, name := range []string{"empty", "gone"} {
+		os.RemoveAll(dir)
+		if name == "empty" {
+			os.Mkdir(dir, 0o755)
+		}
+		l.sink.Reset()
+		if err := jobs.Stale(ctx(), l.env); err != nil {
+			t.Fatal(err)
+		}
+		m = l.mails(1)
+		cause := "no vzdump archive in " + dir
+		if name == "gone" {
+			cause = "open " + dir + ": no such file or directory"
+		}
+		wantMail(t, m[0], "[BACKUP] john-ai STALENESS ALERT", "Proxmox dumps: cannot tell ("+cause+")",
+			"The age of the Proxmox dumps cannot be read.\nCheck that the share holding "+dir+" is mounted.")
+		rec, _ := l.env.Store.Load("stale")
+		if rec.Status != state.Warning {
+			t.Fatalf("%s: stale record: %+v", name, rec)
+		}
+		if d, _ := status.Live(l.env); d.Proxmox.Level != status.LevelFailed || d.Proxmox.Error != cause {
+			t.Fatalf("%s: dashboard: %+v", name, d.Proxmox)
+		}
 	}
 }

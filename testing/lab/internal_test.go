@@ -111,6 +111,11 @@ func TestPingErrs(t *testing.T) {
 	if errs := healthy().pingErrs(); len(errs) != 0 {
 		t.Fatalf("a healthy run: %v", errs)
 	}
+	retried := healthy()
+	retried.Pings = append([]string{retried.Pings[0]}, retried.Pings...) // the first start sent twice
+	if errs := retried.pingErrs(); len(errs) != 0 {
+		t.Fatalf("a retried ping: %v", errs)
+	}
 	for name, tc := range map[string]struct {
 		spoil func(r *Report)
 		want  string
@@ -119,6 +124,7 @@ func TestPingErrs(t *testing.T) {
 		"a failure":              {func(r *Report) { r.Pings[1] = "/" + PingKey + "/" + pingedJobs[0] + "/1" }, "out of turn"},
 		"an end before a start":  {func(r *Report) { r.Pings[0], r.Pings[1] = r.Pings[1], r.Pings[0] }, "out of turn"},
 		"no textfile":            {func(r *Report) { r.Textfile = "" }, "textfile does not show nightly"},
+		"a second start":         {func(r *Report) { r.Pings = append(r.Pings, r.Pings[0]) }, "out of turn"},
 	} {
 		r := healthy()
 		tc.spoil(r)

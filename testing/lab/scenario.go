@@ -110,9 +110,14 @@ var pingedJobs = []string{Server + "-nightly", Server + "-sync", Offsite + "-wat
 func (r *Report) pingErrs() []error {
 	var errs []error
 	seen := map[string]int{}
+	last := map[string]string{}
 	for _, uri := range r.Pings {
 		check, signal := path.Split(strings.TrimPrefix(uri, "/"+PingKey+"/"))
 		check = strings.TrimSuffix(check, "/")
+		if last[check] == signal {
+			continue // a retry of a ping the check took but did not answer in time
+		}
+		last[check] = signal
 		switch {
 		case signal == "start" && seen[check] == 0:
 			seen[check] = 1

@@ -513,13 +513,19 @@ func (b *builder) proxmox() {
 	b.d.Proxmox = p
 	r := b.rec(config.JobStale)
 	var st jobs.StaleStats
-	if r == nil || len(r.Stats) == 0 {
-		return // the stale check has not listed them yet
+	if r != nil && len(r.Stats) > 0 {
+		b.decodeStats(r, &st)
 	}
-	b.decodeStats(r, &st)
 	ps := st.Proxmox
 	if ps == nil || ps.Dir != cp.DumpDir {
-		return // recorded before this directory was configured
+		// Begin drops the last run's stats: a stale check at work now
+		// lists them in a moment. Otherwise nothing watches them yet.
+		if r != nil && r.Status == state.Running && !dead(r) {
+			p.Level = LevelRunning
+			return
+		}
+		b.issue(LevelWarning, config.JobStale, "Proxmox dumps in %s not listed yet: the stale check lists them", cp.DumpDir)
+		return
 	}
 	p.CheckedAt = b.at(ended(r))
 	if ps.Error != "" {

@@ -239,7 +239,7 @@ func (d *Dashboard) htmlPage() htmlPage {
 		case px.Error != "":
 			ps.Rows = append(ps.Rows, []htmlCell{cell("All"), colored(LevelFailed, "Cannot list: "+px.Error), cell("")})
 		case px.CheckedAt.IsZero():
-			ps.Rows = append(ps.Rows, []htmlCell{cell("All"), colored(LevelUnknown, "Not listed yet"), cell("")})
+			ps.Rows = append(ps.Rows, []htmlCell{cell("All"), colored(px.Level, "Not listed yet"), cell("")})
 		}
 		for _, g := range px.Guests {
 			ps.Rows = append(ps.Rows, []htmlCell{cell(fmt.Sprintf("%s %d", kindWord(g.Kind), g.VMID)), colored(g.Level, g.state()), cell(g.File)})

@@ -160,12 +160,12 @@ func drillFixture() map[string]any {
 	return map[string]any{"repos": repoNames, "rpo_seconds": 21600, "rto_seconds": 2520, "finished": at("2026-03-01 11:02:00")}
 }
 
-// healthyRecords is the seed's dashboard: everything ran when cron said.
 // staleStats is the stale check's record of the example's Proxmox dumps.
 func staleStats(dumps ...jobs.Dump) jobs.StaleStats {
 	return jobs.StaleStats{Proxmox: &jobs.ProxmoxStats{Dir: "/mnt/nas/proxmox/dump", Dumps: dumps, MaxAgeSeconds: 30 * 3600}}
 }
 
+// healthyRecords is the seed's dashboard: everything ran when cron said.
 func healthyRecords(t testing.TB) []*state.Record {
 	return []*state.Record{
 		rec(t, "nightly", state.OK, "2026-06-12 00:00:00", "2026-06-12 00:42:10", nightlyStats("")),
@@ -567,6 +567,8 @@ func TestJobWarning(t *testing.T) {
 		"warning USB Backup Disk (/mnt/backup) is 91% full (290G of 3.6T used, warning at 90%)",
 		"warning Nightly backup ended with a warning (2026-06-12 00:42): some sections did not end well",
 		"warning Restore test ended with a warning (2026-06-01 10:08): canary /etc/hostname changed since the archive",
+		// This stale record carries no listing of the Proxmox dumps.
+		"warning Proxmox dumps in /mnt/nas/proxmox/dump not listed yet: the stale check lists them",
 	}
 	if got := issueTexts(d); !reflect.DeepEqual(got, want) {
 		t.Errorf("issues:\n got %q\nwant %q", got, want)
@@ -579,6 +581,7 @@ func TestNeverRan(t *testing.T) {
 	want := []string{
 		"failed Nightly backup has never succeeded (threshold: 30h)",
 		"failed Mirror sync has never succeeded (threshold: 30h)",
+		"warning Proxmox dumps in /mnt/nas/proxmox/dump not listed yet: the stale check lists them",
 		"warning Integrity check has never run",
 		"warning No recovery drill recorded: rehearse a restore from the recovery bundle",
 	}
@@ -673,6 +676,43 @@ func BenchmarkStatus(b *testing.B) {
 		}
 		if err := Build(cfg, self, all, disks, now).Text(io.Discard, true); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestProxmoxSection: what the dashboard makes of the stale check's
+// listing, in the cases the goldens do not show.
+func TestProxmoxSection(t *testing.T) {
+	cfg := exampleConfig(t)
+	unreadable := staleStats()
+	unreadable.Proxmox.Error = "no vzdump archive in /mnt/nas/proxmox/dump"
+	otherDir := staleStats(jobs.Dump{VMID: 100, Kind: "qemu", File: "x", At: at("2026-06-11 23:00:05")})
+	otherDir.Proxmox.Dir = "/mnt/old/dump"
+	self := state.Self()
+	running := &state.Record{Job: "stale", Status: state.Running, PID: self.PID, BootID: self.BootID, ProcStart: self.ProcStart,
+		Host: "john-ai", Started: at("2026-06-12 06:00:00")}
+	for name, tc := range map[string]struct {
+		stale *state.Record
+		level Level
+		issue string // "" = none about Proxmox
+	}{
+		"unreadable":    {rec(t, "stale", state.Warning, "2026-06-12 06:00:00", "2026-06-12 06:00:01", unreadable), LevelFailed, "failed Proxmox dumps in /mnt/nas/proxmox/dump could not be listed: no vzdump archive in /mnt/nas/proxmox/dump"},
+		"other dir":     {rec(t, "stale", state.OK, "2026-06-12 06:00:00", "2026-06-12 06:00:01", otherDir), LevelUnknown, "warning Proxmox dumps in /mnt/nas/proxmox/dump not listed yet: the stale check lists them"},
+		"stale at work": {running, LevelRunning, ""},
+		"listed, fresh": {healthyRecords(t)[2], LevelOK, ""},
+	} {
+		d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), tc.stale)...), liveDisks(), now)
+		if d.Proxmox == nil || d.Proxmox.Level != tc.level {
+			t.Errorf("%s: section %+v, want level %s", name, d.Proxmox, tc.level)
+		}
+		var got string
+		for _, i := range issueTexts(d) {
+			if strings.Contains(i, "Proxmox") {
+				got = i
+			}
+		}
+		if got != tc.issue {
+			t.Errorf("%s: issue %q, want %q", name, got, tc.issue)
 		}
 	}
 }

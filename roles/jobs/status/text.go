@@ -329,9 +329,7 @@ func (d *Dashboard) textProxmox(t *textWriter) {
 	case p.Error != "":
 		t.line(t.paint(LevelFailed, "Cannot list: "+p.Error))
 	case p.CheckedAt.IsZero():
-		t.line(t.paint(LevelUnknown, "Not listed yet (the stale check lists them)"))
-	case len(p.Guests) == 0:
-		t.line(t.paint(LevelWarning, "No dumps found"))
+		t.line(t.paint(p.Level, "Not listed yet (the stale check lists them)"))
 	}
 	var labels []string
 	for _, g := range p.Guests {
