@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/recovery/drill"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
@@ -66,6 +67,6 @@ weekly summary.` + exitStatusHelp,
 	f.StringVar(&o.LiveRoot, "live-root", "/", "where the live files are, with --compare-live")
 	f.StringVar(&o.ReportDir, "report-dir", ".", "where the Markdown and JSON report go when the bundle is read-only")
 	f.StringVar(&o.WorkDir, "work-dir", "", "where extracted files go (default: a temporary directory)")
-	f.StringVar(&o.StateDir, "state-dir", state.DefaultDir, "where the drill is recorded for borgkit status")
+	f.StringVar(&o.StateDir, "state-dir", layout.StateDir, "where the drill is recorded for borgkit status")
 	return cmd
 }

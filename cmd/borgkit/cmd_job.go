@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/borgkit/borgkit/provision/config"
-	"github.com/borgkit/borgkit/roles"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/roles/jobs/status"
@@ -31,9 +31,9 @@ type jobOptions struct {
 func (o *jobOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.Host, "host", "", "the config `NAME` of this host (default: /etc/borgkit/host, else the hostname)")
-	f.StringVar(&o.StateDir, "state-dir", state.DefaultDir, "where job records are kept (`DIR`)")
-	f.StringVar(&o.LogDir, "log-dir", roles.LogDir, "where each job appends its log (`DIR`)")
-	f.StringVar(&o.Lock, "lock", state.DefaultLockPath, "the host-wide borg lock `FILE`")
+	f.StringVar(&o.StateDir, "state-dir", layout.StateDir, "where job records are kept (`DIR`)")
+	f.StringVar(&o.LogDir, "log-dir", layout.LogDir, "where each job appends its log (`DIR`)")
+	f.StringVar(&o.Lock, "lock", layout.LockFile, "the host-wide borg lock `FILE`")
 	f.DurationVar(&o.LockWait, "lock-wait", 4*time.Hour, "how long a job waits for the borg lock")
 	f.StringVar(&o.SSH, "ssh", "", "remote shell for offsite mirrors, as rsync -e takes it (default ssh -o BatchMode=yes)")
 }
@@ -52,7 +52,7 @@ log, and mails only when something needs attention.` + exitStatusHelp,
 		return &cobra.Command{
 			Use: name, Short: short, Args: exactArgs(0),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return runServerJob(cmd.Context(), g, o, strings.ReplaceAll(name, "-", "_"), fn)
+				return runServerJob(cmd.Context(), g, o, layout.JobKey(name), fn)
 			},
 		}
 	}
@@ -77,7 +77,7 @@ log, and mails only when something needs attention.` + exitStatusHelp,
 		}),
 		server("zfs-load-key", "On the archive host: load the ZFS keys from their keyfiles and mount the datasets (boot unit)", jobs.LoadZFSKeys),
 		server("pull", "On the archive host: replicate the live server's dataset with syncoid", func(ctx context.Context, e *jobs.Env) error {
-			return jobs.Pull(ctx, e, roles.SSHKey)
+			return jobs.Pull(ctx, e, layout.SSHKey)
 		}),
 	)
 	pi := func(name, short string, fn func(context.Context, *jobs.PiEnv) error) *cobra.Command {
@@ -105,7 +105,7 @@ log, and mails only when something needs attention.` + exitStatusHelp,
 			if err != nil {
 				return err
 			}
-			return jobs.ServeKey(cmd.Context(), cfg, self.Name, args[0], jobs.RevokedDir, cmd.OutOrStdout())
+			return jobs.ServeKey(cmd.Context(), cfg, self.Name, args[0], layout.RevokedDir, cmd.OutOrStdout())
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
@@ -165,7 +165,7 @@ func runServerJob(ctx context.Context, g *globals, o *jobOptions, job string, fn
 	if err := os.MkdirAll(o.LogDir, 0o750); err != nil {
 		return fmt.Errorf("log directory: %w", err)
 	}
-	logPath := filepath.Join(o.LogDir, strings.ReplaceAll(job, "_", "-")+".log")
+	logPath := layout.JobLog(o.LogDir, job)
 	lf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
@@ -216,7 +216,7 @@ func runPiJob(ctx context.Context, g *globals, o *jobOptions, job string, fn fun
 func (o *jobOptions) self(cfg *config.Config) (*config.Host, error) {
 	name := o.Host
 	if name == "" {
-		if b, err := os.ReadFile(roles.HostFile); err == nil {
+		if b, err := os.ReadFile(layout.HostFile); err == nil {
 			name = strings.TrimSpace(string(b))
 		}
 	}

@@ -16,8 +16,9 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
-	"github.com/borgkit/borgkit/roles"
+	"github.com/borgkit/borgkit/roles/recipe"
 )
 
 // provisionOptions are the flags of provision and plan.
@@ -113,7 +114,7 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 	if o.ServerRoot != "" {
 		local = host.NewRooted("the server tree", o.ServerRoot)
 	}
-	stepList, err := roles.Steps(cfg, name, roles.Options{ConfigData: raw, BinaryData: bin, Format: o.Format, Local: local})
+	stepList, err := recipe.Steps(cfg, name, recipe.Options{ConfigData: raw, BinaryData: bin, Format: o.Format, Local: local})
 	if err != nil {
 		return err
 	}
@@ -158,7 +159,7 @@ func connect(ctx context.Context, o *provisionOptions, hc *config.Host) (host.Ho
 	home, _ := os.UserHomeDir()
 	ids := o.Identity
 	if len(ids) == 0 {
-		ids = []string{filepath.Join(home, ".ssh", "id_ed25519"), roles.SSHKey}
+		ids = []string{filepath.Join(home, ".ssh", "id_ed25519"), layout.SSHKey}
 	}
 	kh := o.KnownHosts
 	if len(kh) == 0 {

@@ -10,8 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
-	"github.com/borgkit/borgkit/roles"
+	"github.com/borgkit/borgkit/roles/recipe"
 )
 
 type revokeOptions struct {
@@ -41,7 +42,7 @@ func runRevoke(ctx context.Context, o *revokeOptions, g *globals, name string, o
 	if err != nil {
 		return err
 	}
-	phases, server, err := roles.Revoke(cfg, name, time.Now())
+	phases, server, err := recipe.Revoke(cfg, name, time.Now())
 	if err != nil {
 		return usageError{err}
 	}
@@ -79,7 +80,7 @@ replacement machine with the disk attached and the recovery bundle at hand:
   cryptsetup luksKillSlot --key-file NEW.key %s 0
 then put NEW.key at %s on %s, refresh the header backup and the bundle
 (borgkit recovery-bundle), delete %s and provision again.
-`, name, d.Device, d.Device, cfg.LUKSKeyfile(oh, d), server.Name, roles.RevokedMarker(name))
+`, name, d.Device, d.Device, cfg.LUKSKeyfile(oh, d), server.Name, layout.RevokedMarker(name))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/layout"
 )
 
 // globals are the flags every command shares.
@@ -33,7 +34,7 @@ restore.` + exitStatusHelp,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.ConfigPath, "config", config.DefaultPath, "site config `FILE`")
+	pf.StringVar(&g.ConfigPath, "config", layout.ConfigFile, "site config `FILE`")
 	pf.BoolVar(&g.JSON, "json", false, "print data as JSON")
 	pf.BoolVarP(&g.Verbose, "verbose", "v", false, "log every program run on a host, with exit status and time")
 	root.AddCommand(

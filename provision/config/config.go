@@ -5,9 +5,6 @@ package config
 // Version is the only schema version this borgkit reads.
 const Version = 1
 
-// DefaultPath is where provisioning installs the config and jobs read it.
-const DefaultPath = "/etc/borgkit/borgkit.yaml"
-
 // Config is the whole site.
 type Config struct {
 	Version int `yaml:"version"`

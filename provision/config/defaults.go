@@ -1,26 +1,25 @@
 package config
 
 import (
-	"path"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/borgkit/borgkit/provision/layout"
 )
 
 // Defaults that callers must not re-implement: every one of them is read
 // through an accessor below.
 const (
-	DefaultSubjectPrefix  = "[BACKUP]"
-	DefaultCompression    = "zstd"
-	DefaultFSType         = "ext4"
-	DefaultSSHUser        = "root"
-	DefaultSSHPort        = 22
-	DefaultSMTPPort       = 587
-	DefaultMaxAge         = 30 * time.Hour
-	DefaultKeyDir         = "/etc/borgkit/keys"
-	DefaultUnlockIdentity = "/etc/borgkit/ssh/unlock_ed25519"
-	DefaultDatasetMode    = "0700"
-	DefaultScheduler      = SchedulerCron
+	DefaultSubjectPrefix = "[BACKUP]"
+	DefaultCompression   = "zstd"
+	DefaultFSType        = "ext4"
+	DefaultSSHUser       = "root"
+	DefaultSSHPort       = 22
+	DefaultSMTPPort      = 587
+	DefaultMaxAge        = 30 * time.Hour
+	DefaultDatasetMode   = "0700"
+	DefaultScheduler     = SchedulerCron
 	// DefaultCompactThreshold makes one compaction re-send at most 3x the
 	// space it frees (borg's own default, 10, allows 9x).
 	DefaultCompactThreshold = 25
@@ -41,50 +40,33 @@ func DefaultSendmail() []string {
 	return []string{"/usr/bin/msmtp", "--read-envelope-from", "-t"}
 }
 
-// Job names, as in schedules: and in "borgkit job NAME" (where restore_test
-// may also be spelled restore-test).
-const (
-	JobNightly     = "nightly"
-	JobSync        = "sync"
-	JobStale       = "stale"
-	JobCheck       = "check"
-	JobVerify      = "verify"
-	JobRestoreTest = "restore_test"
-	JobSummary     = "summary"
-	JobWatchdog    = "watchdog"
-	JobScrub       = "scrub"
-	JobSmartShort  = "smart_short"
-	JobSmartLong   = "smart_long"
-	JobPull        = "pull"
-)
-
 type jobDefault struct{ job, spec string }
 
 // roleJobs are the first seed's cron file (server and offsite) and the
 // second seed's timers (archive), in the order a listing should show them.
 var roleJobs = map[Role][]jobDefault{
 	RoleServer: {
-		{JobNightly, "0 0 * * *"},
-		{JobSync, "0 2 * * *"},
-		{JobStale, "0 */6 * * *"},
-		{JobCheck, "0 9 * * 6"},
-		{JobVerify, "0 3 15 * *"},
-		{JobRestoreTest, "0 10 1 * *"},
-		{JobSummary, "0 8 * * 1"},
+		{layout.JobNightly, "0 0 * * *"},
+		{layout.JobSync, "0 2 * * *"},
+		{layout.JobStale, "0 */6 * * *"},
+		{layout.JobCheck, "0 9 * * 6"},
+		{layout.JobVerify, "0 3 15 * *"},
+		{layout.JobRestoreTest, "0 10 1 * *"},
+		{layout.JobSummary, "0 8 * * 1"},
 	},
 	RoleOffsite: {
-		{JobWatchdog, "0 * * * *"},
+		{layout.JobWatchdog, "0 * * * *"},
 	},
 	RoleArchive: {
-		{JobPull, "0 1 * * *"},
-		{JobNightly, "30 2 * * *"},
-		{JobStale, "0 */6 * * *"},
-		{JobCheck, "30 4 * * 0"},
-		{JobVerify, "45 4 15 * *"},
-		{JobScrub, "0 5 * * 0"},
-		{JobSmartShort, "0 6 * * 3"},
-		{JobSmartLong, "0 6 1 * *"},
-		{JobSummary, "0 8 * * 1"},
+		{layout.JobPull, "0 1 * * *"},
+		{layout.JobNightly, "30 2 * * *"},
+		{layout.JobStale, "0 */6 * * *"},
+		{layout.JobCheck, "30 4 * * 0"},
+		{layout.JobVerify, "45 4 15 * *"},
+		{layout.JobScrub, "0 5 * * 0"},
+		{layout.JobSmartShort, "0 6 * * 3"},
+		{layout.JobSmartLong, "0 6 1 * *"},
+		{layout.JobSummary, "0 8 * * 1"},
 	},
 }
 
@@ -97,42 +79,40 @@ func RoleJobs(r Role) []string {
 	return out
 }
 
-func normJob(job string) string { return strings.ReplaceAll(job, "-", "_") }
-
 // field is the schedules: entry for job, nil for an unknown job.
 func (s *Schedules) field(job string) *string {
-	switch normJob(job) {
-	case JobNightly:
+	switch layout.JobKey(job) {
+	case layout.JobNightly:
 		return &s.Nightly
-	case JobSync:
+	case layout.JobSync:
 		return &s.Sync
-	case JobStale:
+	case layout.JobStale:
 		return &s.Stale
-	case JobCheck:
+	case layout.JobCheck:
 		return &s.Check
-	case JobVerify:
+	case layout.JobVerify:
 		return &s.Verify
-	case JobRestoreTest:
+	case layout.JobRestoreTest:
 		return &s.RestoreTest
-	case JobSummary:
+	case layout.JobSummary:
 		return &s.Summary
-	case JobWatchdog:
+	case layout.JobWatchdog:
 		return &s.Watchdog
-	case JobScrub:
+	case layout.JobScrub:
 		return &s.Scrub
-	case JobSmartShort:
+	case layout.JobSmartShort:
 		return &s.SmartShort
-	case JobSmartLong:
+	case layout.JobSmartLong:
 		return &s.SmartLong
-	case JobPull:
+	case layout.JobPull:
 		return &s.Pull
 	}
 	return nil
 }
 
 // allJobs is every job in schedules:, in field order.
-var allJobs = []string{JobNightly, JobSync, JobStale, JobCheck, JobVerify, JobRestoreTest,
-	JobSummary, JobWatchdog, JobScrub, JobSmartShort, JobSmartLong, JobPull}
+var allJobs = []string{layout.JobNightly, layout.JobSync, layout.JobStale, layout.JobCheck, layout.JobVerify, layout.JobRestoreTest,
+	layout.JobSummary, layout.JobWatchdog, layout.JobScrub, layout.JobSmartShort, layout.JobSmartLong, layout.JobPull}
 
 // Host finds a host by name.
 func (c *Config) Host(name string) (*Host, bool) {
@@ -292,7 +272,7 @@ func (r *Repo) PassphrasePath() string {
 	if r.PassphraseFile != "" {
 		return r.PassphraseFile
 	}
-	return path.Join(DefaultKeyDir, r.Name+".pass")
+	return layout.PassphraseFile(r.Name)
 }
 
 // TimeoutDuration bounds one borg create; 0 means no bound.
@@ -329,7 +309,7 @@ func (d *Disk) MapperPath() string {
 	if d.LUKS == nil {
 		return ""
 	}
-	return "/dev/mapper/" + d.LUKS.MapperName(d)
+	return layout.Mapper(d.LUKS.MapperName(d))
 }
 
 // LUKSKeyfile is where the key host keeps the keyfile of d on host h
@@ -341,14 +321,14 @@ func (c *Config) LUKSKeyfile(h *Host, d *Disk) string {
 	if d.LUKS.Keyfile != "" {
 		return d.LUKS.Keyfile
 	}
-	return path.Join(DefaultKeyDir, h.Name+"-"+d.Name+".key")
+	return layout.LUKSKeyfile(h.Name, d.Name)
 }
 
 // IdentityOrDefault is the private key the offsite host fetches its LUKS
 // key with.
 func (u *Unlock) IdentityOrDefault() string {
 	if u == nil || u.Identity == "" {
-		return DefaultUnlockIdentity
+		return layout.UnlockIdentity
 	}
 	return u.Identity
 }
@@ -412,7 +392,7 @@ func (h *Host) SchedulerKind() string {
 // not run, and for one with nothing to do (sync without mirrors, pull
 // without a pull: source).
 func (h *Host) Schedule(job string) (spec string, enabled bool) {
-	job = normJob(job)
+	job = layout.JobKey(job)
 	def := ""
 	for _, j := range roleJobs[h.Role] {
 		if j.job == job {
@@ -435,9 +415,9 @@ func (h *Host) Schedule(job string) (spec string, enabled bool) {
 
 func (h *Host) jobApplies(job string) bool {
 	switch job {
-	case JobSync:
+	case layout.JobSync:
 		return len(h.Mirrors) > 0
-	case JobPull:
+	case layout.JobPull:
 		return h.Pull != nil
 	}
 	return true

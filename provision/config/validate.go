@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/layout"
+
 	"github.com/google/uuid"
 	"golang.org/x/crypto/ssh"
 )
@@ -882,7 +884,7 @@ func (v *validator) roleFit(p string, h *Host) {
 		pp := p + ".proxmox"
 		if h.Role == RoleOffsite {
 			v.add(pp, ErrRoleMismatch, "proxmox is for a host that runs the stale check (server or archive), not %s", h.Role)
-		} else if _, on := h.Schedule(JobStale); !on {
+		} else if _, on := h.Schedule(layout.JobStale); !on {
 			v.add(pp, ErrBadValue, "proxmox is watched by the stale check, whose schedule is off on this host")
 		}
 		v.path(pp+".dump_dir", "dump_dir", x.DumpDir, true)

@@ -16,10 +16,9 @@ import (
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/digest"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/recovery/luks2"
-	"github.com/borgkit/borgkit/roles"
-	"github.com/borgkit/borgkit/roles/jobs"
 )
 
 // Source is the server's filesystem as Write reads it: paths are as on
@@ -162,7 +161,7 @@ func (c *collector) disks(cfg *config.Config, server *config.Host) error {
 				continue
 			}
 			id := o.Name + "/" + d.Name
-			kp, hp := cfg.LUKSKeyfile(o, d), roles.HeaderBackup(o, d)
+			kp, hp := cfg.LUKSKeyfile(o, d), layout.HeaderBackup(o.Name, d.Name)
 			key, err := c.read(kp)
 			if err != nil {
 				return fmt.Errorf("LUKS keyfile of %s: %w (provision %s first)", id, err, server.Name)
@@ -179,7 +178,7 @@ func (c *collector) disks(cfg *config.Config, server *config.Host) error {
 			for _, mr := range server.Mirrors {
 				if mr.Host == o.Name && within(path.Clean(mr.Path), d.Mountpoint) {
 					// The server pushes into the mirror root on the disk.
-					rel, _ := filepath.Rel(d.Mountpoint, jobs.MirrorRoot(path.Clean(mr.Path)))
+					rel, _ := filepath.Rel(d.Mountpoint, layout.MirrorRoot(path.Clean(mr.Path)))
 					if rel == "." {
 						rel = ""
 					}
@@ -221,7 +220,7 @@ func (c *collector) repos(cfg *config.Config, server *config.Host, paper bool) e
 				for _, mr := range h.Mirrors {
 					cp := Copy{Mirror: mr.Name, Host: mr.Host, Path: path.Join(mr.Path, r.Name)}
 					if mr.Host != "" {
-						cp.Path = path.Join(jobs.MirrorRoot(mr.Path), r.Name)
+						cp.Path = path.Join(layout.MirrorRoot(mr.Path), r.Name)
 					}
 					for _, sh := range h.Shares {
 						if mr.Host == "" && within(path.Clean(mr.Path), sh.Mountpoint) {
@@ -244,7 +243,7 @@ func (c *collector) repos(cfg *config.Config, server *config.Host, paper bool) e
 
 func (c *collector) repoSecrets(h, server *config.Host, r *config.Repo, br *Repo, used map[string]bool, paper bool) error {
 	id := h.Name + "/" + r.Name
-	kp, pp := path.Join(roles.KeysDir, r.Name+".borg-key"), r.PassphrasePath()
+	kp, pp := path.Join(layout.KeysDir, r.Name+".borg-key"), r.PassphrasePath()
 	export, kerr := c.read(kp)
 	pass, perr := c.read(pp)
 	if h != server && (kerr != nil || perr != nil) {
@@ -320,16 +319,16 @@ func (c *collector) paperKey(r *config.Repo) ([]byte, error) {
 // server's known_hosts (the offsite host's key, to trust the Pi again
 // from a new machine) and the site config (to provision a replacement).
 func (c *collector) extras(configData []byte) {
-	if b, err := c.src.ReadFile(c.ctx, roles.KnownHosts); err == nil && len(b) > 0 {
-		_ = c.add("ssh/known_hosts", RoleKnownHosts, roles.KnownHosts, c.m.Server, b)
+	if b, err := c.src.ReadFile(c.ctx, layout.KnownHosts); err == nil && len(b) > 0 {
+		_ = c.add("ssh/known_hosts", RoleKnownHosts, layout.KnownHosts, c.m.Server, b)
 	}
 	if configData == nil {
-		if b, err := c.src.ReadFile(c.ctx, config.DefaultPath); err == nil {
+		if b, err := c.src.ReadFile(c.ctx, layout.ConfigFile); err == nil {
 			configData = b
 		}
 	}
 	if configData != nil {
-		_ = c.add("borgkit.yaml", RoleConfig, config.DefaultPath, "", configData)
+		_ = c.add("borgkit.yaml", RoleConfig, layout.ConfigFile, "", configData)
 	}
 }
 

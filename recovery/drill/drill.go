@@ -15,12 +15,10 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
-
-// JobName is the state record the drill writes (state DIR/drill.json).
-const JobName = "drill"
 
 // Defaults.
 const (
@@ -218,7 +216,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	var run *state.Run
 	if opts.Store != nil {
-		r, err := opts.Store.Begin(JobName)
+		r, err := opts.Store.Begin(layout.JobDrill)
 		if err != nil {
 			return nil, fmt.Errorf("drill: %w", err)
 		}
@@ -490,11 +488,21 @@ func (d *drill) finish(run *state.Run, runErr error) (*Result, error) {
 		if !res.OK {
 			status, code = state.Failed, 1
 		}
-		if ferr := run.Finish(status, code, summary(res), res, res.Problems); ferr != nil && err == nil {
+		if ferr := run.Finish(status, code, summary(res), res.Stats(), res.Problems); ferr != nil && err == nil {
 			err = fmt.Errorf("drill: recording the result: %w", ferr)
 		}
 	}
 	return res, err
+}
+
+// Stats is what the drill records for the dashboard; the whole result is
+// in the report files.
+func (r *Result) Stats() state.DrillStats {
+	return state.DrillStats{
+		OK: r.OK, Target: r.Target, Repos: len(r.Repos), Finished: r.Finished,
+		RPO: r.RPO, RTO: r.RTO, TimeToFirstFile: r.TimeToFirstFile,
+		Files: r.Files, Bytes: r.Bytes, Throughput: r.Throughput, ReportFiles: r.ReportFiles,
+	}
 }
 
 // summary is the one line the dashboard shows for the last drill.

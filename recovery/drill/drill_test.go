@@ -7,17 +7,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/recovery/bundle/bundletest"
 	"github.com/borgkit/borgkit/recovery/drill"
-	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
+	"github.com/borgkit/borgkit/roles/jobs/status"
 )
 
 func TestMain(m *testing.M) {
@@ -146,14 +148,32 @@ func TestDrillMirror(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stats drill.Result
+	var stats state.DrillStats
 	if err := json.Unmarshal(rec.Stats, &stats); err != nil {
 		t.Fatal(err)
 	}
-	if rec.Status != state.OK || rec.LastSuccess.IsZero() || stats.Files != 26 || stats.RPO != res.RPO || !strings.Contains(rec.Message, "RPO") {
+	if rec.Status != state.OK || rec.LastSuccess.IsZero() || stats.Files != 26 || stats.RPO != res.RPO || stats.RTO != res.RTO || !strings.Contains(rec.Message, "RPO") {
 		t.Errorf("state record: %+v", rec)
 	}
 	t.Logf("state message: %s", rec.Message)
+
+	// The dashboard reads the very record the drill wrote: its "Last drill"
+	// line carries the drill's RTO and RPO.
+	recs, err := store.LoadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := status.Build(s.Cfg, s.Server, recs, nil, res.Finished.Add(time.Minute))
+	var line string
+	for _, c := range d.Monitoring {
+		if c.Name == "Last drill" {
+			line = c.Status + " " + c.Note
+		}
+	}
+	t.Logf("dashboard: Last drill: %s", line)
+	if !regexp.MustCompile(`^OK .*, 2 repos, RTO [0-9.]+m?s, RPO [0-9]+[mh]`).MatchString(line) {
+		t.Errorf("dashboard's drill line %q, want OK with 2 repos, its RTO and RPO", line)
+	}
 
 	// Not a terminal: plain lines, no carriage returns.
 	if strings.Contains(progress.String(), "\r") || !strings.Contains(progress.String(), "john-ai: extracting 21 files") {
@@ -316,7 +336,7 @@ func (f *fakeExec) Run(ctx context.Context, c host.Cmd) (host.Result, error) {
 	switch prog {
 	case "mount":
 		// The server pushes into the mirror root on the offsite disk.
-		root := jobs.MirrorRoot(mnt)
+		root := layout.MirrorRoot(mnt)
 		os.MkdirAll(root, 0o700)
 		if out, err := exec.Command("cp", "-a", f.mirror+"/.", root).CombinedOutput(); err != nil {
 			return host.Result{}, &host.ExitError{Host: "fake", Argv: c.Argv, ExitCode: 32, Stderr: out}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
@@ -35,7 +36,7 @@ func pools(h *config.Host) []string {
 // healthy now (`zpool status -x` names only those); the scrub's own result
 // shows in the next run's status.
 func Scrub(ctx context.Context, e *Env) error {
-	return e.archiveJob(ctx, config.JobScrub, func(ctx context.Context) []alert.Section {
+	return e.archiveJob(ctx, layout.JobScrub, func(ctx context.Context) []alert.Section {
 		var secs []alert.Section
 		for _, p := range pools(e.Host) {
 			res, err := e.run(ctx, tools.Cmd(tools.Zpool, "status", "-x", p))
@@ -54,9 +55,9 @@ func Scrub(ctx context.Context, e *Env) error {
 // SmartTest starts a SMART self test (short or long) on every disk smartctl
 // finds, and reports disks whose overall health assessment fails.
 func SmartTest(ctx context.Context, e *Env, long bool) error {
-	job, kind := config.JobSmartShort, "short"
+	job, kind := layout.JobSmartShort, "short"
 	if long {
-		job, kind = config.JobSmartLong, "long"
+		job, kind = layout.JobSmartLong, "long"
 	}
 	return e.archiveJob(ctx, job, func(ctx context.Context) []alert.Section {
 		res, err := e.run(ctx, tools.Cmd(tools.Smartctl, "--scan"))
@@ -84,7 +85,7 @@ func SmartTest(ctx context.Context, e *Env, long bool) error {
 // Pull replicates the live server's dataset with syncoid through the
 // host's own key (never an agent or a password prompt).
 func Pull(ctx context.Context, e *Env, identity string) error {
-	return e.archiveJob(ctx, config.JobPull, func(ctx context.Context) []alert.Section {
+	return e.archiveJob(ctx, layout.JobPull, func(ctx context.Context) []alert.Section {
 		p := e.Host.Pull
 		if p == nil {
 			return []alert.Section{{Name: "syncoid", Status: alert.StatusFailed, ExitCode: 1, Output: "no pull: block for " + e.Host.Name}}
@@ -120,18 +121,13 @@ func pullArgs(cfg *config.Config, h *config.Host, identity string) []string {
 	return args
 }
 
-// NightlySnapshot names the snapshot the nightly job archives a dataset
-// from. The name is fixed, so one left by a killed run is known to be ours
-// and replaced, and nothing else is ever destroyed.
-const NightlySnapshot = "borgkit-nightly"
-
 // snapshotSources takes the ZFS snapshot repo r archives from and maps
 // sources under the dataset's mountpoint to paths relative to the frozen
 // copy under MOUNTPOINT/.zfs/snapshot, where borg create is run, so the
 // archive holds the dataset's own layout. destroy removes exactly that
 // snapshot; the caller runs it whatever borg did.
 func (e *Env) snapshotSources(ctx context.Context, r *config.Repo, sources []string) (rel []string, dir string, destroy func(), sec *alert.Section) {
-	snap := r.Snapshot + "@" + NightlySnapshot
+	snap := r.Snapshot + "@" + layout.NightlySnapshot
 	destroy = func() {}
 	failed := func(res host.Result, err error, why string) *alert.Section {
 		return &alert.Section{Name: "ZFS snapshot " + snap, Status: alert.StatusFailed, ExitCode: exitCode(res, err),
@@ -163,7 +159,7 @@ func (e *Env) snapshotSources(ctx context.Context, r *config.Repo, sources []str
 		}
 		rel = append(rel, p)
 	}
-	return rel, filepath.Join(root, ".zfs", "snapshot", NightlySnapshot), destroy, nil
+	return rel, filepath.Join(root, ".zfs", "snapshot", layout.NightlySnapshot), destroy, nil
 }
 
 // section is one step's result for the mail and the record.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/steps"
 	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
@@ -204,7 +205,7 @@ func newSnapshotLab(t *testing.T, reply func(l *snapshotLab, argv []string) (hos
 }
 
 func (l *snapshotLab) snapDir() string {
-	return filepath.Join(l.live, ".zfs/snapshot", jobs.NightlySnapshot)
+	return filepath.Join(l.live, ".zfs/snapshot", layout.NightlySnapshot)
 }
 
 // zfsWorks answers as a healthy pool would.
@@ -228,7 +229,7 @@ func zfsWorks(l *snapshotLab, argv []string) (host.Result, error) {
 
 func TestNightlyArchivesFromTheSnapshot(t *testing.T) {
 	const ds = "tank/Secure/backup"
-	snap := ds + "@" + jobs.NightlySnapshot
+	snap := ds + "@" + layout.NightlySnapshot
 	// The mountpoint is read first, then a snapshot a killed run left is
 	// replaced by a new one.
 	prefix := []string{"zfs get -H -p -o value mountpoint " + ds, "zfs destroy " + snap, "zfs snapshot " + snap}

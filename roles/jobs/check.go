@@ -22,7 +22,7 @@ func Check(ctx context.Context, e *Env, verifyData bool) error {
 	}
 	defer stop()
 	report := alert.IntegrityReport{Check: "borg check " + flag, Started: e.Now(), LogPath: e.LogPath}
-	var stats CheckStats
+	var stats state.CheckStats
 	failed := 0
 	lock, err := state.LockContext(ctx, e.LockPath, e.LockWait)
 	if err != nil {
@@ -34,7 +34,7 @@ func Check(ctx context.Context, e *Env, verifyData bool) error {
 		t0 := e.Now()
 		res, err := e.borg(ctx, r, "check", flag, r.Path)
 		rr := alert.RepoResult{Repo: r.Name, Path: r.Path, Status: alert.StatusOK, Duration: e.Now().Sub(t0)}
-		rc := RepoCheck{Name: r.Name, Status: "ok", Duration: rr.Duration}
+		rc := state.RepoCheck{Name: r.Name, Status: "ok", Duration: rr.Duration}
 		if err != nil {
 			failed++
 			rr.Status, rr.ExitCode, rr.Output = alert.StatusFailed, exitCode(res, err), tailText(append(res.Stderr, res.Stdout...), 12)

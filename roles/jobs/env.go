@@ -17,6 +17,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
@@ -46,7 +47,7 @@ type Env struct {
 	// this process's mount table).
 	MountedAt func(path string) bool
 	// Usage reports a filesystem's fill.
-	Usage func(path string) (DiskUsage, error)
+	Usage func(path string) (state.DiskUsage, error)
 	// SSH is the remote shell rsync uses for offsite mirrors, as rsync's -e
 	// takes it (rsync splits it on spaces; no shell is involved).
 	SSH string
@@ -85,7 +86,7 @@ func (e *Env) Defaults() {
 		e.Now = time.Now
 	}
 	if e.LockPath == "" {
-		e.LockPath = state.DefaultLockPath
+		e.LockPath = layout.LockFile
 	}
 	if e.Mounted == nil {
 		e.Mounted = e.findmnt
@@ -100,7 +101,7 @@ func (e *Env) Defaults() {
 		e.SSH = "ssh -o BatchMode=yes -o ConnectTimeout=30"
 	}
 	if e.VMXMLDir == "" {
-		e.VMXMLDir = "/var/lib/borgkit/vm-xml"
+		e.VMXMLDir = layout.VMXMLDir
 	}
 	if e.Mailer == nil {
 		e.Mailer = alert.ForHost(e.Cfg, e.Host)
@@ -156,15 +157,15 @@ func (e *Env) findmnt(ctx context.Context, path string) (bool, string, error) {
 }
 
 // Statfs reads a filesystem's size and use the way df does.
-func Statfs(path string) (DiskUsage, error) {
+func Statfs(path string) (state.DiskUsage, error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(path, &st); err != nil {
-		return DiskUsage{}, fmt.Errorf("statfs %s: %w", path, err)
+		return state.DiskUsage{}, fmt.Errorf("statfs %s: %w", path, err)
 	}
 	bs := uint64(st.Bsize)
 	size, free, avail := st.Blocks*bs, st.Bfree*bs, st.Bavail*bs
 	used := size - free
-	u := DiskUsage{Mount: path, Size: size, Used: used, Avail: avail}
+	u := state.DiskUsage{Mount: path, Size: size, Used: used, Avail: avail}
 	// df's Use%: used over what users can have, rounded up.
 	if total := used + avail; total > 0 {
 		u.Percent = int((used*100 + total - 1) / total)

@@ -26,7 +26,7 @@ func TestNightlySuccessSendsNoMail(t *testing.T) {
 	if err != nil || rec.Status != state.OK {
 		t.Fatalf("%v %+v", err, rec)
 	}
-	var st jobs.NightlyStats
+	var st state.NightlyStats
 	json.Unmarshal(rec.Stats, &st)
 	if len(st.Repos) != 1 || st.Repos[0].Archives != 1 || st.Repos[0].OriginalSize == 0 || !strings.HasPrefix(st.Repos[0].Archive, "nightly-") {
 		t.Fatalf("stats %+v", st)
@@ -186,7 +186,7 @@ func TestRestoreTestSamplesByBorgsRoundedMtime(t *testing.T) {
 		t.Fatalf("restore test found nothing to sample: %v\n%s", err, l.log.String())
 	}
 	rec, _ := l.env.Store.Load("restore_test")
-	var st jobs.RestoreStats
+	var st state.RestoreStats
 	json.Unmarshal(rec.Stats, &st)
 	if len(st.Files) == 0 {
 		t.Fatalf("no file sampled: %+v", rec)

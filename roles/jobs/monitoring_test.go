@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs"
-	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/testing/pingsink"
 )
 
@@ -40,7 +40,7 @@ func TestJobsPingAndWriteTextfile(t *testing.T) {
 		p[1].URI != "/KEY/john-ai-nightly/1?create=1" || !strings.Contains(p[1].Body, "NIGHTLY BACKUP FAILED") {
 		t.Fatalf("pings of a failed nightly: %q", p)
 	}
-	prom, err := os.ReadFile(filepath.Join(dir, state.TextfileName))
+	prom, err := os.ReadFile(filepath.Join(dir, layout.TextfileName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestJobsPingAndWriteTextfile(t *testing.T) {
 	if n := len(check.Pings()); n != 6 {
 		t.Fatalf("an unscheduled check pinged: %q", check.Pings()[6:])
 	}
-	prom, _ = os.ReadFile(filepath.Join(dir, state.TextfileName))
+	prom, _ = os.ReadFile(filepath.Join(dir, layout.TextfileName))
 	for _, want := range []string{`borgkit_last_exit_code{job="nightly"} 0`, `borgkit_last_exit_code{job="stale"} 0`, `borgkit_last_exit_code{job="check"} 0`} {
 		if !strings.Contains(string(prom), want+"\n") {
 			t.Errorf("textfile lacks %q:\n%s", want, prom)

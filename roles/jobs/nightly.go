@@ -13,15 +13,12 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/steps"
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
-
-// ArchivePrefix starts every archive the nightly job creates; prune only
-// ever considers archives with it, so archives made by hand are kept.
-const ArchivePrefix = "nightly-"
 
 // preflightError stops the nightly run before any borg command: the
 // backup would be wrong (an empty mountpoint) or land in the wrong place.
@@ -50,7 +47,7 @@ func Nightly(ctx context.Context, e *Env) error {
 	}
 	var (
 		sections []alert.Section
-		stats    NightlyStats
+		stats    state.NightlyStats
 		worst    = state.OK
 	)
 	for i := range e.Host.Repos {
@@ -166,8 +163,8 @@ func (e *Env) backupDiskReady(ctx context.Context) error {
 }
 
 // backupRepo runs one repo's sections and sums them up for the dashboard.
-func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, RepoStats) {
-	rs := RepoStats{Name: r.Name, Path: r.Path, Status: "ok", VMs: r.VMs}
+func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, state.RepoStats) {
+	rs := state.RepoStats{Name: r.Name, Path: r.Path, Status: "ok", VMs: r.VMs}
 	start := e.Now()
 	var secs []alert.Section
 	fail := func(name string, res host.Result, err error) alert.Section {
@@ -200,7 +197,7 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 	for _, x := range r.Excludes {
 		args = append(args, "--exclude", x)
 	}
-	args = append(append(args, r.Path+"::"+ArchivePrefix+"{now:%Y-%m-%dT%H:%M:%S}"), sources...)
+	args = append(append(args, r.Path+"::"+layout.ArchivePrefix+"{now:%Y-%m-%dT%H:%M:%S}"), sources...)
 	t0 := e.Now()
 	c := tools.Cmd(tools.Borg, args...)
 	c.Env = borgEnv(e, r)
@@ -227,7 +224,7 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 
 	t0 = e.Now()
 	ret := e.Cfg.RepoRetention(e.Host, r)
-	pargs := []string{"prune", "--list", "--glob-archives", ArchivePrefix + "*",
+	pargs := []string{"prune", "--list", "--glob-archives", layout.ArchivePrefix + "*",
 		"--keep-daily", strconv.Itoa(ret.Daily), "--keep-weekly", strconv.Itoa(ret.Weekly), "--keep-monthly", strconv.Itoa(ret.Monthly)}
 	if ret.Yearly > 0 {
 		pargs = append(pargs, "--keep-yearly", strconv.Itoa(ret.Yearly))
@@ -269,7 +266,7 @@ func borgEnv(e *Env, r *config.Repo) []string {
 }
 
 // parseCreate reads borg create --json: the archive and the repo's totals.
-func parseCreate(out []byte, rs *RepoStats) {
+func parseCreate(out []byte, rs *state.RepoStats) {
 	var v struct {
 		Archive struct {
 			Name  string `json:"name"`

@@ -14,9 +14,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/borgkit/borgkit/roles"
 	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
+	"github.com/borgkit/borgkit/roles/recipe"
 	"github.com/borgkit/borgkit/testing/sshd"
 )
 
@@ -25,7 +25,7 @@ import (
 // mirror, the heartbeat and that a second sync sends little.
 func TestSyncToOffsiteThroughRrsync(t *testing.T) {
 	need(t, "rsync", "ssh")
-	if _, err := os.Stat(roles.Rrsync); err != nil {
+	if _, err := os.Stat(recipe.Rrsync); err != nil {
 		t.Skip("rrsync is not installed (package rsync)")
 	}
 	mountEntry := filepath.Join(t.TempDir(), "pi-backup")
@@ -35,7 +35,7 @@ func TestSyncToOffsiteThroughRrsync(t *testing.T) {
 	keyPath := filepath.Join(t.TempDir(), "borgkit_ed25519")
 	os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600)
 	signer, _ := ssh.NewSignerFromKey(priv)
-	line, err := roles.RrsyncLine("127.0.0.1", mountEntry, ssh.MarshalAuthorizedKey(signer.PublicKey()))
+	line, err := recipe.RrsyncLine("127.0.0.1", mountEntry, ssh.MarshalAuthorizedKey(signer.PublicKey()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestSyncToOffsiteThroughRrsync(t *testing.T) {
 	if rec.Status != state.OK {
 		t.Fatalf("sync record %s", rec.Status)
 	}
-	var st jobs.SyncStats
+	var st state.SyncStats
 	if err := decode(rec, &st); err != nil || len(st.Mirrors) != 2 || st.Mirrors[1].Heartbeat.IsZero() || st.Mirrors[1].SentBytes == 0 {
 		t.Fatalf("stats %+v %v", st, err)
 	}

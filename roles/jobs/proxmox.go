@@ -11,33 +11,8 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
+	"github.com/borgkit/borgkit/roles/jobs/state"
 )
-
-// Dump is a Proxmox guest's newest vzdump archive.
-type Dump struct {
-	VMID int `json:"vmid"`
-	// Kind is vzdump's: qemu (a VM) or lxc (a container).
-	Kind  string    `json:"kind"`
-	File  string    `json:"file"`
-	At    time.Time `json:"at"`
-	Bytes int64     `json:"bytes"`
-}
-
-// ProxmoxStats is what the stale check saw of the Proxmox dumps.
-type ProxmoxStats struct {
-	Dir string `json:"dir"`
-	// Dumps are the newest dump of each guest, by VMID; a watched guest
-	// without any has a zero At.
-	Dumps         []Dump `json:"dumps"`
-	MaxAgeSeconds int64  `json:"max_age_seconds"`
-	// Error says why the directory could not be read.
-	Error string `json:"error,omitempty"`
-}
-
-// StaleStats is the stale check's record.
-type StaleStats struct {
-	Proxmox *ProxmoxStats `json:"proxmox,omitempty"`
-}
 
 // vzdumpName is vzdump's file name: vzdump-KIND-VMID-YYYY_MM_DD-hh_mm_ss,
 // then the archive's extensions. Logs and notes beside it do not match.
@@ -52,9 +27,9 @@ const proxmoxReadTimeout = 30 * time.Second
 // every stat run on a goroutine bounded by proxmoxReadTimeout: on a hung
 // share the job reports and goes on, though that goroutine stays blocked
 // until the kernel gives up.
-func ScanVzdump(ctx context.Context, dir string) ([]Dump, error) {
+func ScanVzdump(ctx context.Context, dir string) ([]state.Dump, error) {
 	type result struct {
-		dumps []Dump
+		dumps []state.Dump
 		err   error
 	}
 	ch := make(chan result, 1)
@@ -72,12 +47,12 @@ func ScanVzdump(ctx context.Context, dir string) ([]Dump, error) {
 	}
 }
 
-func scanVzdump(dir string) ([]Dump, error) {
+func scanVzdump(dir string) ([]state.Dump, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	newest := map[int]Dump{}
+	newest := map[int]state.Dump{}
 	for _, e := range entries {
 		m := vzdumpName.FindStringSubmatch(e.Name())
 		if m == nil || !e.Type().IsRegular() {
@@ -94,25 +69,25 @@ func scanVzdump(dir string) ([]Dump, error) {
 		if d, ok := newest[id]; ok && !at.After(d.At) {
 			continue
 		}
-		d := Dump{VMID: id, Kind: m[1], File: e.Name(), At: at}
+		d := state.Dump{VMID: id, Kind: m[1], File: e.Name(), At: at}
 		if fi, err := e.Info(); err == nil {
 			d.Bytes = fi.Size()
 		}
 		newest[id] = d
 	}
-	out := make([]Dump, 0, len(newest))
+	out := make([]state.Dump, 0, len(newest))
 	for _, d := range newest {
 		out = append(out, d)
 	}
-	slices.SortFunc(out, func(a, b Dump) int { return a.VMID - b.VMID })
+	slices.SortFunc(out, func(a, b state.Dump) int { return a.VMID - b.VMID })
 	return out, nil
 }
 
 // proxmoxChecks scans the dump directory and turns it into the stale
 // check's lines: one per watched guest, or one for a directory that cannot
 // be read.
-func (e *Env) proxmoxChecks(ctx context.Context, p *config.Proxmox, now time.Time) ([]alert.AgeCheck, *ProxmoxStats) {
-	st := &ProxmoxStats{Dir: p.DumpDir, MaxAgeSeconds: int64(p.MaxAgeOrDefault().Seconds())}
+func (e *Env) proxmoxChecks(ctx context.Context, p *config.Proxmox, now time.Time) ([]alert.AgeCheck, *state.ProxmoxStats) {
+	st := &state.ProxmoxStats{Dir: p.DumpDir, MaxAgeSeconds: int64(p.MaxAgeOrDefault().Seconds())}
 	dumps, err := ScanVzdump(ctx, p.DumpDir)
 	if err == nil && len(dumps) == 0 && len(p.Guests) == 0 {
 		// Most often the share is not mounted and this is its mountpoint.
@@ -125,19 +100,19 @@ func (e *Env) proxmoxChecks(ctx context.Context, p *config.Proxmox, now time.Tim
 			Hint: "Check that the share holding " + p.DumpDir + " is mounted."}}, st
 	}
 	if len(p.Guests) > 0 {
-		byID := map[int]Dump{}
+		byID := map[int]state.Dump{}
 		for _, d := range dumps {
 			byID[d.VMID] = d
 		}
-		var watched []Dump
+		var watched []state.Dump
 		for _, id := range p.Guests {
 			d, ok := byID[id]
 			if !ok {
-				d = Dump{VMID: id}
+				d = state.Dump{VMID: id}
 			}
 			watched = append(watched, d)
 		}
-		slices.SortFunc(watched, func(a, b Dump) int { return a.VMID - b.VMID })
+		slices.SortFunc(watched, func(a, b state.Dump) int { return a.VMID - b.VMID })
 		dumps = watched
 	}
 	st.Dumps = dumps

@@ -42,7 +42,7 @@ func TestScanVzdump(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []jobs.Dump{
+	want := []state.Dump{
 		{VMID: 100, Kind: "qemu", File: newest100, At: now.Add(-2 * time.Hour), Bytes: 30},
 		{VMID: 101, Kind: "lxc", File: ct, At: now.Add(-3 * time.Hour), Bytes: 20},
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/digest"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
@@ -41,7 +42,7 @@ func RestoreTest(ctx context.Context, e *Env) error {
 		return run.Finish(state.Failed, 1, "cannot take the borg lock: "+err.Error(), nil, nil)
 	}
 	defer lock.Unlock()
-	var stats RestoreStats
+	var stats state.RestoreStats
 	var failures []alert.RestoreTestReport
 	for i := range e.Host.Repos {
 		r := &e.Host.Repos[i]
@@ -61,12 +62,12 @@ func RestoreTest(ctx context.Context, e *Env) error {
 	return fmt.Errorf("restore test: %d failed", len(failures))
 }
 
-func (e *Env) restoreRepo(ctx context.Context, r *config.Repo) ([]RestoredFile, []alert.RestoreTestReport) {
+func (e *Env) restoreRepo(ctx context.Context, r *config.Repo) ([]state.RestoredFile, []alert.RestoreTestReport) {
 	report := func(archive, file, problem string, code int, out string) alert.RestoreTestReport {
 		return alert.RestoreTestReport{Repo: r.Path, Archive: archive, File: file, Started: e.Now(), Problem: problem,
 			ExitCode: code, Output: out, LogPath: e.LogPath}
 	}
-	res, err := e.borg(ctx, r, "list", "--last", "1", "--short", "--glob-archives", ArchivePrefix+"*", r.Path)
+	res, err := e.borg(ctx, r, "list", "--last", "1", "--short", "--glob-archives", layout.ArchivePrefix+"*", r.Path)
 	archive := strings.TrimSpace(string(res.Stdout))
 	if err != nil || archive == "" {
 		return nil, []alert.RestoreTestReport{report("", "", "the repository has no archive to restore from", exitCode(res, err), tailText(res.Stderr, 8))}
@@ -80,10 +81,10 @@ func (e *Env) restoreRepo(ctx context.Context, r *config.Repo) ([]RestoredFile, 
 			return nil, []alert.RestoreTestReport{report(archive, "", "listing the archive failed", 1, err.Error())}
 		}
 	}
-	var files []RestoredFile
+	var files []state.RestoredFile
 	var fails []alert.RestoreTestReport
 	for _, p := range paths {
-		f := RestoredFile{Repo: r.Name, Archive: archive, Path: p, Status: "match"}
+		f := state.RestoredFile{Repo: r.Name, Archive: archive, Path: p, Status: "match"}
 		// borg stores paths without the leading slash.
 		res, err := e.borg(ctx, r, "extract", "--stdout", r.Path+"::"+archive, strings.TrimPrefix(p, "/"))
 		got := sha256.Sum256(res.Stdout)

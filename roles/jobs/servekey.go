@@ -10,11 +10,6 @@ import (
 	"github.com/borgkit/borgkit/provision/config"
 )
 
-// RevokedDir holds one marker file per offsite host whose unlock was
-// revoked (the kill switch): serve-key refuses it and provisioning does not
-// authorize it again until the marker is removed by hand.
-const RevokedDir = "/etc/borgkit/revoked"
-
 // ServeKey writes the LUKS keyfile of offsite host name to w. It runs as the
 // forced command of that host's unlock key, so name comes from
 // authorized_keys, never from the client; it still checks that name is an

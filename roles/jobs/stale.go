@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
@@ -47,7 +48,7 @@ func Stale(ctx context.Context, e *Env) error {
 	if p := e.Host.Proxmox; p != nil {
 		pc, ps := e.proxmoxChecks(ctx, p, now)
 		checks = append(checks, pc...)
-		stats = &StaleStats{Proxmox: ps}
+		stats = &state.StaleStats{Proxmox: ps}
 	}
 	stale := 0
 	for _, c := range checks {
@@ -66,7 +67,7 @@ func Stale(ctx context.Context, e *Env) error {
 // age measures from the job's last success, not its last run, which may
 // have failed.
 func (e *Env) age(job, name string, threshold time.Duration, now time.Time) alert.AgeCheck {
-	c := alert.AgeCheck{Name: name, Threshold: threshold, Log: "/var/log/borgkit/" + job + ".log"}
+	c := alert.AgeCheck{Name: name, Threshold: threshold, Log: layout.JobLog(layout.LogDir, job)}
 	rec, err := e.Store.Load(job)
 	if err != nil || rec.LastSuccess.IsZero() {
 		c.Never = true

@@ -10,27 +10,11 @@ import (
 	"strings"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
-
-// HeartbeatDir is where servers leave their heartbeats in an offsite
-// host's mirror root; the watchdog there reads them.
-const HeartbeatDir = ".heartbeat"
-
-// MirrorDir is the directory on an offsite host's backup disk that servers
-// push into (rrsync's root). It is made only while the disk is mounted, so
-// a push to an unmounted disk fails rather than landing on the root
-// filesystem under the empty mountpoint.
-const MirrorDir = "borgkit"
-
-// MirrorRoot is the push target on a backup disk mounted at mount.
-func MirrorRoot(mount string) string { return filepath.Join(mount, MirrorDir) }
-
-// HeartbeatName is the file a server writes after a sync that reached the
-// offsite host completely.
-func HeartbeatName(server string) string { return server + "-last-success" }
 
 // Sync mirrors every repo to each mirror once the nightly run is done:
 // offsite through the rrsync-restricted key, the NAS with --size-only. It
@@ -45,7 +29,7 @@ func Sync(ctx context.Context, e *Env) error {
 	started := e.Now()
 	var report alert.SyncReport
 	report.Started, report.LogPath = started, e.LogPath
-	finish := func(stats SyncStats) error {
+	finish := func(stats state.SyncStats) error {
 		status, code, msg := state.OK, 0, "all mirrors up to date"
 		if len(report.Failures) > 0 {
 			status, code, msg = state.Failed, 1, fmt.Sprintf("%d transfers failed", len(report.Failures))
@@ -64,17 +48,17 @@ func Sync(ctx context.Context, e *Env) error {
 	lock, err := state.LockContext(ctx, e.LockPath, e.LockWait)
 	if err != nil {
 		report.Failures = append(report.Failures, alert.SyncFailure{Repo: "(all)", Target: "(all)", ExitCode: 1, Output: err.Error()})
-		return finish(SyncStats{})
+		return finish(state.SyncStats{})
 	}
 	defer lock.Unlock()
 
 	if err := e.backupDiskReady(ctx); err != nil {
 		report.Failures = append(report.Failures, alert.SyncFailure{Repo: "(all)", Target: "(all)", ExitCode: 1,
 			Output: "refused: " + err.Error() + "; nothing was mirrored, every mirror was left as it was"})
-		return finish(SyncStats{})
+		return finish(state.SyncStats{})
 	}
 	repos, refused := e.trustedRepos()
-	var stats SyncStats
+	var stats state.SyncStats
 	for i := range e.Host.Mirrors {
 		m := &e.Host.Mirrors[i]
 		ms := e.mirror(ctx, m, repos, refused, &report)
@@ -92,7 +76,7 @@ func (e *Env) trustedRepos() ([]*config.Repo, map[string]string) {
 		if err != nil || rec.Status != state.Failed {
 			continue
 		}
-		var cs CheckStats
+		var cs state.CheckStats
 		if decodeStats(rec, &cs) == nil {
 			for _, r := range cs.Repos {
 				if r.Status == "failed" {
@@ -119,8 +103,8 @@ func (e *Env) trustedRepos() ([]*config.Repo, map[string]string) {
 
 var sentRE = regexp.MustCompile(`Total bytes sent: ([\d,.]+)`)
 
-func (e *Env) mirror(ctx context.Context, m *config.Mirror, repos []*config.Repo, refused map[string]string, report *alert.SyncReport) MirrorStats {
-	ms := MirrorStats{Name: m.Name, Status: "ok"}
+func (e *Env) mirror(ctx context.Context, m *config.Mirror, repos []*config.Repo, refused map[string]string, report *alert.SyncReport) state.MirrorStats {
+	ms := state.MirrorStats{Name: m.Name, Status: "ok"}
 	fail := func(repo, target string, code int, out string) {
 		report.Failures = append(report.Failures, alert.SyncFailure{Repo: repo, Target: target, ExitCode: code, Output: out})
 		ms.Failed = append(ms.Failed, repo)
@@ -179,7 +163,7 @@ func (e *Env) mirror(ctx context.Context, m *config.Mirror, repos []*config.Repo
 	}
 	if remote && ms.Status == "ok" {
 		if err := e.heartbeat(ctx, m); err != nil {
-			fail("(heartbeat)", m.Host+":"+HeartbeatDir+"/", 1, err.Error())
+			fail("(heartbeat)", m.Host+":"+layout.HeartbeatDir+"/", 1, err.Error())
 		} else {
 			ms.Heartbeat = e.Now()
 		}
@@ -195,15 +179,15 @@ func (e *Env) heartbeat(ctx context.Context, m *config.Mirror) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	hb := filepath.Join(dir, HeartbeatDir)
+	hb := filepath.Join(dir, layout.HeartbeatDir)
 	if err := os.Mkdir(hb, 0o755); err != nil {
 		return err
 	}
 	stamp := e.Now().UTC().Format("2006-01-02T15:04:05Z") + "\n"
-	if err := os.WriteFile(filepath.Join(hb, HeartbeatName(e.Host.Name)), []byte(stamp), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(hb, layout.HeartbeatName(e.Host.Name)), []byte(stamp), 0o644); err != nil {
 		return err
 	}
-	res, err := e.run(ctx, tools.Cmd(tools.Rsync, "-rt", "-e", e.SSH, hb+"/", m.Host+":"+HeartbeatDir+"/"))
+	res, err := e.run(ctx, tools.Cmd(tools.Rsync, "-rt", "-e", e.SSH, hb+"/", m.Host+":"+layout.HeartbeatDir+"/"))
 	if err != nil {
 		return fmt.Errorf("write heartbeat: %s", tailText(res.Stderr, 4))
 	}
@@ -212,17 +196,12 @@ func (e *Env) heartbeat(ctx context.Context, m *config.Mirror) error {
 
 // mountOf is the mountpoint of the host's share or disk holding p.
 func (e *Env) mountOf(p string) string {
-	best := ""
-	under := func(mp string) {
-		if (p == mp || strings.HasPrefix(p, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
-			best = mp
-		}
-	}
+	var mounts []string
 	for _, s := range e.Host.Shares {
-		under(s.Mountpoint)
+		mounts = append(mounts, s.Mountpoint)
 	}
 	for _, d := range e.Host.Disks {
-		under(d.Mountpoint)
+		mounts = append(mounts, d.Mountpoint)
 	}
-	return best
+	return layout.Mountpoint(p, mounts)
 }

@@ -16,43 +16,15 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
-
-// UnlockKnownHosts pins the unlock server's host key for the key fetch.
-// Provisioning writes it as roles.OffsiteKnownHosts; it is repeated here
-// because roles imports this package.
-const UnlockKnownHosts = "/etc/borgkit/ssh/known_hosts"
 
 // MaxUnlockKey bounds what the key fetch reads from the server. A keyfile is
 // 64 bytes; anything near this size is not a key, and reading it all would
 // put an unbounded secret in memory.
 const MaxUnlockKey = 8 << 10
-
-// JobUnlock is the boot-time unlock's job name (it has no schedule: a
-// systemd timer runs it).
-const JobUnlock = "unlock"
-
-// UnlockStats is the unlock job's record.
-type UnlockStats struct {
-	Server string `json:"server"`
-	// Tries is how many key fetches this run made (0: no disk needed the key).
-	Tries int            `json:"tries"`
-	Disks []UnlockedDisk `json:"disks"`
-}
-
-// UnlockedDisk is one LUKS disk after the unlock.
-type UnlockedDisk struct {
-	Name   string `json:"name"`
-	Device string `json:"device"`
-	Mapper string `json:"mapper"`
-	Mount  string `json:"mount"`
-	// Status is ok (opened and mounted now), open (was already open and
-	// mounted), verified (TestOpenOnly: the key opens it) or failed.
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
-}
 
 // Unlock opens and mounts every LUKS disk of the offsite host with the key
 // its unlock server serves over SSH. The key goes from ssh's stdout into a
@@ -78,7 +50,7 @@ func Unlock(ctx context.Context, env *PiEnv) error {
 	if e.allOpen(disks) {
 		return nil
 	}
-	run, ctx, stop, err := e.Begin(ctx, JobUnlock)
+	run, ctx, stop, err := e.Begin(ctx, layout.JobUnlock)
 	if IsStandDown(err) {
 		return nil
 	}
@@ -158,8 +130,8 @@ func mountedFrom(m *mountEntry, device string) bool {
 
 // unlockAll unlocks each disk, fetching the key once, when the first disk
 // needs it. A disk that fails does not stop the others.
-func (e *PiEnv) unlockAll(ctx context.Context, disks []*config.Disk) (UnlockStats, error) {
-	var stats UnlockStats
+func (e *PiEnv) unlockAll(ctx context.Context, disks []*config.Disk) (state.UnlockStats, error) {
+	var stats state.UnlockStats
 	server, err := e.unlockServer()
 	if err != nil {
 		e.logf("%v", err)
@@ -181,7 +153,7 @@ func (e *PiEnv) unlockAll(ctx context.Context, disks []*config.Disk) (UnlockStat
 	}
 	var errs []error
 	for _, d := range disks {
-		ud := UnlockedDisk{Name: d.Name, Device: d.Device, Mapper: e.mapperPath(d), Mount: d.Mountpoint}
+		ud := state.UnlockedDisk{Name: d.Name, Device: d.Device, Mapper: e.mapperPath(d), Mount: d.Mountpoint}
 		ud.Status, err = e.unlockDisk(ctx, d, fetch)
 		if err != nil {
 			ud.Status, ud.Error = "failed", err.Error()
@@ -297,7 +269,7 @@ func (e *PiEnv) mountDisk(ctx context.Context, d *config.Disk, mapper string) er
 	}
 	// The push target exists only on the mounted disk, so a push while it
 	// is not mounted fails instead of filling the root filesystem.
-	if err := os.MkdirAll(MirrorRoot(d.Mountpoint), 0o700); err != nil {
+	if err := os.MkdirAll(layout.MirrorRoot(d.Mountpoint), 0o700); err != nil {
 		return fmt.Errorf("disk %s: %w", d.Name, err)
 	}
 	return nil

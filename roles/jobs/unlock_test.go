@@ -26,6 +26,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/testing/sshd"
 )
@@ -179,13 +180,13 @@ func (l *piUnlockLab) noKeyAnywhere(t *testing.T) {
 	}
 }
 
-func (l *piUnlockLab) record(t *testing.T) (*state.Record, UnlockStats) {
+func (l *piUnlockLab) record(t *testing.T) (*state.Record, state.UnlockStats) {
 	t.Helper()
-	rec, err := l.env.Store.Load(JobUnlock)
+	rec, err := l.env.Store.Load(layout.JobUnlock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st UnlockStats
+	var st state.UnlockStats
 	if err := json.Unmarshal(rec.Stats, &st); err != nil {
 		t.Fatalf("stats %s: %v", rec.Stats, err)
 	}
@@ -333,7 +334,7 @@ func TestUnlockAlreadyOpenIsQuick(t *testing.T) {
 	if time.Since(start) > time.Second || l.srv.Connections() != 0 {
 		t.Errorf("took %s, %d connections", time.Since(start), l.srv.Connections())
 	}
-	if _, err := l.env.Store.Load(JobUnlock); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := l.env.Store.Load(layout.JobUnlock); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a record was written for a disk already open: %v", err)
 	}
 
@@ -465,8 +466,8 @@ func TestUnlockSSHArgv(t *testing.T) {
 	}
 	// roles.OffsiteKnownHosts, beside the unlock identity (roles cannot be
 	// imported here: it imports this package).
-	if UnlockKnownHosts != "/etc/borgkit/ssh/known_hosts" || filepath.Dir(UnlockKnownHosts) != filepath.Dir(config.DefaultUnlockIdentity) {
-		t.Errorf("UnlockKnownHosts %s", UnlockKnownHosts)
+	if layout.UnlockKnownHosts != "/etc/borgkit/ssh/known_hosts" || filepath.Dir(layout.UnlockKnownHosts) != filepath.Dir(layout.UnlockIdentity) {
+		t.Errorf("UnlockKnownHosts %s", layout.UnlockKnownHosts)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/templates"
@@ -34,7 +35,7 @@ type PiEnv struct {
 	// table naming a temporary directory.
 	MountInfo string
 
-	// KnownHosts pins the unlock server's host key (default UnlockKnownHosts).
+	// KnownHosts pins the unlock server's host key (default layout.UnlockKnownHosts).
 	KnownHosts string
 	// MapperDir is where open LUKS containers appear (default /dev/mapper).
 	MapperDir string
@@ -73,7 +74,7 @@ func (env *PiEnv) resolved() (*PiEnv, error) {
 		e.MountInfo = DefaultMountInfo
 	}
 	if e.KnownHosts == "" {
-		e.KnownHosts = UnlockKnownHosts
+		e.KnownHosts = layout.UnlockKnownHosts
 	}
 	if e.MapperDir == "" {
 		e.MapperDir = DefaultMapperDir
@@ -132,7 +133,7 @@ func Watchdog(ctx context.Context, env *PiEnv) error {
 	if err != nil {
 		return fmt.Errorf("watchdog: %w", err)
 	}
-	run, ctx, stop, err := e.Begin(ctx, config.JobWatchdog)
+	run, ctx, stop, err := e.Begin(ctx, layout.JobWatchdog)
 	if IsStandDown(err) {
 		return nil
 	}
@@ -150,15 +151,15 @@ func Watchdog(ctx context.Context, env *PiEnv) error {
 
 // watch does the watchdog's work; findings it mailed make a warning, a
 // check it could not make a failure.
-func (e *PiEnv) watch(ctx context.Context) (state.Status, int, string, WatchdogStats, error) {
-	var stats WatchdogStats
+func (e *PiEnv) watch(ctx context.Context) (state.Status, int, string, state.WatchdogStats, error) {
+	var stats state.WatchdogStats
 	d := e.Host.BackupDisk()
 	if d == nil {
 		err := fmt.Errorf("watchdog: host %s has no backup disk in %s (mark one backup: true)", e.Host.Name, e.Cfg.File)
 		e.logf("%v", err)
 		return state.Failed, 1, err.Error(), stats, err
 	}
-	stats.Disk = DiskUsage{Mount: d.Mountpoint}
+	stats.Disk = state.DiskUsage{Mount: d.Mountpoint}
 	sources := e.mirrorSources()
 	server := ""
 	if e.Host.Unlock != nil {
@@ -204,13 +205,13 @@ func (e *PiEnv) watch(ctx context.Context) (state.Status, int, string, WatchdogS
 
 	threshold := e.Host.Thresholds.HeartbeatMaxAgeOrDefault()
 	now := e.Now()
-	dir := filepath.Join(MirrorRoot(d.Mountpoint), HeartbeatDir)
+	dir := filepath.Join(layout.MirrorRoot(d.Mountpoint), layout.HeartbeatDir)
 	seen := map[string]bool{}
 	for _, src := range sources {
 		seen[src] = true
-		file := filepath.Join(dir, HeartbeatName(src))
+		file := filepath.Join(dir, layout.HeartbeatName(src))
 		at, err := piReadHeartbeat(file)
-		stats.Heartbeats = append(stats.Heartbeats, Heartbeat{Host: src, File: file, At: at})
+		stats.Heartbeats = append(stats.Heartbeats, state.Heartbeat{Host: src, File: file, At: at})
 		age := now.Sub(at)
 		switch {
 		case err != nil:
@@ -247,7 +248,7 @@ func (e *PiEnv) watch(ctx context.Context) (state.Status, int, string, WatchdogS
 			continue
 		}
 		e.logf("heartbeat of %s (%s ago) ignored: no server of the config mirrors to %s as %s", name, alert.Age(now.Sub(at)), e.Host.Name, name)
-		stats.Heartbeats = append(stats.Heartbeats, Heartbeat{Host: name, File: file, At: at})
+		stats.Heartbeats = append(stats.Heartbeats, state.Heartbeat{Host: name, File: file, At: at})
 	}
 	if len(sources) == 0 {
 		e.logf("no server in the config mirrors to %s: no heartbeat to watch", e.Host.Name)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/testing/smtpsink"
@@ -86,7 +87,7 @@ func newPiWatchLab(t *testing.T) *piWatchLab {
 	piNeedMsmtp(t)
 	cfg, pi := piConfig(t)
 	l := &piWatchLab{sink: smtpsink.Start(t), mount: filepath.Join(t.TempDir(), "backup mnt"), log: &bytes.Buffer{}}
-	if err := os.MkdirAll(filepath.Join(MirrorRoot(l.mount), HeartbeatDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(layout.MirrorRoot(l.mount), layout.HeartbeatDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	pi.BackupDisk().Mountpoint = l.mount
@@ -111,7 +112,7 @@ func newPiWatchLab(t *testing.T) *piWatchLab {
 
 func (l *piWatchLab) heartbeat(t *testing.T, content string, mtime time.Time) string {
 	t.Helper()
-	p := filepath.Join(MirrorRoot(l.mount), HeartbeatDir, HeartbeatName("john-ai"))
+	p := filepath.Join(layout.MirrorRoot(l.mount), layout.HeartbeatDir, layout.HeartbeatName("john-ai"))
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -139,13 +140,13 @@ func (l *piWatchLab) mails(t *testing.T, n int) []smtpsink.Message {
 	return got
 }
 
-func (l *piWatchLab) record(t *testing.T) (*state.Record, WatchdogStats) {
+func (l *piWatchLab) record(t *testing.T) (*state.Record, state.WatchdogStats) {
 	t.Helper()
-	rec, err := l.env.Store.Load(config.JobWatchdog)
+	rec, err := l.env.Store.Load(layout.JobWatchdog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st WatchdogStats
+	var st state.WatchdogStats
 	if err := json.Unmarshal(rec.Stats, &st); err != nil {
 		t.Fatalf("stats %s: %v", rec.Stats, err)
 	}
@@ -241,12 +242,12 @@ func TestWatchdogMissingHeartbeat(t *testing.T) {
 func TestWatchdogDiskFull(t *testing.T) {
 	l := newPiWatchLab(t)
 	l.heartbeat(t, piNow.Add(-time.Hour).UTC().Format(time.RFC3339)+"\n", piNow)
-	l.env.Usage = func(path string) (DiskUsage, error) {
+	l.env.Usage = func(path string) (state.DiskUsage, error) {
 		if path != l.mount {
 			t.Errorf("statfs of %s, want the backup mount", path)
 		}
 		const tib = 1 << 40
-		return DiskUsage{Mount: path, Size: 4 * tib, Used: 4*tib - tib/6, Avail: tib / 6, Percent: 96}, nil
+		return state.DiskUsage{Mount: path, Size: 4 * tib, Used: 4*tib - tib/6, Avail: tib / 6, Percent: 96}, nil
 	}
 	if err := Watchdog(context.Background(), l.env); err != nil {
 		t.Fatal(err)
@@ -285,7 +286,7 @@ func TestWatchdogDiskNotMounted(t *testing.T) {
 func TestWatchdogAbandonedAndRunning(t *testing.T) {
 	l := newPiWatchLab(t)
 	l.heartbeat(t, piNow.Add(-time.Hour).UTC().Format(time.RFC3339)+"\n", piNow)
-	if _, err := l.env.Store.Begin(config.JobWatchdog); err != nil {
+	if _, err := l.env.Store.Begin(layout.JobWatchdog); err != nil {
 		t.Fatal(err)
 	}
 
@@ -294,7 +295,7 @@ func TestWatchdogAbandonedAndRunning(t *testing.T) {
 	if err := Watchdog(context.Background(), l.env); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := l.env.Store.Load(config.JobWatchdog); rec.Status != state.Running {
+	if rec, _ := l.env.Store.Load(layout.JobWatchdog); rec.Status != state.Running {
 		t.Errorf("a standing-down run touched the record: %+v", rec)
 	}
 	l.mails(t, 0)
@@ -318,7 +319,7 @@ func TestWatchdogNoBackupDisk(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no backup disk") {
 		t.Fatalf("err = %v", err)
 	}
-	if rec, _ := env.Store.Load(config.JobWatchdog); rec == nil || rec.Status != state.Failed {
+	if rec, _ := env.Store.Load(layout.JobWatchdog); rec == nil || rec.Status != state.Failed {
 		t.Errorf("record %+v", rec)
 	}
 }

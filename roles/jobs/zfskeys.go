@@ -6,13 +6,10 @@ import (
 	"strings"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 )
-
-// JobZFSLoadKey is the boot-time job of the archive host's
-// borgkit-zfs-load-key.service.
-const JobZFSLoadKey = "zfs_load_key"
 
 // LoadZFSKeys opens the host's encrypted datasets after a boot: it loads
 // the keys that live in keyfiles and mounts what is still unmounted.
@@ -20,7 +17,7 @@ const JobZFSLoadKey = "zfs_load_key"
 // datasets whose keys are loaded, so without this an unattended archive
 // host would come up with its repo locked away.
 func LoadZFSKeys(ctx context.Context, e *Env) error {
-	return e.archiveJob(ctx, JobZFSLoadKey, func(ctx context.Context) []alert.Section {
+	return e.archiveJob(ctx, layout.JobZFSLoadKey, func(ctx context.Context) []alert.Section {
 		var secs []alert.Section
 		// Parents sort before their children, so they mount first.
 		ds := slices.SortedFunc(slices.Values(e.Host.Datasets), func(a, b config.Dataset) int { return strings.Compare(a.Name, b.Name) })

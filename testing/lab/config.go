@@ -7,12 +7,13 @@ import (
 	"text/template"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/layout"
 )
 
 // Lab config facts the scenario and tests check against.
 const (
 	// ConfigPath is where the config is installed on john-ai.
-	ConfigPath = config.DefaultPath
+	ConfigPath = layout.ConfigFile
 	// RepoSystem backs up /home and /etc; RepoDocker a made-up service
 	// directory. Both live on john-ai's USB disk.
 	RepoSystem = "john-ai"

@@ -15,9 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/layout"
 	"golang.org/x/crypto/ssh"
-
-	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
 // ScenarioOptions adjust RunScenario.
@@ -245,7 +244,7 @@ func (s *scenario) run(ctx context.Context) error {
 		s.r.Pings = append(s.r.Pings, p.URI)
 	}
 	s.progress("lab", "pings received:", strings.Join(s.r.Pings, " "))
-	prom, err := s.l.ReadFile(Server, path.Join(TextfileDir, state.TextfileName))
+	prom, err := s.l.ReadFile(Server, path.Join(TextfileDir, layout.TextfileName))
 	if err != nil {
 		s.progress(Server, "prometheus textfile:", err.Error())
 	}

@@ -15,8 +15,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
-	"github.com/borgkit/borgkit/roles"
-	"github.com/borgkit/borgkit/roles/jobs"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
@@ -267,13 +266,13 @@ func TestVMArchiveZFS(t *testing.T) {
 			t.Fatalf("nightly record: %q (%s)", rec.Status, rec.Message)
 		}
 		made := a.newHistory(ctx, t)
-		snap := backupDataset + "@" + jobs.NightlySnapshot
+		snap := backupDataset + "@" + layout.NightlySnapshot
 		if want := []string{"zfs snapshot " + snap, "zfs destroy " + snap}; !slices.Equal(made, want) {
 			t.Errorf("zpool history of the nightly run: %q, want %q", made, want)
 		}
 		a.assertNoSnapshots(ctx, t)
 		archives := a.archives(ctx, t, repo)
-		if len(archives) != 1 || !strings.HasPrefix(archives[0], jobs.ArchivePrefix) {
+		if len(archives) != 1 || !strings.HasPrefix(archives[0], layout.ArchivePrefix) {
 			t.Fatalf("archives after one nightly run: %v", archives)
 		}
 		first = archives[0]
@@ -283,13 +282,13 @@ func TestVMArchiveZFS(t *testing.T) {
 	step(t, "job nightly over a snapshot left by a killed run", func() {
 		// A run killed between snapshot and destroy leaves the snapshot;
 		// the next run must replace it, not archive its stale content.
-		must(ctx, t, g, "zfs", "snapshot", backupDataset+"@"+jobs.NightlySnapshot)
+		must(ctx, t, g, "zfs", "snapshot", backupDataset+"@"+layout.NightlySnapshot)
 		for k, v := range seedData(ctx, t, g, archiveData+"/later", 1, 32<<10) {
 			data["later/"+k] = v
 		}
 		a.newHistory(ctx, t)
 		runJob(ctx, t, g, "nightly", []string{"zfs", "list", "-t", "all", "-r", tankPool})
-		snap := backupDataset + "@" + jobs.NightlySnapshot
+		snap := backupDataset + "@" + layout.NightlySnapshot
 		if made, want := a.newHistory(ctx, t), []string{"zfs destroy " + snap, "zfs snapshot " + snap, "zfs destroy " + snap}; !slices.Equal(made, want) {
 			t.Errorf("zpool history of the nightly run over a stale snapshot: %q, want %q", made, want)
 		}
@@ -343,7 +342,7 @@ func TestVMArchiveZFS(t *testing.T) {
 				"is not mounted, on the pool's unencrypted root dataset:\n%s", secureDataset,
 				a.zfsGet(ctx, t, borgDataset, "keystatus", "mounted"), strings.Join(wrong, "\n"))
 		}
-		res, err := g.Run(ctx, roles.Binary, "job", "nightly")
+		res, err := g.Run(ctx, layout.Binary, "job", "nightly")
 		var ee *host.ExitError
 		if !errors.As(err, &ee) {
 			t.Errorf("job nightly with the repo's dataset locked: want a failure, got %v\n%s%s", err, res.Stdout, res.Stderr)
@@ -403,7 +402,7 @@ func TestVMArchiveZFS(t *testing.T) {
 // exit status, kept in the run directory.
 func (a *archiveLab) provisionPlan(ctx context.Context, t *testing.T, name string) string {
 	t.Helper()
-	res, err := a.g.Run(ctx, roles.Binary, "provision", ArchiveName, "--local", "--dry-run", "--detailed-exitcode")
+	res, err := a.g.Run(ctx, layout.Binary, "provision", ArchiveName, "--local", "--dry-run", "--detailed-exitcode")
 	var ee *host.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		t.Fatal(err)
@@ -426,7 +425,7 @@ func zfsUnits(ctx context.Context, g *Guest) string {
 // changes).
 func (a *archiveLab) provision(ctx context.Context, t *testing.T, name string, want int, extra ...string) string {
 	t.Helper()
-	argv := append([]string{roles.Binary, "provision", ArchiveName, "--local", "--detailed-exitcode"}, extra...)
+	argv := append([]string{layout.Binary, "provision", ArchiveName, "--local", "--detailed-exitcode"}, extra...)
 	res, err := a.g.Run(ctx, argv...)
 	out := string(res.Stdout)
 	saveOutput(t, a.dir, name, out)
@@ -582,7 +581,7 @@ func (a *archiveLab) assertRepo(ctx context.Context, t *testing.T, repo config.R
 	if err := json.Unmarshal(res.Stdout, &info); err != nil || info.Encryption.Mode != "repokey-blake2" {
 		t.Errorf("borg info: encryption %q (%v), want repokey-blake2", info.Encryption.Mode, err)
 	}
-	must(ctx, t, g, "test", "-s", roles.KeysDir+"/"+repo.Name+".borg-key")
+	must(ctx, t, g, "test", "-s", layout.KeysDir+"/"+repo.Name+".borg-key")
 }
 
 // archives lists the repo's archives, oldest first.

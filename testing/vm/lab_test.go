@@ -13,8 +13,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
-	"github.com/borgkit/borgkit/roles"
-	"github.com/borgkit/borgkit/roles/jobs"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
@@ -113,7 +112,7 @@ func (l *labSetup) provisionServer(ctx context.Context, t *testing.T) {
 		l.saveOutput(t, "provision-john-ai.txt", must(ctx, t, s, labBinary, "--config", labConfig, "provision", ServerName, "--local"))
 		l.assertServerDisk(ctx, t)
 		must(ctx, t, s, "test", "-f", repoPath+"/config")
-		must(ctx, t, s, roles.Binary, "provision", ServerName, "--local", "--detailed-exitcode")
+		must(ctx, t, s, layout.Binary, "provision", ServerName, "--local", "--detailed-exitcode")
 	})
 }
 
@@ -131,7 +130,7 @@ func (l *labSetup) provisionOffsite(ctx context.Context, t *testing.T) {
 		if err := pi.WriteFile(ctx, "/root/.ssh/authorized_keys", []byte(pub+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		argv := []string{roles.Binary, "provision", OffsiteName, "--format", l.piDisk.Device}
+		argv := []string{layout.Binary, "provision", OffsiteName, "--format", l.piDisk.Device}
 		res, err := s.Run(ctx, argv...)
 		if err != nil {
 			t.Fatalf("%v\n%s\n%s", err, res.Stdout, res.Stderr)
@@ -139,7 +138,7 @@ func (l *labSetup) provisionOffsite(ctx context.Context, t *testing.T) {
 		l.saveOutput(t, "provision-pi.txt", string(res.Stdout))
 		must(ctx, t, pi, "cryptsetup", "isLuks", "--type", "luks2", l.piDisk.Device)
 		// The header backup is kept on john-ai, for the recovery bundle.
-		must(ctx, t, s, "test", "-s", roles.HeaderBackup(l.cfgHost(OffsiteName), l.piDisk))
+		must(ctx, t, s, "test", "-s", layout.HeaderBackup(OffsiteName, l.piDisk.Name))
 	})
 	step(t, "filesystem inside LUKS", func() {
 		l.ensureFilesystem(ctx, t)
@@ -150,7 +149,7 @@ func (l *labSetup) provisionOffsite(ctx context.Context, t *testing.T) {
 		// What provisioning makes on the disk itself (the mirror root) waits
 		// for the disk to be mounted: a run now may still have that to do
 		// (exit 3), and then the run after must change nothing.
-		argv := []string{roles.Binary, "provision", OffsiteName, "--detailed-exitcode"}
+		argv := []string{layout.Binary, "provision", OffsiteName, "--detailed-exitcode"}
 		res, err := s.Run(ctx, argv...)
 		var ee *host.ExitError
 		if errors.As(err, &ee) && ee.ExitCode == 3 {
@@ -174,7 +173,7 @@ func (l *labSetup) job(ctx context.Context, t *testing.T, g *Guest, name string)
 // job's log, its record and the output of diag.
 func runJob(ctx context.Context, t *testing.T, g *Guest, name string, diag ...[]string) {
 	t.Helper()
-	res, err := g.Run(ctx, roles.Binary, "job", name)
+	res, err := g.Run(ctx, layout.Binary, "job", name)
 	if err != nil {
 		t.Fatalf("%s: borgkit job %s: %v\n%s%s\n%s", g.Name(), name, err, res.Stdout, res.Stderr, jobDiag(ctx, g, name, diag...))
 	}
@@ -182,8 +181,8 @@ func runJob(ctx context.Context, t *testing.T, g *Guest, name string, diag ...[]
 
 func jobDiag(ctx context.Context, g *Guest, name string, diag ...[]string) string {
 	var b strings.Builder
-	for _, argv := range append([][]string{{"tail", "-n", "40", filepath.Join(roles.LogDir, strings.ReplaceAll(name, "_", "-")+".log")},
-		{"cat", filepath.Join(state.DefaultDir, strings.ReplaceAll(name, "-", "_")+".json")}}, diag...) {
+	for _, argv := range append([][]string{{"tail", "-n", "40", filepath.Join(layout.LogDir, strings.ReplaceAll(name, "_", "-")+".log")},
+		{"cat", filepath.Join(layout.StateDir, strings.ReplaceAll(name, "-", "_")+".json")}}, diag...) {
 		res, err := g.Run(ctx, argv...)
 		fmt.Fprintf(&b, "$ %s (%v)\n%s%s\n", host.QuoteArgv(argv), err, res.Stdout, res.Stderr)
 	}
@@ -193,7 +192,7 @@ func jobDiag(ctx context.Context, g *Guest, name string, diag ...[]string) strin
 // record reads a job's state record on g.
 func record(ctx context.Context, t *testing.T, g *Guest, job string) state.Record {
 	t.Helper()
-	b, err := g.ReadFile(ctx, filepath.Join(state.DefaultDir, job+".json"))
+	b, err := g.ReadFile(ctx, filepath.Join(layout.StateDir, job+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,12 +218,12 @@ func (l *labSetup) nightlyAndSync(ctx context.Context, t *testing.T) {
 
 // heartbeat is the file john-ai's sync leaves on the pi.
 func (l *labSetup) heartbeat() string {
-	return filepath.Join(jobs.MirrorRoot(l.piDisk.Mountpoint), jobs.HeartbeatDir, jobs.HeartbeatName(ServerName))
+	return filepath.Join(layout.MirrorRoot(l.piDisk.Mountpoint), layout.HeartbeatDir, layout.HeartbeatName(ServerName))
 }
 
 // mirror is where the pi keeps the copy of john-ai's repo "data".
 func (l *labSetup) mirror() string {
-	return filepath.Join(jobs.MirrorRoot(l.piDisk.Mountpoint), "data")
+	return filepath.Join(layout.MirrorRoot(l.piDisk.Mountpoint), "data")
 }
 
 // planErrors picks the failed and conflicting steps out of a plan.

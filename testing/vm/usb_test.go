@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/host"
-	"github.com/borgkit/borgkit/roles"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
@@ -73,7 +73,7 @@ func TestVMServerRebootWithoutUSB(t *testing.T) {
 	})
 
 	step(t, "job nightly aborts, writes nothing", func() {
-		res, err := s.Run(ctx, roles.Binary, "job", "nightly")
+		res, err := s.Run(ctx, layout.Binary, "job", "nightly")
 		var ee *host.ExitError
 		if !errors.As(err, &ee) {
 			t.Fatalf("job nightly without the disk: want a failure, got %v\n%s%s", err, res.Stdout, res.Stderr)

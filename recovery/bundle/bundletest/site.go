@@ -18,6 +18,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 )
 
 // Site is the fixture. Paths named "on the server" are as in the config;
@@ -202,7 +203,7 @@ func build(base string) (*Site, error) {
 	if err := os.MkdirAll(keys, 0o700); err != nil {
 		return nil, err
 	}
-	if err := write(s.Real(config.DefaultPath), s.ConfigYAML, 0o640); err != nil {
+	if err := write(s.Real(layout.ConfigFile), s.ConfigYAML, 0o640); err != nil {
 		return nil, err
 	}
 	if err := write(s.Real("/root/.ssh/known_hosts"), []byte("pi,100.64.0.2 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJzB8p8XUUE01L47t1DtndLr54zuWJJ48RXaK+q1ZzNX\n"), 0o600); err != nil {

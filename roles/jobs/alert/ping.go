@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/layout"
 )
 
 // Pinger reports job starts and ends to a Healthchecks-style check: a POST
@@ -49,7 +50,7 @@ func (p *Pinger) Finish(ctx context.Context, job string, exitCode int, body stri
 
 // signalURL appends the signal to the URL's path, before any query.
 func (p *Pinger) signalURL(job, signal string) (string, error) {
-	u, err := url.Parse(config.ExpandPingURL(p.URL, p.Host, job))
+	u, err := url.Parse(config.ExpandPingURL(p.URL, p.Host, layout.JobCLI(job)))
 	if err != nil {
 		return "", errors.New("ping_url is not a URL")
 	}

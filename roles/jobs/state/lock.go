@@ -12,12 +12,6 @@ import (
 	"time"
 )
 
-// DefaultLockPath is the host-wide borg lock: every job that runs borg or
-// mirrors its repos holds it, so the sync never copies a repo mid-create.
-// Under /run/borgkit, root's own directory: in a world-writable one such as
-// /run/lock another user could plant the name as a symlink.
-const DefaultLockPath = "/run/borgkit/borg.lock"
-
 // ErrLocked is wrapped by the error Lock returns when the wait ran out.
 var ErrLocked = errors.New("lock is held")
 

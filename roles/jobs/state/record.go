@@ -11,10 +11,9 @@ import (
 	"sort"
 	"strings"
 	"time"
-)
 
-// DefaultDir is where jobs keep their records.
-const DefaultDir = "/var/lib/borgkit/state"
+	"github.com/borgkit/borgkit/provision/layout"
+)
 
 // Status is how a run stands.
 type Status string
@@ -112,7 +111,7 @@ var jobRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_]*$`)
 // Anything that is not a plain name is refused, so a job name can never
 // reach outside the state directory.
 func JobName(job string) (string, error) {
-	n := strings.ReplaceAll(job, "-", "_")
+	n := layout.JobKey(job)
 	if len(n) > 64 || !jobRE.MatchString(n) {
 		return "", fmt.Errorf("job name %q: want lower-case letters, digits, '-' and '_'", job)
 	}
@@ -121,7 +120,7 @@ func JobName(job string) (string, error) {
 
 func (s *Store) dir() string {
 	if s.Dir == "" {
-		return DefaultDir
+		return layout.StateDir
 	}
 	return s.Dir
 }

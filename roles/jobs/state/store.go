@@ -17,7 +17,7 @@ import (
 
 // Store is the directory of job records.
 type Store struct {
-	// Dir defaults to DefaultDir.
+	// Dir defaults to layout.StateDir.
 	Dir string
 	// Host is written into records; default os.Hostname().
 	Host string

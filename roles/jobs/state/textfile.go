@@ -8,11 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// TextfileName is the file WriteTextfile writes, for node_exporter's
-// textfile collector (--collector.textfile.directory).
-const TextfileName = "borgkit.prom"
+	"github.com/borgkit/borgkit/provision/layout"
+)
 
 type metric struct {
 	name, help string
@@ -75,7 +73,7 @@ func labelValue(s string) string {
 // WriteTextfile writes dir/borgkit.prom atomically, so the collector never
 // reads half a file.
 func WriteTextfile(dir string, recs map[string]*Record) error {
-	path := filepath.Join(dir, TextfileName)
+	path := filepath.Join(dir, layout.TextfileName)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -91,7 +89,7 @@ func WriteTextfile(dir string, recs map[string]*Record) error {
 func (s *Store) WriteTextfile(dir string) error {
 	l, err := s.lockDir()
 	if err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Join(dir, TextfileName), err)
+		return fmt.Errorf("write %s: %w", filepath.Join(dir, layout.TextfileName), err)
 	}
 	defer l.Unlock()
 	recs, err := s.LoadAll()

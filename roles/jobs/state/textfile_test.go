@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/borgkit/borgkit/provision/layout"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata")
@@ -27,17 +29,17 @@ func TestTextfileGolden(t *testing.T) {
 	if err := WriteTextfile(dir, recs); err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(filepath.Join(dir, TextfileName))
+	got, err := os.ReadFile(filepath.Join(dir, layout.TextfileName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fi, _ := os.Stat(filepath.Join(dir, TextfileName))
+	fi, _ := os.Stat(filepath.Join(dir, layout.TextfileName))
 	if fi.Mode().Perm() != 0o644 {
 		t.Errorf("mode %v", fi.Mode())
 	}
 	ents, _ := os.ReadDir(dir)
 	if len(ents) != 1 {
-		t.Errorf("directory holds %d entries, want only %s", len(ents), TextfileName)
+		t.Errorf("directory holds %d entries, want only %s", len(ents), layout.TextfileName)
 	}
 	golden := filepath.Join("testdata", "borgkit.prom")
 	if *update {

@@ -11,14 +11,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/borgkit/borgkit/provision/config"
-	"github.com/borgkit/borgkit/roles/jobs"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
-
-// JobDrill is the recovery drill's record name. It is not a scheduled job
-// (a drill needs a person and the offline bundle), so config does not name it.
-const JobDrill = "drill"
 
 // DrillMaxAge is how old the last drill may get: a yearly rehearsal with a
 // month's slack, since a recovery path nobody has walked is a guess.
@@ -31,23 +27,23 @@ const overdueGrace = time.Hour
 
 // scheduledJobs are the jobs whose only sign of a dead cron line is a
 // record that stops changing; nightly and sync have their own thresholds.
-var scheduledJobs = []string{config.JobStale, config.JobCheck, config.JobVerify, config.JobRestoreTest, config.JobWatchdog}
+var scheduledJobs = []string{layout.JobStale, layout.JobCheck, layout.JobVerify, layout.JobRestoreTest, layout.JobWatchdog}
 
 // jobTitles name jobs in issue texts.
 var jobTitles = map[string]string{
-	config.JobNightly:     "Nightly backup",
-	config.JobSync:        "Mirror sync",
-	config.JobStale:       "Staleness check",
-	config.JobCheck:       "Integrity check",
-	config.JobVerify:      "Deep verify",
-	config.JobRestoreTest: "Restore test",
-	config.JobSummary:     "Weekly summary",
-	config.JobWatchdog:    "Watchdog",
-	config.JobScrub:       "ZFS scrub",
-	config.JobSmartShort:  "SMART short test",
-	config.JobSmartLong:   "SMART long test",
-	config.JobPull:        "Dataset pull",
-	JobDrill:              "Recovery drill",
+	layout.JobNightly:     "Nightly backup",
+	layout.JobSync:        "Mirror sync",
+	layout.JobStale:       "Staleness check",
+	layout.JobCheck:       "Integrity check",
+	layout.JobVerify:      "Deep verify",
+	layout.JobRestoreTest: "Restore test",
+	layout.JobSummary:     "Weekly summary",
+	layout.JobWatchdog:    "Watchdog",
+	layout.JobScrub:       "ZFS scrub",
+	layout.JobSmartShort:  "SMART short test",
+	layout.JobSmartLong:   "SMART long test",
+	layout.JobPull:        "Dataset pull",
+	layout.JobDrill:       "Recovery drill",
 }
 
 func jobTitle(job string) string {
@@ -124,7 +120,7 @@ type builder struct {
 	cfg   *config.Config
 	self  *config.Host
 	recs  map[string]*state.Record
-	disks []jobs.DiskUsage
+	disks []state.DiskUsage
 	now   time.Time
 	d     *Dashboard
 	// reported marks jobs that already have a failure issue, so the
@@ -139,7 +135,7 @@ type builder struct {
 // state.Store.LoadAll returns them), the live statfs results disks (may be
 // nil: the figures the jobs recorded are used instead), at time now. It
 // reads nothing but /proc, to tell a running job from one that died.
-func Build(cfg *config.Config, self *config.Host, recs map[string]*state.Record, disks []jobs.DiskUsage, now time.Time) *Dashboard {
+func Build(cfg *config.Config, self *config.Host, recs map[string]*state.Record, disks []state.DiskUsage, now time.Time) *Dashboard {
 	if cfg == nil {
 		cfg = &config.Config{}
 	}
@@ -268,16 +264,16 @@ func (b *builder) decodeStats(r *state.Record, v any) bool {
 func (b *builder) storage() {
 	warn := b.self.DiskWarnPercent()
 	// What the jobs recorded, for mounts the caller did not measure.
-	var recorded []jobs.DiskUsage
+	var recorded []state.DiskUsage
 	var recordedAt []time.Time
-	if r := b.rec(config.JobNightly); r != nil && b.self.Role != config.RoleOffsite {
-		var st jobs.NightlyStats
+	if r := b.rec(layout.JobNightly); r != nil && b.self.Role != config.RoleOffsite {
+		var st state.NightlyStats
 		if b.decodeStats(r, &st) && st.Disk.Mount != "" {
 			recorded, recordedAt = append(recorded, st.Disk), append(recordedAt, ended(r))
 		}
 	}
-	if r := b.rec(config.JobWatchdog); r != nil && b.self.Role == config.RoleOffsite {
-		var st jobs.WatchdogStats
+	if r := b.rec(layout.JobWatchdog); r != nil && b.self.Role == config.RoleOffsite {
+		var st state.WatchdogStats
 		if b.decodeStats(r, &st) && st.Disk.Mount != "" {
 			recorded, recordedAt = append(recorded, st.Disk), append(recordedAt, ended(r))
 		}
@@ -286,9 +282,9 @@ func (b *builder) storage() {
 	for _, spec := range storageSpecs(b.self) {
 		s := Storage{Label: spec.label, Kind: spec.kind, Source: SourceNone, WarnPercent: warn, Level: LevelUnknown}
 		s.Mount = spec.mount
-		if i := slices.IndexFunc(b.disks, func(u jobs.DiskUsage) bool { return path.Clean(u.Mount) == path.Clean(spec.mount) }); i >= 0 {
+		if i := slices.IndexFunc(b.disks, func(u state.DiskUsage) bool { return path.Clean(u.Mount) == path.Clean(spec.mount) }); i >= 0 {
 			s.DiskUsage, s.Source = b.disks[i], SourceLive
-		} else if i := slices.IndexFunc(recorded, func(u jobs.DiskUsage) bool { return path.Clean(u.Mount) == path.Clean(spec.mount) }); i >= 0 {
+		} else if i := slices.IndexFunc(recorded, func(u state.DiskUsage) bool { return path.Clean(u.Mount) == path.Clean(spec.mount) }); i >= 0 {
 			s.DiskUsage, s.Source = recorded[i], SourceRecorded
 			s.RecordedAt = b.at(recordedAt[i])
 			s.AgeSeconds = b.age(recordedAt[i])
@@ -362,7 +358,7 @@ func (b *builder) jobFailures() {
 // itself. Counting them twice would inflate the summary's count of issues.
 func (b *builder) judgedHere(r *state.Record) bool {
 	switch r.Job {
-	case config.JobStale, config.JobSummary, config.JobWatchdog:
+	case layout.JobStale, layout.JobSummary, layout.JobWatchdog:
 		return true
 	}
 	return false
@@ -371,7 +367,7 @@ func (b *builder) judgedHere(r *state.Record) bool {
 // orderedJobs lists the jobs of recs as a listing should show them: the
 // server's schedule order, then the drill, then the rest by name.
 func orderedJobs(recs map[string]*state.Record) []string {
-	order := append(config.RoleJobs(config.RoleServer), config.JobWatchdog, JobDrill)
+	order := append(config.RoleJobs(config.RoleServer), layout.JobWatchdog, layout.JobDrill)
 	var out []string
 	for _, j := range order {
 		if recs[j] != nil && !slices.Contains(out, j) {
@@ -391,8 +387,8 @@ func orderedJobs(recs map[string]*state.Record) []string {
 func (b *builder) failureDetail(r *state.Record) string {
 	var names []string
 	switch r.Job {
-	case config.JobNightly:
-		var st jobs.NightlyStats
+	case layout.JobNightly:
+		var st state.NightlyStats
 		if json.Unmarshal(r.Stats, &st) == nil {
 			for _, rs := range st.Repos {
 				if rs.Status == "failed" {
@@ -400,8 +396,8 @@ func (b *builder) failureDetail(r *state.Record) string {
 				}
 			}
 		}
-	case config.JobSync:
-		var st jobs.SyncStats
+	case layout.JobSync:
+		var st state.SyncStats
 		if json.Unmarshal(r.Stats, &st) == nil {
 			for _, m := range st.Mirrors {
 				if m.Status != "ok" {
@@ -409,8 +405,8 @@ func (b *builder) failureDetail(r *state.Record) string {
 				}
 			}
 		}
-	case config.JobCheck, config.JobVerify:
-		var st jobs.CheckStats
+	case layout.JobCheck, layout.JobVerify:
+		var st state.CheckStats
 		if json.Unmarshal(r.Stats, &st) == nil {
 			for _, rc := range st.Repos {
 				if rc.Status != "ok" {
@@ -418,8 +414,8 @@ func (b *builder) failureDetail(r *state.Record) string {
 				}
 			}
 		}
-	case config.JobRestoreTest:
-		var st jobs.RestoreStats
+	case layout.JobRestoreTest:
+		var st state.RestoreStats
 		if json.Unmarshal(r.Stats, &st) == nil {
 			for _, f := range st.Files {
 				if f.Status != "match" {
@@ -437,13 +433,13 @@ func (b *builder) failureDetail(r *state.Record) string {
 // repos fills the nightly section from the config's repos (its order and
 // paths), matched with the last nightly's stats by name.
 func (b *builder) repos() {
-	r := b.rec(config.JobNightly)
-	var st jobs.NightlyStats
+	r := b.rec(layout.JobNightly)
+	var st state.NightlyStats
 	b.decodeStats(r, &st)
 	maxAge := b.self.Thresholds.NightlyMaxAgeOrDefault()
 	for _, cr := range b.self.Repos {
 		repo := Repo{Name: cr.Name, Path: cr.Path, Level: LevelUnknown}
-		i := slices.IndexFunc(st.Repos, func(rs jobs.RepoStats) bool { return rs.Name == cr.Name })
+		i := slices.IndexFunc(st.Repos, func(rs state.RepoStats) bool { return rs.Name == cr.Name })
 		last := time.Time{}
 		if i >= 0 {
 			rs := st.Repos[i]
@@ -511,8 +507,8 @@ func (b *builder) proxmox() {
 	maxAge := cp.MaxAgeOrDefault()
 	p := &Proxmox{Dir: cp.DumpDir, MaxAgeSeconds: int64(maxAge.Seconds()), Level: LevelUnknown, Guests: []ProxmoxGuest{}}
 	b.d.Proxmox = p
-	r := b.rec(config.JobStale)
-	var st jobs.StaleStats
+	r := b.rec(layout.JobStale)
+	var st state.StaleStats
 	if r != nil && len(r.Stats) > 0 {
 		b.decodeStats(r, &st)
 	}
@@ -524,13 +520,13 @@ func (b *builder) proxmox() {
 			p.Level = LevelRunning
 			return
 		}
-		b.issue(LevelWarning, config.JobStale, "Proxmox dumps in %s not listed yet: the stale check lists them", cp.DumpDir)
+		b.issue(LevelWarning, layout.JobStale, "Proxmox dumps in %s not listed yet: the stale check lists them", cp.DumpDir)
 		return
 	}
 	p.CheckedAt = b.at(ended(r))
 	if ps.Error != "" {
 		p.Error, p.Level = ps.Error, LevelFailed
-		b.issue(LevelFailed, config.JobStale, "Proxmox dumps in %s could not be listed: %s", cp.DumpDir, ps.Error)
+		b.issue(LevelFailed, layout.JobStale, "Proxmox dumps in %s could not be listed: %s", cp.DumpDir, ps.Error)
 		return
 	}
 	p.Level = LevelOK
@@ -539,12 +535,12 @@ func (b *builder) proxmox() {
 		switch {
 		case d.At.IsZero():
 			g.Level = LevelFailed
-			b.issue(LevelFailed, config.JobStale, "Proxmox guest %d has no dump in %s", d.VMID, cp.DumpDir)
+			b.issue(LevelFailed, layout.JobStale, "Proxmox guest %d has no dump in %s", d.VMID, cp.DumpDir)
 		default:
 			g.At, g.AgeSeconds = b.at(d.At), b.age(d.At)
 			if b.now.Sub(d.At) > maxAge {
 				g.Level = LevelFailed
-				b.issue(LevelFailed, config.JobStale, "Proxmox guest %d dump is stale: %s old (threshold: %s)", d.VMID, ago(g.AgeSeconds), alert.Limit(maxAge))
+				b.issue(LevelFailed, layout.JobStale, "Proxmox guest %d dump is stale: %s old (threshold: %s)", d.VMID, ago(g.AgeSeconds), alert.Limit(maxAge))
 			}
 		}
 		if g.Level == LevelFailed {
@@ -555,8 +551,8 @@ func (b *builder) proxmox() {
 }
 
 func (b *builder) mirrors() {
-	r := b.rec(config.JobSync)
-	var st jobs.SyncStats
+	r := b.rec(layout.JobSync)
+	var st state.SyncStats
 	b.decodeStats(r, &st)
 	maxAge := b.self.Thresholds.SyncMaxAgeOrDefault()
 	for _, cm := range b.self.Mirrors {
@@ -564,7 +560,7 @@ func (b *builder) mirrors() {
 		if cm.Host != "" {
 			m.Target = cm.Host + ":" + cm.Path
 		}
-		if i := slices.IndexFunc(st.Mirrors, func(ms jobs.MirrorStats) bool { return ms.Name == cm.Name }); i >= 0 {
+		if i := slices.IndexFunc(st.Mirrors, func(ms state.MirrorStats) bool { return ms.Name == cm.Name }); i >= 0 {
 			ms := st.Mirrors[i]
 			if ms.Target != "" {
 				m.Target = ms.Target
@@ -646,15 +642,15 @@ func (b *builder) jobCheck(name, job, okWord, failWord string) Check {
 }
 
 func (b *builder) monitoring() {
-	b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last nightly", config.JobNightly, "SUCCESS", "FAILED"))
-	if _, ok := b.self.Schedule(config.JobCheck); ok || b.rec(config.JobCheck) != nil {
-		b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last integrity check", config.JobCheck, "OK", "FAILED"))
+	b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last nightly", layout.JobNightly, "SUCCESS", "FAILED"))
+	if _, ok := b.self.Schedule(layout.JobCheck); ok || b.rec(layout.JobCheck) != nil {
+		b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last integrity check", layout.JobCheck, "OK", "FAILED"))
 	}
-	if _, ok := b.self.Schedule(config.JobVerify); ok || b.rec(config.JobVerify) != nil {
-		b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last deep verify", config.JobVerify, "OK", "FAILED"))
+	if _, ok := b.self.Schedule(layout.JobVerify); ok || b.rec(layout.JobVerify) != nil {
+		b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last deep verify", layout.JobVerify, "OK", "FAILED"))
 	}
-	if _, ok := b.self.Schedule(config.JobRestoreTest); ok || b.rec(config.JobRestoreTest) != nil {
-		b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last restore test", config.JobRestoreTest, "PASS", "FAIL"))
+	if _, ok := b.self.Schedule(layout.JobRestoreTest); ok || b.rec(layout.JobRestoreTest) != nil {
+		b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last restore test", layout.JobRestoreTest, "PASS", "FAIL"))
 	}
 	if hb, ok := b.offsiteHeartbeat(); ok {
 		b.d.Monitoring = append(b.d.Monitoring, hb)
@@ -679,7 +675,7 @@ func (b *builder) offsiteHeartbeat() (Check, bool) {
 	if maxAge == 0 {
 		return Check{}, false
 	}
-	c := Check{Name: "Offsite heartbeat", Job: config.JobSync, Status: "Never", Level: LevelUnknown}
+	c := Check{Name: "Offsite heartbeat", Job: layout.JobSync, Status: "Never", Level: LevelUnknown}
 	var last time.Time
 	for _, m := range b.d.Mirrors {
 		if m.Offsite && m.Heartbeat.After(last) {
@@ -690,7 +686,7 @@ func (b *builder) offsiteHeartbeat() (Check, bool) {
 		// No stats name a heartbeat (a sync at work, or one that died,
 		// has none): a sync succeeds only once its offsite copies are
 		// done and the heartbeat written, so its last success dates it.
-		last = lastSuccess(b.rec(config.JobSync))
+		last = lastSuccess(b.rec(layout.JobSync))
 	}
 	if last.IsZero() {
 		return c, true
@@ -705,59 +701,27 @@ func (b *builder) offsiteHeartbeat() (Check, bool) {
 	return c, true
 }
 
-// drillStats is what the drill records, read leniently field by field: its
-// writer is newer than this reader and may add or reshape fields.
-type drillStats struct {
-	repos    int
-	rpo, rto time.Duration
-	finished time.Time
-}
-
-func decodeDrill(raw json.RawMessage) drillStats {
-	var st drillStats
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
-		return st
-	}
-	var repos []json.RawMessage
-	if json.Unmarshal(m["repos"], &repos) == nil {
-		st.repos = len(repos)
-	}
-	var secs float64
-	if json.Unmarshal(m["rpo_seconds"], &secs) == nil {
-		st.rpo = time.Duration(secs * float64(time.Second))
-	}
-	secs = 0
-	if json.Unmarshal(m["rto_seconds"], &secs) == nil {
-		st.rto = time.Duration(secs * float64(time.Second))
-	}
-	var t time.Time
-	if json.Unmarshal(m["finished"], &t) == nil {
-		st.finished = t
-	}
-	return st
-}
-
 func (b *builder) drillCheck() Check {
-	r := b.rec(JobDrill)
-	c := b.jobCheck("Last drill", JobDrill, "OK", "FAILED")
+	r := b.rec(layout.JobDrill)
+	c := b.jobCheck("Last drill", layout.JobDrill, "OK", "FAILED")
 	if r == nil {
 		return c
 	}
-	st := decodeDrill(r.Stats)
-	if !st.finished.IsZero() && r.Status != state.Running {
-		c.At, c.AgeSeconds = b.at(st.finished), b.age(st.finished)
+	var st state.DrillStats
+	b.decodeStats(r, &st)
+	if !st.Finished.IsZero() && r.Status != state.Running {
+		c.At, c.AgeSeconds = b.at(st.Finished), b.age(st.Finished)
 		c.Note = c.At.Format(timeLayout)
 	}
 	var figs []string
-	if st.repos > 0 {
-		figs = append(figs, fmt.Sprintf("%d repos", st.repos))
+	if st.Repos > 0 {
+		figs = append(figs, fmt.Sprintf("%d repos", st.Repos))
 	}
-	if st.rto > 0 {
-		figs = append(figs, "RTO "+duration(st.rto))
+	if st.RTO > 0 {
+		figs = append(figs, "RTO "+duration(st.RTO))
 	}
-	if st.rpo > 0 {
-		figs = append(figs, "RPO "+ago(int64(st.rpo/time.Second)))
+	if st.RPO > 0 {
+		figs = append(figs, "RPO "+ago(int64(st.RPO/time.Second)))
 	}
 	if len(figs) > 0 && r.Status != state.Running {
 		c.Note += ", " + strings.Join(figs, ", ")
@@ -779,8 +743,8 @@ func (b *builder) staleness() {
 		job    string
 		maxAge time.Duration
 	}{
-		{config.JobNightly, b.self.Thresholds.NightlyMaxAgeOrDefault()},
-		{config.JobSync, b.self.Thresholds.SyncMaxAgeOrDefault()},
+		{layout.JobNightly, b.self.Thresholds.NightlyMaxAgeOrDefault()},
+		{layout.JobSync, b.self.Thresholds.SyncMaxAgeOrDefault()},
 	} {
 		if _, ok := b.self.Schedule(j.job); !ok {
 			continue
@@ -794,9 +758,9 @@ func (b *builder) staleness() {
 				jobTitle(j.job), ago(b.age(last)), alert.Limit(j.maxAge))
 		}
 	}
-	if _, ok := b.self.Schedule(config.JobCheck); ok && b.rec(config.JobCheck) == nil {
-		b.reported[config.JobCheck] = true
-		b.issue(LevelWarning, config.JobCheck, "Integrity check has never run")
+	if _, ok := b.self.Schedule(layout.JobCheck); ok && b.rec(layout.JobCheck) == nil {
+		b.reported[layout.JobCheck] = true
+		b.issue(LevelWarning, layout.JobCheck, "Integrity check has never run")
 	}
 }
 
@@ -804,12 +768,12 @@ func (b *builder) staleness() {
 // DrillMaxAge months: the bundle may no longer match the disks.
 func (b *builder) drill() {
 	c := b.drillCheck()
-	switch r := b.rec(JobDrill); {
+	switch r := b.rec(layout.JobDrill); {
 	case r == nil:
-		b.issue(LevelWarning, JobDrill, "No recovery drill recorded: rehearse a restore from the recovery bundle")
-	case b.reported[JobDrill] || r.Status == state.Running:
+		b.issue(LevelWarning, layout.JobDrill, "No recovery drill recorded: rehearse a restore from the recovery bundle")
+	case b.reported[layout.JobDrill] || r.Status == state.Running:
 	case b.drillTooOld(c.At):
-		b.issue(LevelWarning, JobDrill, "Last recovery drill was %s, over %d months ago", c.At.Format("2006-01-02"), DrillMaxAge)
+		b.issue(LevelWarning, layout.JobDrill, "Last recovery drill was %s, over %d months ago", c.At.Format("2006-01-02"), DrillMaxAge)
 	}
 }
 
@@ -836,8 +800,8 @@ func (b *builder) overdue() {
 
 // heartbeats is the offsite host's view: each server's last good sync.
 func (b *builder) heartbeats() {
-	r := b.rec(config.JobWatchdog)
-	var st jobs.WatchdogStats
+	r := b.rec(layout.JobWatchdog)
+	var st state.WatchdogStats
 	b.decodeStats(r, &st)
 	maxAge := b.self.Thresholds.HeartbeatMaxAgeOrDefault()
 	for _, hb := range st.Heartbeats {
@@ -846,10 +810,10 @@ func (b *builder) heartbeats() {
 		switch {
 		case hb.At.IsZero():
 			h.Level = LevelFailed
-			b.issue(LevelFailed, config.JobWatchdog, "No heartbeat from %s (%s)", hb.Host, hb.File)
+			b.issue(LevelFailed, layout.JobWatchdog, "No heartbeat from %s (%s)", hb.Host, hb.File)
 		case b.now.Sub(hb.At) > maxAge:
 			h.Level = LevelFailed
-			b.issue(LevelFailed, config.JobWatchdog, "Heartbeat from %s is stale: last %s ago (threshold: %s)",
+			b.issue(LevelFailed, layout.JobWatchdog, "Heartbeat from %s is stale: last %s ago (threshold: %s)",
 				hb.Host, ago(h.AgeSeconds), alert.Limit(maxAge))
 		}
 		b.d.Heartbeats = append(b.d.Heartbeats, h)
@@ -857,9 +821,9 @@ func (b *builder) heartbeats() {
 }
 
 func (b *builder) offsiteMonitoring() {
-	b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last watchdog", config.JobWatchdog, "OK", "FAILED"))
-	if _, ok := b.self.Schedule(config.JobWatchdog); ok && b.rec(config.JobWatchdog) == nil {
-		b.issue(LevelWarning, config.JobWatchdog, "Watchdog has never run")
+	b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last watchdog", layout.JobWatchdog, "OK", "FAILED"))
+	if _, ok := b.self.Schedule(layout.JobWatchdog); ok && b.rec(layout.JobWatchdog) == nil {
+		b.issue(LevelWarning, layout.JobWatchdog, "Watchdog has never run")
 	}
 }
 

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
-	"github.com/borgkit/borgkit/roles/jobs"
+	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
 // Level is how an item stands. The renderers colour by it and scripts
@@ -66,7 +66,7 @@ const (
 type Storage struct {
 	Label string `json:"label"` // "USB Backup Disk", "NAS"
 	Kind  string `json:"kind"`
-	jobs.DiskUsage
+	state.DiskUsage
 	Source string `json:"source"`
 	// RecordedAt is when a job measured it (Source recorded).
 	RecordedAt  time.Time `json:"recorded_at,omitzero"`

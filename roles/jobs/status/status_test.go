@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
-	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
@@ -106,23 +105,23 @@ func writeState(t testing.TB, recs ...*state.Record) map[string]*state.Record {
 
 var repoNames = []string{"john-ai", "john-ai-vms", "john-ai-containers", "john-ai-containerd", "john-ai-docker"}
 
-func backupDisk() jobs.DiskUsage {
-	return jobs.DiskUsage{Mount: "/mnt/backup", UUID: "3f9c2d4e-8b1a-4c6f-9e2d-7a5b1c3d9e0f", Mounted: true,
+func backupDisk() state.DiskUsage {
+	return state.DiskUsage{Mount: "/mnt/backup", UUID: "3f9c2d4e-8b1a-4c6f-9e2d-7a5b1c3d9e0f", Mounted: true,
 		Size: sz(3.58, tib), Used: sz(289.3, gib), Avail: sz(3.1, tib), Percent: 8}
 }
 
-func liveDisks() []jobs.DiskUsage {
-	return []jobs.DiskUsage{
+func liveDisks() []state.DiskUsage {
+	return []state.DiskUsage{
 		backupDisk(),
 		{Mount: "/mnt/nas", Mounted: true, Size: sz(999.6, gib), Used: sz(471.2, gib), Avail: sz(528.4, gib), Percent: 48},
 	}
 }
 
-func nightlyStats(failed string) jobs.NightlyStats {
+func nightlyStats(failed string) state.NightlyStats {
 	archives := []int{11, 9, 9, 8, 8}
-	st := jobs.NightlyStats{Disk: backupDisk()}
+	st := state.NightlyStats{Disk: backupDisk()}
 	for i, n := range repoNames {
-		rs := jobs.RepoStats{Name: n, Path: "/mnt/backup/" + n, Status: "ok", Archive: "nightly-2026-06-12T00:00",
+		rs := state.RepoStats{Name: n, Path: "/mnt/backup/" + n, Status: "ok", Archive: "nightly-2026-06-12T00:00",
 			LastBackup: at("2026-06-12 00:00:05"), Archives: archives[i], Duration: 3 * time.Minute}
 		if n == "john-ai" {
 			rs.OriginalSize, rs.CompressedSize, rs.DeduplicatedSize = 2_880_000_000_000, 1_980_000_000_000, 132_000_000_000
@@ -138,31 +137,30 @@ func nightlyStats(failed string) jobs.NightlyStats {
 	return st
 }
 
-func syncStats() jobs.SyncStats {
-	return jobs.SyncStats{Mirrors: []jobs.MirrorStats{
+func syncStats() state.SyncStats {
+	return state.SyncStats{Mirrors: []state.MirrorStats{
 		{Name: "nas", Target: "/mnt/nas/backups", Status: "ok", Repos: repoNames, SentBytes: 2_400_000_000},
 		{Name: "offsite", Target: "pi:/mnt/backup", Status: "ok", Repos: repoNames, SentBytes: 2_400_000_000,
 			Heartbeat: at("2026-06-12 02:04:30")},
 	}}
 }
 
-func checkStats() jobs.CheckStats {
-	var st jobs.CheckStats
+func checkStats() state.CheckStats {
+	var st state.CheckStats
 	for _, n := range repoNames {
-		st.Repos = append(st.Repos, jobs.RepoCheck{Name: n, Status: "ok", Duration: 3 * time.Minute})
+		st.Repos = append(st.Repos, state.RepoCheck{Name: n, Status: "ok", Duration: 3 * time.Minute})
 	}
 	return st
 }
 
-// drillStats is what the drill writes; its type lives with the drill, so
-// the fixture is a plain map.
-func drillFixture() map[string]any {
-	return map[string]any{"repos": repoNames, "rpo_seconds": 21600, "rto_seconds": 2520, "finished": at("2026-03-01 11:02:00")}
+// drillFixture is the record of a drill over the example's repos.
+func drillFixture() state.DrillStats {
+	return state.DrillStats{OK: true, Repos: len(repoNames), RPO: 6 * time.Hour, RTO: 42 * time.Minute, Finished: at("2026-03-01 11:02:00")}
 }
 
 // staleStats is the stale check's record of the example's Proxmox dumps.
-func staleStats(dumps ...jobs.Dump) jobs.StaleStats {
-	return jobs.StaleStats{Proxmox: &jobs.ProxmoxStats{Dir: "/mnt/nas/proxmox/dump", Dumps: dumps, MaxAgeSeconds: 30 * 3600}}
+func staleStats(dumps ...state.Dump) state.StaleStats {
+	return state.StaleStats{Proxmox: &state.ProxmoxStats{Dir: "/mnt/nas/proxmox/dump", Dumps: dumps, MaxAgeSeconds: 30 * 3600}}
 }
 
 // healthyRecords is the seed's dashboard: everything ran when cron said.
@@ -171,11 +169,11 @@ func healthyRecords(t testing.TB) []*state.Record {
 		rec(t, "nightly", state.OK, "2026-06-12 00:00:00", "2026-06-12 00:42:10", nightlyStats("")),
 		rec(t, "sync", state.OK, "2026-06-12 02:00:00", "2026-06-12 02:04:31", syncStats()),
 		rec(t, "stale", state.OK, "2026-06-12 06:00:00", "2026-06-12 06:00:01", staleStats(
-			jobs.Dump{VMID: 100, Kind: "qemu", File: "vzdump-qemu-100-2026_06_11-23_00_05.vma.zst", At: at("2026-06-11 23:00:05"), Bytes: int64(sz(14.2, gib))},
-			jobs.Dump{VMID: 105, Kind: "lxc", File: "vzdump-lxc-105-2026_06_11-23_41_10.tar.zst", At: at("2026-06-11 23:41:10"), Bytes: int64(sz(1.3, gib))})),
+			state.Dump{VMID: 100, Kind: "qemu", File: "vzdump-qemu-100-2026_06_11-23_00_05.vma.zst", At: at("2026-06-11 23:00:05"), Bytes: int64(sz(14.2, gib))},
+			state.Dump{VMID: 105, Kind: "lxc", File: "vzdump-lxc-105-2026_06_11-23_41_10.tar.zst", At: at("2026-06-11 23:41:10"), Bytes: int64(sz(1.3, gib))})),
 		rec(t, "check", state.OK, "2026-06-06 09:00:00", "2026-06-06 09:15:40", checkStats()),
 		rec(t, "verify", state.OK, "2026-05-15 03:00:00", "2026-05-15 05:12:00", checkStats()),
-		rec(t, "restore_test", state.OK, "2026-06-01 10:00:00", "2026-06-01 10:08:12", jobs.RestoreStats{Files: []jobs.RestoredFile{
+		rec(t, "restore_test", state.OK, "2026-06-01 10:00:00", "2026-06-01 10:08:12", state.RestoreStats{Files: []state.RestoredFile{
 			{Repo: "john-ai", Archive: "nightly-2026-06-01T00:00", Path: "/etc/hostname", Status: "match", Bytes: 8}}}),
 		rec(t, "summary", state.OK, "2026-06-08 08:00:00", "2026-06-08 08:00:02", nil),
 		rec(t, "drill", state.OK, "2026-03-01 10:20:00", "2026-03-01 11:02:00", drillFixture()),
@@ -186,7 +184,7 @@ type fixture struct {
 	name  string
 	host  string
 	recs  func(t testing.TB) []*state.Record
-	disks []jobs.DiskUsage
+	disks []state.DiskUsage
 }
 
 // replace swaps records of the same job in base.
@@ -230,9 +228,9 @@ var fixtures = []fixture{
 		// The Proxmox server skipped its container for three nights and
 		// lost a guest's dumps altogether.
 		stale := rec(t, "stale", state.Warning, "2026-06-12 06:00:00", "2026-06-12 06:00:01", staleStats(
-			jobs.Dump{VMID: 100, Kind: "qemu", File: "vzdump-qemu-100-2026_06_11-23_00_05.vma.zst", At: at("2026-06-11 23:00:05"), Bytes: int64(sz(14.2, gib))},
-			jobs.Dump{VMID: 105, Kind: "lxc", File: "vzdump-lxc-105-2026_06_08-23_41_10.tar.zst", At: at("2026-06-08 23:41:10"), Bytes: int64(sz(1.3, gib))},
-			jobs.Dump{VMID: 110}))
+			state.Dump{VMID: 100, Kind: "qemu", File: "vzdump-qemu-100-2026_06_11-23_00_05.vma.zst", At: at("2026-06-11 23:00:05"), Bytes: int64(sz(14.2, gib))},
+			state.Dump{VMID: 105, Kind: "lxc", File: "vzdump-lxc-105-2026_06_08-23_41_10.tar.zst", At: at("2026-06-08 23:41:10"), Bytes: int64(sz(1.3, gib))},
+			state.Dump{VMID: 110}))
 		return without(replace(healthyRecords(t), nightly, sync, stale), "drill")
 	}},
 	{name: "abandoned", host: "john-ai", disks: liveDisks(), recs: func(t testing.TB) []*state.Record {
@@ -242,10 +240,10 @@ var fixtures = []fixture{
 		return replace(healthyRecords(t), sync)
 	}},
 	{name: "offsite", host: "pi", recs: func(t testing.TB) []*state.Record {
-		disk := jobs.DiskUsage{Mount: "/mnt/backup", UUID: "b6e1f0a2-5c3d-4e8f-a1b2-c3d4e5f60718", Mounted: true,
+		disk := state.DiskUsage{Mount: "/mnt/backup", UUID: "b6e1f0a2-5c3d-4e8f-a1b2-c3d4e5f60718", Mounted: true,
 			Size: sz(4.1, tib), Used: sz(0.45, tib), Avail: sz(3.4, tib), Percent: 12}
-		return []*state.Record{rec(t, "watchdog", state.OK, "2026-06-12 06:00:00", "2026-06-12 06:00:02", jobs.WatchdogStats{
-			Heartbeats: []jobs.Heartbeat{{Host: "john-ai", File: "/mnt/backup/.heartbeat/john-ai-last-success", At: at("2026-06-12 02:04:30")}},
+		return []*state.Record{rec(t, "watchdog", state.OK, "2026-06-12 06:00:00", "2026-06-12 06:00:02", state.WatchdogStats{
+			Heartbeats: []state.Heartbeat{{Host: "john-ai", File: "/mnt/backup/.heartbeat/john-ai-last-success", At: at("2026-06-12 02:04:30")}},
 			Disk:       disk,
 		})}
 	}},
@@ -532,7 +530,7 @@ func TestWarnings(t *testing.T) {
 	full := liveDisks()
 	full[0].Percent, full[0].Used = 91, sz(3.26, tib)
 	full[1].Mounted = false
-	old := rec(t, "drill", state.OK, "2025-04-01 10:00:00", "2025-04-01 11:00:00", map[string]any{"finished": "not a time", "repos": 3})
+	old := rec(t, "drill", state.OK, "2025-04-01 10:00:00", "2025-04-01 11:00:00", state.DrillStats{Repos: 3})
 	check := rec(t, "check", state.OK, "2026-05-30 09:00:00", "2026-05-30 09:10:00", checkStats())
 	cfg := exampleConfig(t)
 	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), old, check)...), full, now)
@@ -612,11 +610,11 @@ func TestUnreadableStats(t *testing.T) {
 
 func TestOffsiteStale(t *testing.T) {
 	// The watchdog says Warning for what Build finds itself: listed once.
-	r := rec(t, "watchdog", state.Warning, "2026-06-12 06:00:00", "2026-06-12 06:00:02", jobs.WatchdogStats{
-		Heartbeats: []jobs.Heartbeat{{Host: "john-ai", File: "/mnt/backup/.heartbeat/john-ai-last-success", At: at("2026-06-10 19:00:00")}},
+	r := rec(t, "watchdog", state.Warning, "2026-06-12 06:00:00", "2026-06-12 06:00:02", state.WatchdogStats{
+		Heartbeats: []state.Heartbeat{{Host: "john-ai", File: "/mnt/backup/.heartbeat/john-ai-last-success", At: at("2026-06-10 19:00:00")}},
 	})
 	cfg := exampleConfig(t)
-	d := Build(cfg, host(t, cfg, "pi"), writeState(t, r), []jobs.DiskUsage{{Mount: "/mnt/backup", Mounted: true, Size: 100, Used: 96, Avail: 4, Percent: 96}}, now)
+	d := Build(cfg, host(t, cfg, "pi"), writeState(t, r), []state.DiskUsage{{Mount: "/mnt/backup", Mounted: true, Size: 100, Used: 96, Avail: 4, Percent: 96}}, now)
 	want := []string{
 		"failed Heartbeat from john-ai is stale: last 35h ago (threshold: 30h)",
 		"warning Backup Disk (/mnt/backup) is 96% full (96 of 100 used, warning at 95%)",
@@ -686,7 +684,7 @@ func TestProxmoxSection(t *testing.T) {
 	cfg := exampleConfig(t)
 	unreadable := staleStats()
 	unreadable.Proxmox.Error = "no vzdump archive in /mnt/nas/proxmox/dump"
-	otherDir := staleStats(jobs.Dump{VMID: 100, Kind: "qemu", File: "x", At: at("2026-06-11 23:00:05")})
+	otherDir := staleStats(state.Dump{VMID: 100, Kind: "qemu", File: "x", At: at("2026-06-11 23:00:05")})
 	otherDir.Proxmox.Dir = "/mnt/old/dump"
 	self := state.Self()
 	running := &state.Record{Job: "stale", Status: state.Running, PID: self.PID, BootID: self.BootID, ProcStart: self.ProcStart,

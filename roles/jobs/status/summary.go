@@ -14,7 +14,7 @@ func Live(e *jobs.Env) (*Dashboard, error) {
 	if err != nil && recs == nil {
 		return nil, err
 	}
-	var disks []jobs.DiskUsage
+	var disks []state.DiskUsage
 	for _, mp := range StorageMounts(e.Host) {
 		u, err := e.Usage(mp)
 		if err != nil {

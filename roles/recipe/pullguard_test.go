@@ -1,4 +1,4 @@
-package roles_test
+package recipe_test
 
 import (
 	"bytes"
@@ -14,9 +14,9 @@ import (
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/tools"
-	"github.com/borgkit/borgkit/roles"
 	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
+	"github.com/borgkit/borgkit/roles/recipe"
 	"github.com/borgkit/borgkit/testing/sshd"
 )
 
@@ -66,7 +66,7 @@ func newGuardLab(t *testing.T) *guardLab {
 	l.cfgPath = filepath.Join(l.dir, "borgkit.yaml")
 	key, pub := keyPair(t)
 	l.key = key
-	line, err := roles.PullGuardLine("127.0.0.1",
+	line, err := recipe.PullGuardLine("127.0.0.1",
 		bin+" --config "+l.cfgPath+" job pull-guard archive --host john-ai --log-dir "+l.dir, pub)
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,10 @@
-package jobs
+package state
 
 import "time"
 
-// What each job records in its state file's stats, for `borgkit status`
-// and the weekly summary: they read these and never run borg themselves.
+// What each job records in its record's stats: the writers (the jobs, the
+// drill) and the readers (`borgkit status`, the weekly summary) share
+// these types, so no record is read through a hand-made map.
 
 // DiskUsage is a mounted filesystem's fill.
 type DiskUsage struct {
@@ -99,4 +100,69 @@ type Heartbeat struct {
 	Host string    `json:"host"`
 	File string    `json:"file"`
 	At   time.Time `json:"at,omitzero"`
+}
+
+// Dump is a Proxmox guest's newest vzdump archive.
+type Dump struct {
+	VMID int `json:"vmid"`
+	// Kind is vzdump's: qemu (a VM) or lxc (a container).
+	Kind  string    `json:"kind"`
+	File  string    `json:"file"`
+	At    time.Time `json:"at"`
+	Bytes int64     `json:"bytes"`
+}
+
+// ProxmoxStats is what the stale check saw of the Proxmox dumps.
+type ProxmoxStats struct {
+	Dir string `json:"dir"`
+	// Dumps are the newest dump of each guest, by VMID; a watched guest
+	// without any has a zero At.
+	Dumps         []Dump `json:"dumps"`
+	MaxAgeSeconds int64  `json:"max_age_seconds"`
+	// Error says why the directory could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// StaleStats is the stale check's record.
+type StaleStats struct {
+	Proxmox *ProxmoxStats `json:"proxmox,omitempty"`
+}
+
+// UnlockStats is the unlock job's record.
+type UnlockStats struct {
+	Server string `json:"server"`
+	// Tries is how many key fetches this run made (0: no disk needed the key).
+	Tries int            `json:"tries"`
+	Disks []UnlockedDisk `json:"disks"`
+}
+
+// UnlockedDisk is one LUKS disk after the unlock.
+type UnlockedDisk struct {
+	Name   string `json:"name"`
+	Device string `json:"device"`
+	Mapper string `json:"mapper"`
+	Mount  string `json:"mount"`
+	// Status is ok (opened and mounted now), open (was already open and
+	// mounted), verified (TestOpenOnly: the key opens it) or failed.
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// DrillStats is the disaster drill's record: the figures the dashboard
+// shows. The drill's full result is in its own report files.
+type DrillStats struct {
+	OK     bool   `json:"ok"`
+	Target string `json:"target"`
+	// Repos is how many repositories the drill restored from.
+	Repos    int       `json:"repos"`
+	Finished time.Time `json:"finished,omitzero"`
+	// RPO is the age of the oldest newest-archive at the drill's start;
+	// RTO the time from the drill's start to the last file verified.
+	RPO             time.Duration `json:"rpo_ns"`
+	RTO             time.Duration `json:"rto_ns"`
+	TimeToFirstFile time.Duration `json:"time_to_first_file_ns"`
+	Files           int           `json:"files"`
+	Bytes           int64         `json:"bytes"`
+	Throughput      float64       `json:"throughput_bytes_per_second"`
+	ReportFiles     []string      `json:"report_files,omitempty"`
 }

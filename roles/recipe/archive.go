@@ -1,4 +1,4 @@
-package roles
+package recipe
 
 import (
 	"encoding/hex"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
 	"github.com/borgkit/borgkit/templates"
@@ -22,7 +23,7 @@ func archive(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 		return nil, err
 	}
 	s = append([]plan.Step{archivePackages(cfg, h)}, s...)
-	s = append(s, &steps.Dir{Path: KeysDir, Mode: 0o700, Owner: host.Root})
+	s = append(s, &steps.Dir{Path: layout.KeysDir, Mode: 0o700, Owner: host.Root})
 	for i := range h.Datasets {
 		d := &h.Datasets[i]
 		if key, gen := zfsKey(d); key != "" {
@@ -44,11 +45,11 @@ func archive(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 	if h.Pull != nil {
 		// The pull key; a live server of this file authorizes it for its
 		// pull guard when provisioned from here (PullKeyComment).
-		s = append(s, &steps.Dir{Path: "/root/.ssh", Mode: 0o700, Owner: host.Root},
-			&steps.SSHKey{Path: SSHKey, Comment: PullKeyComment(h.Name)})
+		s = append(s, &steps.Dir{Path: layout.RootSSHDir, Mode: 0o700, Owner: host.Root},
+			&steps.SSHKey{Path: layout.SSHKey, Comment: PullKeyComment(h.Name)})
 		if live, ok := cfg.PullServer(h); ok {
 			if kh := knownHostLines([]*config.Host{live}); len(kh) > 0 {
-				s = append(s, &steps.Block{Path: KnownHosts, Lines: kh, Mode: 0o600, Owner: host.Root, Note: "(" + Managed() + ")"})
+				s = append(s, &steps.Block{Path: layout.KnownHosts, Lines: kh, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")"})
 			}
 		}
 	}
@@ -76,11 +77,11 @@ func zfsKeyUnit(h *config.Host) []plan.Step {
 	if !keyed {
 		return nil
 	}
-	b, err := templates.Render("zfs-load-key-service", map[string]any{"Managed": Managed(), "Host": h.Name, "Binary": Binary})
+	b, err := templates.Render("zfs-load-key-service", map[string]any{"Managed": layout.Managed(), "Host": h.Name, "Binary": layout.Binary})
 	if err != nil {
 		panic(err) // an embedded template with fixed data
 	}
-	return []plan.Step{managedFile(unitPath("zfs-load-key", "service"), b, 0o644),
+	return []plan.Step{managedFile(layout.UnitPath("zfs-load-key", "service"), b, 0o644),
 		&steps.Timers{Name: "zfs-load-key", Units: []string{"borgkit-zfs-load-key.service"}}}
 }
 

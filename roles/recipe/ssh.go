@@ -1,10 +1,9 @@
-package roles
+package recipe
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,25 +13,11 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
-	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/templates"
 )
-
-// Files of the server's SSH side.
-const (
-	SSHConfig      = "/root/.ssh/config"
-	KnownHosts     = "/root/.ssh/known_hosts"
-	AuthorizedKeys = "/root/.ssh/authorized_keys"
-)
-
-// UnlockKey is where the server keeps the key pair an offsite host uses to
-// fetch its LUKS key at boot. The pair is made here, where the LUKS key
-// already lives, and the private half is installed on the offsite host by
-// its own provisioning; the public half is authorized below, restricted to
-// the serve-key job.
-func UnlockKey(offsite string) string { return path.Join(KeysDir, offsite+"-unlock_ed25519") }
 
 // sshSteps are the server's push key, its ssh config and known_hosts for
 // the mirror targets, the key-serving side of every offsite unlock, and the
@@ -58,10 +43,10 @@ func sshSteps(cfg *config.Config, h *config.Host, local host.Host) ([]plan.Step,
 	if len(targets) == 0 && len(unlocks) == 0 && len(pullers) == 0 {
 		return nil, nil
 	}
-	s := []plan.Step{&steps.Dir{Path: "/root/.ssh", Mode: 0o700, Owner: host.Root}}
+	s := []plan.Step{&steps.Dir{Path: layout.RootSSHDir, Mode: 0o700, Owner: host.Root}}
 	if len(targets) > 0 {
-		s = append(s, &steps.SSHKey{Path: SSHKey, Comment: "borgkit@" + h.Name})
-		cfgLines, err := templates.Render("ssh-config", map[string]any{"Hosts": sshHosts(targets), "Identity": SSHKey})
+		s = append(s, &steps.SSHKey{Path: layout.SSHKey, Comment: "borgkit@" + h.Name})
+		cfgLines, err := templates.Render("ssh-config", map[string]any{"Hosts": sshHosts(targets), "Identity": layout.SSHKey})
 		if err != nil {
 			return nil, err
 		}
@@ -69,10 +54,10 @@ func sshSteps(cfg *config.Config, h *config.Host, local host.Host) ([]plan.Step,
 		for _, t := range targets {
 			aliases[t.Name] = true
 		}
-		s = append(s, &steps.Block{Path: SSHConfig, Lines: cfgLines, Mode: 0o600, Owner: host.Root,
-			Note: "(" + Managed() + ")", Outside: func(l []string) string { return hostClash(l, aliases) }})
+		s = append(s, &steps.Block{Path: layout.SSHConfig, Lines: cfgLines, Mode: 0o600, Owner: host.Root,
+			Note: "(" + layout.Managed() + ")", Outside: func(l []string) string { return hostClash(l, aliases) }})
 		if kh := knownHostLines(targets); len(kh) > 0 {
-			s = append(s, &steps.Block{Path: KnownHosts, Lines: kh, Mode: 0o600, Owner: host.Root, Note: "(" + Managed() + ")"})
+			s = append(s, &steps.Block{Path: layout.KnownHosts, Lines: kh, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")"})
 		}
 	}
 	for _, o := range unlocks {
@@ -84,12 +69,12 @@ func sshSteps(cfg *config.Config, h *config.Host, local host.Host) ([]plan.Step,
 			s = append(s, &steps.Secret{Path: cfg.LUKSKeyfile(o, d), Mode: 0o400, Owner: host.Root,
 				What: fmt.Sprintf("LUKS keyfile of %s:%s (64 random bytes)", o.Name, d.Name), Generate: steps.Keyfile(64)})
 		}
-		s = append(s, &steps.SSHKey{Path: UnlockKey(o.Name), Comment: "borgkit-unlock@" + o.Name})
+		s = append(s, &steps.SSHKey{Path: layout.UnlockKey(o.Name), Comment: "borgkit-unlock@" + o.Name})
 	}
 	// One block holds every key borgkit authorizes here: two blocks in one
 	// file would each replace the other.
 	if len(unlocks) > 0 || len(pullers) > 0 {
-		s = append(s, &steps.Block{Path: AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + Managed() + ")",
+		s = append(s, &steps.Block{Path: layout.AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")",
 			Pending: "authorize the unlock keys generated above, each limited to serve-key",
 			LinesFrom: func(ctx context.Context, hh host.Host) ([]byte, error) {
 				serve, err := serveKeyLines(ctx, hh, unlocks)
@@ -154,27 +139,24 @@ func serveKeyLines(ctx context.Context, h host.Host, offsite []*config.Host) ([]
 	var b bytes.Buffer
 	for _, o := range offsite {
 		// A revoked host stays revoked: provisioning never re-authorizes it.
-		if _, err := h.Lstat(ctx, RevokedMarker(o.Name)); err == nil {
+		if _, err := h.Lstat(ctx, layout.RevokedMarker(o.Name)); err == nil {
 			continue
 		}
-		pub, err := h.ReadFile(ctx, UnlockKey(o.Name)+".pub")
+		pub, err := h.ReadFile(ctx, layout.UnlockKey(o.Name)+".pub")
 		if host.IsNotExist(err) {
 			return nil, steps.ErrNotYet
 		}
 		if err != nil {
 			return nil, err
 		}
-		line, err := ServeKeyLine(o.Address, Binary+" job serve-key "+o.Name, pub)
+		line, err := ServeKeyLine(o.Address, layout.Binary+" job serve-key "+o.Name, pub)
 		if err != nil {
-			return nil, fmt.Errorf("%s.pub: %w", UnlockKey(o.Name), err)
+			return nil, fmt.Errorf("%s.pub: %w", layout.UnlockKey(o.Name), err)
 		}
 		b.Write(line)
 	}
 	return b.Bytes(), nil
 }
-
-// RevokedMarker is the file whose presence revokes an offsite host's unlock.
-func RevokedMarker(offsite string) string { return path.Join(jobs.RevokedDir, offsite) }
 
 // Revoke returns the kill switch for offsite host name in two phases, run
 // one after the other: the marker, then the server's authorized_keys block,
@@ -193,15 +175,15 @@ func Revoke(cfg *config.Config, name string, when time.Time) (phases [][]plan.St
 	if err != nil {
 		return nil, nil, err
 	}
-	marker := fmt.Sprintf("# %s\nunlock of %s revoked %s; delete this file to allow it again\n", Managed(), name, when.UTC().Format(time.RFC3339))
+	marker := fmt.Sprintf("# %s\nunlock of %s revoked %s; delete this file to allow it again\n", layout.Managed(), name, when.UTC().Format(time.RFC3339))
 	mark := []plan.Step{
-		&steps.Dir{Path: jobs.RevokedDir, Mode: 0o755, Owner: host.Root},
-		&steps.Secret{Path: RevokedMarker(name), Mode: 0o644, Owner: host.Root, What: "revocation marker",
+		&steps.Dir{Path: layout.RevokedDir, Mode: 0o755, Owner: host.Root},
+		&steps.Secret{Path: layout.RevokedMarker(name), Mode: 0o644, Owner: host.Root, What: "revocation marker",
 			Generate: func() ([]byte, error) { return []byte(marker), nil }},
 	}
 	var drop []plan.Step
 	for _, st := range all {
-		if b, ok := st.(*steps.Block); ok && b.Path == AuthorizedKeys {
+		if b, ok := st.(*steps.Block); ok && b.Path == layout.AuthorizedKeys {
 			drop = append(drop, b)
 		}
 	}
@@ -221,7 +203,7 @@ func ServeKeyLine(from, command string, pub []byte) ([]byte, error) {
 func PullKeyComment(archive string) string { return "borgkit-pull@" + archive }
 
 // PullGuardCommand is the forced command of an archive's pull key.
-func PullGuardCommand(archive string) string { return Binary + " job pull-guard " + archive }
+func PullGuardCommand(archive string) string { return layout.Binary + " job pull-guard " + archive }
 
 // PullGuardLine lets an archive host's pull key run the pull guard for that
 // host, from its address, and nothing else (no shell, pty or forwarding).
@@ -257,17 +239,17 @@ func pullGuardLines(ctx context.Context, h, local host.Host, archives []*config.
 // revocation, keeps the pull working. nil when neither has it.
 func pullKey(ctx context.Context, h, local host.Host, a *config.Host) ([]byte, error) {
 	if local != nil {
-		b, err := local.ReadFile(ctx, SSHKey+".pub")
+		b, err := local.ReadFile(ctx, layout.SSHKey+".pub")
 		switch {
 		case err == nil:
 			if _, comment, _, _, perr := ssh.ParseAuthorizedKey(b); perr == nil && comment == PullKeyComment(a.Name) {
 				return b, nil
 			}
 		case !host.IsNotExist(err):
-			return nil, fmt.Errorf("%s.pub on %s: %w", SSHKey, local.Name(), err)
+			return nil, fmt.Errorf("%s.pub on %s: %w", layout.SSHKey, local.Name(), err)
 		}
 	}
-	ak, err := h.ReadFile(ctx, AuthorizedKeys)
+	ak, err := h.ReadFile(ctx, layout.AuthorizedKeys)
 	if host.IsNotExist(err) {
 		return nil, nil
 	}
@@ -328,7 +310,7 @@ func hostClash(outside []string, aliases map[string]bool) string {
 		}
 		for _, a := range f[1:] {
 			if aliases[a] {
-				return fmt.Sprintf("%s already has a Host entry for %s outside the borgkit block; remove it or rename the host", SSHConfig, a)
+				return fmt.Sprintf("%s already has a Host entry for %s outside the borgkit block; remove it or rename the host", layout.SSHConfig, a)
 			}
 		}
 	}

@@ -1,13 +1,13 @@
-package roles
+package recipe
 
 import (
 	"context"
 	"fmt"
-	"path"
 	"strings"
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
 	"github.com/borgkit/borgkit/provision/tools"
@@ -22,7 +22,7 @@ func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) 
 		return nil, err
 	}
 	s = append([]plan.Step{serverPackages(cfg, h)}, s...)
-	s = append(s, &steps.Dir{Path: KeysDir, Mode: 0o700, Owner: host.Root})
+	s = append(s, &steps.Dir{Path: layout.KeysDir, Mode: 0o700, Owner: host.Root})
 
 	mounts, err := mountSteps(h)
 	if err != nil {
@@ -78,7 +78,7 @@ func repoSteps(h *config.Host) []plan.Step {
 			Mountpoint: diskOf(h, r.Path)})
 		if pass != "" {
 			s = append(s, &steps.BorgKeyExport{Repo: r.Name, RepoPath: r.Path, PassFile: pass,
-				Dest: path.Join(KeysDir, r.Name+".borg-key")})
+				Dest: layout.KeyExport(r.Name)})
 		}
 	}
 	return s
@@ -100,22 +100,17 @@ func serverPackages(cfg *config.Config, h *config.Host) *steps.Packages {
 
 // diskOf is the mountpoint of the host's disk or share holding p, "" if none.
 func diskOf(h *config.Host, p string) string {
-	best := ""
-	under := func(mp string) {
-		if (p == mp || strings.HasPrefix(p, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
-			best = mp
-		}
-	}
+	var mounts []string
 	for _, d := range h.Disks {
-		under(d.Mountpoint)
+		mounts = append(mounts, d.Mountpoint)
 	}
 	for _, s := range h.Shares {
-		under(s.Mountpoint)
+		mounts = append(mounts, s.Mountpoint)
 	}
 	for i := range h.Datasets {
-		under(datasetMount(&h.Datasets[i]))
+		mounts = append(mounts, datasetMount(&h.Datasets[i]))
 	}
-	return best
+	return layout.Mountpoint(p, mounts)
 }
 
 // fstabMount is one line of borgkit's fstab block.
@@ -164,8 +159,8 @@ func mountSteps(h *config.Host) ([]plan.Step, error) {
 		targets[m.Target] = true
 	}
 	s = append(s, &steps.Block{
-		Path: "/etc/fstab", Lines: lines, Mode: 0o644, Owner: host.Root,
-		Note:     "(" + Managed() + ")",
+		Path: layout.Fstab, Lines: lines, Mode: 0o644, Owner: host.Root,
+		Note:     "(" + layout.Managed() + ")",
 		Outside:  func(outside []string) string { return fstabClash(outside, targets) },
 		Validate: verifyFstab,
 	})
@@ -209,7 +204,7 @@ func fstabClash(outside []string, targets map[string]bool) string {
 // it; "unreachable" sources and targets do not, because nofail disks may be
 // unplugged and mountpoints under --root live in the tree.
 func verifyFstab(ctx context.Context, h host.Host, candidate []byte) error {
-	tmp := "/etc/fstab.borgkit-candidate"
+	tmp := layout.FstabCandidate
 	if err := h.WriteFile(ctx, tmp, candidate, 0o600, host.Root); err != nil {
 		return err
 	}
@@ -248,7 +243,7 @@ func msmtpSteps(a config.Alerts) ([]plan.Step, error) {
 		port = 587
 	}
 	data := map[string]any{
-		"Managed": Managed(), "LogDir": LogDir, "Host": smtp.Host, "Port": port,
+		"Managed": layout.Managed(), "LogDir": layout.LogDir, "Host": smtp.Host, "Port": port,
 		"TLS": smtp.TLS == nil || *smtp.TLS, "From": a.From, "User": smtp.User,
 		"PasswordFile": smtp.PasswordFile, "PasswordFileQuoted": host.QuoteArgv([]string{smtp.PasswordFile}),
 	}
@@ -262,5 +257,5 @@ func msmtpSteps(a config.Alerts) ([]plan.Step, error) {
 			What:     "placeholder SMTP password (replace it with the real one)",
 			Generate: func() ([]byte, error) { return []byte("CHANGE-ME\n"), nil }})
 	}
-	return append(s, managedFile("/etc/msmtprc", rc, 0o600)), nil
+	return append(s, managedFile(layout.Msmtprc, rc, 0o600)), nil
 }

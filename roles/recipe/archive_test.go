@@ -1,4 +1,4 @@
-package roles_test
+package recipe_test
 
 import (
 	"bytes"
@@ -15,9 +15,10 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
-	"github.com/borgkit/borgkit/roles"
+	"github.com/borgkit/borgkit/roles/recipe"
 )
 
 // pullFromServer is the example with the archive pulling from john-ai, a
@@ -55,7 +56,7 @@ func fixedKey(t *testing.T, h host.Host, p string, b byte, comment string) []byt
 func authorizedKeysBlock(t *testing.T, ss []plan.Step) *steps.Block {
 	t.Helper()
 	for _, s := range ss {
-		if b, ok := s.(*steps.Block); ok && b.Path == roles.AuthorizedKeys {
+		if b, ok := s.(*steps.Block); ok && b.Path == layout.AuthorizedKeys {
 			return b
 		}
 	}
@@ -69,11 +70,11 @@ func TestLiveServerAuthorizedKeysGolden(t *testing.T) {
 	cfg := pullFromServer(t)
 	live := host.NewRooted("john-ai", t.TempDir())
 	archive := host.NewRooted("archive", t.TempDir())
-	fixedKey(t, live, roles.UnlockKey("pi"), 1, "borgkit-unlock@pi")
-	fixedKey(t, archive, roles.SSHKey, 2, roles.PullKeyComment("archive"))
+	fixedKey(t, live, layout.UnlockKey("pi"), 1, "borgkit-unlock@pi")
+	fixedKey(t, archive, layout.SSHKey, 2, recipe.PullKeyComment("archive"))
 	o := options(t)
 	o.Local = archive
-	ss, err := roles.Steps(cfg, "john-ai", o)
+	ss, err := recipe.Steps(cfg, "john-ai", o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestLiveServerAuthorizedKeysGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "john-ai-live", roles.AuthorizedKeys, lines)
+	checkGolden(t, "john-ai-live", layout.AuthorizedKeys, lines)
 	want := []string{
 		`restrict,from="100.64.0.2",command="/usr/local/bin/borgkit job serve-key pi"`,
 		`restrict,from="100.64.0.3",command="/usr/local/bin/borgkit job pull-guard archive"`,
@@ -103,20 +104,20 @@ func TestLiveServerAuthorizedKeysGolden(t *testing.T) {
 // and, with its live server in the file, known_hosts pinning that server.
 // Everything else renders as in templates/testdata/archive.
 func TestArchiveGoldenVariants(t *testing.T) {
-	cron := rendered(t, example(t, "    scheduler: systemd ", "    scheduler: cron "), "archive")[roles.CronFile]
-	checkGolden(t, "archive-cron", roles.CronFile, cron)
+	cron := rendered(t, example(t, "    scheduler: systemd ", "    scheduler: cron "), "archive")[layout.CronFile]
+	checkGolden(t, "archive-cron", layout.CronFile, cron)
 	file := filepath.Join(t.TempDir(), "borgkit")
 	os.WriteFile(file, cron, 0o644)
 	checkCronJobs(t, file, 9) // pull nightly stale check verify scrub smart-short smart-long summary
 
 	pull := rendered(t, pullFromServer(t), "archive")
-	checkGolden(t, "archive-pull", roles.KnownHosts, pull[roles.KnownHosts])
-	if !strings.HasPrefix(string(pull[roles.KnownHosts]), "john-ai,100.64.0.1 ssh-ed25519 ") {
-		t.Errorf("known_hosts does not pin john-ai:\n%s", pull[roles.KnownHosts])
+	checkGolden(t, "archive-pull", layout.KnownHosts, pull[layout.KnownHosts])
+	if !strings.HasPrefix(string(pull[layout.KnownHosts]), "john-ai,100.64.0.1 ssh-ed25519 ") {
+		t.Errorf("known_hosts does not pin john-ai:\n%s", pull[layout.KnownHosts])
 	}
 	base := rendered(t, example(t), "archive")
 	for p, b := range pull {
-		if p != roles.KnownHosts && !bytes.Equal(b, base[p]) {
+		if p != layout.KnownHosts && !bytes.Equal(b, base[p]) {
 			t.Errorf("%s renders differently when the live server is in the file", p)
 		}
 	}
@@ -131,7 +132,7 @@ func TestPullKeyAuthorizedOnTheLiveServer(t *testing.T) {
 	ctx := context.Background()
 	archiveDir, _ := provisionInto(t, t.TempDir(), cfg, "archive")
 	archive := host.NewRooted("archive", archiveDir)
-	pub, err := os.ReadFile(filepath.Join(archiveDir, roles.SSHKey+".pub"))
+	pub, err := os.ReadFile(filepath.Join(archiveDir, layout.SSHKey+".pub"))
 	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(pub)), " borgkit-pull@archive") {
 		t.Fatalf("archive pull key: %v %q", err, pub)
 	}
@@ -139,7 +140,10 @@ func TestPullKeyAuthorizedOnTheLiveServer(t *testing.T) {
 
 	liveDir := serverTree(t)
 	live := host.NewRooted("john-ai", liveDir)
-	ak := func() string { b, _ := os.ReadFile(filepath.Join(liveDir, roles.AuthorizedKeys)); return string(b) }
+	ak := func() string {
+		b, _ := os.ReadFile(filepath.Join(liveDir, layout.AuthorizedKeys))
+		return string(b)
+	}
 	pullLines := func() []string {
 		var out []string
 		for _, l := range strings.Split(ak(), "\n") {
@@ -153,7 +157,7 @@ func TestPullKeyAuthorizedOnTheLiveServer(t *testing.T) {
 		t.Helper()
 		o := options(t)
 		o.Local = local
-		ss, err := roles.Steps(cfg, "john-ai", o)
+		ss, err := recipe.Steps(cfg, "john-ai", o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,7 +214,7 @@ func TestPullKeyAuthorizedOnTheLiveServer(t *testing.T) {
 
 	// Revoking the Pi's unlock rewrites the block without the archive's
 	// key at hand: the pull line stays, the serve-key line goes.
-	phases, _, err := roles.Revoke(cfg, "pi", time.Now())
+	phases, _, err := recipe.Revoke(cfg, "pi", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

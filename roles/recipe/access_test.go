@@ -1,4 +1,4 @@
-package roles_test
+package recipe_test
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/borgkit/borgkit/provision/config"
-	"github.com/borgkit/borgkit/roles"
+	"github.com/borgkit/borgkit/roles/recipe"
 	"github.com/borgkit/borgkit/testing/sshd"
 )
 
@@ -48,14 +48,14 @@ func runOut(t *testing.T, argv ...string) ([]byte, error) {
 }
 
 func TestRrsyncKeyIsWriteOnlyAndConfined(t *testing.T) {
-	if _, err := os.Stat(roles.Rrsync); err != nil {
+	if _, err := os.Stat(recipe.Rrsync); err != nil {
 		t.Skip("rrsync is not installed (package rsync)")
 	}
 	key, pub := keyPair(t)
 	base := t.TempDir()
 	mount := filepath.Join(base, "mnt-backup")
 	os.MkdirAll(mount, 0o755)
-	line, err := roles.RrsyncLine("127.0.0.1", mount, pub)
+	line, err := recipe.RrsyncLine("127.0.0.1", mount, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,13 +125,13 @@ func TestServeKeyReturnsOnlyThatHostsKey(t *testing.T) {
 
 	unlockKey, pub := keyPair(t)
 	otherKey, otherPub := keyPair(t)
-	line, err := roles.ServeKeyLine("127.0.0.1", bin+" --config "+cfgPath+" job serve-key pi --host john-ai", pub)
+	line, err := recipe.ServeKeyLine("127.0.0.1", bin+" --config "+cfgPath+" job serve-key pi --host john-ai", pub)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A key whose forced command names a host that is not an unlocked
 	// offsite host gets nothing.
-	wrong, _ := roles.ServeKeyLine("127.0.0.1", bin+" --config "+cfgPath+" job serve-key archive --host john-ai", otherPub)
+	wrong, _ := recipe.ServeKeyLine("127.0.0.1", bin+" --config "+cfgPath+" job serve-key archive --host john-ai", otherPub)
 	srv := sshd.Start(t, sshd.Options{AuthorizedKeys: []string{string(line), string(wrong)}})
 
 	for _, asked := range [][]string{nil, {"cat", "/etc/passwd"}, {"job", "serve-key", "archive"}} {

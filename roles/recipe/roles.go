@@ -1,39 +1,19 @@
 // Package roles turns the site config into the ordered steps that make a host
 // what its role says: the server (john-ai), the offsite Pi, the ZFS archive.
-package roles
+package recipe
 
 import (
 	"fmt"
 	"io/fs"
 	"path"
-	"strings"
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
 	"github.com/borgkit/borgkit/templates"
 )
-
-// Fixed places on every host.
-const (
-	EtcDir   = "/etc/borgkit"
-	KeysDir  = config.DefaultKeyDir
-	StateDir = "/var/lib/borgkit/state"
-	LogDir   = "/var/log/borgkit"
-	Binary   = "/usr/local/bin/borgkit"
-	CronFile = "/etc/cron.d/borgkit"
-	SSHKey   = "/root/.ssh/borgkit_ed25519"
-)
-
-// Marker is in the first line of every file borgkit writes whole; a file
-// without it is someone else's and is never overwritten.
-const Marker = "Managed by borgkit"
-
-// Managed is that first line's text (after the comment sign).
-func Managed() string {
-	return Marker + " from " + config.DefaultPath + "; local edits are overwritten."
-}
 
 // Options carry what the role cannot derive from the config.
 type Options struct {
@@ -72,29 +52,25 @@ func Steps(cfg *config.Config, name string, o Options) ([]plan.Step, error) {
 	}
 }
 
-// HostFile names the host a machine is in the config, for its jobs: a
-// Tailscale name or a renamed machine must not change what a job does.
-const HostFile = "/etc/borgkit/host"
-
 // base is what every role has: borgkit's own directories, config, identity,
 // binary, log rotation.
 func base(h *config.Host, o Options) ([]plan.Step, error) {
 	s := []plan.Step{
-		&steps.Dir{Path: EtcDir, Mode: 0o755, Owner: host.Root},
-		&steps.Dir{Path: path.Dir(StateDir), Mode: 0o755, Owner: host.Root},
-		&steps.Dir{Path: StateDir, Mode: 0o755, Owner: host.Root},
-		&steps.Dir{Path: LogDir, Mode: 0o750, Owner: host.Root},
-		&steps.File{Path: config.DefaultPath, Content: o.ConfigData, Mode: 0o640, Owner: host.Root},
-		&steps.File{Path: HostFile, Content: []byte(h.Name + "\n"), Mode: 0o644, Owner: host.Root},
+		&steps.Dir{Path: layout.EtcDir, Mode: 0o755, Owner: host.Root},
+		&steps.Dir{Path: path.Dir(layout.StateDir), Mode: 0o755, Owner: host.Root},
+		&steps.Dir{Path: layout.StateDir, Mode: 0o755, Owner: host.Root},
+		&steps.Dir{Path: layout.LogDir, Mode: 0o750, Owner: host.Root},
+		&steps.File{Path: layout.ConfigFile, Content: o.ConfigData, Mode: 0o640, Owner: host.Root},
+		&steps.File{Path: layout.HostFile, Content: []byte(h.Name + "\n"), Mode: 0o644, Owner: host.Root},
 	}
 	if o.BinaryData != nil {
-		s = append(s, &steps.File{Path: Binary, Content: o.BinaryData, Mode: 0o755, Owner: host.Root, Marker: "github.com/borgkit/borgkit"})
+		s = append(s, &steps.File{Path: layout.Binary, Content: o.BinaryData, Mode: 0o755, Owner: host.Root, Marker: "github.com/borgkit/borgkit"})
 	}
-	lr, err := templates.Render("logrotate", map[string]any{"Managed": Managed(), "LogDir": LogDir})
+	lr, err := templates.Render("logrotate", map[string]any{"Managed": layout.Managed(), "LogDir": layout.LogDir})
 	if err != nil {
 		return nil, err
 	}
-	s = append(s, managedFile("/etc/logrotate.d/borgkit", lr, 0o644))
+	s = append(s, managedFile(layout.LogrotateFile, lr, 0o644))
 	return s, nil
 }
 
@@ -131,7 +107,7 @@ func finish(cfg *config.Config, h *config.Host, s []plan.Step) ([]plan.Step, err
 func fsMode(m uint64) fs.FileMode { return fs.FileMode(m) & fs.ModePerm }
 
 func managedFile(p string, content []byte, mode fs.FileMode) *steps.File {
-	return &steps.File{Path: p, Content: content, Mode: mode, Owner: host.Root, Marker: Marker}
+	return &steps.File{Path: p, Content: content, Mode: mode, Owner: host.Root, Marker: layout.Marker}
 }
 
 // Job is one scheduled borgkit job.
@@ -152,7 +128,7 @@ func scheduledJobs(h *config.Host) ([]Job, error) {
 		if err != nil {
 			return nil, fmt.Errorf("host %s schedule %s: %w", h.Name, key, err)
 		}
-		out = append(out, Job{Name: strings.ReplaceAll(key, "_", "-"), Cron: sch.CronSpec()})
+		out = append(out, Job{Name: layout.JobCLI(key), Cron: sch.CronSpec()})
 	}
 	return out, nil
 }
@@ -165,17 +141,17 @@ func scheduleSteps(h *config.Host) ([]plan.Step, error) {
 		return nil, err
 	}
 	if h.SchedulerKind() != "systemd" {
-		b, err := templates.Render("cron", map[string]any{"Managed": Managed(), "Host": h.Name, "Jobs": js, "Binary": Binary})
+		b, err := templates.Render("cron", map[string]any{"Managed": layout.Managed(), "Host": h.Name, "Jobs": js, "Binary": layout.Binary})
 		if err != nil {
 			return nil, err
 		}
-		s := []plan.Step{managedFile(CronFile, b, 0o644)}
+		s := []plan.Step{managedFile(layout.CronFile, b, 0o644)}
 		for _, j := range allJobs(h) {
-			s = append(s, &steps.Absent{Path: unitPath(j, "timer"), Marker: Marker}, &steps.Absent{Path: unitPath(j, "service"), Marker: Marker})
+			s = append(s, &steps.Absent{Path: layout.UnitPath(j, "timer"), Marker: layout.Marker}, &steps.Absent{Path: layout.UnitPath(j, "service"), Marker: layout.Marker})
 		}
 		return s, nil
 	}
-	s := []plan.Step{&steps.Absent{Path: CronFile, Marker: Marker}}
+	s := []plan.Step{&steps.Absent{Path: layout.CronFile, Marker: layout.Marker}}
 	timers := &steps.Timers{}
 	for _, j := range js {
 		sch, err := config.ParseSchedule(j.Cron)
@@ -186,13 +162,13 @@ func scheduleSteps(h *config.Host) ([]plan.Step, error) {
 		if err != nil {
 			return nil, fmt.Errorf("host %s job %s: %w", h.Name, j.Name, err)
 		}
-		data := map[string]any{"Managed": Managed(), "Host": h.Name, "Job": j.Name, "Binary": Binary, "Cron": j.Cron, "OnCalendar": cal}
+		data := map[string]any{"Managed": layout.Managed(), "Host": h.Name, "Job": j.Name, "Binary": layout.Binary, "Cron": j.Cron, "OnCalendar": cal}
 		for _, kind := range []string{"service", "timer"} {
 			b, err := templates.Render(kind, data)
 			if err != nil {
 				return nil, err
 			}
-			s = append(s, managedFile(unitPath(j.Name, kind), b, 0o644))
+			s = append(s, managedFile(layout.UnitPath(j.Name, kind), b, 0o644))
 		}
 		timers.Units = append(timers.Units, "borgkit-"+j.Name+".timer")
 	}
@@ -202,16 +178,12 @@ func scheduleSteps(h *config.Host) ([]plan.Step, error) {
 	return s, nil
 }
 
-func unitPath(job, kind string) string {
-	return "/etc/systemd/system/borgkit-" + job + "." + kind
-}
-
 // allJobs names every job the role may schedule, enabled or not, so a job
 // switched off or moved to cron leaves no unit behind.
 func allJobs(h *config.Host) []string {
 	var out []string
 	for _, j := range config.RoleJobs(h.Role) {
-		out = append(out, strings.ReplaceAll(j, "_", "-"))
+		out = append(out, layout.JobCLI(j))
 	}
 	return out
 }

@@ -1,4 +1,4 @@
-package roles
+package recipe
 
 import (
 	"context"
@@ -13,24 +13,11 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
-	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/templates"
 )
-
-// Files of the offsite host's unlock path.
-const (
-	OffsiteSSHDir     = "/etc/borgkit/ssh"
-	OffsiteKnownHosts = "/etc/borgkit/ssh/known_hosts"
-	ServerHostKeyPub  = "/etc/ssh/ssh_host_ed25519_key.pub"
-)
-
-// HeaderBackup is where the server keeps an offsite disk's LUKS header
-// backup, for the recovery bundle.
-func HeaderBackup(h *config.Host, d *config.Disk) string {
-	return path.Join(KeysDir, h.Name+"-"+d.Name+"-header.img")
-}
 
 // offsite is the first seed's Raspberry Pi: a LUKS2 disk whose key is
 // fetched from the server at boot, an rrsync-only push target, a watchdog.
@@ -85,7 +72,7 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 				if local == nil {
 					return fmt.Errorf("no server to keep the header backup on")
 				}
-				return local.WriteFile(ctx, HeaderBackup(h, d), img, 0o400, host.Root)
+				return local.WriteFile(ctx, layout.HeaderBackup(h.Name, d.Name), img, 0o400, host.Root)
 			},
 		})
 	}
@@ -100,13 +87,13 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 	// The server's push key may only rsync into the mirror directory on the
 	// backup disk, write-only.
 	if mp := backupMount(h); mp != "" {
-		root := jobs.MirrorRoot(mp)
+		root := layout.MirrorRoot(mp)
 		s = append(s, &steps.MountedDir{Mountpoint: mp, Dir: steps.Dir{Path: root, Mode: 0o700, Owner: host.Root}})
-		s = append(s, &steps.Dir{Path: "/root/.ssh", Mode: 0o700, Owner: host.Root})
-		s = append(s, &steps.Block{Path: AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + Managed() + ")",
+		s = append(s, &steps.Dir{Path: layout.RootSSHDir, Mode: 0o700, Owner: host.Root})
+		s = append(s, &steps.Block{Path: layout.AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")",
 			Pending: "authorize " + server.Name + "'s push key for rrsync only",
 			LinesFrom: func(ctx context.Context, _ host.Host) ([]byte, error) {
-				pub, err := readLocal(ctx, SSHKey+".pub")
+				pub, err := readLocal(ctx, layout.SSHKey+".pub")
 				if err != nil {
 					return nil, err
 				}
@@ -141,14 +128,14 @@ func unlockSteps(h, server *config.Host, readLocal func(context.Context, string)
 	s := []plan.Step{
 		&steps.Dir{Path: path.Dir(identity), Mode: 0o700, Owner: host.Root},
 		&fromServer{id: "file." + identity, path: identity, mode: 0o600, secret: true,
-			read: func(ctx context.Context) ([]byte, error) { return readLocal(ctx, UnlockKey(h.Name)) }},
+			read: func(ctx context.Context) ([]byte, error) { return readLocal(ctx, layout.UnlockKey(h.Name)) }},
 		// known_hosts for the fetch: the server's host key, from the config
 		// or from the server itself.
-		&fromServer{id: "file." + OffsiteKnownHosts, path: OffsiteKnownHosts, mode: 0o644,
+		&fromServer{id: "file." + layout.UnlockKnownHosts, path: layout.UnlockKnownHosts, mode: 0o644,
 			read: func(ctx context.Context) ([]byte, error) {
 				key := server.SSH.HostPublicKey
 				if key == "" {
-					b, err := readLocal(ctx, ServerHostKeyPub)
+					b, err := readLocal(ctx, layout.ServerHostKeyPub)
 					if err != nil {
 						return nil, err
 					}
@@ -204,7 +191,7 @@ func knownHostsLine(server *config.Host, key string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host key of %s: %w", server.Name, err)
 	}
-	b, err := templates.Render("known-hosts", map[string]any{"Managed": Managed(), "Names": knownHostNames(server),
+	b, err := templates.Render("known-hosts", map[string]any{"Managed": layout.Managed(), "Names": knownHostNames(server),
 		"Key": strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pk)))})
 	return b, err
 }
@@ -223,7 +210,7 @@ func knownHostNames(h *config.Host) string {
 // A timer rather than a service in multi-user.target, so an unreachable
 // server can never hold up the boot.
 func unlockUnits(h *config.Host) ([]plan.Step, error) {
-	data := map[string]any{"Managed": Managed(), "Host": h.Name, "Binary": Binary, "Server": h.Unlock.Server,
+	data := map[string]any{"Managed": layout.Managed(), "Host": h.Name, "Binary": layout.Binary, "Server": h.Unlock.Server,
 		"RetrySec": int(h.Unlock.RetryOrDefault() / time.Second)}
 	var s []plan.Step
 	for _, kind := range []string{"service", "timer"} {
@@ -231,7 +218,7 @@ func unlockUnits(h *config.Host) ([]plan.Step, error) {
 		if err != nil {
 			return nil, err
 		}
-		s = append(s, managedFile(unitPath("unlock", kind), b, 0o644))
+		s = append(s, managedFile(layout.UnitPath("unlock", kind), b, 0o644))
 	}
 	return append(s, &steps.Timers{Units: []string{"borgkit-unlock.timer"}}), nil
 }

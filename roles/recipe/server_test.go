@@ -1,4 +1,4 @@
-package roles_test
+package recipe_test
 
 import (
 	"bytes"
@@ -15,13 +15,14 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
-	"github.com/borgkit/borgkit/roles"
+	"github.com/borgkit/borgkit/roles/recipe"
 )
 
 func runPlan(t *testing.T, cfg *config.Config, dir string, dry bool) (*plan.Report, string, error) {
 	t.Helper()
-	ss, err := roles.Steps(cfg, "john-ai", options(t))
+	ss, err := recipe.Steps(cfg, "john-ai", options(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,9 +89,9 @@ func TestServerConflictsApplyNothing(t *testing.T) {
 			put(t, dir, "/etc/fstab", "UUID=1234 / ext4 defaults 0 1\n/dev/sdb1 /mnt/backup ext4 defaults 0 2\n", 0o644)
 		}, "block./etc/fstab", "already mounts /mnt/backup outside the borgkit block"},
 		{"a different key pair", func(t *testing.T, dir string) {
-			put(t, dir, roles.SSHKey, "-----BEGIN RSA PRIVATE KEY-----\nnot ours\n-----END RSA PRIVATE KEY-----\n", 0o600)
-			put(t, dir, roles.SSHKey+".pub", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC user@elsewhere\n", 0o644)
-		}, "ssh-key." + roles.SSHKey, "not a usable unencrypted private key"},
+			put(t, dir, layout.SSHKey, "-----BEGIN RSA PRIVATE KEY-----\nnot ours\n-----END RSA PRIVATE KEY-----\n", 0o600)
+			put(t, dir, layout.SSHKey+".pub", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC user@elsewhere\n", 0o644)
+		}, "ssh-key." + layout.SSHKey, "not a usable unencrypted private key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,7 +210,7 @@ func BenchmarkServerNoChangeLocal(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ss, err := roles.Steps(cfg, "john-ai", options(b))
+	ss, err := recipe.Steps(cfg, "john-ai", options(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func (c *counting) Run(ctx context.Context, cmd host.Cmd) (host.Result, error) {
 
 func TestNoChangeRunStartsNoBorg(t *testing.T) {
 	dir := serverTree(t)
-	ss, err := roles.Steps(example(t), "john-ai", options(t))
+	ss, err := recipe.Steps(example(t), "john-ai", options(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,11 +261,11 @@ func TestRevokeUnlockSticks(t *testing.T) {
 	cfg := example(t)
 	dir := serverTree(t)
 	h := host.NewRooted("john-ai", dir)
-	ak := func() string { b, _ := os.ReadFile(filepath.Join(dir, roles.AuthorizedKeys)); return string(b) }
+	ak := func() string { b, _ := os.ReadFile(filepath.Join(dir, layout.AuthorizedKeys)); return string(b) }
 	if !strings.Contains(ak(), "job serve-key pi") {
 		t.Fatalf("no serve-key line to revoke:\n%s", ak())
 	}
-	phases, server, err := roles.Revoke(cfg, "pi", time.Now())
+	phases, server, err := recipe.Revoke(cfg, "pi", time.Now())
 	if err != nil || server.Name != "john-ai" {
 		t.Fatal(err)
 	}
@@ -277,14 +278,14 @@ func TestRevokeUnlockSticks(t *testing.T) {
 		t.Fatalf("serve-key line still there:\n%s", ak())
 	}
 	// A later provision neither restores the line nor regenerates the key.
-	ss, _ := roles.Steps(cfg, "john-ai", options(t))
+	ss, _ := recipe.Steps(cfg, "john-ai", options(t))
 	if _, err := plan.Run(context.Background(), h, ss, plan.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(ak(), "serve-key") {
 		t.Fatalf("provision restored a revoked unlock:\n%s", ak())
 	}
-	if _, _, err := roles.Revoke(cfg, "archive", time.Now()); err == nil {
+	if _, _, err := recipe.Revoke(cfg, "archive", time.Now()); err == nil {
 		t.Fatal("revoking a host without an unlock was accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package roles_test
+package recipe_test
 
 import (
 	"bytes"
@@ -15,14 +15,15 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
-	"github.com/borgkit/borgkit/roles"
+	"github.com/borgkit/borgkit/roles/recipe"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under templates/testdata")
 
-const goldenDir = "../templates/testdata"
+const goldenDir = "../../templates/testdata"
 
 // example is the embedded config, optionally edited, parsed strictly.
 func example(t *testing.T, edits ...string) *config.Config {
@@ -44,7 +45,7 @@ func example(t *testing.T, edits ...string) *config.Config {
 // rendered collects what each whole-file or block step would write.
 func rendered(t *testing.T, cfg *config.Config, name string) map[string][]byte {
 	t.Helper()
-	ss, err := roles.Steps(cfg, name, roles.Options{ConfigData: []byte("config\n")})
+	ss, err := recipe.Steps(cfg, name, recipe.Options{ConfigData: []byte("config\n")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func rendered(t *testing.T, cfg *config.Config, name string) map[string][]byte {
 	for _, s := range ss {
 		switch s := s.(type) {
 		case *steps.File:
-			if s.Path != config.DefaultPath {
+			if s.Path != layout.ConfigFile {
 				out[s.Path] = s.Content
 			}
 		case *steps.Block:
@@ -82,7 +83,7 @@ func checkGolden(t *testing.T, variant, p string, got []byte) {
 	}
 	want, err := os.ReadFile(g)
 	if err != nil {
-		t.Fatalf("%s: %v (run go test ./roles -update)", p, err)
+		t.Fatalf("%s: %v (run go test ./roles/recipe -update)", p, err)
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s %s differs from %s:\n%s", variant, p, g, plan.UnifiedDiff(p, want, got))
@@ -112,7 +113,7 @@ func TestGolden(t *testing.T) {
 
 // options are what every test provisions with: the example as the
 // installed config and this test binary as the installed borgkit.
-func options(t testing.TB) roles.Options {
+func options(t testing.TB) recipe.Options {
 	selfOnce.Do(func() {
 		self, _ := os.Executable()
 		selfBin, selfErr = os.ReadFile(self)
@@ -120,7 +121,7 @@ func options(t testing.TB) roles.Options {
 	if selfErr != nil {
 		t.Fatal(selfErr)
 	}
-	return roles.Options{ConfigData: config.Example(), BinaryData: selfBin}
+	return recipe.Options{ConfigData: config.Example(), BinaryData: selfBin}
 }
 
 var (
@@ -140,7 +141,7 @@ func provisionInto(t testing.TB, dir string, cfg *config.Config, name string) (s
 	if _, err := exec.LookPath("borg"); err != nil {
 		t.Skip("borg is not installed (make deps installs it): the role runs the real borg init")
 	}
-	ss, err := roles.Steps(cfg, name, options(t))
+	ss, err := recipe.Steps(cfg, name, options(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +247,7 @@ func checkCronJobs(t *testing.T, file string, want int) {
 		if _, err := config.ParseSchedule(strings.Join(f[:5], " ")); err != nil {
 			t.Errorf("cron line %d: %v", i+1, err)
 		}
-		if f[5] != "root" || f[6] != roles.Binary || f[7] != "job" {
+		if f[5] != "root" || f[6] != layout.Binary || f[7] != "job" {
 			t.Errorf("cron line %d: %q", i+1, l)
 		}
 		jobs++
@@ -262,7 +263,7 @@ func TestOffsiteFromServerTree(t *testing.T) {
 	dir := t.TempDir()
 	o := options(t)
 	o.Local = host.NewRooted("john-ai", serverDir)
-	ss, err := roles.Steps(cfg, "pi", o)
+	ss, err := recipe.Steps(cfg, "pi", o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,14 +275,14 @@ func TestOffsiteFromServerTree(t *testing.T) {
 		t.Fatalf("second run: %v %+v", err, r)
 	}
 	// The unlock identity is the server's pair for this Pi, byte for byte.
-	want, _ := os.ReadFile(filepath.Join(serverDir, roles.UnlockKey("pi")))
+	want, _ := os.ReadFile(filepath.Join(serverDir, layout.UnlockKey("pi")))
 	got, err := os.ReadFile(filepath.Join(dir, "etc/borgkit/ssh/unlock_ed25519"))
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("unlock identity not installed from the server: %v", err)
 	}
 	// authorized_keys: exactly the server's push key, rrsync write-only.
 	ak, _ := os.ReadFile(filepath.Join(dir, "root/.ssh/authorized_keys"))
-	pub, _ := os.ReadFile(filepath.Join(serverDir, roles.SSHKey+".pub"))
+	pub, _ := os.ReadFile(filepath.Join(serverDir, layout.SSHKey+".pub"))
 	var lines int
 	for _, l := range strings.Split(string(ak), "\n") {
 		if l == "" || strings.HasPrefix(l, "#") {

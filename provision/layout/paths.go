@@ -1,0 +1,127 @@
+package layout
+
+import (
+	"path"
+	"strings"
+)
+
+// borgkit's own places on every host.
+const (
+	EtcDir     = "/etc/borgkit"
+	ConfigFile = EtcDir + "/borgkit.yaml"
+	// HostFile names the host a machine is in the config, for its jobs: a
+	// Tailscale name or a renamed machine must not change what a job does.
+	HostFile = EtcDir + "/host"
+	// KeysDir holds generated secrets (0700): passphrases, key exports,
+	// LUKS keyfiles and header backups, unlock key pairs.
+	KeysDir = EtcDir + "/keys"
+	// RevokedDir holds a marker per offsite host whose unlock was revoked.
+	RevokedDir = EtcDir + "/revoked"
+	// SSHDir is the offsite host's unlock side: the server's host key and
+	// the identity the unlock fetches its LUKS key with.
+	SSHDir           = EtcDir + "/ssh"
+	UnlockKnownHosts = SSHDir + "/known_hosts"
+	UnlockIdentity   = SSHDir + "/unlock_ed25519"
+
+	VarDir   = "/var/lib/borgkit"
+	StateDir = VarDir + "/state"
+	// VMXMLDir keeps the VM definitions dumped before each VM repo's backup.
+	VMXMLDir = VarDir + "/vm-xml"
+	LogDir   = "/var/log/borgkit"
+	// LockFile is the host-wide borg lock every job holds while borg runs.
+	LockFile = "/run/borgkit/borg.lock"
+
+	Binary        = "/usr/local/bin/borgkit"
+	CronFile      = "/etc/cron.d/borgkit"
+	LogrotateFile = "/etc/logrotate.d/borgkit"
+	SystemdDir    = "/etc/systemd/system"
+)
+
+// Files borgkit shares with the system: it edits only its marked block in
+// the first four and writes the others whole.
+const (
+	Fstab = "/etc/fstab"
+	// FstabCandidate is the next fstab, verified with findmnt before it
+	// replaces the real one.
+	FstabCandidate = "/etc/fstab.borgkit-candidate"
+	RootSSHDir     = "/root/.ssh"
+	SSHConfig      = RootSSHDir + "/config"
+	KnownHosts     = RootSSHDir + "/known_hosts"
+	AuthorizedKeys = RootSSHDir + "/authorized_keys"
+	// SSHKey is the server's push key (and an archive host's pull key).
+	SSHKey           = RootSSHDir + "/borgkit_ed25519"
+	Msmtprc          = "/etc/msmtprc"
+	ServerHostKeyPub = "/etc/ssh/ssh_host_ed25519_key.pub"
+	// BorgHome is the home borg keeps its cache, security and keys
+	// directories under (root's: the jobs run as root).
+	BorgHome = "/root"
+)
+
+// Marker starts the first line of every file borgkit writes whole; a file
+// without it is someone else's and is never overwritten.
+const Marker = "Managed by borgkit"
+
+// Managed is that first line's text (after the comment sign).
+func Managed() string {
+	return Marker + " from " + ConfigFile + "; local edits are overwritten."
+}
+
+// PassphraseFile is the default file of a repo's passphrase.
+func PassphraseFile(repo string) string { return path.Join(KeysDir, repo+".pass") }
+
+// KeyExport is where the server keeps a repo's `borg key export`.
+func KeyExport(repo string) string { return path.Join(KeysDir, repo+".borg-key") }
+
+// LUKSKeyfile is the default keyfile of disk on host, kept by the host
+// that serves it (the server), never by the host that owns the disk.
+func LUKSKeyfile(host, disk string) string { return path.Join(KeysDir, host+"-"+disk+".key") }
+
+// HeaderBackup is where the server keeps an offsite disk's LUKS header
+// backup, for the recovery bundle.
+func HeaderBackup(host, disk string) string {
+	return path.Join(KeysDir, host+"-"+disk+"-header.img")
+}
+
+// UnlockKey is where the server keeps the key pair an offsite host uses to
+// fetch its LUKS key at boot.
+func UnlockKey(offsite string) string { return path.Join(KeysDir, offsite+"-unlock_ed25519") }
+
+// RevokedMarker is the file whose presence stops serving offsite's key.
+func RevokedMarker(offsite string) string { return path.Join(RevokedDir, offsite) }
+
+// Mapper is /dev/mapper/NAME.
+func Mapper(name string) string { return "/dev/mapper/" + name }
+
+// On an offsite host's backup disk.
+const (
+	// MirrorDir is the directory on an offsite host's backup disk that
+	// servers push to: the rrsync root, one directory per repo below it.
+	MirrorDir = "borgkit"
+	// HeartbeatDir is where servers leave their heartbeats, relative to the
+	// mirror root (so the rrsync key reaches it).
+	HeartbeatDir = ".heartbeat"
+	// heartbeatSuffix ends every heartbeat file's name.
+	heartbeatSuffix = "-last-success"
+)
+
+// MirrorRoot is the push target on a backup disk mounted at mount.
+func MirrorRoot(mount string) string { return path.Join(mount, MirrorDir) }
+
+// HeartbeatName is the file a server's sync leaves in HeartbeatDir.
+func HeartbeatName(server string) string { return server + heartbeatSuffix }
+
+// HeartbeatServer is the server a heartbeat file name belongs to.
+func HeartbeatServer(name string) (string, bool) {
+	s, ok := strings.CutSuffix(name, heartbeatSuffix)
+	return s, ok && s != ""
+}
+
+// Names borg sees.
+const (
+	// ArchivePrefix starts every archive the nightly job creates.
+	ArchivePrefix = "nightly-"
+	// NightlySnapshot is the ZFS snapshot a nightly backs up from.
+	NightlySnapshot = "borgkit-nightly"
+	// TextfileName is the Prometheus textfile in alerts.textfile_dir.
+	TextfileName = "borgkit.prom"
+)
