@@ -38,8 +38,14 @@ syncoid:
 	  rm -rf $(SYNCOID_DIR) && mkdir -p $(SYNCOID_DIR) && cd $(SYNCOID_DIR) && \
 	  { apt-get download -qq sanoid 2>/dev/null || { apt-get update -qq && apt-get download -qq sanoid; }; } && dpkg-deb -x sanoid_*.deb . && rm sanoid_*.deb; }
 
+# test also proves the suite leaves nothing of borg's in the real home
+# (testing/borghome): every borg a test starts keeps its state elsewhere.
+BORG_HOME_STATE = ls -1 $(HOME)/.cache/borg $(HOME)/.config/borg/security 2>/dev/null | sort
 test: deps syncoid lint
+	@$(BORG_HOME_STATE) > .borg-home-before
 	$(GO) test -count=1 ./...
+	@$(BORG_HOME_STATE) | comm -13 .borg-home-before - > .borg-home-new; rm -f .borg-home-before; \
+	if [ -s .borg-home-new ]; then echo "the tests left borg state in $(HOME):"; cat .borg-home-new; rm -f .borg-home-new; exit 1; fi; rm -f .borg-home-new
 
 lint: fmt-check vet staticcheck
 

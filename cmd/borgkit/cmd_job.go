@@ -52,7 +52,7 @@ log, and mails only when something needs attention.` + exitStatusHelp,
 		return &cobra.Command{
 			Use: name, Short: short, Args: exactArgs(0),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return runServerJob(cmd.Context(), g, o, layout.JobKey(name), fn)
+				return runJob(cmd.Context(), g, o, layout.JobKey(name), "", fn)
 			},
 		}
 	}
@@ -80,17 +80,19 @@ log, and mails only when something needs attention.` + exitStatusHelp,
 			return jobs.Pull(ctx, e, layout.SSHKey)
 		}),
 	)
-	pi := func(name, short string, fn func(context.Context, *jobs.PiEnv) error) *cobra.Command {
+	offsite := func(name, short string, fn func(context.Context, *jobs.OffsiteEnv) error) *cobra.Command {
 		return &cobra.Command{
 			Use: name, Short: short, Args: exactArgs(0),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return runPiJob(cmd.Context(), g, o, name, fn)
+				return runJob(cmd.Context(), g, o, layout.JobKey(name), config.RoleOffsite, func(ctx context.Context, e *jobs.Env) error {
+					return fn(ctx, &jobs.OffsiteEnv{Env: *e})
+				})
 			},
 		}
 	}
 	cmd.AddCommand(
-		pi("watchdog", "On the offsite host: alert when the server's heartbeat is stale or the disk is full or unmounted", jobs.Watchdog),
-		pi("unlock", "On the offsite host: fetch the LUKS key from the server, open and mount the disk (boot timer)", jobs.Unlock),
+		offsite("watchdog", "On the offsite host: alert when the server's heartbeat is stale or the disk is full or unmounted", jobs.Watchdog),
+		offsite("unlock", "On the offsite host: fetch the LUKS key from the server, open and mount the disk (boot timer)", jobs.Unlock),
 	)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "serve-key HOST",
@@ -156,11 +158,15 @@ func (o *jobOptions) env(g *globals) (*jobs.Env, error) {
 	return e, nil
 }
 
-// runServerJob runs a job with its log file.
-func runServerJob(ctx context.Context, g *globals, o *jobOptions, job string, fn func(context.Context, *jobs.Env) error) error {
+// runJob runs a job with its log file. A job with a role runs only on a
+// host of that role.
+func runJob(ctx context.Context, g *globals, o *jobOptions, job string, role config.Role, fn func(context.Context, *jobs.Env) error) error {
 	env, err := o.env(g)
 	if err != nil {
 		return err
+	}
+	if role != "" && env.Host.Role != role {
+		return usageError{fmt.Errorf("job %s runs on a host of role %s; %s is a %s", layout.JobCLI(job), role, env.Host.Name, env.Host.Role)}
 	}
 	if err := os.MkdirAll(o.LogDir, 0o750); err != nil {
 		return fmt.Errorf("log directory: %w", err)
@@ -179,37 +185,12 @@ func runServerJob(ctx context.Context, g *globals, o *jobOptions, job string, fn
 		return fmt.Errorf("lock directory: %w", err)
 	}
 	env.Log, env.LogPath = log, logPath
-	fmt.Fprintf(lf, "=== %s %s on %s\n", time.Now().Format(time.RFC3339), job, env.Host.Name)
+	fmt.Fprintf(lf, "=== %s %s on %s\n", time.Now().Format(time.RFC3339), layout.JobCLI(job), env.Host.Name)
 	err = fn(ctx, env)
 	if jobs.IsStandDown(err) {
 		return nil
 	}
 	return err
-}
-
-// runPiJob runs an offsite host's job with its log file.
-func runPiJob(ctx context.Context, g *globals, o *jobOptions, job string, fn func(context.Context, *jobs.PiEnv) error) error {
-	env, err := o.env(g)
-	if err != nil {
-		return err
-	}
-	if env.Host.Role != config.RoleOffsite {
-		return usageError{fmt.Errorf("job %s runs on an offsite host; %s is a %s", job, env.Host.Name, env.Host.Role)}
-	}
-	if err := os.MkdirAll(o.LogDir, 0o750); err != nil {
-		return fmt.Errorf("log directory: %w", err)
-	}
-	lf, err := os.OpenFile(filepath.Join(o.LogDir, job+".log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return fmt.Errorf("open log: %w", err)
-	}
-	defer lf.Close()
-	var log io.Writer = lf
-	if g.Verbose {
-		log = io.MultiWriter(lf, os.Stderr)
-	}
-	env.Log = log
-	return fn(ctx, &jobs.PiEnv{Env: *env})
 }
 
 // self finds which config host this machine is.

@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"strings"
 	"time"
+
+	"github.com/borgkit/borgkit/provision/tools"
 )
 
 // Cmd is one program run. There is no shell anywhere on the way: Argv[0] is
@@ -21,10 +23,16 @@ type Cmd struct {
 	// belong in Stdin or in files, never here or in Argv: both can be read by
 	// other users through /proc.
 	Env []string
+	// Unset names variables removed from the environment the program
+	// inherits (the user's BORG_PASSPHRASE must not reach borg).
+	Unset []string
 	// Dir is the working directory; "" keeps the host's default. Like a path
 	// in Argv, it is given as Host.Path returns it.
 	Dir string
 }
+
+// Command is program name of the tool table (provision/tools) with args.
+func Command(name string, args ...string) Cmd { return Cmd{Argv: tools.Argv(name, args...)} }
 
 func (c Cmd) String() string { return QuoteArgv(c.Argv) }
 

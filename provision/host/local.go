@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -59,25 +58,13 @@ func (h *osHost) Run(ctx context.Context, c Cmd) (Result, error) {
 		return Result{}, fail(&notFoundError{prog: c.Argv[0], err: cmd.Err})
 	}
 	cmd.Stdin = c.Stdin
-	if len(c.Env) > 0 {
-		cmd.Env = append(os.Environ(), c.Env...)
+	if len(c.Env) > 0 || len(c.Unset) > 0 {
+		cmd.Env = append(Environ(c.Unset...), c.Env...)
 	}
 	cmd.Dir = c.Dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// Its own process group lets a cancel kill the whole tree (sh -c starting
-	// children), not just the direct child. The price: the program is not in
-	// the terminal's foreground group, so it cannot prompt on /dev/tty —
-	// borgkit passes secrets through stdin or files anyway.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if errors.Is(err, syscall.ESRCH) {
-			return os.ErrProcessDone
-		}
-		return err
-	}
-	cmd.WaitDelay = waitDelay
+	OwnGroup(cmd)
 
 	err := cmd.Run()
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}

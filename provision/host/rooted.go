@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/borgkit/borgkit/provision/layout"
 )
 
 // NewRooted returns a host whose files live under dir (--root): /etc/fstab is
@@ -59,15 +61,11 @@ func (h *osHost) rootedPath(p string, follow bool) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%w: %s is a symlink that does not resolve: %w", errSymlink, cur, err)
 		}
-		if !within(realRoot, target) {
+		if !layout.Under(target, realRoot) {
 			return "", fmt.Errorf("%w: %s points to %s, outside the root %s", errSymlink, cur, target, h.root)
 		}
 	}
 	return mapped, nil
-}
-
-func within(root, p string) bool {
-	return root == "/" || p == root || strings.HasPrefix(p, root+"/")
 }
 
 // owner drops ownership changes on a rooted host run by a normal user: such

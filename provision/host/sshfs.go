@@ -10,6 +10,7 @@ import (
 	"path"
 	"syscall"
 
+	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/pkg/sftp"
 )
 
@@ -59,7 +60,7 @@ func (h *sshHost) Digest(ctx context.Context, p string) (string, error) {
 		return "", wrapOp("digest", p, h.name, errRelative)
 	}
 	// sha256sum is coreutils, on every Debian; SFTP has no digest request.
-	res, err := h.Run(ctx, Cmd{Argv: []string{"sha256sum", "-b", "--", path.Clean(p)}, Env: []string{"LC_ALL=C"}})
+	res, err := h.Run(ctx, Cmd{Argv: tools.Argv(tools.Sha256sum, "-b", "--", path.Clean(p)), Env: []string{"LC_ALL=C"}})
 	if err != nil {
 		if bytes.Contains(res.Stderr, []byte("No such file or directory")) {
 			err = fmt.Errorf("%w (%v)", fs.ErrNotExist, err)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/tools"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -110,5 +111,5 @@ func (h *sshHost) kill(sess *ssh.Session, finished <-chan struct{}, f *pidFilter
 	defer cancel()
 	p := strconv.Itoa(pid)
 	// The group first; if the program left it (setsid), at least the pid.
-	h.Run(ctx, Cmd{Argv: []string{"sh", "-c", `kill -9 -"$1" 2>/dev/null || kill -9 "$1"`, "sh", p}})
+	h.Run(ctx, Cmd{Argv: tools.Argv(tools.Sh, "-c", `kill -9 -"$1" 2>/dev/null || kill -9 "$1"`, "sh", p)})
 }

@@ -117,7 +117,8 @@ func remoteCommand(c Cmd) (string, error) {
 	}
 	prog := c.Argv[0]
 	// exec and env would read such a word as an option or an assignment.
-	if prog == "" || strings.HasPrefix(prog, "-") || (len(c.Env) > 0 && strings.Contains(prog, "=")) {
+	withEnv := len(c.Env) > 0 || len(c.Unset) > 0
+	if prog == "" || strings.HasPrefix(prog, "-") || (withEnv && strings.Contains(prog, "=")) {
 		return "", fmt.Errorf("program name %q cannot be run safely", prog)
 	}
 	var b strings.Builder
@@ -130,8 +131,14 @@ func remoteCommand(c Cmd) (string, error) {
 		b.WriteString("cd " + shellQuote(dir) + " && ")
 	}
 	b.WriteString("exec")
-	if len(c.Env) > 0 {
+	if withEnv {
 		b.WriteString(" env")
+		for _, name := range c.Unset {
+			if name == "" || strings.ContainsAny(name, "=\x00") {
+				return "", fmt.Errorf("cannot unset %q", name)
+			}
+			b.WriteString(" -u " + shellQuote(name))
+		}
 		for _, kv := range c.Env {
 			if i := strings.IndexByte(kv, '='); i <= 0 {
 				return "", fmt.Errorf("env entry %q is not KEY=VALUE", kv)

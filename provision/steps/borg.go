@@ -4,30 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"path"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/tools"
 )
-
-// BorgEnv is the environment borg runs with for a repo. The passphrase is
-// read by borg itself from a 0600 file through BORG_PASSCOMMAND, so it never
-// appears in an argv or an environment block. Under --root, BORG_BASE_DIR
-// moves borg's keys, cache and security dirs into the tree too.
-func BorgEnv(h host.Host, passFile string) []string {
-	// Legacy exit codes (0 ok, 1 warning, 2 error): jobs tell a warning from
-	// a failure by them, and borg 1.4's modern codes would move warnings.
-	env := []string{"BORG_DISPLAY_PASSPHRASE=no", "BORG_EXIT_CODES=legacy"}
-	if passFile != "" {
-		// borg splits the command with shlex, so quote the path for it.
-		env = append(env, "BORG_PASSCOMMAND=cat "+host.QuoteArgv([]string{h.Path(passFile)}))
-	}
-	if !h.Live() {
-		env = append(env, "BORG_BASE_DIR="+h.Path("/root"))
-	}
-	return env
-}
 
 // BorgRepo is a borg repository, created with borg init only where nothing
 // else stands.
@@ -47,19 +29,6 @@ type BorgRepo struct {
 
 func (r *BorgRepo) ID() string { return "repo." + r.Name }
 
-// isRepo reads the repo's config file rather than running borg: a
-// no-change run must not pay for a Python start per repo.
-func isRepo(ctx context.Context, h host.Host, dir string) (bool, error) {
-	cfg, err := h.ReadFile(ctx, path.Join(dir, "config"))
-	if host.IsNotExist(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return bytes.Contains(cfg, []byte("[repository]")), nil
-}
-
 // Mounter is a step that mounts a filesystem; MountsThisRun says its last
 // check found it will, so steps after it may plan on the mount.
 type Mounter interface{ MountsThisRun() bool }
@@ -70,12 +39,12 @@ func (r *BorgRepo) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 
 // check is Check, told whether the disk's mount is still to come.
 func (r *BorgRepo) check(ctx context.Context, h host.Host, mountPending bool) (plan.Check, error) {
-	ok, err := isRepo(ctx, h, r.Path)
+	ok, err := borg.IsRepo(ctx, h, r.Path)
 	if err != nil || ok {
 		return plan.Satisfied(), err
 	}
 	if r.Mountpoint != "" && h.Live() {
-		if _, err := h.Run(ctx, tools.Cmd(tools.Mountpoint, "-q", r.Mountpoint)); err != nil {
+		if _, err := h.Run(ctx, host.Command(tools.Mountpoint, "-q", r.Mountpoint)); err != nil {
 			if mountPending {
 				// What the disk holds is checked again in Apply, once mounted.
 				return plan.Creates("borg init --encryption=" + r.Encryption + " once " + r.Mountpoint + " is mounted"), nil
@@ -104,7 +73,7 @@ func (r *BorgRepo) check(ctx context.Context, h host.Host, mountPending bool) (p
 }
 
 func emptyDir(ctx context.Context, h host.Host, dir string) (bool, error) {
-	c := tools.Cmd(tools.Find, h.Path(dir), "-mindepth", "1", "-maxdepth", "1", "-print", "-quit")
+	c := host.Command(tools.Find, h.Path(dir), "-mindepth", "1", "-maxdepth", "1", "-print", "-quit")
 	res, err := h.Run(ctx, c)
 	if err != nil {
 		return false, fmt.Errorf("list %s: %w", dir, err)
@@ -125,8 +94,7 @@ func (r *BorgRepo) Apply(ctx context.Context, h host.Host) error {
 			return fmt.Errorf("borg init %s: %s", r.Path, c.Reason)
 		}
 	}
-	c := tools.Cmd(tools.Borg, "init", "--encryption="+r.Encryption, "--make-parent-dirs", h.Path(r.Path))
-	c.Env = BorgEnv(h, r.PassFile)
+	c := borg.Cmd(borg.OnHost(h, r.PassFile), "init", "--encryption="+r.Encryption, "--make-parent-dirs", h.Path(r.Path))
 	if _, err := h.Run(ctx, c); err != nil {
 		return fmt.Errorf("borg init %s: %w", r.Path, err)
 	}
@@ -160,8 +128,7 @@ func (k *BorgKeyExport) Check(ctx context.Context, h host.Host) (plan.Check, err
 
 func (k *BorgKeyExport) Apply(ctx context.Context, h host.Host) error {
 	if _, err := h.Lstat(ctx, k.Dest); host.IsNotExist(err) {
-		c := tools.Cmd(tools.Borg, "key", "export", h.Path(k.RepoPath), h.Path(k.Dest))
-		c.Env = BorgEnv(h, k.PassFile)
+		c := borg.Cmd(borg.OnHost(h, k.PassFile), "key", "export", h.Path(k.RepoPath), h.Path(k.Dest))
 		if _, err := h.Run(ctx, c); err != nil {
 			return fmt.Errorf("borg key export %s: %w", k.RepoPath, err)
 		}

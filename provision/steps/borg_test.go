@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
@@ -41,7 +42,7 @@ func TestBorgRepoInitAndKeyExport(t *testing.T) {
 	}
 	// The passphrase file really opens the repo.
 	c := exec.Command("borg", "info", "--json", filepath.Join(dir, "/mnt/backup/r"))
-	c.Env = append(os.Environ(), steps.BorgEnv(h, pass.Path)...)
+	c.Env = append(host.Environ(borg.Inherited...), borg.OnHost(h, pass.Path).Vars()...)
 	if out, err := c.CombinedOutput(); err != nil || !strings.Contains(string(out), `"encryption"`) {
 		t.Fatalf("borg info: %v\n%s", err, out)
 	}

@@ -159,7 +159,7 @@ func (m *MountedDir) mounted(ctx context.Context, h host.Host) (bool, error) {
 	if !h.Live() {
 		return true, nil // a tree under --root has no mounts; the path is the disk
 	}
-	res, err := h.Run(ctx, tools.Cmd(tools.Mountpoint, "-q", m.Mountpoint))
+	res, err := h.Run(ctx, host.Command(tools.Mountpoint, "-q", m.Mountpoint))
 	// 32: not a mountpoint; 1: the path does not exist yet (a fresh host).
 	if err != nil && (res.ExitCode == 32 || res.ExitCode == 1) {
 		return false, nil

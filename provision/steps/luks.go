@@ -39,10 +39,10 @@ func (l *LUKSFormat) ID() string { return "luks." + l.Device }
 
 // probe says what is on the device: "" for nothing borgkit can see.
 func (l *LUKSFormat) probe(ctx context.Context, h host.Host) (string, error) {
-	if _, err := h.Run(ctx, tools.Cmd(tools.Cryptsetup, "isLuks", l.Device)); err == nil {
+	if _, err := h.Run(ctx, host.Command(tools.Cryptsetup, "isLuks", l.Device)); err == nil {
 		return "luks", nil
 	}
-	res, err := h.Run(ctx, tools.Cmd(tools.Blkid, "-p", "-o", "export", l.Device))
+	res, err := h.Run(ctx, host.Command(tools.Blkid, "-p", "-o", "export", l.Device))
 	switch {
 	case err == nil:
 		return "a signature (" + strings.Join(strings.Fields(string(res.Stdout)), " ") + ")", nil
@@ -51,7 +51,7 @@ func (l *LUKSFormat) probe(ctx context.Context, h host.Host) (string, error) {
 	}
 	// wipefs knows signatures blkid's probe may not report (partition
 	// tables at the end of the disk, RAID superblocks).
-	res, err = h.Run(ctx, tools.Cmd(tools.Wipefs, "--no-act", "--noheadings", "--output", "TYPE,OFFSET", l.Device))
+	res, err = h.Run(ctx, host.Command(tools.Wipefs, "--no-act", "--noheadings", "--output", "TYPE,OFFSET", l.Device))
 	if err != nil {
 		return "", fmt.Errorf("wipefs -n %s: %w", l.Device, err)
 	}
@@ -66,7 +66,7 @@ func (l *LUKSFormat) opens(ctx context.Context, h host.Host) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	c := tools.Cmd(tools.Cryptsetup, "open", "--test-passphrase", "--key-file", "-", l.Device)
+	c := host.Command(tools.Cryptsetup, "open", "--test-passphrase", "--key-file", "-", l.Device)
 	c.Stdin = bytes.NewReader(key)
 	_, err = h.Run(ctx, c)
 	return err == nil, nil
@@ -117,7 +117,7 @@ func (l *LUKSFormat) Apply(ctx context.Context, h host.Host) error {
 		return err
 	}
 	args := append([]string{"luksFormat", "--type", "luks2", "--batch-mode", "--key-file", "-"}, l.FormatArgs...)
-	c := tools.Cmd(tools.Cryptsetup, append(args, l.Device)...)
+	c := host.Command(tools.Cryptsetup, append(args, l.Device)...)
 	c.Stdin = bytes.NewReader(key)
 	if _, err := h.Run(ctx, c); err != nil {
 		return fmt.Errorf("luksFormat %s: %w", l.Device, err)
@@ -140,17 +140,17 @@ func (l *LUKSFormat) Apply(ctx context.Context, h host.Host) error {
 // mkfs opens the fresh volume, makes the filesystem and closes it again;
 // the unlock job opens it for good at boot.
 func (l *LUKSFormat) mkfs(ctx context.Context, h host.Host, key []byte) error {
-	c := tools.Cmd(tools.Cryptsetup, "open", "--key-file", "-", l.Device, l.Mapper)
+	c := host.Command(tools.Cryptsetup, "open", "--key-file", "-", l.Device, l.Mapper)
 	c.Stdin = bytes.NewReader(key)
 	if _, err := h.Run(ctx, c); err != nil {
 		return fmt.Errorf("open %s to make its filesystem: %w", l.Device, err)
 	}
-	defer h.Run(context.WithoutCancel(ctx), tools.Cmd(tools.Cryptsetup, "close", l.Mapper))
+	defer h.Run(context.WithoutCancel(ctx), host.Command(tools.Cryptsetup, "close", l.Mapper))
 	args := []string{"-t", l.FSType, "-q"}
 	if l.FSUUID != "" {
 		args = append(args, "-U", l.FSUUID)
 	}
-	if _, err := h.Run(ctx, tools.Cmd(tools.Mkfs, append(args, "/dev/mapper/"+l.Mapper)...)); err != nil {
+	if _, err := h.Run(ctx, host.Command(tools.Mkfs, append(args, "/dev/mapper/"+l.Mapper)...)); err != nil {
 		return fmt.Errorf("mkfs inside %s: %w", l.Device, err)
 	}
 	return nil
@@ -160,14 +160,14 @@ func (l *LUKSFormat) mkfs(ctx context.Context, h host.Host, key []byte) error {
 // on the host, reads it back and removes it: a header is not secret without
 // the key, but it has no business lying around on the offsite host.
 func headerBackup(ctx context.Context, h host.Host, dev string) ([]byte, error) {
-	res, err := h.Run(ctx, tools.Cmd("mktemp", "-d", "/run/borgkit-header.XXXXXX"))
+	res, err := h.Run(ctx, host.Command(tools.Mktemp, "-d", "/run/borgkit-header.XXXXXX"))
 	if err != nil {
 		return nil, fmt.Errorf("temporary directory for the header backup: %w", err)
 	}
 	dir := strings.TrimSpace(string(res.Stdout))
 	file := dir + "/header.img"
 	defer func() { _ = h.Remove(ctx, file); _ = h.Remove(ctx, dir) }()
-	if _, err := h.Run(ctx, tools.Cmd(tools.Cryptsetup, "luksHeaderBackup", dev, "--header-backup-file", file)); err != nil {
+	if _, err := h.Run(ctx, host.Command(tools.Cryptsetup, "luksHeaderBackup", dev, "--header-backup-file", file)); err != nil {
 		return nil, fmt.Errorf("luksHeaderBackup %s: %w", dev, err)
 	}
 	return h.ReadFile(ctx, file)

@@ -47,7 +47,7 @@ func (m *Mount) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	}
 	// blkid probes the devices itself: /dev/disk/by-uuid needs udev, which
 	// a container or a minimal system may not run.
-	if res, err := h.Run(ctx, tools.Cmd(tools.Blkid, "-U", m.UUID)); err != nil {
+	if res, err := h.Run(ctx, host.Command(tools.Blkid, "-U", m.UUID)); err != nil {
 		if res.ExitCode == 2 { // no such filesystem
 			return plan.Skipped(fmt.Sprintf("UUID=%s is not attached; nofail mounts it at boot once it is", m.UUID)), nil
 		}
@@ -64,7 +64,7 @@ func (m *Mount) Apply(ctx context.Context, h host.Host) error {
 	if fstab == "" {
 		fstab = "/etc/fstab"
 	}
-	if _, err := h.Run(ctx, tools.Cmd(tools.Mount, "--fstab", h.Path(fstab), m.Target)); err != nil {
+	if _, err := h.Run(ctx, host.Command(tools.Mount, "--fstab", h.Path(fstab), m.Target)); err != nil {
 		return fmt.Errorf("mount %s: %w", m.Target, err)
 	}
 	return nil
@@ -73,7 +73,7 @@ func (m *Mount) Apply(ctx context.Context, h host.Host) error {
 // mountedUUID says whether target is a mountpoint and the UUID of the
 // filesystem there, from the kernel's mount table via findmnt.
 func mountedUUID(ctx context.Context, h host.Host, target string) (string, bool, error) {
-	res, err := h.Run(ctx, tools.Cmd(tools.Findmnt, "-n", "-o", "UUID", "--mountpoint", target))
+	res, err := h.Run(ctx, host.Command(tools.Findmnt, "-n", "-o", "UUID", "--mountpoint", target))
 	if err != nil {
 		if res.ExitCode == 1 { // nothing mounted there
 			return "", false, nil

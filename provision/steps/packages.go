@@ -21,7 +21,7 @@ func (p *Packages) ID() string { return "packages" }
 
 func (p *Packages) missing(ctx context.Context, h host.Host) ([]string, error) {
 	args := append([]string{"-W", "-f=${Package} ${db:Status-Abbrev}\n"}, p.Names...)
-	res, err := h.Run(ctx, tools.Cmd(tools.DpkgQuery, args...))
+	res, err := h.Run(ctx, host.Command(tools.DpkgQuery, args...))
 	// dpkg-query exits 1 when some package is unknown; the output still
 	// lists the known ones, so read it either way.
 	if err != nil && res.ExitCode != 1 {
@@ -63,7 +63,7 @@ func (p *Packages) Apply(ctx context.Context, h host.Host) error {
 	if err != nil || len(miss) == 0 {
 		return err
 	}
-	c := tools.Cmd(tools.AptGet, append([]string{"install", "-y", "--no-install-recommends"}, miss...)...)
+	c := host.Command(tools.AptGet, append([]string{"install", "-y", "--no-install-recommends"}, miss...)...)
 	c.Env = []string{"DEBIAN_FRONTEND=noninteractive"}
 	if _, err := h.Run(ctx, c); err != nil {
 		return fmt.Errorf("install %s: %w", strings.Join(miss, " "), err)

@@ -32,7 +32,7 @@ func (t *Timers) systemctl(h host.Host, args ...string) host.Cmd {
 	if !h.Live() {
 		args = append([]string{"--root=" + h.Path("/")}, args...)
 	}
-	return tools.Cmd(tools.Systemctl, args...)
+	return host.Command(tools.Systemctl, args...)
 }
 
 // state asks systemctl once per property for all units: a no-change run is

@@ -61,7 +61,7 @@ func (z *ZFSDataset) names() []string {
 // dataset is not there.
 func (z *ZFSDataset) current(ctx context.Context, h host.Host) (map[string]zfsProp, bool, error) {
 	props := slices.Compact(slices.Sorted(slices.Values(append(z.names(), stateProps...))))
-	res, err := h.Run(ctx, tools.Cmd(tools.Zfs, "get", "-H", "-p", "-o", "property,value,source", strings.Join(props, ","), z.Name))
+	res, err := h.Run(ctx, host.Command(tools.Zfs, "get", "-H", "-p", "-o", "property,value,source", strings.Join(props, ","), z.Name))
 	if err != nil {
 		if strings.Contains(string(res.Stderr), "does not exist") {
 			return nil, false, nil
@@ -178,7 +178,7 @@ func (z *ZFSDataset) Apply(ctx context.Context, h host.Host) error {
 		if z.Received {
 			return fmt.Errorf("zfs %s: made by the first pull, not by borgkit", z.Name)
 		}
-		if _, err := h.Run(ctx, tools.Cmd(tools.Zfs, z.createArgs()...)); err != nil {
+		if _, err := h.Run(ctx, host.Command(tools.Zfs, z.createArgs()...)); err != nil {
 			return fmt.Errorf("zfs create %s: %w", z.Name, err)
 		}
 		return nil
@@ -190,7 +190,7 @@ func (z *ZFSDataset) Apply(ctx context.Context, h host.Host) error {
 	if len(set) == 0 {
 		return nil
 	}
-	if _, err := h.Run(ctx, tools.Cmd(tools.Zfs, append(append([]string{"set"}, set...), z.Name)...)); err != nil {
+	if _, err := h.Run(ctx, host.Command(tools.Zfs, append(append([]string{"set"}, set...), z.Name)...)); err != nil {
 		return fmt.Errorf("zfs set %s: %w", z.Name, err)
 	}
 	return nil

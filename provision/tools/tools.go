@@ -1,8 +1,6 @@
 // Package tools names every external program borgkit runs, in one table that
-// tests can point elsewhere, and builds their host.Cmd from argv.
+// tests can point elsewhere. host.Command builds a program run from it.
 package tools
-
-import "github.com/borgkit/borgkit/provision/host"
 
 // Program names as borgkit calls them; Paths maps each to what is executed.
 const (
@@ -15,15 +13,19 @@ const (
 	Findmnt        = "findmnt"
 	Logrotate      = "logrotate"
 	Mkfs           = "mkfs"
+	Mktemp         = "mktemp"
 	Mount          = "mount"
 	Mountpoint     = "mountpoint"
 	Msmtp          = "msmtp"
 	Rsync          = "rsync"
+	Sh             = "sh"
+	Sha256sum      = "sha256sum"
 	Smartctl       = "smartctl"
 	SSH            = "ssh"
 	Syncoid        = "syncoid"
 	Systemctl      = "systemctl"
 	SystemdAnalyze = "systemd-analyze"
+	Umount         = "umount"
 	Virsh          = "virsh"
 	Wipefs         = "wipefs"
 	Zfs            = "zfs"
@@ -35,11 +37,11 @@ const (
 // fixed path.
 var Paths = map[string]string{}
 
-// Cmd builds the argv for program name with args.
-func Cmd(name string, args ...string) host.Cmd {
+// Argv is the argv that runs program name with args.
+func Argv(name string, args ...string) []string {
 	prog := name
 	if p, ok := Paths[name]; ok {
 		prog = p
 	}
-	return host.Cmd{Argv: append([]string{prog}, args...)}
+	return append([]string{prog}, args...)
 }

@@ -18,13 +18,10 @@ import (
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/recovery/bundle/bundletest"
+	"github.com/borgkit/borgkit/testing/borghome"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	bundletest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { borghome.Main(m, bundletest.Cleanup) }
 
 var fixedNow = func() time.Time { return time.Date(2026, 6, 12, 6, 0, 0, 0, time.UTC) }
 

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/layout"
 )
 
 // ErrUnsafeTarget is wrapped by Write's refusal of a directory the bundle
@@ -45,10 +46,6 @@ func resolvePath(p string) (string, error) {
 		rest = append([]string{filepath.Base(cur)}, rest...)
 		cur = parent
 	}
-}
-
-func within(p, dir string) bool {
-	return p == dir || dir == "/" || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
 }
 
 // excludeSubtree is the subtree a borg --exclude covers when it is a plain
@@ -96,7 +93,7 @@ func checkTarget(server *config.Host, src Source, dir string) (string, error) {
 			continue
 		}
 		mp := onServer(d.Mountpoint)
-		if within(target, mp) {
+		if layout.Under(target, mp) {
 			return "", refuse("it is on %s, the server's backup disk %s: the keys would be lost with the backups they unlock", d.Mountpoint, d.Name)
 		}
 		if sameMountedFS(target, mp) {
@@ -104,23 +101,23 @@ func checkTarget(server *config.Host, src Source, dir string) (string, error) {
 		}
 	}
 	for _, r := range server.Repos {
-		if within(target, onServer(r.Path)) {
+		if layout.Under(target, onServer(r.Path)) {
 			return "", refuse("it is inside repo %s (%s)", r.Name, r.Path)
 		}
 	}
 	for _, m := range server.Mirrors {
-		if m.Host == "" && within(target, onServer(m.Path)) {
+		if m.Host == "" && layout.Under(target, onServer(m.Path)) {
 			return "", refuse("it is inside the %s mirror (%s): the bundle must not live with the backups", m.Name, m.Path)
 		}
 	}
 	for _, r := range server.Repos {
 		for _, s := range r.Sources {
-			if !within(target, onServer(s)) {
+			if !layout.Under(target, onServer(s)) {
 				continue
 			}
 			excluded := false
 			for _, e := range r.Excludes {
-				if sub, ok := excludeSubtree(e); ok && within(target, onServer(sub)) {
+				if sub, ok := excludeSubtree(e); ok && layout.Under(target, onServer(sub)) {
 					excluded = true
 					break
 				}

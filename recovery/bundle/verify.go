@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/digest"
 	"github.com/borgkit/borgkit/recovery/luks2"
 )
@@ -307,7 +308,7 @@ func verifyBorgKeys(r *Report, m *Manifest) {
 func FindCopy(roots []string, name string) (string, bool) {
 	for _, root := range roots {
 		p := filepath.Join(root, name)
-		if IsRepo(p) {
+		if borg.IsLocalRepo(p) {
 			return p, true
 		}
 	}
@@ -321,7 +322,7 @@ func FindCopy(roots []string, name string) (string, bool) {
 // drill calls it once the offsite disk is mounted.
 func VerifyRepoCopies(ctx context.Context, m *Manifest, opts VerifyOptions) (*Report, error) {
 	r := &Report{Dir: m.Dir, Site: m.Site, Server: m.Server}
-	b, err := NewBorg(opts.WorkDir)
+	b, err := borg.NewWorkspace(opts.WorkDir)
 	if err != nil {
 		return r, err
 	}
@@ -347,7 +348,7 @@ func VerifyRepoCopies(ctx context.Context, m *Manifest, opts VerifyOptions) (*Re
 	return r, r.err()
 }
 
-func openCopy(ctx context.Context, b *Borg, m *Manifest, repo *Repo, copyDir string) (string, error) {
+func openCopy(ctx context.Context, b *borg.Workspace, m *Manifest, repo *Repo, copyDir string) (string, error) {
 	shadow, err := b.Shadow(copyDir)
 	if err != nil {
 		return "", err

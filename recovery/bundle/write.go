@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,11 +12,11 @@ import (
 	"sort"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/digest"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
-	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/recovery/luks2"
 )
 
@@ -176,7 +175,7 @@ func (c *collector) disks(cfg *config.Config, server *config.Host) error {
 				Mountpoint: d.Mountpoint, Mapper: d.LUKS.MapperName(d), Keyslot: -1,
 				Keyfile: "luks/" + base + ".key", Header: "luks/" + base + "-header.img"}
 			for _, mr := range server.Mirrors {
-				if mr.Host == o.Name && within(path.Clean(mr.Path), d.Mountpoint) {
+				if mr.Host == o.Name && layout.Under(path.Clean(mr.Path), d.Mountpoint) {
 					// The server pushes into the mirror root on the disk.
 					rel, _ := filepath.Rel(d.Mountpoint, layout.MirrorRoot(path.Clean(mr.Path)))
 					if rel == "." {
@@ -223,7 +222,7 @@ func (c *collector) repos(cfg *config.Config, server *config.Host, paper bool) e
 						cp.Path = path.Join(layout.MirrorRoot(mr.Path), r.Name)
 					}
 					for _, sh := range h.Shares {
-						if mr.Host == "" && within(path.Clean(mr.Path), sh.Mountpoint) {
+						if mr.Host == "" && layout.Under(path.Clean(mr.Path), sh.Mountpoint) {
 							cp.Share, cp.ShareMount = sh.Source, sh.Mountpoint
 						}
 					}
@@ -291,7 +290,7 @@ func (c *collector) repoSecrets(h, server *config.Host, r *config.Repo, br *Repo
 // disk means no paper key, not a failed bundle.
 func (c *collector) paperKey(r *config.Repo) ([]byte, error) {
 	cfgData, err := c.src.ReadFile(c.ctx, path.Join(r.Path, "config"))
-	if err != nil || !bytes.Contains(cfgData, []byte("[repository]")) {
+	if err != nil || !borg.IsRepoConfig(cfgData) {
 		return nil, fmt.Errorf("repository %s is not reachable from here", r.Path)
 	}
 	tmp, err := os.MkdirTemp("", "borgkit-paper-")
@@ -300,15 +299,10 @@ func (c *collector) paperKey(r *config.Repo) ([]byte, error) {
 	}
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, "paper.txt")
-	cmd := tools.Cmd(tools.Borg, "key", "export", "--paper", c.src.Path(r.Path), out)
 	// borg 1.2 exports the key blob without decrypting it; the passphrase
-	// command is there for versions that ask, and borg reads the file
-	// itself, so the passphrase is never in argv or the environment. On a
-	// rooted tree borg's keys dir is inside it, as provisioning made it.
-	cmd.Env = []string{"BORG_DISPLAY_PASSPHRASE=no", "BORG_PASSCOMMAND=cat " + host.QuoteArgv([]string{c.src.Path(r.PassphrasePath())})}
-	if !c.src.Live() {
-		cmd.Env = append(cmd.Env, "BORG_BASE_DIR="+c.src.Path("/root"))
-	}
+	// command is there for versions that ask. On a rooted tree borg's keys
+	// dir is inside it, as provisioning made it.
+	cmd := borg.Cmd(borg.OnHost(c.src, r.PassphrasePath()), "key", "export", "--paper", c.src.Path(r.Path), out)
 	if _, err := c.src.Run(c.ctx, cmd); err != nil {
 		return nil, err
 	}

@@ -46,10 +46,10 @@ func planDisk(dev, keyfile, header, mapper, fstype, mnt string) diskPlan {
 	}
 	mount = append(mount, "/dev/mapper/"+mapper, mnt)
 	return diskPlan{
-		Open:   tools.Cmd(tools.Cryptsetup, open...).Argv,
-		Mount:  tools.Cmd(tools.Mount, mount...).Argv,
-		Umount: tools.Cmd("umount", mnt).Argv,
-		Close:  tools.Cmd(tools.Cryptsetup, "close", mapper).Argv,
+		Open:   host.Command(tools.Cryptsetup, open...).Argv,
+		Mount:  host.Command(tools.Mount, mount...).Argv,
+		Umount: host.Command(tools.Umount, mnt).Argv,
+		Close:  host.Command(tools.Cryptsetup, "close", mapper).Argv,
 	}
 }
 

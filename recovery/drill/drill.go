@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/recovery/bundle"
@@ -84,39 +85,29 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Result is what the drill found; it is also the state record's stats.
+// Result is what the drill found. Its totals are the record the dashboard
+// reads (state.DrillStats); the whole result goes to the report files.
 type Result struct {
-	Bundle   string    `json:"bundle"`
-	Site     string    `json:"site,omitempty"`
-	Server   string    `json:"server,omitempty"`
-	Source   string    `json:"source"` // "disk" or "mirror"
-	Target   string    `json:"target"` // the device/image or mirror directory
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished"`
+	Bundle  string    `json:"bundle"`
+	Site    string    `json:"site,omitempty"`
+	Server  string    `json:"server,omitempty"`
+	Source  string    `json:"source"` // "disk" or "mirror"
+	Started time.Time `json:"started"`
 	// Duration is the whole drill, bundle verification included.
 	Duration time.Duration `json:"duration_ns"`
 	Seed     uint64        `json:"seed"`
 	Samples  int           `json:"samples"`
-	OK       bool          `json:"ok"`
 	Problems []string      `json:"problems,omitempty"`
 
 	Verify *bundle.Report `json:"verify,omitempty"`
 	Disk   *DiskResult    `json:"disk,omitempty"`
 	Repos  []RepoResult   `json:"repos"`
 
-	// Over all repos: the oldest newest-archive (RPO), the first file
-	// restored and the last one verified, counted from the drill's start
-	// (RTO), and the extraction throughput (all bytes over the sum of the
-	// repos' extraction windows, which never overlap).
-	RPO             time.Duration `json:"rpo_ns"`
-	TimeToFirstFile time.Duration `json:"time_to_first_file_ns"`
-	RTO             time.Duration `json:"rto_ns"`
-	Files           int           `json:"files"`
-	Bytes           int64         `json:"bytes"`
-	Throughput      float64       `json:"throughput_bytes_per_second"`
-
-	// ReportFiles are the Markdown and JSON reports written.
-	ReportFiles []string `json:"report_files,omitempty"`
+	// The totals over all repos: the oldest newest-archive (RPO), the
+	// first file restored and the last one verified, counted from the
+	// drill's start (RTO), and the extraction throughput (all bytes over
+	// the sum of the repos' extraction windows, which never overlap).
+	state.DrillStats
 }
 
 // DiskResult is how the disk was opened.
@@ -409,7 +400,7 @@ func (d *drill) run(ctx context.Context) error {
 	keys := d.checkKeys(ctx, m, roots)
 	defer keys.wait()
 
-	b, err := bundle.NewBorg(work)
+	b, err := borg.NewWorkspace(work)
 	if err != nil {
 		return err
 	}
@@ -469,6 +460,7 @@ func (d *drill) finish(run *state.Run, runErr error) (*Result, error) {
 	if extract > 0 {
 		res.Throughput = float64(res.Bytes) / extract.Seconds()
 	}
+	res.RepoCount = len(res.Repos)
 	res.OK = len(res.Problems) == 0
 	res.Finished = d.opts.Now()
 	res.Duration = res.Finished.Sub(res.Started)
@@ -488,21 +480,11 @@ func (d *drill) finish(run *state.Run, runErr error) (*Result, error) {
 		if !res.OK {
 			status, code = state.Failed, 1
 		}
-		if ferr := run.Finish(status, code, summary(res), res.Stats(), res.Problems); ferr != nil && err == nil {
+		if ferr := run.Finish(status, code, summary(res), res.DrillStats, res.Problems); ferr != nil && err == nil {
 			err = fmt.Errorf("drill: recording the result: %w", ferr)
 		}
 	}
 	return res, err
-}
-
-// Stats is what the drill records for the dashboard; the whole result is
-// in the report files.
-func (r *Result) Stats() state.DrillStats {
-	return state.DrillStats{
-		OK: r.OK, Target: r.Target, Repos: len(r.Repos), Finished: r.Finished,
-		RPO: r.RPO, RTO: r.RTO, TimeToFirstFile: r.TimeToFirstFile,
-		Files: r.Files, Bytes: r.Bytes, Throughput: r.Throughput, ReportFiles: r.ReportFiles,
-	}
 }
 
 // summary is the one line the dashboard shows for the last drill.

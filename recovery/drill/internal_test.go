@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/recovery/bundle"
 )
 
@@ -107,7 +108,7 @@ func TestSelectionOddNames(t *testing.T) {
 		t.Skip("borg not installed")
 	}
 	tmp := t.TempDir()
-	b, err := bundle.NewBorg(tmp)
+	b, err := borg.NewWorkspace(tmp)
 	if err != nil {
 		t.Fatal(err)
 	}

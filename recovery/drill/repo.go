@@ -17,6 +17,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/recovery/bundle"
 )
 
@@ -51,7 +52,7 @@ func borgTime(s string) (time.Time, error) {
 // of the whole sample with one borg extract and the check of each file
 // against the archive's hash: the timed window has no other borg of the
 // drill competing with it.
-func (d *drill) drillRepo(ctx context.Context, b *bundle.Borg, m *bundle.Manifest, repo *bundle.Repo, rr *RepoResult, keys *keyCheck) {
+func (d *drill) drillRepo(ctx context.Context, b *borg.Workspace, m *bundle.Manifest, repo *bundle.Repo, rr *RepoResult, keys *keyCheck) {
 	fail := func(format string, args ...any) {
 		rr.Status = "failed"
 		rr.Problems = append(rr.Problems, fmt.Sprintf(format, args...))
@@ -118,7 +119,7 @@ type checkResult struct {
 // listings. It reads no archive: a keyfile repo's key need not be
 // imported there.
 func (d *drill) check(ctx context.Context, copyDir, pass string) checkResult {
-	cb, err := bundle.NewBorg(d.work)
+	cb, err := borg.NewWorkspace(d.work)
 	if err != nil {
 		return checkResult{err: err}
 	}
@@ -137,7 +138,7 @@ func (d *drill) check(ctx context.Context, copyDir, pass string) checkResult {
 // restore with their hashes. A problem that still leaves something to
 // restore (a missing canary) is in rr; one that stops the drill of the
 // repo is the error.
-func (d *drill) prepare(ctx context.Context, b *bundle.Borg, m *bundle.Manifest, repo *bundle.Repo, shadow, pass string, rr *RepoResult) ([]target, string, error) {
+func (d *drill) prepare(ctx context.Context, b *borg.Workspace, m *bundle.Manifest, repo *bundle.Repo, shadow, pass string, rr *RepoResult) ([]target, string, error) {
 	// In keyfile mode the export is the key; a repokey repo is opened
 	// with the key it carries, as a real restore would (the key check
 	// proves the export opens it too).
@@ -195,7 +196,7 @@ type target struct {
 // a seeded reservoir sample of regular files: reproducible for a seed, and
 // memory-bound however large the archive. The listing asks for no hash:
 // borg would read every file's content for it.
-func (d *drill) pick(ctx context.Context, b *bundle.Borg, pass, archive string, repo *bundle.Repo, rr *RepoResult) ([]target, error) {
+func (d *drill) pick(ctx context.Context, b *borg.Workspace, pass, archive string, repo *bundle.Repo, rr *RepoResult) ([]target, error) {
 	o := d.opts
 	h := fnv.New64a()
 	h.Write([]byte(repo.Host + "/" + repo.Name))
@@ -272,7 +273,7 @@ func (d *drill) pick(ctx context.Context, b *bundle.Borg, pass, archive string, 
 
 // hashes asks borg for the SHA-256 (and size and mtime) of the chosen
 // files only: borg reads their content for it.
-func (d *drill) hashes(ctx context.Context, b *bundle.Borg, pass, archive string, repo *bundle.Repo, targets []target) error {
+func (d *drill) hashes(ctx context.Context, b *borg.Workspace, pass, archive string, repo *bundle.Repo, targets []target) error {
 	if len(targets) == 0 {
 		return nil
 	}
@@ -360,7 +361,7 @@ func patternLineSafe(name string) bool {
 //
 // The files are hashed by a verifier: at the lowest priority while borg
 // runs, the rest at full speed once it has exited.
-func (d *drill) extract(ctx context.Context, b *bundle.Borg, pass, archive string, repo *bundle.Repo, rr *RepoResult, targets []target) {
+func (d *drill) extract(ctx context.Context, b *borg.Workspace, pass, archive string, repo *bundle.Repo, rr *RepoResult, targets []target) {
 	o := d.opts
 	dir := filepath.Join(d.work, "extract", repo.Host+"-"+repo.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -39,13 +39,13 @@ func Scrub(ctx context.Context, e *Env) error {
 	return e.archiveJob(ctx, layout.JobScrub, func(ctx context.Context) []alert.Section {
 		var secs []alert.Section
 		for _, p := range pools(e.Host) {
-			res, err := e.run(ctx, tools.Cmd(tools.Zpool, "status", "-x", p))
+			res, err := e.run(ctx, host.Command(tools.Zpool, "status", "-x", p))
 			out := strings.TrimSpace(string(res.Stdout))
 			if err != nil || !strings.Contains(out, "is healthy") {
 				secs = append(secs, section("Pool "+p+" health", res, err, out))
 				continue
 			}
-			res, err = e.run(ctx, tools.Cmd(tools.Zpool, "scrub", p))
+			res, err = e.run(ctx, host.Command(tools.Zpool, "scrub", p))
 			secs = append(secs, section("Scrub of "+p, res, err, ""))
 		}
 		return secs
@@ -60,7 +60,7 @@ func SmartTest(ctx context.Context, e *Env, long bool) error {
 		job, kind = layout.JobSmartLong, "long"
 	}
 	return e.archiveJob(ctx, job, func(ctx context.Context) []alert.Section {
-		res, err := e.run(ctx, tools.Cmd(tools.Smartctl, "--scan"))
+		res, err := e.run(ctx, host.Command(tools.Smartctl, "--scan"))
 		if err != nil {
 			return []alert.Section{section("smartctl --scan", res, err, "")}
 		}
@@ -70,12 +70,12 @@ func SmartTest(ctx context.Context, e *Env, long bool) error {
 			if !strings.HasPrefix(dev, "/dev/") {
 				continue
 			}
-			hres, herr := e.run(ctx, tools.Cmd(tools.Smartctl, "-H", dev))
+			hres, herr := e.run(ctx, host.Command(tools.Smartctl, "-H", dev))
 			if herr != nil || !strings.Contains(string(hres.Stdout), "PASSED") {
 				secs = append(secs, section("SMART health of "+dev, hres, herr, tailText(hres.Stdout, 12)))
 				continue
 			}
-			tres, terr := e.run(ctx, tools.Cmd(tools.Smartctl, "-t", kind, dev))
+			tres, terr := e.run(ctx, host.Command(tools.Smartctl, "-t", kind, dev))
 			secs = append(secs, section("SMART "+kind+" test of "+dev, tres, terr, ""))
 		}
 		return secs
@@ -91,7 +91,7 @@ func Pull(ctx context.Context, e *Env, identity string) error {
 			return []alert.Section{{Name: "syncoid", Status: alert.StatusFailed, ExitCode: 1, Output: "no pull: block for " + e.Host.Name}}
 		}
 		src := p.UserOrDefault() + "@" + e.Cfg.PullAddress(e.Host) + ":" + p.Source
-		res, err := e.run(ctx, tools.Cmd(tools.Syncoid, append(pullArgs(e.Cfg, e.Host, identity), src, p.Target)...))
+		res, err := e.run(ctx, host.Command(tools.Syncoid, append(pullArgs(e.Cfg, e.Host, identity), src, p.Target)...))
 		return []alert.Section{section("syncoid "+src+" -> "+p.Target, res, err, "")}
 	})
 }
@@ -135,7 +135,7 @@ func (e *Env) snapshotSources(ctx context.Context, r *config.Repo, sources []str
 	}
 	// The mountpoint property, not /DATASET: a dataset may be mounted
 	// anywhere, and its snapshots are only reachable below where it is.
-	res, err := e.run(ctx, tools.Cmd(tools.Zfs, "get", "-H", "-p", "-o", "value", "mountpoint", r.Snapshot))
+	res, err := e.run(ctx, host.Command(tools.Zfs, "get", "-H", "-p", "-o", "value", "mountpoint", r.Snapshot))
 	root := strings.TrimSpace(string(res.Stdout))
 	if err != nil {
 		return nil, "", destroy, failed(res, err, "")
@@ -144,12 +144,12 @@ func (e *Env) snapshotSources(ctx context.Context, r *config.Repo, sources []str
 		return nil, "", destroy, failed(res, nil, fmt.Sprintf("%s has mountpoint=%s: its snapshots are read under MOUNTPOINT/.zfs/snapshot, so it needs a mountpoint", r.Snapshot, root))
 	}
 	// A snapshot left by a killed run would make zfs snapshot fail.
-	e.run(ctx, tools.Cmd(tools.Zfs, "destroy", snap))
-	res, err = e.run(ctx, tools.Cmd(tools.Zfs, "snapshot", snap))
+	e.run(ctx, host.Command(tools.Zfs, "destroy", snap))
+	res, err = e.run(ctx, host.Command(tools.Zfs, "snapshot", snap))
 	if err != nil {
 		return nil, "", destroy, failed(res, err, "")
 	}
-	destroy = func() { e.run(context.WithoutCancel(ctx), tools.Cmd(tools.Zfs, "destroy", snap)) }
+	destroy = func() { e.run(context.WithoutCancel(ctx), host.Command(tools.Zfs, "destroy", snap)) }
 	for _, s := range sources {
 		p, err := filepath.Rel(root, s)
 		if err != nil || p == ".." || strings.HasPrefix(p, "../") {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
@@ -188,7 +189,7 @@ func newSnapshotLab(t *testing.T, reply func(l *snapshotLab, argv []string) (hos
 		t.Fatal(err)
 	}
 	c := exec.Command("borg", "init", "--encryption=repokey-blake2", l.repo)
-	c.Env = append(os.Environ(), steps.BorgEnv(host.NewLocal("t"), l.pass)...)
+	c.Env = append(host.Environ(borg.Inherited...), borg.OnHost(host.NewLocal("t"), l.pass).Vars()...)
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("borg init: %v\n%s", err, out)
 	}
@@ -286,7 +287,7 @@ func TestNightlyArchivesFromTheSnapshot(t *testing.T) {
 				// borg read the frozen copy: the file only the snapshot has
 				// is in the archive, under the dataset's own layout.
 				c := exec.Command("borg", "list", "--short", l.repo+"::"+strings.TrimSpace(lastArchive(t, l)))
-				c.Env = append(os.Environ(), steps.BorgEnv(host.NewLocal("t"), l.pass)...)
+				c.Env = append(host.Environ(borg.Inherited...), borg.OnHost(host.NewLocal("t"), l.pass).Vars()...)
 				out, lerr := c.CombinedOutput()
 				if lerr != nil || !strings.Contains(string(out), "frozen.txt\n") || strings.Contains(string(out), "/") {
 					t.Fatalf("archive holds %v\n%s", lerr, out)
@@ -304,7 +305,7 @@ func TestNightlyArchivesFromTheSnapshot(t *testing.T) {
 func lastArchive(t *testing.T, l *snapshotLab) string {
 	t.Helper()
 	c := exec.Command("borg", "list", "--short", "--last", "1", l.repo)
-	c.Env = append(os.Environ(), steps.BorgEnv(host.NewLocal("t"), l.pass)...)
+	c.Env = append(host.Environ(borg.Inherited...), borg.OnHost(host.NewLocal("t"), l.pass).Vars()...)
 	out, err := c.CombinedOutput()
 	if err != nil {
 		t.Fatalf("borg list: %v\n%s", err, out)

@@ -7,14 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
@@ -62,7 +61,7 @@ type Env struct {
 
 // runLog is a run's log lines. The lock is there because after a signal the
 // job unwinding and the signal's report both log; the pointer lets a copied
-// Env (PiEnv.resolved) start a log of its own.
+// Env (OffsiteEnv.resolved) start a log of its own.
 type runLog struct {
 	mu    sync.Mutex
 	lines []string
@@ -146,7 +145,7 @@ func (e *Env) Mail(ctx context.Context, msg alert.Message) {
 
 // findmnt asks util-linux what is mounted exactly at path.
 func (e *Env) findmnt(ctx context.Context, path string) (bool, string, error) {
-	res, err := e.Exec.Run(ctx, tools.Cmd(tools.Findmnt, "--noheadings", "--output", "UUID", "--mountpoint", path))
+	res, err := e.Exec.Run(ctx, host.Command(tools.Findmnt, "--noheadings", "--output", "UUID", "--mountpoint", path))
 	if err != nil {
 		if res.ExitCode == 1 { // nothing mounted there
 			return false, "", nil
@@ -263,9 +262,7 @@ func IsStandDown(err error) bool { return errors.Is(err, errStandDown) }
 // borg runs borg for a repo with its passphrase command, logging the
 // command and its output.
 func (e *Env) borg(ctx context.Context, r *config.Repo, args ...string) (host.Result, error) {
-	c := tools.Cmd(tools.Borg, args...)
-	c.Env = borgEnv(e, r)
-	return e.run(ctx, c)
+	return e.run(ctx, borg.Cmd(e.borgEnv(r), args...))
 }
 
 // run runs c, logging argv and output (never secrets: they are not in argv).
@@ -300,13 +297,6 @@ func tailText(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// isRepo reads the repo's config, as provisioning does: a directory
-// without one is never backed up into nor mirrored with --delete.
-func isRepo(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, "config"))
-	return err == nil && bytes.Contains(b, []byte("[repository]"))
 }
 
 // exitCode is a failed command's status, 1 when it has none.

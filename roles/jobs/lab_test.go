@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/steps"
@@ -175,7 +176,7 @@ hosts:
 	l.cfg = cfg
 	h, _ := cfg.Host("john-ai")
 	c := exec.Command("borg", "init", "--encryption=repokey-blake2", filepath.Join(l.mnt, "system"))
-	c.Env = append(os.Environ(), steps.BorgEnv(host.NewLocal("t"), pass)...)
+	c.Env = append(host.Environ(borg.Inherited...), borg.OnHost(host.NewLocal("t"), pass).Vars()...)
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("borg init: %v\n%s", err, out)
 	}
@@ -214,13 +215,13 @@ func (l *lab) mails(n int) []smtpsink.Message {
 }
 
 func (l *lab) borgEnv() []string {
-	return steps.BorgEnv(host.NewLocal("t"), filepath.Join(l.dir, "keys", "system.pass"))
+	return borg.OnHost(host.NewLocal("t"), filepath.Join(l.dir, "keys", "system.pass")).Vars()
 }
 
 func (l *lab) archives(repo string) int {
 	l.t.Helper()
 	c := exec.Command("borg", "list", "--short", filepath.Join(l.mnt, repo))
-	c.Env = append(os.Environ(), steps.BorgEnv(host.NewLocal("t"), filepath.Join(l.dir, "keys", repo+".pass"))...)
+	c.Env = append(host.Environ(borg.Inherited...), borg.OnHost(host.NewLocal("t"), filepath.Join(l.dir, "keys", repo+".pass")).Vars()...)
 	out, err := c.CombinedOutput()
 	if err != nil {
 		l.t.Fatalf("borg list: %v\n%s", err, out)

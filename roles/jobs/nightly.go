@@ -11,10 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
-	"github.com/borgkit/borgkit/provision/steps"
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
@@ -146,7 +146,7 @@ func (e *Env) backupDiskReady(ctx context.Context) error {
 	}
 	if !ok {
 		e.logf("%s is not mounted; trying mount once", d.Mountpoint)
-		if _, err := e.run(ctx, tools.Cmd(tools.Mount, d.Mountpoint)); err == nil {
+		if _, err := e.run(ctx, host.Command(tools.Mount, d.Mountpoint)); err == nil {
 			ok, uuid, err = e.Mounted(ctx, d.Mountpoint)
 			if err != nil {
 				return err
@@ -172,7 +172,7 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 		return alert.Section{Name: name, Status: alert.StatusFailed, ExitCode: exitCode(res, err),
 			Output: strings.TrimSpace(tailText(append(res.Stderr, res.Stdout...), 12) + "\n" + errText(res, err))}
 	}
-	if !isRepo(r.Path) {
+	if !borg.IsLocalRepo(r.Path) {
 		err := fmt.Errorf("%s holds no borg repository (run borgkit provision)", r.Path)
 		secs = append(secs, fail("Backup: "+r.Name, host.Result{}, err))
 		return secs, rs
@@ -199,8 +199,7 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 	}
 	args = append(append(args, r.Path+"::"+layout.ArchivePrefix+"{now:%Y-%m-%dT%H:%M:%S}"), sources...)
 	t0 := e.Now()
-	c := tools.Cmd(tools.Borg, args...)
-	c.Env = borgEnv(e, r)
+	c := borg.Cmd(e.borgEnv(r), args...)
 	c.Dir = dir
 	res, err := e.run(cctx, c)
 	name := "Backup: " + r.Name
@@ -261,9 +260,8 @@ func errText(res host.Result, err error) string {
 	return err.Error()
 }
 
-func borgEnv(e *Env, r *config.Repo) []string {
-	return steps.BorgEnv(e.Exec, r.PassphrasePath())
-}
+// borgEnv is borg's environment for repo r on this host.
+func (e *Env) borgEnv(r *config.Repo) borg.Env { return borg.OnHost(e.Exec, r.PassphrasePath()) }
 
 // parseCreate reads borg create --json: the archive and the repo's totals.
 func parseCreate(out []byte, rs *state.RepoStats) {
@@ -306,7 +304,7 @@ func (e *Env) prepareSources(ctx context.Context, r *config.Repo) (sources []str
 			return nil, "", cleanup, &alert.Section{Name: name, Status: alert.StatusFailed, ExitCode: 1, Output: err.Error()}
 		}
 		for _, vm := range r.VMs {
-			res, err := e.run(ctx, tools.Cmd(tools.Virsh, "dumpxml", vm))
+			res, err := e.run(ctx, host.Command(tools.Virsh, "dumpxml", vm))
 			if err == nil {
 				err = os.WriteFile(filepath.Join(e.VMXMLDir, vm+".xml"), res.Stdout, 0o600)
 			}

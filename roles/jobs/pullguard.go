@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/tools"
 )
 
@@ -303,7 +304,7 @@ func (g *PullGuard) Serve(archive, command, client string) error {
 		}
 		return nil
 	}
-	c := tools.Cmd(tools.Zfs, r.argv...)
+	c := host.Command(tools.Zfs, r.argv...)
 	g.logf(archive, client, command, "allowed: %s", c)
 	if err := g.Exec(c.Argv); err != nil {
 		return fmt.Errorf("pull-guard %s: %s: %w", archive, c, err)

@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
@@ -90,7 +92,7 @@ func (e *Env) trustedRepos() ([]*config.Repo, map[string]string) {
 	for i := range e.Host.Repos {
 		r := &e.Host.Repos[i]
 		switch {
-		case !isRepo(r.Path):
+		case !borg.IsLocalRepo(r.Path):
 			refused[r.Name] = r.Path + " holds no borg repository"
 		case failedCheck[r.Name]:
 			refused[r.Name] = "its last borg check failed; mirroring it would overwrite the good copies"
@@ -150,7 +152,7 @@ func (e *Env) mirror(ctx context.Context, m *config.Mirror, repos []*config.Repo
 			args = append(args, "--max-delete="+strconv.Itoa(m.MaxDelete))
 		}
 		args = append(args, strings.TrimSuffix(r.Path, "/")+"/", dest)
-		res, err := e.run(ctx, tools.Cmd(tools.Rsync, args...))
+		res, err := e.run(ctx, host.Command(tools.Rsync, args...))
 		if err != nil {
 			fail(r.Name, dest, exitCode(res, err), tailText(append(res.Stderr, res.Stdout...), 12))
 			continue
@@ -187,7 +189,7 @@ func (e *Env) heartbeat(ctx context.Context, m *config.Mirror) error {
 	if err := os.WriteFile(filepath.Join(hb, layout.HeartbeatName(e.Host.Name)), []byte(stamp), 0o644); err != nil {
 		return err
 	}
-	res, err := e.run(ctx, tools.Cmd(tools.Rsync, "-rt", "-e", e.SSH, hb+"/", m.Host+":"+layout.HeartbeatDir+"/"))
+	res, err := e.run(ctx, host.Command(tools.Rsync, "-rt", "-e", e.SSH, hb+"/", m.Host+":"+layout.HeartbeatDir+"/"))
 	if err != nil {
 		return fmt.Errorf("write heartbeat: %s", tailText(res.Stderr, 4))
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/roles/jobs/state"
@@ -35,7 +36,7 @@ const MaxUnlockKey = 8 << 10
 // whose disks are all open and mounted returns at once, without touching
 // its record. A failure returns an error; the next timer run tries again.
 // It sends no mail: the hourly watchdog reports a disk left unmounted.
-func Unlock(ctx context.Context, env *PiEnv) error {
+func Unlock(ctx context.Context, env *OffsiteEnv) error {
 	e, err := env.resolved()
 	if err != nil {
 		return fmt.Errorf("unlock: %w", err)
@@ -76,7 +77,7 @@ func Unlock(ctx context.Context, env *PiEnv) error {
 	return uerr
 }
 
-func (e *PiEnv) luksDisks() []*config.Disk {
+func (e *OffsiteEnv) luksDisks() []*config.Disk {
 	var out []*config.Disk
 	for i := range e.Host.Disks {
 		if e.Host.Disks[i].LUKS != nil {
@@ -86,13 +87,13 @@ func (e *PiEnv) luksDisks() []*config.Disk {
 	return out
 }
 
-func (e *PiEnv) mapperPath(d *config.Disk) string {
+func (e *OffsiteEnv) mapperPath(d *config.Disk) string {
 	return filepath.Join(e.MapperDir, d.LUKS.MapperName(d))
 }
 
 // allOpen reports whether every disk is open and mounted from its mapper.
 // Any doubt (an unreadable mount table) says no, and the full run explains.
-func (e *PiEnv) allOpen(disks []*config.Disk) bool {
+func (e *OffsiteEnv) allOpen(disks []*config.Disk) bool {
 	for _, d := range disks {
 		mapper := e.mapperPath(d)
 		if _, err := os.Stat(mapper); err != nil {
@@ -130,7 +131,7 @@ func mountedFrom(m *mountEntry, device string) bool {
 
 // unlockAll unlocks each disk, fetching the key once, when the first disk
 // needs it. A disk that fails does not stop the others.
-func (e *PiEnv) unlockAll(ctx context.Context, disks []*config.Disk) (state.UnlockStats, error) {
+func (e *OffsiteEnv) unlockAll(ctx context.Context, disks []*config.Disk) (state.UnlockStats, error) {
 	var stats state.UnlockStats
 	server, err := e.unlockServer()
 	if err != nil {
@@ -138,7 +139,7 @@ func (e *PiEnv) unlockAll(ctx context.Context, disks []*config.Disk) (state.Unlo
 		return stats, err
 	}
 	stats.Server = server.Name
-	var key *piKey
+	var key *fetchedKey
 	defer func() { key.wipe() }()
 	fetch := func() ([]byte, error) {
 		if key == nil {
@@ -166,7 +167,7 @@ func (e *PiEnv) unlockAll(ctx context.Context, disks []*config.Disk) (state.Unlo
 }
 
 // unlockServer is the host serving the key, with what ssh needs of it.
-func (e *PiEnv) unlockServer() (*config.Host, error) {
+func (e *OffsiteEnv) unlockServer() (*config.Host, error) {
 	u := e.Host.Unlock
 	if u == nil || u.Server == "" {
 		return nil, fmt.Errorf("host %s has LUKS disks but no unlock.server in %s", e.Host.Name, e.Cfg.File)
@@ -185,7 +186,7 @@ func (e *PiEnv) unlockServer() (*config.Host, error) {
 // unlockDisk brings one disk to open and mounted, doing only the steps it
 // lacks: a mapper left open by an earlier run whose mount failed is only
 // mounted, without fetching the key again.
-func (e *PiEnv) unlockDisk(ctx context.Context, d *config.Disk, key func() ([]byte, error)) (string, error) {
+func (e *OffsiteEnv) unlockDisk(ctx context.Context, d *config.Disk, key func() ([]byte, error)) (string, error) {
 	mapper := e.mapperPath(d)
 	_, err := os.Stat(mapper)
 	isOpen := err == nil
@@ -232,14 +233,14 @@ func (e *PiEnv) unlockDisk(ctx context.Context, d *config.Disk, key func() ([]by
 // only checks that the key opens a keyslot, which needs no device-mapper:
 // that is what the tests run, while the real open and mount are proven in
 // the VM lab.
-func (e *PiEnv) openLUKS(ctx context.Context, d *config.Disk, key []byte) error {
+func (e *OffsiteEnv) openLUKS(ctx context.Context, d *config.Disk, key []byte) error {
 	args := []string{"open", "--key-file", "-"}
 	if e.TestOpenOnly {
 		args = append(args, "--test-passphrase", d.Device)
 	} else {
 		args = append(args, d.Device, d.LUKS.MapperName(d))
 	}
-	c := tools.Cmd(tools.Cryptsetup, args...)
+	c := host.Command(tools.Cryptsetup, args...)
 	// bytes.Reader hands the slice to the pipe as it is: no copy of the key
 	// is left behind in a buffer of os/exec.
 	c.Stdin = bytes.NewReader(key)
@@ -258,13 +259,13 @@ func (e *PiEnv) openLUKS(ctx context.Context, d *config.Disk, key []byte) error 
 // mountDisk mounts the mapper with the disk's options, less those only
 // fstab and its generators understand; borgkit adds none of its own, so
 // what the config says is what is mounted.
-func (e *PiEnv) mountDisk(ctx context.Context, d *config.Disk, mapper string) error {
+func (e *OffsiteEnv) mountDisk(ctx context.Context, d *config.Disk, mapper string) error {
 	args := []string{"-t", d.FSTypeOrDefault()}
-	if opts := piMountOptions(d.Options); len(opts) > 0 {
+	if opts := offsiteMountOptions(d.Options); len(opts) > 0 {
 		args = append(args, "-o", strings.Join(opts, ","))
 	}
 	args = append(args, mapper, d.Mountpoint)
-	if _, err := e.Exec.Run(ctx, tools.Cmd(tools.Mount, args...)); err != nil {
+	if _, err := e.Exec.Run(ctx, host.Command(tools.Mount, args...)); err != nil {
 		return fmt.Errorf("disk %s: mount %s on %s (left open; the next run only mounts): %w", d.Name, mapper, d.Mountpoint, err)
 	}
 	// The push target exists only on the mounted disk, so a push while it
@@ -275,9 +276,9 @@ func (e *PiEnv) mountDisk(ctx context.Context, d *config.Disk, mapper string) er
 	return nil
 }
 
-// piMountOptions drops the fstab-only options: mount(8) given them on the
+// offsiteMountOptions drops the fstab-only options: mount(8) given them on the
 // command line would pass some to the filesystem, which refuses them.
-func piMountOptions(opts []string) []string {
+func offsiteMountOptions(opts []string) []string {
 	var out []string
 	for _, o := range opts {
 		switch {
@@ -291,24 +292,24 @@ func piMountOptions(opts []string) []string {
 	return out
 }
 
-// piKey is the fetched key: a fixed buffer, locked in memory so it is
+// fetchedKey is the fetched key: a fixed buffer, locked in memory so it is
 // never swapped out to the SD card, and zeroed when done.
-type piKey struct {
+type fetchedKey struct {
 	buf []byte
 	n   int
 }
 
-func newPiKey() *piKey {
-	k := &piKey{buf: make([]byte, MaxUnlockKey)}
+func newFetchedKey() *fetchedKey {
+	k := &fetchedKey{buf: make([]byte, MaxUnlockKey)}
 	// Best effort: without CAP_IPC_LOCK it may fail, and the key is still
 	// only in memory. The Go heap does not move objects, so the lock holds.
 	_ = syscall.Mlock(k.buf)
 	return k
 }
 
-func (k *piKey) bytes() []byte { return k.buf[:k.n] }
+func (k *fetchedKey) bytes() []byte { return k.buf[:k.n] }
 
-func (k *piKey) wipe() {
+func (k *fetchedKey) wipe() {
 	if k == nil || k.buf == nil {
 		return
 	}
@@ -320,7 +321,7 @@ func (k *piKey) wipe() {
 // fetchKey fetches the key, trying again after each wait of Backoff while
 // the server is unreachable. A refusal (host key, authorization, serve-key
 // itself) is not retried: it will not change within a minute.
-func (e *PiEnv) fetchKey(ctx context.Context, server *config.Host) (*piKey, int, error) {
+func (e *OffsiteEnv) fetchKey(ctx context.Context, server *config.Host) (*fetchedKey, int, error) {
 	argv, err := e.unlockSSHArgv(server)
 	if err != nil {
 		return nil, 0, err
@@ -360,14 +361,14 @@ func (e *PiEnv) fetchKey(ctx context.Context, server *config.Host) (*piKey, int,
 // key pinned by our own known_hosts alone, no prompt, no config file (root's
 // ssh config must not reroute where the key comes from). No remote command
 // is given: the server's authorized_keys forces serve-key.
-func (e *PiEnv) unlockSSHArgv(server *config.Host) ([]string, error) {
+func (e *OffsiteEnv) unlockSSHArgv(server *config.Host) ([]string, error) {
 	identity := e.Host.Unlock.IdentityOrDefault()
 	for _, f := range []struct{ path, what string }{{identity, "unlock identity"}, {e.KnownHosts, "known_hosts of the unlock"}} {
 		if _, err := os.Stat(f.path); err != nil {
 			return nil, fmt.Errorf("%s %s is missing (provision %s from %s): %w", f.what, f.path, e.Host.Name, server.Name, err)
 		}
 	}
-	c := tools.Cmd(tools.SSH,
+	c := host.Command(tools.SSH,
 		"-F", "none",
 		"-T",
 		"-i", identity,
@@ -391,7 +392,7 @@ func (e *PiEnv) unlockSSHArgv(server *config.Host) ([]string, error) {
 // a growing buffer whose earlier copies cannot be zeroed. ssh's stdout is a
 // pipe read straight into the key buffer, so the key exists in this process
 // in that buffer only.
-func (e *PiEnv) fetchOnce(ctx context.Context, argv []string, name string) (key *piKey, reason string, retry bool) {
+func (e *OffsiteEnv) fetchOnce(ctx context.Context, argv []string, name string) (key *fetchedKey, reason string, retry bool) {
 	ctx, cancel := context.WithTimeout(ctx, e.FetchTimeout)
 	defer cancel()
 	r, w, err := os.Pipe()
@@ -401,11 +402,9 @@ func (e *PiEnv) fetchOnce(ctx context.Context, argv []string, name string) (key 
 	defer r.Close()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout = w
-	stderr := &piTail{max: 4 << 10}
+	stderr := &keyTail{max: 4 << 10}
 	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
+	host.OwnGroup(cmd)
 	err = cmd.Start()
 	w.Close() // ssh holds its own copy; ours would keep the pipe from ending
 	if err != nil {
@@ -413,8 +412,8 @@ func (e *PiEnv) fetchOnce(ctx context.Context, argv []string, name string) (key 
 	}
 	// A killed ssh whose pipe some child still holds must not block the read.
 	stopDeadline := context.AfterFunc(ctx, func() { r.SetReadDeadline(time.Now()) })
-	k := newPiKey()
-	n, overflow, rerr := piReadAll(r, k.buf)
+	k := newFetchedKey()
+	n, overflow, rerr := readKey(r, k.buf)
 	k.n = n
 	stopDeadline()
 	if overflow {
@@ -441,7 +440,7 @@ func (e *PiEnv) fetchOnce(ctx context.Context, argv []string, name string) (key 
 		if cmd.ProcessState != nil {
 			code = cmd.ProcessState.ExitCode()
 		}
-		reason, retry := piSSHFailure(code, msg, e.KnownHosts, name)
+		reason, retry := unlockSSHFailure(code, msg, e.KnownHosts, name)
 		return nil, reason, retry
 	case rerr != nil:
 		return nil, fmt.Sprintf("reading the key: %v", rerr), true
@@ -452,9 +451,9 @@ func (e *PiEnv) fetchOnce(ctx context.Context, argv []string, name string) (key 
 	return k, "", false
 }
 
-// piSSHFailure explains a failed ssh run and says whether retrying helps:
+// unlockSSHFailure explains a failed ssh run and says whether retrying helps:
 // only a failure to reach the server does.
-func piSSHFailure(code int, msg, knownHosts, name string) (string, bool) {
+func unlockSSHFailure(code int, msg, knownHosts, name string) (string, bool) {
 	if msg == "" {
 		msg = "no error output"
 	}
@@ -473,9 +472,9 @@ func piSSHFailure(code int, msg, knownHosts, name string) (string, bool) {
 	return msg, true
 }
 
-// piReadAll reads r into buf until EOF. overflow says r had more than buf
+// readKey reads r into buf until EOF. overflow says r had more than buf
 // holds; the excess byte read to find out is zeroed.
-func piReadAll(r io.Reader, buf []byte) (n int, overflow bool, err error) {
+func readKey(r io.Reader, buf []byte) (n int, overflow bool, err error) {
 	for n < len(buf) {
 		m, err := r.Read(buf[n:])
 		n += m
@@ -498,13 +497,13 @@ func piReadAll(r io.Reader, buf []byte) (n int, overflow bool, err error) {
 	return n, false, err
 }
 
-// piTail keeps the last max bytes written: a program's stderr, for errors.
-type piTail struct {
+// keyTail keeps the last max bytes written: a program's stderr, for errors.
+type keyTail struct {
 	max int
 	b   []byte
 }
 
-func (t *piTail) Write(p []byte) (int, error) {
+func (t *keyTail) Write(p []byte) (int, error) {
 	t.b = append(t.b, p...)
 	if len(t.b) > t.max {
 		t.b = t.b[len(t.b)-t.max:]
@@ -513,7 +512,7 @@ func (t *piTail) Write(p []byte) (int, error) {
 }
 
 // last is the last non-empty line: ssh's own error comes last.
-func (t *piTail) last() string {
+func (t *keyTail) last() string {
 	lines := strings.Split(strings.TrimSpace(string(t.b)), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
 		if l := strings.TrimSpace(lines[i]); l != "" {

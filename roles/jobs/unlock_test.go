@@ -38,8 +38,8 @@ import (
 // piCheapKDF keeps luksFormat fast; the KDF is not what is tested.
 var piCheapKDF = []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--hash", "sha256"}
 
-type piUnlockLab struct {
-	env     *PiEnv
+type unlockLab struct {
+	env     *OffsiteEnv
 	srv     *sshd.Server
 	server  *config.Host
 	key     []byte // what the server serves
@@ -74,9 +74,9 @@ func piNewKey(t *testing.T, path string) string {
 // command (default: print the key file), and points pi's config at it:
 // john-ai is 127.0.0.1 on sshd's port, the identity and known_hosts live in
 // the Pi's temporary directory, the disk is an image file there.
-func newPiUnlockLab(t *testing.T, command string) *piUnlockLab {
+func newPiUnlockLab(t *testing.T, command string) *unlockLab {
 	t.Helper()
-	l := &piUnlockLab{piDir: t.TempDir(), log: &bytes.Buffer{}}
+	l := &unlockLab{piDir: t.TempDir(), log: &bytes.Buffer{}}
 	// 64 random bytes with a NUL and a final newline: a binary keyfile
 	// must arrive byte for byte, nothing trimmed.
 	l.key = make([]byte, 64)
@@ -122,7 +122,7 @@ func newPiUnlockLab(t *testing.T, command string) *piUnlockLab {
 	if err := os.Mkdir(filepath.Join(l.piDir, "mapper"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	l.env = &PiEnv{
+	l.env = &OffsiteEnv{
 		Env:          Env{Cfg: cfg, Host: pi, Log: l.log, Store: &state.Store{Dir: filepath.Join(l.piDir, "state"), Host: "pi"}},
 		MountInfo:    piMountTable(t, nil),
 		KnownHosts:   knownHosts,
@@ -135,7 +135,7 @@ func newPiUnlockLab(t *testing.T, command string) *piUnlockLab {
 }
 
 // format puts LUKS2 on the disk image, opened by key.
-func (l *piUnlockLab) format(t *testing.T, key []byte) {
+func (l *unlockLab) format(t *testing.T, key []byte) {
 	t.Helper()
 	if _, err := exec.LookPath("cryptsetup"); err != nil {
 		t.Skip("cryptsetup is not installed")
@@ -157,7 +157,7 @@ func (l *piUnlockLab) format(t *testing.T, key []byte) {
 // noKeyAnywhere fails if any file under the Pi's directory, the state
 // directory or sshd's directory holds the key, or the log does. The
 // server's keyfile is the one place it may be.
-func (l *piUnlockLab) noKeyAnywhere(t *testing.T) {
+func (l *unlockLab) noKeyAnywhere(t *testing.T) {
 	t.Helper()
 	for _, root := range []string{l.piDir, l.srv.Dir, filepath.Dir(l.keyFile)} {
 		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -180,7 +180,7 @@ func (l *piUnlockLab) noKeyAnywhere(t *testing.T) {
 	}
 }
 
-func (l *piUnlockLab) record(t *testing.T) (*state.Record, state.UnlockStats) {
+func (l *unlockLab) record(t *testing.T) (*state.Record, state.UnlockStats) {
 	t.Helper()
 	rec, err := l.env.Store.Load(layout.JobUnlock)
 	if err != nil {
@@ -193,7 +193,7 @@ func (l *piUnlockLab) record(t *testing.T) (*state.Record, state.UnlockStats) {
 	return rec, st
 }
 
-func (l *piUnlockLab) resolved(t *testing.T) *PiEnv {
+func (l *unlockLab) resolved(t *testing.T) *OffsiteEnv {
 	t.Helper()
 	e, err := l.env.resolved()
 	if err != nil {
@@ -453,7 +453,7 @@ func TestUnlockSSHArgv(t *testing.T) {
 	os.WriteFile(kh, nil, 0o644)
 	pi.Unlock.Identity = id
 	server, _ := cfg.Host("john-ai")
-	e := &PiEnv{Env: Env{Cfg: cfg, Host: pi}, KnownHosts: kh}
+	e := &OffsiteEnv{Env: Env{Cfg: cfg, Host: pi}, KnownHosts: kh}
 	argv, err := e.unlockSSHArgv(server)
 	if err != nil {
 		t.Fatal(err)
@@ -472,7 +472,7 @@ func TestUnlockSSHArgv(t *testing.T) {
 }
 
 func TestPiMountOptions(t *testing.T) {
-	got := piMountOptions([]string{"nofail", "defaults", "x-systemd.device-timeout=10s", "noatime", "_netdev", "noauto", "comment=x", "ro"})
+	got := offsiteMountOptions([]string{"nofail", "defaults", "x-systemd.device-timeout=10s", "noatime", "_netdev", "noauto", "comment=x", "ro"})
 	if !slices.Equal(got, []string{"noatime", "ro"}) {
 		t.Errorf("got %q", got)
 	}

@@ -19,12 +19,12 @@ import (
 	"github.com/borgkit/borgkit/templates"
 )
 
-// PiEnv is what the offsite host's jobs (the watchdog and the boot-time
+// OffsiteEnv is what the offsite host's jobs (the watchdog and the boot-time
 // unlock) run with. It is kept apart from the server jobs' Env until the two
 // are folded together. Zero fields get the real system's defaults; the
 // seams below them exist so tests can run the real ssh, cryptsetup and
 // msmtp against temporary directories.
-type PiEnv struct {
+type OffsiteEnv struct {
 	// Env is the part every job shares (config, host, store, mailer, log,
 	// clock, program runner, statfs).
 	Env
@@ -57,13 +57,13 @@ const (
 	DefaultFetchTimeout = 60 * time.Second
 )
 
-// piDefaultBackoff is three tries in about 20s plus the tries themselves,
+// defaultBackoff is three tries in about 20s plus the tries themselves,
 // well inside the unlock service's 5 minute start timeout.
-var piDefaultBackoff = []time.Duration{5 * time.Second, 15 * time.Second}
+var defaultBackoff = []time.Duration{5 * time.Second, 15 * time.Second}
 
 // resolved is a copy of env with every default filled in, so a caller's
-// PiEnv is never modified and can be reused.
-func (env *PiEnv) resolved() (*PiEnv, error) {
+// OffsiteEnv is never modified and can be reused.
+func (env *OffsiteEnv) resolved() (*OffsiteEnv, error) {
 	if env == nil || env.Cfg == nil || env.Host == nil {
 		return nil, errors.New("offsite job: no config or host")
 	}
@@ -80,7 +80,7 @@ func (env *PiEnv) resolved() (*PiEnv, error) {
 		e.MapperDir = DefaultMapperDir
 	}
 	if e.Backoff == nil {
-		e.Backoff = piDefaultBackoff
+		e.Backoff = defaultBackoff
 	}
 	if e.FetchTimeout <= 0 {
 		e.FetchTimeout = DefaultFetchTimeout
@@ -128,7 +128,7 @@ func OffsiteDiskNotMounted(host string, d *config.Disk, server string, sources [
 // backup disk passes its fill threshold, and when the disk is not mounted
 // at all. It mails on every run while a problem lasts: silence means
 // healthy, so a state change is not what it reports.
-func Watchdog(ctx context.Context, env *PiEnv) error {
+func Watchdog(ctx context.Context, env *OffsiteEnv) error {
 	e, err := env.resolved()
 	if err != nil {
 		return fmt.Errorf("watchdog: %w", err)
@@ -151,7 +151,7 @@ func Watchdog(ctx context.Context, env *PiEnv) error {
 
 // watch does the watchdog's work; findings it mailed make a warning, a
 // check it could not make a failure.
-func (e *PiEnv) watch(ctx context.Context) (state.Status, int, string, state.WatchdogStats, error) {
+func (e *OffsiteEnv) watch(ctx context.Context) (state.Status, int, string, state.WatchdogStats, error) {
 	var stats state.WatchdogStats
 	d := e.Host.BackupDisk()
 	if d == nil {
@@ -210,7 +210,7 @@ func (e *PiEnv) watch(ctx context.Context) (state.Status, int, string, state.Wat
 	for _, src := range sources {
 		seen[src] = true
 		file := filepath.Join(dir, layout.HeartbeatName(src))
-		at, err := piReadHeartbeat(file)
+		at, err := readHeartbeat(file)
 		stats.Heartbeats = append(stats.Heartbeats, state.Heartbeat{Host: src, File: file, At: at})
 		age := now.Sub(at)
 		switch {
@@ -243,7 +243,7 @@ func (e *PiEnv) watch(ctx context.Context) (state.Status, int, string, state.Wat
 		if seen[name] {
 			continue
 		}
-		at, err := piReadHeartbeat(file)
+		at, err := readHeartbeat(file)
 		if err != nil {
 			continue
 		}
@@ -265,7 +265,7 @@ func (e *PiEnv) watch(ctx context.Context) (state.Status, int, string, state.Wat
 
 // mirrorSources are the servers whose mirrors target this host, in config
 // order: the ones that owe it a heartbeat.
-func (e *PiEnv) mirrorSources() []string {
+func (e *OffsiteEnv) mirrorSources() []string {
 	var out []string
 	for i := range e.Cfg.Hosts {
 		h := &e.Cfg.Hosts[i]
@@ -279,13 +279,13 @@ func (e *PiEnv) mirrorSources() []string {
 	return out
 }
 
-// piMaxHeartbeat bounds what is read of a heartbeat file: it is one line.
-const piMaxHeartbeat = 4 << 10
+// maxHeartbeat bounds what is read of a heartbeat file: it is one line.
+const maxHeartbeat = 4 << 10
 
-// piReadHeartbeat is when a server last reported success: the RFC 3339 time
+// readHeartbeat is when a server last reported success: the RFC 3339 time
 // on the file's first line, else the file's mtime (rsync -t keeps the
 // server's), so a heartbeat written by an older or hand-made script counts.
-func piReadHeartbeat(file string) (time.Time, error) {
+func readHeartbeat(file string) (time.Time, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return time.Time{}, err
@@ -298,7 +298,7 @@ func piReadHeartbeat(file string) (time.Time, error) {
 	if !fi.Mode().IsRegular() {
 		return time.Time{}, fmt.Errorf("%s is not a regular file", file)
 	}
-	line, _ := bufio.NewReader(io.LimitReader(f, piMaxHeartbeat)).ReadString('\n')
+	line, _ := bufio.NewReader(io.LimitReader(f, maxHeartbeat)).ReadString('\n')
 	if t, err := time.Parse(time.RFC3339, strings.TrimSpace(line)); err == nil {
 		return t, nil
 	}

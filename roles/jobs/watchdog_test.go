@@ -73,7 +73,7 @@ func piMountTable(t *testing.T, points map[string]string) string {
 var piNow = time.Date(2026, 6, 12, 6, 0, 0, 0, time.Local)
 
 type piWatchLab struct {
-	env   *PiEnv
+	env   *OffsiteEnv
 	sink  *smtpsink.Sink
 	mount string
 	log   *bytes.Buffer
@@ -103,7 +103,7 @@ func newPiWatchLab(t *testing.T) *piWatchLab {
 	m := alert.ForHost(cfg, pi)
 	m.Sendmail = []string{piMsmtp, "-C", l.sink.MsmtpConfig(t), "--read-envelope-from", "-t"}
 	now := func() time.Time { return piNow }
-	l.env = &PiEnv{
+	l.env = &OffsiteEnv{
 		Env:       Env{Cfg: cfg, Host: pi, Mailer: m, Log: l.log, Now: now, Store: &state.Store{Dir: t.TempDir(), Host: "pi", Now: now}},
 		MountInfo: piMountTable(t, map[string]string{l.mount: "/dev/mapper/backup"}),
 	}
@@ -314,7 +314,7 @@ func TestWatchdogAbandonedAndRunning(t *testing.T) {
 func TestWatchdogNoBackupDisk(t *testing.T) {
 	cfg, pi := piConfig(t)
 	pi.Disks = nil
-	env := &PiEnv{Env: Env{Cfg: cfg, Host: pi, Store: &state.Store{Dir: t.TempDir()}, Mailer: &alert.Mailer{Sendmail: []string{"false"}}}}
+	env := &OffsiteEnv{Env: Env{Cfg: cfg, Host: pi, Store: &state.Store{Dir: t.TempDir()}, Mailer: &alert.Mailer{Sendmail: []string{"false"}}}}
 	err := Watchdog(context.Background(), env)
 	if err == nil || !strings.Contains(err.Error(), "no backup disk") {
 		t.Fatalf("err = %v", err)

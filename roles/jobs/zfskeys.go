@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
@@ -36,7 +37,7 @@ func LoadZFSKeys(ctx context.Context, e *Env) error {
 				e.logf("%s: key not loaded and not in a keyfile of this config; left locked", d.Name)
 				continue
 			}
-			res, err := e.run(ctx, tools.Cmd(tools.Zfs, "load-key", d.Name))
+			res, err := e.run(ctx, host.Command(tools.Zfs, "load-key", d.Name))
 			secs = append(secs, section("Load the key of "+d.Name, res, err, ""))
 		}
 		for _, d := range ds {
@@ -48,7 +49,7 @@ func LoadZFSKeys(ctx context.Context, e *Env) error {
 			if got["mounted"] != "no" || got["canmount"] != "on" || got["keystatus"] == "unavailable" {
 				continue
 			}
-			res, err := e.run(ctx, tools.Cmd(tools.Zfs, "mount", d.Name))
+			res, err := e.run(ctx, host.Command(tools.Zfs, "mount", d.Name))
 			secs = append(secs, section("Mount "+d.Name, res, err, ""))
 		}
 		return secs
@@ -59,7 +60,7 @@ func LoadZFSKeys(ctx context.Context, e *Env) error {
 // when the dataset does not exist (a pull target before its first
 // receive), and false with a failed section when zfs fails otherwise.
 func (e *Env) zfsState(ctx context.Context, dataset string, props ...string) (map[string]string, bool, []alert.Section) {
-	res, err := e.run(ctx, tools.Cmd(tools.Zfs, "get", "-H", "-o", "property,value", strings.Join(props, ","), dataset))
+	res, err := e.run(ctx, host.Command(tools.Zfs, "get", "-H", "-o", "property,value", strings.Join(props, ","), dataset))
 	if err != nil {
 		if strings.Contains(string(res.Stderr), "does not exist") {
 			return nil, false, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
 	"github.com/borgkit/borgkit/roles/recipe"
+	"github.com/borgkit/borgkit/testing/borghome"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under templates/testdata")
@@ -184,11 +185,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if templateDir != "" {
-		os.RemoveAll(templateDir)
-	}
-	os.Exit(code)
+	borghome.Main(m, func() {
+		if templateDir != "" {
+			os.RemoveAll(templateDir)
+		}
+	})
 }
 
 func TestRenderedFilesPassTheirValidators(t *testing.T) {

@@ -209,7 +209,7 @@ func verifyFstab(ctx context.Context, h host.Host, candidate []byte) error {
 		return err
 	}
 	defer func() { _ = h.Remove(ctx, tmp); _ = h.Remove(ctx, tmp+host.OldSuffix) }()
-	res, err := h.Run(ctx, tools.Cmd(tools.Findmnt, "--verify", "--verbose", "--tab-file", h.Path(tmp)))
+	res, err := h.Run(ctx, host.Command(tools.Findmnt, "--verify", "--verbose", "--tab-file", h.Path(tmp)))
 	return judgeFindmnt(res, err)
 }
 

@@ -122,7 +122,7 @@ func TestLabEndToEnd(t *testing.T) {
 			}
 		}
 		// The canary came back out of the archive byte for byte.
-		if st := report.Step("job restore-test"); st == nil || !st.OK() {
+		if st := report.Action("job restore-test"); st == nil || !st.OK() {
 			t.Errorf("restore test: %+v", st)
 		}
 	})
@@ -169,7 +169,7 @@ func TestLabEndToEnd(t *testing.T) {
 	t.Run("optional", func(t *testing.T) {
 		// Commands still being written are reported, not required here
 		// (the demo requires them once they exist).
-		for _, st := range report.Steps {
+		for _, st := range report.Actions {
 			switch {
 			case !st.Optional:
 			case st.Skipped != "":

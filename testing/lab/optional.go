@@ -78,7 +78,7 @@ func (s *scenario) optional(ctx context.Context) {
 	has := func(c string) bool { return slices.Contains(s.r.Commands, c) }
 	optional := !s.o.StrictOptional
 	skip := func(name, why string) {
-		s.r.Steps = append(s.r.Steps, &Step{Host: Server, Name: name, Skipped: why, Optional: true})
+		s.r.Actions = append(s.r.Actions, &Action{Host: Server, Name: name, Skipped: why, Optional: true})
 		s.progress(Server, name, "skipped: "+why)
 	}
 

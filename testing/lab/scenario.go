@@ -43,8 +43,8 @@ type ScenarioOptions struct {
 	StrictOptional bool
 }
 
-// Step is one command of the scenario.
-type Step struct {
+// Action is one command of the scenario.
+type Action struct {
 	Host     string
 	Name     string // "provision john-ai", "job nightly"
 	Argv     []string
@@ -60,7 +60,7 @@ type Step struct {
 }
 
 // OK tells whether the step ran and succeeded.
-func (s *Step) OK() bool { return s.Skipped == "" && s.Err == nil }
+func (s *Action) OK() bool { return s.Skipped == "" && s.Err == nil }
 
 // PlanCounts are the totals of a provision run's "Plan:" line.
 type PlanCounts struct {
@@ -82,7 +82,7 @@ type MirrorCheck struct {
 
 // Report is what RunScenario saw.
 type Report struct {
-	Steps []*Step
+	Actions []*Action
 	// FirstProvision and SecondProvision are each host's plan totals.
 	FirstProvision, SecondProvision map[string]PlanCounts
 	// Mirrors are the tree comparisons made right after the sync.
@@ -102,7 +102,7 @@ type Report struct {
 // pingedJobs are the scenario's jobs that report to the check, as the
 // ping URL names them (HOST-JOB): each is scheduled on its host, so each
 // must ping its start and then exit code 0.
-var pingedJobs = []string{Server + "-nightly", Server + "-sync", Offsite + "-watchdog", Server + "-check", Server + "-restore_test"}
+var pingedJobs = []string{Server + "-nightly", Server + "-sync", Offsite + "-watchdog", Server + "-check", Server + "-restore-test"}
 
 // pingErrs checks the pings and the textfile of a healthy run: every
 // pinged job started and ended with 0, and nothing ended otherwise.
@@ -137,9 +137,9 @@ func (r *Report) pingErrs() []error {
 	return errs
 }
 
-// Step returns the first step with that name, or nil.
-func (r *Report) Step(name string) *Step {
-	for _, s := range r.Steps {
+// Action returns the first step with that name, or nil.
+func (r *Report) Action(name string) *Action {
+	for _, s := range r.Actions {
 		if s.Name == name {
 			return s
 		}
@@ -151,7 +151,7 @@ func (r *Report) Step(name string) *Step {
 // mail that arrived, and a second provision that still changed something.
 func (r *Report) Err() error {
 	var errs []error
-	for _, s := range r.Steps {
+	for _, s := range r.Actions {
 		if s.Err != nil && !s.Optional {
 			errs = append(errs, fmt.Errorf("%s: %s: %w", s.Host, s.Name, s.Err))
 		}
@@ -266,12 +266,12 @@ func (s *scenario) progress(host, what, status string) {
 }
 
 // exec runs one step on a host and prints its progress line.
-func (s *scenario) exec(ctx context.Context, host, name string, optional bool, argv ...string) *Step {
-	st := &Step{Host: host, Name: name, Argv: argv, Optional: optional}
+func (s *scenario) exec(ctx context.Context, host, name string, optional bool, argv ...string) *Action {
+	st := &Action{Host: host, Name: name, Argv: argv, Optional: optional}
 	t0 := time.Now()
 	st.Stdout, st.Stderr, st.Err = s.l.RunContext(ctx, host, argv...)
 	st.Duration = time.Since(t0)
-	s.r.Steps = append(s.r.Steps, st)
+	s.r.Actions = append(s.r.Actions, st)
 	status := fmt.Sprintf("ok (%.1fs)", st.Duration.Seconds())
 	if st.Err != nil {
 		status = fmt.Sprintf("FAILED (exit %d, %.1fs)", ExitCode(st.Err), st.Duration.Seconds())
@@ -396,7 +396,7 @@ func parsePlan(host string, out []byte) PlanCounts {
 // john-ai, over SSH (lab admin key, known_hosts from john-ai's own
 // provisioning) for pi. again adds --detailed-exitcode: exit 3 if the
 // second run still had changes.
-func (s *scenario) provision(ctx context.Context, host string, again bool) *Step {
+func (s *scenario) provision(ctx context.Context, host string, again bool) *Action {
 	argv := []string{"borgkit", "provision", host}
 	if host == Server {
 		argv = append(argv, "--local")
@@ -452,7 +452,7 @@ func (s *scenario) seed() error {
 	return nil
 }
 
-func (s *scenario) job(ctx context.Context, name string) *Step {
+func (s *scenario) job(ctx context.Context, name string) *Action {
 	return s.exec(ctx, Server, "job "+name, false, "borgkit", "job", name)
 }
 

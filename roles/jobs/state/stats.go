@@ -153,9 +153,9 @@ type UnlockedDisk struct {
 type DrillStats struct {
 	OK     bool   `json:"ok"`
 	Target string `json:"target"`
-	// Repos is how many repositories the drill restored from.
-	Repos    int       `json:"repos"`
-	Finished time.Time `json:"finished,omitzero"`
+	// RepoCount is how many repositories the drill restored from.
+	RepoCount int       `json:"repo_count"`
+	Finished  time.Time `json:"finished,omitzero"`
 	// RPO is the age of the oldest newest-archive at the drill's start;
 	// RTO the time from the drill's start to the last file verified.
 	RPO             time.Duration `json:"rpo_ns"`

@@ -57,7 +57,7 @@ func Textfile(recs map[string]*Record) []byte {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", m.name, m.help, m.name)
 		for _, j := range jobs {
 			if v, ok := m.value(recs[j]); ok {
-				fmt.Fprintf(&b, "%s{job=\"%s\"} %s\n", m.name, labelValue(j), strconv.FormatFloat(v, 'f', -1, 64))
+				fmt.Fprintf(&b, "%s{job=\"%s\"} %s\n", m.name, labelValue(layout.JobCLI(j)), strconv.FormatFloat(v, 'f', -1, 64))
 			}
 		}
 	}

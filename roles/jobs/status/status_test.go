@@ -155,7 +155,7 @@ func checkStats() state.CheckStats {
 
 // drillFixture is the record of a drill over the example's repos.
 func drillFixture() state.DrillStats {
-	return state.DrillStats{OK: true, Repos: len(repoNames), RPO: 6 * time.Hour, RTO: 42 * time.Minute, Finished: at("2026-03-01 11:02:00")}
+	return state.DrillStats{OK: true, RepoCount: len(repoNames), RPO: 6 * time.Hour, RTO: 42 * time.Minute, Finished: at("2026-03-01 11:02:00")}
 }
 
 // staleStats is the stale check's record of the example's Proxmox dumps.
@@ -530,7 +530,7 @@ func TestWarnings(t *testing.T) {
 	full := liveDisks()
 	full[0].Percent, full[0].Used = 91, sz(3.26, tib)
 	full[1].Mounted = false
-	old := rec(t, "drill", state.OK, "2025-04-01 10:00:00", "2025-04-01 11:00:00", state.DrillStats{Repos: 3})
+	old := rec(t, "drill", state.OK, "2025-04-01 10:00:00", "2025-04-01 11:00:00", state.DrillStats{RepoCount: 3})
 	check := rec(t, "check", state.OK, "2026-05-30 09:00:00", "2026-05-30 09:10:00", checkStats())
 	cfg := exampleConfig(t)
 	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), old, check)...), full, now)

@@ -1,4 +1,4 @@
-package bundle
+package borg
 
 import (
 	"bufio"
@@ -13,14 +13,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/borgkit/borgkit/provision/host"
-	"github.com/borgkit/borgkit/provision/tools"
 )
 
-// Borg runs borg against copies of repositories — a mirror directory, a
+// Workspace runs borg against copies of repositories — a mirror directory, a
 // read-only mounted offsite disk — for Verify and the drill, without ever
 // writing to them and without touching the user's own borg state.
 //
@@ -31,15 +28,15 @@ import (
 // files: the shadow holds a private copy of the small config file and
 // symlinks to every other file, so borg reads the real data while any
 // write, rename or unlink lands in the shadow.
-type Borg struct {
+type Workspace struct {
 	Dir string
 	// Log receives each command line and its stderr; nil discards.
 	Log io.Writer
 }
 
-// NewBorg makes a private working directory under parent ("" for the
-// system's temporary directory). Close removes it.
-func NewBorg(parent string) (*Borg, error) {
+// NewWorkspace makes a private working directory under parent ("" for
+// the system's temporary directory). Close removes it.
+func NewWorkspace(parent string) (*Workspace, error) {
 	dir, err := os.MkdirTemp(parent, "borgkit-borg-")
 	if err != nil {
 		return nil, fmt.Errorf("borg working directory: %w", err)
@@ -50,81 +47,49 @@ func NewBorg(parent string) (*Borg, error) {
 			return nil, fmt.Errorf("borg working directory: %w", err)
 		}
 	}
-	return &Borg{Dir: dir}, nil
+	return &Workspace{Dir: dir}, nil
 }
 
 // Close removes the working directory and every shadow in it (never the
 // files the shadows point to: RemoveAll does not follow symlinks).
-func (b *Borg) Close() error {
+func (b *Workspace) Close() error {
 	if b == nil || b.Dir == "" {
 		return nil
 	}
 	return os.RemoveAll(b.Dir)
 }
 
-// Env is borg's environment for a repo whose passphrase is in passFile
-// ("" for an unencrypted repo). The user's own BORG_* variables are
-// dropped: an inherited BORG_PASSPHRASE would win over the passphrase
-// command and test the wrong secret, an inherited BORG_REPO or
-// BORG_KEYS_DIR would point borg elsewhere. The passphrase itself is never
-// in the environment or argv: borg runs `cat FILE` and reads its output.
-func (b *Borg) Env(passFile string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BORG_") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env,
-		"BORG_BASE_DIR="+filepath.Join(b.Dir, "base"),
-		"BORG_KEYS_DIR="+filepath.Join(b.Dir, "keys"),
-		"BORG_DISPLAY_PASSPHRASE=no",
-		// A copy is by definition somewhere else than the original, and
-		// this private base dir has never seen it: no interactive prompts.
-		"BORG_RELOCATED_REPO_ACCESS_IS_OK=yes",
-		"BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes",
-		"BORG_EXIT_CODES=legacy",
-	)
-	if passFile != "" {
-		// borg splits the command with shlex: quote the path for it.
-		env = append(env, "BORG_PASSCOMMAND=cat "+host.QuoteArgv([]string{passFile}))
-	} else {
-		// No passphrase means none: borg must fail rather than prompt.
-		env = append(env, "BORG_PASSPHRASE=")
-	}
-	return env
+// Env is borg's environment for a copy whose passphrase is in passFile
+// ("" for an unencrypted repo): everything borg writes stays in Dir.
+func (b *Workspace) Env(passFile string) Env {
+	return Env{PassFile: passFile, BaseDir: filepath.Join(b.Dir, "base"), KeysDir: filepath.Join(b.Dir, "keys"), Copy: true}
 }
 
-// Command prepares borg with args, its own process group (a cancel kills
-// borg and anything it started) and Env(passFile). The caller wires
-// stdout and stderr.
-func (b *Borg) Command(ctx context.Context, passFile string, args ...string) *exec.Cmd {
-	argv := tools.Cmd(tools.Borg, args...).Argv
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = b.Env(passFile)
-	cmd.Stdin = nil
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if errors.Is(err, syscall.ESRCH) {
-			return os.ErrProcessDone
-		}
-		return err
-	}
-	cmd.WaitDelay = 5 * time.Second
+// Command prepares borg with args in env, on this machine, in its own
+// process group (see host.OwnGroup). The caller wires stdout and stderr.
+func Command(ctx context.Context, env Env, args ...string) *exec.Cmd {
+	c := Cmd(env, args...)
+	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
+	cmd.Env = append(host.Environ(c.Unset...), c.Env...)
+	host.OwnGroup(cmd)
 	return cmd
 }
 
-// CommandError is a borg run that failed: its command line (no secret is
+// Command is borg with args for the copy whose passphrase is in passFile.
+func (b *Workspace) Command(ctx context.Context, passFile string, args ...string) *exec.Cmd {
+	return Command(ctx, b.Env(passFile), args...)
+}
+
+// Error is a borg run that failed: its command line (no secret is
 // ever in it), exit code and the tail of its stderr.
-type CommandError struct {
+type Error struct {
 	Argv     []string
 	ExitCode int
 	Stderr   string
 	Err      error
 }
 
-func (e *CommandError) Error() string {
+func (e *Error) Error() string {
 	// A drill names dozens of sampled files: the first few say which
 	// command it was, the rest would bury the reason.
 	argv := e.Argv
@@ -142,10 +107,10 @@ func (e *CommandError) Error() string {
 	return s
 }
 
-func (e *CommandError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
-// Run runs borg and returns its stdout; a failure is a *CommandError.
-func (b *Borg) Run(ctx context.Context, passFile string, args ...string) ([]byte, error) {
+// Run runs borg and returns its stdout; a failure is a *Error.
+func (b *Workspace) Run(ctx context.Context, passFile string, args ...string) ([]byte, error) {
 	var out, errb bytes.Buffer
 	cmd := b.Command(ctx, passFile, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -157,7 +122,7 @@ func (b *Borg) Run(ctx context.Context, passFile string, args ...string) ([]byte
 // stdout line to onOut and each stderr line to onErr as they come (either
 // may be nil): for listings too big to hold, and for timing the first
 // file of an extract.
-func (b *Borg) Stream(ctx context.Context, dir, passFile string, onOut, onErr func(line []byte), args ...string) error {
+func (b *Workspace) Stream(ctx context.Context, dir, passFile string, onOut, onErr func(line []byte), args ...string) error {
 	cmd := b.Command(ctx, passFile, args...)
 	cmd.Dir = dir
 	stdout, err := cmd.StdoutPipe()
@@ -218,7 +183,7 @@ func (t *tailBuffer) add(l []byte) {
 
 func (t *tailBuffer) bytes() []byte { return bytes.Join(t.lines, []byte("\n")) }
 
-func (b *Borg) finish(cmd *exec.Cmd, err error, stderr []byte) error {
+func (b *Workspace) finish(cmd *exec.Cmd, err error, stderr []byte) error {
 	if b.Log != nil {
 		fmt.Fprintf(b.Log, "$ %s\n", host.QuoteArgv(cmd.Args))
 		if len(stderr) > 0 {
@@ -228,7 +193,7 @@ func (b *Borg) finish(cmd *exec.Cmd, err error, stderr []byte) error {
 	if err == nil {
 		return nil
 	}
-	ce := &CommandError{Argv: cmd.Args, ExitCode: -1, Stderr: stderrTail(stderr), Err: err}
+	ce := &Error{Argv: cmd.Args, ExitCode: -1, Stderr: stderrTail(stderr), Err: err}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		ce.ExitCode = ee.ExitCode()
@@ -261,16 +226,16 @@ func stderrTail(b []byte) string {
 	return strings.Join(lines, " | ")
 }
 
-// IsRepo reports whether dir holds a borg repository (a config file with a
-// [repository] section), without running borg.
-func IsRepo(dir string) bool {
+// IsLocalRepo reports whether dir on this machine holds a borg
+// repository (see IsRepoConfig).
+func IsLocalRepo(dir string) bool {
 	b, err := os.ReadFile(filepath.Join(dir, "config"))
-	return err == nil && bytes.Contains(b, []byte("[repository]"))
+	return err == nil && IsRepoConfig(b)
 }
 
-// Shadow makes a shadow of the repository at repo (see Borg) and returns
+// Shadow makes a shadow of the repository at repo (see Workspace) and returns
 // its path, to give borg instead of repo.
-func (b *Borg) Shadow(repo string) (string, error) {
+func (b *Workspace) Shadow(repo string) (string, error) {
 	src, err := filepath.Abs(repo)
 	if err != nil {
 		return "", fmt.Errorf("shadow of %s: %w", repo, err)
@@ -278,7 +243,7 @@ func (b *Borg) Shadow(repo string) (string, error) {
 	if src, err = filepath.EvalSymlinks(src); err != nil {
 		return "", fmt.Errorf("shadow of %s: %w", repo, err)
 	}
-	if !IsRepo(src) {
+	if !IsLocalRepo(src) {
 		return "", fmt.Errorf("shadow of %s: no borg repository there (no config with [repository])", repo)
 	}
 	dst, err := os.MkdirTemp(filepath.Join(b.Dir, "shadow"), filepath.Base(src)+"-")
@@ -324,9 +289,16 @@ func (b *Borg) Shadow(repo string) (string, error) {
 // repokey export replaces the key in the shadow's private config, a
 // keyfile export lands in Dir's keys directory. Either way the repo copy
 // is untouched, and what opens the repo afterwards is the bundle's export.
-func (b *Borg) ImportKey(ctx context.Context, shadow, export string) error {
+func (b *Workspace) ImportKey(ctx context.Context, shadow, export string) error {
 	if _, err := b.Run(ctx, "", "key", "import", shadow, export); err != nil {
 		return fmt.Errorf("borg key import: %w", err)
 	}
 	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
