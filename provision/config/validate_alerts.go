@@ -1,0 +1,81 @@
+package config
+
+import (
+	"fmt"
+	"net/mail"
+	"strings"
+)
+
+// Alerts and the thresholds that raise them.
+
+func (v *validator) alertsBlock(p string, a *Alerts) {
+	if a.To != "" {
+		if strings.ContainsAny(a.To, "\r\n") {
+			v.add(p+".to", ErrBadValue, "to %q contains a line break, which would inject mail headers", a.To)
+		} else if _, err := mail.ParseAddressList(a.To); err != nil {
+			v.add(p+".to", ErrBadValue, "to %q is not a mail address list: %v", a.To, err)
+		}
+	}
+	if a.From != "" {
+		if strings.ContainsAny(a.From, "\r\n") {
+			v.add(p+".from", ErrBadValue, "from %q contains a line break, which would inject mail headers", a.From)
+		} else if _, err := mail.ParseAddress(a.From); err != nil {
+			v.add(p+".from", ErrBadValue, "from %q is not a mail address: %v", a.From, err)
+		}
+	}
+	if hasCtl(a.SubjectPrefix) {
+		v.add(p+".subject_prefix", ErrBadValue, "subject_prefix %q contains a control character or line break", a.SubjectPrefix)
+	}
+	for i, arg := range a.Sendmail {
+		ap := fmt.Sprintf("%s.sendmail[%d]", p, i)
+		if i == 0 {
+			if v.path(ap, "sendmail command", arg, true) && strings.HasSuffix(arg, "/") {
+				v.add(ap, ErrBadPath, "sendmail command %q is a directory", arg)
+			}
+			continue
+		}
+		if strings.ContainsAny(arg, "\n\r\x00") {
+			v.add(ap, ErrBadValue, "sendmail argument %q contains a line break or NUL", arg)
+		}
+	}
+	if s := a.SMTP; s != nil {
+		sp := p + ".smtp"
+		v.address(sp+".host", "smtp host", s.Host)
+		v.port(sp+".port", s.Port)
+		if s.User != "" && (hasCtl(s.User) || strings.ContainsAny(s.User, " \t")) {
+			v.add(sp+".user", ErrBadValue, "user %q contains whitespace or a control character", s.User)
+		}
+		v.path(sp+".password_file", "password_file", s.PasswordFile, false)
+	}
+	if a.PingURL != "" {
+		if err := CheckPingURL(a.PingURL); err != nil {
+			v.add(p+".ping_url", ErrBadValue, "%v", err)
+		}
+	}
+	v.path(p+".textfile_dir", "textfile_dir", a.TextfileDir, false)
+}
+
+// effectiveAlerts insists every host can mail: silence must mean healthy,
+// never "had nowhere to send the alert".
+func (v *validator) effectiveAlerts(p string, h *Host) {
+	a := v.c.HostAlerts(h)
+	at := "$.alerts"
+	if h.Alerts != nil {
+		at = p + ".alerts"
+	}
+	if a.To == "" {
+		v.add(at+".to", ErrRequired, "alerts to is required (host %q has nowhere to send alerts): set alerts.to at the top level or in the host", h.Name)
+	}
+	if a.From == "" {
+		v.add(at+".from", ErrRequired, "alerts from is required (host %q): set alerts.from at the top level or in the host", h.Name)
+	}
+}
+
+func (v *validator) thresholds(p string, t Thresholds) {
+	v.duration(p+".nightly_max_age", "nightly_max_age", t.NightlyMaxAge)
+	v.duration(p+".sync_max_age", "sync_max_age", t.SyncMaxAge)
+	v.duration(p+".heartbeat_max_age", "heartbeat_max_age", t.HeartbeatMaxAge)
+	if t.DiskWarnPercent < 0 || t.DiskWarnPercent > 100 || t.DiskWarnPercent == 0 && v.present(p+".disk_warn_percent") {
+		v.add(p+".disk_warn_percent", ErrBadValue, "disk_warn_percent %d is out of range 1..100", t.DiskWarnPercent)
+	}
+}
