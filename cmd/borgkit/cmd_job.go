@@ -48,51 +48,51 @@ call them). Each job records its run in the state directory, appends to its
 log, and mails only when something needs attention.` + exitStatusHelp,
 	}
 	o.AddFlags(cmd)
-	server := func(name, short string, fn func(context.Context, *jobs.Env) error) *cobra.Command {
+	server := func(job, short string, fn func(context.Context, *jobs.Env) error) *cobra.Command {
 		return &cobra.Command{
-			Use: name, Short: short, Args: exactArgs(0),
+			Use: layout.JobCLI(job), Short: short, Args: exactArgs(0),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return runJob(cmd.Context(), g, o, layout.JobKey(name), "", fn)
+				return runJob(cmd.Context(), g, o, job, "", fn)
 			},
 		}
 	}
 	cmd.AddCommand(
-		server("nightly", "Back up every repo: preflight, create, prune, compact", jobs.Nightly),
-		server("sync", "Mirror the repos to the NAS and the offsite host, then write the heartbeat", jobs.Sync),
-		server("stale", "Alert when the nightly run or the sync is overdue, or a job died", jobs.Stale),
-		server("check", "borg check --repository-only on every repo", func(ctx context.Context, e *jobs.Env) error {
+		server(layout.JobNightly, "Back up every repo: preflight, create, prune, compact", jobs.Nightly),
+		server(layout.JobSync, "Mirror the repos to the NAS and the offsite host, then write the heartbeat", jobs.Sync),
+		server(layout.JobStale, "Alert when the nightly run or the sync is overdue, or a job died", jobs.Stale),
+		server(layout.JobCheck, "borg check --repository-only on every repo", func(ctx context.Context, e *jobs.Env) error {
 			return jobs.Check(ctx, e, false)
 		}),
-		server("verify", "borg check --verify-data on every repo", func(ctx context.Context, e *jobs.Env) error {
+		server(layout.JobVerify, "borg check --verify-data on every repo", func(ctx context.Context, e *jobs.Env) error {
 			return jobs.Check(ctx, e, true)
 		}),
-		server("restore-test", "Extract files from the latest archives and compare them with the live ones", jobs.RestoreTest),
-		server("summary", "Mail the weekly summary: the dashboard as text and HTML", status.Summary),
-		server("scrub", "On the archive host: check pool health and start a ZFS scrub of every pool", jobs.Scrub),
-		server("smart-short", "On the archive host: SMART health and a short self test of every disk", func(ctx context.Context, e *jobs.Env) error {
+		server(layout.JobRestoreTest, "Extract files from the latest archives and compare them with the live ones", jobs.RestoreTest),
+		server(layout.JobSummary, "Mail the weekly summary: the dashboard as text and HTML", status.Summary),
+		server(layout.JobScrub, "On the archive host: check pool health and start a ZFS scrub of every pool", jobs.Scrub),
+		server(layout.JobSmartShort, "On the archive host: SMART health and a short self test of every disk", func(ctx context.Context, e *jobs.Env) error {
 			return jobs.SmartTest(ctx, e, false)
 		}),
-		server("smart-long", "On the archive host: SMART health and a long self test of every disk", func(ctx context.Context, e *jobs.Env) error {
+		server(layout.JobSmartLong, "On the archive host: SMART health and a long self test of every disk", func(ctx context.Context, e *jobs.Env) error {
 			return jobs.SmartTest(ctx, e, true)
 		}),
-		server("zfs-load-key", "On the archive host: load the ZFS keys from their keyfiles and mount the datasets (boot unit)", jobs.LoadZFSKeys),
-		server("pull", "On the archive host: replicate the live server's dataset with syncoid", func(ctx context.Context, e *jobs.Env) error {
+		server(layout.JobZFSLoadKey, "On the archive host: load the ZFS keys from their keyfiles and mount the datasets (boot unit)", jobs.LoadZFSKeys),
+		server(layout.JobPull, "On the archive host: replicate the live server's dataset with syncoid", func(ctx context.Context, e *jobs.Env) error {
 			return jobs.Pull(ctx, e, layout.SSHKey)
 		}),
 	)
-	offsite := func(name, short string, fn func(context.Context, *jobs.OffsiteEnv) error) *cobra.Command {
+	offsite := func(job, short string, fn func(context.Context, *jobs.OffsiteEnv) error) *cobra.Command {
 		return &cobra.Command{
-			Use: name, Short: short, Args: exactArgs(0),
+			Use: layout.JobCLI(job), Short: short, Args: exactArgs(0),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return runJob(cmd.Context(), g, o, layout.JobKey(name), config.RoleOffsite, func(ctx context.Context, e *jobs.Env) error {
+				return runJob(cmd.Context(), g, o, job, config.RoleOffsite, func(ctx context.Context, e *jobs.Env) error {
 					return fn(ctx, &jobs.OffsiteEnv{Env: *e})
 				})
 			},
 		}
 	}
 	cmd.AddCommand(
-		offsite("watchdog", "On the offsite host: alert when the server's heartbeat is stale or the disk is full or unmounted", jobs.Watchdog),
-		offsite("unlock", "On the offsite host: fetch the LUKS key from the server, open and mount the disk (boot timer)", jobs.Unlock),
+		offsite(layout.JobWatchdog, "On the offsite host: alert when the server's heartbeat is stale or the disk is full or unmounted", jobs.Watchdog),
+		offsite(layout.JobUnlock, "On the offsite host: fetch the LUKS key from the server, open and mount the disk (boot timer)", jobs.Unlock),
 	)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "serve-key HOST",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
@@ -12,9 +13,9 @@ import (
 // and index) or, with verifyData, --verify-data (monthly: every chunk
 // decrypted and hashed, which catches bit rot a structural check cannot).
 func Check(ctx context.Context, e *Env, verifyData bool) error {
-	job, flag := "check", "--repository-only"
+	job, flag := layout.JobCheck, "--repository-only"
 	if verifyData {
-		job, flag = "verify", "--verify-data"
+		job, flag = layout.JobVerify, "--verify-data"
 	}
 	run, ctx, stop, err := e.Begin(ctx, job)
 	if err != nil {

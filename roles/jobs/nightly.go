@@ -30,7 +30,7 @@ func (p *preflightError) Error() string { return p.reason }
 // definitions, a ZFS snapshot where configured, borg create, prune and
 // compact; one mail when anything failed, none when all is well.
 func Nightly(ctx context.Context, e *Env) error {
-	run, ctx, stop, err := e.Begin(ctx, "nightly")
+	run, ctx, stop, err := e.Begin(ctx, layout.JobNightly)
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ func decodeStats(rec *state.Record, v any) error {
 // Stale catches what no job can report itself: a job that stopped running
 // (cron dead, timer disabled) or a run that died without finishing.
 func Stale(ctx context.Context, e *Env) error {
-	run, ctx, stop, err := e.Begin(ctx, "stale")
+	run, ctx, stop, err := e.Begin(ctx, layout.JobStale)
 	if err != nil {
 		return err
 	}
@@ -31,7 +31,7 @@ func Stale(ctx context.Context, e *Env) error {
 		e.logf("reading state: %v", err)
 	}
 	for _, a := range abandoned {
-		if a.Job == "stale" {
+		if a.Job == layout.JobStale {
 			continue
 		}
 		if rec, err := e.Store.Reap(a.Job); err == nil && rec != nil {
@@ -40,9 +40,9 @@ func Stale(ctx context.Context, e *Env) error {
 	}
 	now := e.Now()
 	th := e.Host.Thresholds
-	checks := []alert.AgeCheck{e.age("nightly", "Nightly backup", th.NightlyMaxAgeOrDefault(), now)}
+	checks := []alert.AgeCheck{e.age(layout.JobNightly, "Nightly backup", th.NightlyMaxAgeOrDefault(), now)}
 	if len(e.Host.Mirrors) > 0 {
-		checks = append(checks, e.age("sync", "Offsite sync", th.SyncMaxAgeOrDefault(), now))
+		checks = append(checks, e.age(layout.JobSync, "Offsite sync", th.SyncMaxAgeOrDefault(), now))
 	}
 	var stats any // nil without Proxmox: no stats at all in the record
 	if p := e.Host.Proxmox; p != nil {

@@ -23,7 +23,7 @@ import (
 // refuses a source it cannot trust, because --delete would carry an empty
 // or damaged source over the good copies.
 func Sync(ctx context.Context, e *Env) error {
-	run, ctx, stop, err := e.Begin(ctx, "sync")
+	run, ctx, stop, err := e.Begin(ctx, layout.JobSync)
 	if err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func Sync(ctx context.Context, e *Env) error {
 // last integrity check did not fail; the rest are refused with a reason.
 func (e *Env) trustedRepos() ([]*config.Repo, map[string]string) {
 	failedCheck := map[string]bool{}
-	for _, job := range []string{"check", "verify"} {
+	for _, job := range []string{layout.JobCheck, layout.JobVerify} {
 		rec, err := e.Store.Load(job)
 		if err != nil || rec.Status != state.Failed {
 			continue

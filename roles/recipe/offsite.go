@@ -218,7 +218,7 @@ func unlockUnits(h *config.Host) ([]plan.Step, error) {
 		if err != nil {
 			return nil, err
 		}
-		s = append(s, managedFile(layout.UnitPath("unlock", kind), b, 0o644))
+		s = append(s, managedFile(layout.UnitPath(layout.JobUnlock, kind), b, 0o644))
 	}
 	return append(s, &steps.Timers{Units: []string{"borgkit-unlock.timer"}}), nil
 }

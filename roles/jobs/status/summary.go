@@ -3,6 +3,7 @@ package status
 import (
 	"context"
 
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
@@ -29,7 +30,7 @@ func Live(e *jobs.Env) (*Dashboard, error) {
 // Summary is the weekly mail: the dashboard as text and HTML. Unlike the
 // other jobs it always mails, so a quiet week is confirmed, not assumed.
 func Summary(ctx context.Context, e *jobs.Env) error {
-	run, ctx, stop, err := e.Begin(ctx, "summary")
+	run, ctx, stop, err := e.Begin(ctx, layout.JobSummary)
 	if err != nil {
 		return err
 	}
