@@ -6,6 +6,14 @@ GO        ?= go
 BIN       := bin/borgkit
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
+# Every architecture's build, by Debian name, for provisioning a host of
+# another architecture (an arm64 or 32-bit Pi from an amd64 server):
+# DEB_ARCH:GOARCH:GOARM. armhf is GOARM=6, which every Raspberry Pi runs.
+ARCH_BUILDS := amd64:amd64: arm64:arm64: armhf:arm:6
+# The go.mod's Go is fetched by the go command itself (module proxy) when
+# the go on the PATH is older, e.g. Debian's from bookworm-backports; both
+# Debian's golang and /usr/local/go default to GOTOOLCHAIN=local.
+export GOTOOLCHAIN := auto
 DEMO_ROOT ?= /tmp/borgkit-demo
 STATICCHECK_VERSION := v0.8.2
 # Debian packages the tests drive for real (borg, rsync, sshd, msmtp, findmnt, ...).
@@ -13,12 +21,32 @@ TEST_DEBS := borgbackup rsync openssh-server openssh-client msmtp cryptsetup-bin
              logrotate util-linux fdisk e2fsprogs iproute2 systemd cron ca-certificates \
              libcapture-tiny-perl libconfig-inifiles-perl
 
-.PHONY: vm-deps vm-zfs syncoid all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench bench-go fuzz clean
+.PHONY: go deb vm-deps vm-zfs syncoid all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench bench-go fuzz clean
 
 all: build
 
-build:
+# build writes bin/borgkit for this machine and bin/builds/ARCH/borgkit
+# for every architecture (static, CGO_ENABLED=0): provision looks for the
+# builds beside the running program.
+build: go
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/borgkit
+	@set -e; for b in $(ARCH_BUILDS); do IFS=: read -r deb goarch goarm <<< "$$b"; \
+	  echo "build bin/builds/$$deb/borgkit (GOARCH=$$goarch$${goarm:+ GOARM=$$goarm})"; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$goarch GOARM=$$goarm $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/builds/$$deb/borgkit ./cmd/borgkit; \
+	done
+
+# go makes sure a go command is there: on a Debian 12 machine without one,
+# Debian's golang from bookworm-backports (root; the go command then
+# downloads the toolchain go.mod asks for, GOTOOLCHAIN=auto).
+go:
+	@if ! command -v $(GO) >/dev/null 2>&1; then \
+	  echo "no go command: installing golang-go from bookworm-backports"; \
+	  . /etc/os-release; test "$$VERSION_CODENAME" = bookworm || { echo "install Go >= 1.21 (https://go.dev/dl) and run make again" >&2; exit 1; }; \
+	  test -f /etc/apt/sources.list.d/bookworm-backports.list || \
+	    echo "deb http://deb.debian.org/debian bookworm-backports main" > /etc/apt/sources.list.d/bookworm-backports.list; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports golang-go ca-certificates git; \
+	fi
+	@$(GO) version
 
 # deps installs what the tests and the demo run for real; root only.
 deps:
@@ -41,13 +69,13 @@ syncoid:
 # test also proves the suite leaves nothing of borg's in the real home
 # (testing/borghome): every borg a test starts keeps its state elsewhere.
 BORG_HOME_STATE = ls -1 $(HOME)/.cache/borg $(HOME)/.config/borg/security 2>/dev/null | sort
-test: deps syncoid lint
+test: go deps syncoid lint
 	@$(BORG_HOME_STATE) > .borg-home-before
 	$(GO) test -count=1 ./...
 	@$(BORG_HOME_STATE) | comm -13 .borg-home-before - > .borg-home-new; rm -f .borg-home-before; \
 	if [ -s .borg-home-new ]; then echo "the tests left borg state in $(HOME):"; cat .borg-home-new; rm -f .borg-home-new; exit 1; fi; rm -f .borg-home-new
 
-lint: fmt-check vet staticcheck
+lint: go fmt-check vet staticcheck
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -39,8 +39,8 @@ type PairConfig struct {
 	// arm64 pi beside an amd64 john-ai).
 	Image        *Image
 	OffsiteImage *Image
-	Dir   string
-	Accel string
+	Dir          string
+	Accel        string
 	// DiskMB sizes the two backup disks (default 1024; the files are sparse).
 	DiskMB int
 	Log    io.Writer
