@@ -21,7 +21,7 @@ TEST_DEBS := borgbackup rsync openssh-server openssh-client msmtp cryptsetup-bin
              logrotate util-linux fdisk e2fsprogs iproute2 systemd cron ca-certificates \
              libcapture-tiny-perl libconfig-inifiles-perl
 
-.PHONY: go deb vm-deps vm-zfs syncoid all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench bench-go fuzz clean
+.PHONY: go deb vm-arm64 vm-deps vm-zfs syncoid all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench bench-go fuzz clean
 
 all: build
 
@@ -34,6 +34,18 @@ build: go
 	  echo "build bin/builds/$$deb/borgkit (GOARCH=$$goarch$${goarm:+ GOARM=$$goarm})"; \
 	  CGO_ENABLED=0 GOOS=linux GOARCH=$$goarch GOARM=$$goarm $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/builds/$$deb/borgkit ./cmd/borgkit; \
 	done
+
+# deb builds bin/deb/borgkit_VERSION_ARCH.deb for every architecture with
+# dpkg-deb (packaging/deb/build) and checks them with lintian, which must
+# report no error. The version is the tag without its v (v1.2.3: 1.2.3),
+# else 0.0~git and the commit.
+DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v([0-9])/\1/; /^[0-9]/!s/^/0.0~git/; s/-/./g')
+deb: build
+	@command -v lintian >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian)
+	rm -rf bin/deb
+	@set -e; for b in $(ARCH_BUILDS); do packaging/deb/build $(DEB_VERSION) $${b%%:*} bin/deb; done
+	lintian --fail-on error --info bin/deb/*.deb
+	@ls -l bin/deb
 
 # go makes sure a go command is there: on a Debian 12 machine without one,
 # Debian's golang from bookworm-backports (root; the go command then
@@ -127,11 +139,16 @@ demo-root: deps build
 # from a disk image): root, qemu-system-x86, debootstrap; tens of minutes
 # under TCG with a cold image cache.
 vm-deps:
-	@command -v qemu-system-x86_64 >/dev/null && command -v debootstrap >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-utils debootstrap e2fsprogs)
+	@command -v qemu-system-x86_64 >/dev/null && command -v qemu-system-aarch64 >/dev/null && command -v debootstrap >/dev/null && \
+	  test -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-system-arm \
+	    qemu-utils qemu-user-static binfmt-support debootstrap e2fsprogs xz-utils)
+	@# The arm64 image's debootstrap runs arm64 programs through binfmt_misc.
+	@test -e /proc/sys/fs/binfmt_misc/status || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	@test -e /proc/sys/fs/binfmt_misc/qemu-aarch64 || update-binfmts --enable qemu-aarch64
 
-vm: build vm-deps
-	BORGKIT_VM=1 BORGKIT_VM_ZFS=$${BORGKIT_VM_ZFS:-0} BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -parallel 4 -timeout 60m ./testing/vm/
+vm: deb vm-deps
+	BORGKIT_VM=1 BORGKIT_VM_ZFS=$${BORGKIT_VM_ZFS:-0} BORGKIT_VM_ARM64=$${BORGKIT_VM_ARM64:-0} BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) BORGKIT_VM_BUILDS=$(CURDIR)/bin/builds BORGKIT_VM_DEBS=$(CURDIR)/bin/deb $(GO) test -count=1 -v -parallel 4 -timeout 60m ./testing/vm/
 
 # bench is the comparison table (testing/bench): the real bin/borgkit
 # against raw borg, borgmatic, ansible-playbook and cryptsetup on one
@@ -146,6 +163,13 @@ BENCH_HOT  := ./provision/plan/ ./provision/host/ ./roles/jobs/status/ ./roles/
 # cached beside it. make vm leaves it out unless BORGKIT_VM_ZFS=1.
 vm-zfs: build vm-deps
 	BORGKIT_VM=1 BORGKIT_VM_ZFS=1 BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -run TestVMArchiveZFS -timeout 120m ./testing/vm/
+
+# vm-arm64 is the Raspberry Pi scenario on an arm64 guest (TCG emulates
+# every instruction): the image's debootstrap runs under qemu-user, the
+# pi boots and unlocks several times slower than an amd64 guest.
+vm-arm64: deb vm-deps
+	BORGKIT_VM=1 BORGKIT_VM_ARM64=1 BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) BORGKIT_VM_BUILDS=$(CURDIR)/bin/builds BORGKIT_VM_DEBS=$(CURDIR)/bin/deb \
+	  $(GO) test -count=1 -v -run TestVMPiArm64 -timeout 150m ./testing/vm/
 
 bench: deps build
 	@missing=$$(for p in $(BENCH_DEBS); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
