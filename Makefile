@@ -6,6 +6,14 @@ GO        ?= go
 BIN       := bin/borgkit
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
+# Every architecture's build, by Debian name, for provisioning a host of
+# another architecture (an arm64 or 32-bit Pi from an amd64 server):
+# DEB_ARCH:GOARCH:GOARM. armhf is GOARM=6, which every Raspberry Pi runs.
+ARCH_BUILDS := amd64:amd64: arm64:arm64: armhf:arm:6
+# The go.mod's Go is fetched by the go command itself (module proxy) when
+# the go on the PATH is older, e.g. Debian's from bookworm-backports; both
+# Debian's golang and /usr/local/go default to GOTOOLCHAIN=local.
+export GOTOOLCHAIN := auto
 DEMO_ROOT ?= /tmp/borgkit-demo
 STATICCHECK_VERSION := v0.8.2
 # Debian packages the tests drive for real (borg, rsync, sshd, msmtp, findmnt, ...).
@@ -13,12 +21,44 @@ TEST_DEBS := borgbackup rsync openssh-server openssh-client msmtp cryptsetup-bin
              logrotate util-linux fdisk e2fsprogs iproute2 systemd cron ca-certificates \
              libcapture-tiny-perl libconfig-inifiles-perl
 
-.PHONY: vm-deps vm-zfs syncoid all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench bench-go fuzz clean
+.PHONY: go deb vm-arm64 vm-deps vm-zfs syncoid all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench bench-go fuzz clean
 
 all: build
 
-build:
+# build writes bin/borgkit for this machine and bin/builds/ARCH/borgkit
+# for every architecture (static, CGO_ENABLED=0): provision looks for the
+# builds beside the running program.
+build: go
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/borgkit
+	@set -e; for b in $(ARCH_BUILDS); do IFS=: read -r deb goarch goarm <<< "$$b"; \
+	  echo "build bin/builds/$$deb/borgkit (GOARCH=$$goarch$${goarm:+ GOARM=$$goarm})"; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$goarch GOARM=$$goarm $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/builds/$$deb/borgkit ./cmd/borgkit; \
+	done
+
+# deb builds bin/deb/borgkit_VERSION_ARCH.deb for every architecture with
+# dpkg-deb (packaging/deb/build) and checks them with lintian, which must
+# report no error. The version is the tag without its v (v1.2.3: 1.2.3),
+# else 0.0~git and the commit.
+DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v([0-9])/\1/; /^[0-9]/!s/^/0.0~git/; s/-/./g')
+deb: build
+	@command -v lintian >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian)
+	rm -rf bin/deb
+	@set -e; for b in $(ARCH_BUILDS); do packaging/deb/build $(DEB_VERSION) $${b%%:*} bin/deb; done
+	lintian --fail-on error --info bin/deb/*.deb
+	@ls -l bin/deb
+
+# go makes sure a go command is there: on a Debian 12 machine without one,
+# Debian's golang from bookworm-backports (root; the go command then
+# downloads the toolchain go.mod asks for, GOTOOLCHAIN=auto).
+go:
+	@if ! command -v $(GO) >/dev/null 2>&1; then \
+	  echo "no go command: installing golang-go from bookworm-backports"; \
+	  . /etc/os-release; test "$$VERSION_CODENAME" = bookworm || { echo "install Go >= 1.21 (https://go.dev/dl) and run make again" >&2; exit 1; }; \
+	  test -f /etc/apt/sources.list.d/bookworm-backports.list || \
+	    echo "deb http://deb.debian.org/debian bookworm-backports main" > /etc/apt/sources.list.d/bookworm-backports.list; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports golang-go ca-certificates git; \
+	fi
+	@$(GO) version
 
 # deps installs what the tests and the demo run for real; root only.
 deps:
@@ -41,13 +81,13 @@ syncoid:
 # test also proves the suite leaves nothing of borg's in the real home
 # (testing/borghome): every borg a test starts keeps its state elsewhere.
 BORG_HOME_STATE = ls -1 $(HOME)/.cache/borg $(HOME)/.config/borg/security 2>/dev/null | sort
-test: deps syncoid lint
+test: go deps syncoid lint
 	@$(BORG_HOME_STATE) > .borg-home-before
 	$(GO) test -count=1 ./...
 	@$(BORG_HOME_STATE) | comm -13 .borg-home-before - > .borg-home-new; rm -f .borg-home-before; \
 	if [ -s .borg-home-new ]; then echo "the tests left borg state in $(HOME):"; cat .borg-home-new; rm -f .borg-home-new; exit 1; fi; rm -f .borg-home-new
 
-lint: fmt-check vet staticcheck
+lint: go fmt-check vet staticcheck
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -99,11 +139,16 @@ demo-root: deps build
 # from a disk image): root, qemu-system-x86, debootstrap; tens of minutes
 # under TCG with a cold image cache.
 vm-deps:
-	@command -v qemu-system-x86_64 >/dev/null && command -v debootstrap >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-utils debootstrap e2fsprogs)
+	@command -v qemu-system-x86_64 >/dev/null && command -v qemu-system-aarch64 >/dev/null && command -v debootstrap >/dev/null && \
+	  test -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-system-arm \
+	    qemu-utils qemu-user-static binfmt-support debootstrap e2fsprogs xz-utils)
+	@# The arm64 image's debootstrap runs arm64 programs through binfmt_misc.
+	@test -e /proc/sys/fs/binfmt_misc/status || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	@test -e /proc/sys/fs/binfmt_misc/qemu-aarch64 || update-binfmts --enable qemu-aarch64
 
-vm: build vm-deps
-	BORGKIT_VM=1 BORGKIT_VM_ZFS=$${BORGKIT_VM_ZFS:-0} BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -parallel 4 -timeout 60m ./testing/vm/
+vm: deb vm-deps
+	BORGKIT_VM=1 BORGKIT_VM_ZFS=$${BORGKIT_VM_ZFS:-0} BORGKIT_VM_ARM64=$${BORGKIT_VM_ARM64:-0} BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) BORGKIT_VM_BUILDS=$(CURDIR)/bin/builds BORGKIT_VM_DEBS=$(CURDIR)/bin/deb $(GO) test -count=1 -v -parallel 4 -timeout 60m ./testing/vm/
 
 # bench is the comparison table (testing/bench): the real bin/borgkit
 # against raw borg, borgmatic, ansible-playbook and cryptsetup on one
@@ -118,6 +163,13 @@ BENCH_HOT  := ./provision/plan/ ./provision/host/ ./roles/jobs/status/ ./roles/
 # cached beside it. make vm leaves it out unless BORGKIT_VM_ZFS=1.
 vm-zfs: build vm-deps
 	BORGKIT_VM=1 BORGKIT_VM_ZFS=1 BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -run TestVMArchiveZFS -timeout 120m ./testing/vm/
+
+# vm-arm64 is the Raspberry Pi scenario on an arm64 guest (TCG emulates
+# every instruction): the image's debootstrap runs under qemu-user, the
+# pi boots and unlocks several times slower than an amd64 guest.
+vm-arm64: deb vm-deps
+	BORGKIT_VM=1 BORGKIT_VM_ARM64=1 BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) BORGKIT_VM_BUILDS=$(CURDIR)/bin/builds BORGKIT_VM_DEBS=$(CURDIR)/bin/deb \
+	  $(GO) test -count=1 -v -run TestVMPiArm64 -timeout 150m ./testing/vm/
 
 bench: deps build
 	@missing=$$(for p in $(BENCH_DEBS); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \

@@ -14,10 +14,12 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/borgkit/borgkit/provision/builds"
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/target"
 	"github.com/borgkit/borgkit/roles/recipe"
 )
 
@@ -33,6 +35,7 @@ type provisionOptions struct {
 	Timeout          time.Duration
 	Format           []string
 	ServerRoot       string
+	Builds           string
 }
 
 func (o *provisionOptions) AddFlags(fs *pflag.FlagSet, isPlan bool) {
@@ -48,6 +51,7 @@ func (o *provisionOptions) AddFlags(fs *pflag.FlagSet, isPlan bool) {
 	fs.DurationVar(&o.Timeout, "connect-timeout", 15*time.Second, "SSH connect timeout")
 	fs.StringSliceVar(&o.Format, "format", nil, "allow putting LUKS2 on this blank `DEVICE` (exactly as in the config); repeatable")
 	fs.StringVar(&o.ServerRoot, "server-root", "", "read the server's keys from the tree under `DIR` (a server provisioned with --root)")
+	fs.StringVar(&o.Builds, "builds", "", "take other architectures' borgkit from `DIR`/ARCH/borgkit (default: builds/ beside this program, else "+builds.PackageDir+")")
 }
 
 func newProvisionCommand(g *globals, isPlan bool) *cobra.Command {
@@ -106,15 +110,7 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 	if !ok {
 		return usageError{fmt.Errorf("host %q is not in %s", name, cfg.File)}
 	}
-	bin, err := selfBinary()
-	if err != nil {
-		return err
-	}
-	local := host.NewLocal("this machine")
-	if o.ServerRoot != "" {
-		local = host.NewRooted("the server tree", o.ServerRoot)
-	}
-	stepList, err := recipe.Steps(cfg, name, recipe.Options{ConfigData: raw, BinaryData: bin, Format: o.Format, Local: local})
+	set, err := builds.Locate(o.Builds)
 	if err != nil {
 		return err
 	}
@@ -126,8 +122,26 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 	if g.Verbose {
 		h = host.Logged(h, os.Stderr)
 	}
+	// The first round trip: what the host is decides which build and
+	// which release's paths the plan uses.
+	facts, err := target.Probe(ctx, h)
+	if err != nil {
+		return err
+	}
+	if facts.Warning != "" {
+		fmt.Fprintf(os.Stderr, "borgkit: warning: %s: %s\n", name, facts.Warning)
+	}
+	local := host.NewLocal("this machine")
+	if o.ServerRoot != "" {
+		local = host.NewRooted("the server tree", o.ServerRoot)
+	}
+	stepList, err := recipe.Steps(cfg, name, recipe.Options{ConfigData: raw, Binary: installStep(set, facts), Release: &facts.Release,
+		Format: o.Format, Local: local})
+	if err != nil {
+		return err
+	}
 
-	var printer plan.Printer = &plan.TextPrinter{W: out, Header: fmt.Sprintf("Plan for %s (%s, role %s):", name, how, hc.Role)}
+	var printer plan.Printer = &plan.TextPrinter{W: out, Header: fmt.Sprintf("Plan for %s (%s, role %s; %s):", name, how, hc.Role, facts)}
 	if g.JSON {
 		printer = plan.JSONPrinter{W: out}
 	}
@@ -186,16 +200,8 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// selfBinary is the running executable, installed on the host as
-// /usr/local/bin/borgkit so its jobs run the same version.
-func selfBinary() ([]byte, error) {
-	p, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find own executable: %w", err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, fmt.Errorf("read own executable: %w", err)
-	}
-	return b, nil
+// installStep installs the build of the host's architecture, found in set.
+func installStep(set *builds.Set, f *target.Facts) plan.Step {
+	b, err := set.Find(f.Arch)
+	return &builds.Install{Path: layout.Binary, Arch: f.Arch, Build: b, Missing: err, Package: f.Package, Version: version}
 }

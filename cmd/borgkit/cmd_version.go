@@ -23,6 +23,11 @@ type versionInfo struct {
 func buildInfo() versionInfo {
 	v := versionInfo{Version: version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	if bi, ok := debug.ReadBuildInfo(); ok {
+		// Without -ldflags (go install module@version), the module's own
+		// version as the go command recorded it.
+		if v.Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v.Version = bi.Main.Version
+		}
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" {
 				v.Revision = s.Value

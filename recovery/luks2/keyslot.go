@@ -210,7 +210,7 @@ func checkKDF(k KDF) error {
 			return fmt.Errorf("%w: pbkdf2 iterations %d", ErrMalformed, k.Iterations)
 		}
 	case "argon2i", "argon2id":
-		if k.Time < 1 || k.Time > math.MaxUint32 {
+		if k.Time < 1 || uint64(k.Time) > math.MaxUint32 {
 			return fmt.Errorf("%w: %s time cost %d", ErrMalformed, k.Type, k.Time)
 		}
 		if k.CPUs < 1 || k.CPUs > maxArgon2Lanes {

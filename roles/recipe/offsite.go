@@ -15,6 +15,7 @@ import (
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/release"
 	"github.com/borgkit/borgkit/provision/steps"
 	"github.com/borgkit/borgkit/templates"
 )
@@ -88,7 +89,11 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 	// backup disk, write-only.
 	if mp := backupMount(h); mp != "" {
 		root := layout.MirrorRoot(mp)
+		rel := o.release()
 		s = append(s, &steps.MountedDir{Mountpoint: mp, Dir: steps.Dir{Path: root, Mode: 0o700, Owner: host.Root}})
+		if rr := rel.RrsyncStep(); rr != nil {
+			s = append(s, rr)
+		}
 		s = append(s, &steps.Dir{Path: layout.RootSSHDir, Mode: 0o700, Owner: host.Root})
 		s = append(s, &steps.Block{Path: layout.AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")",
 			Pending: "authorize " + server.Name + "'s push key for rrsync only",
@@ -97,7 +102,7 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 				if err != nil {
 					return nil, err
 				}
-				return RrsyncLine(server.Address, root, pub)
+				return restrictedLine(server.Address, rel.Rrsync+" -wo "+root, pub)
 			}})
 	}
 	return finish(cfg, h, s)
@@ -161,13 +166,15 @@ func backupMount(h *config.Host) string {
 
 // RrsyncLine lets a key run rrsync, write-only, below mount, from one
 // address: the server can push and delete pruned segments but not read the
-// mirror back, nor get a shell, nor leave the directory.
+// mirror back, nor get a shell, nor leave the directory. The offsite role
+// names the host release's rrsync; this is Debian's.
 func RrsyncLine(from, mount string, pub []byte) ([]byte, error) {
 	return restrictedLine(from, Rrsync+" -wo "+mount, pub)
 }
 
-// Rrsync is Debian's restricted-rsync wrapper (package rsync).
-const Rrsync = "/usr/bin/rrsync"
+// Rrsync is Debian's restricted-rsync wrapper (package rsync), where the
+// tests on this machine find it; hosts get theirs from the release table.
+var Rrsync = release.Default().Rrsync
 
 // restrictedLine is an authorized_keys line that allows one command from
 // one address and nothing else (no pty, no forwarding).

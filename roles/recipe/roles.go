@@ -11,6 +11,7 @@ import (
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/release"
 	"github.com/borgkit/borgkit/provision/steps"
 	"github.com/borgkit/borgkit/templates"
 )
@@ -22,6 +23,12 @@ type Options struct {
 	// BinaryData is the borgkit executable to install; nil leaves the
 	// binary step out (tests that do not care about it).
 	BinaryData []byte
+	// Binary, when set, is the step that installs borgkit instead: the
+	// host architecture's build, run once on the host (builds.Install).
+	Binary plan.Step
+	// Release is the host's row of the release table (where rrsync
+	// lives); nil is Debian 12's.
+	Release *release.Release
 	// Format names the devices the user allows borgkit to format
 	// (--format); a device not named here is never formatted.
 	Format []string
@@ -52,6 +59,14 @@ func Steps(cfg *config.Config, name string, o Options) ([]plan.Step, error) {
 	}
 }
 
+// release is the host's row of the release table.
+func (o Options) release() release.Release {
+	if o.Release != nil {
+		return *o.Release
+	}
+	return release.Default()
+}
+
 // base is what every role has: borgkit's own directories, config, identity,
 // binary, log rotation.
 func base(h *config.Host, o Options) ([]plan.Step, error) {
@@ -63,7 +78,9 @@ func base(h *config.Host, o Options) ([]plan.Step, error) {
 		&steps.File{Path: layout.ConfigFile, Content: o.ConfigData, Mode: 0o640, Owner: host.Root},
 		&steps.File{Path: layout.HostFile, Content: []byte(h.Name + "\n"), Mode: 0o644, Owner: host.Root},
 	}
-	if o.BinaryData != nil {
+	if o.Binary != nil {
+		s = append(s, o.Binary)
+	} else if o.BinaryData != nil {
 		s = append(s, &steps.File{Path: layout.Binary, Content: o.BinaryData, Mode: 0o755, Owner: host.Root, Marker: "github.com/borgkit/borgkit"})
 	}
 	lr, err := templates.Render("logrotate", map[string]any{"Managed": layout.Managed(), "LogDir": layout.LogDir})

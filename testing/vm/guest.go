@@ -19,15 +19,6 @@ import (
 	"github.com/borgkit/borgkit/provision/host"
 )
 
-// QEMU is the emulator every guest runs in.
-const QEMU = "qemu-system-x86_64"
-
-// KernelCmdline boots the root overlay. Besides the console: no fsck of a
-// root that only qemu writes, no CPU-bug mitigations (each costs emulated
-// instructions), kernel messages from warnings up only, and the journal
-// forwarded to the console so the serial log holds what every unit said.
-const KernelCmdline = "root=/dev/vda rw console=ttyS0 fsck.mode=skip mitigations=off loglevel=4 systemd.journald.forward_to_console=1"
-
 // Disk is an extra virtio disk of a guest, besides its root overlay.
 type Disk struct {
 	// Path is the image file on the host; Format is raw (default) or qcow2.
@@ -191,14 +182,18 @@ func (g *Guest) argv(sshPort int) ([]string, error) {
 		}
 	}
 	mac := func(kind int) string { return fmt.Sprintf("52:54:00:%02x:00:%02x", kind, c.Index) }
+	m, err := MachineFor(c.Image.Recipe.Arch)
+	if err != nil {
+		return nil, err
+	}
 	accel := c.Accel
-	cpu := "max"
+	cpu := m.CPU
 	if accel == "kvm" {
 		cpu = "host"
 	}
 	a := []string{
 		"-name", c.Name,
-		"-machine", "pc,accel=" + accel,
+		"-machine", m.Type + ",accel=" + accel,
 		"-cpu", cpu,
 		"-smp", strconv.Itoa(c.CPUs),
 		"-m", strconv.Itoa(c.MemoryMB),
@@ -212,7 +207,7 @@ func (g *Guest) argv(sshPort int) ([]string, error) {
 		"-kernel", c.Image.Kernel, "-initrd", c.Image.Initrd,
 		// The journal goes to the console too, so the serial log holds what
 		// every unit said during boot even when ssh never comes up.
-		"-append", KernelCmdline,
+		"-append", m.KernelCmdline(),
 		"-chardev", "file,id=console,path=" + g.Serial + ",append=on",
 		"-serial", "chardev:console",
 		"-pidfile", filepath.Join(c.Dir, "qemu.pid"),
@@ -223,13 +218,18 @@ func (g *Guest) argv(sshPort int) ([]string, error) {
 		"-drive", "file=" + g.Overlay + ",if=none,id=root,format=qcow2,cache=unsafe",
 		"-device", "virtio-blk-pci,drive=root,addr=0x5",
 		"-device", "virtio-rng-pci,addr=0x6",
+		"-qmp", "unix:" + g.qmpPath() + ",server=on,wait=off",
+	}
+	if m.VMGenID {
 		// A new VM generation id at every qemu start: a guest resumed from a
 		// snapshot reseeds its random generator instead of repeating the
 		// numbers of the run before (keys made right after a restore).
-		"-device", "vmgenid,guid=auto",
-		"-qmp", "unix:" + g.qmpPath() + ",server=on,wait=off",
+		a = append(a, "-device", "vmgenid,guid=auto")
 	}
 	if c.LoadVM != "" {
+		if !m.VMGenID {
+			return nil, fmt.Errorf("vm %s: a %s guest cannot resume a snapshot safely (no vmgenid to reseed its random generator)", c.Name, m.Arch)
+		}
 		a = append(a, "-loadvm", c.LoadVM)
 	}
 	if c.Link != nil {
@@ -285,13 +285,18 @@ func (g *Guest) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(qlog, "=== %s %s %s\n", time.Now().Format(time.RFC3339), QEMU, host.QuoteArgv(argv))
+	m, err := MachineFor(g.cfg.Image.Recipe.Arch)
+	if err != nil {
+		qlog.Close()
+		return err
+	}
+	fmt.Fprintf(qlog, "=== %s %s %s\n", time.Now().Format(time.RFC3339), m.QEMU, host.QuoteArgv(argv))
 	if fi, err := os.Stat(g.Serial); err == nil {
 		g.bootMark = fi.Size()
 	} else {
 		g.bootMark = 0
 	}
-	cmd := exec.Command(QEMU, argv...)
+	cmd := exec.Command(m.QEMU, argv...)
 	cmd.Stdout, cmd.Stderr = qlog, qlog
 	// qemu dies with the test process, even when the test binary is killed
 	// by its -timeout and no cleanup runs.

@@ -66,6 +66,29 @@ func labImage(t *testing.T) *Image {
 	})
 }
 
+var (
+	arm64Image  onceImage
+	trixieImage onceImage
+)
+
+// piArm64Image is the Raspberry Pi's arm64 image: debootstrap's second
+// stage runs under qemu-user-static, so it takes several times the plain
+// image's build.
+func piArm64Image(t *testing.T) *Image {
+	t.Helper()
+	return arm64Image.get(t, "image build (arm64)", 90*time.Minute, func(ctx context.Context, log io.Writer) (*Image, error) {
+		return Build(ctx, cacheDir(), mirrored(Arm64Recipe()), log)
+	})
+}
+
+// debian13Image is the Debian 13 (trixie) amd64 image.
+func debian13Image(t *testing.T) *Image {
+	t.Helper()
+	return trixieImage.get(t, "image build (trixie)", 30*time.Minute, func(ctx context.Context, log io.Writer) (*Image, error) {
+		return Build(ctx, cacheDir(), mirrored(TrixieRecipe()), log)
+	})
+}
+
 // cacheDir is BORGKIT_VM_CACHE, or DefaultCacheDir.
 func cacheDir() string {
 	if c := os.Getenv("BORGKIT_VM_CACHE"); c != "" {
@@ -75,8 +98,10 @@ func cacheDir() string {
 }
 
 // labRecipe is DefaultRecipe with BORGKIT_VM_MIRROR, when set.
-func labRecipe() Recipe {
-	r := DefaultRecipe()
+func labRecipe() Recipe { return mirrored(DefaultRecipe()) }
+
+// mirrored is r with BORGKIT_VM_MIRROR, when set.
+func mirrored(r Recipe) Recipe {
 	if m := os.Getenv("BORGKIT_VM_MIRROR"); m != "" {
 		r.Mirror = m
 	}

@@ -39,8 +39,11 @@ const DefaultMirror = "http://deb.debian.org/debian"
 // Recipe is what goes into an image. Everything borgkit provisions or runs
 // on a guest must be here: guests have no network to fetch a package.
 type Recipe struct {
-	Suite    string
-	Mirror   string
+	Suite  string
+	Mirror string
+	// Arch is the Debian architecture; "" is amd64 (and leaves the hash of
+	// a recipe made before architectures as it was).
+	Arch     string `json:",omitempty"`
 	Packages []string
 	// SizeMB is the root filesystem's size; the image file is sparse.
 	SizeMB int
@@ -90,6 +93,9 @@ func (r Recipe) Hash() string {
 func (r Recipe) debootstrapHash() string {
 	h := sha256.New()
 	fmt.Fprintf(h, "debootstrap %s %s %s\n", r.Suite, r.Mirror, strings.Join(r.Packages, ","))
+	if r.Arch != "" {
+		fmt.Fprintf(h, "arch %s\n", r.Arch)
+	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
@@ -164,7 +170,7 @@ func build(ctx context.Context, cacheDir, outDir, key string, r Recipe, extra *l
 	if err := run(ctx, log, "cp", "-a", "--reflink=auto", rootfs, tree); err != nil {
 		return nil, err
 	}
-	if err := configure(ctx, tree, log); err != nil {
+	if err := configure(ctx, tree, r, log); err != nil {
 		return nil, fmt.Errorf("configure image: %w", err)
 	}
 	if extra != nil {
@@ -207,10 +213,15 @@ func build(ctx context.Context, cacheDir, outDir, key string, r Recipe, extra *l
 
 // pruneCache removes the images (with their snapshots) and debootstrap
 // stages of other recipes once a new image is built: each is a gigabyte,
-// and a recipe that changed will not come back. An image another process
-// holds the build lock of is left alone.
+// and a recipe that changed will not come back. The lab's other flavours
+// on r's mirror (the Pi's arm64 image, Debian 13) stay, and so does an
+// image another process holds the build lock of.
 func pruneCache(cacheDir string, r Recipe, log io.Writer) {
-	pruneDirs(cacheDir, map[string]bool{r.Hash(): true, "debootstrap-" + r.debootstrapHash(): true}, log)
+	keep := map[string]bool{r.Hash(): true, "debootstrap-" + r.debootstrapHash(): true}
+	for _, f := range Flavours(r.Mirror) {
+		keep[f.Hash()], keep["debootstrap-"+f.debootstrapHash()] = true, true
+	}
+	pruneDirs(cacheDir, keep, log)
 }
 
 // pruneDirs removes the finished cache directories in dir that keep does
@@ -261,8 +272,33 @@ func debootstrap(ctx context.Context, cacheDir string, r Recipe, log io.Writer) 
 		return "", err
 	}
 	start := time.Now()
-	err := run(ctx, log, "debootstrap", "--variant=minbase", "--components=main",
-		"--include="+strings.Join(r.Packages, ","), r.Suite, rootfs, r.Mirror)
+	argv := []string{"debootstrap", "--variant=minbase", "--components=main", "--include=" + strings.Join(r.Packages, ",")}
+	foreign := r.Arch != "" && r.Arch != hostArch()
+	if r.Arch != "" {
+		argv = append(argv, "--arch="+r.Arch)
+	}
+	if foreign {
+		// Another architecture's second stage runs its programs through
+		// qemu-user-static, registered with binfmt_misc (F: the host's
+		// interpreter, so nothing is copied into the tree). It runs apart,
+		// after the tree is told not to build Debian's initrd from most
+		// modules: the lab boots its own (vminit), and mkinitramfs under
+		// emulation took 40 minutes of a 2-core host.
+		if err := checkForeignArch(r.Arch); err != nil {
+			return "", err
+		}
+		argv = append(argv, "--foreign")
+	}
+	err := run(ctx, log, append(argv, r.Suite, rootfs, r.Mirror)...)
+	if err == nil && foreign {
+		conf := filepath.Join(rootfs, "etc/initramfs-tools/conf.d/borgkit-vm.conf")
+		if err = os.MkdirAll(filepath.Dir(conf), 0o755); err == nil {
+			err = os.WriteFile(conf, []byte("# borgkit VM lab: guests boot the lab's own initrd\nMODULES=list\n"), 0o644)
+		}
+		if err == nil {
+			err = run(ctx, log, "chroot", rootfs, "/debootstrap/debootstrap", "--second-stage")
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("debootstrap (its log: %s): %w", filepath.Join(rootfs, "debootstrap", "debootstrap.log"), err)
 	}
@@ -275,7 +311,11 @@ func debootstrap(ctx context.Context, cacheDir string, r Recipe, log io.Writer) 
 }
 
 // configure makes the debootstrapped tree a bootable lab guest.
-func configure(ctx context.Context, tree string, log io.Writer) error {
+func configure(ctx context.Context, tree string, r Recipe, log io.Writer) error {
+	m, err := MachineFor(r.Arch)
+	if err != nil {
+		return err
+	}
 	write := func(p, content string, mode os.FileMode) error {
 		full := filepath.Join(tree, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -323,7 +363,8 @@ func configure(ctx context.Context, tree string, log io.Writer) error {
 	// for an ssh host key generator.
 	// Nor run what a lab guest never needs; each unit costs boot time under
 	// emulation.
-	return run(ctx, log, append([]string{"chroot", tree, "systemctl", "mask"}, maskedUnits...)...)
+	// The console's getty too: nobody logs in there.
+	return run(ctx, log, append([]string{"chroot", tree, "systemctl", "mask", "serial-getty@" + m.Console + ".service"}, maskedUnits...)...)
 }
 
 // blacklist keeps the guest kernel from loading drivers for emulated
@@ -353,7 +394,7 @@ var maskedUnits = []string{
 	"systemd-networkd-wait-online.service",
 	"apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service",
 	"fstrim.timer", "dpkg-db-backup.timer", "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount",
-	"getty@tty1.service", "serial-getty@ttyS0.service", "systemd-pstore.service", "modprobe@drm.service",
+	"getty@tty1.service", "systemd-pstore.service", "modprobe@drm.service",
 }
 
 // imageKernel is the version of the newest kernel in tree, the one
@@ -361,7 +402,7 @@ var maskedUnits = []string{
 func imageKernel(tree string) (string, error) {
 	kernels, err := filepath.Glob(filepath.Join(tree, "boot", "vmlinuz-*"))
 	if err != nil || len(kernels) == 0 {
-		return "", fmt.Errorf("no kernel under %s/boot (is linux-image-amd64 in the recipe?)", tree)
+		return "", fmt.Errorf("no kernel under %s/boot (is linux-image-ARCH in the recipe?)", tree)
 	}
 	slices.Sort(kernels)
 	return strings.TrimPrefix(filepath.Base(kernels[len(kernels)-1]), "vmlinuz-"), nil
@@ -381,7 +422,11 @@ func bootFiles(ctx context.Context, tree, dst string, r Recipe, log io.Writer) e
 	if err := os.WriteFile(filepath.Join(dst, "vmlinuz"), b, 0o644); err != nil {
 		return err
 	}
-	init, err := buildInit(ctx, dst, log)
+	m, err := MachineFor(r.Arch)
+	if err != nil {
+		return err
+	}
+	init, err := buildInit(ctx, dst, m.GOARCH, log)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -20,7 +21,7 @@ var vminitSource []byte
 
 // buildInit compiles vminit into dir/init: a static binary, so the initrd
 // needs no libc.
-func buildInit(ctx context.Context, dir string, log io.Writer) (string, error) {
+func buildInit(ctx context.Context, dir, goarch string, log io.Writer) (string, error) {
 	src := filepath.Join(dir, "vminit-src")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		return "", err
@@ -33,15 +34,23 @@ func buildInit(ctx context.Context, dir string, log io.Writer) (string, error) {
 	}
 	out := filepath.Join(dir, "init")
 	cmd := []string{"go", "-C", src, "build", "-trimpath", "-ldflags=-s -w", "-o", out, "."}
-	if err := runEnv(ctx, log, []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOTOOLCHAIN=local", "GOFLAGS="}, cmd...); err != nil {
+	if err := runEnv(ctx, log, []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=" + goarch, "GOTOOLCHAIN=local", "GOFLAGS="}, cmd...); err != nil {
 		return "", fmt.Errorf("build the lab's init: %w", err)
 	}
 	return out, nil
 }
 
 // moduleOrder resolves names (virtio_blk, ext4, ...) against the kernel's
-// modules.dep into .ko paths, each after the modules it needs.
+// modules.dep into .ko paths, each after the modules it needs. A module
+// the kernel has built in (modules.builtin beside modules.dep: virtio_pci
+// on some architectures) needs no loading and is left out.
 func moduleOrder(depFile string, names []string) ([]string, error) {
+	builtin := map[string]bool{}
+	if b, err := os.ReadFile(filepath.Join(filepath.Dir(depFile), "modules.builtin")); err == nil {
+		for _, line := range strings.Fields(string(b)) {
+			builtin[modName(line)] = true
+		}
+	}
 	f, err := os.Open(depFile)
 	if err != nil {
 		return nil, err
@@ -78,6 +87,9 @@ func moduleOrder(depFile string, names []string) ([]string, error) {
 	}
 	for _, n := range names {
 		p, ok := byName[modName(n)]
+		if !ok && builtin[modName(n)] {
+			continue
+		}
 		if !ok {
 			return nil, fmt.Errorf("module %s is not in %s (built in, or not in this kernel)", n, depFile)
 		}
@@ -115,18 +127,36 @@ func makeInitrd(tree, kernelVersion string, names []string, initBin, out string)
 	c.add("init", 0o100755, 0, 0, init)
 	var list bytes.Buffer
 	for _, p := range order {
-		if strings.HasSuffix(p, ".xz") {
-			return fmt.Errorf("%s is compressed; the lab's init loads plain .ko files only", p)
-		}
 		b, err := os.ReadFile(filepath.Join(modDir, p))
 		if err != nil {
 			return err
 		}
-		c.add("modules/"+filepath.Base(p), 0o100644, 0, 0, b)
-		fmt.Fprintln(&list, filepath.Base(p))
+		name := filepath.Base(p)
+		if strings.HasSuffix(p, ".xz") {
+			// Debian 13 ships its modules xz-compressed; the lab's init hands
+			// a module to init_module(2) as it is, so it goes in plain.
+			if b, err = unxz(b); err != nil {
+				return fmt.Errorf("decompress %s: %w", p, err)
+			}
+			name = strings.TrimSuffix(name, ".xz")
+		}
+		c.add("modules/"+name, 0o100644, 0, 0, b)
+		fmt.Fprintln(&list, name)
 	}
 	c.add("modules/order", 0o100644, 0, 0, list.Bytes())
 	return os.WriteFile(out, c.close(), 0o644)
+}
+
+// unxz decompresses b with the host's xz (the standard library has no xz).
+func unxz(b []byte) ([]byte, error) {
+	cmd := exec.Command("xz", "-dc")
+	cmd.Stdin = bytes.NewReader(b)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("xz -dc: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return out.Bytes(), nil
 }
 
 // cpioWriter builds a "newc" cpio archive, the initramfs format.

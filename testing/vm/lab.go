@@ -35,9 +35,12 @@ const (
 
 // PairConfig says where a Pair lives and how it runs.
 type PairConfig struct {
-	Image *Image
-	Dir   string
-	Accel string
+	// Image is the server's, and the pi's unless OffsiteImage is set (an
+	// arm64 pi beside an amd64 john-ai).
+	Image        *Image
+	OffsiteImage *Image
+	Dir          string
+	Accel        string
 	// DiskMB sizes the two backup disks (default 1024; the files are sparse).
 	DiskMB int
 	Log    io.Writer
@@ -163,7 +166,11 @@ func NewPair(ctx context.Context, cfg PairConfig) (*Pair, error) {
 	if cfg.ServerOnly {
 		return p, nil
 	}
-	p.Offsite, err = NewGuest(Config{Name: OffsiteName, Image: cfg.Image, Dir: filepath.Join(cfg.Dir, OffsiteName), Index: 2,
+	piImage := cfg.Image
+	if cfg.OffsiteImage != nil {
+		piImage = cfg.OffsiteImage
+	}
+	p.Offsite, err = NewGuest(Config{Name: OffsiteName, Image: piImage, Dir: filepath.Join(cfg.Dir, OffsiteName), Index: 2,
 		Link: link, End: 1, LabAddress: OffsiteAddress + "/24", Hosts: hosts, Disks: []Disk{p.PiDisk},
 		LoginKey: p.LoginKey, HostKey: hostKeys[OffsiteName], LoadVM: loadvm, Accel: cfg.Accel, Log: cfg.Log})
 	if err != nil {
@@ -195,14 +202,22 @@ const snapshotVersion = "1"
 
 // snapshotKey names a pair snapshot by everything it must match to
 // resume: qemu's version (its migration format), the image, the kernel
-// command line, the machine and the disks.
+// command line, the machine and the disks. Only a pair of one amd64 image
+// has snapshots (see Machine.VMGenID).
 func snapshotKey(ctx context.Context, cfg PairConfig) (string, error) {
-	ver, err := exec.CommandContext(ctx, QEMU, "--version").Output()
+	m, err := MachineFor(cfg.Image.Recipe.Arch)
 	if err != nil {
-		return "", fmt.Errorf("%s --version: %w", QEMU, err)
+		return "", err
+	}
+	if !m.VMGenID || (cfg.OffsiteImage != nil && cfg.OffsiteImage != cfg.Image) {
+		return "", fmt.Errorf("vm: a pair of %s or of two images has no snapshot; set no SnapshotCache", m.Arch)
+	}
+	ver, err := exec.CommandContext(ctx, m.QEMU, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %w", m.QEMU, err)
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n%s\n%d\n", snapshotVersion, ver, cfg.Image.Dir, KernelCmdline, cfg.Accel, cfg.DiskMB)
+	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n%s\n%d\n", snapshotVersion, ver, cfg.Image.Dir, m.KernelCmdline(), cfg.Accel, cfg.DiskMB)
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 

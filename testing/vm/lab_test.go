@@ -53,6 +53,23 @@ type labSetup struct {
 func newLab(ctx context.Context, t *testing.T, serverOnly bool) *labSetup {
 	t.Helper()
 	img := labImage(t)
+	return newLabWith(ctx, t, labSpec{server: img, serverOnly: serverOnly, snapshots: snapshotCache(img), binaryEverywhere: true})
+}
+
+// labSpec says which images a lab boots and what it copies in.
+type labSpec struct {
+	server, offsite *Image // offsite nil: the server's image
+	serverOnly      bool
+	snapshots       string // the pair snapshot cache, "" to boot
+	// binaryEverywhere copies this machine's borgkit into the pi too; a pi
+	// of another architecture gets its build from provisioning instead.
+	binaryEverywhere bool
+}
+
+// newLabWith boots the pair spec describes and copies borgkit and the
+// config onto john-ai.
+func newLabWith(ctx context.Context, t *testing.T, spec labSpec) *labSetup {
+	t.Helper()
 	bin := borgkitBinary(t)
 	dir := runDir(t)
 	var p *Pair
@@ -60,8 +77,8 @@ func newLab(ctx context.Context, t *testing.T, serverOnly bool) *labSetup {
 	// snapshot here; the others wait for it.
 	step(t, "prepare the pair (disks, keys, snapshot)", func() {
 		var err error
-		p, err = NewPair(ctx, PairConfig{Image: img, Dir: dir, Accel: accel(), Log: testLog{t},
-			SnapshotCache: snapshotCache(img), ServerOnly: serverOnly})
+		p, err = NewPair(ctx, PairConfig{Image: spec.server, OffsiteImage: spec.offsite, Dir: dir, Accel: accel(), Log: testLog{t},
+			SnapshotCache: spec.snapshots, ServerOnly: spec.serverOnly})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,7 +98,11 @@ func newLab(ctx context.Context, t *testing.T, serverOnly bool) *labSetup {
 		}
 	})
 	step(t, "copy borgkit and the config", func() {
-		if err := Parallel(func() error { return copyIn(ctx, p.Guests(), labBinary, bin, 0o755) },
+		to := p.Guests()
+		if !spec.binaryEverywhere {
+			to = []*Guest{p.Server}
+		}
+		if err := Parallel(func() error { return copyIn(ctx, to, labBinary, bin, 0o755) },
 			func() error { return p.Server.WriteFile(ctx, labConfig, site, 0o600) }); err != nil {
 			t.Fatal(err)
 		}

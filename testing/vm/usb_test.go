@@ -42,18 +42,26 @@ func TestVMServerRebootWithoutUSB(t *testing.T) {
 	l.provisionServer(ctx, t)
 	s := l.Server
 
-	var before []string
-	var repo map[string]string
 	step(t, "two nightly runs with the disk in", func() {
 		l.job(ctx, t, s, "nightly")
 		seedData(ctx, t, s, dataDir+"/more", 2, 64<<10)
 		l.job(ctx, t, s, "nightly")
-		before = l.archives(ctx, t)
-		if len(before) < 2 {
-			t.Fatalf("want 2 archives after two nightly runs, borg lists %v", before)
-		}
-		repo = treeHashes(ctx, t, s, repoPath)
 	})
+	l.withoutUSB(ctx, t)
+}
+
+// withoutUSB reboots john-ai with its USB disk unplugged: it boots
+// (nofail), the nightly job aborts and writes nothing under the empty
+// mountpoint, and with the disk back the repo is as it was and the next
+// nightly run works. The repo must hold two archives or more.
+func (l *labSetup) withoutUSB(ctx context.Context, t *testing.T) {
+	t.Helper()
+	s := l.Server
+	before := l.archives(ctx, t)
+	if len(before) < 2 {
+		t.Fatalf("want 2 archives after two nightly runs, borg lists %v", before)
+	}
+	repo := treeHashes(ctx, t, s, repoPath)
 
 	step(t, "reboot john-ai with the USB disk unplugged", func() {
 		if err := s.Stop(ctx, 2*time.Minute); err != nil {
