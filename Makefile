@@ -36,14 +36,14 @@ build: go
 	done
 
 # deb builds bin/deb/borgkit_VERSION_ARCH.deb for every architecture with
-# dpkg-deb (packaging/deb/build) and checks them with lintian, which must
+# dpkg-deb (templates/deb/build) and checks them with lintian, which must
 # report no error. The version is the tag without its v (v1.2.3: 1.2.3),
 # else 0.0~git and the commit.
 DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v([0-9])/\1/; /^[0-9]/!s/^/0.0~git/; s/-/./g')
 deb: build
 	@command -v lintian >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian)
 	rm -rf bin/deb
-	@set -e; for b in $(ARCH_BUILDS); do packaging/deb/build $(DEB_VERSION) $${b%%:*} bin/deb; done
+	@set -e; for b in $(ARCH_BUILDS); do templates/deb/build $(DEB_VERSION) $${b%%:*} bin/deb; done
 	lintian --fail-on error --info bin/deb/*.deb
 	@ls -l bin/deb
 
