@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -198,6 +199,31 @@ func writeFile(t testing.TB, path, data string, mode os.FileMode) {
 	}
 }
 
+// shellStartupFiles are root's shell startup files, when the harness runs
+// as root and can hide them from sshd's sessions.
+func shellStartupFiles() []string {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		return nil
+	}
+	// sshd takes the home from the password database, whatever $HOME says.
+	u, err := user.Current()
+	if err != nil {
+		return nil
+	}
+	home := u.HomeDir
+	var out []string
+	for _, n := range []string{".bashrc", ".profile", ".bash_profile", ".bash_login"} {
+		p := filepath.Join(home, n)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && !strings.ContainsRune(p, '\'') {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func (s *Server) start(t testing.TB, opts Options) error {
 	port, err := freePort()
 	if err != nil {
@@ -213,6 +239,17 @@ func (s *Server) start(t testing.TB, opts Options) error {
 	s.log = &syncBuffer{}
 	s.probes = 0
 	s.cmd = exec.Command(Binary, "-D", "-e", "-f", config)
+	if masked := shellStartupFiles(); len(masked) > 0 {
+		// sshd runs every command through the user's login shell, and bash
+		// reads ~/.bashrc for it. That file is the machine's, not borgkit's
+		// (here it starts pyenv, seconds per session on a loaded machine):
+		// in a mount namespace of its own, sshd's sessions see it empty.
+		script := ""
+		for _, f := range masked {
+			script += "mount --bind /dev/null '" + f + "' && "
+		}
+		s.cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "--", "sh", "-c", script + `exec "$0" "$@"`, Binary}, s.cmd.Args[1:]...)...)
+	}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	// Own process group: the per-connection children go with the listener.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
