@@ -6,8 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
-
-	"golang.org/x/crypto/argon2"
 )
 
 // pbkdfCheckEvery is how many PBKDF2 iterations run between looks at the
@@ -50,26 +48,4 @@ func pbkdf2Key(ctx context.Context, newHash func() hash.Hash, password, salt []b
 	}
 	clear(out[keyLen:cap(out)])
 	return out[:keyLen], nil
-}
-
-// argon2Key derives an Argon2i/Argon2id key (version 0x13, as libargon2
-// and so cryptsetup use). It returns as soon as ctx is cancelled.
-func argon2Key(ctx context.Context, typ string, pass, salt []byte, time, memoryKiB, lanes uint32, keyLen int) ([]byte, error) {
-	if lanes > 255 {
-		return nil, fmt.Errorf("%w: %s with %d lanes", ErrUnsupported, typ, lanes)
-	}
-	done := make(chan []byte, 1)
-	go func() {
-		if typ == "argon2i" {
-			done <- argon2.Key(pass, salt, time, memoryKiB, uint8(lanes), uint32(keyLen))
-			return
-		}
-		done <- argon2.IDKey(pass, salt, time, memoryKiB, uint8(lanes), uint32(keyLen))
-	}()
-	select {
-	case k := <-done:
-		return k, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%s interrupted: %w", typ, ctx.Err())
-	}
 }

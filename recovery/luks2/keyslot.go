@@ -103,6 +103,9 @@ func (h *Header) OpenKeyslot(ctx context.Context, r io.ReaderAt, key []byte) (sl
 			case slotOpened:
 				return id, mk, res, nil
 			case slotFailed:
+				if ctxErr := ctx.Err(); ctxErr != nil {
+					return -1, nil, res, fmt.Errorf("luks2: interrupted while checking keyslot %d: %w", id, ctxErr)
+				}
 				return -1, nil, res, fmt.Errorf("luks2: keyslot %d cannot be checked, and cryptsetup stops at it: %w", id, err)
 			case slotMismatch:
 				tried = append(tried, id)
@@ -442,6 +445,9 @@ func base64Field(obj *jsonValue, name, what string, lo, hi int) ([]byte, error) 
 }
 
 func deriveKey(ctx context.Context, k kdfParams, pass []byte, keyLen int) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if k.typ == "pbkdf2" {
 		return pbkdf2Key(ctx, k.hash.new, pass, k.salt, k.iterations, keyLen)
 	}

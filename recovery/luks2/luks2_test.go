@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // formatClass is one way cryptsetup makes a header that must open: a
@@ -421,5 +422,28 @@ func TestSeedHeaderCutAfterMetadata(t *testing.T) {
 	_, _, err = h.OpenKeyslot(context.Background(), bytes.NewReader(data), []byte("seed-key-2"))
 	if !errors.Is(err, ErrTruncated) {
 		t.Errorf("OpenKeyslot on cut header: %v, want ErrTruncated", err)
+	}
+}
+
+// A cancelled check stops inside the KDF and says it was interrupted; it
+// must never read as a wrong key.
+func TestCheckKeyContextCancelled(t *testing.T) {
+	t.Parallel()
+	base, key0, _ := mutationBase(t)
+	// About half a minute of argon2id if it were not stopped.
+	b := editJSON(func(tb testing.TB, r *jsonValue) {
+		set(ks(tb, r, "0"), "kdf", jv(tb, `{"type":"argon2id","time":100,"memory":65536,"cpus":1,"salt":"`+
+			at(tb, r, "keyslots", "0", "kdf", "salt").str+`"}`))
+	}).apply(t, base)
+	path := writeFile(t, filepath.Join(t.TempDir(), "slow-header"), b)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := CheckKeyContext(ctx, path, key0)
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNoKeyslot) || !strings.Contains(err.Error(), "interrupted") {
+		t.Errorf("err = %v, want an interruption wrapping the context's error", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the check took %v to stop", d)
 	}
 }
