@@ -64,16 +64,6 @@ func TestPBKDF2Cancel(t *testing.T) {
 	}
 }
 
-// The two Argon2 implementations on the bench header's parameters
-// (argon2id, 256 MiB, 4 passes, 2 lanes); run with -bench Argon2.
-func BenchmarkArgon2Ours(b *testing.B) {
-	for b.Loop() {
-		if _, err := argon2Key(context.Background(), "argon2id", []byte("p"), make([]byte, 32), 4, 256<<10, 2, 64); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 func BenchmarkArgon2XCrypto(b *testing.B) {
 	for b.Loop() {
 		argon2.IDKey([]byte("p"), make([]byte, 32), 4, 256<<10, 2, 64)

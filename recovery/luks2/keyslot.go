@@ -194,35 +194,10 @@ func (h *Header) firstDigest(field, name string) (string, int, bool) {
 	return "", 0, false
 }
 
-// volumeKeySize is the volume key length cryptsetup reads out of any
-// keyslot: the key_size of the first keyslot of the data segment's digest,
-// falling back to the slot's own key_size.
-func (h *Header) volumeKeySize(slot int) int {
-	seg := strconv.Itoa(h.defaultSegment())
-	keyslots := h.meta.get("keyslots")
-	for _, d := range h.meta.get("digests").objOrNil() {
-		if !containsString(d.val.get("segments"), seg) {
-			continue
-		}
-		ks := d.val.get("keyslots").arrOrNil()
-		if len(ks) == 0 {
-			continue
-		}
-		if n := keyslots.get(ks[0].cString()).get("key_size"); n != nil {
-			return int(n.cInt())
-		}
-		break
-	}
-	if n := keyslots.get(strconv.Itoa(slot)).get("key_size"); n != nil {
-		return int(n.cInt())
-	}
-	return -1
-}
-
-// slotParams is everything needed to open one luks2 keyslot, gathered
+// keyslotParams is everything needed to open one luks2 keyslot, gathered
 // and checked before the deliberately expensive KDF so that a keyslot we
 // cannot handle fails in microseconds and names the reason.
-type slotParams struct {
+type keyslotParams struct {
 	vkLen      int
 	kdf        kdfParams
 	areaKeyLen int
@@ -271,7 +246,7 @@ func (h *Header) tryKeyslot(ctx context.Context, r io.ReaderAt, id int, pass []b
 	case segDigest != digestID:
 		return nil, slotSkipped, fmt.Errorf("unbound: its digest %d does not cover data segment %d", digestID, seg)
 	}
-	p, err := h.slotParams(ks, id, h.meta.get("digests").get(digestKey), digestID)
+	p, err := readKeyslotParams(ks, h.meta.get("digests").get(digestKey), digestID)
 	if err != nil {
 		return nil, slotFailed, err
 	}
@@ -314,12 +289,15 @@ func (h *Header) tryKeyslot(ctx context.Context, r io.ReaderAt, id int, pass []b
 	return mk, slotOpened, nil
 }
 
-// slotParams reads a keyslot's parameters the way cryptsetup's luks2
+// readKeyslotParams reads a keyslot's parameters the way cryptsetup's luks2
 // keyslot handler and PBKDF2 digest do, refusing what they refuse.
-func (h *Header) slotParams(ks *jsonValue, id int, digest *jsonValue, digestID int) (slotParams, error) {
-	var p slotParams
+func readKeyslotParams(ks, digest *jsonValue, digestID int) (keyslotParams, error) {
+	var p keyslotParams
 	var err error
-	if p.vkLen = h.volumeKeySize(id); p.vkLen <= 0 || p.vkLen > maxVolumeKeySize {
+	// cryptsetup 2.6 reads as many key bytes as the keyslot's own
+	// key_size says (measured: a second keyslot claiming 32 bytes of a
+	// 64-byte key no longer opens).
+	if p.vkLen = int(ks.get("key_size").cInt()); p.vkLen <= 0 || p.vkLen > maxVolumeKeySize {
 		return p, fmt.Errorf("%w: volume key size %d bytes", ErrMalformed, p.vkLen)
 	}
 	af, area, kdf := ks.get("af"), ks.get("area"), ks.get("kdf")

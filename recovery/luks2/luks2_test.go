@@ -199,6 +199,29 @@ func TestMD5DigestProvesNothing(t *testing.T) {
 	}
 }
 
+// A detached header (cryptsetup luksFormat --header) has its data segment
+// at offset 0, so the keyslots area is not bounded by the data.
+func TestDetachedHeader(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key := writeFile(t, filepath.Join(dir, "key"), randomKey(t))
+	data, hdr := filepath.Join(dir, "data.img"), filepath.Join(dir, "header.img")
+	if err := os.WriteFile(data, make([]byte, 4<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cryptsetup(t, append(append([]string{"luksFormat", "--batch-mode", "--type", "luks2", "--key-file", key, "--header", hdr}, pbkdf2Fast...), data)...)
+	_, h := openHeader(t, hdr)
+	if seg, ok := h.DataSegment(); !ok || seg.Offset != 0 {
+		t.Fatalf("data segment %+v, want offset 0", seg)
+	}
+	if _, err := CheckKey(hdr, key); err != nil {
+		t.Errorf("CheckKey: %v", err)
+	}
+	if cs, msg := cryptsetupVerdict(t, hdr, key); cs != opens {
+		t.Errorf("cryptsetup: %s %s", cs, msg)
+	}
+}
+
 // An unbound keyslot holds a key for no segment: cryptsetup says "No
 // usable keyslot", and so must we, without running its KDF.
 func TestUnboundKeyslot(t *testing.T) {

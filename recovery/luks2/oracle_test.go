@@ -281,6 +281,10 @@ func oracleCases() []oracleCase {
 		{name: "keyslot key_size a string", mut: editJSON(func(tb testing.TB, r *jsonValue) { set(ks(tb, r, "0"), "key_size", jv(tb, `"64"`)) }), kit: refused},
 		{name: "keyslot key_size over uint32", mut: editJSON(func(tb testing.TB, r *jsonValue) { set(ks(tb, r, "0"), "key_size", jv(tb, `4294967296`)) }), kit: refused},
 		{name: "keyslot key_size 32 (wrong)", mut: editJSON(func(tb testing.TB, r *jsonValue) { set(ks(tb, r, "0"), "key_size", jv(tb, `32`)) }), kit: noKey},
+		// Each keyslot yields as many key bytes as its own key_size says.
+		{name: "second keyslot's own key_size is what counts", key: "key1", mut: editJSON(func(tb testing.TB, r *jsonValue) {
+			set(ks(tb, r, "1"), "key_size", jv(tb, `32`))
+		}), kit: noKey},
 		{name: "priority ignore", mut: editJSON(func(tb testing.TB, r *jsonValue) { set(ks(tb, r, "0"), "priority", jv(tb, `0`)) }), kit: noKey},
 		{name: "priority prefer", mut: editJSON(func(tb testing.TB, r *jsonValue) { set(ks(tb, r, "0"), "priority", jv(tb, `2`)) }), kit: opens},
 		{name: "priority 5", mut: editJSON(func(tb testing.TB, r *jsonValue) { set(ks(tb, r, "0"), "priority", jv(tb, `5`)) }), kit: noKey},
