@@ -280,16 +280,21 @@ func (f *argon2Fill) refIndex(pass, slice, idx, j1 uint32, sameLane bool) uint32
 // the old out instead when xor is set (passes after the first, v1.3).
 // r and q are scratch blocks, kept by the caller so no call zeroes 2 KiB.
 func argon2Compress(prev, ref, out, r, q *argon2Block, xor bool) {
-	// The reference block is a random one of up to gigabytes: load one
-	// word of each of its 16 cache lines first, so all the misses are in
-	// flight at once instead of a few at a time behind the XOR loop.
-	touch := ref[0] ^ ref[8] ^ ref[16] ^ ref[24] ^ ref[32] ^ ref[40] ^ ref[48] ^ ref[56] ^
-		ref[64] ^ ref[72] ^ ref[80] ^ ref[88] ^ ref[96] ^ ref[104] ^ ref[112] ^ ref[120]
-	r[0] = touch // a store the XOR below overwrites: keeps the loads
-	subtle.XORBytes(blockBytes(r), blockBytes(prev), blockBytes(ref))
-	*q = *r
+	// The reference block is a random one of up to gigabytes. Start
+	// loading all 16 of its cache lines at once (their first words go to
+	// q), then mix it in row by row, so the first rows' rounds run while
+	// the later lines are still arriving.
+	for i := 0; i < argon2BlockLen; i += 8 {
+		q[i] = ref[i]
+	}
 	for i := 0; i < 8; i++ {
-		blamkaRow(q, 16*i)
+		o := 16 * i
+		pr, rf, rr, qq := (*[16]uint64)(prev[o:o+16]), (*[16]uint64)(ref[o:o+16]), (*[16]uint64)(r[o:o+16]), (*[16]uint64)(q[o:o+16])
+		for j := range rr {
+			v := pr[j] ^ rf[j]
+			rr[j], qq[j] = v, v
+		}
+		blamkaRow(q, o)
 	}
 	for i := 0; i < 8; i++ {
 		blamkaColumn(q, 2*i)
