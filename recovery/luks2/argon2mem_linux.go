@@ -2,6 +2,7 @@ package luks2
 
 import (
 	"fmt"
+	"math"
 	"syscall"
 	"unsafe"
 )
@@ -17,7 +18,11 @@ type argon2Memory struct {
 }
 
 func newArgon2Memory(n int) (*argon2Memory, error) {
-	size := n * int(unsafe.Sizeof(argon2Block{}))
+	blockSize := int(unsafe.Sizeof(argon2Block{}))
+	if n > math.MaxInt/blockSize {
+		return nil, fmt.Errorf("%w: %d KiB of KDF memory does not fit this machine's address space", ErrUnsupported, n)
+	}
+	size := n * blockSize
 	raw, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS)
 	if err != nil {
 		return nil, fmt.Errorf("%w: mapping %d MiB of KDF memory: %w", ErrUnsupported, size>>20, err)

@@ -197,18 +197,29 @@ func (p *jsonParser) object(depth int) (*jsonValue, error) {
 		if !replaced {
 			v.obj = append(v.obj, jsonMember{key, val})
 		}
-		p.skipSpace()
-		c, _ := p.peek()
-		p.pos++
-		switch c {
-		case ',':
-			continue
-		case '}':
+		end, err := p.next('}')
+		if err != nil {
+			return nil, err
+		}
+		if end {
 			return v, nil
 		}
-		p.pos--
-		return nil, p.errorf("expected ',' or '}' in object")
 	}
+}
+
+// next consumes the separator after a member or element: true at the
+// closing bracket, false at a comma.
+func (p *jsonParser) next(closing byte) (bool, error) {
+	p.skipSpace()
+	switch c, _ := p.peek(); c {
+	case ',':
+		p.pos++
+		return false, nil
+	case closing:
+		p.pos++
+		return true, nil
+	}
+	return false, p.errorf("expected ',' or '%c'", closing)
 }
 
 func (p *jsonParser) array(depth int) (*jsonValue, error) {
@@ -225,17 +236,13 @@ func (p *jsonParser) array(depth int) (*jsonValue, error) {
 			return nil, err
 		}
 		v.arr = append(v.arr, el)
-		p.skipSpace()
-		c, _ := p.peek()
-		p.pos++
-		switch c {
-		case ',':
-			continue
-		case ']':
+		end, err := p.next(']')
+		if err != nil {
+			return nil, err
+		}
+		if end {
 			return v, nil
 		}
-		p.pos--
-		return nil, p.errorf("expected ',' or ']' in array")
 	}
 }
 
