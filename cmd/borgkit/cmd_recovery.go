@@ -142,7 +142,7 @@ EXIT STATUS
 `,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runCheckKey(o, g, cmd.OutOrStdout())
+			return runCheckKey(cmd.Context(), o, g, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVar(&o.Header, "header", "", "LUKS2 header or header backup `FILE` (a disk image works too)")
@@ -152,8 +152,9 @@ EXIT STATUS
 	return cmd
 }
 
-func runCheckKey(o *checkKeyOptions, g *globals, out io.Writer) error {
-	res, err := luks2.CheckKey(o.Header, o.KeyFile)
+func runCheckKey(ctx context.Context, o *checkKeyOptions, g *globals, out io.Writer) error {
+	// ctx is cancelled by SIGINT/SIGTERM (see main), which stops the KDF.
+	res, err := luks2.CheckKeyContext(ctx, o.Header, o.KeyFile)
 	if errors.Is(err, luks2.ErrNoKeyslot) {
 		return keyNotOpened{err}
 	}

@@ -15,12 +15,18 @@ import (
 // run executes the CLI in-process and returns its output and exit status.
 func run(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	return runContext(t, context.Background(), args...)
+}
+
+// runContext is run with the context main would cancel on SIGINT/SIGTERM.
+func runContext(t *testing.T, ctx context.Context, args ...string) (string, int) {
+	t.Helper()
 	cmd := newRootCommand()
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
 	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(context.Background())
+	err := cmd.ExecuteContext(ctx)
 	if err != nil && exitCode(err) != exitPending {
 		out.WriteString("error: " + err.Error())
 	}
@@ -184,5 +190,13 @@ func TestCheckKeyExitCodes(t *testing.T) {
 		if code != tt.code || !strings.Contains(out, tt.out) {
 			t.Errorf("%s with %s: exit %d, want %d\n%s", tt.header, tt.key, code, tt.code, out)
 		}
+	}
+	// A signal (here: the context main cancels on one) stops the check:
+	// an interrupted check is no verdict on the key.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out, code := runContext(t, ctx, "recovery-bundle", "check-key", "--header", img, "--key-file", key)
+	if code != exitUsage || !strings.Contains(out, "interrupted") {
+		t.Errorf("cancelled check-key: exit %d, want %d and interrupted\n%s", code, exitUsage, out)
 	}
 }

@@ -2,6 +2,7 @@ package luks2
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -23,11 +24,18 @@ type Result struct {
 	Duration   time.Duration
 }
 
-// CheckKey proves that the keyfile at keyPath opens the LUKS2 header at
-// headerPath (a luksHeaderBackup file or the encrypted image itself). The
-// keyfile is used byte for byte, like cryptsetup --key-file: a trailing
-// newline is part of the key. The recovered volume key is wiped before return.
+// CheckKey is CheckKeyContext without cancellation.
 func CheckKey(headerPath, keyPath string) (*Result, error) {
+	return CheckKeyContext(context.Background(), headerPath, keyPath)
+}
+
+// CheckKeyContext proves that the keyfile at keyPath opens the LUKS2 header
+// at headerPath (a luksHeaderBackup file or the encrypted image itself) the
+// way `cryptsetup open --test-passphrase --key-file` would. The keyfile is
+// used byte for byte, like cryptsetup --key-file: a trailing newline is part
+// of the key. The recovered volume key is wiped before return. Cancelling
+// ctx stops the key derivation; the error then wraps ctx.Err().
+func CheckKeyContext(ctx context.Context, headerPath, keyPath string) (*Result, error) {
 	start := time.Now()
 	key, err := readKeyfile(keyPath)
 	if err != nil {
@@ -45,19 +53,27 @@ func CheckKey(headerPath, keyPath string) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", headerPath, err)
 	}
-	slot, mk, err := h.OpenKeyslot(f, key)
+	slot, mk, err := h.OpenKeyslot(ctx, f, key)
 	clear(mk)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", headerPath, err)
 	}
-	ks, _ := h.keyslot(slot)
 	return &Result{
 		UUID:       h.UUID,
 		Slot:       slot,
-		KDF:        ks.KDF.Type,
+		KDF:        h.keyslotKDF(slot),
 		HeaderCopy: h.Copy,
 		Duration:   time.Since(start),
 	}, nil
+}
+
+func (h *Header) keyslotKDF(id int) string {
+	for _, ks := range h.Keyslots {
+		if ks.ID == id {
+			return ks.KDF.Type
+		}
+	}
+	return ""
 }
 
 func readKeyfile(path string) ([]byte, error) {

@@ -2,237 +2,261 @@ package luks2
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
-	"flag"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 )
 
-// Fixtures are built with the real cryptsetup at test time so the tests
-// check compatibility with what cryptsetup writes, not with our reading of
-// the spec. KDF costs are forced low to keep the whole file to seconds.
-
-var (
-	pbkdf2Fast  = []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--hash", "sha256"}
-	argon2iFast = []string{"--pbkdf", "argon2i", "--pbkdf-memory", "32768", "--pbkdf-force-iterations", "4", "--pbkdf-parallel", "1"}
-	argon2id    = []string{"--pbkdf", "argon2id", "--pbkdf-memory", "32768", "--pbkdf-force-iterations", "4", "--pbkdf-parallel", "1"}
-)
-
-func cryptsetupPath(tb testing.TB) string {
-	tb.Helper()
-	p, err := exec.LookPath("cryptsetup")
-	if err != nil {
-		tb.Skipf("cryptsetup not installed (apt-get install cryptsetup-bin); fixtures are generated with it: %v", err)
-	}
-	return p
+// formatClass is one way cryptsetup makes a header that must open: a
+// keyslot cipher, a hash, a KDF, a metadata size, or a LUKS1 disk
+// converted to LUKS2.
+type formatClass struct {
+	name string
+	args []string // luksFormat arguments
+	// luks1 formats LUKS1 and then runs cryptsetup convert --type luks2.
+	luks1 bool
+	// check inspects the parsed header (what the class is about).
+	check func(t *testing.T, h *Header)
 }
 
-func cryptsetup(tb testing.TB, args ...string) string {
-	tb.Helper()
-	out, err := exec.Command(cryptsetupPath(tb), args...).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("cryptsetup %s: %v\n%s", strings.Join(args, " "), err, out)
+func keyslotCipher(spec string, bits int) formatClass {
+	return formatClass{
+		name: spec + "-" + itoa(bits),
+		args: append(append([]string{"--type", "luks2", "--keyslot-cipher", spec, "--keyslot-key-size", itoa(bits)}, pbkdf2Fast...), smallAreas...),
+		check: func(t *testing.T, h *Header) {
+			if a := h.Keyslots[0].Area; a.Encryption != spec || a.KeySize*8 != bits {
+				t.Errorf("keyslot area %+v, want %s with %d bits", a, spec, bits)
+			}
+		},
 	}
-	return string(out)
 }
 
-// cryptsetupAccepts is the reference answer for "does this key open this header".
-func cryptsetupAccepts(tb testing.TB, header, key string) bool {
-	tb.Helper()
-	cmd := exec.Command(cryptsetupPath(tb), "open", "--test-passphrase", "--key-file", key, "--header", header, header)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && ee.ExitCode() == 2 { // 2: "no key available with this passphrase"
-		return false
+func hashClass(hash string, kdf ...string) formatClass {
+	if kdf == nil {
+		kdf = []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"}
 	}
-	if err != nil {
-		tb.Fatalf("cryptsetup open --test-passphrase: %v\n%s", err, out)
+	return formatClass{
+		name: hash + "-" + kdf[1],
+		args: append(append([]string{"--type", "luks2", "--hash", hash}, kdf...), smallAreas...),
+		check: func(t *testing.T, h *Header) {
+			ks := h.Keyslots[0]
+			if !strings.EqualFold(ks.AF.Hash, hash) || !strings.EqualFold(h.Digests[0].Hash, hash) ||
+				ks.KDF.Type == "pbkdf2" && !strings.EqualFold(ks.KDF.Hash, hash) {
+				t.Errorf("keyslot %+v digest %+v, want %s throughout", ks, h.Digests[0], hash)
+			}
+		},
 	}
-	return true
 }
 
-type fixture struct {
-	dir, img, hdr, key string
+func luks1Class(cipher string, bits int, hash string) formatClass {
+	return formatClass{
+		name:  "luks1-" + cipher + "-" + itoa(bits) + "-" + hash,
+		luks1: true,
+		args:  []string{"--type", "luks1", "--cipher", cipher, "--key-size", itoa(bits), "--hash", hash, "--pbkdf-force-iterations", "1000"},
+		check: func(t *testing.T, h *Header) {
+			ks := h.Keyslots[0]
+			if ks.Area.Encryption != cipher || ks.KDF.Type != "pbkdf2" || ks.AF.Hash != hash || len(h.Digests[0].Digest) != 20 {
+				t.Errorf("converted keyslot %+v digest %+v", ks, h.Digests[0])
+			}
+		},
+	}
 }
 
-func writeFile(tb testing.TB, path string, data []byte) string {
-	tb.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		tb.Fatal(err)
+func formatClasses() []formatClass {
+	return []formatClass{
+		{name: "pbkdf2-sha256-256", args: append([]string{"--type", "luks2", "--key-size", "256"}, pbkdf2Fast...)},
+		{name: "pbkdf2-sha256-512", args: append(append([]string{"--type", "luks2", "--key-size", "512"}, pbkdf2Fast...), smallAreas...)},
+		{name: "argon2i", args: append(append([]string{"--type", "luks2"}, argon2iFast...), smallAreas...), check: func(t *testing.T, h *Header) {
+			if k := h.Keyslots[0].KDF; k.Type != "argon2i" || k.Memory != 8192 || k.Time != 4 || k.CPUs != 1 {
+				t.Errorf("kdf %s", k)
+			}
+		}},
+		{name: "argon2id-2-lanes", args: append(append([]string{"--type", "luks2"}, argon2id...), smallAreas...), check: func(t *testing.T, h *Header) {
+			if k := h.Keyslots[0].KDF; k.Type != "argon2id" || k.CPUs != 2 {
+				t.Errorf("kdf %s", k)
+			}
+		}},
+		keyslotCipher("aes-cbc-essiv:sha256", 256),
+		keyslotCipher("aes-cbc-plain64", 256),
+		keyslotCipher("aes-cbc-plain64", 192),
+		keyslotCipher("aes-cbc-plain", 128),
+		keyslotCipher("aes-cbc-plain64be", 256),
+		keyslotCipher("aes-cbc-null", 256),
+		keyslotCipher("aes-xts-plain", 512),
+		keyslotCipher("aes-xts-plain64", 256),
+		keyslotCipher("aes-xts-essiv:sha256", 512),
+		hashClass("sha1"),
+		hashClass("sha224"),
+		hashClass("sha384"),
+		hashClass("sha512"),
+		hashClass("sha512-256"),
+		hashClass("sha3-256"),
+		hashClass("ripemd160"),
+		hashClass("whirlpool"),
+		hashClass("blake2b-512"),
+		hashClass("blake2s-256"),
+		hashClass("SHA256"),
+		hashClass("whirlpool", "--pbkdf", "argon2id", "--pbkdf-memory", "8192", "--pbkdf-force-iterations", "4"),
+		hashClass("ripemd160", "--pbkdf", "argon2i", "--pbkdf-memory", "8192", "--pbkdf-force-iterations", "4"),
+		luks1Class("aes-cbc-essiv:sha256", 256, "sha1"),
+		luks1Class("aes-cbc-essiv:sha256", 256, "sha256"),
+		luks1Class("aes-xts-plain64", 512, "sha256"),
+		luks1Class("aes-cbc-plain64", 256, "ripemd160"),
+		luks1Class("aes-xts-plain64", 256, "whirlpool"),
+		luks1Class("aes-cbc-plain", 128, "sha512"),
+		{name: "metadata-32k", args: append(append([]string{"--type", "luks2", "--luks2-metadata-size", "32k"}, pbkdf2Fast...), smallAreas...), check: func(t *testing.T, h *Header) {
+			if h.HeaderSize != 0x8000 {
+				t.Errorf("hdr_size %#x", h.HeaderSize)
+			}
+		}},
+		{name: "metadata-1m", args: append(append([]string{"--type", "luks2", "--luks2-metadata-size", "1m"}, pbkdf2Fast...), smallAreas...), check: func(t *testing.T, h *Header) {
+			if h.HeaderSize != 0x100000 {
+				t.Errorf("hdr_size %#x", h.HeaderSize)
+			}
+		}},
+		{name: "sector-512-label", args: append(append([]string{"--type", "luks2", "--sector-size", "512", "--label", "borg-offsite", "--subsystem", "borgkit"}, pbkdf2Fast...), smallAreas...),
+			check: func(t *testing.T, h *Header) {
+				if h.Label != "borg-offsite" || h.Subsystem != "borgkit" || h.Segments[0].SectorSize != 512 {
+					t.Errorf("label %q subsystem %q segment %+v", h.Label, h.Subsystem, h.Segments[0])
+				}
+			}},
 	}
-	return path
 }
 
-func readFile(tb testing.TB, path string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
-
-// newFixture formats a sparse 20 MiB image and takes a header backup of it.
-func newFixture(tb testing.TB, dir string, key []byte, formatArgs ...string) fixture {
-	tb.Helper()
-	cryptsetupPath(tb)
-	f := fixture{
-		dir: dir,
-		img: filepath.Join(dir, "disk.img"),
-		hdr: filepath.Join(dir, "header.luks"),
-		key: writeFile(tb, filepath.Join(dir, "key"), key),
-	}
-	if err := os.WriteFile(f.img, nil, 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.Truncate(f.img, 20<<20); err != nil {
-		tb.Fatal(err)
-	}
-	args := append([]string{"luksFormat", "--batch-mode", "--key-file", f.key}, formatArgs...)
-	cryptsetup(tb, append(args, f.img)...)
-	cryptsetup(tb, "luksHeaderBackup", f.img, "--header-backup-file", f.hdr)
-	return f
-}
-
-func randomKey(tb testing.TB) []byte {
-	tb.Helper()
-	k := make([]byte, 64)
-	if _, err := rand.Read(k); err != nil {
-		tb.Fatal(err)
-	}
-	// Force bytes a text-mode reader would mangle, so we prove raw handling.
-	k[10], k[20], k[63] = '\n', 0, '\n'
-	return k
-}
-
-func openHeader(tb testing.TB, path string) (*os.File, *Header) {
-	tb.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { f.Close() })
-	h, err := ReadHeader(f)
-	if err != nil {
-		tb.Fatalf("ReadHeader(%s): %v", path, err)
-	}
-	return f, h
-}
-
-func TestOpenKeyslotMatrix(t *testing.T) {
-	cases := []struct {
-		name, kdf, hash string
-		keyBits         int
-		args            []string
-	}{
-		{"pbkdf2-sha256-256", "pbkdf2", "sha256", 256, pbkdf2Fast},
-		{"pbkdf2-sha256-512", "pbkdf2", "sha256", 512, pbkdf2Fast},
-		// sha1's 20-byte digest does not divide a 64-byte key: exercises the
-		// truncated last block of the AF diffuse step.
-		{"pbkdf2-sha1-512", "pbkdf2", "sha1", 512, []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--hash", "sha1"}},
-		{"pbkdf2-sha512-256", "pbkdf2", "sha512", 256, []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--hash", "sha512"}},
-		{"argon2i-256", "argon2i", "sha256", 256, argon2iFast},
-		{"argon2i-512", "argon2i", "sha256", 512, argon2iFast},
-		{"argon2id-256", "argon2id", "sha256", 256, argon2id},
-		{"argon2id-512", "argon2id", "sha256", 512, argon2id},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
+// TestFormatClassesAgreeWithCryptsetup makes a header of every class with
+// cryptsetup and checks, for the right key and a wrong one, that CheckKey
+// and cryptsetup give the same verdict, and that the volume key we recover
+// is the one cryptsetup dumps.
+func TestFormatClassesAgreeWithCryptsetup(t *testing.T) {
+	for _, fc := range formatClasses() {
+		t.Run(fc.name, func(t *testing.T) {
 			t.Parallel()
 			key := randomKey(t)
-			args := append([]string{"--type", "luks2", "--key-size", itoa(tc.keyBits), "--label", "borg-offsite", "--subsystem", "borgkit"}, tc.args...)
-			fx := newFixture(t, t.TempDir(), key, args...)
-			wantUUID := strings.TrimSpace(cryptsetup(t, "luksUUID", fx.img))
-
-			// cryptsetup's own view of the volume key is the ground truth
-			// for our KDF + XTS + AF-merge pipeline.
-			vkFile := filepath.Join(fx.dir, "vk")
+			dir := t.TempDir()
+			fx := newFixture(t, dir, key, fc.args...)
+			if fc.luks1 {
+				cryptsetup(t, "convert", "--type", "luks2", "--batch-mode", fx.img)
+				fx.backup(t)
+			}
+			wrong := writeFile(t, filepath.Join(dir, "wrong"), append(bytes.Clone(key), 'x'))
+			vkFile := filepath.Join(dir, "vk")
 			cryptsetup(t, "luksDump", "--batch-mode", "--dump-volume-key", "--volume-key-file", vkFile, "--key-file", fx.key, fx.img)
 			wantVK := readFile(t, vkFile)
+			wantUUID := strings.TrimSpace(cryptsetup(t, "luksUUID", fx.img))
 
 			for _, target := range []string{fx.img, fx.hdr} {
 				f, h := openHeader(t, target)
-				if h.UUID != wantUUID {
-					t.Errorf("%s: UUID %q, cryptsetup luksUUID says %q", target, h.UUID, wantUUID)
+				if h.UUID != wantUUID || h.Copy != "primary" || h.PrimaryErr != nil || h.SecondaryErr != nil {
+					t.Errorf("%s: UUID %q (want %q), copy %q, damage %v / %v", target, h.UUID, wantUUID, h.Copy, h.PrimaryErr, h.SecondaryErr)
 				}
-				if h.Label != "borg-offsite" || h.Subsystem != "borgkit" || h.Copy != "primary" || h.Version != 2 {
-					t.Errorf("%s: label %q subsystem %q copy %q version %d", target, h.Label, h.Subsystem, h.Copy, h.Version)
+				if fc.check != nil {
+					fc.check(t, h)
 				}
-				if h.PrimaryErr != nil || h.SecondaryErr != nil {
-					t.Errorf("%s: fresh header reports damage: %v / %v", target, h.PrimaryErr, h.SecondaryErr)
-				}
-				if len(h.Keyslots) != 1 {
-					t.Fatalf("%s: %d keyslots, want 1", target, len(h.Keyslots))
-				}
-				ks := h.Keyslots[0]
-				if ks.KDF.Type != tc.kdf || ks.KeySize*8 != tc.keyBits || ks.AF.Stripes != 4000 || ks.AF.Hash != tc.hash ||
-					ks.Area.Encryption != "aes-xts-plain64" || ks.Priority != 1 {
-					t.Errorf("%s: keyslot %+v", target, ks)
-				}
-				if tc.kdf != "pbkdf2" && (ks.KDF.Memory != 32768 || ks.KDF.Time != 4 || ks.KDF.CPUs != 1) {
-					t.Errorf("%s: argon2 params %s", target, ks.KDF)
-				}
-				seg, ok := h.DataSegment()
-				if !ok || seg.Encryption != "aes-xts-plain64" || seg.Offset != 16<<20 || !seg.DynamicSize {
-					t.Errorf("%s: data segment %+v (found %v)", target, seg, ok)
-				}
-				if len(h.Digests) != 1 || h.Digests[0].Type != "pbkdf2" || len(h.Digests[0].Keyslots) != 1 {
-					t.Errorf("%s: digests %+v", target, h.Digests)
-				}
-
-				slot, vk, err := h.OpenKeyslot(f, key)
+				slot, vk, err := h.OpenKeyslot(context.Background(), f, key)
 				if err != nil || slot != 0 {
 					t.Fatalf("%s: OpenKeyslot = %d, %v", target, slot, err)
 				}
 				if !bytes.Equal(vk, wantVK) {
 					t.Errorf("%s: volume key differs from cryptsetup --dump-volume-key", target)
 				}
-
-				if target != fx.hdr {
-					continue
-				}
-				// The checks below do not depend on the target; running
-				// them once keeps the Argon2 cases cheap.
-				res, err := CheckKey(target, fx.key)
-				if err != nil {
-					t.Fatalf("%s: CheckKey: %v", target, err)
-				}
-				if res.Slot != 0 || res.KDF != tc.kdf || res.UUID != wantUUID || res.HeaderCopy != "primary" || res.Duration <= 0 {
-					t.Errorf("%s: CheckKey = %+v", target, res)
-				}
-				wrong := bytes.Clone(key)
-				wrong[0] ^= 1
-				if _, _, err := h.OpenKeyslot(f, wrong); !errors.Is(err, ErrNoKeyslot) {
-					t.Errorf("%s: wrong key: %v, want ErrNoKeyslot", target, err)
+			}
+			for _, tc := range []struct {
+				key  string
+				want verdict
+			}{{fx.key, opens}, {wrong, noKey}} {
+				_, err := CheckKey(fx.hdr, tc.key)
+				cs, msg := cryptsetupVerdict(t, fx.hdr, tc.key)
+				if got := kitVerdict(err); got != tc.want || cs != tc.want {
+					t.Errorf("key %s: CheckKey %s (%v), cryptsetup %s (%s); want %s from both", filepath.Base(tc.key), got, err, cs, msg, tc.want)
 				}
 			}
 		})
 	}
 }
 
-func itoa(n int) string { return idList([]int{n}) }
+// cryptsetup 2.6.1 never really checks a 16-byte (md5) digest: its digest
+// check returns success from the length test, so any key "opens" such a
+// header. A key proven by nothing is not good: check-key refuses.
+func TestMD5DigestProvesNothing(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, t.TempDir(), []byte("md5 key"), append([]string{"--type", "luks2", "--hash", "md5",
+		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"}, smallAreas...)...)
+	wrong := writeFile(t, filepath.Join(fx.dir, "wrong"), []byte("not the key"))
+	if cs, msg := cryptsetupVerdict(t, fx.hdr, wrong); cs != opens {
+		t.Logf("cryptsetup now refuses a wrong key for an md5 digest (%s %s): the special case may go", cs, msg)
+	}
+	for _, key := range []string{fx.key, wrong} {
+		_, err := CheckKey(fx.hdr, key)
+		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "digest 0 is 16 bytes") {
+			t.Errorf("%s: %v; want the 16-byte digest refused", filepath.Base(key), err)
+		}
+	}
+}
+
+// A detached header (cryptsetup luksFormat --header) has its data segment
+// at offset 0, so the keyslots area is not bounded by the data.
+func TestDetachedHeader(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key := writeFile(t, filepath.Join(dir, "key"), randomKey(t))
+	data, hdr := filepath.Join(dir, "data.img"), filepath.Join(dir, "header.img")
+	if err := os.WriteFile(data, make([]byte, 4<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cryptsetup(t, append(append([]string{"luksFormat", "--batch-mode", "--type", "luks2", "--key-file", key, "--header", hdr}, pbkdf2Fast...), data)...)
+	_, h := openHeader(t, hdr)
+	if seg, ok := h.DataSegment(); !ok || seg.Offset != 0 {
+		t.Fatalf("data segment %+v, want offset 0", seg)
+	}
+	if _, err := CheckKey(hdr, key); err != nil {
+		t.Errorf("CheckKey: %v", err)
+	}
+	if cs, msg := cryptsetupVerdict(t, hdr, key); cs != opens {
+		t.Errorf("cryptsetup: %s %s", cs, msg)
+	}
+}
+
+// An unbound keyslot holds a key for no segment: cryptsetup says "No
+// usable keyslot", and so must we, without running its KDF.
+func TestUnboundKeyslot(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, t.TempDir(), []byte("bound key"), append(append([]string{"--type", "luks2"}, pbkdf2Fast...), smallAreas...)...)
+	unbound := fx.addKey(t, "unbound", []byte("unbound key"), append([]string{"--unbound", "--key-size", "256"}, pbkdf2Fast...)...)
+	fx.backup(t)
+	_, h := openHeader(t, fx.hdr)
+	if len(h.Keyslots) != 2 || len(h.Digests) != 2 || len(h.Digests[1].Segments) != 0 {
+		t.Fatalf("want an unbound keyslot 1 with a digest of no segment: %+v %+v", h.Keyslots, h.Digests)
+	}
+	_, err := CheckKey(fx.hdr, unbound)
+	if !errors.Is(err, ErrNoKeyslot) || !strings.Contains(err.Error(), "keyslot 1 (unbound") {
+		t.Errorf("unbound key: %v; want ErrNoKeyslot naming keyslot 1 as unbound", err)
+	}
+	if cs, msg := cryptsetupVerdict(t, fx.hdr, unbound); cs != noKey || !strings.Contains(msg, "No usable keyslot") {
+		t.Errorf("cryptsetup: %s (%s), want No usable keyslot", cs, msg)
+	}
+	if res, err := CheckKey(fx.hdr, fx.key); err != nil || res.Slot != 0 {
+		t.Errorf("bound key: %+v, %v", res, err)
+	}
+}
 
 func TestSecondKeyslotAndPriority(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, t.TempDir(), []byte("first key"), append([]string{"--type", "luks2"}, pbkdf2Fast...)...)
-	key2 := writeFile(t, filepath.Join(fx.dir, "key2"), []byte("second key"))
+	fx := newFixture(t, t.TempDir(), []byte("first key"), append(append([]string{"--type", "luks2"}, pbkdf2Fast...), smallAreas...)...)
+	key2 := fx.addKey(t, "key2", []byte("second key"), pbkdf2Fast...)
 	bad := writeFile(t, filepath.Join(fx.dir, "bad"), []byte("not a key"))
-	cryptsetup(t, append(append([]string{"luksAddKey", "--batch-mode", "--key-file", fx.key}, pbkdf2Fast...), fx.img, key2)...)
-	cryptsetup(t, "luksHeaderBackup", fx.img, "--header-backup-file", fx.hdr+".2")
+	fx.backup(t)
 
-	for _, target := range []string{fx.img, fx.hdr + ".2"} {
+	for _, target := range []string{fx.img, fx.hdr} {
 		if res, err := CheckKey(target, key2); err != nil || res.Slot != 1 {
 			t.Errorf("%s: key2: %+v, %v; want slot 1", target, res, err)
 		}
-		if res, err := CheckKey(target, fx.key); err != nil || res.Slot != 0 {
+		if res, err := CheckKey(target, fx.key); err != nil || res.Slot != 0 || res.KDF != "pbkdf2" {
 			t.Errorf("%s: key1: %+v, %v; want slot 0", target, res, err)
 		}
 		_, err := CheckKey(target, bad)
@@ -243,10 +267,6 @@ func TestSecondKeyslotAndPriority(t *testing.T) {
 
 	// "prefer" moves slot 1 to the front, as cryptsetup tries it first.
 	cryptsetup(t, "config", "--priority", "prefer", "--key-slot", "1", fx.img)
-	_, h := openHeader(t, fx.img)
-	if order, _ := h.keyslotOrder(); len(order) != 2 || order[0].ID != 1 || order[1].ID != 0 {
-		t.Errorf("order with slot 1 preferred: %+v", order)
-	}
 	if _, err := CheckKey(fx.img, bad); err == nil || !strings.Contains(err.Error(), "tried keyslots 1, 0") {
 		t.Errorf("bad key with prefer: %v", err)
 	}
@@ -254,11 +274,11 @@ func TestSecondKeyslotAndPriority(t *testing.T) {
 	// "ignore" hides the slot from an unqualified open, in cryptsetup too.
 	cryptsetup(t, "config", "--priority", "ignore", "--key-slot", "1", fx.img)
 	_, err := CheckKey(fx.img, key2)
-	if !errors.Is(err, ErrNoKeyslot) || !strings.Contains(err.Error(), "priority ignore: 1") {
+	if !errors.Is(err, ErrNoKeyslot) || !strings.Contains(err.Error(), "keyslot 1 (priority ignore)") {
 		t.Errorf("key2 with slot 1 ignored: %v; want ErrNoKeyslot mentioning the ignored slot", err)
 	}
-	if cryptsetupAccepts(t, fx.img, key2) {
-		t.Errorf("cryptsetup accepts key2 for an ignored slot; test assumption broken")
+	if cs, msg := cryptsetupVerdict(t, fx.img, key2); cs != noKey {
+		t.Errorf("cryptsetup accepts key2 for an ignored slot (%s %s); test assumption broken", cs, msg)
 	}
 }
 
@@ -272,7 +292,7 @@ func TestKeyfileUsedRaw(t *testing.T) {
 	if _, err := CheckKey(fx.hdr, fx.key); err != nil {
 		t.Errorf("key with newline: %v", err)
 	}
-	if !cryptsetupAccepts(t, fx.hdr, fx.key) || cryptsetupAccepts(t, fx.hdr, noNL) {
+	if cs, _ := cryptsetupVerdict(t, fx.hdr, noNL); cs != noKey {
 		t.Fatal("cryptsetup disagrees with the raw-keyfile assumption")
 	}
 	if _, err := CheckKey(fx.hdr, noNL); !errors.Is(err, ErrNoKeyslot) {
@@ -284,73 +304,6 @@ func TestKeyfileUsedRaw(t *testing.T) {
 	if _, err := CheckKey(fx.hdr, filepath.Join(fx.dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing key file: %v", err)
 	}
-}
-
-// sharedDir holds fixtures reused across tests and benchmarks; TestMain
-// removes it because t.TempDir cannot outlive a single test.
-var sharedDir string
-
-func TestMain(m *testing.M) {
-	if os.Getenv(oneShotEnv) != "" {
-		runOneShotCheck()
-	}
-	flag.Parse()
-	// Fuzz inputs here are ~32 KiB header images, and Go minimizes each new
-	// interesting input for 60s by default, trying byte-by-byte deletions:
-	// a plain "-fuzz FuzzReadHeader -fuzztime 60s" then spends nearly the
-	// whole run minimizing instead of fuzzing. Cap it unless set explicitly.
-	minimizeSet := false
-	flag.Visit(func(f *flag.Flag) { minimizeSet = minimizeSet || f.Name == "test.fuzzminimizetime" })
-	if !minimizeSet {
-		if err := flag.Set("test.fuzzminimizetime", "500x"); err != nil {
-			panic(err)
-		}
-	}
-	code := m.Run()
-	if sharedDir != "" {
-		os.RemoveAll(sharedDir)
-	}
-	os.Exit(code)
-}
-
-var shared struct {
-	sync.Mutex
-	fixtures map[string]fixture
-}
-
-// sharedFixture builds a fixture once per test binary; callers must treat
-// its files as read-only (copy before corrupting).
-func sharedFixture(tb testing.TB, name string, key []byte, formatArgs ...string) fixture {
-	tb.Helper()
-	shared.Lock()
-	defer shared.Unlock()
-	if fx, ok := shared.fixtures[name]; ok {
-		return fx
-	}
-	if sharedDir == "" {
-		d, err := os.MkdirTemp("", "luks2-test-")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		sharedDir = d
-	}
-	dir := filepath.Join(sharedDir, name)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		tb.Fatal(err)
-	}
-	fx := newFixture(tb, dir, key, formatArgs...)
-	if shared.fixtures == nil {
-		shared.fixtures = map[string]fixture{}
-	}
-	shared.fixtures[name] = fx
-	return fx
-}
-
-// pbkdf2Header returns the bytes of a cheap header backup and its fixture.
-func pbkdf2Header(t *testing.T) (hdr []byte, fx fixture) {
-	t.Helper()
-	fx = sharedFixture(t, "pbkdf2", []byte("pass"), append([]string{"--type", "luks2"}, pbkdf2Fast...)...)
-	return readFile(t, fx.hdr), fx
 }
 
 func TestFallbackToSecondary(t *testing.T) {
@@ -462,15 +415,15 @@ func TestTruncated(t *testing.T) {
 			t.Errorf("cut at %d: err %v, SecondaryErr %v", n, err, h.SecondaryErr)
 		}
 	}
-	// Metadata intact but keyslot area missing: the key cannot be judged,
+	// Metadata intact but keyslots area missing: the key cannot be judged,
 	// which must not be reported as a wrong key.
-	for _, n := range []int{32768, 40000, 200000} {
+	for _, n := range []int{32768, 40000, 200000, len(orig) - 1} {
 		r := bytes.NewReader(orig[:n])
 		h, err := ReadHeader(r)
 		if err != nil {
 			t.Fatalf("cut at %d: %v", n, err)
 		}
-		_, _, err = h.OpenKeyslot(r, key)
+		_, _, err = h.OpenKeyslot(context.Background(), r, key)
 		if !errors.Is(err, ErrTruncated) || errors.Is(err, ErrNoKeyslot) {
 			t.Errorf("cut at %d: OpenKeyslot: %v, want ErrTruncated", n, err)
 		}
@@ -489,126 +442,31 @@ func TestSeedHeaderCutAfterMetadata(t *testing.T) {
 		len(h.Tokens) != 1 || h.Tokens[0].Type != "borgkit-note" || h.SecondaryErr != nil {
 		t.Errorf("seed header parsed as %+v", h)
 	}
-	_, _, err = h.OpenKeyslot(bytes.NewReader(data), []byte("seed-key-2"))
+	_, _, err = h.OpenKeyslot(context.Background(), bytes.NewReader(data), []byte("seed-key-2"))
 	if !errors.Is(err, ErrTruncated) {
 		t.Errorf("OpenKeyslot on cut header: %v, want ErrTruncated", err)
 	}
 }
 
-// rewriteJSON edits the metadata of both header copies and re-seals their
-// checksums, to build headers cryptsetup itself would never write.
-func rewriteJSON(t testing.TB, b []byte, edit func(m map[string]any)) []byte {
-	t.Helper()
-	b = bytes.Clone(b)
-	hdrSize := binary.BigEndian.Uint64(b[8:16])
-	for _, off := range []uint64{0, hdrSize} {
-		area := b[off : off+hdrSize]
-		js := area[binHeaderSize:]
-		dec := json.NewDecoder(bytes.NewReader(bytes.TrimRight(js, "\x00")))
-		dec.UseNumber()
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
-			t.Fatal(err)
-		}
-		edit(m)
-		out, err := json.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		clear(js)
-		copy(js, out)
-		reseal(area)
-	}
-	return b
-}
-
-func reseal(area []byte) {
-	csum := area[offChecksum : offChecksum+csumFieldLen]
-	clear(csum)
-	sum := sha256.Sum256(area)
-	copy(csum, sum[:])
-}
-
-func TestUnsupportedNamed(t *testing.T) {
+// A cancelled check stops inside the KDF and says it was interrupted; it
+// must never read as a wrong key.
+func TestCheckKeyContextCancelled(t *testing.T) {
 	t.Parallel()
-	orig, fx := pbkdf2Header(t)
-	slot0 := func(m map[string]any) map[string]any {
-		return m["keyslots"].(map[string]any)["0"].(map[string]any)
+	base, key0, _ := mutationBase(t)
+	// About half a minute of argon2id if it were not stopped.
+	b := editJSON(func(tb testing.TB, r *jsonValue) {
+		set(ks(tb, r, "0"), "kdf", jv(tb, `{"type":"argon2id","time":100,"memory":65536,"cpus":1,"salt":"`+
+			at(tb, r, "keyslots", "0", "kdf", "salt").str+`"}`))
+	}).apply(t, base)
+	path := writeFile(t, filepath.Join(t.TempDir(), "slow-header"), b)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := CheckKeyContext(ctx, path, key0)
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNoKeyslot) || !strings.Contains(err.Error(), "interrupted") {
+		t.Errorf("err = %v, want an interruption wrapping the context's error", err)
 	}
-	cases := []struct {
-		name, want string
-		edit       func(m map[string]any)
-	}{
-		{"kdf", `KDF "scrypt"`, func(m map[string]any) { slot0(m)["kdf"].(map[string]any)["type"] = "scrypt" }},
-		{"cipher", `"serpent-xts-plain64"`, func(m map[string]any) { slot0(m)["area"].(map[string]any)["encryption"] = "serpent-xts-plain64" }},
-		{"pbkdf2 hash", `hash "whirlpool"`, func(m map[string]any) { slot0(m)["kdf"].(map[string]any)["hash"] = "whirlpool" }},
-		{"af hash", `hash "ripemd160"`, func(m map[string]any) { slot0(m)["af"].(map[string]any)["hash"] = "ripemd160" }},
-		{"digest type", `type "hmac"`, func(m map[string]any) {
-			m["digests"].(map[string]any)["0"].(map[string]any)["type"] = "hmac"
-		}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			b := rewriteJSON(t, orig, tc.edit)
-			h, err := ReadHeader(bytes.NewReader(b))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, _, err = h.OpenKeyslot(bytes.NewReader(b), readFile(t, fx.key))
-			if !errors.Is(err, ErrUnsupported) || errors.Is(err, ErrNoKeyslot) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("err = %v; want ErrUnsupported naming %s", err, tc.want)
-			}
-		})
-	}
-
-	// Sanity: an untouched round trip through rewriteJSON still opens,
-	// so the failures above are due to the edits alone.
-	b := rewriteJSON(t, orig, func(map[string]any) {})
-	h, err := ReadHeader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := h.OpenKeyslot(bytes.NewReader(b), readFile(t, fx.key)); err != nil {
-		t.Errorf("round trip: %v", err)
-	}
-}
-
-func TestMalformedJSON(t *testing.T) {
-	t.Parallel()
-	orig, _ := pbkdf2Header(t)
-	cases := map[string]func(m map[string]any){
-		"numeric offset": func(m map[string]any) {
-			m["keyslots"].(map[string]any)["0"].(map[string]any)["area"].(map[string]any)["offset"] = 32768
-		},
-		"missing config": func(m map[string]any) { delete(m, "config") },
-		"bad keyslot id": func(m map[string]any) {
-			ks := m["keyslots"].(map[string]any)
-			ks["99"] = ks["0"]
-		},
-		"area outside keyslots area": func(m map[string]any) {
-			m["keyslots"].(map[string]any)["0"].(map[string]any)["area"].(map[string]any)["offset"] = "4096"
-		},
-		"json_size mismatch": func(m map[string]any) { m["config"].(map[string]any)["json_size"] = "4096" },
-	}
-	for name, edit := range cases {
-		b := rewriteJSON(t, orig, edit)
-		_, err := ReadHeader(bytes.NewReader(b))
-		if !errors.Is(err, ErrMalformed) {
-			t.Errorf("%s: %v, want ErrMalformed", name, err)
-		}
-	}
-}
-
-func TestNewerSecondaryWins(t *testing.T) {
-	t.Parallel()
-	orig, _ := pbkdf2Header(t)
-	b := bytes.Clone(orig)
-	// An interrupted metadata update leaves the secondary one seqid ahead.
-	sec := b[0x4000 : 0x4000+0x4000]
-	binary.BigEndian.PutUint64(sec[16:24], binary.BigEndian.Uint64(sec[16:24])+1)
-	reseal(sec)
-	h, err := ReadHeader(bytes.NewReader(b))
-	if err != nil || !strings.HasPrefix(h.Copy, "secondary at 0x4000") {
-		t.Errorf("copy %q err %v; want the newer secondary", h.Copy, err)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the check took %v to stop", d)
 	}
 }
