@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/borgkit/borgkit/testing/loopdev"
 )
@@ -198,5 +200,43 @@ func TestCheckKeyExitCodes(t *testing.T) {
 	out, code := runContext(t, ctx, "recovery-bundle", "check-key", "--header", img, "--key-file", key)
 	if code != exitUsage || !strings.Contains(out, "interrupted") {
 		t.Errorf("cancelled check-key: exit %d, want %d and interrupted\n%s", code, exitUsage, out)
+	}
+}
+
+// A named pipe blocked the load forever, with SIGINT and SIGTERM caught and
+// ignored; /dev/zero was read until the OOM killer came; a 50 MB file was
+// accepted. Each is now refused at once, as bad usage, before anything runs.
+func TestConfigMustBeASmallRegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	large := writeConfig(t, string(exampleConfig(t))+strings.Repeat("#\n", 25<<20))
+	for _, tc := range []struct{ path, want string }{
+		{fifo, "is a named pipe"},
+		{"/dev/zero", "is a character device"},
+		{large, "over the limit of 1048576"},
+	} {
+		for _, args := range [][]string{
+			{"config", "validate", tc.path},
+			{"--config", tc.path, "plan", "john-ai", "--root", filepath.Join(dir, "root")},
+		} {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				if out, code := run(t, args...); code != exitUsage || !strings.Contains(out, tc.want) {
+					t.Errorf("%v: exit %d, want %d and %q\n%s", args, code, exitUsage, tc.want, out)
+				}
+			}()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%v: still loading after 30s", args)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "root")); !os.IsNotExist(err) {
+		t.Errorf("a refused config left a tree: %v", err)
 	}
 }

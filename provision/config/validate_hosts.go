@@ -16,12 +16,17 @@ var (
 	hostKeyRE = regexp.MustCompile(`^SHA256:[A-Za-z0-9+/]{43}$`)
 )
 
+// knownHosts lists the host names for a message, made once: every bad
+// reference names them.
 func (v *validator) knownHosts() string {
-	var names []string
-	for _, h := range v.c.Hosts {
-		names = append(names, fmt.Sprintf("%q", h.Name))
+	if v.hostList == "" {
+		names := make([]string, len(v.c.Hosts))
+		for i, h := range v.c.Hosts {
+			names[i] = fmt.Sprintf("%q", h.Name)
+		}
+		v.hostList = some(names)
 	}
-	return strings.Join(names, ", ")
+	return v.hostList
 }
 
 // refHost resolves a reference to another host of the config.
@@ -30,7 +35,7 @@ func (v *validator) refHost(path, what, name string) *Host {
 		v.add(path, ErrRequired, "%s is required", what)
 		return nil
 	}
-	h, ok := v.c.Host(name)
+	h, ok := v.hosts[name]
 	if !ok {
 		v.add(path, ErrUnknownHost, "%s %q is not one of the hosts (%s)", what, name, v.knownHosts())
 		return nil

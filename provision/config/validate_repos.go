@@ -80,12 +80,7 @@ func (v *validator) repos(p string, h *Host) {
 				v.add(rp+".path", ErrBadPath, "repo path cannot be /")
 			}
 			v.unique(paths, rp+".path", "repo path", r.Path)
-			for k := range j {
-				o := h.Repos[k].Path
-				if o != "" && o != r.Path && (layout.Under(r.Path, o) || layout.Under(o, r.Path)) {
-					v.add(rp+".path", ErrBadPath, "repo path %q nests with %q of repo %q: borg repos cannot contain each other", r.Path, o, h.Repos[k].Name)
-				}
-			}
+			v.repoNests(p, h, j)
 			v.repoOnDisk(rp, h, r)
 		}
 		if len(r.Sources) == 0 {
@@ -148,6 +143,21 @@ func (v *validator) repos(p string, h *Host) {
 	}
 }
 
+// repoNests refuses a repo inside another one, reported at the later of
+// the two and naming the deepest repo above it.
+func (v *validator) repoNests(p string, h *Host, j int) {
+	r := &h.Repos[j]
+	k := v.pathsOf(h).repos.ancestor(r.Path, false)
+	if k < 0 {
+		return
+	}
+	at, o := j, &h.Repos[k]
+	if k > j {
+		at, r, o = k, o, r
+	}
+	v.add(fmt.Sprintf("%s.repos[%d].path", p, at), ErrBadPath, "repo path %q nests with %q of repo %q: borg repos cannot contain each other", r.Path, o.Path, o.Name)
+}
+
 // repoOnDisk insists a repo lives on one of the host's disks, when it
 // declares any: a repo under a bare mountpoint fills the root filesystem
 // the night the disk is missing.
@@ -160,38 +170,42 @@ func (v *validator) repoOnDisk(rp string, h *Host, r *Repo) {
 		if d.Mountpoint == "" {
 			return
 		}
-		if layout.Under(r.Path, d.Mountpoint) {
-			return
-		}
 		mps = append(mps, d.Mountpoint)
 	}
-	v.add(rp+".path", ErrBadPath, "repo path %q is on none of this host's disks (%s)", r.Path, strings.Join(mps, ", "))
+	if v.pathsOf(h).disks.ancestor(r.Path, true) >= 0 {
+		return
+	}
+	v.add(rp+".path", ErrBadPath, "repo path %q is on none of this host's disks (%s)", r.Path, some(mps))
 }
 
 // repoInSources refuses a source that would carry a repo of this host into
 // the archive, which grows without end; an exclude covering it is enough.
+// It asks the tree of repo paths once per source that no other source
+// contains, walking only where the excludes are, so it stays linear in the
+// file however many repos share one anchored list of sources.
 func (v *validator) repoInSources(rp string, h *Host, r *Repo) {
+	var src, ex pathTree
 	for k, s := range r.Sources {
-		if s == "" || !filepath.IsAbs(s) {
+		if cleanAbs(s) {
+			src.add(s, k)
+		}
+	}
+	for _, e := range r.Excludes {
+		d, ok := excludePath(e)
+		if !ok {
+			return
+		}
+		ex.add(d, 0).all = true
+	}
+	repos := &v.pathsOf(h).repos
+	for k, s := range r.Sources {
+		if !cleanAbs(s) || src.ancestor(s, false) >= 0 || src.find(s).member != k+1 {
 			continue
 		}
-		for _, o := range h.Repos {
-			if o.Path == "" || !layout.Under(o.Path, s) {
-				continue
-			}
-			covered, unsure := false, false
-			for _, e := range r.Excludes {
-				if ep, ok := excludePath(e); !ok {
-					unsure = true
-				} else if layout.Under(o.Path, ep) {
-					covered = true
-				}
-			}
-			if !covered && !unsure {
-				v.add(fmt.Sprintf("%s.sources[%d]", rp, k), ErrBadPath,
-					"source %q contains repo path %q and no exclude covers it: borg would back the repository up into itself (add an exclude such as %q)",
-					s, o.Path, filepath.Dir(o.Path))
-			}
+		if o := repos.uncovered(s, &ex); o >= 0 {
+			v.add(fmt.Sprintf("%s.sources[%d]", rp, k), ErrBadPath,
+				"source %q contains repo path %q and no exclude covers it: borg would back the repository up into itself (add an exclude such as %q)",
+				s, h.Repos[o].Path, filepath.Dir(h.Repos[o].Path))
 		}
 	}
 }
