@@ -3,10 +3,8 @@ package config
 import (
 	"fmt"
 	"regexp"
-	"strings"
 
 	"github.com/borgkit/borgkit/provision/layout"
-	"golang.org/x/crypto/ssh"
 )
 
 // A host: its address, role, SSH and what each role may carry.
@@ -91,8 +89,8 @@ func (v *validator) ssh(p string, s SSH) {
 		v.add(p+".host_key", ErrBadValue, "host_key %q: want the fingerprint ssh-keygen -lf prints, SHA256: and 43 base64 characters", s.HostKey)
 	}
 	if s.HostPublicKey != "" {
-		if _, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(s.HostPublicKey)); err != nil || strings.ContainsAny(s.HostPublicKey, "\n\r") || len(rest) > 0 {
-			v.add(p+".host_public_key", ErrBadValue, "host_public_key: want one public key line as in /etc/ssh/ssh_host_ed25519_key.pub")
+		if why := hostPublicKey(s.HostPublicKey); why != "" {
+			v.add(p+".host_public_key", ErrBadValue, "host_public_key: %s", why)
 		}
 	}
 }

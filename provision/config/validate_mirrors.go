@@ -31,6 +31,10 @@ func (v *validator) mirrors(p string, h *Host) {
 			case pathOK && len(t.Disks) > 0 && v.pathsOf(t).disks.ancestor(m.Path, true) < 0:
 				v.add(mp+".path", ErrBadPath, "path %q is on none of host %q's disks", m.Path, t.Name)
 			}
+			if pathOK {
+				// rrsync on the offsite host splits its arguments on spaces.
+				v.shellWord(mp+".path", "path", m.Path)
+			}
 			continue
 		}
 		if !pathOK {

@@ -244,7 +244,7 @@ func msmtpSteps(a config.Alerts) ([]plan.Step, error) {
 	}
 	data := map[string]any{
 		"Managed": layout.Managed(), "LogDir": layout.LogDir, "Host": smtp.Host, "Port": port,
-		"TLS": smtp.TLS == nil || *smtp.TLS, "From": a.From, "User": smtp.User,
+		"TLS": smtp.TLS == nil || *smtp.TLS, "From": a.EnvelopeFrom(), "User": smtp.User,
 		"PasswordFile": smtp.PasswordFile, "PasswordFileQuoted": host.QuoteArgv([]string{smtp.PasswordFile}),
 	}
 	rc, err := templates.Render("msmtprc", data)
