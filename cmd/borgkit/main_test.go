@@ -240,3 +240,80 @@ func TestConfigMustBeASmallRegularFile(t *testing.T) {
 		t.Errorf("a refused config left a tree: %v", err)
 	}
 }
+
+// The user's own fstab lines never block a run, a clash with borgkit's
+// mountpoints is seen however it is spelt, and plan names the refusal
+// provision would meet, before anything is applied.
+func TestProvisionAndTheUsersFstab(t *testing.T) {
+	if _, err := exec.LookPath("borg"); err != nil {
+		t.Skip("borg is not installed (make deps installs it): provisioning runs the real borg init")
+	}
+	cfg := writeConfig(t, string(exampleConfig(t)))
+	for _, tc := range []struct {
+		name, fstab string
+		code        int
+		want        string
+	}{
+		// An unplugged stick: findmnt cannot detect its type, which made
+		// the whole run fail after the earlier steps were applied.
+		{"unplugged stick", "UUID=11111111-2222-4333-8444-555555555555 / ext4 defaults 0 1\n/dev/disk/by-label/STICK /media/stick auto noauto,nofail,user 0 0\n", exitOK, "every step re-checked"},
+		{"a broken line of the user's", "UUID=11111111-2222-4333-8444-555555555555 / ext4 defaults 0 1\n/dev/sdz9 /mnt/z\n", exitPending, "warning: fstab line 2 (not borgkit's)"},
+		{"clash with a trailing slash", "UUID=11111111-2222-4333-8444-555555555555 / ext4 defaults 0 1\n/dev/sdb1 /mnt/backup/ ext4 defaults 0 2\n", exitFailed, "fstab line 2 already mounts /mnt/backup"},
+		{"clash with a double slash", "//old/share /mnt//nas cifs guest 0 0\n", exitFailed, "fstab line 1 already mounts /mnt/nas"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+			os.WriteFile(filepath.Join(root, "etc/fstab"), []byte(tc.fstab), 0o644)
+			planOut, planCode := run(t, "--config", cfg, "plan", "john-ai", "--root", root, "--detailed-exitcode")
+			out, code := planOut, planCode
+			if tc.code != exitPending { // a plan is enough to see the warning
+				out, code = run(t, "--config", cfg, "provision", "john-ai", "--root", root)
+			}
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Fatalf("provision: exit %d, want %d and %q\n%s", code, tc.code, tc.want, out)
+			}
+			got, _ := os.ReadFile(filepath.Join(root, "etc/fstab"))
+			if !strings.HasPrefix(string(got), tc.fstab) {
+				t.Fatalf("the user's lines changed:\n%s", got)
+			}
+			if tc.code != exitFailed {
+				return
+			}
+			// plan met the same refusal, and provision applied nothing.
+			if planCode != exitFailed || !strings.Contains(planOut, tc.want) {
+				t.Fatalf("plan: exit %d\n%s", planCode, planOut)
+			}
+			entries, _ := os.ReadDir(root)
+			if len(entries) != 1 || string(got) != tc.fstab {
+				t.Fatalf("a refused run wrote %v", entries)
+			}
+		})
+	}
+}
+
+// A disk whose filesystem is not the one the config names: findmnt refuses
+// borgkit's own line. The plan says so; before, provisioning applied the
+// steps up to fstab and failed there.
+func TestPlanRefusesAWrongFilesystemType(t *testing.T) {
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("mkfs.ext4 is not installed (make deps installs e2fsprogs)")
+	}
+	d := loopdev.New(t, 24<<20)
+	const uuid = "6b1d2c3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
+	d.Run(t, "mkfs.ext4", "-q", "-F", "-U", uuid, d.Path)
+	ex := string(exampleConfig(t))
+	ex = strings.Replace(ex, "uuid: 3f9c2d4e-8b1a-4c6f-9e2d-7a5b1c3d9e0f", "uuid: "+uuid, 1)
+	ex = strings.Replace(ex, "fstype: ext4", "fstype: xfs", 1)
+	cfg := writeConfig(t, ex)
+	root := t.TempDir()
+	for _, cmd := range []string{"plan", "provision"} {
+		out, code := run(t, "--config", cfg, cmd, "john-ai", "--root", root)
+		if code != exitFailed || !strings.Contains(out, "does not match with on-disk ext4") {
+			t.Fatalf("%s: exit %d\n%s", cmd, code, out)
+		}
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Fatalf("a refused run wrote %v", entries)
+	}
+}
