@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -316,4 +317,64 @@ func TestPlanRefusesAWrongFilesystemType(t *testing.T) {
 	if entries, _ := os.ReadDir(root); len(entries) != 0 {
 		t.Fatalf("a refused run wrote %v", entries)
 	}
+}
+
+// --root keeps borg in the tree: with ROOT/root/.config and .cache linked
+// out of it, borg (run with BORG_BASE_DIR=ROOT/root) wrote its security
+// and cache directories outside. A key export destination that is a
+// symlink was found only after 22 steps were applied. Both are conflicts
+// in the plan now, and nothing is applied.
+func TestRootedRunsRefuseLinksOutOfTheTree(t *testing.T) {
+	if _, err := exec.LookPath("borg"); err != nil {
+		t.Skip("borg is not installed (make deps installs it): provisioning runs the real borg")
+	}
+	cfg := writeConfig(t, string(exampleConfig(t)))
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, root, outside string)
+		want  string
+	}{
+		{"borg's base dir linked out", func(t *testing.T, root, outside string) {
+			os.MkdirAll(filepath.Join(root, "root"), 0o700)
+			os.MkdirAll(filepath.Join(outside, "config"), 0o700)
+			os.MkdirAll(filepath.Join(outside, "cache"), 0o700)
+			os.Symlink(filepath.Join(outside, "config"), filepath.Join(root, "root/.config"))
+			os.Symlink(filepath.Join(outside, "cache"), filepath.Join(root, "root/.cache"))
+		}, "outside the root"},
+		{"key export through a symlink", func(t *testing.T, root, outside string) {
+			os.MkdirAll(filepath.Join(root, "etc/borgkit/keys"), 0o700)
+			os.Symlink("/tmp/elsewhere", filepath.Join(root, "etc/borgkit/keys/john-ai.borg-key"))
+		}, "/etc/borgkit/keys/john-ai.borg-key is a symlink"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, outside := t.TempDir(), t.TempDir()
+			tc.setup(t, root, outside)
+			before := tree(t, root)
+			for _, cmd := range []string{"plan", "provision"} {
+				out, code := run(t, "--config", cfg, cmd, "john-ai", "--root", root)
+				if code != exitFailed || !strings.Contains(out, tc.want) {
+					t.Fatalf("%s: exit %d, want %d and %q\n%s", cmd, code, exitFailed, tc.want, out)
+				}
+			}
+			if after := tree(t, root); !slices.Equal(before, after) {
+				t.Fatalf("a refused run changed the tree:\n%q\n%q", before, after)
+			}
+			if got := tree(t, outside); len(got) > 2 {
+				t.Fatalf("borg wrote outside the tree: %q", got)
+			}
+		})
+	}
+}
+
+// tree lists every path under dir.
+func tree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if p != dir {
+			out = append(out, strings.TrimPrefix(p, dir))
+		}
+		return nil
+	})
+	return out
 }
