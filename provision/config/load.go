@@ -446,24 +446,15 @@ func (ix *srcIndex) window(line, col int) (string, int) {
 	if len(src) <= width {
 		return src, 0
 	}
-	if ix.runes == nil {
-		ix.runes = map[int][]int{}
-	}
-	offs, ok := ix.runes[line]
-	if !ok {
-		for i := range src {
-			offs = append(offs, i)
-		}
-		ix.runes[line] = offs
-	}
+	start := max(0, col-1-before)
+	offs := ix.runeOffsets(line, src, start+width+1)
 	if len(offs) <= width {
 		return src, 0
 	}
-	start := max(0, min(col-1-before, len(offs)-width))
-	end := min(len(offs), start+width)
+	start = max(0, min(start, len(offs)-width))
 	out := src[offs[start]:]
-	if end < len(offs) {
-		out = src[offs[start]:offs[end]] + "…"
+	if start+width < len(offs) {
+		out = src[offs[start]:offs[start+width]] + "…"
 	}
 	col -= start
 	if start > 0 {
@@ -471,6 +462,28 @@ func (ix *srcIndex) window(line, col int) (string, int) {
 		col++
 	}
 	return out, max(col, 1)
+}
+
+// runeOffsets is the byte offset of each of the first n runes of src, the
+// source of line, or of all of them when it has fewer; it keeps what it
+// counted, so each problem on a long line costs only what lies before it.
+func (ix *srcIndex) runeOffsets(line int, src string, n int) []int {
+	if ix.runes == nil {
+		ix.runes = map[int][]int{}
+	}
+	offs := ix.runes[line]
+	at := 0
+	if len(offs) > 0 {
+		_, size := utf8.DecodeRuneInString(src[offs[len(offs)-1]:])
+		at = offs[len(offs)-1] + size
+	}
+	for at < len(src) && len(offs) < n {
+		offs = append(offs, at)
+		_, size := utf8.DecodeRuneInString(src[at:])
+		at += size
+	}
+	ix.runes[line] = offs
+	return offs
 }
 
 func (ix *srcIndex) checkVersion(body ast.Node) *Problem {
