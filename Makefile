@@ -157,7 +157,7 @@ vm: deb vm-deps
 # installs the peers from Debian. BENCH_FLAGS=-readme=README.md also puts
 # the table into the README.
 BENCH_DEBS := borgmatic ansible-core time
-BENCH_HOT  := ./provision/plan/ ./provision/host/ ./roles/jobs/status/ ./roles/
+BENCH_HOT  := ./provision/plan/ ./provision/host/ ./provision/config/ ./roles/jobs/status/ ./roles/
 # vm-zfs proves the archive role on a real pool: the ZFS module is built
 # natively in a chroot of the image once (about 16 min on 2 vCPUs) and
 # cached beside it. make vm leaves it out unless BORGKIT_VM_ZFS=1.
@@ -188,8 +188,12 @@ bench: deps build
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./...
 
+# fuzz runs the config decoder on generated input with its size, depth and
+# alias limits; each input must be refused or accepted within 10s and in
+# proportion to its size. FUZZTIME=10m for a longer run.
+FUZZTIME ?= 60s
 fuzz:
-	$(GO) test ./provision/config/ -run '^$$' -fuzz FuzzParse -fuzztime 60s
+	$(GO) test ./provision/config/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin man completion

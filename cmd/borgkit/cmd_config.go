@@ -1,9 +1,10 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -40,20 +41,19 @@ as FILE:LINE:COL with the offending line.` + exitStatusHelp,
 			if len(args) == 1 {
 				path = args[0]
 			}
-			return runValidate(path, cmd.OutOrStdout())
+			return runValidate(cmd.Context(), path, cmd.OutOrStdout())
 		},
 	})
 	return cmd
 }
 
-func runValidate(path string, out io.Writer) error {
-	data, err := os.ReadFile(path)
+func runValidate(ctx context.Context, path string, out io.Writer) error {
+	cfg, _, err := config.LoadContext(ctx, path)
 	if err != nil {
+		if isConfigProblem(err) || errors.Is(err, context.Canceled) {
+			return err
+		}
 		return usageError{fmt.Errorf("read config: %w", err)}
-	}
-	cfg, err := config.Parse(path, data)
-	if err != nil {
-		return err
 	}
 	repos := 0
 	for _, h := range cfg.Hosts {

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -16,6 +19,9 @@ type globals struct {
 	JSON       bool
 	Verbose    bool
 	configSet  bool
+	// ctx is the command's context (cancelled by SIGINT and SIGTERM),
+	// kept for load, which every command calls before its own work.
+	ctx context.Context
 }
 
 func newRootCommand() *cobra.Command {
@@ -30,6 +36,7 @@ restore.` + exitStatusHelp,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
 			g.configSet = cmd.Flags().Changed("config")
+			g.ctx = cmd.Context()
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -55,18 +62,33 @@ restore.` + exitStatusHelp,
 // load reads the config named by --config. With fallback, a missing default
 // file gives the embedded example instead (only for runs that cannot touch
 // the live system, such as --root).
+// The read is bounded (a regular file of at most 1 MiB) and gives up when
+// the command's context ends, so SIGINT and SIGTERM stop it.
 func (g *globals) load(fallback bool) (*config.Config, []byte, error) {
-	data, err := os.ReadFile(g.ConfigPath)
-	if err != nil {
-		if fallback && !g.configSet && os.IsNotExist(err) {
-			fmt.Fprintf(os.Stderr, "borgkit: %s does not exist; using the embedded example config\n", g.ConfigPath)
-			cfg, perr := config.Parse("(embedded example)", config.Example())
-			return cfg, config.Example(), perr
-		}
-		return nil, nil, usageError{fmt.Errorf("read config: %w", err)}
+	ctx := g.ctx
+	if ctx == nil {
+		ctx = context.Background()
 	}
-	cfg, err := config.Parse(g.ConfigPath, data)
-	return cfg, data, err
+	cfg, data, err := config.LoadContext(ctx, g.ConfigPath)
+	switch {
+	case err == nil:
+		return cfg, data, nil
+	case fallback && !g.configSet && errors.Is(err, fs.ErrNotExist):
+		fmt.Fprintf(os.Stderr, "borgkit: %s does not exist; using the embedded example config\n", g.ConfigPath)
+		cfg, perr := config.Parse("(embedded example)", config.Example())
+		return cfg, config.Example(), perr
+	case errors.Is(err, context.Canceled):
+		return nil, nil, err
+	case isConfigProblem(err):
+		return nil, nil, err
+	}
+	return nil, nil, usageError{fmt.Errorf("read config: %w", err)}
+}
+
+func isConfigProblem(err error) bool {
+	var p *config.Problem
+	var ps config.Problems
+	return errors.As(err, &p) || errors.As(err, &ps)
 }
 
 func exactArgs(n int) cobra.PositionalArgs {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -827,10 +828,24 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\nhosts:\n  - name: \"a\\nb\"\n    role: server\n    ssh: {port: abc}\n"))
 	f.Add([]byte("version: 1\nretention: {daily: 0}\nhosts:\n  - {name: x, role: offsite, address: y, unlock: {server: z}}\n"))
 	f.Add([]byte("version: 1\nhosts:\n  - name: s\n    role: server\n    address: a\n    schedules: {nightly: '*/0 * * * *'}\n"))
+	// Hostile shapes the limits refuse: nesting, aliases, long keys.
+	f.Add([]byte("version: 1\nsite: " + strings.Repeat("[", 70) + strings.Repeat("]", 70) + "\n"))
+	f.Add([]byte("version: 1\nsite:\n  " + strings.Repeat("- ", 70) + "x\n"))
+	f.Add([]byte("version: 1\na: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: &c [*b, *b, *b, *b]\nd: [*c, *c, *c, *c]\n"))
+	f.Add([]byte("version: 1\nhosts: [{name: s, role: server, address: a, repos: [{name: r, path: /r, sources: &s [/, /r], excludes: &e ['/r/*', 're:^x']}, {name: q, path: /q, sources: *s, excludes: *e}]}]\n"))
+	f.Add([]byte("version: 1\n" + strings.Repeat("k", 1100) + ": {a: [1, 2]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		timer := time.AfterFunc(10*time.Second, func() { panic(fmt.Sprintf("Parse hangs on %q", data)) })
 		defer timer.Stop()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		c, err := Parse("fuzz.yaml", data)
+		runtime.ReadMemStats(&after)
+		// A 1 MiB config allocates under 900 MB in all; what the limits
+		// let through must stay in proportion to the input.
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20+2048*uint64(len(data)) {
+			t.Fatalf("Parse allocated %d MB for %d bytes: %q", alloc>>20, len(data), data)
+		}
 		if err == nil {
 			if c == nil {
 				t.Fatal("nil config without error")

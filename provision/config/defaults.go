@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/mail"
 	"slices"
 	"strings"
 	"time"
@@ -133,6 +134,16 @@ func (c *Config) HostsByRole(r Role) []*Host {
 		}
 	}
 	return out
+}
+
+// EnvelopeFrom is the bare address of From ("backup@example.com" for
+// "Backup <backup@example.com>"): what msmtp's configuration carries as
+// the envelope sender, where a display name would be taken as the address.
+func (a Alerts) EnvelopeFrom() string {
+	if addr, err := mail.ParseAddress(a.From); err == nil {
+		return addr.Address
+	}
+	return a.From
 }
 
 // HostAlerts is the alert setup h mails with: each field the host sets

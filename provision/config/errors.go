@@ -17,6 +17,7 @@ var (
 	ErrType         = errors.New("wrong type")
 	ErrDuplicateKey = errors.New("duplicate key")
 	ErrVersion      = errors.New("unsupported config version")
+	ErrLimit        = errors.New("config over a limit")
 
 	// Semantics.
 	ErrRequired      = errors.New("required field missing")
@@ -49,6 +50,9 @@ type Problem struct {
 
 	// cause is the parser's own error, kept so errors.As still reaches it.
 	cause error
+	// srcCol is Col within Source when Source is only the part of a long
+	// line around the mistake.
+	srcCol int
 }
 
 func (p *Problem) Error() string {
@@ -68,10 +72,14 @@ func (p *Problem) Error() string {
 	}
 	b.WriteString(p.Msg)
 	if p.Line > 0 && p.Source != "" {
+		col := p.Col
+		if p.srcCol > 0 {
+			col = p.srcCol
+		}
 		b.WriteString("\n    ")
 		b.WriteString(p.Source)
 		b.WriteString("\n    ")
-		b.WriteString(caret(p.Source, p.Col))
+		b.WriteString(caret(p.Source, col))
 	}
 	return b.String()
 }

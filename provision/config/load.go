@@ -2,9 +2,9 @@ package config
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -18,13 +18,19 @@ import (
 	"github.com/goccy/go-yaml/token"
 )
 
-// Load reads and parses the config at path.
+// Load reads and parses the config at path (see LoadContext).
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+	c, _, err := LoadContext(context.Background(), path)
+	if err != nil && !isProblem(err) {
+		err = fmt.Errorf("read config: %w", err)
 	}
-	return Parse(path, data)
+	return c, err
+}
+
+func isProblem(err error) bool {
+	var p *Problem
+	var ps Problems
+	return errors.As(err, &p) || errors.As(err, &ps)
 }
 
 // Parse decodes data strictly and validates it. file names the source in
@@ -44,14 +50,20 @@ func Parse(file string, data []byte) (cfg *Config, err error) {
 	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	ix := &srcIndex{
 		file:    file,
-		lines:   strings.Split(string(data), "\n"),
 		at:      map[string]position{},
 		tokPath: map[*token.Token]string{},
 		anchors: map[string]ast.Node{},
 	}
+	if p := ix.checkSize(data); p != nil {
+		return nil, p
+	}
+	ix.lines = strings.Split(string(data), "\n")
 	if !utf8.Valid(data) {
 		line, col := firstInvalidUTF8(data)
 		return nil, ix.problemAt(position{line, col}, "", ErrSyntax, "file is not valid UTF-8")
+	}
+	if p := ix.checkDepth(data); p != nil {
+		return nil, p
 	}
 
 	f, perr := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
@@ -69,6 +81,11 @@ func Parse(file string, data []byte) (cfg *Config, err error) {
 		}
 		body = doc.Body
 	}
+	if body != nil {
+		if p := ix.checkExpansion(body); p != nil {
+			return nil, p
+		}
+	}
 	if body == nil {
 		return nil, ix.problemAt(position{1, 1}, "", ErrEmpty,
 			`config is empty: it needs at least "version: 1" and hosts (see "borgkit config example")`)
@@ -79,7 +96,7 @@ func Parse(file string, data []byte) (cfg *Config, err error) {
 				"the top level must be a mapping (version:, alerts:, retention:, hosts:)")
 		}
 	}
-	ix.walk(body, "$", nil, 0)
+	ix.walk(body, "$", nil, 0, reflect.TypeFor[Config]())
 
 	if p := ix.checkVersion(body); p != nil {
 		return nil, p
@@ -153,6 +170,9 @@ type srcIndex struct {
 	// tag is the first explicit tag (!foo, !!str) in the file.
 	tag     *ast.TagNode
 	visited int
+	// runes holds, for each long line a problem points into, the byte
+	// offset of every rune: problems on it are cut from it in constant time.
+	runes map[int][]int
 }
 
 // maxIndexNodes bounds the walk: aliases can expand a small file into an
@@ -199,7 +219,12 @@ func nodePos(n ast.Node) position {
 	return tokPos(n.GetToken())
 }
 
-func (ix *srcIndex) walk(n ast.Node, path string, key *token.Token, depth int) {
+// walk indexes n, written at path, whose Go type is t. It goes down only
+// where the schema does (t is nil past an unknown key or a wrong kind):
+// what lies under an unknown key is refused with the key, and the index
+// of a path per node stays proportional to the file, however long a key
+// above it is.
+func (ix *srcIndex) walk(n ast.Node, path string, key *token.Token, depth int, t reflect.Type) {
 	if n == nil || depth > 64 || ix.visited > maxIndexNodes {
 		return
 	}
@@ -240,39 +265,68 @@ func (ix *srcIndex) walk(n ast.Node, path string, key *token.Token, depth int) {
 		}
 	}
 
-	switch t := inner.(type) {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return
+	}
+	switch x := inner.(type) {
 	case *ast.MappingNode:
 		// Explicit keys before merged ones: they win in the decoded value,
 		// so they must win the position too.
-		for _, mv := range t.Values {
+		for _, mv := range x.Values {
 			if mv != nil && !isMerge(mv) {
-				ix.walkPair(mv, path, depth)
+				ix.walkPair(mv, path, depth, t)
 			}
 		}
-		for _, mv := range t.Values {
+		for _, mv := range x.Values {
 			if mv != nil && isMerge(mv) {
-				ix.walkMerge(mv.Value, path, depth)
+				ix.walkMerge(mv.Value, path, depth, t)
 			}
 		}
 	case *ast.MappingValueNode:
-		if isMerge(t) {
-			ix.walkMerge(t.Value, path, depth)
+		if isMerge(x) {
+			ix.walkMerge(x.Value, path, depth, t)
 		} else {
-			ix.walkPair(t, path, depth)
+			ix.walkPair(x, path, depth, t)
 		}
 	case *ast.SequenceNode:
-		for i, v := range t.Values {
-			ix.walk(v, fmt.Sprintf("%s[%d]", path, i), nil, depth+1)
+		var elem reflect.Type
+		if t.Kind() == reflect.Slice {
+			elem = t.Elem()
+		}
+		for i, v := range x.Values {
+			ix.walk(v, fmt.Sprintf("%s[%d]", path, i), nil, depth+1, elem)
 		}
 	case *ast.AliasNode:
-		if t.Value != nil && t.Value.GetToken() != nil {
-			if target, ok := ix.anchors[t.Value.GetToken().Value]; ok {
-				ix.walk(target, path, nil, depth+1)
+		if x.Value != nil && x.Value.GetToken() != nil {
+			if target, ok := ix.anchors[x.Value.GetToken().Value]; ok {
+				ix.walk(target, path, nil, depth+1, t)
 			}
 		}
 	case *ast.FloatNode:
 		ix.floats = append(ix.floats, path)
 	}
+}
+
+// fieldType is the type a key of a mapping of type t decodes into, or nil
+// when t has no such key.
+func fieldType(t reflect.Type, key string) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == nil:
+		return nil
+	case t.Kind() == reflect.Struct:
+		if f, ok := fieldByTag(t, key); ok {
+			return f.Type
+		}
+	case t.Kind() == reflect.Map:
+		return t.Elem()
+	}
+	return nil
 }
 
 func isMerge(mv *ast.MappingValueNode) bool {
@@ -282,14 +336,14 @@ func isMerge(mv *ast.MappingValueNode) bool {
 
 // walkMerge indexes the mappings a "<<" key merges into path: one alias,
 // or a list of them.
-func (ix *srcIndex) walkMerge(v ast.Node, path string, depth int) {
+func (ix *srcIndex) walkMerge(v ast.Node, path string, depth int, t reflect.Type) {
 	if seq, ok := unwrap(v).(*ast.SequenceNode); ok {
 		for _, item := range seq.Values {
-			ix.walk(item, path, nil, depth+1)
+			ix.walk(item, path, nil, depth+1, t)
 		}
 		return
 	}
-	ix.walk(v, path, nil, depth+1)
+	ix.walk(v, path, nil, depth+1, t)
 }
 
 type keyRef struct {
@@ -297,7 +351,7 @@ type keyRef struct {
 	tok    *token.Token
 }
 
-func (ix *srcIndex) walkPair(mv *ast.MappingValueNode, parent string, depth int) {
+func (ix *srcIndex) walkPair(mv *ast.MappingValueNode, parent string, depth int, t reflect.Type) {
 	if mv.Key == nil {
 		return
 	}
@@ -306,7 +360,7 @@ func (ix *srcIndex) walkPair(mv *ast.MappingValueNode, parent string, depth int)
 		return
 	}
 	ix.keys = append(ix.keys, keyRef{parent, ktk})
-	ix.walk(mv.Value, parent+"."+ktk.Value, ktk, depth+1)
+	ix.walk(mv.Value, parent+"."+ktk.Value, ktk, depth+1, fieldType(t, ktk.Value))
 }
 
 // checkUnknownFields reports the first key, in file order, that the schema
@@ -378,9 +432,58 @@ func (ix *srcIndex) problemAt(pos position, path string, sentinel error, msg str
 	p := &Problem{Path: path, Err: sentinel, Msg: msg, Line: pos.line, Col: pos.col}
 	if ix != nil {
 		p.File = ix.file
-		p.Source = ix.source(pos.line)
+		p.Source, p.srcCol = ix.window(pos.line, pos.col)
 	}
 	return p
+}
+
+// window is the source line, or for a long one (a file written on one line
+// in flow style) the part around rune column col and col within it: each
+// of many problems on that line prints a short part, never the whole.
+func (ix *srcIndex) window(line, col int) (string, int) {
+	const width, before = 120, 60
+	src := ix.source(line)
+	if len(src) <= width {
+		return src, 0
+	}
+	start := max(0, col-1-before)
+	offs := ix.runeOffsets(line, src, start+width+1)
+	if len(offs) <= width {
+		return src, 0
+	}
+	start = max(0, min(start, len(offs)-width))
+	out := src[offs[start]:]
+	if start+width < len(offs) {
+		out = src[offs[start]:offs[start+width]] + "…"
+	}
+	col -= start
+	if start > 0 {
+		out = "…" + out
+		col++
+	}
+	return out, max(col, 1)
+}
+
+// runeOffsets is the byte offset of each of the first n runes of src, the
+// source of line, or of all of them when it has fewer; it keeps what it
+// counted, so each problem on a long line costs only what lies before it.
+func (ix *srcIndex) runeOffsets(line int, src string, n int) []int {
+	if ix.runes == nil {
+		ix.runes = map[int][]int{}
+	}
+	offs := ix.runes[line]
+	at := 0
+	if len(offs) > 0 {
+		_, size := utf8.DecodeRuneInString(src[offs[len(offs)-1]:])
+		at = offs[len(offs)-1] + size
+	}
+	for at < len(src) && len(offs) < n {
+		offs = append(offs, at)
+		_, size := utf8.DecodeRuneInString(src[at:])
+		at += size
+	}
+	ix.runes[line] = offs
+	return offs
 }
 
 func (ix *srcIndex) checkVersion(body ast.Node) *Problem {

@@ -2,13 +2,20 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
+	"strings"
 )
 
 // Validate checks everything decoding cannot: names, paths, references
 // between hosts, what each role may carry. It reports every problem at
 // once, as Problems placed in the file when c came from Parse.
 func (c *Config) Validate() error {
-	v := &validator{c: c, ix: c.src, seen: map[string]bool{}}
+	v := &validator{c: c, ix: c.src, seen: map[string]bool{}, hosts: map[string]*Host{}, paths: map[*Host]*hostPaths{}}
+	for i := range c.Hosts {
+		if _, dup := v.hosts[c.Hosts[i].Name]; !dup {
+			v.hosts[c.Hosts[i].Name] = &c.Hosts[i]
+		}
+	}
 	v.config()
 	if len(v.probs) == 0 {
 		return nil
@@ -22,6 +29,57 @@ type validator struct {
 	ix    *srcIndex
 	probs Problems
 	seen  map[string]bool
+	// hosts finds a host by name as Config.Host does (the first of a
+	// name), without a scan per reference.
+	hosts    map[string]*Host
+	hostList string
+	paths    map[*Host]*hostPaths
+}
+
+// hostPaths indexes one host's paths for the checks between its entries;
+// only paths that are absolute and clean go in, the rest are problems of
+// their own.
+type hostPaths struct {
+	repos  pathTree // repo paths, by index in Repos
+	disks  pathTree // disk mountpoints, by index in Disks
+	mounts pathTree // disk, then share mountpoints: index len(Disks)+i is share i
+}
+
+func (v *validator) pathsOf(h *Host) *hostPaths {
+	if hp := v.paths[h]; hp != nil {
+		return hp
+	}
+	hp := &hostPaths{}
+	for i, r := range h.Repos {
+		if cleanAbs(r.Path) {
+			hp.repos.add(r.Path, i)
+		}
+	}
+	for i, d := range h.Disks {
+		if cleanAbs(d.Mountpoint) {
+			hp.disks.add(d.Mountpoint, i)
+			hp.mounts.add(d.Mountpoint, i)
+		}
+	}
+	for i, s := range h.Shares {
+		if cleanAbs(s.Mountpoint) {
+			hp.mounts.add(s.Mountpoint, len(h.Disks)+i)
+		}
+	}
+	v.paths[h] = hp
+	return hp
+}
+
+func cleanAbs(p string) bool { return p != "" && filepath.IsAbs(p) && filepath.Clean(p) == p }
+
+// some lists at most a few items, so a message stays one line however
+// long the list in the file is.
+func some(items []string) string {
+	const most = 8
+	if len(items) <= most {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:most], ", "), len(items)-most)
 }
 
 func (v *validator) add(path string, sentinel error, format string, args ...any) {

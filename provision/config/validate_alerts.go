@@ -19,8 +19,10 @@ func (v *validator) alertsBlock(p string, a *Alerts) {
 	if a.From != "" {
 		if strings.ContainsAny(a.From, "\r\n") {
 			v.add(p+".from", ErrBadValue, "from %q contains a line break, which would inject mail headers", a.From)
-		} else if _, err := mail.ParseAddress(a.From); err != nil {
+		} else if addr, err := mail.ParseAddress(a.From); err != nil {
 			v.add(p+".from", ErrBadValue, "from %q is not a mail address: %v", a.From, err)
+		} else if !mailAddrSpecRE.MatchString(addr.Address) || hostAddress(addr.Address[strings.LastIndex(addr.Address, "@")+1:]) != "" {
+			v.add(p+".from", ErrBadValue, "from %q: the address %q must be plain (letters, digits and . _ %% + = - before the @, a host name after it): msmtp's configuration carries it as the envelope sender", a.From, addr.Address)
 		}
 	}
 	if hasCtl(a.SubjectPrefix) {
@@ -42,10 +44,12 @@ func (v *validator) alertsBlock(p string, a *Alerts) {
 		sp := p + ".smtp"
 		v.address(sp+".host", "smtp host", s.Host)
 		v.port(sp+".port", s.Port)
-		if s.User != "" && (hasCtl(s.User) || strings.ContainsAny(s.User, " \t")) {
-			v.add(sp+".user", ErrBadValue, "user %q contains whitespace or a control character", s.User)
+		if s.User != "" && !loginRE.MatchString(s.User) {
+			v.add(sp+".user", ErrBadValue, "user %q: use letters, digits and . _ %% + = @ : / ~ - only (msmtp's configuration carries it unquoted)", s.User)
 		}
-		v.path(sp+".password_file", "password_file", s.PasswordFile, false)
+		if v.path(sp+".password_file", "password_file", s.PasswordFile, false) {
+			v.shellWord(sp+".password_file", "password_file", s.PasswordFile)
+		}
 	}
 	if a.PingURL != "" {
 		if err := CheckPingURL(a.PingURL); err != nil {

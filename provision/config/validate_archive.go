@@ -76,7 +76,7 @@ func (v *validator) pull(p string, h *Host) {
 	// A host of this file named as the live server gets the pull key in
 	// root's authorized_keys, behind the pull guard: it must be a server,
 	// and the pull must log in as root there.
-	s, ok := v.c.Host(pl.Host)
+	s, ok := v.hosts[pl.Host]
 	if !ok {
 		return
 	}

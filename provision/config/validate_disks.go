@@ -27,11 +27,12 @@ func (v *validator) mountpoint(path, s string) bool {
 		v.add(path, ErrBadPath, "mountpoint cannot be /")
 		return false
 	}
-	if strings.ContainsAny(s, " \t") {
-		v.add(path, ErrBadPath, "mountpoint %q contains whitespace, which fstab cannot hold as written", s)
+	if why := fstabField(s); why != "" {
+		v.add(path, ErrBadPath, "mountpoint %q %s", s, why)
 		return false
 	}
-	return true
+	// The offsite host's backup disk ends up in rrsync's command line.
+	return v.shellWord(path, "mountpoint", s)
 }
 
 func (v *validator) uuid(path, s string) {
@@ -119,13 +120,19 @@ func (v *validator) shares(p string, h *Host, mounts map[string]string) {
 		switch {
 		case s.Source == "":
 			v.add(sp+".source", ErrRequired, "source is required: //server/share")
-		case !shareRE.MatchString(s.Source):
+		case !shareRE.MatchString(s.Source) || hasCtl(s.Source):
 			v.add(sp+".source", ErrBadValue, "source %q: want //server/share, without whitespace", s.Source)
+		case fstabField(s.Source) != "":
+			v.add(sp+".source", ErrBadValue, "source %q %s", s.Source, fstabField(s.Source))
 		}
 		if v.mountpoint(sp+".mountpoint", s.Mountpoint) {
 			v.unique(mounts, sp+".mountpoint", "mountpoint", s.Mountpoint)
 		}
-		v.path(sp+".credentials", "credentials", s.Credentials, true)
+		if v.path(sp+".credentials", "credentials", s.Credentials, true) {
+			if why := fstabOptionValue(s.Credentials); why != "" {
+				v.add(sp+".credentials", ErrBadPath, "credentials %q %s (fstab carries it as credentials=PATH)", s.Credentials, why)
+			}
+		}
 		v.options(sp+".options", s.Options)
 	}
 }

@@ -11,10 +11,7 @@ import (
 // Value grammars shared by every section: names, paths, durations,
 // ports and addresses.
 
-var (
-	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
-	addressRE = regexp.MustCompile(`^[A-Za-z0-9:][A-Za-z0-9._:-]*$`)
-)
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 
 const maxNameLen = 64
 
@@ -104,7 +101,23 @@ func (v *validator) address(path, what, s string) {
 	switch {
 	case s == "":
 		v.add(path, ErrRequired, "%s is required", what)
-	case len(s) > 253 || !addressRE.MatchString(s):
-		v.add(path, ErrBadValue, "%s %q is not a host name or IP address", what, s)
+	default:
+		port := "ssh.port"
+		if strings.HasSuffix(path, ".smtp.host") {
+			port = "smtp.port"
+		}
+		if why := hostAddressPort(s, port); why != "" {
+			v.add(path, ErrBadValue, "%s %q %s", what, s, why)
+		}
 	}
+}
+
+// shellWord checks a path that a shell reads as one word (an
+// authorized_keys command=, msmtp's passwordeval, rrsync's arguments).
+func (v *validator) shellWord(path, what, s string) bool {
+	if s != "" && !shellWordRE.MatchString(s) {
+		v.add(path, ErrBadPath, "%s %q: use letters, digits and / . _ + @ %% = : , - only (it is read by a shell on the host)", what, s)
+		return false
+	}
+	return true
 }

@@ -3,10 +3,8 @@ package config
 import (
 	"fmt"
 	"regexp"
-	"strings"
 
 	"github.com/borgkit/borgkit/provision/layout"
-	"golang.org/x/crypto/ssh"
 )
 
 // A host: its address, role, SSH and what each role may carry.
@@ -16,12 +14,17 @@ var (
 	hostKeyRE = regexp.MustCompile(`^SHA256:[A-Za-z0-9+/]{43}$`)
 )
 
+// knownHosts lists the host names for a message, made once: every bad
+// reference names them.
 func (v *validator) knownHosts() string {
-	var names []string
-	for _, h := range v.c.Hosts {
-		names = append(names, fmt.Sprintf("%q", h.Name))
+	if v.hostList == "" {
+		names := make([]string, len(v.c.Hosts))
+		for i, h := range v.c.Hosts {
+			names[i] = fmt.Sprintf("%q", h.Name)
+		}
+		v.hostList = some(names)
 	}
-	return strings.Join(names, ", ")
+	return v.hostList
 }
 
 // refHost resolves a reference to another host of the config.
@@ -30,7 +33,7 @@ func (v *validator) refHost(path, what, name string) *Host {
 		v.add(path, ErrRequired, "%s is required", what)
 		return nil
 	}
-	h, ok := v.c.Host(name)
+	h, ok := v.hosts[name]
 	if !ok {
 		v.add(path, ErrUnknownHost, "%s %q is not one of the hosts (%s)", what, name, v.knownHosts())
 		return nil
@@ -86,8 +89,8 @@ func (v *validator) ssh(p string, s SSH) {
 		v.add(p+".host_key", ErrBadValue, "host_key %q: want the fingerprint ssh-keygen -lf prints, SHA256: and 43 base64 characters", s.HostKey)
 	}
 	if s.HostPublicKey != "" {
-		if _, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(s.HostPublicKey)); err != nil || strings.ContainsAny(s.HostPublicKey, "\n\r") || len(rest) > 0 {
-			v.add(p+".host_public_key", ErrBadValue, "host_public_key: want one public key line as in /etc/ssh/ssh_host_ed25519_key.pub")
+		if why := hostPublicKey(s.HostPublicKey); why != "" {
+			v.add(p+".host_public_key", ErrBadValue, "host_public_key: %s", why)
 		}
 	}
 }

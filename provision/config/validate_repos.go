@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -10,62 +9,6 @@ import (
 )
 
 // Borg repos: paths, sources and excludes, encryption, compression.
-
-var compLevels = map[string][2]int{"zstd": {1, 22}, "zlib": {0, 9}, "lzma": {0, 9}}
-
-// excludePath is the subtree an exclude pattern covers, when it is a plain
-// path (borg's default fm: style, or pp:/pf:); false for globs and regexes,
-// whose reach is not worth guessing.
-func excludePath(e string) (string, bool) {
-	if len(e) > 3 && e[2] == ':' {
-		switch e[:3] {
-		case "fm:", "pp:", "pf:":
-			e = e[3:]
-		default:
-			return "", false
-		}
-	}
-	if !strings.HasPrefix(e, "/") || strings.ContainsAny(e, "*?[") {
-		return "", false
-	}
-	return filepath.Clean(e), true
-}
-
-func validCompression(s string) bool {
-	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return false
-	}
-	parts := strings.Split(s, ",")
-	switch parts[0] {
-	case "auto":
-		return len(parts) > 1 && validCompression(strings.Join(parts[1:], ","))
-	case "obfuscate":
-		if len(parts) < 3 {
-			return false
-		}
-		var n int
-		if _, err := fmt.Sscanf(parts[1], "%d", &n); err != nil || n < 1 || n > 250 {
-			return false
-		}
-		return validCompression(strings.Join(parts[2:], ","))
-	case "none", "lz4":
-		return len(parts) == 1
-	case "zstd", "zlib", "lzma":
-		if len(parts) == 1 {
-			return true
-		}
-		if len(parts) != 2 || len(parts[1]) > 2 {
-			return false
-		}
-		var n int
-		if _, err := fmt.Sscanf(parts[1], "%d", &n); err != nil || fmt.Sprint(n) != parts[1] {
-			return false
-		}
-		r := compLevels[parts[0]]
-		return n >= r[0] && n <= r[1]
-	}
-	return false
-}
 
 func (v *validator) repos(p string, h *Host) {
 	names, paths := map[string]string{}, map[string]string{}
@@ -79,13 +22,11 @@ func (v *validator) repos(p string, h *Host) {
 			if r.Path == "/" {
 				v.add(rp+".path", ErrBadPath, "repo path cannot be /")
 			}
-			v.unique(paths, rp+".path", "repo path", r.Path)
-			for k := range j {
-				o := h.Repos[k].Path
-				if o != "" && o != r.Path && (layout.Under(r.Path, o) || layout.Under(o, r.Path)) {
-					v.add(rp+".path", ErrBadPath, "repo path %q nests with %q of repo %q: borg repos cannot contain each other", r.Path, o, h.Repos[k].Name)
-				}
+			if why := borgLocation(r.Path); why != "" {
+				v.add(rp+".path", ErrBadPath, "repo path %q %s", r.Path, why)
 			}
+			v.unique(paths, rp+".path", "repo path", r.Path)
+			v.repoNests(p, h, j)
 			v.repoOnDisk(rp, h, r)
 		}
 		if len(r.Sources) == 0 {
@@ -99,8 +40,12 @@ func (v *validator) repos(p string, h *Host) {
 			switch {
 			case e == "":
 				v.add(ep, ErrBadValue, "exclude is empty")
-			case strings.ContainsAny(e, "\n\r\x00"):
-				v.add(ep, ErrBadValue, "exclude %q contains a line break or NUL", e)
+			case hasCtl(e):
+				v.add(ep, ErrBadValue, "exclude %q contains a control character or line break", e)
+			default:
+				if why := excludePattern(e); why != "" {
+					v.add(ep, ErrBadValue, "exclude %q %s", e, why)
+				}
 			}
 		}
 		for k, m := range r.MustBeMountpoints {
@@ -111,16 +56,18 @@ func (v *validator) repos(p string, h *Host) {
 		default:
 			v.add(rp+".encryption", ErrBadValue, "encryption %q: must be none, repokey-blake2 or keyfile-blake2", r.Encryption)
 		}
-		if r.Compression != "" && !validCompression(r.Compression) {
-			v.add(rp+".compression", ErrBadValue, "compression %q is not a borg compression spec (none, lz4, zstd[,1-22], zlib[,0-9], lzma[,0-9], auto,SPEC)", r.Compression)
+		if r.Compression != "" {
+			if why := compression(r.Compression); why != "" {
+				v.add(rp+".compression", ErrBadValue, "compression %q: %s (borg takes none, lz4, zstd[,1-22], zlib[,0-9], lzma[,0-9], auto,C[,L], obfuscate,SPEC,C[,L])", r.Compression, why)
+			}
 		}
 		if v.path(rp+".passphrase_file", "passphrase_file", r.PassphraseFile, false) && !r.Encrypted() {
 			v.add(rp+".passphrase_file", ErrBadValue, "passphrase_file is set but the repo is not encrypted (encryption: %s)", r.EncryptionMode())
 		}
 		v.duration(rp+".timeout", "timeout", r.Timeout)
 		for k, vm := range r.VMs {
-			if vm == "" || hasCtl(vm) || strings.Contains(vm, "/") {
-				v.add(fmt.Sprintf("%s.vms[%d]", rp, k), ErrBadName, "VM name %q must be non-empty, without '/' or control characters", vm)
+			if vm == "" || vm == "." || vm == ".." || hasCtl(vm) || strings.Contains(vm, "/") || strings.HasPrefix(vm, "-") {
+				v.add(fmt.Sprintf("%s.vms[%d]", rp, k), ErrBadName, "VM name %q must be non-empty, not . or .., without '/', control characters or a leading '-' (it names a file and a virsh argument)", vm)
 			}
 		}
 		v.zfsName(rp+".snapshot", "snapshot dataset", r.Snapshot, false)
@@ -148,6 +95,21 @@ func (v *validator) repos(p string, h *Host) {
 	}
 }
 
+// repoNests refuses a repo inside another one, reported at the later of
+// the two and naming the deepest repo above it.
+func (v *validator) repoNests(p string, h *Host, j int) {
+	r := &h.Repos[j]
+	k := v.pathsOf(h).repos.ancestor(r.Path, false)
+	if k < 0 {
+		return
+	}
+	at, o := j, &h.Repos[k]
+	if k > j {
+		at, r, o = k, o, r
+	}
+	v.add(fmt.Sprintf("%s.repos[%d].path", p, at), ErrBadPath, "repo path %q nests with %q of repo %q: borg repos cannot contain each other", r.Path, o.Path, o.Name)
+}
+
 // repoOnDisk insists a repo lives on one of the host's disks, when it
 // declares any: a repo under a bare mountpoint fills the root filesystem
 // the night the disk is missing.
@@ -160,38 +122,48 @@ func (v *validator) repoOnDisk(rp string, h *Host, r *Repo) {
 		if d.Mountpoint == "" {
 			return
 		}
-		if layout.Under(r.Path, d.Mountpoint) {
-			return
-		}
 		mps = append(mps, d.Mountpoint)
 	}
-	v.add(rp+".path", ErrBadPath, "repo path %q is on none of this host's disks (%s)", r.Path, strings.Join(mps, ", "))
+	if v.pathsOf(h).disks.ancestor(r.Path, true) >= 0 {
+		return
+	}
+	v.add(rp+".path", ErrBadPath, "repo path %q is on none of this host's disks (%s)", r.Path, some(mps))
 }
 
 // repoInSources refuses a source that would carry a repo of this host into
-// the archive, which grows without end; an exclude covering it is enough.
+// the archive, which grows without end. Only an exclude that certainly
+// covers the repo waives it: a plain path, or a directory followed by /*
+// or /**; a regex or a glob elsewhere is not taken on trust.
+// It asks the tree of repo paths once per source that no other source
+// contains, walking only where the excludes are, so it stays linear in the
+// file however many repos share one anchored list of sources.
 func (v *validator) repoInSources(rp string, h *Host, r *Repo) {
+	var src, ex pathTree
 	for k, s := range r.Sources {
-		if s == "" || !filepath.IsAbs(s) {
+		if cleanAbs(s) {
+			src.add(s, k)
+		}
+	}
+	for _, e := range r.Excludes {
+		d, below, ok := excludeCover(e)
+		if !ok {
 			continue
 		}
-		for _, o := range h.Repos {
-			if o.Path == "" || !layout.Under(o.Path, s) {
-				continue
-			}
-			covered, unsure := false, false
-			for _, e := range r.Excludes {
-				if ep, ok := excludePath(e); !ok {
-					unsure = true
-				} else if layout.Under(o.Path, ep) {
-					covered = true
-				}
-			}
-			if !covered && !unsure {
-				v.add(fmt.Sprintf("%s.sources[%d]", rp, k), ErrBadPath,
-					"source %q contains repo path %q and no exclude covers it: borg would back the repository up into itself (add an exclude such as %q)",
-					s, o.Path, filepath.Dir(o.Path))
-			}
+		if n := ex.add(d, 0); below {
+			n.below = true
+		} else {
+			n.all = true
+		}
+	}
+	repos := &v.pathsOf(h).repos
+	for k, s := range r.Sources {
+		if !cleanAbs(s) || src.ancestor(s, false) >= 0 || src.find(s).member != k+1 {
+			continue
+		}
+		if o := repos.uncovered(s, &ex); o >= 0 {
+			v.add(fmt.Sprintf("%s.sources[%d]", rp, k), ErrBadPath,
+				"source %q contains repo path %q and no exclude certainly covers it: borg would back the repository up into itself (add an exclude such as %q; a regex or a glob is not taken as covering it)",
+				s, h.Repos[o].Path, h.Repos[o].Path)
 		}
 	}
 }

@@ -30,3 +30,6 @@ func (l *logged) Run(ctx context.Context, c Cmd) (Result, error) {
 	fmt.Fprintf(l.w, "[%s #%d] %s -> exit %d (%s)\n", l.Name(), n, QuoteArgv(c.Argv), res.ExitCode, time.Since(start).Round(time.Millisecond))
 	return res, err
 }
+
+// Unwrap is the host that runs the programs.
+func (l *logged) Unwrap() Host { return l.Host }

@@ -77,3 +77,24 @@ func (h *osHost) owner(o Owner) Owner {
 	}
 	return o
 }
+
+// PathInside is Path for a path handed to a program that follows symlinks
+// on its own (borg with its repo, its key export and BORG_BASE_DIR): on a
+// rooted host it refuses a path any existing part of which is a symlink
+// leading out of the tree, since the program would write out there. A live
+// host has no tree to leave.
+func PathInside(h Host, p string) (string, error) {
+	for {
+		switch x := h.(type) {
+		case *osHost:
+			if x.root == "" {
+				return x.Path(p), nil
+			}
+			return x.rootedPath(p, true)
+		case interface{ Unwrap() Host }:
+			h = x.Unwrap()
+		default:
+			return h.Path(p), nil
+		}
+	}
+}

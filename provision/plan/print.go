@@ -34,6 +34,9 @@ func (t *TextPrinter) Planned(r *Report) {
 			text = "skipped: " + s.Check.Reason
 		}
 		fmt.Fprintf(t.W, "  %s %-*s  %s\n", sym, width, s.ID, text)
+		for _, w := range s.Check.Warnings {
+			fmt.Fprintf(t.W, "      warning: %s\n", w)
+		}
 		if s.Check.Diff != "" {
 			for _, l := range strings.SplitAfter(strings.TrimRight(s.Check.Diff, "\n"), "\n") {
 				fmt.Fprintf(t.W, "      %s", strings.TrimRight(l, "\n")+"\n")

@@ -51,6 +51,10 @@ type Check struct {
 	Reason  string `json:"reason,omitempty"`
 	// Diff is a unified diff for file content; empty for secrets.
 	Diff string `json:"diff,omitempty"`
+	// Warnings are about things the step leaves alone but the user should
+	// look at (a broken line of theirs in a shared file); they never stop
+	// a run.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Step is one piece of desired state. Check must not change the host; Apply
@@ -71,3 +75,7 @@ func Modifies(summary string) Check     { return Check{Action: Modify, Summary: 
 func Conflicts(reason string) Check     { return Check{Action: Conflict, Reason: reason} }
 func Skipped(reason string) Check       { return Check{Action: Skip, Reason: reason} }
 func (c Check) WithDiff(d string) Check { c.Diff = d; return c }
+func (c Check) WithWarnings(w []string) Check {
+	c.Warnings = w
+	return c
+}

@@ -33,9 +33,13 @@ type Block struct {
 	// Outside, when set, inspects the file's lines outside the block and
 	// returns a reason to conflict ("/mnt/backup is already in fstab line 7").
 	Outside func(outside []string) string
-	// Validate is run on the whole candidate file before it replaces the
-	// real one (findmnt --verify for fstab).
-	Validate func(ctx context.Context, h host.Host, candidate []byte) error
+	// Vet, when set, judges a change before anything is written: at plan
+	// time, so the plan shows the refusal provisioning would meet, and
+	// again just before the write. others is the file as it is with
+	// borgkit's block blanked (line numbers stay the file's), lines the new
+	// block. refuse makes the step conflict; warnings are about lines
+	// borgkit leaves alone (findmnt --verify for fstab).
+	Vet func(ctx context.Context, h host.Host, others, lines []byte) (refuse string, warnings []string, err error)
 	// Secret hides the lines from diffs.
 	Secret bool
 	// LinesFrom, when set, computes Lines from the host at check and apply
@@ -87,6 +91,18 @@ func splitBlock(content []byte) (before, inside, after []byte, found bool, err e
 	}
 	join := func(ls [][]byte) []byte { return bytes.Join(ls, nil) }
 	return join(lines[:begin]), join(lines[begin+1 : end]), join(lines[end+1:]), true, nil
+}
+
+// others is content with borgkit's block (markers included) turned into
+// empty lines: what the file holds that is not borgkit's, at its own line
+// numbers.
+func others(content []byte) []byte {
+	before, inside, after, found, err := splitBlock(content)
+	if err != nil || !found {
+		return content
+	}
+	n := bytes.Count(inside, []byte("\n")) + 2 // and the two markers
+	return append(append(append([]byte{}, before...), bytes.Repeat([]byte("\n"), n)...), after...)
 }
 
 // candidate is the file as it will be: the old bytes with the block put in
@@ -141,14 +157,25 @@ func (b *Block) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if exists && bytes.Equal(old, next) {
 		return plan.Satisfied(), nil
 	}
+	var warnings []string
+	if b.Vet != nil {
+		refuse, w, err := b.Vet(ctx, h, others(old), lines)
+		if err != nil {
+			return plan.Check{}, fmt.Errorf("%s: %w", b.Path, err)
+		}
+		if refuse != "" {
+			return plan.Conflicts(refuse).WithWarnings(w), nil
+		}
+		warnings = w
+	}
 	diff := ""
 	if !b.Secret {
 		diff = plan.UnifiedDiff(b.Path, old, next)
 	}
 	if !exists {
-		return plan.Creates("create with borgkit block").WithDiff(diff), nil
+		return plan.Creates("create with borgkit block").WithDiff(diff).WithWarnings(warnings), nil
 	}
-	return plan.Modifies("update borgkit block").WithDiff(diff), nil
+	return plan.Modifies("update borgkit block").WithDiff(diff).WithWarnings(warnings), nil
 }
 
 func (b *Block) Apply(ctx context.Context, h host.Host) error {
@@ -170,9 +197,13 @@ func (b *Block) Apply(ctx context.Context, h host.Host) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", b.Path, err)
 	}
-	if b.Validate != nil {
-		if err := b.Validate(ctx, h, next); err != nil {
-			return fmt.Errorf("candidate %s rejected, left unchanged: %w", b.Path, err)
+	if b.Vet != nil {
+		refuse, _, err := b.Vet(ctx, h, others(old), lines)
+		if err == nil && refuse != "" {
+			err = errors.New(refuse)
+		}
+		if err != nil {
+			return fmt.Errorf("%s rejected, left unchanged: %w", b.Path, err)
 		}
 	}
 	return writeFile(ctx, h, b.Path, next, mode, owner)

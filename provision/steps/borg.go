@@ -3,13 +3,39 @@ package steps
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/tools"
 )
+
+// borgDirs are what borg finds on its own below BORG_BASE_DIR (under
+// --root, layout.BorgHome in the tree): its config (keys, security) and
+// its cache.
+var borgDirs = []string{layout.BorgHome + "/.config/borg/security", layout.BorgHome + "/.config/borg/keys", layout.BorgHome + "/.cache/borg"}
+
+// borgInside checks, on a rooted host, every path borg is given or finds on
+// its own below BORG_BASE_DIR: borg follows symlinks, so ROOT/root/.config
+// linked elsewhere would put its security and key directories outside the
+// tree. It says why not, or "".
+func borgInside(h host.Host, paths ...string) string {
+	if h.Live() {
+		return ""
+	}
+	for _, p := range append(paths, borgDirs...) {
+		if p == "" {
+			continue
+		}
+		if _, err := host.PathInside(h, p); err != nil {
+			return fmt.Sprintf("borg would be given %s, which leaves the tree: %v", p, err)
+		}
+	}
+	return ""
+}
 
 // BorgRepo is a borg repository, created with borg init only where nothing
 // else stands.
@@ -42,6 +68,9 @@ func (r *BorgRepo) check(ctx context.Context, h host.Host, mountPending bool) (p
 	ok, err := borg.IsRepo(ctx, h, r.Path)
 	if err != nil || ok {
 		return plan.Satisfied(), err
+	}
+	if why := borgInside(h, r.Path, r.PassFile); why != "" {
+		return plan.Conflicts(why), nil
 	}
 	if r.Mountpoint != "" && h.Live() {
 		if _, err := h.Run(ctx, host.Command(tools.Mountpoint, "-q", r.Mountpoint)); err != nil {
@@ -82,6 +111,9 @@ func emptyDir(ctx context.Context, h host.Host, dir string) (bool, error) {
 }
 
 func (r *BorgRepo) Apply(ctx context.Context, h host.Host) error {
+	if why := borgInside(h, r.Path, r.PassFile); why != "" {
+		return errors.New(why)
+	}
 	if r.Disk != nil {
 		// The check ran before the disk was mounted: look at what it holds.
 		c, err := r.check(ctx, h, false)
@@ -113,12 +145,20 @@ type BorgKeyExport struct {
 func (k *BorgKeyExport) ID() string { return "borg-key." + k.Repo }
 
 func (k *BorgKeyExport) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	if why := borgInside(h, k.RepoPath, k.Dest, k.PassFile); why != "" {
+		return plan.Conflicts(why), nil
+	}
 	fi, err := h.Lstat(ctx, k.Dest)
 	if host.IsNotExist(err) {
 		return plan.Creates("borg key export to " + k.Dest), nil
 	}
 	if err != nil {
 		return plan.Check{}, err
+	}
+	// borg would write through a symlink, and chmod would refuse it after
+	// every step before had been applied.
+	if !fi.Mode.IsRegular() {
+		return plan.Conflicts(fmt.Sprintf("%s is %s, not a key export file; borgkit does not write through it", k.Dest, kind(fi.Mode))), nil
 	}
 	if drift := metaDrift(h, fi, 0o600, host.Root); drift != "" {
 		return plan.Modifies(drift), nil
@@ -127,6 +167,9 @@ func (k *BorgKeyExport) Check(ctx context.Context, h host.Host) (plan.Check, err
 }
 
 func (k *BorgKeyExport) Apply(ctx context.Context, h host.Host) error {
+	if why := borgInside(h, k.RepoPath, k.Dest, k.PassFile); why != "" {
+		return errors.New(why)
+	}
 	if _, err := h.Lstat(ctx, k.Dest); host.IsNotExist(err) {
 		c := borg.Cmd(borg.OnHost(h, k.PassFile), "key", "export", h.Path(k.RepoPath), h.Path(k.Dest))
 		if _, err := h.Run(ctx, c); err != nil {

@@ -1,6 +1,7 @@
 package steps_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,4 +69,61 @@ func TestBorgRepoRefusesForeignDirectory(t *testing.T) {
 		t.Fatalf("%+v", c)
 	}
 	converge(t, h2, repo)
+}
+
+// Under --root borg runs with BORG_BASE_DIR=ROOT/root and follows symlinks:
+// ROOT/root/.config and .cache linked out of the tree put its security and
+// cache directories there. Every path borg is given or finds is checked at
+// plan time, and a link out of the tree is a conflict.
+func TestBorgStaysInTheTree(t *testing.T) {
+	needBorg(t)
+	for _, link := range []string{"/root/.config", "/root/.cache", "/root/.config/borg", "/mnt/backup", "/etc/borgkit/keys"} {
+		t.Run(link, func(t *testing.T) {
+			h, dir := rooted(t)
+			outside := t.TempDir()
+			os.MkdirAll(filepath.Join(dir, "/etc/borgkit/keys"), 0o700)
+			os.MkdirAll(filepath.Join(dir, filepath.Dir(link)), 0o755)
+			os.RemoveAll(filepath.Join(dir, link))
+			if err := os.Symlink(outside, filepath.Join(dir, link)); err != nil {
+				t.Fatal(err)
+			}
+			pass := "/etc/borgkit/keys/r.pass"
+			repo := &steps.BorgRepo{Name: "r", Path: "/mnt/backup/r", Encryption: "repokey-blake2", PassFile: pass}
+			key := &steps.BorgKeyExport{Repo: "r", RepoPath: repo.Path, Dest: "/etc/borgkit/keys/r.borg-key", PassFile: pass}
+			var reasons []string
+			for _, s := range []plan.Step{repo, key} {
+				c, err := s.Check(t.Context(), h)
+				if err == nil && c.Action != plan.Conflict {
+					t.Fatalf("%s: %+v", s.ID(), c)
+				}
+				reasons = append(reasons, c.Reason+fmt.Sprint(err))
+				if err := s.Apply(t.Context(), h); err == nil {
+					t.Errorf("%s: applied through %s", s.ID(), link)
+				}
+			}
+			if !strings.Contains(strings.Join(reasons, " "), "outside the root") {
+				t.Errorf("reasons %q", reasons)
+			}
+			if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+				t.Fatalf("borg wrote outside the tree: %v", entries)
+			}
+		})
+	}
+}
+
+// A key export destination that is a symlink was found only when chmod
+// refused it, after every step before had been applied.
+func TestBorgKeyExportRefusesASymlinkAtPlanTime(t *testing.T) {
+	h, dir := rooted(t)
+	os.MkdirAll(filepath.Join(dir, "/etc/borgkit/keys"), 0o700)
+	write(t, dir, "/etc/borgkit/keys/elsewhere", "", 0o600)
+	for _, target := range []string{"elsewhere", "missing"} {
+		dest := filepath.Join(dir, "/etc/borgkit/keys/r.borg-key")
+		os.Remove(dest)
+		os.Symlink(target, dest)
+		key := &steps.BorgKeyExport{Repo: "r", RepoPath: "/mnt/backup/r", Dest: "/etc/borgkit/keys/r.borg-key"}
+		if c := check(t, h, key); c.Action != plan.Conflict || !strings.Contains(c.Reason, "is a symlink") {
+			t.Fatalf("-> %s: %+v", target, c)
+		}
+	}
 }

@@ -21,9 +21,14 @@ type File struct {
 	Owner   host.Owner
 	// Secret hides the content from diffs and reports.
 	Secret bool
-	// Marker, when set, must appear in an existing file that differs, or the
-	// file is someone else's and the step conflicts instead of overwriting it.
+	// Marker, when set, must start the first line of an existing file that
+	// differs (after its comment sign), or the file is someone else's and
+	// the step conflicts instead of overwriting it.
 	Marker string
+	// Foreign, when set, replaces Marker for files that cannot carry one
+	// (a program, a one-line file): it says why an existing file that
+	// differs is not borgkit's to replace, or "" when it is.
+	Foreign func(old []byte) string
 
 	sum string // SHA-256 of Content, once known
 }
@@ -80,14 +85,25 @@ func (f *File) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 		}
 		return plan.Modifies(drift), nil
 	}
-	if f.Marker != "" && !bytes.Contains(old, []byte(f.Marker)) {
-		return plan.Conflicts(fmt.Sprintf("%s exists and was not written by borgkit (no %q in it); move it aside for borgkit to manage it", f.Path, f.Marker)), nil
+	if why := f.foreign(old); why != "" {
+		return plan.Conflicts(fmt.Sprintf("%s exists and %s; move it aside for borgkit to manage it", f.Path, why)), nil
 	}
 	summary := fmt.Sprintf("rewrite %d -> %d bytes", len(old), len(f.Content))
 	if drift != "" {
 		summary += ", " + drift
 	}
 	return plan.Modifies(summary).WithDiff(f.diff(old)), nil
+}
+
+// foreign says why an existing file that differs is not borgkit's.
+func (f *File) foreign(old []byte) string {
+	switch {
+	case f.Foreign != nil:
+		return f.Foreign(old)
+	case f.Marker != "":
+		return ForeignUnlessMarked(f.Marker)(old)
+	}
+	return ""
 }
 
 func (f *File) diff(old []byte) string {
@@ -99,8 +115,13 @@ func (f *File) diff(old []byte) string {
 
 func (f *File) Apply(ctx context.Context, h host.Host) error {
 	if fi, err := h.Lstat(ctx, f.Path); err == nil && fi.Mode.IsRegular() {
-		if same, _, err := f.holds(ctx, h, fi.Size); err == nil && same {
+		same, old, err := f.holds(ctx, h, fi.Size)
+		if err == nil && same {
 			return fixMeta(ctx, h, f.Path, f.Mode, f.Owner)
+		}
+		// It may have been replaced since the plan was checked.
+		if why := f.foreign(old); err == nil && old != nil && why != "" {
+			return fmt.Errorf("%s %s; left as it is", f.Path, why)
 		}
 	}
 	return writeFile(ctx, h, f.Path, f.Content, f.Mode, f.Owner)

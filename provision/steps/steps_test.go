@@ -185,15 +185,30 @@ func TestBlock(t *testing.T) {
 	}
 }
 
-func TestBlockValidateRejectsAndLeavesFile(t *testing.T) {
+// A block's Vet runs at plan time: the plan shows the refusal provisioning
+// would meet, instead of a run that applies earlier steps and then fails.
+// It sees the rest of the file at its own line numbers.
+func TestBlockVetRefusesAtPlanTime(t *testing.T) {
 	h, dir := rooted(t)
-	write(t, dir, "/etc/fstab", "keep\n", 0o644)
+	existing := "keep\n# BEGIN borgkit\nold\n# END borgkit\nbroken line\n"
+	write(t, dir, "/etc/fstab", existing, 0o644)
+	var seen []byte
 	b := &steps.Block{Path: "/etc/fstab", Lines: []byte("A"), Mode: 0o644, Owner: host.Root,
-		Validate: func(context.Context, host.Host, []byte) error { return os.ErrInvalid }}
+		Vet: func(_ context.Context, _ host.Host, others, lines []byte) (string, []string, error) {
+			seen = others
+			return "findmnt says no", []string{"line 5 is broken"}, nil
+		}}
+	c := check(t, h, b)
+	if c.Action != plan.Conflict || c.Reason != "findmnt says no" || len(c.Warnings) != 1 {
+		t.Fatalf("check: %+v", c)
+	}
+	if string(seen) != "keep\n\n\n\nbroken line\n" {
+		t.Fatalf("Vet saw %q", seen)
+	}
 	if err := b.Apply(context.Background(), h); err == nil || !strings.Contains(err.Error(), "left unchanged") {
 		t.Fatalf("apply: %v", err)
 	}
-	if got := read(t, dir, "/etc/fstab"); got != "keep\n" {
+	if got := read(t, dir, "/etc/fstab"); got != existing {
 		t.Fatalf("file changed: %q", got)
 	}
 }

@@ -111,8 +111,8 @@ func (t *Timers) Apply(ctx context.Context, h host.Host) error {
 }
 
 // Absent removes a file borgkit wrote earlier and no longer wants (the cron
-// file after a switch to systemd timers). A file without Marker is someone
-// else's and is left alone.
+// file after a switch to systemd timers). A file whose first line is not
+// Marker's is someone else's and is left alone.
 type Absent struct {
 	Path   string
 	Marker string
@@ -128,7 +128,7 @@ func (a *Absent) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if err != nil {
 		return plan.Check{}, err
 	}
-	if !bytes.Contains(b, []byte(a.Marker)) {
+	if !MarkedBy(b, a.Marker) {
 		return plan.Satisfied(), nil // not ours: not ours to remove either
 	}
 	return plan.Modifies("remove (no longer in the config)"), nil

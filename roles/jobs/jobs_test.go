@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/borg"
+	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/roles/jobs/status"
@@ -316,5 +318,29 @@ func TestStatusAndSummaryFromARealNight(t *testing.T) {
 	}
 	if p, ok := m[0].Part("text/html"); !ok || !strings.Contains(p.Body, "system") {
 		t.Fatalf("no HTML part naming the repo")
+	}
+}
+
+// An exclude that starts with "-" was passed as "--exclude -x", two
+// arguments, and borg read the pattern as an option: every nightly failed.
+func TestNightlyExcludesThatLookLikeOptions(t *testing.T) {
+	l := newLab(t, labOptions{excludes: []string{"'-weird'", "'--stats'", "'*/doc00.txt'"}})
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatalf("nightly: %v\n%s", err, l.log.String())
+	}
+	l.mails(0)
+	run := func(args ...string) string {
+		c := exec.Command("borg", args...)
+		c.Env = append(host.Environ(borg.Inherited...), borg.OnHost(host.NewLocal("t"), filepath.Join(l.dir, "keys/system.pass")).Vars()...)
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("borg %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	repo := filepath.Join(l.mnt, "system")
+	out := run("list", "--format", "{path}{NL}", repo+"::"+strings.TrimSpace(run("list", "--short", "--last", "1", repo)))
+	if strings.Contains(out, "doc00.txt") || !strings.Contains(out, "doc01.txt") {
+		t.Fatalf("the excludes were not applied as patterns:\n%s", out)
 	}
 }

@@ -50,6 +50,8 @@ type labOptions struct {
 	extraRepo bool
 	// offsite is "" or an rsync -e string reaching a test sshd as host pi.
 	offsite string
+	// excludes are the system repo's, written as YAML flow items.
+	excludes []string
 }
 
 func need(t testing.TB, progs ...string) {
@@ -108,9 +110,12 @@ func newLab(t testing.TB, o labOptions) *lab {
 	p, _ := steps.Passphrase()
 	os.WriteFile(pass, p, 0o600)
 	extra := ""
+	if len(o.excludes) > 0 {
+		extra += "\n        excludes: [" + strings.Join(o.excludes, ", ") + "]"
+	}
 	if o.extraRepo {
 		os.MkdirAll(filepath.Join(l.mnt, "broken"), 0o700)
-		extra = fmt.Sprintf(`
+		extra += fmt.Sprintf(`
       - name: broken
         path: %s/broken
         sources: [%s]

@@ -195,7 +195,9 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 	}
 	args := []string{"create", "--stats", "--json", "--compression", r.CompressionSpec(), "--exclude-caches"}
 	for _, x := range r.Excludes {
-		args = append(args, "--exclude", x)
+		// One argument: an exclude starting with "-" is a pattern, not
+		// borg's next option.
+		args = append(args, "--exclude="+x)
 	}
 	args = append(append(args, r.Path+"::"+layout.ArchivePrefix+"{now:%Y-%m-%dT%H:%M:%S}"), sources...)
 	t0 := e.Now()

@@ -3,9 +3,11 @@
 package recipe
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"path"
+	"strings"
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
@@ -75,13 +77,14 @@ func base(h *config.Host, o Options) ([]plan.Step, error) {
 		&steps.Dir{Path: path.Dir(layout.StateDir), Mode: 0o755, Owner: host.Root},
 		&steps.Dir{Path: layout.StateDir, Mode: 0o755, Owner: host.Root},
 		&steps.Dir{Path: layout.LogDir, Mode: 0o750, Owner: host.Root},
-		&steps.File{Path: layout.ConfigFile, Content: o.ConfigData, Mode: 0o640, Owner: host.Root},
-		&steps.File{Path: layout.HostFile, Content: []byte(h.Name + "\n"), Mode: 0o644, Owner: host.Root},
+		configFile(o.ConfigData),
+		hostFile(h.Name),
 	}
 	if o.Binary != nil {
 		s = append(s, o.Binary)
 	} else if o.BinaryData != nil {
-		s = append(s, &steps.File{Path: layout.Binary, Content: o.BinaryData, Mode: 0o755, Owner: host.Root, Marker: "github.com/borgkit/borgkit"})
+		s = append(s, &steps.File{Path: layout.Binary, Content: o.BinaryData, Mode: 0o755, Owner: host.Root,
+			Foreign: steps.ForeignUnlessBuiltFrom("github.com/borgkit/borgkit")})
 	}
 	lr, err := templates.Render("logrotate", map[string]any{"Managed": layout.Managed(), "LogDir": layout.LogDir})
 	if err != nil {
@@ -89,6 +92,36 @@ func base(h *config.Host, o Options) ([]plan.Step, error) {
 	}
 	s = append(s, managedFile(layout.LogrotateFile, lr, 0o644))
 	return s, nil
+}
+
+// configFile installs the config with a marker line. A file in its place
+// that is not marked is someone else's, unless it is this very config (the
+// copy provisioned from may be the installed file itself).
+func configFile(data []byte) *steps.File {
+	content := config.Installed(data)
+	return &steps.File{Path: layout.ConfigFile, Content: content, Mode: 0o640, Owner: host.Root,
+		Foreign: func(old []byte) string {
+			if steps.MarkedBy(old, layout.Marker) || bytes.Equal(config.Installed(old), content) {
+				return ""
+			}
+			return "it is not the config borgkit installed (its first line does not start with \"# " + layout.Marker + "\")"
+		}}
+}
+
+// hostFile names the host this machine is. Another name there means the
+// machine was provisioned as that host: a wrong address in the config must
+// not turn a Pi into a server.
+func hostFile(name string) *steps.File {
+	return &steps.File{Path: layout.HostFile, Content: []byte(name + "\n"), Mode: 0o644, Owner: host.Root,
+		Foreign: func(old []byte) string {
+			switch other := strings.TrimSpace(string(old)); {
+			case other == name:
+				return ""
+			case other != "" && !strings.ContainsAny(other, " \t\n"):
+				return fmt.Sprintf("names this machine borgkit host %q, not %q (remove it to provision the machine as %s)", other, name, name)
+			}
+			return "it is not a host name borgkit wrote"
+		}}
 }
 
 // packages are the role's own Debian packages plus what every host needs

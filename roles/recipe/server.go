@@ -1,16 +1,12 @@
 package recipe
 
 import (
-	"context"
-	"fmt"
-	"strings"
-
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/fstab"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
-	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/templates"
 )
 
@@ -154,15 +150,14 @@ func mountSteps(h *config.Host) ([]plan.Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	targets := map[string]bool{}
+	var targets []string
 	for _, m := range ms {
-		targets[m.Target] = true
+		targets = append(targets, m.Target)
 	}
 	s = append(s, &steps.Block{
 		Path: layout.Fstab, Lines: lines, Mode: 0o644, Owner: host.Root,
-		Note:     "(" + layout.Managed() + ")",
-		Outside:  func(outside []string) string { return fstabClash(outside, targets) },
-		Validate: verifyFstab,
+		Note: "(" + layout.Managed() + ")",
+		Vet:  fstab.Vet(targets),
 	})
 	// Local disks are mounted now, so their repos are made in this run; a
 	// share waits for its credentials, which the user fills in.
@@ -183,59 +178,6 @@ func withDefault(opts []string, o string) []string {
 	return append(append([]string{}, opts...), o)
 }
 
-// fstabClash finds a line outside borgkit's block that mounts one of our
-// targets: two lines for one mountpoint would make boot order decide.
-func fstabClash(outside []string, targets map[string]bool) string {
-	n := 0
-	for _, l := range outside {
-		n++
-		f := strings.Fields(l)
-		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		if t := templates.FstabUnescape(f[1]); targets[t] {
-			return fmt.Sprintf("/etc/fstab already mounts %s outside the borgkit block (%q); remove that line or the config entry", t, strings.TrimSpace(l))
-		}
-	}
-	return ""
-}
-
-// verifyFstab runs findmnt --verify on the candidate. Parse errors reject
-// it; "unreachable" sources and targets do not, because nofail disks may be
-// unplugged and mountpoints under --root live in the tree.
-func verifyFstab(ctx context.Context, h host.Host, candidate []byte) error {
-	tmp := layout.FstabCandidate
-	if err := h.WriteFile(ctx, tmp, candidate, 0o600, host.Root); err != nil {
-		return err
-	}
-	defer func() { _ = h.Remove(ctx, tmp); _ = h.Remove(ctx, tmp+host.OldSuffix) }()
-	res, err := h.Run(ctx, host.Command(tools.Findmnt, "--verify", "--verbose", "--tab-file", h.Path(tmp)))
-	return judgeFindmnt(res, err)
-}
-
-func judgeFindmnt(res host.Result, err error) error {
-	out := string(res.Stdout) + string(res.Stderr)
-	if err != nil && res.ExitCode == 0 {
-		return fmt.Errorf("findmnt --verify: %w", err)
-	}
-	var bad []string
-	for _, l := range strings.Split(out, "\n") {
-		t := strings.TrimSpace(l)
-		switch {
-		case strings.Contains(t, "parse error"):
-			if !strings.HasPrefix(t, "0 parse errors") {
-				bad = append(bad, t)
-			}
-		case strings.HasPrefix(t, "[E]") && !strings.Contains(t, "unreachable"):
-			bad = append(bad, t)
-		}
-	}
-	if len(bad) > 0 {
-		return fmt.Errorf("findmnt --verify: %s", strings.Join(bad, "; "))
-	}
-	return nil
-}
-
 func msmtpSteps(a config.Alerts) ([]plan.Step, error) {
 	smtp := a.SMTP
 	port := smtp.Port
@@ -244,7 +186,7 @@ func msmtpSteps(a config.Alerts) ([]plan.Step, error) {
 	}
 	data := map[string]any{
 		"Managed": layout.Managed(), "LogDir": layout.LogDir, "Host": smtp.Host, "Port": port,
-		"TLS": smtp.TLS == nil || *smtp.TLS, "From": a.From, "User": smtp.User,
+		"TLS": smtp.TLS == nil || *smtp.TLS, "From": a.EnvelopeFrom(), "User": smtp.User,
 		"PasswordFile": smtp.PasswordFile, "PasswordFileQuoted": host.QuoteArgv([]string{smtp.PasswordFile}),
 	}
 	rc, err := templates.Render("msmtprc", data)
