@@ -41,9 +41,6 @@ const (
 // the first four and writes the others whole.
 const (
 	Fstab = "/etc/fstab"
-	// FstabCandidate is the next fstab, verified with findmnt before it
-	// replaces the real one.
-	FstabCandidate = "/etc/fstab.borgkit-candidate"
 	RootSSHDir     = "/root/.ssh"
 	SSHConfig      = RootSSHDir + "/config"
 	KnownHosts     = RootSSHDir + "/known_hosts"
