@@ -40,7 +40,7 @@ const (
 // Files borgkit shares with the system: it edits only its marked block in
 // the first four and writes the others whole.
 const (
-	Fstab = "/etc/fstab"
+	Fstab          = "/etc/fstab"
 	RootSSHDir     = "/root/.ssh"
 	SSHConfig      = RootSSHDir + "/config"
 	KnownHosts     = RootSSHDir + "/known_hosts"
