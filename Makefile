@@ -169,7 +169,7 @@ vm-zfs: build vm-deps
 # pi boots and unlocks several times slower than an amd64 guest.
 vm-arm64: deb vm-deps
 	BORGKIT_VM=1 BORGKIT_VM_ARM64=1 BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) BORGKIT_VM_BUILDS=$(CURDIR)/bin/builds BORGKIT_VM_DEBS=$(CURDIR)/bin/deb \
-	  $(GO) test -count=1 -v -run TestVMPiArm64 -timeout 150m ./testing/vm/
+	  $(GO) test -count=1 -v -run TestVMPiArm64 -timeout 240m ./testing/vm/
 
 bench: deps build
 	@missing=$$(for p in $(BENCH_DEBS); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \

@@ -83,7 +83,8 @@ func TestVMDebInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGuest(t, Config{Name: "fresh", Image: img, Dir: filepath.Join(runDir(t), "fresh"), Index: 9, LoginKey: key})
+	g := newGuest(t, Config{Name: "fresh", Image: img, Dir: filepath.Join(runDir(t), "fresh"), Index: 9, LoginKey: key,
+		LabAddress: "10.232.0.9/24"})
 	step(t, "boot a fresh guest", func() {
 		if err := g.Start(ctx); err != nil {
 			t.Fatal(err)

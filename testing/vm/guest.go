@@ -181,6 +181,12 @@ func (g *Guest) argv(sshPort int) ([]string, error) {
 			return nil, fmt.Errorf("vm: path %q contains a comma, which qemu options cannot carry", p)
 		}
 	}
+	if c.LabAddress == "" {
+		// The image's borgkit-vm-setup reads every entry, and qemu refuses an
+		// empty fw_cfg string: a guest with no lab link still needs one (its
+		// network file then matches no NIC).
+		return nil, fmt.Errorf("vm: guest %s has no LabAddress", c.Name)
+	}
 	mac := func(kind int) string { return fmt.Sprintf("52:54:00:%02x:00:%02x", kind, c.Index) }
 	m, err := MachineFor(c.Image.Recipe.Arch)
 	if err != nil {

@@ -76,7 +76,7 @@ var (
 // image's build.
 func piArm64Image(t *testing.T) *Image {
 	t.Helper()
-	return arm64Image.get(t, "image build (arm64)", 90*time.Minute, func(ctx context.Context, log io.Writer) (*Image, error) {
+	return arm64Image.get(t, "image build (arm64)", 180*time.Minute, func(ctx context.Context, log io.Writer) (*Image, error) {
 		return Build(ctx, cacheDir(), mirrored(Arm64Recipe()), log)
 	})
 }
