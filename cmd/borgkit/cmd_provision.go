@@ -42,7 +42,7 @@ func (o *provisionOptions) AddFlags(fs *pflag.FlagSet, isPlan bool) {
 	if !isPlan {
 		fs.BoolVar(&o.DryRun, "dry-run", false, "show the plan and stop (same as borgkit plan)")
 	}
-	fs.BoolVar(&o.DetailedExitCode, "detailed-exitcode", false, "exit 3 when the plan has changes")
+	fs.BoolVar(&o.DetailedExitCode, "detailed-exitcode", false, "exit 3 when the plan has changes, 0 when it has none")
 	fs.BoolVar(&o.Local, "local", false, "provision this machine instead of connecting over SSH")
 	fs.StringVar(&o.Root, "root", "", "write every file under `DIR` instead of / (implies --local; live-only steps are skipped)")
 	fs.StringVar(&o.AcceptHostKey, "accept-host-key", "", "trust the host key with this `SHA256:...` fingerprint")
@@ -56,24 +56,19 @@ func (o *provisionOptions) AddFlags(fs *pflag.FlagSet, isPlan bool) {
 
 func newProvisionCommand(g *globals, isPlan bool) *cobra.Command {
 	o := &provisionOptions{}
-	use, short := "provision HOST", "Bring a host to the state the config describes"
-	if isPlan {
-		use, short = "plan HOST", "Show what provision would change, and change nothing"
-	}
 	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Long: short + `.
+		Use:   "provision HOST",
+		Short: "Bring a host to the state the config describes",
+		Long: `Bring HOST to the state the config describes.
 
 Every step is checked first and the plan is printed:
   + create   ~ change (with a diff for files)   = unchanged
   ! conflict (nothing is applied while any step conflicts)   # skipped
-Then pending steps are applied in order and every step is checked again.
-A second run reports no changes.
-
-The host is reached over SSH at its configured address, unless --local or
---root is given or the host's name is this machine's hostname. With --root
-and no config file, the embedded example config is used.` + exitStatusHelp,
+Warnings (a placeholder password still in place) are printed under the
+plan and do not stop it. Then pending steps are applied in order and every
+step is checked again. A second run reports no changes. With --dry-run it
+stops after the plan, as borgkit plan does.
+` + transportHelp,
 		Args: exactArgs(1),
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			return hostNames(g), cobra.ShellCompDirectiveNoFileComp
@@ -82,12 +77,39 @@ and no config file, the embedded example config is used.` + exitStatusHelp,
 			if isPlan {
 				o.DryRun = true
 			}
-			return runProvision(cmd.Context(), o, g, args[0], cmd.OutOrStdout())
+			return runProvision(cmd.Context(), o, g, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
+	failed := "a step could not be checked or applied, a conflict stopped the plan, or the host was unreachable"
+	ok, pending := "the host is as the config describes: nothing to do, or every change applied and re-checked", "the plan had changes, and they were applied"
+	if isPlan {
+		failed = "a step could not be checked, a conflict would stop provision, or the host was unreachable"
+		ok, pending = "the plan was shown (with --detailed-exitcode: and it has no changes)", "the plan has changes"
+		cmd.Use, cmd.Short = "plan HOST", "Show what provision would change, and change nothing"
+		cmd.Long = `Show what borgkit provision HOST would change, and change nothing: every
+step is checked and the plan is printed:
+  + create   ~ change (with a diff for files)   = unchanged
+  ! conflict (provision would apply nothing)   # skipped
+Warnings (a placeholder password still in place) are printed under the
+plan. Nothing is applied; the same as borgkit provision HOST --dry-run.
+` + transportHelp
+	}
+	g.configFlag(cmd)
+	g.jsonFlag(cmd, "the plan and its outcome")
+	g.verboseFlag(cmd, "log every program run on the host, with exit status and time")
 	o.AddFlags(cmd.Flags(), isPlan)
-	return cmd
+	return withExits(cmd,
+		exitCase{exitOK, ok},
+		exitCase{exitFailed, failed},
+		usageCase("a bad config, or a host not in it"),
+		exitCase{exitPending, "with --detailed-exitcode: " + pending})
 }
+
+// transportHelp is how provision and plan reach the host.
+const transportHelp = `
+The host is reached over SSH at its configured address, unless --local or
+--root is given or the host's name is this machine's hostname. With --root
+and no config file, the embedded example config is used.`
 
 func hostNames(g *globals) []string {
 	cfg, _, err := g.load(true)
@@ -101,14 +123,23 @@ func hostNames(g *globals) []string {
 	return names
 }
 
-func runProvision(ctx context.Context, o *provisionOptions, g *globals, name string, out io.Writer) error {
+// unknownHost is the usage error for a HOST argument the config lacks.
+func unknownHost(cfg *config.Config, name string) error {
+	names := hostNamesOf(cfg)
+	if best := closest(name, names); best != "" {
+		return usagef("host %q is not in %s; did you mean %s?", name, cfg.File, best)
+	}
+	return usagef("host %q is not in %s (hosts: %s)", name, cfg.File, strings.Join(names, ", "))
+}
+
+func runProvision(ctx context.Context, o *provisionOptions, g *globals, name string, out, errw io.Writer) error {
 	cfg, raw, err := g.load(o.Root != "")
 	if err != nil {
 		return err
 	}
 	hc, ok := cfg.Host(name)
 	if !ok {
-		return usageError{fmt.Errorf("host %q is not in %s", name, cfg.File)}
+		return unknownHost(cfg, name)
 	}
 	set, err := builds.Locate(o.Builds)
 	if err != nil {
@@ -129,7 +160,7 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 		return err
 	}
 	if facts.Warning != "" {
-		fmt.Fprintf(os.Stderr, "borgkit: warning: %s: %s\n", name, facts.Warning)
+		fmt.Fprintf(errw, "borgkit: warning: %s: %s\n", name, facts.Warning)
 	}
 	local := host.NewLocal("this machine")
 	if o.ServerRoot != "" {

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"slices"
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
@@ -179,3 +180,34 @@ type Issue struct {
 
 // Healthy is the summary when there is nothing to report.
 const Healthy = "All backups healthy! No issues detected."
+
+// Failed reports whether the dashboard shows a failure anywhere, an issue
+// or an item: `borgkit status` then exits 1. Warnings do not count.
+func (d *Dashboard) Failed() bool {
+	var levels []Level
+	for _, i := range d.Issues {
+		levels = append(levels, i.Level)
+	}
+	for _, s := range d.Storage {
+		levels = append(levels, s.Level)
+	}
+	for _, r := range d.Repos {
+		levels = append(levels, r.Level)
+	}
+	for _, m := range d.Mirrors {
+		levels = append(levels, m.Level)
+	}
+	for _, v := range d.VMs {
+		levels = append(levels, v.Level)
+	}
+	for _, h := range d.Heartbeats {
+		levels = append(levels, h.Level)
+	}
+	for _, c := range d.Monitoring {
+		levels = append(levels, c.Level)
+	}
+	if d.Proxmox != nil {
+		levels = append(levels, d.Proxmox.Level)
+	}
+	return slices.Contains(levels, LevelFailed)
+}

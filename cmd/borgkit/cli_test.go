@@ -1,0 +1,231 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/borgkit/borgkit/roles/jobs/state"
+)
+
+// TestExitCodes is the contract for every way of calling borgkit wrongly
+// that issue 20 found exiting 0 or 1, and a few that were already right.
+func TestExitCodes(t *testing.T) {
+	cfg := writeConfig(t, string(exampleConfig(t)))
+	tests := []struct {
+		args []string
+		code int
+		want string // in the output
+	}{
+		{nil, exitUsage, "borgkit needs a command"},
+		{[]string{"nosuchcmd"}, exitUsage, `unknown command "nosuchcmd"`},
+		{[]string{"staus"}, exitUsage, "did you mean status?"},
+		{[]string{"job"}, exitUsage, "borgkit job needs a job: "},
+		{[]string{"job", "nigthly"}, exitUsage, `unknown job "nigthly" for borgkit job; did you mean nightly?`},
+		{[]string{"config"}, exitUsage, "borgkit config needs a command"},
+		{[]string{"config", "nosuch"}, exitUsage, `unknown command "nosuch" for borgkit config`},
+		{[]string{"config", "valdate"}, exitUsage, "did you mean validate?"},
+		{[]string{"recovery-bundle", "verfy"}, exitUsage, "did you mean verify?"},
+		{[]string{"completion", "bsh"}, exitUsage, "did you mean bash"},
+		{[]string{"help", "nosuch"}, exitUsage, `unknown command "nosuch"`},
+		{[]string{"help", "job", "nightly"}, exitOK, "Back up every repo"},
+		{[]string{"plan", "john-ai", "--detailed", "--config", cfg}, exitUsage, "did you mean --detailed-exitcode?"},
+		{[]string{"status", "--lock", "/x", "--config", cfg}, exitUsage, "unknown flag: --lock for borgkit status; it is a flag of borgkit job"},
+		{[]string{"--json", "status"}, exitUsage, "put it after that command's name"},
+		{[]string{"job", "stale", "--ssh", "x"}, exitUsage, "it is a flag of borgkit job sync"},
+		{[]string{"provision"}, exitUsage, "borgkit provision needs HOST"},
+		{[]string{"plan", "jon-ai", "--config", cfg, "--root", t.TempDir()}, exitUsage, "did you mean john-ai?"},
+		{[]string{"recovery-bundle"}, exitUsage, "needs --to"},
+		{[]string{"recovery-bundle", "check-key", "--header", "/x"}, exitUsage, "needs --key-file"},
+		{[]string{"drill", "--mirror", "/x"}, exitUsage, "needs --bundle"},
+		{[]string{"drill", "--bundle", "/x"}, exitUsage, "exactly one of --disk and --mirror"},
+		{[]string{"version", "extra"}, exitUsage, "takes 0 argument(s)"},
+		{[]string{"job", "watchdog", "--config", cfg, "--host", "john-ai", "--state-dir", t.TempDir(), "--log-dir", t.TempDir()}, exitUsage, "runs on a host of role offsite"},
+		{[]string{"job", "nightly", "--config", cfg, "--host", "nosuch"}, exitUsage, "--host nosuch: no such host"},
+		{[]string{"config", "validate", "/nonexistent/borgkit.yaml"}, exitUsage, "read config"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, code := run(t, tt.args...)
+			if code != tt.code || !strings.Contains(out, tt.want) {
+				t.Fatalf("exit %d, want %d with %q\n%s", code, tt.code, tt.want, out)
+			}
+		})
+	}
+}
+
+// statusSite is a one-repo server whose records the test writes.
+const statusSite = `version: 1
+alerts: {to: ops@example.com, from: backup@example.com}
+retention: {daily: 3, weekly: 0, monthly: 0}
+hosts:
+  - name: solo
+    role: server
+    address: 127.0.0.1
+    disks:
+      - {name: usb, uuid: 3f9c2d4e-8b1a-4c6f-9e2d-7a5b1c3d9e0f, mountpoint: /mnt/solo-backup, backup: true}
+    repos:
+      - {name: solo, path: /mnt/solo-backup/solo, sources: [/etc]}
+  - name: other
+    role: offsite
+    address: 127.0.0.2
+`
+
+// record writes one finished run of job on host into dir.
+func record(t *testing.T, dir, host, job string, st state.Status, stats any) {
+	t.Helper()
+	s := &state.Store{Dir: dir, Host: host}
+	r, err := s.Begin(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := 0
+	if !st.Succeeded() {
+		code = 1
+	}
+	if err := r.Finish(st, code, "test", stats, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func nightlyStats() state.NightlyStats {
+	return state.NightlyStats{Repos: []state.RepoStats{{Name: "solo", Status: "ok", Archives: 3, LastBackup: time.Now(), Path: "/mnt/solo-backup/solo"}}}
+}
+
+// TestStatusExitCodes: 0 healthy or warnings only, 1 a failure on the
+// dashboard, 2 when it cannot tell which host this is.
+func TestStatusExitCodes(t *testing.T) {
+	cfg := writeConfig(t, statusSite)
+	t.Run("warnings only", func(t *testing.T) {
+		dir := t.TempDir()
+		record(t, dir, "solo", "nightly", state.OK, nightlyStats())
+		record(t, dir, "solo", "restore_test", state.OK, nil)
+		out, code := run(t, "status", "--config", cfg, "--host", "solo", "--state-dir", dir)
+		if code != exitOK || !strings.Contains(out, "[WARN]") || strings.Contains(out, "[FAIL]") {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+	})
+	t.Run("healthy", func(t *testing.T) {
+		dir := t.TempDir()
+		record(t, dir, "solo", "nightly", state.OK, nightlyStats())
+		record(t, dir, "solo", "check", state.OK, nil)
+		record(t, dir, "solo", "restore_test", state.OK, nil)
+		record(t, dir, "solo", "drill", state.OK, state.DrillStats{OK: true, Finished: time.Now()})
+		out, code := run(t, "status", "--config", cfg, "--host", "solo", "--state-dir", dir, "--json")
+		var d struct {
+			Issues []struct{ Level string } `json:"issues"`
+		}
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("--json is not one JSON document: %v\n%s", err, out)
+		}
+		for _, i := range d.Issues {
+			if i.Level == "failed" {
+				t.Fatalf("issue %+v in a healthy run\n%s", i, out)
+			}
+		}
+		if code != exitOK {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+	})
+	t.Run("failure", func(t *testing.T) {
+		dir := t.TempDir()
+		record(t, dir, "solo", "nightly", state.Failed, nightlyStats())
+		out, code := run(t, "status", "--config", cfg, "--host", "solo", "--state-dir", dir)
+		if code != exitFailed || !strings.Contains(out, "[FAIL]") {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+	})
+}
+
+// TestStatusPicksHost: --host, the host file and the hostname aside, a
+// machine is recognised by its job records, or by being the only host.
+func TestStatusPicksHost(t *testing.T) {
+	cfg := writeConfig(t, statusSite)
+	hn, _ := os.Hostname()
+	if hn == "solo" || hn == "other" {
+		t.Skip("this machine's hostname is a host of the test config")
+	}
+	if _, err := os.Stat("/etc/borgkit/host"); err == nil {
+		t.Skip("/etc/borgkit/host exists on this machine and names the host")
+	}
+	t.Run("records name the host", func(t *testing.T) {
+		dir := t.TempDir()
+		record(t, dir, "solo", "nightly", state.OK, nightlyStats())
+		out, code := run(t, "status", "--config", cfg, "--state-dir", dir)
+		if code == exitUsage || !strings.Contains(out, "showing solo, the host its job records") || !strings.Contains(out, "SOLO BACKUP STATUS") {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+	})
+	t.Run("records of a role", func(t *testing.T) {
+		dir := t.TempDir()
+		// A record without a host name, as a copied state directory
+		// might hold: its job is only the offsite role's.
+		record(t, dir, "someone-else", "watchdog", state.OK, nil)
+		out, _ := run(t, "status", "--config", cfg, "--state-dir", dir)
+		if !strings.Contains(out, "showing other, the only offsite host") {
+			t.Fatalf("%s", out)
+		}
+	})
+	t.Run("nothing tells", func(t *testing.T) {
+		out, code := run(t, "status", "--config", cfg, "--state-dir", t.TempDir())
+		if code != exitUsage || !strings.Contains(out, "pass --host NAME or write the name to /etc/borgkit/host (hosts: other, solo)") {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+	})
+	t.Run("only host", func(t *testing.T) {
+		one := writeConfig(t, strings.Split(statusSite, "  - name: other")[0])
+		out, code := run(t, "status", "--config", one, "--state-dir", t.TempDir())
+		if code == exitUsage || !strings.Contains(out, "showing solo, its only host") {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+	})
+}
+
+// TestJSONIsOneDocument: with --json, stdout is exactly one JSON value,
+// also when the command fails.
+func TestJSONIsOneDocument(t *testing.T) {
+	good := writeConfig(t, string(exampleConfig(t)))
+	bad := writeConfig(t, strings.Replace(string(exampleConfig(t)), "name: john-ai\n", "name: John AI\n", 1))
+	undecodable := writeConfig(t, "version: 1\nbogus: [\n")
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"version", "--json"}, exitOK, `"version"`},
+		{[]string{"config", "validate", good, "--json"}, exitOK, `"valid": true`},
+		{[]string{"config", "validate", bad, "--json"}, exitUsage, `"complete": true`},
+		{[]string{"config", "validate", undecodable, "--json"}, exitUsage, `"complete": false`},
+		{[]string{"config", "validate", "/nonexistent", "--json"}, exitUsage, `"error": "read config`},
+	} {
+		stdout, stderr, code := runSplit(t, tt.args...)
+		var v map[string]any
+		dec := json.NewDecoder(strings.NewReader(stdout))
+		if err := dec.Decode(&v); err != nil || dec.More() {
+			t.Errorf("%v: stdout is not one JSON document (%v):\n%s", tt.args, err, stdout)
+		}
+		if code != tt.code || !strings.Contains(stdout, tt.want) {
+			t.Errorf("%v: exit %d, want %d and %q\nstdout:\n%s\nstderr:\n%s", tt.args, code, tt.code, tt.want, stdout, stderr)
+		}
+	}
+}
+
+// TestValidateReportsEveryProblem: a file that decodes gets all its
+// problems at once, one that does not only its first.
+func TestValidateReportsEveryProblem(t *testing.T) {
+	src := string(exampleConfig(t))
+	src = strings.Replace(src, "name: john-ai\n", "name: John AI\n", 1)
+	src = strings.Replace(src, "uuid: 3f9c2d4e-8b1a-4c6f-9e2d-7a5b1c3d9e0f", "uuid: nope", 1)
+	src = strings.Replace(src, "port: 587", "port: 0", 1)
+	out, code := run(t, "config", "validate", writeConfig(t, src))
+	if code != exitUsage || !strings.Contains(out, "problems:") || !strings.Contains(out, "port 0") || !strings.Contains(out, `host name "John AI"`) || !strings.Contains(out, `uuid "nope"`) {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	two := strings.Replace(string(exampleConfig(t)), "version: 1", "version: 1\nbogus: 1\nbogus2: 2", 1)
+	out, code = run(t, "config", "validate", writeConfig(t, two))
+	if code != exitUsage || !strings.Contains(out, `"bogus"`) || strings.Contains(out, "bogus2") || !strings.Contains(out, "first problem only") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
