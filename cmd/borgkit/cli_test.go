@@ -2,12 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/borgkit/borgkit/roles/jobs/state"
+	"github.com/borgkit/borgkit/testing/notifysink"
+	"github.com/borgkit/borgkit/testing/smtpsink"
 )
 
 // TestExitCodes is the contract for every way of calling borgkit wrongly
@@ -227,5 +232,93 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	out, code = run(t, "config", "validate", writeConfig(t, two))
 	if code != exitUsage || !strings.Contains(out, `"bogus"`) || strings.Contains(out, "bogus2") || !strings.Contains(out, "first problem only") {
 		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
+
+// TestNotifyTest sends one test alert through each channel for real: msmtp
+// to an SMTP listener, an ntfy endpoint, a webhook. A dead channel is
+// exit 1 with its line, and the others are still tried.
+func TestNotifyTest(t *testing.T) {
+	if _, err := exec.LookPath("msmtp"); err != nil {
+		t.Skip("msmtp is not installed (make deps installs it): the mail goes through the real one")
+	}
+	smtp := smtpsink.Start(t)
+	ntfy := notifysink.StartNtfy(t, "tk_notify")
+	hook := notifysink.StartHook(t, "", 0)
+	tok := filepath.Join(t.TempDir(), "ntfy.token")
+	os.WriteFile(tok, []byte("tk_notify\n"), 0o600)
+	cfg := writeConfig(t, strings.Replace(statusSite, "alerts: {to: ops@example.com, from: backup@example.com}", fmt.Sprintf(`alerts:
+  to: ops@example.com
+  from: backup@example.com
+  sendmail: [/usr/bin/msmtp, -C, %s, --read-envelope-from, -t]
+  ntfy: {url: %s/backups-x7Qp, token_file: %s}
+  webhook: {url: %s}`, smtp.MsmtpConfig(t), ntfy.URL, tok, hook.URL), 1))
+
+	out, code := run(t, "notify", "test", "--config", cfg, "--host", "solo")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"mail     ops@example.com: sent", "ntfy     " + ntfy.URL + ": sent", "webhook  " + strings.Split(hook.URL, "/hook")[0] + ": sent"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "backups-x7Qp") || strings.Contains(out, "secret-path") {
+		t.Errorf("the output shows a channel's secret:\n%s", out)
+	}
+	mails, err := smtp.WaitFor(1, 10*time.Second)
+	if err != nil || mails[0].Subject != "[BACKUP] solo TEST NOTIFICATION" {
+		t.Fatalf("mail: %v %+v", err, mails)
+	}
+	if m := ntfy.Messages(); len(m) != 1 || m[0].Title != "[BACKUP] solo TEST NOTIFICATION" || m[0].Priority != 2 || m[0].Auth != "Bearer tk_notify" {
+		t.Fatalf("ntfy: %+v", m)
+	}
+	if b := hook.Bodies(); len(b) != 1 || b[0]["severity"] != "info" || b[0]["host"] != "solo" {
+		t.Fatalf("webhook: %v", b)
+	}
+
+	ntfy.Close()
+	stdout, stderr, code := runSplit(t, "notify", "test", "--config", cfg, "--host", "solo", "--json")
+	var res []channelResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || code != exitFailed {
+		t.Fatalf("exit %d, %v\n%s\n%s", code, err, stdout, stderr)
+	}
+	if len(res) != 3 || !res[0].OK || res[1].OK || res[1].Channel != "ntfy" || !res[2].OK {
+		t.Fatalf("results: %+v", res)
+	}
+	if len(hook.Bodies()) != 2 {
+		t.Fatal("the webhook was not tried after ntfy failed")
+	}
+}
+
+// TestPlanWarnsOfPlaceholders: the example config's SMTP password and NAS
+// credentials are placeholders borgkit writes; the plan says, at its end,
+// which file to edit on which host and which config line names it, and
+// still goes ahead: the first provision of the example must be possible.
+// Once the user put the password in, the warning goes.
+func TestPlanWarnsOfPlaceholders(t *testing.T) {
+	cfg := writeConfig(t, string(exampleConfig(t)))
+	root := t.TempDir()
+	out, code := run(t, "plan", "john-ai", "--config", cfg, "--root", root)
+	want := "! WARNING secret./etc/borgkit/smtp.pass: replace the placeholder in /etc/borgkit/smtp.pass on john-ai with the SMTP password of me@example.com at smtp.example.com: until then every alert mail fails (alerts.smtp.password_file names the file, at " + cfg + ":35)"
+	if code != exitOK || !strings.Contains(out, want) || !strings.Contains(out, "2 warning(s), listed at the end") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); !strings.HasPrefix(lines[len(lines)-1], "! WARNING") {
+		t.Fatalf("the warnings are not where the output ends:\n%s", out)
+	}
+	os.MkdirAll(filepath.Join(root, "etc/borgkit"), 0o755)
+	pass := filepath.Join(root, "etc/borgkit/smtp.pass")
+	os.WriteFile(pass, []byte("CHANGE-ME\n"), 0o600)
+	if out, _ := run(t, "plan", "john-ai", "--config", cfg, "--root", root); !strings.Contains(out, want) {
+		t.Fatalf("the placeholder in place does not warn:\n%s", out)
+	}
+	os.WriteFile(pass, []byte("s3cret-password\n"), 0o600)
+	stdout, _, code := runSplit(t, "plan", "john-ai", "--config", cfg, "--root", root, "--json")
+	var rep struct {
+		Warnings int `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Warnings != 1 || strings.Contains(stdout, "smtp.pass on john-ai") || code != exitOK {
+		t.Fatalf("exit %d, %v: want only the NAS warning left\n%s", code, err, stdout)
 	}
 }

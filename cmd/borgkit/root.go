@@ -75,6 +75,7 @@ contract for all of them is below.`,
 		newJobCommand(g),
 		newRevokeCommand(g),
 		newStatusCommand(g),
+		newNotifyCommand(g),
 		newRecoveryCommand(g),
 		newDrillCommand(g),
 		newManCommand(),
@@ -233,32 +234,11 @@ func closest(name string, candidates []string) string {
 		if len(name) >= 3 && strings.HasPrefix(c, name) && bestD > 2 {
 			best, bestD = c, 2
 		}
-		if d := editDistance(name, c); d < bestD {
+		if d := config.EditDistance(name, c); d < bestD {
 			best, bestD = c, d
 		}
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // requiredKey marks a flag a command cannot run without. Not cobra's own

@@ -251,6 +251,10 @@ type Alerts struct {
 	// node_exporter's textfile collector: last success, last run, exit
 	// code, duration and running, per job.
 	TextfileDir string `yaml:"textfile_dir,omitempty"`
+	// Ntfy and Webhook, when set, get every alert the mail gets (see
+	// notify.go). A host's own replaces the site's whole.
+	Ntfy    *Ntfy    `yaml:"ntfy,omitempty"`
+	Webhook *Webhook `yaml:"webhook,omitempty"`
 }
 
 // SMTP is msmtp's account.

@@ -174,6 +174,12 @@ func (c *Config) HostAlerts(h *Host) Alerts {
 		if o.TextfileDir != "" {
 			a.TextfileDir = o.TextfileDir
 		}
+		if o.Ntfy != nil {
+			a.Ntfy = o.Ntfy
+		}
+		if o.Webhook != nil {
+			a.Webhook = o.Webhook
+		}
 	}
 	if a.SubjectPrefix == "" {
 		a.SubjectPrefix = DefaultSubjectPrefix
@@ -186,6 +192,15 @@ func (c *Config) HostAlerts(h *Host) Alerts {
 	if a.SMTP != nil {
 		s := *a.SMTP
 		a.SMTP = &s
+	}
+	if a.Ntfy != nil {
+		n := *a.Ntfy
+		n.Tags = slices.Clone(n.Tags)
+		a.Ntfy = &n
+	}
+	if a.Webhook != nil {
+		w := *a.Webhook
+		a.Webhook = &w
 	}
 	return a
 }

@@ -39,6 +39,19 @@ type Report struct {
 	Conflict  int `json:"conflict"`
 	Skip      int `json:"skip"`
 	Failed    int `json:"failed"`
+	// Warnings counts the warnings of every check.
+	Warnings int `json:"warnings"`
+}
+
+// WarningSteps are the steps whose check carries a warning, in plan order.
+func (r *Report) WarningSteps() []StepReport {
+	var out []StepReport
+	for _, s := range r.Steps {
+		if len(s.Check.Warnings) > 0 {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Pending is how many steps the plan would change.
@@ -76,6 +89,7 @@ func Run(ctx context.Context, h host.Host, steps []Step, opts Options) (*Report,
 	for i, s := range steps {
 		c, err := s.Check(ctx, h)
 		r.Steps[i] = StepReport{ID: s.ID(), Check: c}
+		r.Warnings += len(c.Warnings)
 		if err != nil {
 			r.Steps[i].Error = err.Error()
 			r.Failed++

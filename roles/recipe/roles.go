@@ -140,13 +140,15 @@ func packages(cfg *config.Config, h *config.Host, own ...string) *steps.Packages
 // finish appends what every role ends with: the mail account and the jobs'
 // schedule, last, so nothing runs before the rest is in place.
 func finish(cfg *config.Config, h *config.Host, s []plan.Step) ([]plan.Step, error) {
-	if a := cfg.HostAlerts(h); a.SMTP != nil {
-		mail, err := msmtpSteps(a)
+	a := cfg.HostAlerts(h)
+	if a.SMTP != nil {
+		mail, err := msmtpSteps(cfg, h, a)
 		if err != nil {
 			return nil, err
 		}
 		s = append(s, mail...)
 	}
+	s = append(s, tokenSteps(cfg, h, a)...)
 	sched, err := scheduleSteps(h)
 	if err != nil {
 		return nil, err

@@ -184,30 +184,13 @@ const Healthy = "All backups healthy! No issues detected."
 // Failed reports whether the dashboard shows a failure anywhere, an issue
 // or an item: `borgkit status` then exits 1. Warnings do not count.
 func (d *Dashboard) Failed() bool {
-	var levels []Level
-	for _, i := range d.Issues {
-		levels = append(levels, i.Level)
-	}
-	for _, s := range d.Storage {
-		levels = append(levels, s.Level)
-	}
-	for _, r := range d.Repos {
-		levels = append(levels, r.Level)
-	}
-	for _, m := range d.Mirrors {
-		levels = append(levels, m.Level)
-	}
-	for _, v := range d.VMs {
-		levels = append(levels, v.Level)
-	}
-	for _, h := range d.Heartbeats {
-		levels = append(levels, h.Level)
-	}
-	for _, c := range d.Monitoring {
-		levels = append(levels, c.Level)
-	}
-	if d.Proxmox != nil {
-		levels = append(levels, d.Proxmox.Level)
-	}
-	return slices.Contains(levels, LevelFailed)
+	failed := func(l Level) bool { return l == LevelFailed }
+	return slices.ContainsFunc(d.Issues, func(i Issue) bool { return failed(i.Level) }) ||
+		slices.ContainsFunc(d.Storage, func(s Storage) bool { return failed(s.Level) }) ||
+		slices.ContainsFunc(d.Repos, func(r Repo) bool { return failed(r.Level) }) ||
+		slices.ContainsFunc(d.Mirrors, func(m Mirror) bool { return failed(m.Level) }) ||
+		slices.ContainsFunc(d.VMs, func(v VM) bool { return failed(v.Level) }) ||
+		slices.ContainsFunc(d.Heartbeats, func(h Heartbeat) bool { return failed(h.Level) }) ||
+		slices.ContainsFunc(d.Monitoring, func(c Check) bool { return failed(c.Level) }) ||
+		d.Proxmox != nil && failed(d.Proxmox.Level)
 }
