@@ -229,16 +229,17 @@ func flagError(c *cobra.Command, err error) error {
 // closest is the candidate within two edits of name, else the one name
 // is the start of, "" if none is.
 func closest(name string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if len(name) >= 3 && strings.HasPrefix(c, name) && bestD > 2 {
-			best, bestD = c, 2
-		}
-		if d := config.EditDistance(name, c); d < bestD {
-			best, bestD = c, d
+	if best := config.Closest(name, candidates); best != "" {
+		return best
+	}
+	if len(name) >= 3 {
+		for _, c := range candidates {
+			if strings.HasPrefix(c, name) {
+				return c
+			}
 		}
 	}
-	return best
+	return ""
 }
 
 // requiredKey marks a flag a command cannot run without. Not cobra's own

@@ -52,6 +52,10 @@ type Host struct {
 	Mirrors  []Mirror  `yaml:"mirrors,omitempty"`
 
 	Schedules Schedules `yaml:"schedules,omitempty"`
+	// Jitter is systemd's RandomizedDelaySec per job, keyed as schedules:
+	// is ("nightly: 30m", "0" for none), over each job's default (see
+	// Host.Jitter). Timers only: cron has no random delay.
+	Jitter map[string]string `yaml:"jitter,omitempty"`
 	// Alerts fields set here replace the site's one by one, so a host can
 	// change only its From (see Config.HostAlerts); Retention, when set,
 	// replaces the site's whole (see Config.RepoRetention).

@@ -42,6 +42,14 @@ func (c *Config) AlertsPath(h *Host, field string) string {
 // Field is a YAML path as the user reads it ("alerts.smtp.password_file").
 func Field(path string) string { return displayPath(path) }
 
-// EditDistance is the Levenshtein distance between a and b, for "did you
-// mean" suggestions beyond the config's own.
-func EditDistance(a, b string) int { return editDistance(a, b) }
+// Closest is the candidate within two edits of name, "" if none is: the
+// "did you mean" of config errors and of the command line.
+func Closest(name string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(name, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}

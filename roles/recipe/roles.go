@@ -214,7 +214,8 @@ func scheduleSteps(h *config.Host) ([]plan.Step, error) {
 		if err != nil {
 			return nil, fmt.Errorf("host %s job %s: %w", h.Name, j.Name, err)
 		}
-		data := map[string]any{"Managed": layout.Managed(), "Host": h.Name, "Job": j.Name, "Binary": layout.Binary, "Cron": j.Cron, "OnCalendar": cal}
+		data := map[string]any{"Managed": layout.Managed(), "Host": h.Name, "Job": j.Name, "Binary": layout.Binary, "Cron": j.Cron, "OnCalendar": cal,
+			"DelaySec": int64(h.RandomDelay(j.Name).Seconds())}
 		for _, kind := range []string{"service", "timer"} {
 			b, err := templates.Render(kind, data)
 			if err != nil {
