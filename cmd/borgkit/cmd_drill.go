@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -41,7 +40,7 @@ phase elsewhere. The result goes to stdout: the report files' names, or with
 			}
 			o.Store = &state.Store{Dir: o.StateDir}
 			o.Progress = cmd.ErrOrStderr()
-			o.IsTTY = isTTY(os.Stderr)
+			o.IsTTY = isTTY(cmd.ErrOrStderr())
 			if g.Verbose {
 				o.Log = cmd.ErrOrStderr()
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/provision/target"
 	"github.com/borgkit/borgkit/roles/recipe"
 )
@@ -150,12 +151,17 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 		return err
 	}
 	defer h.Close()
+	// Progress on stderr; the plan and -v's log, through the line's writer
+	// so that nothing shares a terminal line with it.
+	prog := progress.New(errw, isTTY(errw))
 	if g.Verbose {
-		h = host.Logged(h, os.Stderr)
+		h = host.Logged(h, prog.Writer(errw))
 	}
 	// The first round trip: what the host is decides which build and
 	// which release's paths the plan uses.
+	prog.Status("%s: probing the host (architecture, release)", name)
 	facts, err := target.Probe(ctx, h)
+	prog.Done()
 	if err != nil {
 		return err
 	}
@@ -172,11 +178,11 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 		return err
 	}
 
-	var printer plan.Printer = &plan.TextPrinter{W: out, Header: fmt.Sprintf("Plan for %s (%s, role %s; %s):", name, how, hc.Role, facts)}
+	var printer plan.Printer = &plan.TextPrinter{W: prog.Writer(out), Header: fmt.Sprintf("Plan for %s (%s, role %s; %s):", name, how, hc.Role, facts)}
 	if g.JSON {
 		printer = plan.JSONPrinter{W: out}
 	}
-	r, err := plan.Run(ctx, h, stepList, plan.Options{DryRun: o.DryRun, Printer: printer})
+	r, err := plan.Run(ctx, h, stepList, plan.Options{DryRun: o.DryRun, Printer: printer, Progress: prog})
 	if err != nil {
 		return reported{err}
 	}

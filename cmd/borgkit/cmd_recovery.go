@@ -11,6 +11,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/recovery/luks2"
 )
@@ -82,7 +83,7 @@ func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, out, errw
 	if o.Root != "" {
 		src = host.NewRooted(server.Name, o.Root)
 	}
-	opts := bundle.Options{Paper: o.Paper, ConfigData: raw, Version: version}
+	opts := bundle.Options{Paper: o.Paper, ConfigData: raw, Version: version, Progress: progress.New(errw, isTTY(errw))}
 	if o.Owner >= 0 {
 		opts.Owner = &host.Owner{UID: o.Owner, GID: -1}
 	}

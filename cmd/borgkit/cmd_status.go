@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/roles/jobs/status"
@@ -82,13 +83,5 @@ func runStatus(g *globals, o *statusOptions, cmd *cobra.Command) error {
 	return nil
 }
 
-// isTTY decides colour and live progress lines: only a terminal gets
-// escape codes.
-func isTTY(w any) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
+// isTTY decides colour and live progress lines.
+func isTTY(w any) bool { return progress.IsTerminal(w) }
