@@ -120,10 +120,17 @@ func needsSubcommand(c *cobra.Command) {
 		return unknownSubcommand(c, args[0])
 	}
 	c.RunE = func(*cobra.Command, []string) error { return nil } // Args always refuses
+	if c.Annotations == nil {
+		c.Annotations = map[string]string{}
+	}
+	c.Annotations[groupKey] = "true"
 	if c.Annotations[exitCodesKey] == "" {
 		withExits(c, usageCase("no or an unknown "+noun(c)))
 	}
 }
+
+// groupKey marks a command that only groups others.
+const groupKey = "borgkit/group"
 
 func noun(c *cobra.Command) string {
 	if c.Name() == "job" {
