@@ -322,3 +322,44 @@ func TestPlanWarnsOfPlaceholders(t *testing.T) {
 		t.Fatalf("exit %d, %v: want only the NAS warning left\n%s", code, err, stdout)
 	}
 }
+
+// TestBundleJSON writes a recovery bundle of a server provisioned into a
+// tree, with --json: stdout is the one document (where, the digest, the
+// files), the progress and warnings are on stderr.
+func TestBundleJSON(t *testing.T) {
+	if _, err := exec.LookPath("borg"); err != nil {
+		t.Skip("borg is not installed (make deps installs it): provisioning runs the real borg init")
+	}
+	root := t.TempDir()
+	cfg := writeConfig(t, strings.Replace(statusSite, "      - {name: solo, path: /mnt/solo-backup/solo, sources: [/etc]}",
+		"      - {name: solo, path: /mnt/solo-backup/solo, sources: [/etc], encryption: repokey-blake2}", 1))
+	if out, code := run(t, "provision", "solo", "--config", cfg, "--root", root); code != exitOK {
+		t.Fatalf("provision: exit %d\n%s", code, out)
+	}
+	dir := filepath.Join(t.TempDir(), "bundle")
+	stdout, stderr, code := runSplit(t, "recovery-bundle", "--to", dir, "--root", root, "--host", "solo", "--config", cfg, "--json")
+	var w struct {
+		Dir    string `json:"dir"`
+		Digest string `json:"manifest_sha256"`
+		Files  []struct {
+			Path string `json:"path"`
+		} `json:"files"`
+		Warnings []string `json:"warnings"`
+	}
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	if err := dec.Decode(&w); err != nil || dec.More() || code != exitOK {
+		t.Fatalf("exit %d, %v: stdout is not one JSON document:\n%s\nstderr:\n%s", code, err, stdout, stderr)
+	}
+	if w.Dir != dir || len(w.Digest) != 64 || len(w.Files) == 0 || w.Warnings == nil {
+		t.Fatalf("%+v", w)
+	}
+	if !strings.Contains(stderr, "checking the borg key of repo solo/solo") {
+		t.Errorf("no progress on stderr:\n%s", stderr)
+	}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil {
+			os.Chmod(p, 0o700) // the bundle is read-only; let t.TempDir remove it
+		}
+		return nil
+	})
+}

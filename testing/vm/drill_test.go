@@ -228,8 +228,8 @@ func TestVMDisasterDrill(t *testing.T) {
 		}
 		// --json prints the result alone.
 		dec := json.NewDecoder(strings.NewReader(string(r.Stdout)))
-		if err := dec.Decode(&res); err != nil {
-			t.Fatalf("drill --json: %v\n%s", err, r.Stdout)
+		if err := dec.Decode(&res); err != nil || dec.More() {
+			t.Fatalf("drill --json is not one JSON document: %v\n%s", err, r.Stdout)
 		}
 	})
 
