@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -19,12 +20,7 @@ func (v *validator) jitter(p string, h *Host) {
 		return
 	}
 	jobs := RoleJobs(h.Role)
-	keys := make([]string, 0, len(h.Jitter))
-	for k := range h.Jitter {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, job := range keys {
+	for _, job := range slices.Sorted(maps.Keys(h.Jitter)) {
 		jp := p + ".jitter." + job
 		if !slices.Contains(jobs, job) {
 			msg := fmt.Sprintf("%q is not a scheduled job of a %s host (its jobs: %s)", job, h.Role, strings.Join(jobs, ", "))
