@@ -233,6 +233,25 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	if code != exitUsage || !strings.Contains(out, `"bogus"`) || strings.Contains(out, "bogus2") || !strings.Contains(out, "first problem only") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
+
+	// --json: the same problems, each with its line, in one document, and
+	// "complete" says whether they are all of them.
+	for _, tc := range []struct {
+		src      string
+		complete bool
+		problems int
+	}{{src, true, 5}, {two, false, 1}} { // John AI also leaves two references to john-ai dangling
+		stdout, stderr, code := runSplit(t, "config", "validate", "--json", writeConfig(t, tc.src))
+		var rep validateReport
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil || code != exitUsage || rep.Valid || rep.Complete != tc.complete || len(rep.Problems) != tc.problems || stderr != "" {
+			t.Fatalf("exit %d, %v\nstdout:\n%s\nstderr:\n%s", code, err, stdout, stderr)
+		}
+		for _, p := range rep.Problems {
+			if p.Line == 0 || p.Message == "" {
+				t.Errorf("problem without line or message: %+v", p)
+			}
+		}
+	}
 }
 
 // TestNotifyTest sends one test alert through each channel for real: msmtp
