@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -29,15 +28,19 @@ extract a random sample plus the canaries from the latest archives, compare
 them with the archives' own hashes (and the live files with --compare-live),
 and report RPO, RTO and throughput as Markdown and JSON. It never writes to
 the disk or the mirror. The result is recorded for borgkit status and the
-weekly summary.` + exitStatusHelp,
+weekly summary.
+
+Progress goes to stderr: one line redrawn in place on a terminal, a line per
+phase elsewhere. The result goes to stdout: the report files' names, or with
+--json the whole result (the report files are in it) and nothing else.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.Bundle == "" || (o.Disk == "") == (o.Mirror == "") {
-				return usageError{fmt.Errorf("drill: --bundle and exactly one of --disk and --mirror are required")}
+			if (o.Disk == "") == (o.Mirror == "") {
+				return usagef("drill needs exactly one of --disk and --mirror")
 			}
 			o.Store = &state.Store{Dir: o.StateDir}
 			o.Progress = cmd.ErrOrStderr()
-			o.IsTTY = isTTY(os.Stderr)
+			o.IsTTY = isTTY(cmd.ErrOrStderr())
 			if g.Verbose {
 				o.Log = cmd.ErrOrStderr()
 			}
@@ -47,9 +50,10 @@ weekly summary.` + exitStatusHelp,
 					if jerr := writeJSON(cmd.OutOrStdout(), res); jerr != nil {
 						return jerr
 					}
-				}
-				for _, f := range res.ReportFiles {
-					fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", f)
+				} else {
+					for _, f := range res.ReportFiles {
+						fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", f)
+					}
 				}
 			}
 			return err
@@ -68,5 +72,11 @@ weekly summary.` + exitStatusHelp,
 	f.StringVar(&o.ReportDir, "report-dir", ".", "where the Markdown and JSON report go when the bundle is read-only")
 	f.StringVar(&o.WorkDir, "work-dir", "", "where extracted files go (default: a temporary directory)")
 	f.StringVar(&o.StateDir, "state-dir", layout.StateDir, "where the drill is recorded for borgkit status")
-	return cmd
+	g.jsonFlag(cmd, "the whole result")
+	g.verboseFlag(cmd, "log every command run, with its stderr, to stderr")
+	required(cmd, "bundle")
+	return withExits(cmd,
+		exitCase{exitOK, "the drill passed: every repo checked, every sampled file restored and matching"},
+		exitCase{exitFailed, "the drill failed or could not run; the report says what"},
+		usageCase(""))
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,7 +17,9 @@ import (
 	"github.com/borgkit/borgkit/roles/jobs/status"
 )
 
-// jobOptions are shared by every job.
+// jobOptions are the flags of the jobs. Each job command registers only
+// those it reads (jobFlags): the borg lock only where borg runs, --ssh only
+// for the sync.
 type jobOptions struct {
 	Host     string
 	StateDir string
@@ -28,14 +29,50 @@ type jobOptions struct {
 	SSH      string
 }
 
-func (o *jobOptions) AddFlags(cmd *cobra.Command) {
-	f := cmd.PersistentFlags()
-	f.StringVar(&o.Host, "host", "", "the config `NAME` of this host (default: /etc/borgkit/host, else the hostname)")
-	f.StringVar(&o.StateDir, "state-dir", layout.StateDir, "where job records are kept (`DIR`)")
-	f.StringVar(&o.LogDir, "log-dir", layout.LogDir, "where each job appends its log (`DIR`)")
-	f.StringVar(&o.Lock, "lock", layout.LockFile, "the host-wide borg lock `FILE`")
-	f.DurationVar(&o.LockWait, "lock-wait", 4*time.Hour, "how long a job waits for the borg lock")
-	f.StringVar(&o.SSH, "ssh", "", "remote shell for offsite mirrors, as rsync -e takes it (default ssh -o BatchMode=yes)")
+// Which job flags a command has, beyond --config, --host and -v.
+const (
+	flagState   = 1 << iota // --state-dir
+	flagLog                 // --log-dir
+	flagLock                // --lock, --lock-wait
+	flagSSH                 // --ssh
+	flagVerbose             // -v: the job's log also on stderr
+)
+
+func (o *jobOptions) addFlags(g *globals, cmd *cobra.Command, which int) {
+	g.configFlag(cmd)
+	hostFlag(cmd, &o.Host)
+	f := cmd.Flags()
+	if which&flagState != 0 {
+		f.StringVar(&o.StateDir, "state-dir", layout.StateDir, "where job records are kept (`DIR`)")
+	}
+	if which&flagLog != 0 {
+		f.StringVar(&o.LogDir, "log-dir", layout.LogDir, "where the job appends its log (`DIR`)")
+	}
+	if which&flagVerbose != 0 {
+		g.verboseFlag(cmd, "also copy the job's log to stderr")
+	}
+	if which&flagLock != 0 {
+		f.StringVar(&o.Lock, "lock", layout.LockFile, "the host-wide borg lock `FILE`")
+		f.DurationVar(&o.LockWait, "lock-wait", 4*time.Hour, "how long the job waits for the borg lock")
+	}
+	if which&flagSSH != 0 {
+		f.StringVar(&o.SSH, "ssh", "", "remote shell for offsite mirrors, as rsync -e takes it (default ssh -o BatchMode=yes)")
+	}
+}
+
+// jobExits are a scheduled job's exit statuses.
+var jobExits = []exitCase{
+	{exitOK, "the job did its work, or stood down because another run of it is in progress"},
+	{exitFailed, "the job failed (it mailed and notified; its record and log say why)"},
+	usageCase("a bad config, a host not in it, or a job this host's role does not run"),
+}
+
+// jobSpec is one `borgkit job` subcommand.
+type jobSpec struct {
+	job, short string
+	role       config.Role // "" for any role
+	flags      int
+	fn         func(context.Context, *jobs.Env) error
 }
 
 func newJobCommand(g *globals) *cobra.Command {
@@ -45,56 +82,52 @@ func newJobCommand(g *globals) *cobra.Command {
 		Short: "Run one of the jobs provisioning schedules on a host",
 		Long: `Run one of the jobs provisioning schedules on a host (cron or systemd timers
 call them). Each job records its run in the state directory, appends to its
-log, and mails only when something needs attention.` + exitStatusHelp,
+log, and alerts (mail and any ntfy or webhook channel) only when something
+needs attention.`,
 	}
-	o.AddFlags(cmd)
-	server := func(job, short string, fn func(context.Context, *jobs.Env) error) *cobra.Command {
-		return &cobra.Command{
-			Use: layout.JobCLI(job), Short: short, Args: exactArgs(0),
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				return runJob(cmd.Context(), g, o, job, "", fn)
-			},
-		}
+	const std = flagState | flagLog | flagVerbose
+	const borg = std | flagLock
+	offsite := func(fn func(context.Context, *jobs.OffsiteEnv) error) func(context.Context, *jobs.Env) error {
+		return func(ctx context.Context, e *jobs.Env) error { return fn(ctx, &jobs.OffsiteEnv{Env: *e}) }
 	}
-	cmd.AddCommand(
-		server(layout.JobNightly, "Back up every repo: preflight, create, prune, compact", jobs.Nightly),
-		server(layout.JobSync, "Mirror the repos to the NAS and the offsite host, then write the heartbeat", jobs.Sync),
-		server(layout.JobStale, "Alert when the nightly run or the sync is overdue, or a job died", jobs.Stale),
-		server(layout.JobCheck, "borg check --repository-only on every repo", func(ctx context.Context, e *jobs.Env) error {
+	specs := []jobSpec{
+		{layout.JobNightly, "Back up every repo: preflight, create, prune, compact", "", borg, jobs.Nightly},
+		{layout.JobSync, "Mirror the repos to the NAS and the offsite host, then write the heartbeat", "", borg | flagSSH, jobs.Sync},
+		{layout.JobStale, "Alert when the nightly run or the sync is overdue, or a job died", "", std, jobs.Stale},
+		{layout.JobCheck, "borg check --repository-only on every repo", "", borg, func(ctx context.Context, e *jobs.Env) error {
 			return jobs.Check(ctx, e, false)
-		}),
-		server(layout.JobVerify, "borg check --verify-data on every repo", func(ctx context.Context, e *jobs.Env) error {
+		}},
+		{layout.JobVerify, "borg check --verify-data on every repo", "", borg, func(ctx context.Context, e *jobs.Env) error {
 			return jobs.Check(ctx, e, true)
-		}),
-		server(layout.JobRestoreTest, "Extract files from the latest archives and compare them with the live ones", jobs.RestoreTest),
-		server(layout.JobSummary, "Mail the weekly summary: the dashboard as text and HTML", status.Summary),
-		server(layout.JobScrub, "On the archive host: check pool health and start a ZFS scrub of every pool", jobs.Scrub),
-		server(layout.JobSmartShort, "On the archive host: SMART health and a short self test of every disk", func(ctx context.Context, e *jobs.Env) error {
+		}},
+		{layout.JobRestoreTest, "Extract files from the latest archives and compare them with the live ones", "", borg, jobs.RestoreTest},
+		{layout.JobSummary, "Send the weekly summary: the dashboard as text and HTML", "", std, status.Summary},
+		{layout.JobScrub, "On the archive host: check pool health and start a ZFS scrub of every pool", "", std, jobs.Scrub},
+		{layout.JobSmartShort, "On the archive host: SMART health and a short self test of every disk", "", std, func(ctx context.Context, e *jobs.Env) error {
 			return jobs.SmartTest(ctx, e, false)
-		}),
-		server(layout.JobSmartLong, "On the archive host: SMART health and a long self test of every disk", func(ctx context.Context, e *jobs.Env) error {
+		}},
+		{layout.JobSmartLong, "On the archive host: SMART health and a long self test of every disk", "", std, func(ctx context.Context, e *jobs.Env) error {
 			return jobs.SmartTest(ctx, e, true)
-		}),
-		server(layout.JobZFSLoadKey, "On the archive host: load the ZFS keys from their keyfiles and mount the datasets (boot unit)", jobs.LoadZFSKeys),
-		server(layout.JobPull, "On the archive host: replicate the live server's dataset with syncoid", func(ctx context.Context, e *jobs.Env) error {
+		}},
+		{layout.JobZFSLoadKey, "On the archive host: load the ZFS keys from their keyfiles and mount the datasets (boot unit)", "", std, jobs.LoadZFSKeys},
+		{layout.JobPull, "On the archive host: replicate the live server's dataset with syncoid", "", std, func(ctx context.Context, e *jobs.Env) error {
 			return jobs.Pull(ctx, e, layout.SSHKey)
-		}),
-	)
-	offsite := func(job, short string, fn func(context.Context, *jobs.OffsiteEnv) error) *cobra.Command {
-		return &cobra.Command{
-			Use: layout.JobCLI(job), Short: short, Args: exactArgs(0),
+		}},
+		{layout.JobWatchdog, "On the offsite host: alert when the server's heartbeat is stale or the disk is full or unmounted", config.RoleOffsite, std, offsite(jobs.Watchdog)},
+		{layout.JobUnlock, "On the offsite host: fetch the LUKS key from the server, open and mount the disk (boot timer)", config.RoleOffsite, std, offsite(jobs.Unlock)},
+	}
+	for _, sp := range specs {
+		sp := sp
+		c := &cobra.Command{
+			Use: layout.JobCLI(sp.job), Short: sp.short, Args: exactArgs(0),
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return runJob(cmd.Context(), g, o, job, config.RoleOffsite, func(ctx context.Context, e *jobs.Env) error {
-					return fn(ctx, &jobs.OffsiteEnv{Env: *e})
-				})
+				return runJob(cmd.Context(), g, o, sp.job, sp.role, sp.fn)
 			},
 		}
+		o.addFlags(g, c, sp.flags)
+		cmd.AddCommand(withExits(c, jobExits...))
 	}
-	cmd.AddCommand(
-		offsite(layout.JobWatchdog, "On the offsite host: alert when the server's heartbeat is stale or the disk is full or unmounted", jobs.Watchdog),
-		offsite(layout.JobUnlock, "On the offsite host: fetch the LUKS key from the server, open and mount the disk (boot timer)", jobs.Unlock),
-	)
-	cmd.AddCommand(&cobra.Command{
+	serveKey := &cobra.Command{
 		Use:   "serve-key HOST",
 		Short: "Write the LUKS key of offsite HOST to stdout (the forced command of its unlock key)",
 		Args:  exactArgs(1),
@@ -109,15 +142,21 @@ log, and mails only when something needs attention.` + exitStatusHelp,
 			}
 			return jobs.ServeKey(cmd.Context(), cfg, self.Name, args[0], layout.RevokedDir, cmd.OutOrStdout())
 		},
-	})
-	cmd.AddCommand(&cobra.Command{
+	}
+	o.addFlags(g, serveKey, 0)
+	pullGuard := &cobra.Command{
 		Use:   "pull-guard ARCHIVE",
 		Short: "Run the zfs get/send that ARCHIVE's syncoid pull sends, nothing else (the forced command of its pull key)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPullGuard(g, o, args[0])
 		},
-	})
+	}
+	o.addFlags(g, pullGuard, flagLog)
+	cmd.AddCommand(
+		withExits(serveKey, exitCase{exitOK, "the key was written"}, exitCase{exitFailed, "the key could not be served (revoked, missing, not this host's to serve)"}, usageCase("a bad config")),
+		withExits(pullGuard, exitCase{exitOK, "the allowed command ran and succeeded"}, exitCase{exitFailed, "the command was refused or failed"}, usageCase("a bad config")),
+	)
 	return cmd
 }
 
@@ -181,8 +220,10 @@ func runJob(ctx context.Context, g *globals, o *jobOptions, job string, role con
 	if g.Verbose {
 		log = io.MultiWriter(lf, os.Stderr)
 	}
-	if err := os.MkdirAll(filepath.Dir(o.Lock), 0o755); err != nil {
-		return fmt.Errorf("lock directory: %w", err)
+	if o.Lock != "" {
+		if err := os.MkdirAll(filepath.Dir(o.Lock), 0o755); err != nil {
+			return fmt.Errorf("lock directory: %w", err)
+		}
 	}
 	env.Log, env.LogPath = log, logPath
 	fmt.Fprintf(lf, "=== %s %s on %s\n", time.Now().Format(time.RFC3339), layout.JobCLI(job), env.Host.Name)
@@ -195,19 +236,5 @@ func runJob(ctx context.Context, g *globals, o *jobOptions, job string, role con
 
 // self finds which config host this machine is.
 func (o *jobOptions) self(cfg *config.Config) (*config.Host, error) {
-	name := o.Host
-	if name == "" {
-		if b, err := os.ReadFile(layout.HostFile); err == nil {
-			name = strings.TrimSpace(string(b))
-		}
-	}
-	if name == "" {
-		hn, _ := os.Hostname()
-		name = strings.SplitN(hn, ".", 2)[0]
-	}
-	h, ok := cfg.Host(name)
-	if !ok {
-		return nil, usageError{fmt.Errorf("this machine is %q, which is not a host in %s; pass --host", name, cfg.File)}
-	}
-	return h, nil
+	return pickHost(cfg, hostPick{Flag: o.Host, HostFile: layout.HostFile, Hostname: os.Hostname})
 }

@@ -31,5 +31,5 @@ func newManCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "man", "output `DIR`")
-	return cmd
+	return withExits(cmd, exitCase{exitOK, "the pages were written"}, exitCase{exitFailed, "they could not be written"}, usageCase(""))
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/provision/target"
 	"github.com/borgkit/borgkit/roles/recipe"
 )
@@ -42,7 +43,7 @@ func (o *provisionOptions) AddFlags(fs *pflag.FlagSet, isPlan bool) {
 	if !isPlan {
 		fs.BoolVar(&o.DryRun, "dry-run", false, "show the plan and stop (same as borgkit plan)")
 	}
-	fs.BoolVar(&o.DetailedExitCode, "detailed-exitcode", false, "exit 3 when the plan has changes")
+	fs.BoolVar(&o.DetailedExitCode, "detailed-exitcode", false, "exit 3 when the plan has changes, 0 when it has none")
 	fs.BoolVar(&o.Local, "local", false, "provision this machine instead of connecting over SSH")
 	fs.StringVar(&o.Root, "root", "", "write every file under `DIR` instead of / (implies --local; live-only steps are skipped)")
 	fs.StringVar(&o.AcceptHostKey, "accept-host-key", "", "trust the host key with this `SHA256:...` fingerprint")
@@ -56,24 +57,19 @@ func (o *provisionOptions) AddFlags(fs *pflag.FlagSet, isPlan bool) {
 
 func newProvisionCommand(g *globals, isPlan bool) *cobra.Command {
 	o := &provisionOptions{}
-	use, short := "provision HOST", "Bring a host to the state the config describes"
-	if isPlan {
-		use, short = "plan HOST", "Show what provision would change, and change nothing"
-	}
 	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Long: short + `.
+		Use:   "provision HOST",
+		Short: "Bring a host to the state the config describes",
+		Long: `Bring HOST to the state the config describes.
 
 Every step is checked first and the plan is printed:
   + create   ~ change (with a diff for files)   = unchanged
   ! conflict (nothing is applied while any step conflicts)   # skipped
-Then pending steps are applied in order and every step is checked again.
-A second run reports no changes.
-
-The host is reached over SSH at its configured address, unless --local or
---root is given or the host's name is this machine's hostname. With --root
-and no config file, the embedded example config is used.` + exitStatusHelp,
+Warnings (a placeholder password still in place) are printed under the
+plan and do not stop it. Then pending steps are applied in order and every
+step is checked again. A second run reports no changes. With --dry-run it
+stops after the plan, as borgkit plan does.
+` + transportHelp,
 		Args: exactArgs(1),
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			return hostNames(g), cobra.ShellCompDirectiveNoFileComp
@@ -82,12 +78,39 @@ and no config file, the embedded example config is used.` + exitStatusHelp,
 			if isPlan {
 				o.DryRun = true
 			}
-			return runProvision(cmd.Context(), o, g, args[0], cmd.OutOrStdout())
+			return runProvision(cmd.Context(), o, g, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
+	failed := "a step could not be checked or applied, a conflict stopped the plan, or the host was unreachable"
+	ok, pending := "the host is as the config describes: nothing to do, or every change applied and re-checked", "the plan had changes, and they were applied"
+	if isPlan {
+		failed = "a step could not be checked, a conflict would stop provision, or the host was unreachable"
+		ok, pending = "the plan was shown (with --detailed-exitcode: and it has no changes)", "the plan has changes"
+		cmd.Use, cmd.Short = "plan HOST", "Show what provision would change, and change nothing"
+		cmd.Long = `Show what borgkit provision HOST would change, and change nothing: every
+step is checked and the plan is printed:
+  + create   ~ change (with a diff for files)   = unchanged
+  ! conflict (provision would apply nothing)   # skipped
+Warnings (a placeholder password still in place) are printed under the
+plan. Nothing is applied; the same as borgkit provision HOST --dry-run.
+` + transportHelp
+	}
+	g.configFlag(cmd)
+	g.jsonFlag(cmd, "the plan and its outcome")
+	g.verboseFlag(cmd, "log every program run on the host, with exit status and time")
 	o.AddFlags(cmd.Flags(), isPlan)
-	return cmd
+	return withExits(cmd,
+		exitCase{exitOK, ok},
+		exitCase{exitFailed, failed},
+		usageCase("a bad config, or a host not in it"),
+		exitCase{exitPending, "with --detailed-exitcode: " + pending})
 }
+
+// transportHelp is how provision and plan reach the host.
+const transportHelp = `
+The host is reached over SSH at its configured address, unless --local or
+--root is given or the host's name is this machine's hostname. With --root
+and no config file, the embedded example config is used.`
 
 func hostNames(g *globals) []string {
 	cfg, _, err := g.load(true)
@@ -101,14 +124,23 @@ func hostNames(g *globals) []string {
 	return names
 }
 
-func runProvision(ctx context.Context, o *provisionOptions, g *globals, name string, out io.Writer) error {
+// unknownHost is the usage error for a HOST argument the config lacks.
+func unknownHost(cfg *config.Config, name string) error {
+	names := hostNamesOf(cfg)
+	if best := closest(name, names); best != "" {
+		return usagef("host %q is not in %s; did you mean %s?", name, cfg.File, best)
+	}
+	return usagef("host %q is not in %s (hosts: %s)", name, cfg.File, strings.Join(names, ", "))
+}
+
+func runProvision(ctx context.Context, o *provisionOptions, g *globals, name string, out, errw io.Writer) error {
 	cfg, raw, err := g.load(o.Root != "")
 	if err != nil {
 		return err
 	}
 	hc, ok := cfg.Host(name)
 	if !ok {
-		return usageError{fmt.Errorf("host %q is not in %s", name, cfg.File)}
+		return unknownHost(cfg, name)
 	}
 	set, err := builds.Locate(o.Builds)
 	if err != nil {
@@ -119,17 +151,22 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 		return err
 	}
 	defer h.Close()
+	// Progress on stderr; the plan and -v's log, through the line's writer
+	// so that nothing shares a terminal line with it.
+	prog := progress.New(errw, isTTY(errw))
 	if g.Verbose {
-		h = host.Logged(h, os.Stderr)
+		h = host.Logged(h, prog.Writer(errw))
 	}
 	// The first round trip: what the host is decides which build and
 	// which release's paths the plan uses.
+	prog.Status("%s: probing the host (architecture, release)", name)
 	facts, err := target.Probe(ctx, h)
+	prog.Done()
 	if err != nil {
 		return err
 	}
 	if facts.Warning != "" {
-		fmt.Fprintf(os.Stderr, "borgkit: warning: %s: %s\n", name, facts.Warning)
+		fmt.Fprintf(errw, "borgkit: warning: %s: %s\n", name, facts.Warning)
 	}
 	local := host.NewLocal("this machine")
 	if o.ServerRoot != "" {
@@ -141,11 +178,11 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 		return err
 	}
 
-	var printer plan.Printer = &plan.TextPrinter{W: out, Header: fmt.Sprintf("Plan for %s (%s, role %s; %s):", name, how, hc.Role, facts)}
+	var printer plan.Printer = &plan.TextPrinter{W: prog.Writer(out), Header: fmt.Sprintf("Plan for %s (%s, role %s; %s):", name, how, hc.Role, facts)}
 	if g.JSON {
 		printer = plan.JSONPrinter{W: out}
 	}
-	r, err := plan.Run(ctx, h, stepList, plan.Options{DryRun: o.DryRun, Printer: printer})
+	r, err := plan.Run(ctx, h, stepList, plan.Options{DryRun: o.DryRun, Printer: printer, Progress: prog})
 	if err != nil {
 		return reported{err}
 	}

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/recovery/luks2"
 )
@@ -37,31 +40,42 @@ keyfile and header backup, every borg key export and passphrase, known_hosts,
 the config, and a runbook with this site's real values, checksummed in
 MANIFEST.sha256. It refuses a DIR on the backup disk or inside a backed-up
 source: the bundle must never sit inside the backup it unlocks. Run it on the
-server, as root, after provisioning; keep the stick offline and offsite.` + exitStatusHelp,
+server, as root, after provisioning; keep the stick offline and offsite.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.To == "" {
-				return usageError{fmt.Errorf("recovery-bundle: --to DIR is required (or use verify / check-key)")}
-			}
-			return runBundleWrite(cmd.Context(), o, g, cmd.OutOrStdout())
+			return runBundleWrite(cmd.Context(), o, g, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.To, "to", "", "write the bundle into `DIR` (must be empty or absent)")
 	f.BoolVar(&o.Paper, "paper", false, "also render each borg key as borg key export --paper prints it, for a printout")
 	f.StringVar(&o.Root, "root", "", "read the server's files from the tree under `DIR` (a server provisioned with --root)")
-	f.StringVar(&o.Host, "host", "", "the server's config `NAME` (default: /etc/borgkit/host, else the hostname)")
+	hostFlag(cmd, &o.Host)
 	f.IntVar(&o.Owner, "owner-uid", -1, "give the bundle's files to this `UID`, so that user can verify it without root")
+	g.configFlag(cmd)
+	g.jsonFlag(cmd, "the bundle's directory, digest, contents and warnings")
+	required(cmd, "to")
 	cmd.AddCommand(newBundleVerifyCommand(g, o), newCheckKeyCommand(g))
-	return cmd
+	return withExits(cmd,
+		exitCase{exitOK, "the bundle was written and proven (every keyfile opens its header, every borg key its repo)"},
+		exitCase{exitFailed, "it could not be written or proven; nothing is left in DIR"},
+		usageCase("a bad config, or no way to tell which host this server is"))
 }
 
-func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, out io.Writer) error {
+// bundleWritten is recovery-bundle --json.
+type bundleWritten struct {
+	Dir      string   `json:"dir"`
+	Digest   string   `json:"manifest_sha256"`
+	Warnings []string `json:"warnings"`
+	*bundle.Manifest
+}
+
+func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, out, errw io.Writer) error {
 	cfg, raw, err := g.load(o.Root != "")
 	if err != nil {
 		return err
 	}
-	server, err := (&jobOptions{Host: o.Host}).self(cfg)
+	server, err := pickHost(cfg, hostPick{Flag: o.Host, HostFile: layout.HostFile, Hostname: os.Hostname})
 	if err != nil {
 		return err
 	}
@@ -69,7 +83,7 @@ func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, out io.Wr
 	if o.Root != "" {
 		src = host.NewRooted(server.Name, o.Root)
 	}
-	opts := bundle.Options{Paper: o.Paper, ConfigData: raw, Version: version}
+	opts := bundle.Options{Paper: o.Paper, ConfigData: raw, Version: version, Progress: progress.New(errw, isTTY(errw))}
 	if o.Owner >= 0 {
 		opts.Owner = &host.Owner{UID: o.Owner, GID: -1}
 	}
@@ -77,11 +91,18 @@ func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, out io.Wr
 	if err != nil {
 		return err
 	}
-	for _, w := range m.Warnings {
-		fmt.Fprintf(out, "warning: %s\n", w)
+	if g.JSON {
+		w := bundleWritten{Dir: m.Dir, Digest: m.Digest, Warnings: m.Warnings, Manifest: m}
+		if w.Warnings == nil {
+			w.Warnings = []string{}
+		}
+		return writeJSON(out, w)
 	}
-	fmt.Fprintf(out, "wrote the recovery bundle of %s to %s\nMANIFEST.sha256 digest: %s (write it down: it proves the bundle later)\n", server.Name, m.Dir, m.Digest)
-	return nil
+	for _, w := range m.Warnings {
+		fmt.Fprintf(errw, "warning: %s\n", w)
+	}
+	_, err = fmt.Fprintf(out, "wrote the recovery bundle of %s to %s\nMANIFEST.sha256 digest: %s (write it down: it proves the bundle later)\n", server.Name, m.Dir, m.Digest)
+	return err
 }
 
 func newBundleVerifyCommand(g *globals, o *bundleOptions) *cobra.Command {
@@ -92,7 +113,7 @@ func newBundleVerifyCommand(g *globals, o *bundleOptions) *cobra.Command {
 every keyfile against its LUKS header backup (in Go), every borg key export
 against its passphrase, and, with --repo-root, that they open the repo copies
 found there (a NAS mirror, a mounted offsite disk); repo copies are never
-written to.` + exitStatusHelp,
+written to.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var log io.Writer
@@ -117,7 +138,12 @@ written to.` + exitStatusHelp,
 	}
 	cmd.Flags().StringSliceVar(&o.RepoRoot, "repo-root", nil, "a `DIR` holding repo copies by name, to open with the bundle's keys (repeatable)")
 	cmd.Flags().StringVar(&o.WorkDir, "work-dir", "", "where borg's private state goes (default: a temporary directory)")
-	return cmd
+	g.jsonFlag(cmd, "the report")
+	g.verboseFlag(cmd, "log every borg run to stderr")
+	return withExits(cmd,
+		exitCase{exitOK, "every check passed"},
+		exitCase{exitFailed, "a check failed (a checksum, a keyfile, a borg key, a repo copy); the report says which"},
+		usageCase(""))
 }
 
 type checkKeyOptions struct {
@@ -133,13 +159,7 @@ func newCheckKeyCommand(g *globals) *cobra.Command {
 		Long: `Check that a keyfile opens a keyslot of a LUKS2 header or header backup. It
 reads the header in Go, derives the keyslot key (argon2id, argon2i, pbkdf2),
 decrypts the keyslot and checks the digest, as cryptsetup would; it needs no
-root, no device-mapper and no cryptsetup.
-
-EXIT STATUS
-  0  the key opens a keyslot
-  1  the key opens no keyslot
-  2  the header cannot be read (not LUKS, LUKS1, damaged, unsupported), or bad usage
-`,
+root, no device-mapper and no cryptsetup.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCheckKey(cmd.Context(), o, g, cmd.OutOrStdout())
@@ -147,9 +167,12 @@ EXIT STATUS
 	}
 	cmd.Flags().StringVar(&o.Header, "header", "", "LUKS2 header or header backup `FILE` (a disk image works too)")
 	cmd.Flags().StringVar(&o.KeyFile, "key-file", "", "keyfile, used byte for byte as cryptsetup --key-file does")
-	cmd.MarkFlagRequired("header")
-	cmd.MarkFlagRequired("key-file")
-	return cmd
+	g.jsonFlag(cmd, "the keyslot, UUID, KDF and time")
+	required(cmd, "header", "key-file")
+	return withExits(cmd,
+		exitCase{exitOK, "the key opens a keyslot"},
+		exitCase{exitFailed, "the key opens no keyslot"},
+		usageCase("the header cannot be read (not LUKS, LUKS1, damaged, unsupported), or the check was interrupted (no verdict on the key)"))
 }
 
 func runCheckKey(ctx context.Context, o *checkKeyOptions, g *globals, out io.Writer) error {
@@ -164,7 +187,7 @@ func runCheckKey(ctx context.Context, o *checkKeyOptions, g *globals, out io.Wri
 	if g.JSON {
 		return writeJSON(out, res)
 	}
-	fmt.Fprintf(out, "%s: the key opens keyslot %d of LUKS2 UUID %s (%s, %s copy, %s)\n",
+	_, err = fmt.Fprintf(out, "%s: the key opens keyslot %d of LUKS2 UUID %s (%s, %s copy, %s)\n",
 		o.Header, res.Slot, res.UUID, res.KDF, res.HeaderCopy, res.Duration.Round(1e6))
-	return nil
+	return err
 }

@@ -27,14 +27,19 @@ func newRevokeCommand(g *globals) *cobra.Command {
 		Long: `Kill switch for a stolen or lost offsite host: remove its serve-key entry from
 the server's authorized_keys and leave a marker in /etc/borgkit/revoked so
 neither serve-key nor a later provision ever authorizes it again (delete the
-marker by hand to undo). Run it on the unlock server.` + exitStatusHelp,
+marker by hand to undo). Run it on the unlock server.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRevoke(cmd.Context(), o, g, args[0], cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVar(&o.Root, "root", "", "act on the server's files under `DIR`")
-	return cmd
+	g.configFlag(cmd)
+	g.jsonFlag(cmd, "the steps and their outcome")
+	return withExits(cmd,
+		exitCase{exitOK, "HOST can no longer fetch its key (also when it already could not)"},
+		exitCase{exitFailed, "a step failed; see its line"},
+		usageCase("a bad config, or HOST is not an offsite host whose key this server serves"))
 }
 
 func runRevoke(ctx context.Context, o *revokeOptions, g *globals, name string, out io.Writer) error {

@@ -45,7 +45,7 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 func newVersionCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print borgkit's version",
 		Args:  exactArgs(0),
@@ -54,8 +54,10 @@ func newVersionCommand(g *globals) *cobra.Command {
 			if g.JSON {
 				return writeJSON(cmd.OutOrStdout(), v)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "borgkit %s (%s, %s)\n", v.Version, v.GoVersion, v.Platform)
-			return nil
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "borgkit %s (%s, %s)\n", v.Version, v.GoVersion, v.Platform)
+			return err
 		},
 	}
+	g.jsonFlag(cmd, "the version, revision, Go version and platform")
+	return withExits(cmd, exitCase{exitOK, "the version was printed"}, exitCase{exitFailed, "it could not be written to stdout"}, usageCase(""))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,8 @@ import (
 	"github.com/borgkit/borgkit/testing/loopdev"
 )
 
-// run executes the CLI in-process and returns its output and exit status.
+// run executes the CLI in-process and returns its output (stdout and
+// stderr, and the error main would print) and exit status.
 func run(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	return runContext(t, context.Background(), args...)
@@ -24,16 +26,40 @@ func run(t *testing.T, args ...string) (string, int) {
 // runContext is run with the context main would cancel on SIGINT/SIGTERM.
 func runContext(t *testing.T, ctx context.Context, args ...string) (string, int) {
 	t.Helper()
-	cmd := newRootCommand()
 	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(ctx)
-	if err != nil && exitCode(err) != exitPending {
-		out.WriteString("error: " + err.Error())
+	code := execute(t, ctx, &out, &out, args...)
+	return out.String(), code
+}
+
+// runSplit is run with stdout and stderr apart.
+func runSplit(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = execute(t, context.Background(), &o, &e, args...)
+	return o.String(), e.String(), code
+}
+
+// execute runs the CLI as main does, printing the error to stderr where
+// main would, and notes the exit status each command returned for
+// TestMain's check against the codes its help lists.
+func execute(t *testing.T, ctx context.Context, stdout, stderr *bytes.Buffer, args ...string) int {
+	t.Helper()
+	root := newRootCommand()
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if args == nil {
+		args = []string{} // nil would make cobra read os.Args
 	}
-	return out.String(), exitCode(err)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	code := exitCode(err)
+	if err != nil && code != exitPending && !errors.Is(err, errReported) {
+		stderr.WriteString("error: " + err.Error() + "\n")
+	}
+	if cmd != nil {
+		observed.add(cmd, code)
+	}
+	return code
 }
 
 func writeConfig(t *testing.T, body string) string {

@@ -52,6 +52,10 @@ type Host struct {
 	Mirrors  []Mirror  `yaml:"mirrors,omitempty"`
 
 	Schedules Schedules `yaml:"schedules,omitempty"`
+	// Jitter is systemd's RandomizedDelaySec per job, keyed as schedules:
+	// is ("nightly: 30m", "0" for none), over each job's default (see
+	// Host.Jitter). Timers only: cron has no random delay.
+	Jitter map[string]string `yaml:"jitter,omitempty"`
 	// Alerts fields set here replace the site's one by one, so a host can
 	// change only its From (see Config.HostAlerts); Retention, when set,
 	// replaces the site's whole (see Config.RepoRetention).
@@ -251,6 +255,10 @@ type Alerts struct {
 	// node_exporter's textfile collector: last success, last run, exit
 	// code, duration and running, per job.
 	TextfileDir string `yaml:"textfile_dir,omitempty"`
+	// Ntfy and Webhook, when set, get every alert the mail gets (see
+	// notify.go). A host's own replaces the site's whole.
+	Ntfy    *Ntfy    `yaml:"ntfy,omitempty"`
+	Webhook *Webhook `yaml:"webhook,omitempty"`
 }
 
 // SMTP is msmtp's account.

@@ -41,33 +41,41 @@ func DefaultSendmail() []string {
 	return []string{"/usr/bin/msmtp", "--read-envelope-from", "-t"}
 }
 
-type jobDefault struct{ job, spec string }
+// jobDefault is a job's default schedule and timer jitter: a random delay
+// of up to jitter, fixed per host and job (systemd's FixedRandomDelay), so
+// hosts that share a NAS, a mail server or an ntfy server do not all start
+// on the same second, while each keeps a steady time the stale checks can
+// count on. Each is well under the job's period and its stale threshold.
+type jobDefault struct {
+	job, spec string
+	jitter    time.Duration
+}
 
 // roleJobs are the first seed's cron file (server and offsite) and the
 // second seed's timers (archive), in the order a listing should show them.
 var roleJobs = map[Role][]jobDefault{
 	RoleServer: {
-		{layout.JobNightly, "0 0 * * *"},
-		{layout.JobSync, "0 2 * * *"},
-		{layout.JobStale, "0 */6 * * *"},
-		{layout.JobCheck, "0 9 * * 6"},
-		{layout.JobVerify, "0 3 15 * *"},
-		{layout.JobRestoreTest, "0 10 1 * *"},
-		{layout.JobSummary, "0 8 * * 1"},
+		{layout.JobNightly, "0 0 * * *", 15 * time.Minute},
+		{layout.JobSync, "0 2 * * *", 15 * time.Minute},
+		{layout.JobStale, "0 */6 * * *", 5 * time.Minute},
+		{layout.JobCheck, "0 9 * * 6", 30 * time.Minute},
+		{layout.JobVerify, "0 3 15 * *", 30 * time.Minute},
+		{layout.JobRestoreTest, "0 10 1 * *", 30 * time.Minute},
+		{layout.JobSummary, "0 8 * * 1", 10 * time.Minute},
 	},
 	RoleOffsite: {
-		{layout.JobWatchdog, "0 * * * *"},
+		{layout.JobWatchdog, "0 * * * *", 5 * time.Minute},
 	},
 	RoleArchive: {
-		{layout.JobPull, "0 1 * * *"},
-		{layout.JobNightly, "30 2 * * *"},
-		{layout.JobStale, "0 */6 * * *"},
-		{layout.JobCheck, "30 4 * * 0"},
-		{layout.JobVerify, "45 4 15 * *"},
-		{layout.JobScrub, "0 5 * * 0"},
-		{layout.JobSmartShort, "0 6 * * 3"},
-		{layout.JobSmartLong, "0 6 1 * *"},
-		{layout.JobSummary, "0 8 * * 1"},
+		{layout.JobPull, "0 1 * * *", 15 * time.Minute},
+		{layout.JobNightly, "30 2 * * *", 15 * time.Minute},
+		{layout.JobStale, "0 */6 * * *", 5 * time.Minute},
+		{layout.JobCheck, "30 4 * * 0", 30 * time.Minute},
+		{layout.JobVerify, "45 4 15 * *", 30 * time.Minute},
+		{layout.JobScrub, "0 5 * * 0", 30 * time.Minute},
+		{layout.JobSmartShort, "0 6 * * 3", 30 * time.Minute},
+		{layout.JobSmartLong, "0 6 1 * *", 30 * time.Minute},
+		{layout.JobSummary, "0 8 * * 1", 10 * time.Minute},
 	},
 }
 
@@ -174,6 +182,12 @@ func (c *Config) HostAlerts(h *Host) Alerts {
 		if o.TextfileDir != "" {
 			a.TextfileDir = o.TextfileDir
 		}
+		if o.Ntfy != nil {
+			a.Ntfy = o.Ntfy
+		}
+		if o.Webhook != nil {
+			a.Webhook = o.Webhook
+		}
 	}
 	if a.SubjectPrefix == "" {
 		a.SubjectPrefix = DefaultSubjectPrefix
@@ -186,6 +200,15 @@ func (c *Config) HostAlerts(h *Host) Alerts {
 	if a.SMTP != nil {
 		s := *a.SMTP
 		a.SMTP = &s
+	}
+	if a.Ntfy != nil {
+		n := *a.Ntfy
+		n.Tags = slices.Clone(n.Tags)
+		a.Ntfy = &n
+	}
+	if a.Webhook != nil {
+		w := *a.Webhook
+		a.Webhook = &w
 	}
 	return a
 }
@@ -432,6 +455,30 @@ func (h *Host) jobApplies(job string) bool {
 		return h.Pull != nil
 	}
 	return true
+}
+
+// RandomDelay is the random delay h's timer for job gets: the host's jitter:
+// entry, else the job's default; 0 for a cron host (cron has none), for
+// a job that is not scheduled, and for "0". Boot-time units (unlock,
+// zfs-load-key) are not scheduled jobs and never wait.
+func (h *Host) RandomDelay(job string) time.Duration {
+	job = layout.JobKey(job)
+	if h.SchedulerKind() != SchedulerSystemd {
+		return 0
+	}
+	if _, on := h.Schedule(job); !on {
+		return 0
+	}
+	if v, ok := h.Jitter[job]; ok {
+		d, _ := time.ParseDuration(strings.TrimSpace(v))
+		return d
+	}
+	for _, j := range roleJobs[h.Role] {
+		if j.job == job {
+			return j.jitter
+		}
+	}
+	return 0
 }
 
 // Jobs lists the jobs enabled on h, in the role's order.

@@ -57,6 +57,8 @@ func (v *validator) alertsBlock(p string, a *Alerts) {
 		}
 	}
 	v.path(p+".textfile_dir", "textfile_dir", a.TextfileDir, false)
+	v.ntfy(p+".ntfy", a.Ntfy)
+	v.webhook(p+".webhook", a.Webhook)
 }
 
 // effectiveAlerts insists every host can mail: silence must mean healthy,

@@ -65,6 +65,7 @@ func (v *validator) host(p string, h *Host) {
 	v.repos(p, h)
 	v.mirrors(p, h)
 	v.schedules(p, h)
+	v.jitter(p, h)
 
 	if h.Alerts != nil {
 		v.alertsBlock(p+".alerts", h.Alerts)

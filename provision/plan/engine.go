@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/progress"
 )
 
 // Options steer one run of the engine.
@@ -15,6 +16,9 @@ type Options struct {
 	DryRun bool
 	// Printer is told about each phase as it happens; nil prints nothing.
 	Printer Printer
+	// Progress shows the step being checked or applied: over SSH a plan
+	// of fifty steps takes a while before the Printer has anything.
+	Progress *progress.Line
 }
 
 // StepReport is one step's line in a report.
@@ -39,6 +43,19 @@ type Report struct {
 	Conflict  int `json:"conflict"`
 	Skip      int `json:"skip"`
 	Failed    int `json:"failed"`
+	// Warnings counts the warnings of every check.
+	Warnings int `json:"warnings"`
+}
+
+// WarningSteps are the steps whose check carries a warning, in plan order.
+func (r *Report) WarningSteps() []StepReport {
+	var out []StepReport
+	for _, s := range r.Steps {
+		if len(s.Check.Warnings) > 0 {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Pending is how many steps the plan would change.
@@ -73,9 +90,13 @@ func Run(ctx context.Context, h host.Host, steps []Step, opts Options) (*Report,
 	}
 	r := &Report{Host: h.Name(), DryRun: opts.DryRun, Steps: make([]StepReport, len(steps))}
 	checkFailed := false
+	prog := opts.Progress
+	prog.Status("%s: checking %d steps", h.Name(), len(steps))
 	for i, s := range steps {
+		prog.Tick("%s: checking %d/%d %s", h.Name(), i+1, len(steps), s.ID())
 		c, err := s.Check(ctx, h)
 		r.Steps[i] = StepReport{ID: s.ID(), Check: c}
+		r.Warnings += len(c.Warnings)
 		if err != nil {
 			r.Steps[i].Error = err.Error()
 			r.Failed++
@@ -84,13 +105,15 @@ func Run(ctx context.Context, h host.Host, steps []Step, opts Options) (*Report,
 		}
 		r.count(c.Action)
 	}
+	prog.Done()
 	p.Planned(r)
-	err := apply(ctx, h, steps, r, opts.DryRun, checkFailed, p)
+	err := apply(ctx, h, steps, r, opts.DryRun, checkFailed, p, prog)
+	prog.Done()
 	p.Done(r, err)
 	return r, err
 }
 
-func apply(ctx context.Context, h host.Host, steps []Step, r *Report, dryRun, checkFailed bool, p Printer) error {
+func apply(ctx context.Context, h host.Host, steps []Step, r *Report, dryRun, checkFailed bool, p Printer, prog *progress.Line) error {
 	switch {
 	case checkFailed:
 		return ErrCheck
@@ -106,6 +129,7 @@ func apply(ctx context.Context, h host.Host, steps []Step, r *Report, dryRun, ch
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		prog.Tick("%s: applying %s", h.Name(), s.ID())
 		p.Applying(s.ID())
 		start := time.Now()
 		err := s.Apply(ctx, h)
@@ -121,10 +145,12 @@ func apply(ctx context.Context, h host.Host, steps []Step, r *Report, dryRun, ch
 	}
 	// A step whose Apply "worked" but left the host unsatisfied would make
 	// every later run re-apply it forever; catch that now, naming the step.
+	prog.Status("%s: checking every step again", h.Name())
 	for i, s := range steps {
 		if r.Steps[i].Check.Action == Skip {
 			continue
 		}
+		prog.Tick("%s: checking again %d/%d %s", h.Name(), i+1, len(steps), s.ID())
 		c, err := s.Check(ctx, h)
 		if err != nil {
 			return fmt.Errorf("%w: re-check %s: %w", ErrNotSettled, s.ID(), err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/plan"
+	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/provision/steps"
 )
 
@@ -150,5 +151,34 @@ func TestJSONPrinter(t *testing.T) {
 	}
 	if got.Host != "t" || got.Pending != 4 || len(got.Steps) != 4 || got.Steps[0].Check.Action != "create" {
 		t.Fatalf("%+v", got)
+	}
+}
+
+// TestProgress: a terminal sees each step checked, applied and checked
+// again on one redrawn line, cleared before the plan prints; a log gets
+// one line per phase and no per-step lines.
+func TestProgress(t *testing.T) {
+	h, _ := rootedHost(t)
+	var tty, out bytes.Buffer
+	p := progress.New(&tty, true)
+	if _, err := plan.Run(context.Background(), h, sample(3), plan.Options{Printer: &plan.TextPrinter{W: p.Writer(&out)}, Progress: p}); err != nil {
+		t.Fatal(err)
+	}
+	want := "\r\033[Kt: checking 3 steps\r\033[Kt: checking 1/3 dir./etc/app\r\033[Kt: checking 2/3 file./etc/app/f01\r\033[Kt: checking 3/3 block./etc/fstab\r\033[K" +
+		"\r\033[Kt: applying dir./etc/app\r\033[K\r\033[Kt: applying file./etc/app/f01\r\033[K\r\033[Kt: applying block./etc/fstab\r\033[K" +
+		"\r\033[Kt: checking every step again\r\033[Kt: checking again 1/3 dir./etc/app\r\033[Kt: checking again 2/3 file./etc/app/f01\r\033[Kt: checking again 3/3 block./etc/fstab\r\033[K"
+	if tty.String() != want {
+		t.Errorf("terminal:\n%q\nwant\n%q", tty.String(), want)
+	}
+	if !strings.HasPrefix(out.String(), "  + dir./etc/app") || strings.Contains(out.String(), "\033") {
+		t.Errorf("plan output:\n%q", out.String())
+	}
+	var log bytes.Buffer
+	h2, _ := rootedHost(t)
+	if _, err := plan.Run(context.Background(), h2, sample(3), plan.Options{Progress: progress.New(&log, false)}); err != nil {
+		t.Fatal(err)
+	}
+	if log.String() != "t: checking 3 steps\nt: checking every step again\n" {
+		t.Errorf("log:\n%q", log.String())
 	}
 }

@@ -48,6 +48,9 @@ func (t *TextPrinter) Planned(r *Report) {
 	if r.Failed > 0 {
 		fmt.Fprintf(t.W, ", %d failed to check", r.Failed)
 	}
+	if r.Warnings > 0 {
+		fmt.Fprintf(t.W, "; %d warning(s), listed at the end", r.Warnings)
+	}
 	fmt.Fprintln(t.W, ".")
 }
 
@@ -62,6 +65,7 @@ func (t *TextPrinter) Applied(s StepReport) {
 }
 
 func (t *TextPrinter) Done(r *Report, err error) {
+	defer t.warnings(r)
 	switch {
 	case err != nil:
 		fmt.Fprintf(t.W, "%s: %v\n", r.Host, err)
@@ -71,6 +75,17 @@ func (t *TextPrinter) Done(r *Report, err error) {
 		fmt.Fprintf(t.W, "%s: no changes.\n", r.Host)
 	default:
 		fmt.Fprintf(t.W, "%s: applied %d changes; every step re-checked and satisfied.\n", r.Host, r.Pending())
+	}
+}
+
+// warnings ends the output with what the user still has to do, where the
+// last lines are read: a placeholder password left in place fails every
+// alert silently.
+func (t *TextPrinter) warnings(r *Report) {
+	for _, s := range r.WarningSteps() {
+		for _, w := range s.Check.Warnings {
+			fmt.Fprintf(t.W, "! WARNING %s: %s\n", s.ID, w)
+		}
 	}
 }
 

@@ -52,8 +52,9 @@ type Check struct {
 	// Diff is a unified diff for file content; empty for secrets.
 	Diff string `json:"diff,omitempty"`
 	// Warnings are about things the step leaves alone but the user should
-	// look at (a broken line of theirs in a shared file); they never stop
-	// a run.
+	// look at (a broken line of theirs in a shared file) or must do
+	// because borgkit cannot (a placeholder password to replace); they
+	// never stop a run, and the plan repeats them at its end.
 	Warnings []string `json:"warnings,omitempty"`
 }
 

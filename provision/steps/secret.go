@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -20,6 +21,11 @@ type Secret struct {
 	Owner    host.Owner
 	What     string // "borg passphrase of repo john-ai", for the plan
 	Generate func() ([]byte, error)
+	// Placeholder, when set, is what Generate writes for a secret only the
+	// user can supply (an SMTP password): while the file still holds it,
+	// the check carries Warn, which says what to put there.
+	Placeholder []byte
+	Warn        string
 }
 
 func (s *Secret) ID() string { return "secret." + s.Path }
@@ -27,7 +33,11 @@ func (s *Secret) ID() string { return "secret." + s.Path }
 func (s *Secret) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	fi, err := h.Lstat(ctx, s.Path)
 	if host.IsNotExist(err) {
-		return plan.Creates(fmt.Sprintf("generate %s, mode %04o", s.What, s.Mode.Perm())), nil
+		c := plan.Creates(fmt.Sprintf("generate %s, mode %04o", s.What, s.Mode.Perm()))
+		if s.Placeholder != nil {
+			c.Warnings = append(c.Warnings, s.Warn)
+		}
+		return c, nil
 	}
 	if err != nil {
 		return plan.Check{}, err
@@ -38,10 +48,22 @@ func (s *Secret) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if fi.Size == 0 {
 		return plan.Conflicts(fmt.Sprintf("%s is empty; borgkit will not use an empty secret nor replace it", s.Path)), nil
 	}
+	c := plan.Satisfied()
 	if drift := metaDrift(h, fi, s.Mode, s.Owner); drift != "" {
-		return plan.Modifies(drift), nil
+		c = plan.Modifies(drift)
 	}
-	return plan.Satisfied(), nil
+	if s.Placeholder != nil && fi.Size == int64(len(s.Placeholder)) {
+		// Read only a file of the placeholder's size, and compare it
+		// here: its content is never shown.
+		b, err := h.ReadFile(ctx, s.Path)
+		if err != nil {
+			return plan.Check{}, err
+		}
+		if bytes.Equal(b, s.Placeholder) {
+			c.Warnings = append(c.Warnings, s.Warn)
+		}
+	}
+	return c, nil
 }
 
 func (s *Secret) Apply(ctx context.Context, h host.Host) error {

@@ -270,3 +270,34 @@ func TestPackagesLive(t *testing.T) {
 		t.Fatalf("%+v", c)
 	}
 }
+
+// TestSecretPlaceholder: a secret only the user can supply warns while it
+// holds the placeholder borgkit wrote, from the plan that creates it on,
+// and stops warning once the user replaced it.
+func TestSecretPlaceholder(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	h := host.NewRooted("t", dir)
+	s := &steps.Secret{Path: "/etc/borgkit/smtp.pass", Mode: 0o600, Owner: host.Root, What: "placeholder",
+		Generate: func() ([]byte, error) { return []byte("CHANGE-ME\n"), nil }, Placeholder: []byte("CHANGE-ME\n"), Warn: "put the password in"}
+	c, err := s.Check(ctx, h)
+	if err != nil || c.Action != plan.Create || strings.Join(c.Warnings, "|") != "put the password in" {
+		t.Fatalf("absent: %+v %v", c, err)
+	}
+	if err := s.Apply(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	c, err = s.Check(ctx, h)
+	if err != nil || c.Action != plan.OK || strings.Join(c.Warnings, "|") != "put the password in" {
+		t.Fatalf("placeholder in place: %+v %v", c, err)
+	}
+	for _, real := range []string{"hunter2!!\n", "CHANGE-Me\n"} {
+		if err := os.WriteFile(filepath.Join(dir, s.Path), []byte(real), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err = s.Check(ctx, h)
+		if err != nil || c.Action != plan.OK || len(c.Warnings) != 0 {
+			t.Fatalf("replaced with %q: %+v %v", real, c, err)
+		}
+	}
+}

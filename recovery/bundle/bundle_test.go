@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/recovery/bundle/bundletest"
 	"github.com/borgkit/borgkit/testing/borghome"
@@ -53,8 +54,19 @@ func copyBundle(t *testing.T, dir string) string {
 }
 
 func TestWriteVerify(t *testing.T) {
-	s, m := writeBundle(t, bundle.Options{Version: "test"})
+	var log bytes.Buffer
+	s, m := writeBundle(t, bundle.Options{Version: "test", Progress: progress.New(&log, false)})
 	ctx := context.Background()
+
+	// Each slow phase says what it does, a plain line each off a terminal.
+	for _, want := range []string{"checking the borg key of repo john-ai/", "proving the keyfile of pi/", "writing the runbook and MANIFEST.sha256"} {
+		if !strings.Contains(log.String(), "\n"+want) && !strings.HasPrefix(log.String(), want) {
+			t.Errorf("progress lacks %q:\n%s", want, log.String())
+		}
+	}
+	if strings.Contains(log.String(), "\r") {
+		t.Errorf("progress off a terminal redraws:\n%q", log.String())
+	}
 
 	// Modes: files 0400, directories 0500.
 	err := filepath.WalkDir(m.Dir, func(p string, d fs.DirEntry, err error) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/borgkit/borgkit/provision/digest"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/recovery/luks2"
 )
 
@@ -48,6 +49,8 @@ type Options struct {
 	Owner *host.Owner
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Progress shows each phase: the key checks take seconds each.
+	Progress *progress.Line
 }
 
 // pending is a bundle file before it is written.
@@ -81,7 +84,8 @@ func Write(ctx context.Context, cfg *config.Config, server *config.Host, src Sou
 		m.Hosts = append(m.Hosts, Host{Name: h.Name, Role: string(h.Role), Address: h.Address,
 			SSHUser: h.SSH.UserOrDefault(), SSHPort: h.SSH.PortOrDefault(), HostPublicKey: h.SSH.HostPublicKey})
 	}
-	c := &collector{ctx: ctx, src: src, m: m, files: map[string]*pending{}}
+	c := &collector{ctx: ctx, src: src, m: m, files: map[string]*pending{}, p: opts.Progress}
+	defer c.p.Done()
 	if err := c.disks(cfg, server); err != nil {
 		return nil, fmt.Errorf("write bundle: %w", err)
 	}
@@ -121,6 +125,7 @@ func Write(ctx context.Context, cfg *config.Config, server *config.Host, src Sou
 }
 
 type collector struct {
+	p     *progress.Line
 	ctx   context.Context
 	src   Source
 	m     *Manifest
@@ -160,6 +165,7 @@ func (c *collector) disks(cfg *config.Config, server *config.Host) error {
 				continue
 			}
 			id := o.Name + "/" + d.Name
+			c.p.Status("reading the LUKS keyfile and header backup of %s", id)
 			kp, hp := cfg.LUKSKeyfile(o, d), layout.HeaderBackup(o.Name, d.Name)
 			key, err := c.read(kp)
 			if err != nil {
@@ -242,6 +248,7 @@ func (c *collector) repos(cfg *config.Config, server *config.Host, paper bool) e
 
 func (c *collector) repoSecrets(h, server *config.Host, r *config.Repo, br *Repo, used map[string]bool, paper bool) error {
 	id := h.Name + "/" + r.Name
+	c.p.Status("checking the borg key of repo %s against its passphrase", id)
 	kp, pp := path.Join(layout.KeysDir, r.Name+".borg-key"), r.PassphrasePath()
 	export, kerr := c.read(kp)
 	pass, perr := c.read(pp)
@@ -274,6 +281,7 @@ func (c *collector) repoSecrets(h, server *config.Host, r *config.Repo, br *Repo
 		return err
 	}
 	if paper {
+		c.p.Status("rendering the paper key of repo %s (borg key export --paper)", id)
 		data, err := c.paperKey(r)
 		if err != nil {
 			c.m.Warnings = append(c.m.Warnings, fmt.Sprintf("repo %s: no paper key: %v", id, err))
@@ -331,6 +339,7 @@ func (c *collector) extras(configData []byte) {
 // backup, recording what the header says (UUID, slot, KDF) for the
 // runbook and for checking the disk later.
 func (c *collector) writeAndProve(w *writer) error {
+	c.p.Status("writing %d files to %s", len(c.order), w.target)
 	for _, rel := range c.order {
 		if err := w.file(rel, c.files[rel].data); err != nil {
 			return err
@@ -338,6 +347,7 @@ func (c *collector) writeAndProve(w *writer) error {
 	}
 	for i := range c.m.Disks {
 		d := &c.m.Disks[i]
+		c.p.Status("proving the keyfile of %s opens its header backup (%s)", d.ID(), d.Header)
 		res, err := luks2.CheckKey(filepath.Join(w.target, d.Header), filepath.Join(w.target, d.Keyfile))
 		if err != nil {
 			return fmt.Errorf("the keyfile of %s does not open its header backup (%s): %w — a stale header backup? make a new one with cryptsetup luksHeaderBackup on %s", d.ID(), c.files[d.Header].Source, err, d.Host)
@@ -351,6 +361,7 @@ func (c *collector) writeAndProve(w *writer) error {
 // them, and reads every file back: a stick that lies about its capacity or
 // a failing medium shows up now, not on the day it is needed.
 func (c *collector) finish(w *writer) error {
+	c.p.Status("writing the runbook and MANIFEST.sha256, then reading every file back")
 	for _, rel := range c.order {
 		c.m.Files = append(c.m.Files, c.files[rel].File)
 	}

@@ -134,12 +134,12 @@ func (d *drill) openDisk(ctx context.Context, m *bundle.Manifest) (*diskSession,
 		plan: planDisk(o.Disk, filepath.Join(m.Dir, disk.Keyfile), header, o.Mapper, disk.FSType, mnt)}
 	dr.Mountpoint = mnt
 	t0 := o.Now()
-	d.p.status("unlocking %s read-only", o.Disk)
+	d.p.Status("unlocking %s read-only", o.Disk)
 	if err := s.run(ctx, s.plan.Open); err != nil {
 		return nil, fmt.Errorf("unlock %s: %w", o.Disk, err)
 	}
 	s.opened = true
-	d.p.status("mounting %s read-only", disk.ID())
+	d.p.Status("mounting %s read-only", disk.ID())
 	if err := s.run(ctx, s.plan.Mount); err != nil {
 		return s, fmt.Errorf("mount: %w", err)
 	}

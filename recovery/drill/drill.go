@@ -17,6 +17,7 @@ import (
 	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
@@ -189,15 +190,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	// Borg runs of one repository go concurrently; their log lines and
 	// the progress must not tear each other (often both are stderr).
-	var outMu sync.Mutex
+	p := progress.New(opts.Progress, opts.IsTTY)
 	if opts.Log != nil {
-		opts.Log = syncWriter{mu: &outMu, w: opts.Log}
+		opts.Log = p.Writer(opts.Log)
 	}
-	pw := opts.Progress
-	if pw != nil {
-		pw = syncWriter{mu: &outMu, w: pw}
-	}
-	d := &drill{opts: opts, p: &progress{w: pw, tty: opts.IsTTY}}
+	d := &drill{opts: opts, p: p}
 	d.start = opts.Now()
 	d.res = &Result{Bundle: opts.Bundle, Started: d.start, Seed: opts.Seed, Samples: max(opts.Samples, 0)}
 	if opts.Disk != "" {
@@ -214,7 +211,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		run = r
 	}
 	err := d.run(ctx)
-	d.p.done()
+	d.p.Done()
 	return d.finish(run, err)
 }
 
@@ -272,7 +269,7 @@ func (o *Options) defaults() error {
 
 type drill struct {
 	opts  Options
-	p     *progress
+	p     *progress.Line
 	start time.Time
 	res   *Result
 	work  string
@@ -346,7 +343,7 @@ func (d *drill) run(ctx context.Context) error {
 		return err
 	}
 	d.res.Site, d.res.Server = m.Site, m.Server
-	d.p.status("verifying the bundle %s", o.Bundle)
+	d.p.Status("verifying the bundle %s", o.Bundle)
 	work, err := os.MkdirTemp(o.WorkDir, "borgkit-drill-")
 	if err != nil {
 		return fmt.Errorf("work directory: %w", err)
@@ -396,7 +393,7 @@ func (d *drill) run(ctx context.Context) error {
 	// Whether the bundle's keys open each copy is checked alongside the
 	// first repository's check and listings; nothing is restored before
 	// the answer is in (see keyCheck).
-	d.p.status("checking that the bundle's keys open the repositories")
+	d.p.Status("checking that the bundle's keys open the repositories")
 	keys := d.checkKeys(ctx, m, roots)
 	defer keys.wait()
 

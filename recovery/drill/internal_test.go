@@ -54,27 +54,6 @@ func TestBorgTime(t *testing.T) {
 	}
 }
 
-func TestProgress(t *testing.T) {
-	var b bytes.Buffer
-	p := &progress{w: &b}
-	p.status("phase %d", 1)
-	p.tick("file %d/%d", 1, 2)
-	p.done()
-	if b.String() != "phase 1\n" {
-		t.Errorf("log progress %q", b.String())
-	}
-	b.Reset()
-	p = &progress{w: &b, tty: true}
-	p.status("a")
-	p.tick("b")
-	p.done()
-	if b.String() != "\r\033[Ka\r\033[Kb\r\033[K" {
-		t.Errorf("tty progress %q", b.String())
-	}
-	var nilp *progress
-	nilp.status("x") // no writer, no panic
-}
-
 func TestHumanFigures(t *testing.T) {
 	for in, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 5 << 30: "5.0 GiB"} {
 		if got := humanBytes(in); got != want {

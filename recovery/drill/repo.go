@@ -83,7 +83,7 @@ func (d *drill) drillRepo(ctx context.Context, b *borg.Workspace, m *bundle.Mani
 		return
 	}
 	checked := make(chan checkResult, 1)
-	d.p.status("%s: borg check --repository-only", repo.Name)
+	d.p.Status("%s: borg check --repository-only", repo.Name)
 	go func() { checked <- d.check(ctx, rr.Copy, pass) }()
 
 	targets, archive, err := d.prepare(ctx, b, m, repo, shadow, pass, rr)
@@ -147,7 +147,7 @@ func (d *drill) prepare(ctx context.Context, b *borg.Workspace, m *bundle.Manife
 			return nil, "", err
 		}
 	}
-	d.p.status("%s: listing archives", repo.Name)
+	d.p.Status("%s: listing archives", repo.Name)
 	out, err := b.Run(ctx, pass, "list", "--bypass-lock", "--json", shadow)
 	if err != nil {
 		return nil, "", fmt.Errorf("borg list: %w", err)
@@ -209,7 +209,7 @@ func (d *drill) pick(ctx context.Context, b *borg.Workspace, pass, archive strin
 	var smallest *archiveEntry
 	seen, seq := 0, 0
 	var parseErr error
-	d.p.status("%s: listing %s", repo.Name, rr.Latest)
+	d.p.Status("%s: listing %s", repo.Name, rr.Latest)
 	err := b.Stream(ctx, "", pass, func(line []byte) {
 		var e archiveEntry
 		if err := json.Unmarshal(line, &e); err != nil {
@@ -277,7 +277,7 @@ func (d *drill) hashes(ctx context.Context, b *borg.Workspace, pass, archive str
 	if len(targets) == 0 {
 		return nil
 	}
-	d.p.status("%s: reading the archive's hashes of %d files", repo.Name, len(targets))
+	d.p.Status("%s: reading the archive's hashes of %d files", repo.Name, len(targets))
 	opts, paths, err := d.selection(repo, "list", targets)
 	if err != nil {
 		return err
@@ -375,7 +375,7 @@ func (d *drill) extract(ctx context.Context, b *borg.Workspace, pass, archive st
 		rr.Problems = append(rr.Problems, err.Error())
 		return
 	}
-	d.p.status("%s: extracting %d files from %s", repo.Name, len(targets), rr.Latest)
+	d.p.Status("%s: extracting %d files from %s", repo.Name, len(targets), rr.Latest)
 	args := append(append([]string{"extract", "--bypass-lock"}, opts...), archive)
 	t0 := o.Now()
 	v := newVerifier(dir, targets)
@@ -391,7 +391,7 @@ func (d *drill) extract(ctx context.Context, b *borg.Workspace, pass, archive st
 		rr.Status = "failed"
 		rr.Problems = append(rr.Problems, fmt.Sprintf("borg extract: %v", err))
 	}
-	d.p.status("%s: checking %d extracted files", repo.Name, len(targets))
+	d.p.Status("%s: checking %d extracted files", repo.Name, len(targets))
 	sums := v.sums()
 	for i, t := range targets {
 		s := sums[i]
@@ -466,7 +466,7 @@ func (d *drill) watch(dir string, repo *bundle.Repo, targets []target, rr *RepoR
 			rr.TimeToFirstFile = d.since()
 		}
 		if seen > 0 && time.Since(shown) > 250*time.Millisecond {
-			d.p.tick("%s: extracting %d/%d files", repo.Name, seen, len(targets))
+			d.p.Tick("%s: extracting %d/%d files", repo.Name, seen, len(targets))
 			shown = time.Now()
 		}
 		select {

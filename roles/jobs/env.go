@@ -54,9 +54,13 @@ type Env struct {
 	VMXMLDir string
 	// Pinger reports starts and ends to the configured ping_url (nil: none).
 	Pinger *alert.Pinger
+	// Channels get every alert the mail gets (ntfy, webhook); default
+	// alert.Channels of the host.
+	Channels []alert.Channel
 
 	lines  *runLog // this run's log, for the record's tail
 	prefix string  // starts every log line ("unlock: ")
+	job    string  // the job Begin started, named in notifications
 }
 
 // runLog is a run's log lines. The lock is there because after a signal the
@@ -108,6 +112,9 @@ func (e *Env) Defaults() {
 	if u := e.Cfg.HostAlerts(e.Host).PingURL; e.Pinger == nil && u != "" {
 		e.Pinger = &alert.Pinger{URL: u, Host: e.Host.Name}
 	}
+	if e.Channels == nil {
+		e.Channels = alert.Channels(e.Cfg, e.Host)
+	}
 }
 
 // logf writes one line to the log and keeps it for the record's tail.
@@ -132,15 +139,49 @@ func (e *Env) logged() []string {
 	return slices.Clone(e.lines.lines)
 }
 
-// Mail sends msg and only logs a failure: a broken mail path must not turn
-// a good backup into a failed one (the stale check and the Pi's watchdog
-// catch a silent server).
+// Mail sends msg by mail and to every channel at once, and only logs a
+// failure: a broken mail path or a dead push server must not turn a good
+// backup into a failed one (the stale check and the Pi's watchdog catch
+// a silent server), and one channel down must not hold back the others.
 func (e *Env) Mail(ctx context.Context, msg alert.Message) {
-	if err := e.Mailer.Send(ctx, msg); err != nil {
-		e.logf("sending %q failed: %v", e.Mailer.Subject(msg), err)
-		return
+	subject := e.Mailer.Subject(msg)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := e.Mailer.Send(ctx, msg); err != nil {
+			e.logf("sending %q failed: %v", subject, err)
+			return
+		}
+		e.logf("mailed %q", subject)
+	}()
+	n := e.Notification(msg)
+	for _, c := range e.Channels {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.Notify(ctx, n); err != nil {
+				e.logf("notifying %q failed: %v", subject, err)
+				return
+			}
+			e.logf("notified %s of %q", c.Name(), subject)
+		}()
 	}
-	e.logf("mailed %q", e.Mailer.Subject(msg))
+	wg.Wait()
+}
+
+// Notification is msg as the push channels get it.
+func (e *Env) Notification(msg alert.Message) alert.Notification {
+	h := msg.Host
+	if h == "" {
+		h = e.Host.Name
+	}
+	job := ""
+	if e.job != "" {
+		job = layout.JobCLI(e.job)
+	}
+	return alert.Notification{Host: h, Job: job, Subject: e.Mailer.Subject(msg), Severity: msg.Level(),
+		Text: msg.Text, Time: e.Now().UTC().Truncate(time.Second), Site: e.Cfg.Site}
 }
 
 // findmnt asks util-linux what is mounted exactly at path.
@@ -175,6 +216,7 @@ func Statfs(path string) (state.DiskUsage, error) {
 // Begin starts a job's record, reporting an abandoned previous run. A run
 // of the same job that is still alive makes this one stand down.
 func (e *Env) Begin(ctx context.Context, job string) (*state.Run, context.Context, func(), error) {
+	e.job = job
 	e.Store.Finished = e.finished
 	run, err := e.Store.Begin(job)
 	var busy *state.RunningError

@@ -47,7 +47,7 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 	}
 
 	// Plain disks are mounted from fstab; LUKS disks by the unlock job.
-	mounts, err := mountSteps(h)
+	mounts, err := mountSteps(cfg, h)
 	if err != nil {
 		return nil, err
 	}

@@ -140,13 +140,15 @@ func packages(cfg *config.Config, h *config.Host, own ...string) *steps.Packages
 // finish appends what every role ends with: the mail account and the jobs'
 // schedule, last, so nothing runs before the rest is in place.
 func finish(cfg *config.Config, h *config.Host, s []plan.Step) ([]plan.Step, error) {
-	if a := cfg.HostAlerts(h); a.SMTP != nil {
-		mail, err := msmtpSteps(a)
+	a := cfg.HostAlerts(h)
+	if a.SMTP != nil {
+		mail, err := msmtpSteps(cfg, h, a)
 		if err != nil {
 			return nil, err
 		}
 		s = append(s, mail...)
 	}
+	s = append(s, tokenSteps(cfg, h, a)...)
 	sched, err := scheduleSteps(h)
 	if err != nil {
 		return nil, err
@@ -212,7 +214,8 @@ func scheduleSteps(h *config.Host) ([]plan.Step, error) {
 		if err != nil {
 			return nil, fmt.Errorf("host %s job %s: %w", h.Name, j.Name, err)
 		}
-		data := map[string]any{"Managed": layout.Managed(), "Host": h.Name, "Job": j.Name, "Binary": layout.Binary, "Cron": j.Cron, "OnCalendar": cal}
+		data := map[string]any{"Managed": layout.Managed(), "Host": h.Name, "Job": j.Name, "Binary": layout.Binary, "Cron": j.Cron, "OnCalendar": cal,
+			"DelaySec": int64(h.RandomDelay(j.Name).Seconds())}
 		for _, kind := range []string{"service", "timer"} {
 			b, err := templates.Render(kind, data)
 			if err != nil {

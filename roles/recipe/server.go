@@ -1,6 +1,8 @@
 package recipe
 
 import (
+	"fmt"
+
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/fstab"
 	"github.com/borgkit/borgkit/provision/host"
@@ -20,7 +22,7 @@ func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) 
 	s = append([]plan.Step{serverPackages(cfg, h)}, s...)
 	s = append(s, &steps.Dir{Path: layout.KeysDir, Mode: 0o700, Owner: host.Root})
 
-	mounts, err := mountSteps(h)
+	mounts, err := mountSteps(cfg, h)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +121,7 @@ type fstabMount struct {
 // mountSteps creates the mountpoints and borgkit's fstab block for the
 // host's plain disks and CIFS shares. LUKS disks are mounted by the unlock
 // job, not at boot from fstab.
-func mountSteps(h *config.Host) ([]plan.Step, error) {
+func mountSteps(cfg *config.Config, h *config.Host) ([]plan.Step, error) {
 	var ms []fstabMount
 	var s []plan.Step
 	for _, d := range h.Disks {
@@ -129,16 +131,23 @@ func mountSteps(h *config.Host) ([]plan.Step, error) {
 		ms = append(ms, fstabMount{Source: "UUID=" + d.UUID, Target: d.Mountpoint, FSType: d.FSTypeOrDefault(),
 			Options: withDefault(d.Options, "nofail"), Pass: 2})
 	}
-	for _, sh := range h.Shares {
+	for i, sh := range h.Shares {
 		opts := withDefault(withDefault(sh.Options, "_netdev"), "nofail")
 		opts = append(opts, "credentials="+sh.Credentials)
 		if sh.ReadOnly {
 			opts = append(opts, "ro")
 		}
 		ms = append(ms, fstabMount{Source: sh.Source, Target: sh.Mountpoint, FSType: "cifs", Options: opts})
+		placeholder, err := templates.Render("nas-credentials", nil)
+		if err != nil {
+			return nil, err
+		}
 		s = append(s, &steps.Secret{Path: sh.Credentials, Mode: 0o600, Owner: host.Root,
-			What:     "placeholder CIFS credentials for " + sh.Name + " (fill in username and password)",
-			Generate: func() ([]byte, error) { return templates.Render("nas-credentials", nil) }})
+			What:        "placeholder CIFS credentials for " + sh.Name + " (fill in username and password)",
+			Generate:    func() ([]byte, error) { return placeholder, nil },
+			Placeholder: placeholder,
+			Warn: placeholderWarning(cfg, h, sh.Credentials, fmt.Sprintf("$.hosts[%d].shares[%d].credentials", hostIndex(cfg, h), i),
+				"the "+sh.Name+" share ("+sh.Source+") will not mount, and every mirror to it fails", "the share's username= and password=")})
 	}
 	if len(ms) == 0 {
 		return s, nil
@@ -178,7 +187,7 @@ func withDefault(opts []string, o string) []string {
 	return append(append([]string{}, opts...), o)
 }
 
-func msmtpSteps(a config.Alerts) ([]plan.Step, error) {
+func msmtpSteps(cfg *config.Config, h *config.Host, a config.Alerts) ([]plan.Step, error) {
 	smtp := a.SMTP
 	port := smtp.Port
 	if port == 0 {
@@ -195,9 +204,63 @@ func msmtpSteps(a config.Alerts) ([]plan.Step, error) {
 	}
 	var s []plan.Step
 	if smtp.PasswordFile != "" {
-		s = append(s, &steps.Secret{Path: smtp.PasswordFile, Mode: 0o600, Owner: host.Root,
-			What:     "placeholder SMTP password (replace it with the real one)",
-			Generate: func() ([]byte, error) { return []byte("CHANGE-ME\n"), nil }})
+		s = append(s, placeholderSecret(cfg, h, smtp.PasswordFile, cfg.AlertsPath(h, "smtp")+".password_file",
+			"placeholder SMTP password (replace it with the real one)",
+			"every alert mail fails", "the SMTP password of "+smtpAccount(smtp, a.From)))
 	}
 	return append(s, managedFile(layout.Msmtprc, rc, 0o600)), nil
+}
+
+// smtpAccount names the mail account whose password is wanted.
+func smtpAccount(smtp *config.SMTP, from string) string {
+	user := smtp.User
+	if user == "" {
+		user = from
+	}
+	return user + " at " + smtp.Host
+}
+
+// placeholderText is what borgkit writes into a secret only the user can
+// supply, so the file exists with the right owner and mode.
+const placeholderText = "CHANGE-ME\n"
+
+// placeholderSecret is a secret file borgkit creates holding the
+// placeholder, whose check warns until the user puts what in it.
+func placeholderSecret(cfg *config.Config, h *config.Host, file, yamlPath, what, consequence, want string) *steps.Secret {
+	return &steps.Secret{Path: file, Mode: 0o600, Owner: host.Root, What: what,
+		Generate:    func() ([]byte, error) { return []byte(placeholderText), nil },
+		Placeholder: []byte(placeholderText),
+		Warn:        placeholderWarning(cfg, h, file, yamlPath, consequence, want)}
+}
+
+// placeholderWarning names the file to edit on which host, what goes in
+// it, what fails until then, and the config line that names the file.
+func placeholderWarning(cfg *config.Config, h *config.Host, file, yamlPath, consequence, want string) string {
+	return fmt.Sprintf("replace the placeholder in %s on %s with %s: until then %s (%s names the file, at %s)",
+		file, h.Name, want, consequence, config.Field(yamlPath), cfg.Where(yamlPath))
+}
+
+// hostIndex is h's place in the config's hosts, for YAML paths.
+func hostIndex(cfg *config.Config, h *config.Host) int {
+	for i := range cfg.Hosts {
+		if cfg.Hosts[i].Name == h.Name {
+			return i
+		}
+	}
+	return -1
+}
+
+// tokenSteps create the push channels' token files, each holding the
+// placeholder until the user puts the token in it.
+func tokenSteps(cfg *config.Config, h *config.Host, a config.Alerts) []plan.Step {
+	var s []plan.Step
+	if a.Ntfy != nil && a.Ntfy.TokenFile != "" {
+		s = append(s, placeholderSecret(cfg, h, a.Ntfy.TokenFile, cfg.AlertsPath(h, "ntfy")+".token_file",
+			"placeholder ntfy access token", "every ntfy alert is refused", "the topic's access token (tk_...)"))
+	}
+	if a.Webhook != nil && a.Webhook.TokenFile != "" && (a.Ntfy == nil || a.Webhook.TokenFile != a.Ntfy.TokenFile) {
+		s = append(s, placeholderSecret(cfg, h, a.Webhook.TokenFile, cfg.AlertsPath(h, "webhook")+".token_file",
+			"placeholder webhook token", "every webhook alert is refused", "the webhook's bearer token"))
+	}
+	return s
 }

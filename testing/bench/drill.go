@@ -57,7 +57,7 @@ func drillRows(ctx context.Context, s *Site, runs int) ([]Row, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		res, err := s.borgkit("--json", "drill", "--bundle", bundle, "--mirror", mirror, "--repo", repoName,
+		res, err := s.borgkit("drill", "--json", "--bundle", bundle, "--mirror", mirror, "--repo", repoName,
 			"--samples", fmt.Sprint(drillSamples), "--seed", "1", "--work-dir", dir,
 			"--report-dir", s.path("drill-report"), "--state-dir", s.path("state", "drill")).Run(ctx)
 		if err != nil {

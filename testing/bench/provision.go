@@ -179,7 +179,7 @@ func fstabBlock(fstab []byte) (marker, block string, err error) {
 
 // planSteps are the step IDs of borgkit's plan for the tree ("dir./etc/borgkit").
 func (p *provisioning) planSteps(ctx context.Context) ([]string, error) {
-	res, err := p.s.borgkit("--config", p.s.ProvConfig(), "--json", "plan", provHost, "--root", p.s.Tree).Run(ctx)
+	res, err := p.s.borgkit("--config", p.s.ProvConfig(), "plan", "--json", provHost, "--root", p.s.Tree).Run(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -218,7 +218,7 @@ func TestVMDisasterDrill(t *testing.T) {
 
 	var res drill.Result
 	step(t, "borgkit drill", func() {
-		r, err := g.Run(ctx, labBinary, "--json", "drill", "--bundle", "/root/bundle", "--disk", disk.ByID(),
+		r, err := g.Run(ctx, labBinary, "drill", "--json", "--bundle", "/root/bundle", "--disk", disk.ByID(),
 			"--report-dir", "/root", "--samples", "5", "--state-dir", "/root/drill-state")
 		if err := os.WriteFile(filepath.Join(dir, "drill.json"), r.Stdout, 0o644); err != nil {
 			t.Fatal(err)
@@ -226,10 +226,10 @@ func TestVMDisasterDrill(t *testing.T) {
 		if err != nil {
 			t.Fatalf("borgkit drill: %v\n%s\n%s", err, r.Stdout, r.Stderr)
 		}
-		// --json puts the result first, then the report lines.
+		// --json prints the result alone.
 		dec := json.NewDecoder(strings.NewReader(string(r.Stdout)))
-		if err := dec.Decode(&res); err != nil {
-			t.Fatalf("drill --json: %v\n%s", err, r.Stdout)
+		if err := dec.Decode(&res); err != nil || dec.More() {
+			t.Fatalf("drill --json is not one JSON document: %v\n%s", err, r.Stdout)
 		}
 	})
 

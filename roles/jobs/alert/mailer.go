@@ -36,6 +36,27 @@ type Message struct {
 	// Host is the host the subject names when it is not the sender: the
 	// offsite watchdog names the server whose heartbeat it watches.
 	Host string
+	// Severity sets the push channels' priority; empty is a failure.
+	Severity Severity
+}
+
+// Severity is how bad an alert is: ntfy's priority and the webhook's
+// "severity" follow it.
+type Severity string
+
+const (
+	SeverityFailure Severity = "failure" // something did not get backed up, checked or mirrored
+	SeverityWarning Severity = "warning" // done, but something needs attention soon (disk space)
+	SeverityInfo    Severity = "info"    // a report (the weekly summary) or a test
+)
+
+// Level is msg's severity, a failure when unset: an alert nobody graded
+// must not arrive quietly.
+func (msg Message) Level() Severity {
+	if msg.Severity == "" {
+		return SeverityFailure
+	}
+	return msg.Severity
 }
 
 // Mailer sends Messages through a sendmail-compatible program.

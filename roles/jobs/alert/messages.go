@@ -266,7 +266,7 @@ func DiskSpaceWarning(mount string, percent int, used, size uint64) Message {
 	b.WriteString(fullLine(mount, percent, used, size))
 	b.WriteString("Backup completed successfully, but disk space is running low.\n")
 	b.WriteString("Consider pruning older archives or replacing the disk.\n")
-	return Message{Subject: SubjectDiskSpace, Text: b.String()}
+	return Message{Subject: SubjectDiskSpace, Text: b.String(), Severity: SeverityWarning}
 }
 
 // OffsiteDiskWarning is the watchdog's warning about its own disk, sent
@@ -278,7 +278,7 @@ func OffsiteDiskWarning(mount string, percent int, used, size uint64, source str
 	fmt.Fprintf(&b, "The offsite mirror of %s is running low on space; a sync that needs\n", source)
 	b.WriteString("more room will fail.\n")
 	fmt.Fprintf(&b, "Prune archives on %s (the mirror follows at the next sync) or replace the disk.\n", source)
-	return Message{Subject: SubjectOffsiteDisk, Text: b.String()}
+	return Message{Subject: SubjectOffsiteDisk, Text: b.String(), Severity: SeverityWarning}
 }
 
 // AgeCheck is one freshness the stale check measures.

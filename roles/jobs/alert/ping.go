@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -87,19 +88,25 @@ func (p *Pinger) send(ctx context.Context, job, signal, body string) error {
 			case <-time.After(backoff):
 			}
 		}
-		if last = post(ctx, client, target, body); last == nil {
+		h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+		if last = post(ctx, client, target, h, strings.NewReader(body)); last == nil {
 			return nil
 		}
 	}
 	return fmt.Errorf("ping %s %s: %d attempts failed, the last: %w", job, signal, attempts, last)
 }
 
-func post(ctx context.Context, client *http.Client, target, body string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(body))
+// post sends one request with headers h. Its errors never carry the
+// URL; a 4xx answer is permanent (retrying a refused token or a missing
+// topic changes nothing).
+func post(ctx context.Context, client *http.Client, target string, h http.Header, body io.Reader) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, body)
 	if err != nil {
 		return errors.New("cannot make the request")
 	}
-	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	for k, v := range h {
+		req.Header[k] = v
+	}
 	req.Header.Set("User-Agent", "borgkit")
 	resp, err := client.Do(req)
 	if err != nil {
@@ -110,8 +117,16 @@ func post(ctx context.Context, client *http.Client, target, body string) error {
 		return err
 	}
 	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("the check answered %s", resp.Status)
+	switch {
+	case resp.StatusCode/100 == 2:
+		return nil
+	case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests:
+		return permanent{fmt.Errorf("the server answered %s", resp.Status)}
 	}
-	return nil
+	return fmt.Errorf("the server answered %s", resp.Status)
 }
+
+// permanent is an answer not worth a retry.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }

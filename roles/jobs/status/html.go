@@ -60,7 +60,10 @@ func clip(s string, n int) string {
 func SummaryMail(d *Dashboard) alert.Message {
 	var text, html bytes.Buffer
 	d.Text(&text, false) // a bytes.Buffer takes every write
-	msg := alert.Message{Subject: d.Subject(), Text: text.String()}
+	msg := alert.Message{Subject: d.Subject(), Text: text.String(), Severity: alert.SeverityInfo}
+	if len(d.Issues) > 0 {
+		msg.Severity = alert.SeverityWarning
+	}
 	if d.HTML(&html) == nil {
 		msg.HTML = html.String()
 	}

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"slices"
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
@@ -179,3 +180,17 @@ type Issue struct {
 
 // Healthy is the summary when there is nothing to report.
 const Healthy = "All backups healthy! No issues detected."
+
+// Failed reports whether the dashboard shows a failure anywhere, an issue
+// or an item: `borgkit status` then exits 1. Warnings do not count.
+func (d *Dashboard) Failed() bool {
+	failed := func(l Level) bool { return l == LevelFailed }
+	return slices.ContainsFunc(d.Issues, func(i Issue) bool { return failed(i.Level) }) ||
+		slices.ContainsFunc(d.Storage, func(s Storage) bool { return failed(s.Level) }) ||
+		slices.ContainsFunc(d.Repos, func(r Repo) bool { return failed(r.Level) }) ||
+		slices.ContainsFunc(d.Mirrors, func(m Mirror) bool { return failed(m.Level) }) ||
+		slices.ContainsFunc(d.VMs, func(v VM) bool { return failed(v.Level) }) ||
+		slices.ContainsFunc(d.Heartbeats, func(h Heartbeat) bool { return failed(h.Level) }) ||
+		slices.ContainsFunc(d.Monitoring, func(c Check) bool { return failed(c.Level) }) ||
+		d.Proxmox != nil && failed(d.Proxmox.Level)
+}
