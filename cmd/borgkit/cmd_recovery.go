@@ -86,6 +86,12 @@ type bundleWritten struct {
 }
 
 func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, out, errw io.Writer) error {
+	return runBundleWriteFrom(ctx, o, g, out, errw, nil)
+}
+
+// runBundleWriteFrom writes the bundle reading the server's files from
+// src; nil is this machine, or the tree of --root.
+func runBundleWriteFrom(ctx context.Context, o *bundleOptions, g *globals, out, errw io.Writer, src bundle.Source) error {
 	cfg, raw, err := g.load(o.Root != "")
 	if err != nil {
 		return err
@@ -94,9 +100,12 @@ func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, out, errw
 	if err != nil {
 		return err
 	}
-	var src host.Host = host.NewLocal(server.Name)
-	if o.Root != "" {
+	switch {
+	case src != nil:
+	case o.Root != "":
 		src = host.NewRooted(server.Name, o.Root)
+	default:
+		src = host.NewLocal(server.Name)
 	}
 	roots, err := hostRoots(cfg, o.HostRoot)
 	if err != nil {
