@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/progress"
@@ -28,6 +31,11 @@ type bundleOptions struct {
 	Owner    int
 	RepoRoot []string
 	WorkDir  string
+	// HostRoot reads another host's secrets from a tree (NAME=DIR);
+	// Identity and KnownHosts are for reaching the others over SSH.
+	HostRoot   []string
+	Identity   []string
+	KnownHosts []string
 }
 
 func newRecoveryCommand(g *globals) *cobra.Command {
@@ -40,7 +48,11 @@ keyfile and header backup, every borg key export and passphrase, known_hosts,
 the config, and a runbook with this site's real values, checksummed in
 MANIFEST.sha256. It refuses a DIR on the backup disk or inside a backed-up
 source: the bundle must never sit inside the backup it unlocks. Run it on the
-server, as root, after provisioning; keep the stick offline and offsite.`,
+server, as root, after provisioning; keep the stick offline and offsite.
+
+The secrets other hosts keep themselves (an archive host's repo passphrase,
+key export and ZFS dataset keys) are fetched from them over SSH, as
+provisioning reaches them, or from a tree given with --host-root.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBundleWrite(cmd.Context(), o, g, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -52,6 +64,9 @@ server, as root, after provisioning; keep the stick offline and offsite.`,
 	f.StringVar(&o.Root, "root", "", "read the server's files from the tree under `DIR` (a server provisioned with --root)")
 	hostFlag(cmd, &o.Host)
 	f.IntVar(&o.Owner, "owner-uid", -1, "give the bundle's files to this `UID`, so that user can verify it without root")
+	f.StringArrayVar(&o.HostRoot, "host-root", nil, "read host NAME's secrets from the tree under DIR (`NAME=DIR`, a host provisioned with --root) instead of over SSH")
+	f.StringSliceVar(&o.Identity, "identity", nil, "SSH private key `FILE` for reaching the other hosts (default ~/.ssh/id_ed25519 and the borgkit key)")
+	f.StringSliceVar(&o.KnownHosts, "known-hosts", nil, "known_hosts `FILE` for the other hosts (default ~/.ssh/known_hosts)")
 	g.configFlag(cmd)
 	g.jsonFlag(cmd, "the bundle's directory, digest, contents and warnings")
 	required(cmd, "to")
@@ -71,6 +86,12 @@ type bundleWritten struct {
 }
 
 func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, out, errw io.Writer) error {
+	return runBundleWriteFrom(ctx, o, g, out, errw, nil)
+}
+
+// runBundleWriteFrom writes the bundle reading the server's files from
+// src; nil is this machine, or the tree of --root.
+func runBundleWriteFrom(ctx context.Context, o *bundleOptions, g *globals, out, errw io.Writer, src bundle.Source) error {
 	cfg, raw, err := g.load(o.Root != "")
 	if err != nil {
 		return err
@@ -79,13 +100,40 @@ func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, out, errw
 	if err != nil {
 		return err
 	}
-	var src host.Host = host.NewLocal(server.Name)
-	if o.Root != "" {
+	switch {
+	case src != nil:
+	case o.Root != "":
 		src = host.NewRooted(server.Name, o.Root)
+	default:
+		src = host.NewLocal(server.Name)
+	}
+	roots, err := hostRoots(cfg, o.HostRoot)
+	if err != nil {
+		return err
 	}
 	opts := bundle.Options{Paper: o.Paper, ConfigData: raw, Version: version, Progress: progress.New(errw, isTTY(errw))}
 	if o.Owner >= 0 {
 		opts.Owner = &host.Owner{UID: o.Owner, GID: -1}
+	}
+	var opened []host.Host
+	defer func() {
+		for _, h := range opened {
+			h.Close()
+		}
+	}()
+	opts.Reach = func(ctx context.Context, h *config.Host) (bundle.Source, error) {
+		if root, ok := roots[h.Name]; ok {
+			return host.NewRooted(h.Name, root), nil
+		}
+		if o.Root != "" {
+			return nil, usageError{fmt.Errorf("--root reads %s from a tree: give --host-root %s=DIR for %s's", server.Name, h.Name, h.Name)}
+		}
+		c, _, err := connect(ctx, &provisionOptions{Identity: o.Identity, KnownHosts: o.KnownHosts}, h)
+		if err != nil {
+			return nil, err
+		}
+		opened = append(opened, c)
+		return c, nil
 	}
 	m, err := bundle.Write(ctx, cfg, server, src, o.To, opts)
 	if err != nil {
@@ -103,6 +151,26 @@ func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, out, errw
 	}
 	_, err = fmt.Fprintf(out, "wrote the recovery bundle of %s to %s\nMANIFEST.sha256 digest: %s (write it down: it proves the bundle later)\n", server.Name, m.Dir, m.Digest)
 	return err
+}
+
+// hostRoots parses --host-root NAME=DIR, each NAME a host of the config.
+func hostRoots(cfg *config.Config, args []string) (map[string]string, error) {
+	roots := map[string]string{}
+	for _, a := range args {
+		name, dir, ok := strings.Cut(a, "=")
+		if !ok || name == "" || dir == "" {
+			return nil, usageError{fmt.Errorf("--host-root %q: want NAME=DIR", a)}
+		}
+		if _, ok := cfg.Host(name); !ok {
+			return nil, usageError{fmt.Errorf("--host-root %q: host %q is not in %s", a, name, cfg.File)}
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--host-root %q: %w", a, err)}
+		}
+		roots[name] = abs
+	}
+	return roots, nil
 }
 
 func newBundleVerifyCommand(g *globals, o *bundleOptions) *cobra.Command {

@@ -138,6 +138,9 @@ type Share struct {
 	Credentials string   `yaml:"credentials"` // file with username=/password=, 0600
 	Options     []string `yaml:"options,omitempty"`
 	ReadOnly    bool     `yaml:"read_only,omitempty"`
+	// InBundle puts the credentials file in the recovery bundle. Off by
+	// default: the share's password opens more than the backups.
+	InBundle bool `yaml:"in_bundle,omitempty"`
 }
 
 // Dataset is a ZFS dataset with the properties borgkit keeps set.

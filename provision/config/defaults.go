@@ -379,6 +379,17 @@ func (u *Unlock) RetryOrDefault() time.Duration {
 	return durationOr(u.Retry, DefaultUnlockRetry)
 }
 
+// KeyFile is the file a dataset's keylocation=file:// names: the key that
+// opens it and what is below it. "" when ZFS asks a person (prompt) or the
+// dataset is not an encryption root.
+func (d *Dataset) KeyFile() string {
+	f, ok := strings.CutPrefix(d.Properties["keylocation"], "file://")
+	if !ok {
+		return ""
+	}
+	return f
+}
+
 // ModeOrDefault is the mountpoint mode of the dataset (default 0700, as
 // the second seed's chmod -R 700).
 func (d *Dataset) ModeOrDefault() string {

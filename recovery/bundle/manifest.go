@@ -36,6 +36,8 @@ const (
 	RoleBorgKey     = "borg-key-export"
 	RolePaperKey    = "borg-paper-key"
 	RolePassphrase  = "borg-passphrase"
+	RoleZFSKey      = "zfs-key"
+	RoleCredentials = "share-credentials"
 	RoleKnownHosts  = "known-hosts"
 	RoleConfig      = "config"
 	RoleRunbook     = "runbook"
@@ -52,8 +54,11 @@ type Manifest struct {
 	Version string    `json:"borgkit_version,omitempty"`
 	Hosts   []Host    `json:"hosts"`
 	Disks   []Disk    `json:"disks"`
-	Repos   []Repo    `json:"repos"`
-	Files   []File    `json:"files"`
+	// Datasets are the encrypted ZFS datasets whose key the bundle holds
+	// (or, for keylocation=prompt, whose passphrase a person must type).
+	Datasets []Dataset `json:"datasets,omitempty"`
+	Repos    []Repo    `json:"repos"`
+	Files    []File    `json:"files"`
 
 	// Dir is where the bundle lives; Warnings are what Write wants the user
 	// to know (not on a removable device, a paper key skipped); Digest is the
@@ -90,6 +95,8 @@ type Disk struct {
 	KDF      string `json:"kdf,omitempty"`
 	Keyfile  string `json:"keyfile"`
 	Header   string `json:"header"`
+	// KeyHost keeps the keyfile and header backup (the server).
+	KeyHost string `json:"key_host,omitempty"`
 	// ReposDir is where the server's mirror puts the repos on this disk,
 	// relative to the disk's root ("" for the root itself); Repos names them.
 	ReposDir string   `json:"repos_dir"`
@@ -98,6 +105,20 @@ type Disk struct {
 
 // ID names the disk as HOST/DISK.
 func (d *Disk) ID() string { return d.Host + "/" + d.Name }
+
+// Dataset is an encryption root of a host's ZFS pool.
+type Dataset struct {
+	Host      string `json:"host"`
+	Name      string `json:"name"` // pool/path
+	KeyFormat string `json:"keyformat,omitempty"`
+	// Keyfile is bundle-relative; "" when the key is a passphrase typed at
+	// a prompt. Source is where the host keeps it (its keylocation).
+	Keyfile string `json:"keyfile,omitempty"`
+	Source  string `json:"source,omitempty"`
+}
+
+// Pool is the pool a dataset lives in.
+func (d *Dataset) Pool() string { return strings.SplitN(d.Name, "/", 2)[0] }
 
 // Repo is a borg repository and where the bundle keeps its secrets.
 type Repo struct {
@@ -112,6 +133,10 @@ type Repo struct {
 	KeyExport  string `json:"key_export,omitempty"`
 	Passphrase string `json:"passphrase,omitempty"`
 	PaperKey   string `json:"paper_key,omitempty"`
+	// VMs are the libvirt guests whose disk images and definitions (dumped
+	// by the nightly job into VMXML) the repo backs up.
+	VMs   []string `json:"vms,omitempty"`
+	VMXML string   `json:"vm_xml,omitempty"`
 	// Copies are the mirrors holding a copy of the repo.
 	Copies []Copy `json:"copies,omitempty"`
 }
@@ -133,6 +158,9 @@ type Copy struct {
 	// reach the copy from another machine.
 	Share      string `json:"share,omitempty"`
 	ShareMount string `json:"share_mount,omitempty"`
+	// Credentials is the bundle-relative credentials file of the share,
+	// when the config asks for it (shares[].in_bundle).
+	Credentials string `json:"credentials,omitempty"`
 }
 
 // File is one file of the bundle.

@@ -3,6 +3,7 @@ package bundle
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/borgkit/borgkit/templates"
@@ -16,12 +17,20 @@ import (
 
 type runbookData struct {
 	Site, Server, Created, Version string
+	Packages                       string
 	Files                          []runbookFile
 	Hosts                          []Host
 	Disks                          []runbookDisk
+	Pools                          []runbookPools
 	Repos                          []runbookRepo
+	VMs                            []runbookVMs
 	Shares                         []runbookShare
+	Rebuild                        []runbookRebuild
 	DrillDisk, DrillMirror         string
+	HasConfig                      bool
+	// Section numbers: a site without disks, datasets, VMs or shares has
+	// no such section, and the rest are numbered without gaps.
+	SecDisks, SecPools, SecRepos, SecVMs, SecShares, SecDone, SecDrill, SecRebuild int
 }
 
 type runbookFile struct {
@@ -33,21 +42,38 @@ type runbookDisk struct {
 	ID, Var, Mount, Keyfile, Header             string
 	ByUUID, Find, Open, OpenHeader, MountCmd    string
 	Blkid, Umount, Close, HeaderRestore, Repos  string
-	KDFText                                     string
+	KDFText, Slot                               string
 	HasFSUUID, HasLUKSUUID, HasRepos, NoLoadOpt bool
+}
+
+// runbookPools opens one host's encrypted datasets.
+type runbookPools struct {
+	Host, Commands, Export string
+	Prompted               []string // datasets whose key a person types
 }
 
 type runbookRepo struct {
 	Repo
-	ID, Pass, Export, Paper, Where string
-	Copies                         []string
-	Setup                          string
-	Keyfile, Repokey, Plain        bool
-	Canary                         string
+	ID, Pass, Export, Paper, Where, WhereNote string
+	Copies                                    []string
+	Setup                                     string
+	Keyfile, Repokey, Plain                   bool
+	Canary                                    string
+}
+
+// runbookVMs brings back the libvirt guests of one repo.
+type runbookVMs struct {
+	Repo, Host, Commands string
 }
 
 type runbookShare struct {
 	Source, Mount, Cmd string
+	Credentials        bool
+}
+
+// runbookRebuild puts one host's secrets back where borgkit keeps them.
+type runbookRebuild struct {
+	Host, Commands, Provision string
 }
 
 // shq quotes s for a POSIX shell when it needs quoting.
@@ -73,6 +99,10 @@ func fileWhat(f File, m *Manifest) string {
 		return "printable key of repo " + f.For + " (`borg key import --paper`)"
 	case RolePassphrase:
 		return "passphrase of repo " + f.For + " (read through `BORG_PASSCOMMAND`)"
+	case RoleZFSKey:
+		return "ZFS key of dataset " + f.For + " (`zfs load-key -L file://...`)"
+	case RoleCredentials:
+		return "credentials of share " + f.For + " (`mount -t cifs -o credentials=...`)"
 	case RoleKnownHosts:
 		return "SSH host keys " + f.For + " trusted (to trust the offsite host again)"
 	case RoleConfig:
@@ -90,12 +120,46 @@ func buildRunbook(m *Manifest) runbookData {
 	}
 	for _, f := range m.Files {
 		d.Files = append(d.Files, runbookFile{Path: f.Path, What: fileWhat(f, m)})
+		d.HasConfig = d.HasConfig || f.Role == RoleConfig
 	}
 	d.Files = append(d.Files,
 		runbookFile{Path: IndexName, What: "what the bundle holds, for `borgkit recovery-bundle verify` and `borgkit drill`"},
 		runbookFile{Path: ManifestName, What: "SHA-256 of every file: `sha256sum -c " + ManifestName + "`"},
 		runbookFile{Path: DrillLogDir + "/", What: "empty; a drill may leave its report here if you make it writable"})
 	d.Hosts = m.Hosts
+	mountOf := d.disks(m)
+	d.pools(m)
+	shares := map[string]bool{}
+	for _, r := range m.Repos {
+		d.Repos = append(d.Repos, d.repo(m, r, mountOf, shares))
+		if len(r.VMs) > 0 {
+			d.VMs = append(d.VMs, runbookVMs{Repo: r.Host + "/" + r.Name, Host: r.Host, Commands: vmCommands(r)})
+		}
+	}
+	d.rebuild(m)
+	d.Packages = packages(m)
+	n := 2
+	next := func(present bool) int {
+		if !present {
+			return 0
+		}
+		n++
+		return n
+	}
+	d.SecDisks = next(len(d.Disks) > 0)
+	d.SecPools = next(len(d.Pools) > 0)
+	d.SecShares = next(len(d.Shares) > 0)
+	d.SecRepos = next(true)
+	d.SecVMs = next(len(d.VMs) > 0)
+	d.SecDone = next(true)
+	d.SecDrill = next(true)
+	d.SecRebuild = next(true)
+	return d
+}
+
+// disks fills the unlock sections and says where each server repo's copy
+// appears once its offsite disk is mounted.
+func (d *runbookData) disks(m *Manifest) map[string]string {
 	mountOf := map[string]string{} // repo name -> path on an unlocked disk
 	for i, disk := range m.Disks {
 		rd := runbookDisk{Disk: disk, ID: disk.ID(), Keyfile: inB(disk.Keyfile), Header: inB(disk.Header),
@@ -109,9 +173,13 @@ func buildRunbook(m *Manifest) runbookData {
 		if disk.LUKSUUID != "" {
 			rd.ByUUID = "/dev/disk/by-uuid/" + disk.LUKSUUID
 		}
-		rd.Find = rd.Var + "=" + shq(disk.Device)
-		if disk.Device == "" && disk.LUKSUUID != "" {
+		switch {
+		case disk.Device != "":
+			rd.Find = rd.Var + "=" + shq(disk.Device)
+		case disk.LUKSUUID != "":
 			rd.Find = rd.Var + "=" + rd.ByUUID
+		default:
+			rd.Find = rd.Var + "=$(blkid -t TYPE=crypto_LUKS -o device | head -n 1)"
 		}
 		rd.Open = "cryptsetup open --readonly --key-file " + rd.Keyfile + " " + dev + " " + mapper
 		rd.OpenHeader = "cryptsetup open --readonly --header " + rd.Header + " --key-file " + rd.Keyfile + " " + dev + " " + mapper
@@ -129,7 +197,10 @@ func buildRunbook(m *Manifest) runbookData {
 		rd.Umount = "umount " + rd.Mount
 		rd.Close = "cryptsetup close " + mapper
 		rd.HeaderRestore = "cryptsetup luksHeaderRestore " + dev + " --header-backup-file " + rd.Header
-		rd.KDFText = disk.KDF
+		rd.KDFText, rd.Slot = disk.KDF, "a keyslot"
+		if disk.Keyslot >= 0 && disk.KDF != "" {
+			rd.Slot = fmt.Sprintf("keyslot %d (%s)", disk.Keyslot, disk.KDF)
+		}
 		repoDir := rd.Mount
 		if disk.ReposDir != "" {
 			repoDir = path.Join(rd.Mount, disk.ReposDir)
@@ -145,63 +216,231 @@ func buildRunbook(m *Manifest) runbookData {
 			d.DrillDisk = `borgkit drill --bundle "$B" --disk ` + dev
 		}
 	}
-	shares := map[string]bool{}
-	for _, r := range m.Repos {
-		rr := runbookRepo{Repo: r, ID: r.Host + "/" + r.Name, Keyfile: r.KeyfileMode(), Plain: !r.Encrypted()}
-		rr.Repokey = r.Encrypted() && !r.KeyfileMode()
-		if r.Passphrase != "" {
-			rr.Pass = inB(r.Passphrase)
+	return mountOf
+}
+
+// pools fills the section that opens each host's encrypted datasets with
+// the bundled keys: import the pool read-only unless it is imported,
+// load each key from the bundle, mount.
+func (d *runbookData) pools(m *Manifest) {
+	var hosts []string
+	byHost := map[string][]Dataset{}
+	for _, ds := range m.Datasets {
+		if _, ok := byHost[ds.Host]; !ok {
+			hosts = append(hosts, ds.Host)
 		}
-		if r.KeyExport != "" {
-			rr.Export = inB(r.KeyExport)
-		}
-		if r.PaperKey != "" {
-			rr.Paper = r.PaperKey
-		}
-		if r.Canary != "" {
-			rr.Canary = strings.TrimPrefix(r.Canary, "/")
-		}
-		where, ok := mountOf[r.Name]
-		if !ok || r.Host != m.Server {
-			where = "/path/to/" + r.Name
-		}
-		for _, c := range r.Copies {
-			switch {
-			case c.Host != "":
-				s := fmt.Sprintf("`%s` on %s", c.Path, c.Host)
-				if p, ok := mountOf[r.Name]; ok {
-					s += fmt.Sprintf(" — `%s` once its disk is unlocked and mounted (section 3)", p)
-				}
-				rr.Copies = append(rr.Copies, s)
-			case c.Share != "":
-				rel := strings.TrimPrefix(strings.TrimPrefix(c.Path, c.ShareMount), "/")
-				s := fmt.Sprintf("`%s` on the %s share `%s` — `/mnt/recovery/%s/%s` once mounted (section 5)", c.Path, c.Mirror, c.Share, c.Mirror, rel)
-				rr.Copies = append(rr.Copies, s)
-				if !shares[c.Share] {
-					shares[c.Share] = true
-					mnt := "/mnt/recovery/" + c.Mirror
-					d.Shares = append(d.Shares, runbookShare{Source: c.Share, Mount: mnt,
-						Cmd: "mkdir -p " + mnt + " && mount -t cifs -o ro,username=USER " + shq(c.Share) + " " + mnt})
-				}
-				if d.DrillMirror == "" {
-					d.DrillMirror = `borgkit drill --bundle "$B" --mirror ` + path.Dir(path.Join("/mnt/recovery/"+c.Mirror, rel))
-				}
-			default:
-				rr.Copies = append(rr.Copies, fmt.Sprintf("`%s` on %s (%s mirror)", c.Path, m.Server, c.Mirror))
+		byHost[ds.Host] = append(byHost[ds.Host], ds)
+	}
+	for _, h := range hosts {
+		rp := runbookPools{Host: h}
+		var cmds, exports []string
+		seen := map[string]bool{}
+		for _, ds := range byHost[h] {
+			if p := ds.Pool(); !seen[p] {
+				seen[p] = true
+				cmds = append(cmds, "zpool list "+shq(p)+" >/dev/null 2>&1 || zpool import -N -o readonly=on "+shq(p))
+				exports = append(exports, "zpool export "+shq(p))
 			}
 		}
-		rr.Where = where
-		var setup []string
-		if rr.Pass != "" {
-			setup = append(setup, `export BORG_PASSCOMMAND="cat '$B/`+r.Passphrase+`'"`)
-		} else if rr.Plain {
-			setup = append(setup, "export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes")
+		rp.Export = strings.Join(exports, "\n")
+		for _, ds := range byHost[h] {
+			if ds.Keyfile == "" {
+				rp.Prompted = append(rp.Prompted, ds.Name)
+				cmds = append(cmds, "zfs load-key "+shq(ds.Name))
+				continue
+			}
+			cmds = append(cmds, `zfs load-key -L file://"$B/`+ds.Keyfile+`" `+shq(ds.Name))
 		}
-		setup = append(setup, "export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes", "REPO="+shq(where))
-		rr.Setup = strings.Join(setup, "\n")
-		d.Repos = append(d.Repos, rr)
+		cmds = append(cmds, "zfs mount -a")
+		for _, ds := range byHost[h] {
+			cmds = append(cmds, "zfs get -H -o name,property,value keystatus,mounted "+shq(ds.Name))
+		}
+		rp.Commands = strings.Join(cmds, "\n")
+		d.Pools = append(d.Pools, rp)
 	}
-	return d
+}
+
+// repo fills one repo's restore section. Its REPO is the best copy the
+// runbook has already opened: the offsite disk's, else a share's, else
+// the repo itself on its host (an archive host's, once its datasets are
+// open).
+func (d *runbookData) repo(m *Manifest, r Repo, mountOf map[string]string, shares map[string]bool) runbookRepo {
+	rr := runbookRepo{Repo: r, ID: r.Host + "/" + r.Name, Keyfile: r.KeyfileMode(), Plain: !r.Encrypted()}
+	rr.Repokey = r.Encrypted() && !r.KeyfileMode()
+	if r.Passphrase != "" {
+		rr.Pass = inB(r.Passphrase)
+	}
+	if r.KeyExport != "" {
+		rr.Export = inB(r.KeyExport)
+	}
+	rr.Paper = r.PaperKey
+	if r.Canary != "" {
+		rr.Canary = shq(strings.TrimPrefix(r.Canary, "/"))
+	}
+	where, note := "", ""
+	if p, ok := mountOf[r.Name]; ok && r.Host == m.Server {
+		where, note = p, "the copy on the offsite disk, unlocked and mounted above"
+	}
+	for _, c := range r.Copies {
+		switch {
+		case c.Host != "":
+			s := fmt.Sprintf("`%s` on %s", c.Path, c.Host)
+			if p, ok := mountOf[r.Name]; ok {
+				s += fmt.Sprintf(" — `%s` once its disk is unlocked and mounted", p)
+			}
+			rr.Copies = append(rr.Copies, s)
+		case c.Share != "":
+			rel := strings.TrimPrefix(strings.TrimPrefix(c.Path, c.ShareMount), "/")
+			mnt := "/mnt/recovery/" + c.Mirror
+			local := path.Join(mnt, rel)
+			rr.Copies = append(rr.Copies, fmt.Sprintf("`%s` on the %s share `%s` — `%s` once mounted", c.Path, c.Mirror, c.Share, local))
+			if where == "" {
+				where, note = local, "the copy on the "+c.Mirror+" share, mounted above"
+			}
+			if !shares[c.Share] {
+				shares[c.Share] = true
+				sh := runbookShare{Source: c.Share, Mount: mnt, Credentials: c.Credentials != ""}
+				opts := `ro,username="$SHARE_USER"`
+				cmd := "read -r -p 'User name on " + c.Share + ": ' SHARE_USER\n"
+				if sh.Credentials {
+					opts, cmd = `ro,credentials="$B/`+c.Credentials+`"`, ""
+				}
+				sh.Cmd = cmd + "mkdir -p " + mnt + "\nmount -t cifs -o " + opts + " " + shq(c.Share) + " " + mnt
+				d.Shares = append(d.Shares, sh)
+			}
+			if d.DrillMirror == "" {
+				d.DrillMirror = `borgkit drill --bundle "$B" --mirror ` + path.Dir(local)
+			}
+		default:
+			rr.Copies = append(rr.Copies, fmt.Sprintf("`%s` on %s (%s mirror)", c.Path, r.Host, c.Mirror))
+		}
+	}
+	if where == "" {
+		where, note = r.Path, "the repository itself, on "+r.Host
+		for _, ds := range m.Datasets {
+			if ds.Host == r.Host {
+				note += ", once its datasets are open"
+				break
+			}
+		}
+	}
+	rr.Where, rr.WhereNote = where, note
+	var setup []string
+	if rr.Pass != "" {
+		setup = append(setup, `export BORG_PASSCOMMAND="cat '$B/`+r.Passphrase+`'"`)
+	} else if rr.Plain {
+		setup = append(setup, "export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes")
+	}
+	setup = append(setup, "export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes", "REPO="+shq(where))
+	rr.Setup = strings.Join(setup, "\n")
+	return rr
+}
+
+// vmCommands copies a VM repo's restored images back to where the guests'
+// definitions name them and defines each guest from the XML the nightly
+// job dumped into the same archive.
+func vmCommands(r Repo) string {
+	restore := "/srv/restore/" + r.Name
+	var cmds []string
+	for _, s := range r.Sources {
+		if s == "/" {
+			continue
+		}
+		cmds = append(cmds, "mkdir -p "+shq(s), "cp -a --sparse=always "+shq(path.Join(restore, s)+"/.")+" "+shq(s+"/"))
+	}
+	for _, vm := range r.VMs {
+		cmds = append(cmds, "virsh define "+shq(path.Join(restore, r.VMXML, vm+".xml")))
+	}
+	for _, vm := range r.VMs {
+		cmds = append(cmds, "virsh start "+shq(vm))
+	}
+	return strings.Join(cmds, "\n")
+}
+
+// rebuild lists, per host, the commands that put its secrets back where
+// borgkit keeps them (and provisioning finds them), with their modes.
+func (d *runbookData) rebuild(m *Manifest) {
+	hostOf := func(f File) string {
+		switch f.Role {
+		case RoleLUKSKeyfile, RoleLUKSHeader:
+			if disk, ok := m.Disk(f.For); ok && disk.KeyHost != "" {
+				return disk.KeyHost
+			}
+		case RoleConfig:
+			return ""
+		}
+		if h, _, ok := strings.Cut(f.For, "/"); ok {
+			return h
+		}
+		return f.For
+	}
+	cmds := map[string][]string{}
+	dirs := map[string]map[string]bool{}
+	for _, f := range m.Files {
+		mode := restoreMode(f.Role)
+		if f.Source == "" || mode == "" {
+			continue
+		}
+		h := hostOf(f)
+		if h == "" {
+			continue
+		}
+		if _, ok := cmds[h]; !ok {
+			dirs[h] = map[string]bool{}
+		}
+		if dir := path.Dir(f.Source); !dirs[h][dir] {
+			dirs[h][dir] = true
+			cmds[h] = append(cmds[h], "install -d -m 0700 "+shq(dir))
+		}
+		cmds[h] = append(cmds[h], "install -m "+mode+" -o root -g root "+inB(f.Path)+" "+shq(f.Source))
+	}
+	// In the config's order, the server first as it is rebuilt first.
+	order := []string{m.Server}
+	for _, h := range m.Hosts {
+		order = append(order, h.Name)
+	}
+	for _, h := range order {
+		if _, ok := cmds[h]; !ok || slices.ContainsFunc(d.Rebuild, func(r runbookRebuild) bool { return r.Host == h }) {
+			continue
+		}
+		prov := "on " + h + " itself"
+		if h != m.Server {
+			prov = "from " + m.Server + ", once it is back"
+		}
+		d.Rebuild = append(d.Rebuild, runbookRebuild{Host: h, Commands: strings.Join(cmds[h], "\n"), Provision: prov})
+	}
+}
+
+// restoreMode is the mode provisioning gives each kind of secret; "" for
+// files that are not put back.
+func restoreMode(role string) string {
+	switch role {
+	case RoleLUKSKeyfile, RoleLUKSHeader, RoleZFSKey:
+		return "0400"
+	case RoleBorgKey, RolePassphrase, RoleCredentials, RoleKnownHosts:
+		return "0600"
+	}
+	return ""
+}
+
+// packages is what the rescue machine installs: borg always, and the
+// tools for what the site has (LUKS disks, ZFS pools, CIFS shares).
+func packages(m *Manifest) string {
+	p := []string{"borgbackup"}
+	if len(m.Disks) > 0 {
+		p = append(p, "cryptsetup")
+	}
+	if len(m.Datasets) > 0 {
+		p = append(p, "zfsutils-linux")
+	}
+	for _, r := range m.Repos {
+		for _, c := range r.Copies {
+			if c.Share != "" {
+				return strings.Join(append(p, "cifs-utils"), " ")
+			}
+		}
+	}
+	return strings.Join(p, " ")
 }
 
 // RenderRunbook renders the bundle's runbook as Markdown (runbook.md) and

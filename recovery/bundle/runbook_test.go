@@ -1,9 +1,7 @@
 package bundle
 
 import (
-	"bytes"
 	"flag"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,24 +65,11 @@ func TestRunbookGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, p := range runbookDefects(string(md)) {
+		t.Error(p)
+	}
 	for name, got := range map[string][]byte{"runbook.md": md, "runbook.html": html} {
-		p := filepath.Join("testdata", name+".golden")
-		if *update {
-			if err := os.MkdirAll("testdata", 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, got, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		want, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatalf("%v (run go test -update to create it)", err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs from %s (run go test -update after checking the change):\n%s", name, p, firstDiff(string(want), string(got)))
-		}
+		golden(t, filepath.Join("testdata", name+".golden"), got)
 	}
 }
 

@@ -32,6 +32,7 @@ const (
 	KindFile    = "file"
 	KindLUKS    = "luks"
 	KindBorgKey = "borg-key"
+	KindZFSKey  = "zfs-key"
 	KindRepo    = "repo"
 )
 
@@ -152,6 +153,7 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*Report, error
 	r.Site, r.Server = m.Site, m.Server
 	verifyLUKS(r, m)
 	verifyBorgKeys(r, m)
+	verifyZFSKeys(r, m)
 	if len(opts.RepoRoots) > 0 {
 		rr, _ := VerifyRepoCopies(ctx, m, opts)
 		r.Items = append(r.Items, rr.Items...)
@@ -272,6 +274,30 @@ func verifyLUKS(r *Report, m *Manifest) {
 			r.add(KindLUKS, d.ID(), StatusOK, "keyfile %s opens keyslot %d (%s) of header backup %s (%s copy), LUKS UUID %s, in %s",
 				d.Keyfile, res.Slot, res.KDF, d.Header, res.HeaderCopy, res.UUID, res.Duration.Round(time.Millisecond))
 		}
+	}
+}
+
+// verifyZFSKeys checks each dataset key against its keyformat; only the
+// pool itself can prove the key opens it (the drill on the archive host).
+func verifyZFSKeys(r *Report, m *Manifest) {
+	for _, d := range m.Datasets {
+		id := d.Host + "/" + d.Name
+		if d.Keyfile == "" {
+			r.add(KindZFSKey, id, StatusSkipped, "the key is typed at a prompt: it is not in the bundle")
+			continue
+		}
+		key, err := os.ReadFile(filepath.Join(m.Dir, d.Keyfile))
+		if err != nil {
+			r.add(KindZFSKey, id, StatusFailed, "key %s: %v", d.Keyfile, readHint(err))
+			continue
+		}
+		err = checkZFSKey(d.KeyFormat, key)
+		clear(key)
+		if err != nil {
+			r.add(KindZFSKey, id, StatusFailed, "key %s: %v", d.Keyfile, err)
+			continue
+		}
+		r.add(KindZFSKey, id, StatusOK, "key %s is a well-formed %s key (zfs load-key on %s proves it opens the dataset)", d.Keyfile, d.KeyFormat, d.Host)
 	}
 }
 

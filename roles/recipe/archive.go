@@ -97,8 +97,8 @@ func datasetMount(d *config.Dataset) string {
 // zfsKey is the keyfile a dataset's keylocation=file:// names, with a
 // generator for its keyformat; "" when ZFS prompts or uses no key.
 func zfsKey(d *config.Dataset) (string, func() ([]byte, error)) {
-	file, ok := strings.CutPrefix(d.Properties["keylocation"], "file://")
-	if !ok {
+	file := d.KeyFile()
+	if file == "" {
 		return "", nil
 	}
 	switch d.Properties["keyformat"] {
