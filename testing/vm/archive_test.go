@@ -157,9 +157,9 @@ func TestVMArchiveZFS(t *testing.T) {
 	skipUnlessVM(t)
 	skipUnlessZFS(t)
 	t.Parallel()
+	img := zfsImage(t) // before the scenario's clock starts: a cold build has its own timeout
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Minute)
 	defer cancel()
-	img := zfsImage(t)
 	bin := borgkitBinary(t)
 	dir := runDir(t)
 	tank := Disk{Path: filepath.Join(dir, "tank.raw"), Serial: TankSerial}

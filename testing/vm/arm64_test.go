@@ -78,11 +78,13 @@ func TestVMPiArm64(t *testing.T) {
 		t.Skip("BORGKIT_VM_ARM64=0: the arm64 pi takes most of an hour under TCG; make vm-arm64 runs it")
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Minute)
-	defer cancel()
+	// The images first: a cold arm64 build (over an hour under TCG) has its
+	// own timeout and must not eat the scenario's.
 	server := labImage(t)
 	pi := piArm64Image(t)
 	build := arm64Build(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Minute)
+	defer cancel()
 	l := newLabWith(ctx, t, labSpec{server: server, offsite: pi})
 	s, p := l.Server, l.Offsite
 

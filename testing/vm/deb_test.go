@@ -78,9 +78,9 @@ func TestVMDebInstall(t *testing.T) {
 	skipUnlessVM(t)
 	debFor(t, "amd64")
 	t.Parallel()
+	img := labImage(t) // before the scenario's clock starts: a cold build has its own timeout
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	img := labImage(t)
 	key, err := NewKey("borgkit-vm-lab")
 	if err != nil {
 		t.Fatal(err)

@@ -14,9 +14,9 @@ import (
 func TestVMDebian13(t *testing.T) {
 	skipUnlessVM(t)
 	t.Parallel()
+	img := debian13Image(t) // before the scenario's clock starts: a cold build has its own timeout
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
-	img := debian13Image(t)
 	l := newLabWith(ctx, t, labSpec{server: img, binaryEverywhere: true})
 	s := l.Server
 	step(t, "the guests run Debian 13 with borg 1.4", func() {

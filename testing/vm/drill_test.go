@@ -170,9 +170,9 @@ func TestVMDisasterDrill(t *testing.T) {
 		t.Skip("runs beside TestVMUnlockAtBoot, which -parallel 1 does not allow; use -parallel 4")
 	}
 	t.Parallel()
+	img := labImage(t) // before the scenario's clock starts: a cold build has its own timeout
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
-	img := labImage(t)
 	bin := borgkitBinary(t)
 
 	var in *drillInput
