@@ -13,6 +13,7 @@ import (
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs"
+	"github.com/borgkit/borgkit/roles/jobs/copies"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/roles/jobs/status"
 )
@@ -144,6 +145,28 @@ needs attention.`,
 		},
 	}
 	o.addFlags(g, serveKey, 0)
+	serveHashes := &cobra.Command{
+		Use:   "serve-hashes NAME=DIR...",
+		Short: "Write names, sizes and SHA-256 sums of files under each DIR for the requests on stdin (the forced command of the server's hash key)",
+		Long: `The forced command of the server's hash key on an offsite host: it answers
+requests for the files under the roots its arguments name (NAME=DIR, fixed
+in authorized_keys) with their names, sizes and SHA-256 sums, and can
+neither read a file's content out, nor leave a root, nor change anything.
+It needs no config.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("serve-hashes needs at least one NAME=DIR")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			roots, err := copies.ParseRoots(args)
+			if err != nil {
+				return usageError{err}
+			}
+			return copies.Serve(cmd.Context(), roots, cmd.InOrStdin(), cmd.OutOrStdout())
+		},
+	}
 	pullGuard := &cobra.Command{
 		Use:   "pull-guard ARCHIVE",
 		Short: "Run the zfs get/send that ARCHIVE's syncoid pull sends, nothing else (the forced command of its pull key)",
@@ -155,6 +178,7 @@ needs attention.`,
 	o.addFlags(g, pullGuard, flagLog)
 	cmd.AddCommand(
 		withExits(serveKey, exitCase{exitOK, "the key was written"}, exitCase{exitFailed, "the key could not be served (revoked, missing, not this host's to serve)"}, usageCase("a bad config")),
+		withExits(serveHashes, exitCase{exitOK, "the requests were answered"}, exitCase{exitFailed, "a request could not be read or answered"}, usageCase("a root that is not NAME=DIR")),
 		withExits(pullGuard, exitCase{exitOK, "the allowed command ran and succeeded"}, exitCase{exitFailed, "the command was refused or failed"}, usageCase("a bad config")),
 	)
 	return cmd
