@@ -25,6 +25,10 @@ const (
 
 	VarDir   = "/var/lib/borgkit"
 	StateDir = VarDir + "/state"
+	// LastGoodConfig is the last config a job loaded, kept in the state
+	// directory (0600: it may hold the ping URL): a job that cannot load
+	// the config alerts through this one's mail, ping and textfile.
+	LastGoodConfig = ".last-good-config.yaml"
 	// VMXMLDir keeps the VM definitions dumped before each VM repo's backup.
 	VMXMLDir = VarDir + "/vm-xml"
 	LogDir   = "/var/log/borgkit"

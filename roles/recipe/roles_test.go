@@ -216,10 +216,10 @@ func TestRenderedFilesPassTheirValidators(t *testing.T) {
 			}
 
 			if variant == "cron" {
-				checkCronJobs(t, filepath.Join(dir, "etc/cron.d/borgkit"), 7)
+				checkCronJobs(t, filepath.Join(dir, "etc/cron.d/borgkit"), 8)
 				return
 			}
-			verifyUnits(t, dir, "etc/systemd/system/borgkit-*", 14)
+			verifyUnits(t, dir, "etc/systemd/system/borgkit-*", 16)
 			if _, err := os.Lstat(filepath.Join(dir, "etc/systemd/system/timers.target.wants/borgkit-nightly.timer")); err != nil {
 				t.Errorf("timer not enabled in the tree: %v", err)
 			}
