@@ -44,6 +44,33 @@ func TestWarningsNightHasItsOwnSubject(t *testing.T) {
 	}
 }
 
+// TestWarningsNightExitsFour: cron and systemd see a warnings-only night
+// by its exit status: `borgkit job nightly` exits 4 (not 0, not 1) after
+// a night that backed everything up but found an archive deleted by hand.
+func TestWarningsNightExitsFour(t *testing.T) {
+	l := newLab(t, labOptions{})
+	for i := range 2 {
+		time.Sleep(1100 * time.Millisecond)
+		if code := l.jobCLI(t, "nightly"); code != 0 {
+			t.Fatalf("night %d: exit %d", i, code)
+		}
+	}
+	l.mails(0)
+	repo := filepath.Join(l.mnt, "system")
+	oldest := strings.Fields(l.borg("list", "--short", repo))[0]
+	l.borg("delete", repo+"::"+oldest)
+	time.Sleep(1100 * time.Millisecond)
+	if code := l.jobCLI(t, "nightly"); code != 4 {
+		t.Fatalf("a warnings-only night: exit %d, want 4", code)
+	}
+	m := l.mails(1)
+	wantMail(t, m[0], "[BACKUP] john-ai NIGHTLY BACKUP COMPLETED WITH WARNINGS", oldest)
+	rec, _ := l.env.Store.Load("nightly")
+	if rec.Status != state.Warning || rec.ExitCode != 4 {
+		t.Fatalf("record %s exit %d", rec.Status, rec.ExitCode)
+	}
+}
+
 // TestCheckWithoutDiskIsNotRun: with the USB disk unplugged, the weekly
 // check and the verify say they did not run; no repo is marked failed,
 // and the sync, once the disk is back, mirrors as before.

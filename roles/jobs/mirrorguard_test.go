@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -239,4 +240,89 @@ func TestAcceptSource(t *testing.T) {
 		t.Fatalf("the sync after the accepted one: %v", err)
 	}
 	l.mails(0)
+}
+
+// TestSyncRefusesMoreDeletionsThanMaxDelete: nights that prune and compact
+// leave the NAS mirror with more files to delete than its max_delete. The
+// sync refuses before rsync, which would otherwise delete up to the limit
+// and stop, leaving a mirror half old, half new; with the limit raised to
+// the count, the mirror follows the repo.
+func TestSyncRefusesMoreDeletionsThanMaxDelete(t *testing.T) {
+	l := newLab(t, labOptions{compactDaily: true, retention: "{daily: 1, weekly: 0, monthly: 0}"})
+	repo, nas := filepath.Join(l.mnt, "system"), filepath.Join(l.nas, "backups/system")
+	l.night(0)
+	if err := jobs.Sync(ctx(), l.env); err != nil {
+		t.Fatalf("first sync: %v", err)
+	}
+	for i := 1; i < 4; i++ {
+		l.night(i)
+	}
+	l.mails(0)
+	inRepo := map[string]bool{}
+	for _, line := range strings.Split(treeSums(t, repo), "\n") {
+		inRepo[strings.Fields(line)[0]] = true
+	}
+	deletions := 0
+	for _, line := range strings.Split(treeSums(t, nas), "\n") {
+		if !inRepo[strings.Fields(line)[0]] {
+			deletions++
+		}
+	}
+	if deletions < 2 {
+		t.Fatalf("only %d files to delete from the mirror: the test needs more", deletions)
+	}
+	m := &l.env.Host.Mirrors[0]
+	m.MaxDelete = deletions - 1
+	before := treeSums(t, nas)
+	if err := jobs.Sync(ctx(), l.env); err == nil {
+		t.Fatal("the sync deleted more files than max_delete allows")
+	}
+	mail := l.mails(1)
+	wantMail(t, mail[0], "[BACKUP] john-ai OFFSITE SYNC FAILED",
+		fmt.Sprintf("%d files would be deleted from the mirror, more than max_delete (%d)", deletions, deletions-1),
+		"the mirror of it was left as it was")
+	if got := treeSums(t, nas); got != before {
+		t.Fatalf("the refused sync changed the NAS mirror:\nbefore\n%s\nafter\n%s", before, got)
+	}
+	m.MaxDelete = deletions
+	if err := jobs.Sync(ctx(), l.env); err != nil {
+		t.Fatalf("sync within max_delete: %v\n%s", err, l.log.String())
+	}
+	l.mails(0)
+	if treeSums(t, nas) != treeSums(t, repo) {
+		t.Fatal("after a sync within max_delete the NAS mirror differs from the repo")
+	}
+}
+
+// TestNASMirrorIsByteIdenticalEachNight: the NAS mirror is size_only, and
+// borg rewrites the repo's nonce in place at the same size each night. The
+// mirror must match the repo byte for byte after every sync, not only
+// after the next one: a mirror restored with an old nonce and written to
+// would reuse AES-CTR nonces.
+func TestNASMirrorIsByteIdenticalEachNight(t *testing.T) {
+	l := newLab(t, labOptions{})
+	repo, nas := filepath.Join(l.mnt, "system"), filepath.Join(l.nas, "backups/system")
+	var nonces []string
+	for i := range 3 {
+		l.night(i)
+		if err := jobs.Sync(ctx(), l.env); err != nil {
+			t.Fatalf("sync after night %d: %v\n%s", i, err, l.log.String())
+		}
+		want, got := treeSums(t, repo), treeSums(t, nas)
+		if got != want {
+			t.Fatalf("night %d: the NAS mirror differs from the repo:\nrepo\n%s\nmirror\n%s", i, want, got)
+		}
+		nonce, err := os.ReadFile(filepath.Join(repo, "nonce"))
+		if err != nil {
+			t.Fatalf("the repo has no nonce file: %v", err)
+		}
+		nonces = append(nonces, string(nonce))
+	}
+	l.mails(0)
+	if nonces[0] == nonces[1] && nonces[1] == nonces[2] {
+		t.Fatalf("the nonce never changed (%q): the test proves nothing", nonces[0])
+	}
+	if len(nonces[0]) != len(nonces[2]) {
+		t.Fatalf("the nonce changed size (%q, %q): a size-only copy would have caught it", nonces[0], nonces[2])
+	}
 }
