@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +16,7 @@ import (
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs"
+	"github.com/borgkit/borgkit/roles/jobs/copies"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/roles/jobs/status"
 )
@@ -67,6 +71,14 @@ var jobExits = []exitCase{
 	usageCase("a bad config, a host not in it, or a job this host's role does not run"),
 }
 
+// syncLong is job sync's help: the mirror rule.
+const syncLong = `Mirror every repo to each mirror, then write the heartbeat on the offsite host.
+A repo is mirrored only when it is a whole borg repo and still what the
+nightly left: a repo whose data, index or newest segments are gone, that
+was replaced, whose recorded archives were deleted, or that lacks segments
+its mirror has and no nightly freed, is refused and its mirrors are left
+as they were.`
+
 // jobSpec is one `borgkit job` subcommand.
 type jobSpec struct {
 	job, short string
@@ -90,14 +102,20 @@ needs attention.`,
 	offsite := func(fn func(context.Context, *jobs.OffsiteEnv) error) func(context.Context, *jobs.Env) error {
 		return func(ctx context.Context, e *jobs.Env) error { return fn(ctx, &jobs.OffsiteEnv{Env: *e}) }
 	}
+	// --accept-source of job sync.
+	var accept []string
 	specs := []jobSpec{
 		{layout.JobNightly, "Back up every repo: preflight, create, prune, compact", "", borg, jobs.Nightly},
-		{layout.JobSync, "Mirror the repos to the NAS and the offsite host, then write the heartbeat", "", borg | flagSSH, jobs.Sync},
+		{layout.JobSync, "Mirror the repos to the NAS and the offsite host, then write the heartbeat", "", borg | flagSSH, func(ctx context.Context, e *jobs.Env) error {
+			e.AcceptSource = accept
+			return jobs.Sync(ctx, e)
+		}},
+		{layout.JobAudit, "Compare a share of every copy's files with the repos by SHA-256, so that all are compared within audit.cover_days", "", borg, jobs.Audit},
 		{layout.JobStale, "Alert when the nightly run or the sync is overdue, or a job died", "", std, jobs.Stale},
 		{layout.JobCheck, "borg check --repository-only on every repo", "", borg, func(ctx context.Context, e *jobs.Env) error {
 			return jobs.Check(ctx, e, false)
 		}},
-		{layout.JobVerify, "borg check --verify-data on every repo", "", borg, func(ctx context.Context, e *jobs.Env) error {
+		{layout.JobVerify, "borg check --verify-data on the repos due (each within audit.verify_days)", "", borg, func(ctx context.Context, e *jobs.Env) error {
 			return jobs.Check(ctx, e, true)
 		}},
 		{layout.JobRestoreTest, "Extract files from the latest archives and compare them with the live ones", "", borg, jobs.RestoreTest},
@@ -125,7 +143,16 @@ needs attention.`,
 			},
 		}
 		o.addFlags(g, c, sp.flags)
-		cmd.AddCommand(withExits(c, jobExits...))
+		exits := jobExits
+		switch sp.job {
+		case layout.JobNightly:
+			exits = append(slices.Clone(jobExits), exitCase{exitWarnings, "every repo was backed up, with warnings it mailed (COMPLETED WITH WARNINGS, SUSPICIOUS BACKUP)"})
+		case layout.JobSync:
+			c.Long = syncLong
+			c.Flags().StringArrayVar(&accept, "accept-source", nil,
+				"accept `REPO` as it is now after you checked it (borg check) and know why it changed: record it afresh and mirror it, deletions included")
+		}
+		cmd.AddCommand(withExits(c, exits...))
 	}
 	serveKey := &cobra.Command{
 		Use:   "serve-key HOST",
@@ -144,6 +171,28 @@ needs attention.`,
 		},
 	}
 	o.addFlags(g, serveKey, 0)
+	serveHashes := &cobra.Command{
+		Use:   "serve-hashes NAME=DIR...",
+		Short: "Write names, sizes and SHA-256 sums of files under each DIR for the requests on stdin (the forced command of the server's hash key)",
+		Long: `The forced command of the server's hash key on an offsite host: it answers
+requests for the files under the roots its arguments name (NAME=DIR, fixed
+in authorized_keys) with their names, sizes and SHA-256 sums, and can
+neither read a file's content out, nor leave a root, nor change anything.
+It needs no config.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("serve-hashes needs at least one NAME=DIR")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			roots, err := copies.ParseRoots(args)
+			if err != nil {
+				return usageError{err}
+			}
+			return copies.Serve(cmd.Context(), roots, cmd.InOrStdin(), cmd.OutOrStdout())
+		},
+	}
 	pullGuard := &cobra.Command{
 		Use:   "pull-guard ARCHIVE",
 		Short: "Run the zfs get/send that ARCHIVE's syncoid pull sends, nothing else (the forced command of its pull key)",
@@ -155,6 +204,7 @@ needs attention.`,
 	o.addFlags(g, pullGuard, flagLog)
 	cmd.AddCommand(
 		withExits(serveKey, exitCase{exitOK, "the key was written"}, exitCase{exitFailed, "the key could not be served (revoked, missing, not this host's to serve)"}, usageCase("a bad config")),
+		withExits(serveHashes, exitCase{exitOK, "the requests were answered"}, exitCase{exitFailed, "a request could not be read or answered"}, usageCase("a root that is not NAME=DIR")),
 		withExits(pullGuard, exitCase{exitOK, "the allowed command ran and succeeded"}, exitCase{exitFailed, "the command was refused or failed"}, usageCase("a bad config")),
 	)
 	return cmd
@@ -181,9 +231,9 @@ func runPullGuard(g *globals, o *jobOptions, archive string) error {
 }
 
 // env is a job's environment without its log: config, this host, its
-// record store.
+// record store. The config is kept as the last good one when it loads.
 func (o *jobOptions) env(g *globals) (*jobs.Env, error) {
-	cfg, _, err := g.load(false)
+	cfg, data, err := g.load(false)
 	if err != nil {
 		return nil, err
 	}
@@ -191,10 +241,72 @@ func (o *jobOptions) env(g *globals) (*jobs.Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.keepLastGood(data)
+	return o.envFor(cfg, self), nil
+}
+
+func (o *jobOptions) envFor(cfg *config.Config, self *config.Host) *jobs.Env {
 	e := &jobs.Env{Cfg: cfg, Host: self, Store: &state.Store{Dir: o.StateDir, Host: self.Name},
 		LockPath: o.Lock, LockWait: o.LockWait, SSH: o.SSH}
 	e.Defaults()
-	return e, nil
+	return e
+}
+
+func (o *jobOptions) lastGoodPath() string { return filepath.Join(o.StateDir, layout.LastGoodConfig) }
+
+// keepLastGood copies a config that loaded into the state directory when
+// it differs from the copy there. Failing to is not the job's failure.
+func (o *jobOptions) keepLastGood(data []byte) {
+	if o.StateDir == "" {
+		return // a forced command (serve-key, pull-guard) has no state directory
+	}
+	p := o.lastGoodPath()
+	if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, data) {
+		return
+	}
+	if os.MkdirAll(o.StateDir, 0o755) != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(o.StateDir, ".last-good-config.tmp-*")
+	if err != nil {
+		return
+	}
+	_, werr := tmp.Write(data)
+	if cerr := tmp.Close(); werr != nil || cerr != nil || os.Rename(tmp.Name(), p) != nil {
+		os.Remove(tmp.Name())
+	}
+}
+
+// configBroken makes a job that cannot load the config alert anyway: it
+// records the failed run, and mails and pings through the last config
+// that loaded. Without one there is no address to mail: the record (the
+// dashboard, the textfile of a later good run) and the Pi's watchdog,
+// which misses the heartbeat, are what is left.
+func (o *jobOptions) configBroken(ctx context.Context, g *globals, job string, loadErr error) {
+	var e *jobs.Env
+	if data, err := os.ReadFile(o.lastGoodPath()); err == nil {
+		if cfg, err := config.Parse(o.lastGoodPath(), data); err == nil {
+			if self, err := o.self(cfg); err == nil {
+				e = o.envFor(cfg, self)
+			}
+		}
+	}
+	if e == nil {
+		name := o.hostName()
+		st := &state.Store{Dir: o.StateDir, Host: name}
+		if run, err := st.Begin(job); err == nil {
+			run.Finish(state.Failed, exitUsage, fmt.Sprintf("not run: the config %s does not load: %v", g.ConfigPath, loadErr), nil, nil)
+		}
+		return
+	}
+	if err := os.MkdirAll(o.LogDir, 0o750); err == nil {
+		logPath := layout.JobLog(o.LogDir, job)
+		if lf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err == nil {
+			defer lf.Close()
+			e.Log, e.LogPath = lf, logPath
+		}
+	}
+	jobs.ConfigBroken(ctx, e, job, g.ConfigPath, loadErr)
 }
 
 // runJob runs a job with its log file. A job with a role runs only on a
@@ -202,6 +314,7 @@ func (o *jobOptions) env(g *globals) (*jobs.Env, error) {
 func runJob(ctx context.Context, g *globals, o *jobOptions, job string, role config.Role, fn func(context.Context, *jobs.Env) error) error {
 	env, err := o.env(g)
 	if err != nil {
+		o.configBroken(ctx, g, job, err)
 		return err
 	}
 	if role != "" && env.Host.Role != role {
@@ -232,6 +345,22 @@ func runJob(ctx context.Context, g *globals, o *jobOptions, job string, role con
 		return nil
 	}
 	return err
+}
+
+// hostName is the name this machine has in the config: --host, else
+// /etc/borgkit/host, else the hostname.
+func (o *jobOptions) hostName() string {
+	name := o.Host
+	if name == "" {
+		if b, err := os.ReadFile(layout.HostFile); err == nil {
+			name = strings.TrimSpace(string(b))
+		}
+	}
+	if name == "" {
+		hn, _ := os.Hostname()
+		name = strings.SplitN(hn, ".", 2)[0]
+	}
+	return name
 }
 
 // self finds which config host this machine is.

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/roles/jobs"
 )
 
 // The exit-status contract, in one place. Every command declares which of
@@ -25,6 +26,8 @@ const (
 	exitFailed  = 1
 	exitUsage   = 2 // bad usage or bad config: nothing was changed
 	exitPending = 3 // provision/plan --detailed-exitcode: the plan had changes
+	// exitWarnings: a job did its work and mailed warnings.
+	exitWarnings = jobs.ExitWarnings
 )
 
 // exitContract is what each code means across all commands: the root's
@@ -34,6 +37,7 @@ var exitContract = []exitCase{
 	{exitFailed, "failure: a job, step, check or channel failed, a conflict stopped the plan, a host was unreachable, status shows a failure"},
 	{exitUsage, "bad usage (unknown command, job or flag, a missing argument or flag) or a bad config file; nothing was changed"},
 	{exitPending, "only with --detailed-exitcode (provision, plan): the plan had changes"},
+	{exitWarnings, "job nightly: every repo was backed up, with warnings it mailed (a file borg could not read, a suspicious archive)"},
 }
 
 // exitCase is one line of a command's EXIT STATUS: a code and when this
@@ -105,6 +109,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, errPending):
 		return exitPending
+	case errors.As(err, new(*jobs.WarningsError)):
+		return exitWarnings
 	case errors.As(err, new(keyNotOpened)):
 		return exitFailed
 	case errors.As(err, &ue), errors.As(err, &p), errors.As(err, &ps):

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -62,10 +63,12 @@ contract for all of them is below.`,
 		},
 	}
 	root.Long += "\n\nEXIT STATUS\n"
+	var codes []string
 	for _, c := range exitContract {
 		root.Long += fmt.Sprintf("  %d  %s\n", c.code, c.when)
+		codes = append(codes, strconv.Itoa(c.code))
 	}
-	root.Annotations = map[string]string{exitCodesKey: "0,1,2,3"}
+	root.Annotations = map[string]string{exitCodesKey: strings.Join(codes, ",")}
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(
 		newProvisionCommand(g, false),

@@ -66,6 +66,11 @@ type Host struct {
 
 	// Thresholds for the stale check (server) and the watchdog (offsite).
 	Thresholds Thresholds `yaml:"thresholds,omitempty"`
+	// Audit is the rolling comparison of every copy with the repos and the
+	// rolling data verification of the repos (see Audit).
+	Audit *Audit `yaml:"audit,omitempty"`
+	// Timeouts bound each kind of borg run (see Timeouts).
+	Timeouts *Timeouts `yaml:"timeouts,omitempty"`
 	// Unlock is the offsite host's boot-time key fetch.
 	Unlock *Unlock `yaml:"unlock,omitempty"`
 	// Pull is the archive host's syncoid replication from a live server.
@@ -172,7 +177,8 @@ type Repo struct {
 	Compression       string   `yaml:"compression,omitempty"` // default zstd
 	// PassphraseFile holds the passphrase (0600); default /etc/borgkit/keys/REPO.pass.
 	PassphraseFile string `yaml:"passphrase_file,omitempty"`
-	// Timeout bounds one borg create, as a Go duration ("6h").
+	// Timeout bounds one borg create of this repo, as a Go duration
+	// ("6h"); it wins over the host's timeouts.create.
 	Timeout string `yaml:"timeout,omitempty"`
 	// VMs are libvirt domains whose XML is dumped before the create.
 	VMs []string `yaml:"vms,omitempty"`
@@ -190,8 +196,11 @@ type Mirror struct {
 	// local path such as a mounted NAS share.
 	Host string `yaml:"host,omitempty"`
 	Path string `yaml:"path"`
-	// SizeOnly compares by size alone: CIFS cannot keep mtimes, and borg
-	// segments are immutable, so equal size means equal content.
+	// SizeOnly was the NAS mirror's rsync --size-only. Every mirror now
+	// compares segments (immutable: equal size means equal content) by
+	// size alone and every other repo file (config, nonce, index, hints:
+	// rewritten in place, same size or not) by content, whatever this
+	// says; it is still read so that existing configs load.
 	SizeOnly bool `yaml:"size_only,omitempty"`
 	// MaxDelete bounds how many files one run may delete (0: no bound).
 	MaxDelete int `yaml:"max_delete,omitempty"`
@@ -237,6 +246,7 @@ type Schedules struct {
 	SmartShort  string `yaml:"smart_short,omitempty"`
 	SmartLong   string `yaml:"smart_long,omitempty"`
 	Pull        string `yaml:"pull,omitempty"`
+	Audit       string `yaml:"audit,omitempty"`
 }
 
 // Alerts is how a host mails its operator.
@@ -279,6 +289,51 @@ type Thresholds struct {
 	SyncMaxAge      string `yaml:"sync_max_age,omitempty"`      // default 30h
 	HeartbeatMaxAge string `yaml:"heartbeat_max_age,omitempty"` // default 30h (offsite watchdog)
 	DiskWarnPercent int    `yaml:"disk_warn_percent,omitempty"` // default 90 server, 95 offsite
+	// Suspicious judges each night's archive against the recent ones.
+	Suspicious *Suspicious `yaml:"suspicious,omitempty"`
+}
+
+// Suspicious is when the nightly job mails SUSPICIOUS BACKUP: an archive
+// with far fewer files or bytes than the median of the recent nights (a
+// source emptied, a mount gone, files deleted), or far more new data (a
+// mass encryption rewrites every file: it all deduplicates against
+// nothing). The night's prune is skipped, so no older archive goes.
+type Suspicious struct {
+	// DropPercent: fewer files, or fewer bytes, than this percent of the
+	// median is suspicious (default 50).
+	DropPercent int `yaml:"drop_percent,omitempty"`
+	// NewFactor and NewPercent: new data above NewFactor times the median
+	// new data and above NewPercent of the archive's size (default 10 and
+	// 25).
+	NewFactor  int `yaml:"new_factor,omitempty"`
+	NewPercent int `yaml:"new_percent,omitempty"`
+	// Nights is how many recent archives the median is taken over
+	// (default 14); fewer than MinNights (default 5) judges nothing.
+	Nights    int `yaml:"nights,omitempty"`
+	MinNights int `yaml:"min_nights,omitempty"`
+}
+
+// Audit sets the rolling checks. Every segment of every copy (the NAS
+// mirror, the offsite mirror) is hashed where it lies and compared with
+// the repo's within CoverDays, a share of the bytes each night; every repo
+// is read whole by borg check --verify-data within VerifyDays, one repo a
+// night when it is due.
+type Audit struct {
+	CoverDays  int `yaml:"cover_days,omitempty"`  // default 30
+	VerifyDays int `yaml:"verify_days,omitempty"` // default 30
+}
+
+// Timeouts bound each kind of borg run, as Go durations: a hung disk or
+// a stuck lock must end a job with a mail, not hold the host's lock for
+// ever. A repo's own timeout still bounds its create.
+type Timeouts struct {
+	Create  string `yaml:"create,omitempty"`  // default 20h
+	Prune   string `yaml:"prune,omitempty"`   // default 1h
+	Compact string `yaml:"compact,omitempty"` // default 4h
+	Check   string `yaml:"check,omitempty"`   // borg check --repository-only, default 12h
+	Verify  string `yaml:"verify,omitempty"`  // borg check --verify-data, default 48h
+	List    string `yaml:"list,omitempty"`    // borg list (the sync's guard, the restore test), default 15m
+	Extract string `yaml:"extract,omitempty"` // the restore test, default 2h
 }
 
 // Unlock is where the offsite host fetches its LUKS key at boot.

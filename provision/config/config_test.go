@@ -503,6 +503,24 @@ func TestParseProblems(t *testing.T) {
 			sentinel: ErrRequired, line: 7, col: 5,
 			msg: "host name is required",
 		},
+		{
+			name:     "audit cover period of zero days",
+			src:      srv("    audit:", "      cover_days: 0"),
+			sentinel: ErrBadValue, line: 15, col: 19,
+			msg: "cover_days 0 is out of range 1..366",
+		},
+		{
+			name:     "a borg timeout that is no duration",
+			src:      srv("    timeouts:", "      prune: soon"),
+			sentinel: ErrBadDuration, line: 15, col: 14,
+			msg: `prune "soon" is not a duration`,
+		},
+		{
+			name:     "suspicious drop of all",
+			src:      srv("    thresholds:", "      suspicious: {drop_percent: 100}"),
+			sentinel: ErrBadValue, line: 15, col: 34,
+			msg: "drop_percent 100 is out of range 1..99",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -645,7 +663,7 @@ func TestExample(t *testing.T) {
 	if d := srv.BackupDisk(); d == nil || d.Mountpoint != "/mnt/backup" || d.FSTypeOrDefault() != "ext4" {
 		t.Errorf("backup disk %+v", d)
 	}
-	if got := srv.Jobs(); !slices.Equal(got, []string{"nightly", "sync", "stale", "check", "verify", "restore_test", "summary"}) {
+	if got := srv.Jobs(); !slices.Equal(got, []string{"nightly", "sync", "stale", "check", "verify", "audit", "restore_test", "summary"}) {
 		t.Errorf("server jobs %v", got)
 	}
 	if a := c.HostAlerts(srv); a.SubjectPrefix != "[BACKUP]" || a.To != "me@example.com" ||
@@ -712,7 +730,8 @@ func TestHostSchedule(t *testing.T) {
 		{"check", "", false},
 		{"verify", "0 4 15 * *", true},
 		{"restore-test", "0 10 1 * *", true},
-		{"sync", "", false}, // no mirrors
+		{"sync", "", false},  // no mirrors
+		{"audit", "", false}, // no copies to audit
 		{"watchdog", "", false},
 		{"bogus", "", false},
 	}

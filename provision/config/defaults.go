@@ -59,7 +59,8 @@ var roleJobs = map[Role][]jobDefault{
 		{layout.JobSync, "0 2 * * *", 15 * time.Minute},
 		{layout.JobStale, "0 */6 * * *", 5 * time.Minute},
 		{layout.JobCheck, "0 9 * * 6", 30 * time.Minute},
-		{layout.JobVerify, "0 3 15 * *", 30 * time.Minute},
+		{layout.JobVerify, "0 3 * * *", 30 * time.Minute},
+		{layout.JobAudit, "0 5 * * *", 15 * time.Minute},
 		{layout.JobRestoreTest, "0 10 1 * *", 30 * time.Minute},
 		{layout.JobSummary, "0 8 * * 1", 10 * time.Minute},
 	},
@@ -71,7 +72,7 @@ var roleJobs = map[Role][]jobDefault{
 		{layout.JobNightly, "30 2 * * *", 15 * time.Minute},
 		{layout.JobStale, "0 */6 * * *", 5 * time.Minute},
 		{layout.JobCheck, "30 4 * * 0", 30 * time.Minute},
-		{layout.JobVerify, "45 4 15 * *", 30 * time.Minute},
+		{layout.JobVerify, "45 4 * * *", 30 * time.Minute},
 		{layout.JobScrub, "0 5 * * 0", 30 * time.Minute},
 		{layout.JobSmartShort, "0 6 * * 3", 30 * time.Minute},
 		{layout.JobSmartLong, "0 6 1 * *", 30 * time.Minute},
@@ -115,13 +116,15 @@ func (s *Schedules) field(job string) *string {
 		return &s.SmartLong
 	case layout.JobPull:
 		return &s.Pull
+	case layout.JobAudit:
+		return &s.Audit
 	}
 	return nil
 }
 
 // allJobs is every job in schedules:, in field order.
 var allJobs = []string{layout.JobNightly, layout.JobSync, layout.JobStale, layout.JobCheck, layout.JobVerify, layout.JobRestoreTest,
-	layout.JobSummary, layout.JobWatchdog, layout.JobScrub, layout.JobSmartShort, layout.JobSmartLong, layout.JobPull}
+	layout.JobSummary, layout.JobWatchdog, layout.JobScrub, layout.JobSmartShort, layout.JobSmartLong, layout.JobPull, layout.JobAudit}
 
 // Host finds a host by name.
 func (c *Config) Host(name string) (*Host, bool) {
@@ -460,7 +463,7 @@ func (h *Host) Schedule(job string) (spec string, enabled bool) {
 
 func (h *Host) jobApplies(job string) bool {
 	switch job {
-	case layout.JobSync:
+	case layout.JobSync, layout.JobAudit:
 		return len(h.Mirrors) > 0
 	case layout.JobPull:
 		return h.Pull != nil

@@ -76,6 +76,7 @@ func (v *validator) host(p string, h *Host) {
 	}
 	v.compaction(p+".compaction", h.Compaction)
 	v.thresholds(p+".thresholds", h.Thresholds)
+	v.policy(p, h)
 	v.unlock(p, h)
 	v.pull(p, h)
 	v.roleFit(p, h)

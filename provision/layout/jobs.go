@@ -23,6 +23,8 @@ const (
 	JobSmartLong   = "smart_long"
 	JobPull        = "pull"
 	JobZFSLoadKey  = "zfs_load_key"
+	// JobAudit compares every copy of the repos with them, a share a night.
+	JobAudit = "audit"
 	// JobDrill is the disaster drill's record; it is run by hand, not
 	// scheduled.
 	JobDrill = "drill"

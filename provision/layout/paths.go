@@ -25,6 +25,10 @@ const (
 
 	VarDir   = "/var/lib/borgkit"
 	StateDir = VarDir + "/state"
+	// LastGoodConfig is the last config a job loaded, kept in the state
+	// directory (0600: it may hold the ping URL): a job that cannot load
+	// the config alerts through this one's mail, ping and textfile.
+	LastGoodConfig = ".last-good-config.yaml"
 	// VMXMLDir keeps the VM definitions dumped before each VM repo's backup.
 	VMXMLDir = VarDir + "/vm-xml"
 	LogDir   = "/var/log/borgkit"
@@ -46,7 +50,10 @@ const (
 	KnownHosts     = RootSSHDir + "/known_hosts"
 	AuthorizedKeys = RootSSHDir + "/authorized_keys"
 	// SSHKey is the server's push key (and an archive host's pull key).
-	SSHKey           = RootSSHDir + "/borgkit_ed25519"
+	SSHKey = RootSSHDir + "/borgkit_ed25519"
+	// HashKey is the server's key for the offsite copies' hashes: the
+	// offsite host authorizes it for serve-hashes only.
+	HashKey          = RootSSHDir + "/borgkit_hash_ed25519"
 	Msmtprc          = "/etc/msmtprc"
 	ServerHostKeyPub = "/etc/ssh/ssh_host_ed25519_key.pub"
 	// BorgHome is the home borg keeps its cache, security and keys
@@ -103,6 +110,17 @@ const (
 
 // MirrorRoot is the push target on a backup disk mounted at mount.
 func MirrorRoot(mount string) string { return path.Join(mount, MirrorDir) }
+
+// HashRootMirror names the mirror root in serve-hashes requests; other
+// trees an offsite host keeps (its snapshots) get names of their own.
+const HashRootMirror = "mirror"
+
+// ServeHashesCommand is the forced command of the server's hash key on an
+// offsite host: names, sizes and SHA-256 sums of the files under each
+// root (NAME=DIR), nothing else.
+func ServeHashesCommand(roots ...string) string {
+	return Binary + " job serve-hashes " + strings.Join(roots, " ")
+}
 
 // HeartbeatName is the file a server's sync leaves in HeartbeatDir.
 func HeartbeatName(server string) string { return server + heartbeatSuffix }

@@ -50,6 +50,19 @@ type Env struct {
 	// SSH is the remote shell rsync uses for offsite mirrors, as rsync's -e
 	// takes it (rsync splits it on spaces; no shell is involved).
 	SSH string
+	// HashSSH reaches an offsite host's serve-hashes forced command (the
+	// hash key), split the same way; the host's name is appended.
+	HashSSH string
+	// RevokedDir holds the markers of revoked offsite hosts, which get no
+	// pushes (default layout.RevokedDir).
+	RevokedDir string
+	// AcceptSource names repos the operator has checked and accepts as
+	// they are: the sync records them afresh and mirrors them although
+	// they differ from what the nightly left (`--accept-source`).
+	AcceptSource []string
+	// ExtraCopies adds copies for the audit beside the mirrors (the
+	// offsite snapshots); nil adds none.
+	ExtraCopies func(e *Env) []AuditCopy
 	// VMXMLDir keeps the VM definitions dumped before each VM repo's backup.
 	VMXMLDir string
 	// Pinger reports starts and ends to the configured ping_url (nil: none).
@@ -102,6 +115,12 @@ func (e *Env) Defaults() {
 	}
 	if e.SSH == "" {
 		e.SSH = "ssh -o BatchMode=yes -o ConnectTimeout=30"
+	}
+	if e.HashSSH == "" {
+		e.HashSSH = "ssh -i " + layout.HashKey + " -o IdentitiesOnly=yes -l root -o BatchMode=yes -o ConnectTimeout=30"
+	}
+	if e.RevokedDir == "" {
+		e.RevokedDir = layout.RevokedDir
 	}
 	if e.VMXMLDir == "" {
 		e.VMXMLDir = layout.VMXMLDir
@@ -225,7 +244,13 @@ func (e *Env) Begin(ctx context.Context, job string) (*state.Run, context.Contex
 		return nil, nil, nil, errStandDown
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%s: %w", job, err)
+		// No record can be written (a full or read-only state
+		// directory): the run stops, but never silently.
+		err = fmt.Errorf("%s: %w", job, err)
+		e.logf("not run: %v", err)
+		e.Mail(ctx, e.notRun(job, "its record cannot be written: "+err.Error(),
+			"Free space in (or fix) the state directory, "+e.Store.Path()+"; the job runs again at its next scheduled time."))
+		return nil, nil, nil, err
 	}
 	if run.PrevErr != nil {
 		e.logf("previous record unreadable, replaced: %v", run.PrevErr)
@@ -245,6 +270,38 @@ func (e *Env) Begin(ctx context.Context, job string) (*state.Run, context.Contex
 	}
 	e.writeTextfile() // shows the job running
 	return run, ctx, stop, nil
+}
+
+// notRun is the mail of job not running: the nightly's own ABORTED, a
+// check's NOT RUN, JOB NOT RUN for the others.
+func (e *Env) notRun(job, reason, hint string) alert.Message {
+	switch job {
+	case layout.JobNightly:
+		return alert.NightlyAborted(reason+"\n"+hint, e.Now(), e.LogPath)
+	case layout.JobCheck, layout.JobVerify:
+		return alert.IntegrityNotRun("borgkit job "+layout.JobCLI(job), reason+"\n"+hint, e.Now(), e.LogPath)
+	}
+	return alert.NotRun(alert.SubjectJobNotRun, layout.JobCLI(job), reason, hint, e.Now())
+}
+
+// ConfigBroken records and mails that job could not run because the
+// config does not load: e is built from the last config that did (its
+// mail, ping and textfile), so the night is not silent. The record makes
+// the dashboard and the stale check show the failed run.
+func ConfigBroken(ctx context.Context, e *Env, job, file string, loadErr error) {
+	e.Defaults()
+	e.Store.Finished = e.finished
+	run, err := e.Store.Begin(job)
+	if err == nil {
+		err = run.Finish(state.Failed, 2, fmt.Sprintf("not run: the config %s does not load: %v", file, loadErr), nil, nil)
+	}
+	if err != nil {
+		e.logf("recording the broken config: %v", err)
+	}
+	e.Mail(ctx, alert.NotRun(alert.SubjectConfigBroken, layout.JobCLI(job),
+		fmt.Sprintf("the config %s does not load:\n%v", file, loadErr),
+		fmt.Sprintf("Nothing was done. Fix the file (borgkit config validate %s); the jobs run again at their next scheduled time.\n"+
+			"This mail went to the address of the last config that loaded (%s).", file, e.Cfg.File), e.Now()))
 }
 
 // pings reports whether job reports to the ping check: only scheduled
@@ -302,9 +359,55 @@ var errStandDown = errors.New("another run is in progress")
 func IsStandDown(err error) bool { return errors.Is(err, errStandDown) }
 
 // borg runs borg for a repo with its passphrase command, logging the
-// command and its output.
+// command and its output, bounded by the host's timeout for its kind.
 func (e *Env) borg(ctx context.Context, r *config.Repo, args ...string) (host.Result, error) {
-	return e.run(ctx, borg.Cmd(e.borgEnv(r), args...))
+	return e.borgIn(ctx, r, "", args...)
+}
+
+// borgIn is borg run in directory dir.
+func (e *Env) borgIn(ctx context.Context, r *config.Repo, dir string, args ...string) (host.Result, error) {
+	op := borgOp(args)
+	limit := e.Host.BorgTimeout(op, r)
+	cctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	c := borg.Cmd(e.borgEnv(r), args...)
+	c.Dir = dir
+	res, err := e.run(cctx, c)
+	if err != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		e.logf("borg %s of %s timed out after %s (timeouts.%s)", op, r.Name, limit, op)
+		err = &timeoutError{op: op, limit: limit}
+		if res.ExitCode <= 1 {
+			res.ExitCode = 2 // killed: never borg's "warning"
+		}
+	}
+	return res, err
+}
+
+// timeoutError is a borg run its timeout ended.
+type timeoutError struct {
+	op    string
+	limit time.Duration
+}
+
+func (t *timeoutError) Error() string {
+	return fmt.Sprintf("borg %s timed out after %s (raise timeouts.%s if it needs longer)", t.op, t.limit, t.op)
+}
+
+// borgOp is the kind of borg run args are, as config.Timeouts names it.
+func borgOp(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	switch args[0] {
+	case "check":
+		if slices.Contains(args, "--verify-data") {
+			return config.OpVerify
+		}
+		return config.OpCheck
+	case "list", "info":
+		return config.OpList
+	}
+	return args[0]
 }
 
 // run runs c, logging argv and output (never secrets: they are not in argv).

@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -48,10 +49,18 @@ type labOptions struct {
 	diskSize int64
 	// extraRepo adds a repo whose directory holds no borg repo.
 	extraRepo bool
-	// offsite is "" or an rsync -e string reaching a test sshd as host pi.
-	offsite string
+	// offsite is "" or an rsync -e string reaching a test sshd as host pi;
+	// hashSSH reaches its serve-hashes key.
+	offsite, hashSSH string
 	// excludes are the system repo's, written as YAML flow items.
 	excludes []string
+	// maxDelete is the NAS mirror's max_delete.
+	maxDelete int
+	// compactDaily compacts every night, at threshold 1 (default: the
+	// site's policy, Sundays).
+	compactDaily bool
+	// retention replaces the site's (default daily 3, weekly 2, monthly 6).
+	retention string
 }
 
 func need(t testing.TB, progs ...string) {
@@ -126,6 +135,16 @@ func newLab(t testing.TB, o labOptions) *lab {
       - name: nas
         path: %s/backups
         size_only: true`, l.nas)
+	if o.maxDelete > 0 {
+		mirrors += fmt.Sprintf("\n        max_delete: %d", o.maxDelete)
+	}
+	site := "retention: {daily: 3, weekly: 2, monthly: 6}"
+	if o.retention != "" {
+		site = "retention: " + o.retention
+	}
+	if o.compactDaily {
+		site += "\ncompaction: {weekdays: [mon, tue, wed, thu, fri, sat, sun], threshold: 1}"
+	}
 	pi := ""
 	if o.offsite != "" {
 		mirrors += `
@@ -150,7 +169,7 @@ alerts:
   to: ops@example.com
   from: john-ai@example.com
   sendmail: [/usr/bin/msmtp, -C, %s, --read-envelope-from, -t]
-retention: {daily: 3, weekly: 2, monthly: 6}
+%s
 hosts:
   - name: john-ai
     role: server
@@ -171,7 +190,7 @@ hosts:
         encryption: repokey-blake2
         passphrase_file: %s
         canary: %s/canary.txt%s%s%s
-`, rc, backupUUID, l.mnt, nasUUID, l.nas, l.mnt, l.home, l.home, pass, l.home, extra, mirrors, pi)
+`, rc, site, backupUUID, l.mnt, nasUUID, l.nas, l.mnt, l.home, l.home, pass, l.home, extra, mirrors, pi)
 	l.cfgPath = filepath.Join(l.dir, "borgkit.yaml")
 	os.WriteFile(l.cfgPath, []byte(src), 0o644)
 	cfg, err := config.Parse(l.cfgPath, []byte(src))
@@ -185,9 +204,14 @@ hosts:
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("borg init: %v\n%s", err, out)
 	}
+	// borg wants room for a whole segment (500 MB by default) before it
+	// commits a deletion; the test disk is 128 MB.
+	repoCfg := filepath.Join(l.mnt, "system", "config")
+	rc0, _ := os.ReadFile(repoCfg)
+	os.WriteFile(repoCfg, bytes.Replace(rc0, []byte("max_segment_size = 524288000"), []byte("max_segment_size = 8388608"), 1), 0o600)
 	l.env = &jobs.Env{Cfg: cfg, Host: h, Store: &state.Store{Dir: filepath.Join(l.dir, "state"), Host: "john-ai"},
 		Log: &l.log, LogPath: filepath.Join(l.dir, "nightly.log"), LockPath: filepath.Join(l.dir, "borg.lock"),
-		LockWait: time.Minute, SSH: o.offsite}
+		LockWait: time.Minute, SSH: o.offsite, HashSSH: o.hashSSH, RevokedDir: filepath.Join(l.dir, "revoked")}
 	l.env.Defaults()
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -248,3 +272,38 @@ func wantMail(t *testing.T, m smtpsink.Message, subject string, body ...string) 
 }
 
 func ctx() context.Context { return context.Background() }
+
+// runOut runs argv and returns its output, or an error carrying it.
+func runOut(argv ...string) (string, error) {
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%v: %v\n%s", argv, err, out)
+	}
+	return string(out), nil
+}
+
+// borg runs borg on one of the lab's repos, as an operator (or an
+// intruder with the passphrase) would by hand.
+func (l *lab) borg(args ...string) string {
+	l.t.Helper()
+	c := exec.Command("borg", args...)
+	c.Env = append(host.Environ(borg.Inherited...), l.borgEnv()...)
+	out, err := c.CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("borg %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// night changes the sources and runs a nightly at least a second after the
+// last (archive names have a second's resolution).
+func (l *lab) night(i int) {
+	l.t.Helper()
+	time.Sleep(1100 * time.Millisecond)
+	buf := make([]byte, 64<<10)
+	rand.Read(buf)
+	os.WriteFile(filepath.Join(l.home, fmt.Sprintf("night%02d.bin", i)), buf, 0o644)
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		l.t.Fatalf("nightly %d: %v", i, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,21 +49,24 @@ func Nightly(ctx context.Context, e *Env) error {
 	var (
 		sections []alert.Section
 		stats    state.NightlyStats
+		suspects []alert.Suspect
 		worst    = state.OK
 	)
 	for i := range e.Host.Repos {
 		r := &e.Host.Repos[i]
-		secs, rs := e.backupRepo(ctx, r)
+		secs, rs, suspect := e.backupRepo(ctx, r)
 		sections = append(sections, secs...)
 		stats.Repos = append(stats.Repos, rs)
+		if suspect != nil {
+			suspects = append(suspects, *suspect)
+			worst = worse(worst, state.Warning)
+		}
 		for _, s := range secs {
 			switch s.Status {
 			case alert.StatusFailed:
 				worst = state.Failed
 			case alert.StatusWarning:
-				if worst == state.OK {
-					worst = state.Warning
-				}
+				worst = worse(worst, state.Warning)
 			}
 		}
 	}
@@ -75,24 +79,59 @@ func Nightly(ctx context.Context, e *Env) error {
 			}
 		}
 	}
+	if len(suspects) > 0 {
+		e.Mail(ctx, alert.SuspiciousBackup(e.Now(), suspects, e.LogPath))
+	}
 	code := 0
 	msg := fmt.Sprintf("%d repos backed up", len(stats.Repos))
-	if worst != state.OK {
-		code = 1
-		if worst == state.Warning {
-			code = 0
+	report := alert.NightlyReport{Started: started, Finished: e.Now(), Sections: sections, LogPath: e.LogPath}
+	switch worst {
+	case state.Failed:
+		code, msg = 1, "some sections failed"
+		report.ExitCode = code
+		e.Mail(ctx, alert.NightlyFailed(report))
+	case state.Warning:
+		code, msg = ExitWarnings, fmt.Sprintf("%d repos backed up, with warnings", len(stats.Repos))
+		report.ExitCode = code
+		if hasWarningSection(sections) {
+			e.Mail(ctx, alert.NightlyWarnings(report))
 		}
-		msg = "some sections did not end well"
-		e.Mail(ctx, alert.NightlyFailed(alert.NightlyReport{ExitCode: 1, Started: started, Finished: e.Now(), Sections: sections, LogPath: e.LogPath}))
 	}
 	if err := run.Finish(worst, code, msg, stats, nil); err != nil {
 		return err
 	}
-	if worst == state.Failed {
+	switch worst {
+	case state.Failed:
 		return fmt.Errorf("nightly: %s", msg)
+	case state.Warning:
+		return &WarningsError{Job: layout.JobNightly, Msg: msg}
 	}
 	return nil
 }
+
+// worse is the graver of two run statuses.
+func worse(a, b state.Status) state.Status {
+	rank := map[state.Status]int{state.OK: 0, state.Warning: 1, state.Failed: 2}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+func hasWarningSection(secs []alert.Section) bool {
+	return slices.ContainsFunc(secs, func(s alert.Section) bool { return s.Status == alert.StatusWarning })
+}
+
+// ExitWarnings is the exit status of a job that did all its work but
+// mailed warnings (a file borg could not read, a suspicious archive):
+// neither 0, which would hide them from a timer's or a check's view, nor
+// 1, which says the work was not done.
+const ExitWarnings = 4
+
+// WarningsError ends a job that finished with warnings.
+type WarningsError struct{ Job, Msg string }
+
+func (w *WarningsError) Error() string { return w.Job + ": " + w.Msg }
 
 func (e *Env) abort(ctx context.Context, run *state.Run, started time.Time, reason string) error {
 	e.logf("ABORTED: %s", reason)
@@ -163,7 +202,8 @@ func (e *Env) backupDiskReady(ctx context.Context) error {
 }
 
 // backupRepo runs one repo's sections and sums them up for the dashboard.
-func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, state.RepoStats) {
+// suspect, when set, says why the night's archive looks wrong.
+func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, state.RepoStats, *alert.Suspect) {
 	rs := state.RepoStats{Name: r.Name, Path: r.Path, Status: "ok", VMs: r.VMs}
 	start := e.Now()
 	var secs []alert.Section
@@ -172,10 +212,42 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 		return alert.Section{Name: name, Status: alert.StatusFailed, ExitCode: exitCode(res, err),
 			Output: strings.TrimSpace(tailText(append(res.Stderr, res.Stdout...), 12) + "\n" + errText(res, err))}
 	}
+	name := "Backup: " + r.Name
 	if !borg.IsLocalRepo(r.Path) {
 		err := fmt.Errorf("%s holds no borg repository (run borgkit provision)", r.Path)
-		secs = append(secs, fail("Backup: "+r.Name, host.Result{}, err))
-		return secs, rs
+		secs = append(secs, fail(name, host.Result{}, err))
+		return secs, rs, nil
+	}
+	prev, err := e.Store.LoadRepo(r.Name)
+	if err != nil {
+		if !state.IsNotExist(err) {
+			e.logf("%s: %v (judged as a repo never recorded)", r.Name, err)
+		}
+		prev = nil
+	}
+	before, err := listRepo(ctx, r.Path)
+	if err != nil {
+		secs = append(secs, fail(name, host.Result{}, err))
+		return secs, rs, nil
+	}
+	if prev != nil {
+		gone, byBorg, err := vanishedSegments(prev, before, before.top)
+		switch {
+		case err != nil:
+			e.logf("%v", err)
+		case len(gone) > 0 && !byBorg:
+			secs = append(secs, fail(name, host.Result{}, fmt.Errorf(
+				"%d segments the last nightly left in %s are gone (%s) and no borg run since explains it: the repo is damaged. "+
+					"Nothing was backed up into it tonight (a new archive would refer to data that is gone) and the mirrors keep their copies. "+
+					"Run borg check --repository-only %s; restore the repo from a mirror, or repair it and then accept it as it is with "+
+					"`borgkit job sync --accept-source %s`", len(gone), r.Path, gone, r.Path, r.Name)))
+			return secs, rs, nil
+		case len(gone) > 0:
+			secs = append(secs, alert.Section{Name: "Repository: " + r.Name, Status: alert.StatusWarning, Output: fmt.Sprintf(
+				"%d segments the last nightly left are gone (%s), removed by a borg run outside borgkit. The mirrors keep theirs: "+
+					"the sync refuses this repo until you check it (borg check) and accept the change with `borgkit job sync --accept-source %s`.",
+				len(gone), gone, r.Name)})
+		}
 	}
 	sources, dir, cleanup, sec := e.prepareSources(ctx, r)
 	defer cleanup()
@@ -183,16 +255,10 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 		secs = append(secs, *sec)
 		if sec.Status == alert.StatusFailed {
 			rs.Status = "failed"
-			return secs, rs
+			return secs, rs, nil
 		}
 	}
 
-	cctx := ctx
-	if d := r.TimeoutDuration(); d > 0 {
-		var cancel context.CancelFunc
-		cctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
 	args := []string{"create", "--stats", "--json", "--compression", r.CompressionSpec(), "--exclude-caches"}
 	for _, x := range r.Excludes {
 		// One argument: an exclude starting with "-" is a pattern, not
@@ -201,27 +267,53 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 	}
 	args = append(append(args, r.Path+"::"+layout.ArchivePrefix+"{now:%Y-%m-%dT%H:%M:%S}"), sources...)
 	t0 := e.Now()
-	c := borg.Cmd(e.borgEnv(r), args...)
-	c.Dir = dir
-	res, err := e.run(cctx, c)
-	name := "Backup: " + r.Name
+	res, err := e.borgIn(ctx, r, dir, args...)
 	switch {
 	case err == nil:
 		secs = append(secs, alert.Section{Name: name, Status: alert.StatusOK, Duration: e.Now().Sub(t0)})
 	case res.ExitCode == 1: // borg: warning, the archive was written
 		secs = append(secs, alert.Section{Name: name, Status: alert.StatusWarning, ExitCode: 1, Output: tailText(res.Stderr, 12)})
 	default:
-		if cctx.Err() == context.DeadlineExceeded {
-			err = fmt.Errorf("timed out after %s", r.TimeoutDuration())
-		}
 		secs = append(secs, fail(name, res, err))
+		// borg may have rolled back an earlier killed create, deleting
+		// its uncommitted segments, which a sync may have mirrored.
+		e.noteFreed(ctx, r, prev, before)
 		// No prune after a failed create: the archives we have are the
 		// only good ones until a create works again.
 		secs = append(secs, alert.Section{Name: "Retention + compact: " + r.Name, Status: alert.StatusSkipped})
 		rs.Duration = e.Now().Sub(start)
-		return secs, rs
+		return secs, rs, nil
 	}
-	parseCreate(res.Stdout, &rs)
+	cr := parseCreate(res.Stdout, &rs)
+	var recent []state.ArchiveFigures
+	var expected []string
+	if prev != nil {
+		recent, expected = prev.Recent, prev.Archives
+	}
+	expected = append(slices.Clone(expected), cr.figures.Archive)
+	suspect := judgeArchive(r.Name, recent, cr.figures, e.Host.Thresholds.SuspiciousOrDefault())
+
+	// Whatever happens next, the record follows the repo: the segments
+	// borg removes from here on are tonight's own.
+	record := func(expected []string) {
+		after, err := listRepo(ctx, r.Path)
+		if err != nil {
+			e.logf("%s: listing after the night: %v", r.Name, err)
+			return
+		}
+		e.saveRepoRecord(r, prev, cr, expected, after, before.segs.Minus(after.segs))
+	}
+	retention := "Retention + compact: " + r.Name
+	if suspect != nil {
+		// Keep every archive: if tonight's is the wrong one (a source
+		// gone, files encrypted), the older ones are what is left.
+		secs = append(secs, alert.Section{Name: retention, Status: alert.StatusSkipped,
+			Output: "no prune and no compaction tonight: the new archive looks suspicious (see the SUSPICIOUS BACKUP mail)"})
+		record(expected)
+		rs.Status = "suspicious"
+		rs.Duration = e.Now().Sub(start)
+		return secs, rs, suspect
+	}
 
 	t0 = e.Now()
 	ret := e.Cfg.RepoRetention(e.Host, r)
@@ -232,11 +324,28 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 	}
 	res, err = e.borg(ctx, r, append(pargs, r.Path)...)
 	if err != nil {
-		secs = append(secs, fail("Retention + compact: "+r.Name, res, err))
+		secs = append(secs, fail(retention, res, err))
+		record(expected)
 		rs.Duration = e.Now().Sub(start)
-		return secs, rs
+		return secs, rs, nil
 	}
-	rs.Archives = strings.Count(string(res.Stderr), "Keeping archive")
+	kept, pruned := pruneLists(res.Stderr)
+	rs.Archives = len(kept)
+	// Archives the last nightly recorded that tonight's prune neither
+	// kept nor pruned were deleted outside borgkit: they stay expected,
+	// so the sync refuses to carry their loss to the mirrors.
+	var gone []string
+	for _, a := range expected {
+		if !slices.Contains(kept, a) && !slices.Contains(pruned, a) {
+			gone = append(gone, a)
+		}
+	}
+	if len(gone) > 0 {
+		secs = append(secs, alert.Section{Name: "Repository: " + r.Name, Status: alert.StatusWarning, Output: fmt.Sprintf(
+			"archives the last nightly recorded are gone and borgkit did not prune them: %s. The mirrors keep them: the sync refuses this repo "+
+				"until you check it and accept the change with `borgkit job sync --accept-source %s`.", strings.Join(gone, ", "), r.Name)})
+	}
+	expected = append(kept, gone...)
 	// Every segment compact rewrites is a new file each mirror receives
 	// whole: compact only on the policy's days, and only segments free
 	// enough that the re-send stays bounded (see config.Compaction).
@@ -247,12 +356,13 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 		res, err = e.borg(ctx, r, "compact", "--threshold", strconv.Itoa(pol.Threshold), r.Path)
 	}
 	if err != nil {
-		secs = append(secs, fail("Retention + compact: "+r.Name, res, err))
+		secs = append(secs, fail(retention, res, err))
 	} else {
-		secs = append(secs, alert.Section{Name: "Retention + compact: " + r.Name, Status: alert.StatusOK, Duration: e.Now().Sub(t0)})
+		secs = append(secs, alert.Section{Name: retention, Status: alert.StatusOK, Duration: e.Now().Sub(t0)})
 	}
+	record(expected)
 	rs.Duration = e.Now().Sub(start)
-	return secs, rs
+	return secs, rs, nil
 }
 
 func errText(res host.Result, err error) string {
@@ -266,13 +376,15 @@ func errText(res host.Result, err error) string {
 func (e *Env) borgEnv(r *config.Repo) borg.Env { return borg.OnHost(e.Exec, r.PassphrasePath()) }
 
 // parseCreate reads borg create --json: the archive and the repo's totals.
-func parseCreate(out []byte, rs *state.RepoStats) {
+func parseCreate(out []byte, rs *state.RepoStats) createResult {
 	var v struct {
 		Archive struct {
 			Name  string `json:"name"`
 			Start string `json:"start"`
 			Stats struct {
-				NFiles int64 `json:"nfiles"`
+				NFiles       int64  `json:"nfiles"`
+				OriginalSize uint64 `json:"original_size"`
+				Deduplicated uint64 `json:"deduplicated_size"`
 			} `json:"stats"`
 		} `json:"archive"`
 		Cache struct {
@@ -282,9 +394,12 @@ func parseCreate(out []byte, rs *state.RepoStats) {
 				UniqueCSize uint64 `json:"unique_csize"`
 			} `json:"stats"`
 		} `json:"cache"`
+		Repository struct {
+			ID string `json:"id"`
+		} `json:"repository"`
 	}
 	if json.Unmarshal(out, &v) != nil {
-		return
+		return createResult{}
 	}
 	rs.Archive = v.Archive.Name
 	if t, err := time.ParseInLocation("2006-01-02T15:04:05.000000", v.Archive.Start, time.Local); err == nil {
@@ -292,6 +407,10 @@ func parseCreate(out []byte, rs *state.RepoStats) {
 	}
 	rs.Files = v.Archive.Stats.NFiles
 	rs.OriginalSize, rs.CompressedSize, rs.DeduplicatedSize = v.Cache.Stats.TotalSize, v.Cache.Stats.TotalCSize, v.Cache.Stats.UniqueCSize
+	rs.ArchiveBytes, rs.NewBytes = v.Archive.Stats.OriginalSize, v.Archive.Stats.Deduplicated
+	return createResult{repoID: v.Repository.ID, figures: state.ArchiveFigures{
+		Archive: v.Archive.Name, At: rs.LastBackup, Files: v.Archive.Stats.NFiles,
+		OriginalBytes: v.Archive.Stats.OriginalSize, NewBytes: v.Archive.Stats.Deduplicated}}
 }
 
 // prepareSources dumps VM definitions and takes the ZFS snapshot a repo

@@ -5,46 +5,136 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/borgkit/borgkit/provision/digest"
 	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/roles/recipe"
 	"github.com/borgkit/borgkit/testing/sshd"
 )
 
-// TestSyncToOffsiteThroughRrsync pushes the repos to a real sshd whose only
-// key for us is the rrsync line the offsite role installs, then checks the
-// mirror, the heartbeat and that a second sync sends little.
-func TestSyncToOffsiteThroughRrsync(t *testing.T) {
+// offsiteHost is the Pi as the tests see it: a real sshd on this machine
+// whose authorized_keys are the lines the offsite recipe installs, the
+// push key limited to rrsync -wo on root, the hash key to serve-hashes.
+type offsiteHost struct {
+	root    string // the mirror root (the Pi's /mnt/backup/borgkit)
+	srv     *sshd.Server
+	push    string // rsync -e for the push key
+	hashSSH string // ssh for the hash key, without the host
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// borgkitBinary builds bin/borgkit once for the package's tests: the
+// forced commands and the kill tests run the real binary.
+func borgkitBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "borgkit-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "borgkit")
+		_, binErr = runOut("go", "build", "-o", binPath, "github.com/borgkit/borgkit/cmd/borgkit")
+	})
+	if binErr != nil {
+		t.Fatalf("go build: %v", binErr)
+	}
+	return binPath
+}
+
+func keyPair(t testing.TB, comment string) (path string, pub []byte) {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	block, _ := ssh.MarshalPrivateKey(priv, comment)
+	path = filepath.Join(t.TempDir(), comment)
+	os.WriteFile(path, pem.EncodeToMemory(block), 0o600)
+	signer, _ := ssh.NewSignerFromKey(priv)
+	return path, ssh.MarshalAuthorizedKey(signer.PublicKey())
+}
+
+func newOffsite(t testing.TB) *offsiteHost {
+	t.Helper()
 	need(t, "rsync", "ssh")
 	if _, err := os.Stat(recipe.Rrsync); err != nil {
 		t.Skip("rrsync is not installed (package rsync)")
 	}
-	mountEntry := filepath.Join(t.TempDir(), "pi-backup")
-	os.MkdirAll(mountEntry, 0o755)
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	block, _ := ssh.MarshalPrivateKey(priv, "borgkit@john-ai")
-	keyPath := filepath.Join(t.TempDir(), "borgkit_ed25519")
-	os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600)
-	signer, _ := ssh.NewSignerFromKey(priv)
-	line, err := recipe.RrsyncLine("127.0.0.1", mountEntry, ssh.MarshalAuthorizedKey(signer.PublicKey()))
+	o := &offsiteHost{root: filepath.Join(t.TempDir(), "pi-backup")}
+	os.MkdirAll(o.root, 0o755)
+	pushKey, pushPub := keyPair(t, "borgkit@john-ai")
+	hashKey, hashPub := keyPair(t, "borgkit-hash@john-ai")
+	push, err := recipe.RrsyncLine("127.0.0.1", o.root, pushPub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := sshd.Start(t, sshd.Options{AuthorizedKeys: []string{string(line)}})
-	rsh := strings.Join([]string{"ssh", "-i", keyPath, "-p", strconv.Itoa(srv.Port), "-l", "root",
-		"-o", "HostName=127.0.0.1", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-		"-o", "UserKnownHostsFile=" + srv.KnownHostsPath, "-o", "StrictHostKeyChecking=yes"}, " ")
-	l := newLab(t, labOptions{offsite: rsh})
+	hash, err := recipe.HashLine("127.0.0.1", o.root, hashPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The line names the installed binary; here it is the one just built.
+	hashLine := strings.Replace(string(hash), "/usr/local/bin/borgkit", borgkitBinary(t), 1)
+	o.srv = sshd.Start(t, sshd.Options{AuthorizedKeys: []string{string(push), hashLine}})
+	common := []string{"-p", strconv.Itoa(o.srv.Port), "-o", "HostName=127.0.0.1", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+		"-o", "UserKnownHostsFile=" + o.srv.KnownHostsPath, "-o", "StrictHostKeyChecking=yes"}
+	o.push = strings.Join(append([]string{"ssh", "-i", pushKey, "-l", "root"}, common...), " ")
+	o.hashSSH = strings.Join(append([]string{"ssh", "-i", hashKey, "-l", "root"}, common...), " ")
+	return o
+}
 
+func newOffsiteLab(t testing.TB, o labOptions) (*lab, *offsiteHost) {
+	pi := newOffsite(t)
+	o.offsite, o.hashSSH = pi.push, pi.hashSSH
+	return newLab(t, o), pi
+}
+
+// treeSums is every regular file under dir with its size and SHA-256,
+// one a line, sorted: two trees are byte-identical when these are equal.
+func treeSums(t testing.TB, dir string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		sum, n, err := digest.File(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		lines = append(lines, rel+" "+strconv.FormatInt(n, 10)+" "+sum)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("sums of %s: %v", dir, err)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// TestSyncToOffsiteThroughRrsync pushes the repos to a real sshd whose only
+// key for us is the rrsync line the offsite role installs, then checks the
+// mirror, the heartbeat and that a second sync sends little.
+func TestSyncToOffsiteThroughRrsync(t *testing.T) {
+	l, pi := newOffsiteLab(t, labOptions{})
 	if err := jobs.Nightly(ctx(), l.env); err != nil {
 		t.Fatal(err)
 	}
@@ -52,38 +142,39 @@ func TestSyncToOffsiteThroughRrsync(t *testing.T) {
 		t.Fatalf("sync: %v", err)
 	}
 	l.mails(0)
-	for _, p := range []string{"system/config", "system/data/0", ".heartbeat/john-ai-last-success"} {
-		if _, err := os.Stat(filepath.Join(mountEntry, p)); err != nil {
+	for _, p := range []string{"system/config", "system/data/0/0", ".heartbeat/john-ai-last-success"} {
+		if _, err := os.Stat(filepath.Join(pi.root, p)); err != nil {
 			t.Errorf("offsite mirror lacks %s: %v", p, err)
 		}
 	}
-	hb, _ := os.ReadFile(filepath.Join(mountEntry, ".heartbeat/john-ai-last-success"))
+	hb, _ := os.ReadFile(filepath.Join(pi.root, ".heartbeat/john-ai-last-success"))
 	when, err := time.Parse(time.RFC3339, strings.TrimSpace(string(hb)))
 	if err != nil || time.Since(when) > time.Minute {
 		t.Errorf("heartbeat %q: %v", hb, err)
 	}
 	// The mirror is byte-identical to the repo, file for file.
-	if a, b := sh(t, "sh", "-c", "cd "+filepath.Join(l.mnt, "system")+" && find . -type f -exec sha256sum {} + | sort"),
-		sh(t, "sh", "-c", "cd "+filepath.Join(mountEntry, "system")+" && find . -type f -exec sha256sum {} + | sort"); a != b {
-		t.Fatalf("offsite mirror differs from the repo")
+	if a, b := treeSums(t, filepath.Join(l.mnt, "system")), treeSums(t, filepath.Join(pi.root, "system")); a != b {
+		t.Fatalf("offsite mirror differs from the repo:\n%s\n---\n%s", a, b)
 	}
 	rec, _ := l.env.Store.Load("sync")
 	if rec.Status != state.OK {
 		t.Fatalf("sync record %s", rec.Status)
 	}
 	var st state.SyncStats
-	if err := decode(rec, &st); err != nil || len(st.Mirrors) != 2 || st.Mirrors[1].Heartbeat.IsZero() || st.Mirrors[1].SentBytes == 0 {
+	if err := decode(rec, &st); err != nil || len(st.Mirrors) != 2 || st.Mirrors[1].Heartbeat.IsZero() || st.Mirrors[1].SentBytes == 0 ||
+		len(st.Mirrors[1].Verified) != 1 || len(st.Mirrors[0].Verified) != 1 {
 		t.Fatalf("stats %+v %v", st, err)
 	}
 	// A failing offsite host is named in the mail, and no heartbeat is written.
-	os.Remove(filepath.Join(mountEntry, ".heartbeat/john-ai-last-success"))
-	l.env.SSH = strings.Replace(rsh, strconv.Itoa(srv.Port), "1", 1) // nothing listens on port 1
+	os.Remove(filepath.Join(pi.root, ".heartbeat/john-ai-last-success"))
+	l.env.SSH = strings.Replace(pi.push, strconv.Itoa(pi.srv.Port), "1", 1) // nothing listens on port 1
+	l.env.HashSSH = strings.Replace(pi.hashSSH, strconv.Itoa(pi.srv.Port), "1", 1)
 	if err := jobs.Sync(ctx(), l.env); err == nil {
 		t.Fatal("sync to an unreachable host succeeded")
 	}
 	m := l.mails(1)
 	wantMail(t, m[0], "[BACKUP] john-ai OFFSITE SYNC FAILED", "--- system -> pi:system/ ---")
-	if _, err := os.Stat(filepath.Join(mountEntry, ".heartbeat/john-ai-last-success")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(pi.root, ".heartbeat/john-ai-last-success")); !os.IsNotExist(err) {
 		t.Fatal("heartbeat written after a failed sync")
 	}
 }

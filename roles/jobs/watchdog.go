@@ -217,8 +217,14 @@ func (e *OffsiteEnv) watch(ctx context.Context) (state.Status, int, string, stat
 		case err != nil:
 			e.logf("heartbeat of %s: %v", src, err)
 			age = -1 // HeartbeatStale's "missing"
+		case age < -alert.ClockSkew:
+			// A clock wrong by more than NTP allows: its age is unknown.
+			e.logf("heartbeat of %s is %s in the future: a clock is wrong", src, (-age).Round(time.Second))
+			e.Mail(ctx, alert.HeartbeatFuture(src, -age, file))
+			findings = append(findings, fmt.Sprintf("%s heartbeat %s in the future", src, alert.Age(-age)))
+			continue
 		case age < 0:
-			// A server clock ahead of ours: fresh, not stale.
+			// Within the skew two NTP clocks may have: fresh.
 			e.logf("heartbeat of %s is %s in the future (clock skew); counted as fresh", src, (-age).Round(time.Second))
 			continue
 		case age <= threshold:

@@ -362,3 +362,25 @@ func TestPiParseMountinfo(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchdogHeartbeatFromTheFuture: a heartbeat dated hours ahead of
+// the Pi's clock cannot be judged fresh (it would keep the dead-man's
+// switch quiet for those hours); a few seconds ahead, two NTP clocks
+// apart, still is.
+func TestWatchdogHeartbeatFromTheFuture(t *testing.T) {
+	l := newPiWatchLab(t)
+	l.heartbeat(t, piNow.Add(30*time.Second).UTC().Format(time.RFC3339)+"\n", piNow)
+	if err := Watchdog(context.Background(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	l.mails(t, 0)
+	file := l.heartbeat(t, piNow.Add(6*time.Hour).UTC().Format(time.RFC3339)+"\n", piNow)
+	if err := Watchdog(context.Background(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	m := l.mails(t, 1)[0]
+	piWantMail(t, m, "[WATCHDOG] john-ai heartbeat STALE", "Last heartbeat: 6h in the future", "Heartbeat file: "+file, "one of the two clocks")
+	if rec, _ := l.record(t); rec.Status != state.Warning || !strings.Contains(rec.Message, "in the future") {
+		t.Errorf("record %s: %s", rec.Status, rec.Message)
+	}
+}

@@ -102,7 +102,12 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 				if err != nil {
 					return nil, err
 				}
-				return restrictedLine(server.Address, rel.Rrsync+" -wo "+root, pub)
+				push, err := restrictedLine(server.Address, rel.Rrsync+" -wo "+root, pub)
+				if err != nil {
+					return nil, err
+				}
+				hashes, err := hashKeyLine(ctx, local, server.Address, root)
+				return append(push, hashes...), err
 			}})
 	}
 	return finish(cfg, h, s)
@@ -170,6 +175,31 @@ func backupMount(h *config.Host) string {
 // names the host release's rrsync; this is Debian's.
 func RrsyncLine(from, mount string, pub []byte) ([]byte, error) {
 	return restrictedLine(from, Rrsync+" -wo "+mount, pub)
+}
+
+// HashLine lets the server's hash key learn names, sizes and SHA-256 sums
+// of the files under the mirror root, from one address, and nothing else:
+// the sync proves each night that the mirror equals the source, and the
+// audit compares the segments, without reading anything back.
+func HashLine(from, mirrorRoot string, pub []byte) ([]byte, error) {
+	return restrictedLine(from, layout.ServeHashesCommand(layout.HashRootMirror+"="+mirrorRoot), pub)
+}
+
+// hashKeyLine is HashLine for the server's hash key, nothing while the
+// server has none yet (provisioned by an older borgkit): the push works
+// without it, and the sync reports the mirror it cannot compare.
+func hashKeyLine(ctx context.Context, local host.Host, from, mirrorRoot string) ([]byte, error) {
+	if local == nil {
+		return nil, nil
+	}
+	pub, err := local.ReadFile(ctx, layout.HashKey+".pub")
+	if host.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return HashLine(from, mirrorRoot, pub)
 }
 
 // Rrsync is Debian's restricted-rsync wrapper (package rsync), where the

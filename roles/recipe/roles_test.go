@@ -216,10 +216,10 @@ func TestRenderedFilesPassTheirValidators(t *testing.T) {
 			}
 
 			if variant == "cron" {
-				checkCronJobs(t, filepath.Join(dir, "etc/cron.d/borgkit"), 7)
+				checkCronJobs(t, filepath.Join(dir, "etc/cron.d/borgkit"), 8)
 				return
 			}
-			verifyUnits(t, dir, "etc/systemd/system/borgkit-*", 14)
+			verifyUnits(t, dir, "etc/systemd/system/borgkit-*", 16)
 			if _, err := os.Lstat(filepath.Join(dir, "etc/systemd/system/timers.target.wants/borgkit-nightly.timer")); err != nil {
 				t.Errorf("timer not enabled in the tree: %v", err)
 			}
@@ -281,9 +281,13 @@ func TestOffsiteFromServerTree(t *testing.T) {
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("unlock identity not installed from the server: %v", err)
 	}
-	// authorized_keys: exactly the server's push key, rrsync write-only.
+	// authorized_keys: exactly the server's push key, rrsync write-only,
+	// and its hash key, serve-hashes on the mirror root only.
 	ak, _ := os.ReadFile(filepath.Join(dir, "root/.ssh/authorized_keys"))
-	pub, _ := os.ReadFile(filepath.Join(serverDir, layout.SSHKey+".pub"))
+	wantKeys := map[string]string{
+		layout.SSHKey:  `restrict,from="100.64.0.1",command="/usr/bin/rrsync -wo /mnt/backup/borgkit"`,
+		layout.HashKey: `restrict,from="100.64.0.1",command="/usr/local/bin/borgkit job serve-hashes mirror=/mnt/backup/borgkit"`,
+	}
 	var lines int
 	for _, l := range strings.Split(string(ak), "\n") {
 		if l == "" || strings.HasPrefix(l, "#") {
@@ -294,16 +298,23 @@ func TestOffsiteFromServerTree(t *testing.T) {
 		if err != nil {
 			t.Fatalf("authorized_keys line %q: %v", l, err)
 		}
-		wantKey, _, _, _, _ := ssh.ParseAuthorizedKey(pub)
-		if !bytes.Equal(key.Marshal(), wantKey.Marshal()) {
-			t.Errorf("authorized key is not the server's push key")
+		found := false
+		for path, wantOpts := range wantKeys {
+			pub, _ := os.ReadFile(filepath.Join(serverDir, path+".pub"))
+			wantKey, _, _, _, _ := ssh.ParseAuthorizedKey(pub)
+			if bytes.Equal(key.Marshal(), wantKey.Marshal()) {
+				found = true
+				if strings.Join(opts, ",") != wantOpts {
+					t.Errorf("%s: options %v", path, opts)
+				}
+			}
 		}
-		if strings.Join(opts, ",") != `restrict,from="100.64.0.1",command="/usr/bin/rrsync -wo /mnt/backup/borgkit"` {
-			t.Errorf("options %v", opts)
+		if !found {
+			t.Errorf("authorized key %q is neither the server's push key nor its hash key", l)
 		}
 	}
-	if lines != 1 {
-		t.Errorf("%d authorized keys, want 1", lines)
+	if lines != 2 {
+		t.Errorf("%d authorized keys, want 2", lines)
 	}
 	checkCronJobs(t, filepath.Join(dir, "etc/cron.d/borgkit"), 1)
 	verifyUnits(t, dir, "etc/systemd/system/borgkit-unlock.*", 2)

@@ -45,7 +45,8 @@ func sshSteps(cfg *config.Config, h *config.Host, local host.Host) ([]plan.Step,
 	}
 	s := []plan.Step{&steps.Dir{Path: layout.RootSSHDir, Mode: 0o700, Owner: host.Root}}
 	if len(targets) > 0 {
-		s = append(s, &steps.SSHKey{Path: layout.SSHKey, Comment: "borgkit@" + h.Name})
+		s = append(s, &steps.SSHKey{Path: layout.SSHKey, Comment: "borgkit@" + h.Name},
+			&steps.SSHKey{Path: layout.HashKey, Comment: "borgkit-hash@" + h.Name})
 		cfgLines, err := templates.Render("ssh-config", map[string]any{"Hosts": sshHosts(targets), "Identity": layout.SSHKey})
 		if err != nil {
 			return nil, err

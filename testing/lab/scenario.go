@@ -102,7 +102,7 @@ type Report struct {
 // pingedJobs are the scenario's jobs that report to the check, as the
 // ping URL names them (HOST-JOB): each is scheduled on its host, so each
 // must ping its start and then exit code 0.
-var pingedJobs = []string{Server + "-nightly", Server + "-sync", Offsite + "-watchdog", Server + "-check", Server + "-restore-test"}
+var pingedJobs = []string{Server + "-nightly", Server + "-sync", Offsite + "-watchdog", Server + "-audit", Server + "-check", Server + "-restore-test"}
 
 // pingErrs checks the pings and the textfile of a healthy run: every
 // pinged job started and ended with 0, and nothing ended otherwise.
@@ -234,6 +234,9 @@ func (s *scenario) run(ctx context.Context) error {
 	}
 	// The Pi's watchdog reads the heartbeat the sync just wrote: silent.
 	s.exec(ctx, Offsite, "job watchdog", false, "borgkit", "job", "watchdog")
+	// The audit hashes its share of both copies where they lie: the NAS
+	// through its mount, the Pi through the hash key's forced command.
+	s.job(ctx, "audit")
 	s.job(ctx, "check")
 	s.job(ctx, "restore-test")
 	s.optional(ctx)

@@ -9,6 +9,12 @@ import (
 // Subjects, the TEXT of "PREFIX HOST TEXT", as the seed lists them.
 const (
 	SubjectNightlyFailed   = "NIGHTLY BACKUP FAILED"
+	SubjectNightlyWarnings = "NIGHTLY BACKUP COMPLETED WITH WARNINGS"
+	SubjectSuspicious      = "SUSPICIOUS BACKUP"
+	SubjectCopyMismatch    = "COPY MISMATCH"
+	SubjectIntegrityNotRun = "INTEGRITY CHECK NOT RUN"
+	SubjectConfigBroken    = "CONFIG BROKEN"
+	SubjectJobNotRun       = "JOB NOT RUN"
 	SubjectNightlyAborted  = "NIGHTLY BACKUP ABORTED"
 	SubjectTerminated      = "TERMINATED ABNORMALLY"
 	SubjectSyncFailed      = "OFFSITE SYNC FAILED"
@@ -88,9 +94,16 @@ type NightlyReport struct {
 
 // NightlyFailed is the seed's NIGHTLY BACKUP FAILED mail: one block per step,
 // so the failed VM stands out from the ones that went well.
-func NightlyFailed(r NightlyReport) Message {
+func NightlyFailed(r NightlyReport) Message { return nightly(SubjectNightlyFailed, r) }
+
+// NightlyWarnings is the same report for a night whose every archive was
+// written but some step has something to say (a file borg could not read,
+// a VM definition not dumped): not a failure, and not silence either.
+func NightlyWarnings(r NightlyReport) Message { return nightly(SubjectNightlyWarnings, r) }
+
+func nightly(subject string, r NightlyReport) Message {
 	var b strings.Builder
-	writeTitle(&b, SubjectNightlyFailed)
+	writeTitle(&b, subject)
 	fmt.Fprintf(&b, "Exit code: %d\n", r.ExitCode)
 	at := r.Finished
 	if at.IsZero() {
@@ -99,7 +112,7 @@ func NightlyFailed(r NightlyReport) Message {
 	writeTimestamp(&b, at)
 	writeSections(&b, r.Sections)
 	writeLog(&b, r.LogPath)
-	return Message{Subject: SubjectNightlyFailed, Text: b.String()}
+	return Message{Subject: subject, Text: b.String()}
 }
 
 // JobFailed is the mail of a job made of sections (the archive host's
@@ -302,8 +315,18 @@ type AgeCheck struct {
 	Noun string
 }
 
+// ClockSkew is how far in the future a time may lie before it is an
+// alert: two clocks kept by NTP differ by far less, and a heartbeat or a
+// last success dated hours ahead would hide a dead job for those hours.
+const ClockSkew = 5 * time.Minute
+
 // Stale reports whether the check raises the alert.
-func (a AgeCheck) Stale() bool { return a.Err != "" || a.Never || a.Age > a.Threshold }
+func (a AgeCheck) Stale() bool {
+	return a.Err != "" || a.Never || a.Age > a.Threshold || a.Future()
+}
+
+// Future reports a last success dated ahead of now by more than ClockSkew.
+func (a AgeCheck) Future() bool { return !a.Never && a.Err == "" && a.Age < -ClockSkew }
 
 // Staleness is the stale check's mail: every age with its verdict, then a
 // paragraph per stale one. Call it only when some check is Stale.
@@ -316,8 +339,11 @@ func Staleness(checks []AgeCheck) Message {
 			continue
 		}
 		age := Age(c.Age)
-		if c.Never {
+		switch {
+		case c.Never:
 			age = "never"
+		case c.Future():
+			age = Age(-c.Age) + " in the future"
 		}
 		verdict := "OK"
 		if c.Stale() {
@@ -338,6 +364,11 @@ func Staleness(checks []AgeCheck) Message {
 			fmt.Fprintf(&b, "\nThe age of the %s cannot be read.\n", what)
 		case c.Never:
 			fmt.Fprintf(&b, "\nThe %s has never completed.\n", what)
+		case c.Future():
+			fmt.Fprintf(&b, "\nThe last success of the %s is dated %s in the future: a clock was wrong\n", what, Age(-c.Age))
+			b.WriteString("when it was recorded or is wrong now, and its age cannot be told. Check the\n")
+			b.WriteString("clock (timedatectl) and that the job still runs.\n")
+			continue
 		default:
 			fmt.Fprintf(&b, "\nThe %s has not completed in over %s.\n", what, limitWords(c.Threshold))
 		}
@@ -350,6 +381,20 @@ func Staleness(checks []AgeCheck) Message {
 		}
 	}
 	return Message{Subject: SubjectStaleness, Text: b.String()}
+}
+
+// HeartbeatFuture is the watchdog's alert for a heartbeat dated ahead of
+// its clock: a server clock set wrong (or a forged heartbeat) would
+// otherwise keep the dead-man's switch quiet for as long.
+func HeartbeatFuture(host string, ahead time.Duration, file string) Message {
+	var b strings.Builder
+	writeTitle(&b, host+" HEARTBEAT STALE")
+	fmt.Fprintf(&b, "Last heartbeat: %s in the future\n", Age(ahead))
+	fmt.Fprintf(&b, "Heartbeat file: %s\n", file)
+	fmt.Fprintf(&b, "\nThe heartbeat of %s is dated %s ahead of this host's clock, so its age\n", host, Age(ahead))
+	b.WriteString("cannot be told: one of the two clocks is wrong. Until it is fixed this\n")
+	b.WriteString("watchdog cannot notice a server that stopped. Check both clocks (timedatectl).\n")
+	return Message{Subject: SubjectHeartbeatStale, Text: b.String(), Host: host}
 }
 
 // HeartbeatStale is the offsite watchdog's dead-man's switch: host (the
@@ -371,4 +416,101 @@ func HeartbeatStale(host string, age, threshold time.Duration, file string) Mess
 	}
 	b.WriteString("This could mean: powered off, cron dead, network down, or email broken.\n")
 	return Message{Subject: SubjectHeartbeatStale, Text: b.String(), Host: host}
+}
+
+// Suspect is a night's archive that does not look like the recent ones.
+type Suspect struct {
+	Repo, Archive string
+	// Reasons say what is off, in words, with the figures.
+	Reasons []string
+	// Tonight's figures and the medians over Nights recent archives.
+	Files                               int64
+	Bytes, New                          uint64
+	MedianFiles, MedianBytes, MedianNew float64
+	Nights                              int
+}
+
+// SuspiciousBackup reports archives that are far smaller, or add far more
+// new data, than the recent nights': the backup ran, but what it saved may
+// be the damage (a source gone, files encrypted).
+func SuspiciousBackup(at time.Time, suspects []Suspect, logPath string) Message {
+	var b strings.Builder
+	writeTitle(&b, SubjectSuspicious)
+	writeTimestamp(&b, at)
+	for _, s := range suspects {
+		fmt.Fprintf(&b, "\n--- %s: %s ---\n", s.Repo, s.Archive)
+		for _, r := range s.Reasons {
+			fmt.Fprintf(&b, "  %s\n", r)
+		}
+		fmt.Fprintf(&b, "  Tonight:               %d files, %s, %s new\n", s.Files, Size(s.Bytes), Size(s.New))
+		fmt.Fprintf(&b, "  Median of %2d nights:   %.0f files, %s, %s new\n", s.Nights, s.MedianFiles, Size(uint64(s.MedianBytes)), Size(uint64(s.MedianNew)))
+	}
+	b.WriteString("\nThe archive was kept, and nothing was pruned or compacted in these repos\n")
+	b.WriteString("tonight, so every older archive is still there. Look at the sources: a\n")
+	b.WriteString("missing mount, deleted files, or files rewritten by ransomware. If the change\n")
+	b.WriteString("is expected, nothing needs doing: the next nights judge against it.\n")
+	writeLog(&b, logPath)
+	return Message{Subject: SubjectSuspicious, Text: b.String()}
+}
+
+// Mismatch is one copy of a repo that differs from the repo.
+type Mismatch struct {
+	Copy, Repo string
+	// Files name each file that differs, with how ("data/0/17: SHA-256
+	// 1f2e… on the copy, 9a8b… in the repo").
+	Files []string
+}
+
+// CopyMismatch says which copy of which repo holds which files that are
+// not the repo's: found by the audit, hashing the files where they lie.
+func CopyMismatch(at time.Time, ms []Mismatch, logPath string) Message {
+	var b strings.Builder
+	writeTitle(&b, SubjectCopyMismatch)
+	writeTimestamp(&b, at)
+	for _, m := range ms {
+		fmt.Fprintf(&b, "\n--- copy %s, repo %s: %d files differ ---\n", m.Copy, m.Repo, len(m.Files))
+		for i, f := range m.Files {
+			if i == 50 {
+				fmt.Fprintf(&b, "  ... and %d more (see the log)\n", len(m.Files)-i)
+				break
+			}
+			fmt.Fprintf(&b, "  %s\n", f)
+		}
+	}
+	b.WriteString("\nSegment files never change once borg wrote them, so a segment that differs\n")
+	b.WriteString("is damage on one side: run borg check --repository-only on the repo. If the\n")
+	b.WriteString("repo is sound, the copy is damaged: delete the files named above from the\n")
+	b.WriteString("copy and the next sync sends them again.\n")
+	writeLog(&b, logPath)
+	return Message{Subject: SubjectCopyMismatch, Text: b.String()}
+}
+
+// IntegrityNotRun is a check that could not run at all (the backup disk
+// absent): no repo was found damaged, and none was proven sound.
+func IntegrityNotRun(check, reason string, at time.Time, logPath string) Message {
+	var b strings.Builder
+	writeTitle(&b, SubjectIntegrityNotRun)
+	fmt.Fprintf(&b, "Check: %s\n", check)
+	writeTimestamp(&b, at)
+	b.WriteString("\nThe check did not run:\n")
+	indent(&b, reason)
+	b.WriteString("\nNo repository was found damaged, and none was proven sound tonight. The\n")
+	b.WriteString("results of the last check that ran still stand, for the sync too.\n")
+	writeLog(&b, logPath)
+	return Message{Subject: SubjectIntegrityNotRun, Text: b.String()}
+}
+
+// NotRun is a job that could not start: it could not load its config, or
+// not write its record. reason says why; hint what to do.
+func NotRun(subject, job, reason, hint string, at time.Time) Message {
+	var b strings.Builder
+	writeTitle(&b, subject)
+	fmt.Fprintf(&b, "Job: %s\n", job)
+	writeTimestamp(&b, at)
+	b.WriteString("\nThe job did not run:\n")
+	indent(&b, reason)
+	if hint != "" {
+		b.WriteString("\n" + hint + "\n")
+	}
+	return Message{Subject: subject, Text: b.String()}
 }

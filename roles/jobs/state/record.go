@@ -127,6 +127,9 @@ func (s *Store) dir() string {
 
 func (s *Store) path(job string) string { return filepath.Join(s.dir(), job+".json") }
 
+// Path is the state directory.
+func (s *Store) Path() string { return s.dir() }
+
 // Load reads job's record; for a job that never ran the error wraps
 // fs.ErrNotExist.
 func (s *Store) Load(job string) (*Record, error) {

@@ -29,12 +29,16 @@ type RepoStats struct {
 	Archives int `json:"archives"`
 	// Sizes of all archives (borg's cache stats): original, compressed,
 	// and deduplicated (what the repo really holds).
-	OriginalSize     uint64        `json:"original_bytes"`
-	CompressedSize   uint64        `json:"compressed_bytes"`
-	DeduplicatedSize uint64        `json:"deduplicated_bytes"`
-	Files            int64         `json:"files,omitempty"`
-	Duration         time.Duration `json:"duration_ns"`
-	VMs              []string      `json:"vms,omitempty"`
+	OriginalSize     uint64 `json:"original_bytes"`
+	CompressedSize   uint64 `json:"compressed_bytes"`
+	DeduplicatedSize uint64 `json:"deduplicated_bytes"`
+	Files            int64  `json:"files,omitempty"`
+	// ArchiveBytes is what the night's archive holds, NewBytes what it
+	// added to the repo after deduplication.
+	ArchiveBytes uint64        `json:"archive_bytes,omitempty"`
+	NewBytes     uint64        `json:"new_bytes,omitempty"`
+	Duration     time.Duration `json:"duration_ns"`
+	VMs          []string      `json:"vms,omitempty"`
 }
 
 // NightlyStats is the nightly job's record.
@@ -47,10 +51,15 @@ type NightlyStats struct {
 type MirrorStats struct {
 	Name   string   `json:"name"`
 	Target string   `json:"target"` // pi:/mnt/backup or /mnt/nas/backups
-	Status string   `json:"status"` // ok | failed | refused
+	Status string   `json:"status"` // ok | failed | refused | revoked
 	Repos  []string `json:"repos"`
-	// Failed names the repos whose transfer failed.
-	Failed []string `json:"failed,omitempty"`
+	// Failed names the repos whose transfer failed or was refused;
+	// Refused those of them the guards refused (the mirror untouched).
+	Failed  []string `json:"failed,omitempty"`
+	Refused []string `json:"refused,omitempty"`
+	// Verified names the repos whose copy was compared with the source
+	// after the transfer and found the same.
+	Verified []string `json:"verified,omitempty"`
 	// SentBytes is what rsync reported sending.
 	SentBytes uint64 `json:"sent_bytes"`
 	// Heartbeat is when the heartbeat was written to an offsite target.
@@ -65,13 +74,54 @@ type SyncStats struct {
 // CheckStats is the check and verify jobs' record.
 type CheckStats struct {
 	Repos []RepoCheck `json:"repos"`
+	// PeriodDays is the rolling verify's period (audit.verify_days).
+	PeriodDays int `json:"period_days,omitempty"`
 }
 
-// RepoCheck is one repo's integrity result.
+// RepoCheck is one repo's integrity result. The rolling verify reads one
+// repo on a night it is due: the others keep their last result, with its
+// time, and say so (Checked false).
 type RepoCheck struct {
 	Name     string        `json:"name"`
-	Status   string        `json:"status"` // ok | failed
+	Status   string        `json:"status"` // ok | failed | never
 	Duration time.Duration `json:"duration_ns"`
+	// At is when this result was made; Checked says it was tonight.
+	At      time.Time `json:"at,omitzero"`
+	Checked bool      `json:"checked,omitempty"`
+}
+
+// AuditStats is the audit's record.
+type AuditStats struct {
+	CoverDays int         `json:"cover_days"`
+	Copies    []CopyAudit `json:"copies"`
+}
+
+// CopyAudit is one copy after a night's audit.
+type CopyAudit struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // ok | mismatch | failed
+	Error  string `json:"error,omitempty"`
+	// Files and Bytes are the copy's segments the audit follows.
+	Files int    `json:"files"`
+	Bytes uint64 `json:"bytes"`
+	// Tonight's share: files hashed, bytes read on the copy, and bytes
+	// read of the source to compare them.
+	HashedFiles int           `json:"hashed_files"`
+	HashedBytes uint64        `json:"hashed_bytes"`
+	SourceBytes uint64        `json:"source_bytes"`
+	Duration    time.Duration `json:"duration_ns"`
+	// Covered is the part of Bytes found equal to the source within the
+	// cover period (1 when all is); Oldest the age of the least recently
+	// compared segment.
+	Covered float64       `json:"covered"`
+	Oldest  time.Duration `json:"oldest_ns"`
+	// Lagging counts the repos' segments the copy does not hold yet.
+	Lagging int `json:"lagging,omitempty"`
+	// Mismatches are tonight's ("repo/path: how"); LastMismatch the
+	// last night any was found, and its files.
+	Mismatches        []string  `json:"mismatches,omitempty"`
+	LastMismatch      time.Time `json:"last_mismatch,omitzero"`
+	LastMismatchFiles []string  `json:"last_mismatch_files,omitempty"`
 }
 
 // RestoreStats is the restore test's record.

@@ -223,10 +223,14 @@ func (d *Dashboard) htmlPage() htmlPage {
 	}
 	add(nb)
 
-	mi := htmlSection{Title: "MIRRORS", Head: []string{"Mirror", "Target", "Status", "Repos mirrored", "Failed"}}
+	mi := htmlSection{Title: "MIRRORS", Head: []string{"Mirror", "Target", "Status", "Repos mirrored", "Failed", "Audit"}}
 	for _, m := range d.Mirrors {
+		audit := cell("")
+		if m.Audit != nil {
+			audit = colored(m.Audit.Level, m.Audit.state())
+		}
 		mi.Rows = append(mi.Rows, []htmlCell{cell(strings.ToUpper(m.Name)), cell(m.Target), colored(m.Level, m.state()),
-			cell(strings.Join(m.Repos, ", ")), colored(LevelFailed, strings.Join(m.Failed, ", "))})
+			cell(strings.Join(m.Repos, ", ")), colored(LevelFailed, strings.Join(m.Failed, ", ")), audit})
 	}
 	add(mi)
 

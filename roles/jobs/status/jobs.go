@@ -20,7 +20,7 @@ const overdueGrace = time.Hour
 
 // scheduledJobs are the jobs whose only sign of a dead cron line is a
 // record that stops changing; nightly and sync have their own thresholds.
-var scheduledJobs = []string{layout.JobStale, layout.JobCheck, layout.JobVerify, layout.JobRestoreTest, layout.JobWatchdog}
+var scheduledJobs = []string{layout.JobStale, layout.JobCheck, layout.JobVerify, layout.JobAudit, layout.JobRestoreTest, layout.JobWatchdog}
 
 // jobTitles name jobs in issue texts.
 var jobTitles = map[string]string{
@@ -29,6 +29,7 @@ var jobTitles = map[string]string{
 	layout.JobStale:       "Staleness check",
 	layout.JobCheck:       "Integrity check",
 	layout.JobVerify:      "Deep verify",
+	layout.JobAudit:       "Copy audit",
 	layout.JobRestoreTest: "Restore test",
 	layout.JobSummary:     "Weekly summary",
 	layout.JobWatchdog:    "Watchdog",
@@ -168,8 +169,20 @@ func (b *builder) failureDetail(r *state.Record) string {
 		var st state.CheckStats
 		if json.Unmarshal(r.Stats, &st) == nil {
 			for _, rc := range st.Repos {
-				if rc.Status != "ok" {
+				if rc.Status == "failed" {
 					names = append(names, rc.Name)
+				}
+			}
+		}
+	case layout.JobAudit:
+		var st state.AuditStats
+		if json.Unmarshal(r.Stats, &st) == nil {
+			for _, c := range st.Copies {
+				switch c.Status {
+				case "mismatch":
+					names = append(names, fmt.Sprintf("%s differs from the repos in %s", c.Name, strings.Join(c.Mismatches, ", ")))
+				case "failed":
+					names = append(names, fmt.Sprintf("%s could not be audited (%s)", c.Name, c.Error))
 				}
 			}
 		}

@@ -50,12 +50,44 @@ func (b *builder) mirrors() {
 				m.Level = mirrorLevel(m.Status, false, b.now.Sub(ended(r)) > maxAge)
 			}
 		}
+		m.Audit = b.copyAudit(cm.Name)
+		if m.Audit != nil && m.Audit.Level == LevelFailed {
+			m.Level = LevelFailed
+		}
 		b.d.Mirrors = append(b.d.Mirrors, m)
 	}
 }
 
+// copyAudit is what the last audit found of copy name, with an issue for
+// a mismatch or a segment left uncompared past the cover period.
+func (b *builder) copyAudit(name string) *CopyAudit {
+	r := b.rec(layout.JobAudit)
+	var st state.AuditStats
+	b.decodeStats(r, &st)
+	i := slices.IndexFunc(st.Copies, func(c state.CopyAudit) bool { return c.Name == name })
+	if i < 0 {
+		return nil
+	}
+	c := st.Copies[i]
+	a := &CopyAudit{At: b.at(ended(r)), AgeSeconds: b.age(ended(r)), Status: c.Status, CoverDays: st.CoverDays, Covered: c.Covered,
+		OldestSeconds: int64(c.Oldest / time.Second), Files: c.Files, Bytes: c.Bytes, HashedBytes: c.HashedBytes,
+		LastMismatch: b.at(c.LastMismatch), MismatchAgeSeconds: b.age(c.LastMismatch), LastMismatchFiles: nonEmpty(c.LastMismatchFiles), Level: LevelOK}
+	cover := time.Duration(st.CoverDays) * 24 * time.Hour
+	// A mismatch or a failure is the audit record's own issue (jobs.go).
+	switch {
+	case c.Status == "mismatch", c.Status == "failed":
+		a.Level = LevelFailed
+	case cover > 0 && c.Oldest > cover:
+		a.Level = LevelWarning
+		b.issue(LevelWarning, layout.JobAudit, "Copy %s has segments not compared for %s (cover period %s)", name, ago(int64(c.Oldest/time.Second)), alert.Limit(cover))
+	}
+	return a
+}
+
 func mirrorLevel(status string, someFailed, stale bool) Level {
 	switch {
+	case status == "revoked":
+		return LevelWarning
 	case status != "ok" || someFailed:
 		return LevelFailed
 	case stale:
@@ -120,6 +152,9 @@ func (b *builder) heartbeats() {
 		case hb.At.IsZero():
 			h.Level = LevelFailed
 			b.issue(LevelFailed, layout.JobWatchdog, "No heartbeat from %s (%s)", hb.Host, hb.File)
+		case hb.At.Sub(b.now) > alert.ClockSkew:
+			h.Level = LevelFailed
+			b.issue(LevelFailed, layout.JobWatchdog, "Heartbeat from %s is dated %s in the future: a clock is wrong", hb.Host, alert.Age(hb.At.Sub(b.now)))
 		case b.now.Sub(hb.At) > maxAge:
 			h.Level = LevelFailed
 			b.issue(LevelFailed, layout.JobWatchdog, "Heartbeat from %s is stale: last %s ago (threshold: %s)",

@@ -111,6 +111,28 @@ type Mirror struct {
 	Failed     []string  `json:"failed,omitempty"`
 	SentBytes  uint64    `json:"sent_bytes,omitempty"`
 	Heartbeat  time.Time `json:"heartbeat,omitzero"`
+	// Audit is the last audit of this copy; nil when none ran.
+	Audit *CopyAudit `json:"audit,omitempty"`
+}
+
+// CopyAudit is a copy's coverage by the rolling audit: the part of its
+// segments found equal to the repos' within the cover period, and the
+// last mismatch found.
+type CopyAudit struct {
+	At         time.Time `json:"at"`
+	AgeSeconds int64     `json:"age_seconds,omitempty"`
+	Status     string    `json:"status"` // ok | mismatch | failed
+	CoverDays  int       `json:"cover_days"`
+	Covered    float64   `json:"covered"`
+	// OldestSeconds is the age of the least recently compared segment.
+	OldestSeconds      int64     `json:"oldest_seconds"`
+	Files              int       `json:"files"`
+	Bytes              uint64    `json:"bytes"`
+	HashedBytes        uint64    `json:"hashed_bytes"`
+	LastMismatch       time.Time `json:"last_mismatch,omitzero"`
+	MismatchAgeSeconds int64     `json:"mismatch_age_seconds,omitempty"`
+	LastMismatchFiles  []string  `json:"last_mismatch_files,omitempty"`
+	Level              Level     `json:"level"`
 }
 
 // VM is a libvirt domain whose disk a repo holds.

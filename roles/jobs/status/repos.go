@@ -47,7 +47,7 @@ func (b *builder) repos() {
 		case last.IsZero():
 		case b.now.Sub(last) > maxAge:
 			repo.Level = LevelFailed
-		case repo.Status == "skipped":
+		case repo.Status == "skipped", repo.Status == "suspicious":
 			repo.Level = LevelWarning
 		default:
 			repo.Level = LevelOK

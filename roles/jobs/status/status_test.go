@@ -153,6 +153,21 @@ func checkStats() state.CheckStats {
 	return st
 }
 
+// auditStats is a night of the audit: both copies covered within the
+// period; mismatch names files found differing on the NAS.
+func auditStats(mismatch ...string) state.AuditStats {
+	nas := state.CopyAudit{Name: "nas", Status: "ok", Files: 5120, Bytes: sz(2.9, tib), HashedFiles: 171, HashedBytes: sz(99, gib),
+		SourceBytes: sz(99, gib), Duration: 41 * time.Minute, Covered: 0.97, Oldest: 29 * 24 * time.Hour}
+	if len(mismatch) > 0 {
+		nas.Status, nas.Mismatches = "mismatch", mismatch
+		nas.LastMismatch, nas.LastMismatchFiles = at("2026-06-12 05:41:00"), mismatch
+	}
+	off := state.CopyAudit{Name: "offsite", Status: "ok", Files: 5120, Bytes: sz(2.9, tib), HashedFiles: 171, HashedBytes: sz(99, gib),
+		Duration: 58 * time.Minute, Covered: 0.97, Oldest: 29 * 24 * time.Hour,
+		LastMismatch: at("2026-04-02 05:30:00"), LastMismatchFiles: []string{"john-ai-vms/data/3/3012"}}
+	return state.AuditStats{CoverDays: 30, Copies: []state.CopyAudit{nas, off}}
+}
+
 // drillFixture is the record of a drill over the example's repos.
 func drillFixture() state.DrillStats {
 	return state.DrillStats{OK: true, RepoCount: len(repoNames), RPO: 6 * time.Hour, RTO: 42 * time.Minute, Finished: at("2026-03-01 11:02:00")}
@@ -172,11 +187,12 @@ func healthyRecords(t testing.TB) []*state.Record {
 			state.Dump{VMID: 100, Kind: "qemu", File: "vzdump-qemu-100-2026_06_11-23_00_05.vma.zst", At: at("2026-06-11 23:00:05"), Bytes: int64(sz(14.2, gib))},
 			state.Dump{VMID: 105, Kind: "lxc", File: "vzdump-lxc-105-2026_06_11-23_41_10.tar.zst", At: at("2026-06-11 23:41:10"), Bytes: int64(sz(1.3, gib))})),
 		rec(t, "check", state.OK, "2026-06-06 09:00:00", "2026-06-06 09:15:40", checkStats()),
-		rec(t, "verify", state.OK, "2026-05-15 03:00:00", "2026-05-15 05:12:00", checkStats()),
+		rec(t, "verify", state.OK, "2026-06-12 03:00:00", "2026-06-12 05:12:00", checkStats()),
 		rec(t, "restore_test", state.OK, "2026-06-01 10:00:00", "2026-06-01 10:08:12", state.RestoreStats{Files: []state.RestoredFile{
 			{Repo: "john-ai", Archive: "nightly-2026-06-01T00:00", Path: "/etc/hostname", Status: "match", Bytes: 8}}}),
 		rec(t, "summary", state.OK, "2026-06-08 08:00:00", "2026-06-08 08:00:02", nil),
 		rec(t, "drill", state.OK, "2026-03-01 10:20:00", "2026-03-01 11:02:00", drillFixture()),
+		rec(t, "audit", state.OK, "2026-06-12 05:00:00", "2026-06-12 06:00:00", auditStats()),
 	}
 }
 
@@ -231,7 +247,8 @@ var fixtures = []fixture{
 			state.Dump{VMID: 100, Kind: "qemu", File: "vzdump-qemu-100-2026_06_11-23_00_05.vma.zst", At: at("2026-06-11 23:00:05"), Bytes: int64(sz(14.2, gib))},
 			state.Dump{VMID: 105, Kind: "lxc", File: "vzdump-lxc-105-2026_06_08-23_41_10.tar.zst", At: at("2026-06-08 23:41:10"), Bytes: int64(sz(1.3, gib))},
 			state.Dump{VMID: 110}))
-		return without(replace(healthyRecords(t), nightly, sync, stale), "drill")
+		audit := rec(t, "audit", state.Failed, "2026-06-12 05:00:00", "2026-06-12 06:00:00", auditStats("john-ai/data/0/417"))
+		return without(replace(healthyRecords(t), nightly, sync, stale, audit), "drill")
 	}},
 	{name: "abandoned", host: "john-ai", disks: liveDisks(), recs: func(t testing.TB) []*state.Record {
 		// Begin wrote this; then the process was SIGKILLed.
@@ -383,6 +400,7 @@ func TestIssues(t *testing.T) {
 		"healthy": nil,
 		"failing": {
 			"failed Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
+			"failed Copy audit FAILED (2026-06-12 06:00, exit code 1): nas differs from the repos in john-ai/data/0/417",
 			"failed Proxmox guest 105 dump is stale: 3d old (threshold: 30h)",
 			"failed Proxmox guest 110 has no dump in /mnt/nas/proxmox/dump",
 			"failed Mirror sync is stale: last success 2d ago (threshold: 30h)",
@@ -408,7 +426,7 @@ func TestIssues(t *testing.T) {
 func TestSummaryMail(t *testing.T) {
 	cases := map[string]string{
 		"healthy":   "Weekly Summary — All healthy",
-		"failing":   "Weekly Summary — 5 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
+		"failing":   "Weekly Summary — 6 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
 		"abandoned": "Weekly Summary — 1 issue: Mirror sync left running by pid 2147483646 since 2026-06-12 02:00: the process is gone (terminated…",
 	}
 	for _, f := range fixtures {

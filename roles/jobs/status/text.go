@@ -275,6 +275,18 @@ func (m Mirror) state() string {
 	return fmt.Sprintf("%s %s ago", strings.ToUpper(m.Status), ago(m.AgeSeconds))
 }
 
+// state is "98% compared within 30d (oldest 12d ago), no mismatch".
+func (a *CopyAudit) state() string {
+	s := fmt.Sprintf("%.0f%% of %s compared within %dd (oldest %s ago)", 100*a.Covered, DecimalSize(a.Bytes), a.CoverDays, ago(a.OldestSeconds))
+	switch {
+	case a.Status == "failed":
+		return "FAILED " + ago(a.AgeSeconds) + " ago; " + s
+	case !a.LastMismatch.IsZero():
+		return fmt.Sprintf("%s; MISMATCH %s ago: %s", s, ago(a.MismatchAgeSeconds), strings.Join(a.LastMismatchFiles, ", "))
+	}
+	return s + "; no mismatch"
+}
+
 func (d *Dashboard) textMirrors(t *textWriter) {
 	for _, m := range d.Mirrors {
 		t.open(strings.ToUpper(m.Name) + " MIRROR")
@@ -284,6 +296,9 @@ func (d *Dashboard) textMirrors(t *textWriter) {
 		}
 		if len(m.Failed) > 0 {
 			t.wrapped("Failed: ", strings.Join(m.Failed, ", "), func(string) string { return t.paint(LevelFailed, "Failed:") + " " })
+		}
+		if a := m.Audit; a != nil {
+			t.wrapped("Audit: ", a.state(), func(string) string { return t.paint(a.Level, "Audit:") + " " })
 		}
 		t.close()
 	}
