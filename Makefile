@@ -92,7 +92,7 @@ syncoid:
 BORG_HOME_STATE = ls -1 $(HOME)/.cache/borg $(HOME)/.config/borg/security 2>/dev/null | sort
 test: go deps syncoid lint
 	@$(BORG_HOME_STATE) > .borg-home-before
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 60m ./...
 	@$(BORG_HOME_STATE) | comm -13 .borg-home-before - > .borg-home-new; rm -f .borg-home-before; \
 	if [ -s .borg-home-new ]; then echo "the tests left borg state in $(HOME):"; cat .borg-home-new; rm -f .borg-home-new; exit 1; fi; rm -f .borg-home-new
 
