@@ -19,7 +19,7 @@ type Options struct {
 	Runs    int    // measured rounds after the warm-up, at least 5
 	Nights  int    // nights of the simulated week (at least Runs+1)
 	Dataset Dataset
-	// Items limits the run to these item numbers ("1".."7"); empty is all.
+	// Items limits the run to these item numbers ("1".."8"); empty is all.
 	Items []string
 	Log   io.Writer
 }
@@ -113,8 +113,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		rep.Rows = append(rep.Rows, rows...)
 	}
+	rep.Notes = slices.Clone(notes)
+	if o.want("8") {
+		logf("8: provisioning the Pi over the emulated offsite link (%s)", LinkShape)
+		rows, note, err := linkRows(ctx, s, o.Runs)
+		if err != nil {
+			return nil, err
+		}
+		rep.Rows = append(rep.Rows, rows...)
+		rep.Notes = append(rep.Notes, note)
+	}
 	slices.SortStableFunc(rep.Rows, func(a, b Row) int { return strings.Compare(a.Item, b.Item) })
-	rep.Notes = notes
 	rep.Machine.LoadEnd = Load()
 	rep.Wall = time.Since(rep.Started)
 	return rep, nil
