@@ -185,7 +185,7 @@ func (b *linkBench) writePlaybook(ctx context.Context) error {
 		Files   []entry `json:"files"`
 		Secrets []entry `json:"secrets"`
 		Blocks  []entry `json:"blocks"`
-	}{Root: linkAnsibleRoot}
+	}{Root: linkAnsibleRoot, Dirs: []entry{}, Files: []entry{}, Secrets: []entry{}, Blocks: []entry{}} // [], not null: a loop over none
 	for _, st := range plan.Steps {
 		kind, p, _ := strings.Cut(st.ID, ".")
 		switch kind {
