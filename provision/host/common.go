@@ -1,8 +1,6 @@
 package host
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -33,15 +31,6 @@ func tempPrefix(base string) string {
 		base = base[:100]
 	}
 	return "." + base + ".borgkit-tmp-"
-}
-
-// tempName is tempPrefix plus a random part nobody can plant in advance.
-func tempName(base string) string {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return tempPrefix(base) + hex.EncodeToString(b[:])
 }
 
 // notFoundError says a program is missing. It wraps exec.ErrNotFound so that

@@ -40,9 +40,13 @@ type sshHost struct {
 	client  *ssh.Client
 	hostKey ssh.PublicKey
 
-	mu     sync.Mutex
-	sftp   *sftp.Client // opened on the first file operation
-	closed bool
+	sessions chan struct{} // a slot for each program Run may run at once
+	ahead    chan opened   // the session opened ahead, when aheadOpen
+
+	mu        sync.Mutex
+	sftp      *sftp.Client // opened on the first file operation
+	aheadOpen bool         // a session is being or was opened ahead
+	closed    bool
 }
 
 // DialSSH connects and authenticates; the connection serves every operation
@@ -110,7 +114,54 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (Host, error) {
 		conn.Close()
 		return fail(auth.explain(err))
 	}
-	return &sshHost{name: name, client: ssh.NewClient(c, chans, reqs), hostKey: presented}, nil
+	h := &sshHost{name: name, client: ssh.NewClient(c, chans, reqs), hostKey: presented,
+		sessions: make(chan struct{}, maxRuns), ahead: make(chan opened, 1)}
+	h.openAhead()
+	return h, nil
+}
+
+// opened is a session opened ahead, or why it could not be.
+type opened struct {
+	s   *ssh.Session
+	err error
+}
+
+// session returns a new session of the connection. Opening one waits a
+// round trip for the server's confirmation, so one is always opened ahead,
+// in the background, while the last is in use: a program that follows
+// another then starts a round trip sooner.
+func (h *sshHost) session() (*ssh.Session, error) {
+	h.mu.Lock()
+	mine := h.aheadOpen
+	h.aheadOpen = false
+	h.mu.Unlock()
+	var s *ssh.Session
+	if mine {
+		if o := <-h.ahead; o.err == nil {
+			s = o.s
+		}
+	}
+	h.openAhead()
+	if s != nil {
+		return s, nil
+	}
+	return h.client.NewSession()
+}
+
+// openAhead opens the next session in the background, unless one is open
+// or opening already. It takes one of sshd's MaxSessions besides the
+// programs Run allows and SFTP.
+func (h *sshHost) openAhead() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.aheadOpen || h.closed {
+		return
+	}
+	h.aheadOpen = true
+	go func() {
+		s, err := h.client.NewSession()
+		h.ahead <- opened{s, err}
+	}()
 }
 
 func (h *sshHost) Name() string         { return h.name }

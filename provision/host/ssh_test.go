@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +112,59 @@ func TestSSHCancelKillsRemote(t *testing.T) {
 	}
 	// The kill may finish after Run returned; a loaded machine takes a while.
 	waitFor(t, "remote sleep to end", func() bool { return !sleeping(marker) })
+}
+
+// More programs at once than sshd allows sessions on a connection (10 by
+// default): the host runs a few at a time and the rest wait their turn,
+// rather than fail to open a session.
+func TestSSHManyRunsAtOnce(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "")
+	s := sshd.Start(t, sshd.Options{})
+	h := dialSSH(t, sshConfig(s))
+	errs := make(chan error, 16)
+	for i := range 16 {
+		go func() {
+			_, err := h.Run(context.Background(), host.Cmd{Argv: []string{"echo", strconv.Itoa(i)}})
+			errs <- err
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// A large file goes compressed over SSH and arrives byte for byte, with
+// its mode, the old content kept.
+func TestSSHWriteLargeFile(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "")
+	s := sshd.Start(t, sshd.Options{})
+	h := dialSSH(t, sshConfig(s))
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "borgkit")
+	old := []byte("the previous version\n")
+	if err := h.WriteFile(ctx, p, old, 0o755, host.Root); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 3<<20)
+	rand.Read(data[:1<<20]) // some of it incompressible, like a binary
+	for i := 1 << 20; i < len(data); i++ {
+		data[i] = byte(i / 4096)
+	}
+	if err := h.WriteFile(ctx, p, data, 0o755, host.Root); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes (%v), wrote %d", len(got), err, len(data))
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode() != 0o755 {
+		t.Errorf("mode %v, %v", fi.Mode(), err)
+	}
+	if b, err := os.ReadFile(p + host.OldSuffix); err != nil || !bytes.Equal(b, old) {
+		t.Errorf("old copy %q, %v", b, err)
+	}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -1,13 +1,18 @@
 package host
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
 	"path"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/borgkit/borgkit/provision/tools"
@@ -47,13 +52,28 @@ func (h *sshHost) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	if err != nil {
 		return nil, wrapOp("read", p, h.name, err)
 	}
-	defer f.Close()
-	var buf bytes.Buffer
-	if _, err := f.WriteTo(&buf); err != nil {
-		return nil, wrapOp("read", p, h.name, err)
+	// Closing a handle we only read from cannot lose anything: it is not
+	// waited for.
+	defer func() { go f.Close() }()
+	// Reads larger than one SFTP packet go out at once and a short one
+	// means the end: a small file is one round trip after the open, where
+	// WriteTo would ask for its size first and read once more for the end.
+	var out []byte
+	buf := make([]byte, readChunk)
+	for {
+		n, err := f.Read(buf)
+		out = append(out, buf[:n]...)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, wrapOp("read", p, h.name, err)
+		}
 	}
-	return buf.Bytes(), nil
 }
+
+// readChunk is what one Read of ReadFile asks for: eight SFTP packets.
+const readChunk = 256 << 10
 
 func (h *sshHost) Digest(ctx context.Context, p string) (string, error) {
 	if !path.IsAbs(p) {
@@ -71,89 +91,107 @@ func (h *sshHost) Digest(ctx context.Context, p string) (string, error) {
 	return sum, wrapOp("digest", p, h.name, err)
 }
 
+// WriteFile sends data to a program on the host that writes it the way
+// writeAtomic does: one exchange, where over SFTP every step (lstat, mkdir,
+// chmod, open, write, fsync, chown, chmod, close, link, rename, rmdir)
+// would wait for the one before. Large data is gzip-compressed on the way
+// and unpacked by the host's gzip: the borgkit binary is half its size on
+// the wire.
 func (h *sshHost) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode, owner Owner) error {
-	c, p2, err := h.files(ctx, p)
-	if err == nil {
-		err = sftpWrite(ctx, c, p2, data, mode, owner)
+	if !path.IsAbs(p) {
+		return wrapOp("write", p, h.name, errRelative)
 	}
-	return wrapOp("write", p, h.name, err)
+	p = path.Clean(p)
+	var stdin io.Reader = bytes.NewReader(data)
+	how := "cat"
+	if len(data) >= compressAbove {
+		pr, pw := io.Pipe()
+		go func() {
+			// In large pieces: the compressor's own writes are a few
+			// hundred bytes, and an SSH packet each made the link crawl.
+			bw := bufio.NewWriterSize(pw, 64<<10)
+			// The fastest level: the link is slower than the compressor at
+			// any level, and a busy host is slower still at the others.
+			zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
+			_, err := zw.Write(data)
+			if err == nil {
+				err = zw.Close()
+			}
+			if err == nil {
+				err = bw.Flush()
+			}
+			pw.CloseWithError(err)
+		}()
+		// Ends the compressor if the program stops reading early.
+		defer pr.CloseWithError(errors.New("write ended"))
+		stdin, how = pr, "gzip"
+	}
+	args := []string{"-c", writeScript, "sh", p, octalMode(mode), strconv.Itoa(owner.UID), strconv.Itoa(owner.GID), how}
+	res, err := h.Run(ctx, Cmd{Argv: tools.Argv(tools.Sh, args...), Stdin: stdin, Env: []string{"LC_ALL=C"}})
+	return wrapOp("write", p, h.name, scriptError(res, err))
 }
 
-// sftpWrite is writeAtomic over SFTP, with one difference. SFTP cannot give
-// a mode at create (pkg/sftp sends no attributes with OPEN), so a new file
-// starts as 0666 minus the server's umask, and whoever opens it in that
-// moment keeps reading it after our chmod. The file is therefore created in a
-// fresh directory that is made 0700 first: nobody else can look up names in
-// it. The directory goes away after the rename.
-//
-// SFTP has no directory fsync: the rename is atomic but its durability is the
-// file system's journal. fsync@openssh.com syncs the data where offered.
-func sftpWrite(ctx context.Context, c *sftp.Client, p string, data []byte, mode fs.FileMode, owner Owner) (err error) {
-	exists, err := regularTarget(c.Lstat(p))
-	if err != nil {
+// compressAbove is the size from which WriteFile compresses: below it the
+// bytes saved do not pay for the compressor.
+const compressAbove = 64 << 10
+
+// writeScript is writeAtomic in sh. The new file is made in a fresh 0700
+// directory beside the target (mktemp -d), so nobody else can open it
+// while it still has the default mode; chown comes before chmod (chown by
+// root clears setuid bits); the old content stays as a hard link; the
+// rename and the directory are synced. Exit 3, 4, 5: a symlink, something
+// other than a file, no directory at the target.
+const writeScript = `p=$1; mode=$2; uid=$3; gid=$4; how=$5
+d=${p%/*}; d=${d:-/}; b=${p##*/}
+if [ -L "$p" ]; then echo "the target is a symlink" >&2; exit 3; fi
+if [ -e "$p" ] && [ ! -f "$p" ]; then echo "the target is not a regular file" >&2; exit 4; fi
+if [ ! -d "$d" ]; then echo "no directory $d" >&2; exit 5; fi
+t=$(mktemp -d "$d/.$(printf %.100s "$b").borgkit-tmp-XXXXXXXXXXXXXXXX") || exit 1
+trap 'rm -rf -- "$t"' EXIT
+if [ "$how" = gzip ]; then gzip -dc; else cat; fi > "$t/new" || exit 1
+sync -- "$t/new" || exit 1
+if [ "$uid" != -1 ] && [ "$gid" != -1 ]; then chown -- "+$uid:+$gid" "$t/new" || exit 1
+elif [ "$uid" != -1 ]; then chown -- "+$uid" "$t/new" || exit 1
+elif [ "$gid" != -1 ]; then chgrp -- "+$gid" "$t/new" || exit 1; fi
+chmod -- "$mode" "$t/new" || exit 1
+if [ -f "$p" ]; then ln -f -T -- "$p" "$p.borgkit-old" || exit 1; fi
+mv -f -T -- "$t/new" "$p" || exit 1
+sync -- "$d"
+`
+
+// scriptError turns the exit codes of writeScript and mkdirScript into
+// the errors the other hosts give.
+func scriptError(res Result, err error) error {
+	var ee *ExitError
+	if !errors.As(err, &ee) {
 		return err
 	}
-	tmpDir := path.Join(path.Dir(p), tempName(path.Base(p)))
-	if err := c.Mkdir(tmpDir); err != nil {
-		return fmt.Errorf("create temp dir: %w", err)
+	switch res.ExitCode {
+	case 3:
+		return fmt.Errorf("%w: the target is a symlink", errSymlink)
+	case 4:
+		return errors.New("the target is not a regular file")
+	case 5:
+		return &fs.PathError{Op: "write", Path: strings.TrimSpace(string(res.Stderr)), Err: fs.ErrNotExist}
+	case 6:
+		return &fs.PathError{Op: "mkdir", Path: strings.TrimSpace(string(res.Stderr)), Err: syscall.ENOTDIR}
 	}
-	tmp := path.Join(tmpDir, "new")
-	defer func() {
-		if err != nil {
-			c.Remove(tmp)
-		}
-		if rerr := c.RemoveDirectory(tmpDir); err == nil && rerr != nil {
-			err = fmt.Errorf("remove temp dir: %w", rerr)
-		}
-	}()
-	if err := c.Chmod(tmpDir, 0o700); err != nil {
-		return err
+	return err
+}
+
+// octalMode is mode as chmod takes it, the special bits included.
+func octalMode(m fs.FileMode) string {
+	n := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		n |= 0o4000
 	}
-	f, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
-	if err != nil {
-		return err
+	if m&fs.ModeSetgid != 0 {
+		n |= 0o2000
 	}
-	defer f.Close() // after the explicit Close below: harmless
-	if err := f.Chmod(0o600); err != nil {
-		return err
+	if m&fs.ModeSticky != 0 {
+		n |= 0o1000
 	}
-	if _, err := f.ReadFrom(bytes.NewReader(data)); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if _, ok := c.HasExtension("fsync@openssh.com"); ok {
-		if err := f.Sync(); err != nil {
-			return err
-		}
-	}
-	// chown before chmod: chown by root clears setuid/setgid bits. -1 reaches
-	// the server as 0xffffffff, which fchown(2) reads as "leave".
-	if owner.ownerSet() {
-		if err := f.Chown(owner.UID, owner.GID); err != nil {
-			return err
-		}
-	}
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if exists {
-		old := p + OldSuffix
-		if err := c.Remove(old); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		if err := c.Link(p, old); err != nil {
-			return fmt.Errorf("keep old content (hardlink@openssh.com): %w", err)
-		}
-	}
-	if err := c.PosixRename(tmp, p); err != nil {
-		return fmt.Errorf("rename (posix-rename@openssh.com): %w", err)
-	}
-	return nil
+	return fmt.Sprintf("%04o", n)
 }
 
 func (h *sshHost) Lstat(ctx context.Context, p string) (FileInfo, error) {
@@ -172,56 +210,43 @@ func (h *sshHost) Lstat(ctx context.Context, p string) (FileInfo, error) {
 	return info, nil
 }
 
+// MkdirAll is one program that makes every missing level, where SFTP
+// would take a stat per level and a mkdir, chown and chmod per new
+// directory. Callers ask when they know something is missing (a write
+// that found no directory, a directory step whose check found none), so
+// there is no SFTP stat in front for the case that it exists.
 func (h *sshHost) MkdirAll(ctx context.Context, p string, mode fs.FileMode, owner Owner) error {
-	c, p2, err := h.files(ctx, p)
-	if err == nil {
-		err = sftpMkdirAll(c, p2, mode, owner)
+	if !path.IsAbs(p) {
+		return wrapOp("mkdir", p, h.name, errRelative)
 	}
-	return wrapOp("mkdir", p, h.name, err)
+	p2 := path.Clean(p)
+	var levels []string
+	for d := p2; d != "/"; d = path.Dir(d) {
+		levels = append(levels, d)
+	}
+	slices.Reverse(levels)
+	args := append([]string{"-c", mkdirScript, "sh", octalMode(mode), strconv.Itoa(owner.UID), strconv.Itoa(owner.GID)}, levels...)
+	res, err := h.Run(ctx, Cmd{Argv: tools.Argv(tools.Sh, args...), Env: []string{"LC_ALL=C"}})
+	return wrapOp("mkdir", p, h.name, scriptError(res, err))
 }
 
-// sftpMkdirAll creates one level at a time, like mkdirAll. The first Stat
-// makes the common case (it exists) one round trip.
-func sftpMkdirAll(c *sftp.Client, p string, mode fs.FileMode, owner Owner) error {
-	if fi, err := c.Stat(p); err == nil {
-		if !fi.IsDir() {
-			return &fs.PathError{Op: "mkdir", Path: p, Err: syscall.ENOTDIR}
-		}
-		return nil
-	}
-	var missing []string
-	for d := p; d != "/"; d = path.Dir(d) {
-		fi, err := c.Stat(d)
-		if err == nil {
-			if !fi.IsDir() {
-				return &fs.PathError{Op: "mkdir", Path: d, Err: syscall.ENOTDIR}
-			}
-			break
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		missing = append(missing, d)
-	}
-	for i := len(missing) - 1; i >= 0; i-- {
-		d := missing[i]
-		if err := c.Mkdir(d); err != nil {
-			if fi, serr := c.Stat(d); serr == nil && fi.IsDir() {
-				continue // created by someone else meanwhile: not ours to change
-			}
-			return err
-		}
-		if owner.ownerSet() {
-			if err := c.Chown(d, owner.UID, owner.GID); err != nil {
-				return err
-			}
-		}
-		if err := c.Chmod(d, mode); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// mkdirScript is mkdirAll in sh: given every level from the top, it makes
+// the missing ones 0700, then gives each its owner and mode; a level that
+// exists must be a directory (exit 6), and one made by someone else
+// meanwhile is left as it is.
+const mkdirScript = `mode=$1; uid=$2; gid=$3; shift 3
+for d do
+  if [ -e "$d" ] || [ -L "$d" ]; then
+    [ -d "$d" ] || { echo "$d" >&2; exit 6; }
+    continue
+  fi
+  if ! mkdir -m 700 -- "$d"; then [ -d "$d" ] && continue; exit 1; fi
+  if [ "$uid" != -1 ] && [ "$gid" != -1 ]; then chown -- "+$uid:+$gid" "$d" || exit 1
+  elif [ "$uid" != -1 ]; then chown -- "+$uid" "$d" || exit 1
+  elif [ "$gid" != -1 ]; then chgrp -- "+$gid" "$d" || exit 1; fi
+  chmod -- "$mode" "$d" || exit 1
+done
+`
 
 func (h *sshHost) Chmod(ctx context.Context, p string, mode fs.FileMode) error {
 	c, p2, err := h.sftpNoSymlink(ctx, p)

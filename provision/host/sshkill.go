@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/tools"
-	"golang.org/x/crypto/ssh"
 )
 
 // Killing a remote program on cancel. Closing the channel does not do it:
@@ -87,8 +86,8 @@ func (f *pidFilter) get() int {
 // kill ends the remote program of a cancelled Run unless it already ended,
 // then closes the Run's session. A cancel right after start may come before
 // the pid line: wait for it.
-func (h *sshHost) kill(sess *ssh.Session, finished <-chan struct{}, f *pidFilter) {
-	defer sess.Close()
+func (h *sshHost) kill(closeSession func(), finished <-chan struct{}, f *pidFilter) {
+	defer closeSession()
 	deadline := time.Now().Add(killTimeout)
 	pid := f.get()
 	for pid == 0 && time.Now().Before(deadline) {
@@ -111,5 +110,6 @@ func (h *sshHost) kill(sess *ssh.Session, finished <-chan struct{}, f *pidFilter
 	defer cancel()
 	p := strconv.Itoa(pid)
 	// The group first; if the program left it (setsid), at least the pid.
-	h.Run(ctx, Cmd{Argv: tools.Argv(tools.Sh, "-c", `kill -9 -"$1" 2>/dev/null || kill -9 "$1"`, "sh", p)})
+	// Not through Run: the killed program still holds its session slot.
+	h.run(ctx, Cmd{Argv: tools.Argv(tools.Sh, "-c", `kill -9 -"$1" 2>/dev/null || kill -9 "$1"`, "sh", p)}, func() {})
 }

@@ -24,21 +24,43 @@ import (
 //
 // A cancelled ctx kills the program and its children: see sshkill.go.
 //
-// sshd allows 10 sessions per connection by default (MaxSessions), and SFTP
-// keeps one open: callers must not run more than a few programs at once.
+// Programs may run at once, each in its own session of the one connection:
+// over a slow link their round trips then overlap. sshd allows 10 sessions
+// per connection by default (MaxSessions) and SFTP keeps one open, so at
+// most maxRuns run at a time and the others wait for a free session; a
+// cancel's kill uses one of the rest.
 func (h *sshHost) Run(ctx context.Context, c Cmd) (Result, error) {
+	select {
+	case h.sessions <- struct{}{}:
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("run %s on %s: %w", QuoteArgv(c.Argv), h.name, ctx.Err())
+	}
+	return h.run(ctx, c, func() { <-h.sessions })
+}
+
+// maxRuns bounds the programs Run runs at once on one connection: with
+// SFTP's session and the one opened ahead, a few of sshd's 10 are left
+// for the kills of cancelled programs.
+const maxRuns = 6
+
+// run is Run in a session it opens; release is called once the session
+// is closed (after a kill, that is after Run returned).
+func (h *sshHost) run(ctx context.Context, c Cmd, release func()) (Result, error) {
 	fail := func(err error) error { return fmt.Errorf("run %s on %s: %w", QuoteArgv(c.Argv), h.name, err) }
 	line, err := remoteCommand(c)
 	if err == nil {
 		err = ctx.Err()
 	}
 	if err != nil {
+		release()
 		return Result{}, fail(err)
 	}
-	sess, err := h.client.NewSession()
+	sess, err := h.session()
 	if err != nil {
+		release()
 		return Result{}, fail(fmt.Errorf("open session: %w", err))
 	}
+	closeSession := func() { sess.Close(); release() }
 	var stdout, stderr bytes.Buffer
 	pid := &pidFilter{w: &stderr}
 	sess.Stdout, sess.Stderr = &stdout, pid
@@ -48,7 +70,7 @@ func (h *sshHost) Run(ctx context.Context, c Cmd) (Result, error) {
 		// exited. A nil Stdin is sent as an immediate EOF by the session.
 		w, err := sess.StdinPipe()
 		if err != nil {
-			sess.Close()
+			closeSession()
 			return Result{}, fail(err)
 		}
 		go func() {
@@ -57,7 +79,7 @@ func (h *sshHost) Run(ctx context.Context, c Cmd) (Result, error) {
 		}()
 	}
 	if err := sess.Start(line); err != nil {
-		sess.Close()
+		closeSession()
 		return Result{}, fail(fmt.Errorf("start: %w", err))
 	}
 	var waitErr error
@@ -66,14 +88,14 @@ func (h *sshHost) Run(ctx context.Context, c Cmd) (Result, error) {
 
 	select {
 	case <-finished:
-		sess.Close()
+		closeSession()
 		pid.flush()
 	case <-ctx.Done():
 		// The kill may be slow on a loaded host; the caller gets control back
 		// after waitDelay at the latest, while the kill goes on. The session
 		// stays open until then: closing it would end Wait and look like the
 		// program's end.
-		go h.kill(sess, finished, pid)
+		go h.kill(closeSession, finished, pid)
 		select {
 		case <-finished:
 			pid.flush()

@@ -92,18 +92,18 @@ func Run(ctx context.Context, h host.Host, steps []Step, opts Options) (*Report,
 	checkFailed := false
 	prog := opts.Progress
 	prog.Status("%s: checking %d steps", h.Name(), len(steps))
-	for i, s := range steps {
-		prog.Tick("%s: checking %d/%d %s", h.Name(), i+1, len(steps), s.ID())
-		c, err := s.Check(ctx, h)
-		r.Steps[i] = StepReport{ID: s.ID(), Check: c}
-		r.Warnings += len(c.Warnings)
-		if err != nil {
-			r.Steps[i].Error = err.Error()
+	// The checks run together (checkAll); the ticks follow their results.
+	for i, res := range checkAll(ctx, h, steps) {
+		prog.Tick("%s: checking %d/%d %s", h.Name(), i+1, len(steps), steps[i].ID())
+		r.Steps[i] = StepReport{ID: steps[i].ID(), Check: res.c}
+		r.Warnings += len(res.c.Warnings)
+		if res.err != nil {
+			r.Steps[i].Error = res.err.Error()
 			r.Failed++
 			checkFailed = true
 			continue
 		}
-		r.count(c.Action)
+		r.count(res.c.Action)
 	}
 	prog.Done()
 	p.Planned(r)
@@ -146,17 +146,19 @@ func apply(ctx context.Context, h host.Host, steps []Step, r *Report, dryRun, ch
 	// A step whose Apply "worked" but left the host unsatisfied would make
 	// every later run re-apply it forever; catch that now, naming the step.
 	prog.Status("%s: checking every step again", h.Name())
+	var again []Step
 	for i, s := range steps {
-		if r.Steps[i].Check.Action == Skip {
-			continue
+		if r.Steps[i].Check.Action != Skip {
+			again = append(again, s)
 		}
-		prog.Tick("%s: checking again %d/%d %s", h.Name(), i+1, len(steps), s.ID())
-		c, err := s.Check(ctx, h)
-		if err != nil {
-			return fmt.Errorf("%w: re-check %s: %w", ErrNotSettled, s.ID(), err)
+	}
+	for i, res := range checkAll(ctx, h, again) {
+		prog.Tick("%s: checking again %d/%d %s", h.Name(), i+1, len(again), again[i].ID())
+		if res.err != nil {
+			return fmt.Errorf("%w: re-check %s: %w", ErrNotSettled, again[i].ID(), res.err)
 		}
-		if c.Action != OK {
-			return fmt.Errorf("%w: %s: %s %s", ErrNotSettled, s.ID(), c.Action, c.Summary+c.Reason)
+		if res.c.Action != OK {
+			return fmt.Errorf("%w: %s: %s %s", ErrNotSettled, again[i].ID(), res.c.Action, res.c.Summary+res.c.Reason)
 		}
 	}
 	return nil

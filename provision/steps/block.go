@@ -63,6 +63,8 @@ func (b *Block) lines(ctx context.Context, h host.Host) ([]byte, error) {
 
 func (b *Block) ID() string { return "block." + b.Path }
 
+func (b *Block) Reads() []host.Want { return []host.Want{{Path: b.Path, Content: true}} }
+
 // splitBlock cuts content into what stands before, inside (markers
 // excluded) and after borgkit's block. found is false when there is none.
 func splitBlock(content []byte) (before, inside, after []byte, found bool, err error) {
@@ -179,11 +181,17 @@ func (b *Block) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 }
 
 func (b *Block) Apply(ctx context.Context, h host.Host) error {
+	// Both at once: over a slow link they share their round trip.
+	var fi host.FileInfo
+	var serr error
+	stat := make(chan struct{})
+	go func() { fi, serr = h.Lstat(ctx, b.Path); close(stat) }()
 	old, err := h.ReadFile(ctx, b.Path)
+	<-stat
 	mode, owner := b.Mode, b.Owner
 	if err == nil {
 		// Keep an existing file's own mode and owner: it is not ours.
-		if fi, serr := h.Lstat(ctx, b.Path); serr == nil {
+		if serr == nil {
 			mode, owner = fi.Mode.Perm(), host.Owner{UID: fi.UID, GID: fi.GID}
 		}
 	} else if !host.IsNotExist(err) {

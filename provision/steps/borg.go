@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 
 	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/host"
@@ -54,6 +55,19 @@ type BorgRepo struct {
 }
 
 func (r *BorgRepo) ID() string { return "repo." + r.Name }
+
+func (r *BorgRepo) Reads() []host.Want {
+	return []host.Want{{Path: path.Join(r.Path, "config"), Content: true}, {Path: r.Path}}
+}
+
+// CheckAfter is the disk's step: whether it mounts in this run is what
+// its check found.
+func (r *BorgRepo) CheckAfter() []plan.Step {
+	if s, ok := r.Disk.(plan.Step); ok {
+		return []plan.Step{s}
+	}
+	return nil
+}
 
 // Mounter is a step that mounts a filesystem; MountsThisRun says its last
 // check found it will, so steps after it may plan on the mount.
@@ -143,6 +157,8 @@ type BorgKeyExport struct {
 }
 
 func (k *BorgKeyExport) ID() string { return "borg-key." + k.Repo }
+
+func (k *BorgKeyExport) Reads() []host.Want { return []host.Want{{Path: k.Dest}} }
 
 func (k *BorgKeyExport) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if why := borgInside(h, k.RepoPath, k.Dest, k.PassFile); why != "" {

@@ -38,7 +38,7 @@ type File struct {
 // the borgkit binary is 11 MB, and a plan of the Pi over its uplink would
 // otherwise fetch it twice per run. Smaller files are read: one SFTP read
 // costs less than starting sha256sum, and a change needs their diff anyway.
-const digestAbove = 1 << 20
+const digestAbove = host.DigestAbove
 
 // holds reports whether the host's file, of the given size, holds Content.
 // old is its content when it had to be read: a small file, or a large one
@@ -61,6 +61,8 @@ func (f *File) holds(ctx context.Context, h host.Host, size int64) (same bool, o
 }
 
 func (f *File) ID() string { return "file." + f.Path }
+
+func (f *File) Reads() []host.Want { return []host.Want{{Path: f.Path, Content: true}} }
 
 func (f *File) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	fi, err := h.Lstat(ctx, f.Path)
@@ -139,6 +141,8 @@ type Dir struct {
 
 func (d *Dir) ID() string { return "dir." + d.Path }
 
+func (d *Dir) Reads() []host.Want { return []host.Want{{Path: d.Path}} }
+
 func (d *Dir) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	fi, err := h.Lstat(ctx, d.Path)
 	if host.IsNotExist(err) {
@@ -160,8 +164,11 @@ func (d *Dir) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 }
 
 func (d *Dir) Apply(ctx context.Context, h host.Host) error {
-	if err := h.MkdirAll(ctx, d.Path, d.Mode, d.Owner); err != nil || d.CreateOnly {
-		return err
+	// A directory MkdirAll makes gets mode and owner with it: only one
+	// that was there already needs them fixed.
+	_, err := h.Lstat(ctx, d.Path)
+	if host.IsNotExist(err) || d.CreateOnly {
+		return h.MkdirAll(ctx, d.Path, d.Mode, d.Owner)
 	}
 	return fixMeta(ctx, h, d.Path, d.Mode, d.Owner)
 }

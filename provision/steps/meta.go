@@ -57,7 +57,14 @@ func kind(m fs.FileMode) string {
 // under --root the tree starts empty, and on a live host /usr/local/bin or
 // /etc/cron.d may be missing on a minimal system. Directories that must be
 // private are steps of their own, placed before the files in them.
+//
+// The write is tried first: its parent nearly always exists, and over a
+// slow link asking first would cost a round trip a file.
 func writeFile(ctx context.Context, h host.Host, p string, data []byte, mode fs.FileMode, owner host.Owner) error {
+	err := h.WriteFile(ctx, p, data, mode, owner)
+	if !host.IsNotExist(err) {
+		return err
+	}
 	if err := h.MkdirAll(ctx, path.Dir(p), 0o755, host.Root); err != nil {
 		return err
 	}

@@ -30,6 +30,9 @@ type Secret struct {
 
 func (s *Secret) ID() string { return "secret." + s.Path }
 
+// Reads is the metadata only: a secret's content never needs to travel.
+func (s *Secret) Reads() []host.Want { return []host.Want{{Path: s.Path}} }
+
 func (s *Secret) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	fi, err := h.Lstat(ctx, s.Path)
 	if host.IsNotExist(err) {

@@ -23,6 +23,10 @@ type SSHKey struct {
 
 func (k *SSHKey) ID() string { return "ssh-key." + k.Path }
 
+func (k *SSHKey) Reads() []host.Want {
+	return []host.Want{{Path: k.Path, Content: true}, {Path: k.Path + ".pub", Content: true}}
+}
+
 func (k *SSHKey) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	priv, err := h.ReadFile(ctx, k.Path)
 	if host.IsNotExist(err) {

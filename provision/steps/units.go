@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/plan"
@@ -28,6 +29,17 @@ func (t *Timers) ID() string {
 	return "timers"
 }
 
+func (t *Timers) Reads() []host.Want {
+	var w []host.Want
+	for _, u := range t.Units {
+		w = append(w, host.Want{Path: unitDir + u})
+	}
+	return w
+}
+
+// unitDir holds the unit files borgkit writes.
+const unitDir = "/etc/systemd/system/"
+
 func (t *Timers) systemctl(h host.Host, args ...string) host.Cmd {
 	if !h.Live() {
 		args = append([]string{"--root=" + h.Path("/")}, args...)
@@ -42,7 +54,7 @@ func (t *Timers) state(ctx context.Context, h host.Host) ([]string, error) {
 	// be asked about; it simply needs enabling and starting.
 	var known, todo []string
 	for _, u := range t.Units {
-		if _, err := h.Lstat(ctx, "/etc/systemd/system/"+u); err != nil {
+		if _, err := h.Lstat(ctx, unitDir+u); err != nil {
 			todo = append(todo, "enable "+u)
 			continue
 		}
@@ -51,29 +63,48 @@ func (t *Timers) state(ctx context.Context, h host.Host) ([]string, error) {
 	if len(known) == 0 {
 		return todo, nil
 	}
-	res, err := h.Run(ctx, t.systemctl(h, append([]string{"is-enabled"}, known...)...))
-	enabled := lines(res.Stdout)
+	// The three questions are independent: asked at once, over SSH they
+	// share their round trips.
+	var enabled, active, reload host.Result
+	var enabledErr error
+	var wg sync.WaitGroup
+	ask := func(res *host.Result, err *error, args ...string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, e := h.Run(ctx, t.systemctl(h, append(args, known...)...))
+			*res = r
+			if err != nil {
+				*err = e
+			}
+		}()
+	}
+	ask(&enabled, &enabledErr, "is-enabled")
+	if h.Live() {
+		ask(&active, nil, "is-active")
+		ask(&reload, nil, "show", "--property=NeedDaemonReload", "--value")
+	}
+	wg.Wait()
+	en := lines(enabled.Stdout)
 	// is-enabled exits non-zero when any unit is not enabled; read the lines.
-	if err != nil && len(enabled) != len(known) {
-		return nil, fmt.Errorf("systemctl is-enabled: %w", err)
+	if enabledErr != nil && len(en) != len(known) {
+		return nil, fmt.Errorf("systemctl is-enabled: %w", enabledErr)
 	}
 	for i, u := range known {
-		if enabled[i] != "enabled" {
+		if i >= len(en) || en[i] != "enabled" {
 			todo = append(todo, "enable "+u)
 		}
 	}
 	if !h.Live() {
 		return todo, nil
 	}
-	res, _ = h.Run(ctx, t.systemctl(h, append([]string{"is-active"}, known...)...))
-	active := lines(res.Stdout)
+	act := lines(active.Stdout)
 	for i, u := range known {
-		if i >= len(active) || active[i] != "active" {
+		if i >= len(act) || act[i] != "active" {
 			todo = append(todo, "start "+u)
 		}
 	}
-	res, err = h.Run(ctx, t.systemctl(h, append([]string{"show", "--property=NeedDaemonReload", "--value"}, known...)...))
-	if err == nil && bytes.Contains(res.Stdout, []byte("yes")) {
+	if bytes.Contains(reload.Stdout, []byte("yes")) {
 		todo = append([]string{"daemon-reload"}, todo...)
 	}
 	return todo, nil
@@ -119,6 +150,8 @@ type Absent struct {
 }
 
 func (a *Absent) ID() string { return "absent." + a.Path }
+
+func (a *Absent) Reads() []host.Want { return []host.Want{{Path: a.Path, Content: true}} }
 
 func (a *Absent) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	b, err := h.ReadFile(ctx, a.Path)

@@ -279,6 +279,8 @@ func (f *fromServer) file(ctx context.Context) (*steps.File, error) {
 
 func (f *fromServer) ID() string { return f.id }
 
+func (f *fromServer) Reads() []host.Want { return []host.Want{{Path: f.path, Content: true}} }
+
 func (f *fromServer) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	file, err := f.file(ctx)
 	if err != nil {

@@ -19,7 +19,7 @@ type Options struct {
 	Runs    int    // measured rounds after the warm-up, at least 5
 	Nights  int    // nights of the simulated week (at least Runs+1)
 	Dataset Dataset
-	// Items limits the run to these item numbers ("1".."7"); empty is all.
+	// Items limits the run to these item numbers ("1".."8"); empty is all.
 	Items []string
 	Log   io.Writer
 }
@@ -70,51 +70,64 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	s.Data, s.Tree = s.path("data"), s.path("tree")
 	s.Env = []string{"BORG_BASE_DIR=" + s.path("borg-base")}
 
-	logf("generating the data set in %s", s.Data)
-	if err := o.Dataset.Generate(s.Data); err != nil {
-		return nil, err
-	}
-	rep.Data = fmt.Sprintf("%d files, %s (seed %d; a third of the bytes in a few large files, 40 %% of the files compressible text), %.0f %% of the files rewritten each night",
-		o.Dataset.Files, Bytes(float64(o.Dataset.Bytes)), o.Dataset.Seed, ChangedFraction*100)
+	// Items 1 to 7 share the data set and the provisioned tree; item 8
+	// brings its own lab.
+	if o.want("1", "2", "3", "4", "5", "6", "7") {
+		logf("generating the data set in %s", s.Data)
+		if err := o.Dataset.Generate(s.Data); err != nil {
+			return nil, err
+		}
+		rep.Data = fmt.Sprintf("%d files, %s (seed %d; a third of the bytes in a few large files, 40 %% of the files compressible text), %.0f %% of the files rewritten each night",
+			o.Dataset.Files, Bytes(float64(o.Dataset.Bytes)), o.Dataset.Seed, ChangedFraction*100)
 
-	logf("provisioning the server with --root, and the same with ansible-playbook")
-	prov := newProvisioning(s)
-	if err := prov.Setup(ctx); err != nil {
-		return nil, err
-	}
-	if o.want("2") {
-		logf("2: provisioning re-runs")
-		if err := prov.Measure(ctx, o.Runs); err != nil {
+		logf("provisioning the server with --root, and the same with ansible-playbook")
+		prov := newProvisioning(s)
+		if err := prov.Setup(ctx); err != nil {
 			return nil, err
 		}
-		rep.Rows = append(rep.Rows, prov.Rows()...)
-	}
-	if o.want("1", "3", "4", "6") {
-		n := newNightly(s, o.Dataset, o.Nights)
-		if err := n.Run(ctx, logf); err != nil {
-			return nil, err
+		if o.want("2") {
+			logf("2: provisioning re-runs")
+			if err := prov.Measure(ctx, o.Runs); err != nil {
+				return nil, err
+			}
+			rep.Rows = append(rep.Rows, prov.Rows()...)
 		}
-		if o.want("1", "4") {
-			rep.Rows = append(rep.Rows, n.Rows()...)
+		if o.want("1", "3", "4", "6") {
+			n := newNightly(s, o.Dataset, o.Nights)
+			if err := n.Run(ctx, logf); err != nil {
+				return nil, err
+			}
+			if o.want("1", "4") {
+				rep.Rows = append(rep.Rows, n.Rows()...)
+			}
+		}
+		type stage struct {
+			item string
+			fn   func(context.Context, *Site, int) ([]Row, error)
+		}
+		for _, st := range []stage{{"3", statusRows}, {"5", luksRows}, {"6", drillRows}, {"7", startupRows}} {
+			if !o.want(st.item) {
+				continue
+			}
+			logf("%s: measuring", st.item)
+			rows, err := st.fn(ctx, s, o.Runs)
+			if err != nil {
+				return nil, err
+			}
+			rep.Rows = append(rep.Rows, rows...)
 		}
 	}
-	type stage struct {
-		item string
-		fn   func(context.Context, *Site, int) ([]Row, error)
-	}
-	for _, st := range []stage{{"3", statusRows}, {"5", luksRows}, {"6", drillRows}, {"7", startupRows}} {
-		if !o.want(st.item) {
-			continue
-		}
-		logf("%s: measuring", st.item)
-		rows, err := st.fn(ctx, s, o.Runs)
+	rep.Notes = slices.Clone(notes)
+	if o.want("8") {
+		logf("8: provisioning the Pi over the emulated offsite link (%s)", LinkShape)
+		rows, note, err := linkRows(ctx, s, o.Runs)
 		if err != nil {
 			return nil, err
 		}
 		rep.Rows = append(rep.Rows, rows...)
+		rep.Notes = append(rep.Notes, note)
 	}
 	slices.SortStableFunc(rep.Rows, func(a, b Row) int { return strings.Compare(a.Item, b.Item) })
-	rep.Notes = notes
 	rep.Machine.LoadEnd = Load()
 	rep.Wall = time.Since(rep.Started)
 	return rep, nil

@@ -129,7 +129,7 @@ func (p *provisioning) writePlaybook(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	vars.FstabMarker, vars.FstabBlock, err = fstabBlock(fstab)
+	vars.FstabMarker, vars.FstabBlock, err = borgkitBlock("/etc/fstab", fstab)
 	if err != nil {
 		return err
 	}
@@ -164,12 +164,12 @@ func (p *provisioning) stage(path string, file bool) (item, error) {
 
 var blockRE = regexp.MustCompile(`(?s)# BEGIN borgkit(.*?)\n(.*?)\n# END borgkit`)
 
-// fstabBlock is the marker and body of borgkit's fstab block, as Ansible's
-// blockinfile takes them ({mark} for BEGIN and END).
-func fstabBlock(fstab []byte) (marker, block string, err error) {
-	m := blockRE.FindSubmatch(fstab)
+// borgkitBlock is the marker and body of borgkit's block in a provisioned
+// file (name), as Ansible's blockinfile takes them ({mark} for BEGIN and END).
+func borgkitBlock(name string, content []byte) (marker, block string, err error) {
+	m := blockRE.FindSubmatch(content)
 	if m == nil {
-		return "", "", fmt.Errorf("no borgkit block in the provisioned fstab:\n%s", fstab)
+		return "", "", fmt.Errorf("no borgkit block in the provisioned %s:\n%s", name, content)
 	}
 	// borgkit closes its block with a bare END line, so only the BEGIN
 	// line's note can differ: Ansible writes one marker form for both,

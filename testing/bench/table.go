@@ -35,6 +35,10 @@ type Row struct {
 	Goal       Goal
 	GoalText   string // the goal in words when Goal cannot say it
 	Unmeasured string // why the row has no figure (a tool is missing)
+	// Limit, when set, is a bound in seconds on borgkit's own median
+	// (KitSeconds), met besides the ratio's goal: a target users feel
+	// whatever the peer does.
+	Limit, KitSeconds float64
 }
 
 // Report is a whole run.
@@ -79,12 +83,15 @@ func (r Row) goalText() (goal, met string) {
 		}
 		goal = strings.ReplaceAll(strings.ReplaceAll(r.Goal.Op, "<=", "≤"), ">=", "≥") + " " + v
 	}
+	if r.Limit > 0 {
+		goal = strings.TrimPrefix(goal+fmt.Sprintf("; borgkit ≤ %g s", r.Limit), "; ")
+	}
 	switch {
 	case r.Unmeasured != "":
 		met = "—"
-	case r.Goal.Op == "":
+	case r.Goal.Op == "" && r.Limit == 0:
 		met = ""
-	case r.Goal.Met(r.Ratio.Median):
+	case r.Goal.Met(r.Ratio.Median) && (r.Limit == 0 || r.KitSeconds <= r.Limit):
 		met = "yes"
 	default:
 		met = "**no**"

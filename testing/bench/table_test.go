@@ -44,6 +44,9 @@ func sampleReport() *Report {
 			{Item: "4", What: "week", Kit: Bytes(0), Peer: Bytes(3 << 30), Ratio: Summarize([]float64{0}), Goal: Goal{"<=", 1}, GoalText: "< 1"},
 			{Item: "4", What: "bound", Unmeasured: "the compaction night freed nothing", Goal: Goal{"<=", 3}},
 			{Item: "6", What: "drill", Kit: Bytes(40<<20) + "/s", Peer: Bytes(44<<20) + "/s", Ratio: Summarize([]float64{0.9, 0.91}), Goal: Goal{">=", 0.95}},
+			{Item: "8", What: "link, no change", Kit: Seconds(0.8), Peer: Seconds(26), Ratio: Summarize([]float64{32, 30, 35}), Goal: Goal{">=", 25}, Limit: 1, KitSeconds: 0.8},
+			{Item: "8", What: "link, slow no change", Kit: Seconds(1.2), Peer: Seconds(36), Ratio: Summarize([]float64{30, 30, 30}), Goal: Goal{">=", 25}, Limit: 1, KitSeconds: 1.2},
+			{Item: "8", What: "link, first run", Kit: Seconds(9), Peer: Seconds(40), Ratio: Summarize([]float64{4.4, 4.5, 4.6}), Limit: 8, KitSeconds: 9},
 			{Item: "7", What: "start-up", Kit: Seconds(0.0042), Peer: Seconds(0.7), Ratio: Summarize([]float64{12.5, 166})},
 		},
 		Notes: []string{"a note"},
@@ -66,6 +69,9 @@ func TestGoalVerdicts(t *testing.T) {
 		"| 200× (150× – 400×, n=5) | ≥ 30 | yes |",
 		"| 0.91× (0.90× – 0.91×, n=2) | ≥ 0.95 | **no** |",
 		"| not measured: the compaction night freed nothing | ≤ 3 | — |",
+		"| 32.0× (30.0× – 35.0×, n=3) | ≥ 25; borgkit ≤ 1 s | yes |",
+		"| 30.0× (30.0× – 30.0×, n=3) | ≥ 25; borgkit ≤ 1 s | **no** |",
+		"| 4.50× (4.40× – 4.60×, n=3) | borgkit ≤ 8 s | **no** |",
 		"nightly: a \\| b",
 	} {
 		if !strings.Contains(out, want) {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/borgkit/borgkit/testing/link"
 	"github.com/borgkit/borgkit/testing/pingsink"
 	"github.com/borgkit/borgkit/testing/smtpsink"
 )
@@ -58,6 +59,10 @@ type Options struct {
 	DiskSize int64
 	// Log, when set, receives every command the lab runs, with its status.
 	Log io.Writer
+	// Link, when set, joins the hosts through testing/link's delaying,
+	// rate-limiting forwarder instead of a plain veth pair: the offsite
+	// link as users have it (a VPN, tens of milliseconds, a home uplink).
+	Link *link.Shape
 }
 
 // Host is one lab machine.
@@ -108,6 +113,7 @@ type Lab struct {
 	disks []*Disk
 	sink  *smtpsink.Sink
 	pings *pingsink.Sink
+	link  *link.Link
 
 	mu     sync.Mutex
 	closed bool
@@ -456,9 +462,18 @@ func (l *Lab) Pings() []pingsink.Ping {
 	return l.pings.Pings()
 }
 
-// startNetwork joins the hosts with a veth pair, eth0 on both sides.
+// startNetwork joins the hosts with a veth pair, eth0 on both sides, or
+// with the emulated link of Options.Link.
 func (l *Lab) startNetwork(ctx context.Context) error {
 	a, b := l.Host(Server), l.Host(Offsite)
+	if s := l.opts.Link; s != nil {
+		end := func(h *Host) link.End {
+			return link.End{NetNS: h.NetNS, Dev: "eth0", Addr: h.Addr + "/" + strconv.Itoa(prefixLen)}
+		}
+		var err error
+		l.link, err = link.Join(end(a), end(b), *s)
+		return err
+	}
 	// Both ends are created inside the namespaces, so no interface of the
 	// lab ever appears in the machine's own namespace.
 	if _, err := l.local(ctx, ipProg, "-n", a.NetNS, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", b.NetNS); err != nil {
@@ -491,6 +506,9 @@ func (l *Lab) Close() error {
 	var errs []error
 	if l.sink != nil {
 		l.sink.Close()
+	}
+	if l.link != nil {
+		errs = append(errs, l.link.Close())
 	}
 	if l.pings != nil {
 		l.pings.Close()
@@ -604,6 +622,9 @@ func removeLabDir(dir string) error {
 	}
 	return nil
 }
+
+// Link is the emulated link between the hosts (Options.Link), or nil.
+func (l *Lab) Link() *link.Link { return l.link }
 
 // AnchorPID is the pid holding the host's namespaces, for
 // `nsenter --target PID --mount --uts --net` by hand.

@@ -182,10 +182,9 @@ var scenarioPackages = []string{"borgbackup", "rsync", "logrotate", "openssh-cli
 	"cron", "msmtp", "cryptsetup-bin", "e2fsprogs"}
 
 type scenario struct {
-	l    *Lab
-	o    ScenarioOptions
-	r    *Report
-	cfgB []byte
+	l *Lab
+	o ScenarioOptions
+	r *Report
 }
 
 // RunScenario is the lab's end-to-end run, shared by the demo and
@@ -209,6 +208,24 @@ func RunScenario(ctx context.Context, l *Lab, o ScenarioOptions) (*Report, error
 		err = s.r.Err()
 	}
 	return s.r, err
+}
+
+// Install is the scenario's start, for drivers that go their own way
+// after it (the bench): the Debian packages provisioning checks for, then
+// borgkit, the config and the lab admin key on john-ai, that key
+// authorized on pi.
+func Install(ctx context.Context, l *Lab, o ScenarioOptions) error {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Start.IsZero() {
+		o.Start = time.Now()
+	}
+	s := &scenario{l: l, o: o, r: &Report{}}
+	if err := s.packages(ctx); err != nil {
+		return err
+	}
+	return s.install()
 }
 
 func (s *scenario) run(ctx context.Context) error {
@@ -349,7 +366,6 @@ func (s *scenario) install() error {
 	if err != nil {
 		return err
 	}
-	s.cfgB = cfg
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return err

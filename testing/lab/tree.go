@@ -231,3 +231,50 @@ func (l *Lab) mountTree(ctx context.Context, h *Host) error {
 	}
 	return nil
 }
+
+// savedDirs are the trees of a host SaveTree copies: everything a
+// provisioning writes outside the host's disks.
+var savedDirs = []string{"etc", "root", "usr-local", "var", "run", "home"}
+
+// SavedTree is a copy of a host's own trees, to put the host back as it
+// was: a fresh host for every measured first provisioning. The host's
+// disks are not in it.
+type SavedTree struct {
+	l    *Lab
+	h    *Host
+	copy string
+}
+
+// SaveTree copies the host's trees (/etc, /root, /usr/local, /var, /run,
+// /home) aside, in the lab directory.
+func (l *Lab) SaveTree(ctx context.Context, host string) (*SavedTree, error) {
+	h, err := l.host(host)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(l.Dir, "saved-"+host+"-")
+	if err != nil {
+		return nil, fmt.Errorf("lab: save %s: %w", host, err)
+	}
+	for _, d := range savedDirs {
+		// dpkg's database is the machine's, bound read-only inside the
+		// host only: from here the directory is empty and stays so.
+		if _, err := l.local(ctx, "cp", "-a", filepath.Join(h.Dir, d), filepath.Join(dir, d)); err != nil {
+			return nil, err
+		}
+	}
+	return &SavedTree{l: l, h: h, copy: dir}, nil
+}
+
+// Restore makes the host's trees what they were when saved: new files go,
+// changed ones get their old content, mode and owner back (compared by
+// content: a rewrite within the same second keeps size and mtime). Programs the
+// host runs (sshd) keep running.
+func (s *SavedTree) Restore(ctx context.Context) error {
+	for _, d := range savedDirs {
+		if _, err := s.l.local(ctx, "rsync", "-a", "--checksum", "--delete", filepath.Join(s.copy, d)+"/", filepath.Join(s.h.Dir, d)+"/"); err != nil {
+			return err
+		}
+	}
+	return nil
+}

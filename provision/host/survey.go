@@ -1,0 +1,380 @@
+package host
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/borgkit/borgkit/provision/tools"
+)
+
+// Want names a path a plan's checks will look at.
+type Want struct {
+	Path string
+	// Content asks for a regular file's content too (its SHA-256, from
+	// DigestAbove bytes on), not only its metadata. A secret's check wants
+	// only its metadata: its content never needs to cross the link.
+	Content bool
+}
+
+// DigestAbove is the size from which Survey returns a regular file's
+// SHA-256 instead of its content: a large file is recognised by its digest
+// (the 12 MB borgkit binary), and only read when it differs.
+const DigestAbove = 1 << 20
+
+// Survey returns a view of h in which Lstat, ReadFile and Digest of the
+// wanted paths are answered from what one exchange with the host found;
+// every other call, and every path not wanted, goes to h. Over SSH that
+// turns a plan's checks, dozens of SFTP requests each waiting for the one
+// before, into a single remote program. A host where that gains nothing
+// (this machine, a tree under --root) is returned as it is.
+//
+// The view is for checks, which change nothing: a file operation through
+// it that changes the host empties it, so a later read is not stale.
+func Survey(ctx context.Context, h Host, wants []Want) (Host, error) {
+	if len(wants) == 0 || !surveys(h) {
+		return h, nil
+	}
+	// One entry a path, wanting its content if any step does.
+	var batch []Want
+	at := map[string]int{}
+	for _, w := range wants {
+		if !path.IsAbs(w.Path) {
+			continue // the host refuses it with its own error
+		}
+		w.Path = path.Clean(w.Path)
+		if i, ok := at[w.Path]; ok {
+			batch[i].Content = batch[i].Content || w.Content
+			continue
+		}
+		at[w.Path] = len(batch)
+		batch = append(batch, w)
+	}
+	found := make(map[string]*surveyed, len(batch))
+	// A few hundred paths a program keep its argv far below ARG_MAX.
+	for len(batch) > 0 {
+		n := min(len(batch), surveyBatch)
+		got, err := survey(ctx, h, batch[:n])
+		if err != nil {
+			return h, fmt.Errorf("survey %d paths on %s: %w", n, h.Name(), err)
+		}
+		for p, s := range got {
+			found[p] = s
+		}
+		batch = batch[n:]
+	}
+	return &surveyView{Host: h, found: found}, nil
+}
+
+const surveyBatch = 256
+
+// Unwrapper is a Host that adds to another (Logged); Survey looks through
+// it for what the innermost host is.
+type Unwrapper interface{ Unwrap() Host }
+
+// surveys reports whether h is reached over a link where one program
+// beats many requests.
+func surveys(h Host) bool {
+	for {
+		switch x := h.(type) {
+		case *sshHost:
+			return true
+		case Unwrapper:
+			h = x.Unwrap()
+		default:
+			return false
+		}
+	}
+}
+
+// surveyed is what the survey found at one path.
+type surveyed struct {
+	missing bool // lstat said ENOENT (or ENOTDIR)
+	info    FileInfo
+	content []byte // a small regular file's bytes, when wanted and read
+	digest  string // a large regular file's SHA-256, when wanted and read
+}
+
+// surveyScript answers for every path in a fixed handful of processes,
+// whatever their number: on a small, busy host each process costs more
+// than a round trip. Its arguments are the size threshold, the paths whose
+// metadata is wanted, "//" (which no cleaned path is), and the paths whose
+// content is wanted too. It prints, in this order:
+//
+//   - one stat record a path, "NAME\0MODE UID GID SIZE MTIME\0" (the raw
+//     mode in hex; stat without -L does not follow a symlink), then a NUL;
+//     a path stat cannot reach has no record, and its reason is on stderr;
+//   - sha256sum's line for each wanted regular file of DigestAbove bytes or
+//     more, then a line "--";
+//   - a tar archive (absolute names) of the wanted regular files below it.
+//
+// Nothing of the paths is ever part of the script.
+const surveyScript = `big=$1; shift
+stat --printf '%n\0%f %u %g %s %Y\0' -- "$@"
+printf '\0'
+while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = // ] && break; done
+if [ $# -gt 0 ]; then find "$@" -maxdepth 0 -type f -size +$((big-1))c -exec sha256sum -b -- {} + 2>/dev/null; fi
+echo --
+if [ $# -gt 0 ]; then find "$@" -maxdepth 0 -type f -size -"$big"c -print0 2>/dev/null | tar -cPf - --no-recursion --null -T - 2>/dev/null; fi
+exit 0
+`
+
+func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, error) {
+	args := []string{"-c", surveyScript, "sh", strconv.Itoa(DigestAbove)}
+	var content []string
+	for _, w := range wants {
+		if w.Content {
+			content = append(content, w.Path)
+		} else {
+			args = append(args, w.Path)
+		}
+	}
+	args = append(append(args, "//"), content...)
+	res, err := h.Run(ctx, Cmd{Argv: tools.Argv(tools.Sh, args...), Env: []string{"LC_ALL=C"}})
+	if err != nil {
+		return nil, err
+	}
+	return parseSurvey(res.Stdout, res.Stderr, wants)
+}
+
+// onlyMissing reports whether stat's complaints all say "no such file": a
+// path without a record is then missing, as sftp-server would say (a path
+// below a file, ENOTDIR, counts as missing there too).
+func onlyMissing(stderr []byte) bool {
+	for _, l := range strings.Split(strings.TrimSpace(string(stderr)), "\n") {
+		if l != "" && !strings.HasSuffix(l, ": No such file or directory") && !strings.HasSuffix(l, ": Not a directory") {
+			return false
+		}
+	}
+	return true
+}
+
+func parseSurvey(out, stderr []byte, wants []Want) (map[string]*surveyed, error) {
+	stats := map[string]FileInfo{}
+	for {
+		name, rest, ok := bytes.Cut(out, []byte{0})
+		if !ok {
+			return nil, errors.New("the stat records end early")
+		}
+		out = rest
+		if len(name) == 0 {
+			break
+		}
+		fields, rest, ok := bytes.Cut(out, []byte{0})
+		if !ok {
+			return nil, errors.New("the stat records end early")
+		}
+		out = rest
+		fi, err := parseStat(path.Base(string(name)), string(fields))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		stats[string(name)] = fi
+	}
+	digests := map[string]string{}
+	for {
+		line, rest, ok := bytes.Cut(out, []byte("\n"))
+		if !ok {
+			return nil, errors.New("the digests end early")
+		}
+		out = rest
+		if string(line) == "--" {
+			break
+		}
+		// "HASH *NAME"; a name sha256sum had to escape is left to the host.
+		if len(line) > 66 && line[0] != '\\' && string(line[64:66]) == " *" {
+			digests[string(line[66:])] = string(line[:64])
+		}
+	}
+	contents := map[string][]byte{}
+	if len(out) > 0 {
+		tr := tar.NewReader(bytes.NewReader(out))
+		for {
+			hdr, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("contents: %w", err)
+			}
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return nil, fmt.Errorf("contents: %w", err)
+			}
+			contents[hdr.Name] = b
+		}
+	}
+	missing := onlyMissing(stderr)
+	found := make(map[string]*surveyed, len(wants))
+	for _, w := range wants {
+		fi, ok := stats[w.Path]
+		if !ok {
+			if missing {
+				found[w.Path] = &surveyed{missing: true}
+			}
+			continue // stat failed otherwise: the host answers itself
+		}
+		s := &surveyed{info: fi}
+		if w.Content && fi.Mode.IsRegular() {
+			if fi.Size >= DigestAbove {
+				s.digest = digests[w.Path]
+			} else if b, ok := contents[w.Path]; ok && int64(len(b)) == fi.Size {
+				s.content = b
+			}
+			// Neither: the file changed between stat and read, or could
+			// not be read; the host answers for it.
+		}
+		found[w.Path] = s
+	}
+	return found, nil
+}
+
+// parseStat reads stat -c '%f %u %g %s %Y'.
+func parseStat(name, s string) (FileInfo, error) {
+	f := strings.Fields(s)
+	if len(f) != 5 {
+		return FileInfo{}, fmt.Errorf("stat printed %q", s)
+	}
+	raw, err := strconv.ParseUint(f[0], 16, 32)
+	var n [4]int64
+	for i := range n {
+		if err == nil {
+			n[i], err = strconv.ParseInt(f[i+1], 10, 64)
+		}
+	}
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("stat printed %q: %w", s, err)
+	}
+	return FileInfo{Name: name, Mode: unixMode(uint32(raw)), UID: int(n[0]), GID: int(n[1]), Size: n[2], ModTime: time.Unix(n[3], 0)}, nil
+}
+
+// unixMode turns st_mode into an fs.FileMode, as os.Lstat does.
+func unixMode(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	switch m & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		mode |= fs.ModeDir
+	case syscall.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case syscall.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case syscall.S_IFSOCK:
+		mode |= fs.ModeSocket
+	case syscall.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case syscall.S_IFBLK:
+		mode |= fs.ModeDevice
+	}
+	if m&syscall.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&syscall.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&syscall.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
+}
+
+// surveyView answers from a survey; see Survey.
+type surveyView struct {
+	Host
+	mu    sync.Mutex
+	found map[string]*surveyed
+}
+
+func (v *surveyView) Unwrap() Host { return v.Host }
+
+func (v *surveyView) lookup(p string) *surveyed {
+	if !path.IsAbs(p) {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.found[path.Clean(p)]
+}
+
+// forget empties the view: the host is being changed.
+func (v *surveyView) forget() {
+	v.mu.Lock()
+	v.found = nil
+	v.mu.Unlock()
+}
+
+// notExist is the error the hosts give for a missing path.
+func (v *surveyView) notExist(op, p string) error {
+	return wrapOp(op, p, v.Name(), &fs.PathError{Op: op, Path: p, Err: fs.ErrNotExist})
+}
+
+func (v *surveyView) Lstat(ctx context.Context, p string) (FileInfo, error) {
+	s := v.lookup(p)
+	switch {
+	case s == nil:
+		return v.Host.Lstat(ctx, p)
+	case s.missing:
+		return FileInfo{}, v.notExist("lstat", p)
+	}
+	return s.info, nil
+}
+
+// ReadFile and Digest follow a symlink; the survey did not, so only a
+// regular file (or a missing path) is answered here.
+func (v *surveyView) ReadFile(ctx context.Context, p string) ([]byte, error) {
+	s := v.lookup(p)
+	switch {
+	case s == nil:
+	case s.missing:
+		return nil, v.notExist("read", p)
+	case s.content != nil && s.info.Mode.IsRegular():
+		return bytes.Clone(s.content), nil
+	}
+	return v.Host.ReadFile(ctx, p)
+}
+
+func (v *surveyView) Digest(ctx context.Context, p string) (string, error) {
+	s := v.lookup(p)
+	switch {
+	case s == nil:
+	case s.missing:
+		return "", v.notExist("digest", p)
+	case s.digest != "" && s.info.Mode.IsRegular():
+		return s.digest, nil
+	}
+	return v.Host.Digest(ctx, p)
+}
+
+func (v *surveyView) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode, owner Owner) error {
+	v.forget()
+	return v.Host.WriteFile(ctx, p, data, mode, owner)
+}
+
+func (v *surveyView) MkdirAll(ctx context.Context, p string, mode fs.FileMode, owner Owner) error {
+	v.forget()
+	return v.Host.MkdirAll(ctx, p, mode, owner)
+}
+
+func (v *surveyView) Chmod(ctx context.Context, p string, mode fs.FileMode) error {
+	v.forget()
+	return v.Host.Chmod(ctx, p, mode)
+}
+
+func (v *surveyView) Chown(ctx context.Context, p string, owner Owner) error {
+	v.forget()
+	return v.Host.Chown(ctx, p, owner)
+}
+
+func (v *surveyView) Remove(ctx context.Context, p string) error {
+	v.forget()
+	return v.Host.Remove(ctx, p)
+}
