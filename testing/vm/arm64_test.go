@@ -185,14 +185,14 @@ func TestVMPiArm64(t *testing.T) {
 func peakRSS(ctx context.Context, t *testing.T, g *Guest, job string) string {
 	t.Helper()
 	// The job runs under GNU time in the background; the loop keeps the
-	// last VmHWM it saw of the borgkit process (time's child, found through
-	// /proc: the image has no procps, and a pgrep that is not there made
-	// every reading 0) until it exits. Lab instrumentation, run by the
+	// last VmHWM it saw of the borgkit process (time's child) until it
+	// exits; /proc/PID/status has a tab after "VmHWM:", which a pattern of
+	// spaces missed (every reading was 0). Lab instrumentation, run by the
 	// harness only.
 	script := `out=$(mktemp); /usr/bin/time -v -o "$out" "$1" job "$2" & tp=$!
 hwm=0; while kill -0 $tp 2>/dev/null; do
-  p=$(cut -d' ' -f1 /proc/$tp/task/$tp/children 2>/dev/null)
-  if [ -n "$p" ]; then v=$(sed -n 's/^VmHWM: *\([0-9]*\) kB/\1/p' /proc/$p/status 2>/dev/null); [ -n "$v" ] && hwm=$v; fi
+  p=$(pgrep -P $tp -x borgkit | head -n1)
+  if [ -n "$p" ]; then v=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$p/status 2>/dev/null); [ -n "$v" ] && hwm=$v; fi
   sleep 0.05
 done
 wait $tp; rc=$?
