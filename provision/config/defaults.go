@@ -312,6 +312,27 @@ func (r *Repo) PassphrasePath() string {
 	return layout.PassphraseFile(r.Name)
 }
 
+// KeyExportPath is where the export of the repo's key is kept (default
+// /etc/borgkit/keys/REPO.borg-key), "" for an unencrypted repo.
+func (r *Repo) KeyExportPath() string {
+	if !r.Encrypted() {
+		return ""
+	}
+	if r.KeyExport != "" {
+		return r.KeyExport
+	}
+	return layout.KeyExport(r.Name)
+}
+
+// ArchivePrefixOrDefault starts the name of the nightly job's archives
+// (default "nightly-").
+func (r *Repo) ArchivePrefixOrDefault() string {
+	if r.ArchivePrefix == "" {
+		return layout.ArchivePrefix
+	}
+	return r.ArchivePrefix
+}
+
 // TimeoutDuration bounds one borg create; 0 means no bound.
 func (r *Repo) TimeoutDuration() time.Duration {
 	d, err := time.ParseDuration(r.Timeout)
@@ -518,6 +539,19 @@ func (h *Host) BackupDisk() *Disk {
 		return &h.Disks[0]
 	}
 	return nil
+}
+
+// MirrorRootOrDefault is the directory on an offsite host's backup disk
+// that servers push into: mirror_root, else MOUNTPOINT/borgkit; "" when
+// the host has no backup disk.
+func (h *Host) MirrorRootOrDefault() string {
+	if h.MirrorRoot != "" {
+		return h.MirrorRoot
+	}
+	if d := h.BackupDisk(); d != nil {
+		return layout.MirrorRoot(d.Mountpoint)
+	}
+	return ""
 }
 
 // Repo finds a repo of h by name.
