@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -208,6 +209,27 @@ func (h *sshHost) Lstat(ctx context.Context, p string) (FileInfo, error) {
 		info.UID, info.GID = int(st.UID), int(st.GID)
 	}
 	return info, nil
+}
+
+func (h *sshHost) ReadDir(ctx context.Context, p string) ([]FileInfo, error) {
+	c, p2, err := h.files(ctx, p)
+	if err != nil {
+		return nil, wrapOp("readdir", p, h.name, err)
+	}
+	ents, err := c.ReadDir(p2)
+	if err != nil {
+		return nil, wrapOp("readdir", p, h.name, err)
+	}
+	out := make([]FileInfo, 0, len(ents))
+	for _, fi := range ents {
+		info := FileInfo{Name: fi.Name(), Size: fi.Size(), Mode: fi.Mode(), UID: -1, GID: -1, ModTime: fi.ModTime()}
+		if st, ok := fi.Sys().(*sftp.FileStat); ok {
+			info.UID, info.GID = int(st.UID), int(st.GID)
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // MkdirAll is one program that makes every missing level, where SFTP
