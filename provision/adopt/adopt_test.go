@@ -7,16 +7,15 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/testing/borghome"
+	"github.com/borgkit/borgkit/testing/handbuilt"
 )
 
 func TestMain(m *testing.M) { borghome.Main(m) }
@@ -26,59 +25,14 @@ const (
 	nasUUID = "8d2e1f00-1111-4a4a-9b9b-0123456789ab"
 )
 
-// seedServer writes the first seed's john-ai under a temporary root: the
-// lab fixture's scripts, cron file and msmtprc, fstab lines, and real
-// borg repos with the seed's archive names (unencrypted, as the seed
-// runs them), with a copy of each on the NAS.
+// seedServer is the first seed's john-ai under a temporary root, with a
+// copy of each repo on the NAS.
 func seedServer(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("borg"); err != nil {
-		t.Skip("borg is not installed")
-	}
 	root := t.TempDir()
-	fix := "../../testing/lab/handbuilt"
-	data := map[string]string{"MailTo": "me@example.com", "MailFrom": "me@example.com", "SMTPHost": "smtp.example.com",
-		"SMTPPort": "587", "SMTPPassword": "hunter2-smtp", "OffsiteAddr": "100.64.0.2", "ServerAddr": "100.64.0.1",
-		"USBUUID": usbUUID, "NASUUID": nasUUID, "LUKSUUID": "0"}
-	put := func(src, dst string, mode os.FileMode) {
-		b, err := os.ReadFile(filepath.Join(fix, src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out strings.Builder
-		if err := template.Must(template.New(src).Parse(string(b))).Execute(&out, data); err != nil {
-			t.Fatal(err)
-		}
-		write(t, root, dst, out.String(), mode)
-	}
-	put("server/john-ai-backups.cron", "etc/cron.d/john-ai-backups", 0o644)
-	put("server/backup-lib.sh", "usr/local/lib/backup-lib.sh", 0o644)
-	for _, s := range []string{"backup-nightly.sh", "backup-offsite-sync.sh", "backup-stale-check.sh", "backup-integrity-check.sh",
-		"backup-verify-data.sh", "backup-restore-test.sh", "backup-status"} {
-		put("server/"+s, "usr/local/bin/"+s, 0o755)
-	}
-	put("server/msmtprc", "etc/msmtprc", 0o600)
-	put("server/ssh_config", "root/.ssh/config", 0o600)
-	put("server/backup-logs.logrotate", "etc/logrotate.d/backup-logs", 0o644)
-	write(t, root, "etc/hostname", "john-ai\n", 0o644)
-	put("server/fstab", "etc/fstab", 0o644)
-	for _, src := range []string{"etc/hosts", "home/user/a.txt", "srv/libvirt/images/vm.qcow2", "var/lib/machines/m/x", "srv/containerd/db", "srv/docker/v/dump.sql"} {
-		write(t, root, src, "data of "+src+"\n", 0o644)
-	}
-	for _, r := range []string{"john-ai", "john-ai-vms", "john-ai-containers", "john-ai-containerd", "john-ai-docker"} {
-		repo := filepath.Join(root, "mnt/backup", r)
-		borgRun(t, "", "init", "--make-parent-dirs", "--encryption=none", repo)
-		for _, day := range []string{"2026-06-11"} {
-			borgRun(t, "", "create", "--timestamp", day+"T00:00:00", repo+"::nightly-"+day+"T00:00", filepath.Join(root, "etc/hosts"))
-		}
-		// The NAS copy: its repos must not be taken for the server's own.
-		if err := os.MkdirAll(filepath.Join(root, "mnt/nas/backups"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("cp", "-a", repo, filepath.Join(root, "mnt/nas/backups")+"/").CombinedOutput(); err != nil {
-			t.Fatalf("%v %s", err, out)
-		}
-	}
+	handbuilt.Tree(t, root, handbuilt.Values{MailTo: "me@example.com", MailFrom: "me@example.com", SMTPHost: "smtp.example.com",
+		SMTPPort: "587", SMTPPassword: "hunter2-smtp", OffsiteAddr: "100.64.0.2", ServerAddr: "100.64.0.1",
+		USBUUID: usbUUID, NASUUID: nasUUID, LUKSUUID: "0"})
 	return root
 }
 
@@ -90,15 +44,6 @@ func write(t *testing.T, root, p, data string, mode os.FileMode) {
 	}
 	if err := os.WriteFile(full, []byte(data), mode); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func borgRun(t *testing.T, pass string, args ...string) {
-	t.Helper()
-	c := exec.Command("borg", args...)
-	c.Env = append(os.Environ(), "BORG_EXIT_CODES=legacy", "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes", "BORG_PASSPHRASE="+pass)
-	if out, err := c.CombinedOutput(); err != nil {
-		t.Fatalf("borg %v: %v\n%s", args, err, out)
 	}
 }
 
@@ -232,9 +177,9 @@ func TestAdoptPassphraseEnvAndKeyExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	const pass = "long-random-passphrase"
-	borgRun(t, pass, "init", "--encryption=repokey-blake2", repo)
-	borgRun(t, pass, "create", repo+"::nightly-2026-06-11T00:00", filepath.Join(root, "etc/hosts"))
-	borgRun(t, pass, "key", "export", repo, filepath.Join(root, "root/borg-key.txt"))
+	handbuilt.Borg(t, root, pass, "init", "--encryption=repokey-blake2", repo)
+	handbuilt.Borg(t, root, pass, "create", repo+"::nightly-2026-06-11T00:00", filepath.Join(root, "etc/hosts"))
+	handbuilt.Borg(t, root, pass, "key", "export", repo, filepath.Join(root, "root/borg-key.txt"))
 	write(t, root, "root/.borg_env", "export BORG_PASSPHRASE='"+pass+"'\n", 0o600)
 	r := adoptTree(t, root)
 	d := r.Config.Hosts[0].Repos[4]

@@ -9,36 +9,28 @@ import (
 	"testing"
 
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/testing/handbuilt"
 )
 
-// seedTree writes the first seed's hand-built files (the lab fixture's,
-// templates left unexpanded) under a temporary root.
+// seedTree writes the first seed's hand-built files under a temporary
+// root: john-ai's, and the Pi's unlock timer beside them.
 func seedTree(t *testing.T) (host.Host, string) {
 	t.Helper()
 	root := t.TempDir()
-	fix := "../../testing/lab/handbuilt"
-	put := func(src, dst string, mode os.FileMode) {
-		b, err := os.ReadFile(filepath.Join(fix, src))
+	v := handbuilt.Values{MailTo: "me@example.com", LUKSUUID: "0"}
+	for _, f := range append(handbuilt.ServerFiles(), handbuilt.PiFiles()[:3]...) {
+		b, err := handbuilt.Render(f.Src, v)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := filepath.Join(root, dst)
+		p := filepath.Join(root, f.Path)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, b, mode); err != nil {
+		if err := os.WriteFile(p, b, f.Mode); err != nil {
 			t.Fatal(err)
 		}
 	}
-	put("server/john-ai-backups.cron", "etc/cron.d/john-ai-backups", 0o644)
-	put("server/backup-lib.sh", "usr/local/lib/backup-lib.sh", 0o644)
-	for _, s := range []string{"backup-nightly.sh", "backup-offsite-sync.sh", "backup-stale-check.sh", "backup-integrity-check.sh",
-		"backup-verify-data.sh", "backup-restore-test.sh", "backup-status"} {
-		put("server/"+s, "usr/local/bin/"+s, 0o755)
-	}
-	put("pi/offsite-unlock.timer", "etc/systemd/system/offsite-unlock.timer", 0o644)
-	put("pi/offsite-unlock.service", "etc/systemd/system/offsite-unlock.service", 0o644)
-	put("pi/offsite-unlock.sh", "usr/local/sbin/offsite-unlock.sh", 0o755)
 	return host.NewRooted("john-ai", root), root
 }
 
@@ -96,7 +88,7 @@ func TestScanSeedOne(t *testing.T) {
 	if !unlock.Boot || !slices.Equal(unlock.Files(), []string{"/etc/systemd/system/offsite-unlock.timer", "/etc/systemd/system/offsite-unlock.service", "/usr/local/sbin/offsite-unlock.sh"}) {
 		t.Errorf("unlock: %+v files %q", unlock.Entry, unlock.Files())
 	}
-	if sync.Env["MAILTO"] != "{{.MailTo}}" {
+	if sync.Env["MAILTO"] != "me@example.com" {
 		t.Errorf("cron env: %v", sync.Env)
 	}
 }

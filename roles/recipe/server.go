@@ -234,13 +234,16 @@ func mountSteps(cfg *config.Config, h *config.Host) ([]plan.Step, error) {
 		return nil, err
 	}
 	var targets []string
+	var taken []fstab.Mount
 	for _, m := range ms {
 		targets = append(targets, m.Target)
+		taken = append(taken, fstab.Mount{Source: m.Source, Target: m.Target, Share: m.FSType == "cifs"})
 	}
 	s = append(s, &steps.Block{
 		Path: layout.Fstab, Lines: lines, Mode: 0o644, Owner: host.Root,
-		Note: "(" + layout.Managed() + ")",
-		Vet:  fstab.Vet(targets),
+		Note:     "(" + layout.Managed() + ")",
+		Vet:      fstab.Vet(targets),
+		TakeOver: fstab.TakeOver(taken),
 	})
 	// Local disks are mounted now, so their repos are made in this run; a
 	// share waits for its credentials, which the user fills in.
