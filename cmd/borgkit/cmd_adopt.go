@@ -16,7 +16,6 @@ import (
 
 	"github.com/borgkit/borgkit/provision/adopt"
 	"github.com/borgkit/borgkit/provision/host"
-	"github.com/borgkit/borgkit/provision/layout"
 )
 
 // adoptOptions are the flags of adopt.
@@ -173,15 +172,7 @@ func lastIndex(s string, c byte) int {
 }
 
 func (o *adoptOptions) dial(ctx context.Context, addr, user string, port int) (host.Host, error) {
-	home, _ := os.UserHomeDir()
-	ids := o.Identity
-	if len(ids) == 0 {
-		ids = []string{filepath.Join(home, ".ssh", "id_ed25519"), layout.SSHKey}
-	}
-	kh := o.KnownHosts
-	if len(kh) == 0 {
-		kh = []string{filepath.Join(home, ".ssh", "known_hosts")}
-	}
+	ids, kh := sshFiles(o.Identity, o.KnownHosts)
 	return host.DialSSH(ctx, host.SSHConfig{Addr: net.JoinHostPort(addr, strconv.Itoa(port)), User: user,
 		IdentityFiles: ids, KnownHostsFiles: kh, AcceptHostKey: o.AcceptHostKey, Timeout: o.Timeout})
 }

@@ -214,15 +214,7 @@ func connect(ctx context.Context, o *provisionOptions, hc *config.Host) (host.Ho
 	if hn, _ := os.Hostname(); o.Local || strings.SplitN(hn, ".", 2)[0] == hc.Name {
 		return host.NewLocal(hc.Name), "this machine", nil
 	}
-	home, _ := os.UserHomeDir()
-	ids := o.Identity
-	if len(ids) == 0 {
-		ids = []string{filepath.Join(home, ".ssh", "id_ed25519"), layout.SSHKey}
-	}
-	kh := o.KnownHosts
-	if len(kh) == 0 {
-		kh = []string{filepath.Join(home, ".ssh", "known_hosts")}
-	}
+	ids, kh := sshFiles(o.Identity, o.KnownHosts)
 	addr := net.JoinHostPort(hc.Address, strconv.Itoa(hc.SSH.PortOrDefault()))
 	h, err := host.DialSSH(ctx, host.SSHConfig{
 		Name: hc.Name, Addr: addr, User: hc.SSH.UserOrDefault(),
@@ -233,6 +225,20 @@ func connect(ctx context.Context, o *provisionOptions, hc *config.Host) (host.Ho
 		return nil, "", err
 	}
 	return h, "ssh " + addr, nil
+}
+
+// sshFiles are the identities and known_hosts files to use: the ones
+// given, else root's own key and borgkit's, and root's known_hosts.
+func sshFiles(identity, knownHosts []string) (ids, kh []string) {
+	home, _ := os.UserHomeDir()
+	ids, kh = identity, knownHosts
+	if len(ids) == 0 {
+		ids = []string{filepath.Join(home, ".ssh", "id_ed25519"), layout.SSHKey}
+	}
+	if len(kh) == 0 {
+		kh = []string{filepath.Join(home, ".ssh", "known_hosts")}
+	}
+	return ids, kh
 }
 
 func firstNonEmpty(s ...string) string {

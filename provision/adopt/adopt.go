@@ -253,7 +253,7 @@ func (s *survey) schedules() {
 			s.leave("the schedule of %s (%s): not a plain time", layout.JobCLI(job), where(j))
 			continue
 		}
-		setSchedule(&s.srv.Schedules, job, j.Cron)
+		s.srv.Schedules.Set(job, j.Cron)
 		s.notes.add(p, "from %s (%s)", where(j), why)
 	}
 	if systemd > 0 && systemd >= len(byJob)-systemd {
@@ -316,27 +316,6 @@ func classifyServer(j *legacy.Job) (job, why string) {
 		return layout.JobSummary, "by its name"
 	}
 	return "", ""
-}
-
-func setSchedule(sc *config.Schedules, job, spec string) {
-	switch job {
-	case layout.JobNightly:
-		sc.Nightly = spec
-	case layout.JobSync:
-		sc.Sync = spec
-	case layout.JobStale:
-		sc.Stale = spec
-	case layout.JobCheck:
-		sc.Check = spec
-	case layout.JobVerify:
-		sc.Verify = spec
-	case layout.JobRestoreTest:
-		sc.RestoreTest = spec
-	case layout.JobSummary:
-		sc.Summary = spec
-	case layout.JobWatchdog:
-		sc.Watchdog = spec
-	}
 }
 
 // retireServer lists the old setup's files: every schedule that works on

@@ -135,28 +135,19 @@ func (s *survey) rrsyncRoot(pi host.Host, identity string) (string, error) {
 		}
 	}
 	var roots []string
-	rest := ak
-	for len(rest) > 0 {
-		k, _, opts, r, err := ssh.ParseAuthorizedKey(rest)
-		if err != nil {
-			break
+	for _, fc := range forcedCommands(ak) {
+		if !strings.Contains(fc.cmd, "rrsync") {
+			continue
 		}
-		rest = r
-		for _, o := range opts {
-			cmd, ok := strings.CutPrefix(o, "command=")
-			if !ok || !strings.Contains(cmd, "rrsync") {
-				continue
-			}
-			f := strings.Fields(strings.Trim(cmd, `"`))
-			dir := f[len(f)-1]
-			if !strings.HasPrefix(dir, "/") {
-				continue
-			}
-			if want != nil && bytes.Equal(k.Marshal(), want.Marshal()) {
-				return path.Clean(dir), nil
-			}
-			roots = append(roots, path.Clean(dir))
+		f := strings.Fields(fc.cmd)
+		dir := f[len(f)-1]
+		if !strings.HasPrefix(dir, "/") {
+			continue
 		}
+		if want != nil && bytes.Equal(fc.key.Marshal(), want.Marshal()) {
+			return path.Clean(dir), nil
+		}
+		roots = append(roots, path.Clean(dir))
 	}
 	if len(roots) == 1 {
 		s.notes.guess("hosts[1].mirror_root", "the only rrsync key in %s on the offsite host (not matched to the server's key)", layout.AuthorizedKeys)
@@ -345,19 +336,9 @@ func (s *survey) luksKeyfile(pi host.Host, o *config.Host, dev string) string {
 		return ""
 	}
 	var files []string
-	rest := ak
-	for len(rest) > 0 {
-		_, _, opts, r, err := ssh.ParseAuthorizedKey(rest)
-		if err != nil {
-			break
-		}
-		rest = r
-		for _, op := range opts {
-			if cmd, ok := strings.CutPrefix(op, "command="); ok {
-				if m := catRE.FindStringSubmatch(strings.Trim(cmd, `"`)); m != nil && !slices.Contains(files, m[1]) {
-					files = append(files, m[1])
-				}
-			}
+	for _, fc := range forcedCommands(ak) {
+		if m := catRE.FindStringSubmatch(fc.cmd); m != nil && !slices.Contains(files, m[1]) {
+			files = append(files, m[1])
 		}
 	}
 	for _, f := range files {
@@ -436,7 +417,7 @@ func (s *survey) offsiteJobs(pi host.Host, o *config.Host, op string) {
 			}
 		}
 		if hb && j.Cron != "" {
-			o.Schedules.Watchdog = j.Cron
+			o.Schedules.Set(layout.JobWatchdog, j.Cron)
 			s.notes.add(op+".schedules.watchdog", "from %s", where(j))
 		}
 	}
@@ -447,6 +428,31 @@ func allWords(sc *legacy.Script) []string {
 	var out []string
 	for _, c := range sc.Cmds {
 		out = append(out, c.Words...)
+	}
+	return out
+}
+
+// forcedCommand is a key of authorized_keys with its command= option.
+type forcedCommand struct {
+	key ssh.PublicKey
+	cmd string
+}
+
+// forcedCommands are the keys of an authorized_keys file that may only
+// run one command.
+func forcedCommands(ak []byte) []forcedCommand {
+	var out []forcedCommand
+	for rest := ak; len(rest) > 0; {
+		k, _, opts, r, err := ssh.ParseAuthorizedKey(rest)
+		if err != nil {
+			break
+		}
+		rest = r
+		for _, o := range opts {
+			if cmd, ok := strings.CutPrefix(o, "command="); ok {
+				out = append(out, forcedCommand{key: k, cmd: strings.Trim(cmd, `"`)})
+			}
+		}
 	}
 	return out
 }

@@ -122,6 +122,15 @@ func (s *Schedules) field(job string) *string {
 	return nil
 }
 
+// Set sets job's schedule; false for a job schedules: has no entry for.
+func (s *Schedules) Set(job, spec string) bool {
+	f := s.field(job)
+	if f != nil {
+		*f = spec
+	}
+	return f != nil
+}
+
 // allJobs is every job in schedules:, in field order.
 var allJobs = []string{layout.JobNightly, layout.JobSync, layout.JobStale, layout.JobCheck, layout.JobVerify, layout.JobRestoreTest,
 	layout.JobSummary, layout.JobWatchdog, layout.JobScrub, layout.JobSmartShort, layout.JobSmartLong, layout.JobPull, layout.JobAudit}

@@ -131,18 +131,7 @@ func (h *osHost) Lstat(ctx context.Context, p string) (FileInfo, error) {
 	if err != nil {
 		return FileInfo{}, wrapOp("lstat", p, h.name, err)
 	}
-	info := FileInfo{
-		Name:    filepath.Base(filepath.Clean(p)),
-		Size:    fi.Size(),
-		Mode:    fi.Mode(),
-		UID:     -1,
-		GID:     -1,
-		ModTime: fi.ModTime(),
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		info.UID, info.GID = int(st.Uid), int(st.Gid)
-	}
-	return info, nil
+	return fileInfo(filepath.Base(filepath.Clean(p)), fi), nil
 }
 
 func (h *osHost) ReadDir(ctx context.Context, p string) ([]FileInfo, error) {

@@ -204,11 +204,15 @@ func (h *sshHost) Lstat(ctx context.Context, p string) (FileInfo, error) {
 	if err != nil {
 		return FileInfo{}, wrapOp("lstat", p, h.name, err)
 	}
-	info := FileInfo{Name: path.Base(p2), Size: fi.Size(), Mode: fi.Mode(), UID: -1, GID: -1, ModTime: fi.ModTime()}
+	return sftpInfo(path.Base(p2), fi), nil
+}
+
+func sftpInfo(name string, fi fs.FileInfo) FileInfo {
+	info := FileInfo{Name: name, Size: fi.Size(), Mode: fi.Mode(), UID: -1, GID: -1, ModTime: fi.ModTime()}
 	if st, ok := fi.Sys().(*sftp.FileStat); ok {
 		info.UID, info.GID = int(st.UID), int(st.GID)
 	}
-	return info, nil
+	return info
 }
 
 func (h *sshHost) ReadDir(ctx context.Context, p string) ([]FileInfo, error) {
@@ -222,11 +226,7 @@ func (h *sshHost) ReadDir(ctx context.Context, p string) ([]FileInfo, error) {
 	}
 	out := make([]FileInfo, 0, len(ents))
 	for _, fi := range ents {
-		info := FileInfo{Name: fi.Name(), Size: fi.Size(), Mode: fi.Mode(), UID: -1, GID: -1, ModTime: fi.ModTime()}
-		if st, ok := fi.Sys().(*sftp.FileStat); ok {
-			info.UID, info.GID = int(st.UID), int(st.GID)
-		}
-		out = append(out, info)
+		out = append(out, sftpInfo(fi.Name(), fi))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
