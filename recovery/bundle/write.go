@@ -149,7 +149,8 @@ func (c *collector) collect(cfg *config.Config, server *config.Host, now time.Ti
 	c.m = &Manifest{Format: Format, Site: cfg.Site, Server: server.Name, Created: now.UTC().Truncate(time.Second), Version: opts.Version}
 	for _, h := range cfg.Hosts {
 		c.m.Hosts = append(c.m.Hosts, Host{Name: h.Name, Role: string(h.Role), Address: h.Address,
-			SSHUser: h.SSH.UserOrDefault(), SSHPort: h.SSH.PortOrDefault(), HostPublicKey: h.SSH.HostPublicKey})
+			SSHUser: h.SSH.UserOrDefault(), SSHPort: h.SSH.PortOrDefault(), HostPublicKey: h.SSH.HostPublicKey,
+			MirrorRoot: h.MirrorRoot, Retired: h.Retire})
 	}
 	if err := c.disks(cfg, server); err != nil {
 		return err
@@ -310,7 +311,7 @@ func (c *collector) repos(cfg *config.Config, server *config.Host, paper bool) e
 		for ri := range h.Repos {
 			r := &h.Repos[ri]
 			br := Repo{Host: h.Name, Name: r.Name, Path: r.Path, Encryption: r.EncryptionMode(),
-				Sources: append([]string(nil), r.Sources...), Canary: r.Canary}
+				Sources: append([]string(nil), r.Sources...), Canary: r.Canary, ArchivePrefix: r.ArchivePrefix}
 			if len(r.VMs) > 0 {
 				br.VMs, br.VMXML = append([]string(nil), r.VMs...), layout.VMXMLDir
 			}
