@@ -228,10 +228,16 @@ func (s *survey) offsiteDisk(pi host.Host, o *config.Host, op, root string) erro
 		return nil
 	}
 	d.Device = s.stableName(pi, dev)
-	if d.Device != dev {
+	switch {
+	case d.Device != dev:
 		s.notes.add(dp+".device", "%s (%s), by its stable name", dev, how)
-	} else {
+	case strings.HasPrefix(dev, "/dev/disk/"):
+		s.notes.add(dp+".device", "%s", how)
+	default:
 		s.notes.guess(dp+".device", "%s (%s); it has no /dev/disk/by-id name here, and a kernel name can change at the next boot", dev, how)
+	}
+	if res, err := pi.Run(s.ctx, host.Command(tools.Cryptsetup, "luksUUID", dev)); err == nil {
+		s.notes.add(dp+".device", "its LUKS UUID is %s", strings.TrimSpace(string(res.Stdout)))
 	}
 	d.LUKS = &config.LUKS{KeyHost: s.srv.Name}
 	if mapper != "" && mapper != d.Name {
@@ -267,6 +273,21 @@ func (s *survey) luksDevice(pi host.Host, source string) (dev, mapper, how strin
 			}
 		}
 	}
+	// The old unlock names its device and mapper.
+	udev, mapper := s.unlockTarget(pi)
+	if udev != "" {
+		if u, ok := strings.CutPrefix(udev, "/dev/disk/by-uuid/"); ok {
+			if _, err := pi.Lstat(s.ctx, udev); err != nil {
+				// No udev links (a container): blkid finds the container by its UUID.
+				if res, err := pi.Run(s.ctx, host.Command(tools.Blkid, "-U", u)); err == nil {
+					udev = strings.TrimSpace(string(res.Stdout))
+				}
+			}
+		}
+		if _, err := pi.Run(s.ctx, host.Command(tools.Cryptsetup, "isLuks", udev)); err == nil {
+			return udev, mapper, "the device the old unlock opens"
+		}
+	}
 	res, err := pi.Run(s.ctx, host.Command(tools.Blkid, "-t", "TYPE=crypto_LUKS", "-o", "device"))
 	if err != nil {
 		return "", "", ""
@@ -278,33 +299,38 @@ func (s *survey) luksDevice(pi host.Host, source string) (dev, mapper, how strin
 		}
 		return "", "", ""
 	}
-	mapper = s.unlockMapper(pi)
 	return devs[0], mapper, "the only LUKS device there; its mount is not through device-mapper here"
 }
 
-// unlockMapper is the mapper name the old unlock script opens the disk as.
-func (s *survey) unlockMapper(pi host.Host) string {
+// unlockTarget is the device and mapper name the old unlock script opens
+// ("cryptsetup open DEVICE NAME"), "" where it says none plainly.
+func (s *survey) unlockTarget(pi host.Host) (dev, mapper string) {
 	jobs, err := legacy.Scan(s.ctx, pi)
 	if err != nil {
-		return ""
+		return "", ""
 	}
 	for _, j := range jobs {
 		for _, c := range j.Cmds() {
 			a := c.Args()
-			if len(a) >= 4 && path.Base(a[0]) == "cryptsetup" && (a[1] == "open" || a[1] == "luksOpen") {
-				var pos []string
-				for _, w := range a[2:] {
-					if !strings.HasPrefix(w, "-") {
-						pos = append(pos, w)
-					}
+			if len(a) < 4 || path.Base(a[0]) != "cryptsetup" || a[1] != "open" && a[1] != "luksOpen" {
+				continue
+			}
+			var pos []string
+			for i := 2; i < len(a); i++ {
+				switch w := a[i]; {
+				case w == "--key-file" || w == "-d" || w == "--type" || w == "--header":
+					i++
+				case strings.HasPrefix(w, "-"):
+				default:
+					pos = append(pos, w)
 				}
-				if len(pos) >= 2 && !strings.ContainsAny(pos[1], "$`") {
-					return pos[1]
-				}
+			}
+			if len(pos) >= 2 && !strings.ContainsAny(pos[0]+pos[1], "$`") {
+				return pos[0], pos[1]
 			}
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // stableName is dev's /dev/disk/by-id (else by-uuid) name, or dev.

@@ -187,13 +187,14 @@ func TestAdoptHandBuilt(t *testing.T) {
 	// 1. adopt, read-only.
 	before := snapshots(t, l)
 	t0 := time.Now()
-	out := must(t, l, ctx, "borgkit", "adopt", "-o", "/root/adopted.yaml")
+	// The config goes to /run, outside the trees compared.
+	out := must(t, l, ctx, "borgkit", "adopt", "-o", "/run/adopted.yaml")
 	adoptTime := time.Since(t0)
-	if d := changed(before, snapshots(t, l)); len(d) != 1 || d[0] != "john-ai:/root/adopted.yaml (new)" {
-		t.Fatalf("adopt changed more than the file it wrote: %q", d)
+	if d := changed(before, snapshots(t, l)); len(d) > 0 {
+		t.Fatalf("adopt changed the hosts it read: %q", d)
 	}
 	t.Logf("adopt said:\n%s", out)
-	cfg, err := l.ReadFile(lab.Server, "/root/adopted.yaml")
+	cfg, err := l.ReadFile(lab.Server, "/run/adopted.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func TestAdoptHandBuilt(t *testing.T) {
 	if bytes.Contains(cfg, []byte(lab.HandBuiltSMTPPassword)) {
 		t.Fatal("the SMTP password reached the config")
 	}
-	must(t, l, ctx, "borgkit", "config", "validate", "/root/adopted.yaml")
+	must(t, l, ctx, "borgkit", "config", "validate", "/run/adopted.yaml")
 	// The Pi's old files are retired through the config's list (uncommented,
 	// as a user would), john-ai's with --retire.
 	piRetire, serverRetire := retireLists(t, cfg)
