@@ -149,7 +149,7 @@ func Scan(ctx context.Context, h host.Host) ([]*Job, error) {
 		if err != nil {
 			return nil, err
 		}
-		if bytes.HasPrefix(bytes.TrimLeft(b, "# "), []byte(layout.Marker)) {
+		if layout.MarkedBy(b, layout.Marker) {
 			continue
 		}
 		if err := add(CronFile(p, b, true)); err != nil {
@@ -198,7 +198,7 @@ func unitEntries(ctx context.Context, h host.Host) ([]Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		if bytes.Contains(b, []byte(layout.Marker)) {
+		if layout.MarkedBy(b, layout.Marker) {
 			return nil, nil
 		}
 		u := ParseUnit(b)

@@ -116,7 +116,7 @@ func configFile(data []byte) *steps.File {
 	content := config.Installed(data)
 	return &steps.File{Path: layout.ConfigFile, Content: content, Mode: 0o640, Owner: host.Root,
 		Foreign: func(old []byte) string {
-			if steps.MarkedBy(old, layout.Marker) || bytes.Equal(config.Installed(old), content) {
+			if layout.MarkedBy(old, layout.Marker) || bytes.Equal(config.Installed(old), content) {
 				return ""
 			}
 			return "it is not the config borgkit installed (its first line does not start with \"# " + layout.Marker + "\")"
