@@ -25,7 +25,8 @@ var ownPaths = []string{layout.EtcDir, layout.VarDir, layout.LogDir, layout.Bina
 func (v *validator) adopted(p string, h *Host) {
 	if h.MirrorRoot != "" {
 		mp := p + ".mirror_root"
-		if v.path(mp, "mirror_root", h.MirrorRoot, false) {
+		// It ends up in rrsync's command= in authorized_keys.
+		if v.path(mp, "mirror_root", h.MirrorRoot, false) && v.shellWord(mp, "mirror_root", h.MirrorRoot) {
 			switch d := h.BackupDisk(); {
 			case h.Role != RoleOffsite:
 				v.add(mp, ErrRoleMismatch, "mirror_root is where servers push on an offsite host (this one is %s)", h.Role)
@@ -106,6 +107,11 @@ func RetireProblem(h *Host, f string) string {
 	for _, d := range h.Disks {
 		if d.Mountpoint != "" && layout.Under(d.Mountpoint, f) {
 			return fmt.Sprintf("%s holds the mountpoint of disk %q; only files are retired", f, d.Name)
+		}
+	}
+	for _, sh := range h.Shares {
+		if sh.Mountpoint != "" && layout.Under(sh.Mountpoint, f) {
+			return fmt.Sprintf("%s holds the mountpoint of share %q; only files are retired", f, sh.Name)
 		}
 	}
 	return ""

@@ -183,6 +183,9 @@ func PassphraseFrom(repoPath, from string) func(ctx context.Context, h host.Host
 		if ok, err := borg.IsRepo(ctx, h, repoPath); err != nil || !ok {
 			return pass, err // a repo still to be made takes it as it is
 		}
+		if why := borgInside(h, repoPath); why != "" {
+			return nil, errors.New(why)
+		}
 		env := borg.OnHost(h, "")
 		env.PassStdin = true
 		c := borg.Cmd(env, "list", "--bypass-lock", "--last", "1", "--short", h.Path(repoPath))

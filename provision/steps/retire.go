@@ -1,7 +1,6 @@
 package steps
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"path"
@@ -43,10 +42,14 @@ func (r *Retire) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 		// borgkit's own file in its place (the msmtprc it wrote after
 		// retiring the old one): retired already.
 		if b, err := h.ReadFile(ctx, r.Path); err == nil {
-			first, _, _ := bytes.Cut(b, []byte("\n"))
-			if bytes.Contains(first, []byte(layout.Marker)) {
+			if layout.MarkedBy(b, layout.Marker) {
 				return plan.Satisfied(), nil
 			}
+		}
+	}
+	for _, d := range []string{path.Dir(r.Path), path.Dir(r.dest())} {
+		if _, err := host.PathInside(h, d); err != nil {
+			return plan.Conflicts(fmt.Sprintf("%s cannot be retired in this tree: %v", r.Path, err)), nil
 		}
 	}
 	if _, err := h.Lstat(ctx, r.dest()); err == nil {
@@ -93,7 +96,17 @@ func (r *Retire) Apply(ctx context.Context, h host.Host) error {
 	if _, err := h.Lstat(ctx, dest); err == nil {
 		return fmt.Errorf("retire %s: %s exists", r.Path, dest)
 	}
-	if _, err := h.Run(ctx, host.Command(tools.Mv, "-n", "-T", h.Path(r.Path), h.Path(dest))); err != nil {
+	// mv follows symlinked directories: under --root both ends must stay
+	// in the tree.
+	src, err := host.PathInside(h, path.Dir(r.Path))
+	if err != nil {
+		return fmt.Errorf("retire %s: %w", r.Path, err)
+	}
+	dst, err := host.PathInside(h, path.Dir(dest))
+	if err != nil {
+		return fmt.Errorf("retire %s: %w", r.Path, err)
+	}
+	if _, err := h.Run(ctx, host.Command(tools.Mv, "-n", "-T", path.Join(src, path.Base(r.Path)), path.Join(dst, path.Base(dest)))); err != nil {
 		return fmt.Errorf("retire %s: %w", r.Path, err)
 	}
 	if _, err := h.Lstat(ctx, r.Path); err == nil {
