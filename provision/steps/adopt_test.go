@@ -184,3 +184,28 @@ func TestMirrorContents(t *testing.T) {
 		t.Errorf("another repo under a mirrored name: %+v", c)
 	}
 }
+
+// Under --root, a file reached through a symlink out of the tree is not
+// moved: mv would follow the link and move the real host's file.
+func TestRetireStaysInTheTree(t *testing.T) {
+	h, dir := rooted(t)
+	outside := t.TempDir()
+	write(t, outside, "/backup-nightly.sh", "#!/bin/sh\n", 0o755)
+	if err := os.MkdirAll(filepath.Join(dir, "usr/local"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "usr/local/bin")); err != nil {
+		t.Fatal(err)
+	}
+	r := &steps.Retire{Path: "/usr/local/bin/backup-nightly.sh"}
+	c, err := r.Check(context.Background(), h)
+	if err == nil && c.Action != plan.Conflict {
+		t.Errorf("check: %+v, want a conflict", c)
+	}
+	if err := r.Apply(context.Background(), h); err == nil {
+		t.Error("apply went ahead")
+	}
+	if _, err := os.Stat(filepath.Join(outside, "backup-nightly.sh")); err != nil {
+		t.Errorf("the file outside the tree was moved: %v", err)
+	}
+}
