@@ -3,8 +3,11 @@ package legacy
 import (
 	"errors"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
+
+	"github.com/borgkit/borgkit/provision/fstab"
 )
 
 // Msmtp is one account of an msmtprc, after the defaults section and the
@@ -154,20 +157,20 @@ type FstabLine struct {
 	Text                string
 }
 
-// Fstab reads the mount lines of an fstab, with octal escapes in the
-// target undone (\040 is a space).
+// Fstab reads the lines of an fstab that mount(8) mounts, as fstab.Parse
+// reads them (octal escapes undone, \040 is a space), the mountpoint
+// cleaned.
 func Fstab(data []byte) []FstabLine {
 	var out []FstabLine
-	for i, raw := range strings.Split(string(data), "\n") {
-		l := strings.TrimSpace(raw)
-		if l == "" || strings.HasPrefix(l, "#") {
+	for _, e := range fstab.Parse(data) {
+		if e.Broken != "" {
 			continue
 		}
-		f := strings.Fields(l)
-		if len(f) < 3 {
-			continue
+		f := strings.Fields(e.Text)
+		fl := FstabLine{Line: e.Line, Source: e.Source, Target: e.Target, Typ: f[2], Text: e.Text}
+		if strings.HasPrefix(fl.Target, "/") {
+			fl.Target = path.Clean(fl.Target)
 		}
-		fl := FstabLine{Line: i + 1, Source: f[0], Target: unescapeOctal(f[1]), Typ: f[2], Text: raw}
 		if len(f) > 3 {
 			fl.Options = strings.Split(f[3], ",")
 		}
@@ -180,21 +183,6 @@ func Fstab(data []byte) []FstabLine {
 		out = append(out, fl)
 	}
 	return out
-}
-
-func unescapeOctal(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // Option is the value of NAME= among mount options, "" if absent.

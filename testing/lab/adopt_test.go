@@ -379,21 +379,7 @@ func TestAdoptHandBuilt(t *testing.T) {
 			t.Errorf("the first sync sent the Pi %.3fx the night's new bytes (want at most 1.02x)", ratio)
 		}
 	}
-	for _, r := range handbuilt.Repos {
-		src, err := l.HashTree(lab.Server, "/mnt/backup/"+r.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range []struct{ host, dir string }{{lab.Offsite, "/mnt/backup/"}, {lab.Server, "/mnt/nas/backups/"}} {
-			dst, err := l.HashTree(m.host, m.dir+r.Name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := lab.DiffTrees(src, dst); len(d) > 0 {
-				t.Errorf("%s:%s%s differs after the sync: %v", m.host, m.dir, r.Name, d)
-			}
-		}
-	}
+	mirrorsMatch(t, l, " after the sync")
 	if hb, err := l.ReadFile(lab.Offsite, handbuilt.Heartbeat); err != nil || bytes.Equal(hb, hbBefore) {
 		t.Errorf("borgkit's sync did not renew the old heartbeat %s (%q, %v)", handbuilt.Heartbeat, hb, err)
 	}
