@@ -298,7 +298,17 @@ func classifyServer(j *legacy.Job) (job, why string) {
 			mirror = true
 		}
 	}
-	names := strings.ToLower(strings.Join(j.Files(), " ") + " " + j.Command)
+	// Names are the words of its files and command line that are not
+	// options: run-parts --report is no report.
+	var names []string
+	for _, w := range strings.Fields(strings.ToLower(strings.Join(j.Files(), " ") + " " + j.Command)) {
+		if !strings.HasPrefix(w, "-") {
+			names = append(names, w)
+		}
+	}
+	named := func(word string) bool {
+		return slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, word) })
+	}
 	switch {
 	case create:
 		return layout.JobNightly, "runs borg create"
@@ -310,9 +320,9 @@ func classifyServer(j *legacy.Job) (job, why string) {
 		return layout.JobCheck, "runs borg check"
 	case extract:
 		return layout.JobRestoreTest, "runs borg extract"
-	case strings.Contains(names, "stale"):
+	case named("stale"):
 		return layout.JobStale, "by its name"
-	case strings.Contains(names, "summary") || strings.Contains(names, "--email") || strings.Contains(names, "report"):
+	case named("summary") || named("report") || strings.Contains(" "+strings.ToLower(j.Command)+" ", " --email "):
 		return layout.JobSummary, "by its name"
 	}
 	return "", ""
