@@ -39,7 +39,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"plan", "john-ai", "--detailed", "--config", cfg}, exitUsage, "did you mean --detailed-exitcode?"},
 		{[]string{"status", "--lock", "/x", "--config", cfg}, exitUsage, "unknown flag: --lock for borgkit status; it is a flag of borgkit job"},
 		{[]string{"--json", "status"}, exitUsage, "put it after that command's name"},
-		{[]string{"job", "stale", "--ssh", "x"}, exitUsage, "it is a flag of borgkit job sync"},
+		{[]string{"job", "stale", "--ssh", "x"}, exitUsage, "it is a flag of borgkit adopt, borgkit job sync"},
 		{[]string{"provision"}, exitUsage, "borgkit provision needs HOST"},
 		{[]string{"plan", "jon-ai", "--config", cfg, "--root", t.TempDir()}, exitUsage, "did you mean john-ai?"},
 		{[]string{"recovery-bundle"}, exitUsage, "needs --to"},

@@ -36,6 +36,7 @@ type provisionOptions struct {
 	Timeout          time.Duration
 	Format           []string
 	ServerRoot       string
+	Retire           []string
 	Builds           string
 }
 
@@ -51,6 +52,7 @@ func (o *provisionOptions) AddFlags(fs *pflag.FlagSet, isPlan bool) {
 	fs.StringSliceVar(&o.KnownHosts, "known-hosts", nil, "known_hosts `FILE` (default ~/.ssh/known_hosts)")
 	fs.DurationVar(&o.Timeout, "connect-timeout", 15*time.Second, "SSH connect timeout")
 	fs.StringSliceVar(&o.Format, "format", nil, "allow putting LUKS2 on this blank `DEVICE` (exactly as in the config); repeatable")
+	fs.StringSliceVar(&o.Retire, "retire", nil, "move this `FILE` of a hand-built setup aside (FILE.borgkit-old), as the host's retire: list does; repeatable")
 	fs.StringVar(&o.ServerRoot, "server-root", "", "read the server's keys from the tree under `DIR` (a server provisioned with --root)")
 	fs.StringVar(&o.Builds, "builds", "", "take other architectures' borgkit from `DIR`/ARCH/borgkit (default: builds/ beside this program, else "+builds.PackageDir+")")
 }
@@ -142,6 +144,11 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 	if !ok {
 		return unknownHost(cfg, name)
 	}
+	for _, f := range o.Retire {
+		if why := config.RetireProblem(hc, f); why != "" {
+			return usageError{fmt.Errorf("--retire %s", why)}
+		}
+	}
 	set, err := builds.Locate(o.Builds)
 	if err != nil {
 		return err
@@ -173,7 +180,7 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 		local = host.NewRooted("the server tree", o.ServerRoot)
 	}
 	stepList, err := recipe.Steps(cfg, name, recipe.Options{ConfigData: raw, Binary: installStep(set, facts), Release: &facts.Release,
-		Format: o.Format, Local: local})
+		Format: o.Format, Local: local, Retire: o.Retire})
 	if err != nil {
 		return err
 	}
@@ -207,15 +214,7 @@ func connect(ctx context.Context, o *provisionOptions, hc *config.Host) (host.Ho
 	if hn, _ := os.Hostname(); o.Local || strings.SplitN(hn, ".", 2)[0] == hc.Name {
 		return host.NewLocal(hc.Name), "this machine", nil
 	}
-	home, _ := os.UserHomeDir()
-	ids := o.Identity
-	if len(ids) == 0 {
-		ids = []string{filepath.Join(home, ".ssh", "id_ed25519"), layout.SSHKey}
-	}
-	kh := o.KnownHosts
-	if len(kh) == 0 {
-		kh = []string{filepath.Join(home, ".ssh", "known_hosts")}
-	}
+	ids, kh := sshFiles(o.Identity, o.KnownHosts)
 	addr := net.JoinHostPort(hc.Address, strconv.Itoa(hc.SSH.PortOrDefault()))
 	h, err := host.DialSSH(ctx, host.SSHConfig{
 		Name: hc.Name, Addr: addr, User: hc.SSH.UserOrDefault(),
@@ -226,6 +225,20 @@ func connect(ctx context.Context, o *provisionOptions, hc *config.Host) (host.Ho
 		return nil, "", err
 	}
 	return h, "ssh " + addr, nil
+}
+
+// sshFiles are the identities and known_hosts files to use: the ones
+// given, else root's own key and borgkit's, and root's known_hosts.
+func sshFiles(identity, knownHosts []string) (ids, kh []string) {
+	home, _ := os.UserHomeDir()
+	ids, kh = identity, knownHosts
+	if len(ids) == 0 {
+		ids = []string{filepath.Join(home, ".ssh", "id_ed25519"), layout.SSHKey}
+	}
+	if len(kh) == 0 {
+		kh = []string{filepath.Join(home, ".ssh", "known_hosts")}
+	}
+	return ids, kh
 }
 
 func firstNonEmpty(s ...string) string {

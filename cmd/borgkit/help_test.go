@@ -140,7 +140,8 @@ func exitBlock(long string) ([]int, error) {
 var foreignFlags = map[string]string{
 	"repository-only": "borg check", "verify-data": "borg check", "paper": "borg key export",
 	"threshold": "borg compact", "prefix": "brew (cobra's completion help)",
-	"help": "cobra's own, on every command",
+	"help":        "cobra's own, on every command",
+	"bypass-lock": "borg list (adopt reads repos with it)",
 }
 
 var flagWord = regexp.MustCompile(`--([a-z][a-z0-9-]*)`)

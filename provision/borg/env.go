@@ -25,6 +25,11 @@ type Env struct {
 	BaseDir string
 	// KeysDir is BORG_KEYS_DIR; "" keeps BaseDir's.
 	KeysDir string
+	// PassStdin has borg read the passphrase from its own stdin (the
+	// command's Stdin) through BORG_PASSCOMMAND=cat: a passphrase that is
+	// not in a file yet (one read from a hand-built setup, checked before
+	// it is written) still never reaches an argv or an environment.
+	PassStdin bool
 	// Copy marks a copy of a repository (a mirror, a disk image): borg
 	// opens it at its new place, and unencrypted, without asking.
 	Copy bool
@@ -50,7 +55,9 @@ func (e Env) Vars() []string {
 		// move warnings.
 		"BORG_EXIT_CODES=legacy",
 	}
-	if e.PassFile != "" {
+	if e.PassStdin {
+		vars = append(vars, "BORG_PASSCOMMAND=cat")
+	} else if e.PassFile != "" {
 		// borg splits the command with shlex, so quote the path for it.
 		vars = append(vars, "BORG_PASSCOMMAND=cat "+host.QuoteArgv([]string{e.PassFile}))
 	} else {

@@ -77,6 +77,19 @@ type Host struct {
 	Pull *Pull `yaml:"pull,omitempty"`
 	// Proxmox is a Proxmox VE server whose backups this host watches.
 	Proxmox *Proxmox `yaml:"proxmox,omitempty"`
+
+	// MirrorRoot is, on an offsite host, the directory of its backup disk
+	// the servers push into (the rrsync root), one directory per repo
+	// below it. Default: MOUNTPOINT/borgkit. A hand-built mirror kept at
+	// the top of the disk (/mnt/backup/REPO) is adopted in place with
+	// mirror_root: /mnt/backup, so nothing is sent again.
+	MirrorRoot string `yaml:"mirror_root,omitempty"`
+	// Retire lists files of a hand-built backup setup (its cron file,
+	// timers, scripts, unlock service, msmtprc) that provisioning moves
+	// aside (FILE.borgkit-old), so two nightly jobs never run on one repo.
+	// A schedule that runs borg on this host's repos is a conflict until
+	// it is listed here or given with --retire.
+	Retire []string `yaml:"retire,omitempty"`
 }
 
 // Proxmox is a Proxmox VE server that writes its vzdump backups to a share
@@ -187,6 +200,23 @@ type Repo struct {
 	// Canary is a file the restore test extracts and compares with the live one.
 	Canary    string     `yaml:"canary,omitempty"`
 	Retention *Retention `yaml:"retention,omitempty"`
+	// ArchivePrefix starts the name of every archive the nightly job
+	// makes, and prune and the restore test look only at archives that
+	// start with it (default "nightly-"). An adopted repo keeps the
+	// prefix its archives already have, so retention covers them too.
+	ArchivePrefix string `yaml:"archive_prefix,omitempty"`
+	// PassphraseFrom is a file of a hand-built setup that holds the
+	// passphrase of an existing encrypted repo: a shell file setting
+	// BORG_PASSPHRASE='...' (the second seed's /root/.borg_env) or
+	// BORG_PASSCOMMAND="cat FILE". Provisioning copies the passphrase
+	// into passphrase_file once, after checking that it opens the repo;
+	// it never passes it in an argv or an environment.
+	PassphraseFrom string `yaml:"passphrase_from,omitempty"`
+	// KeyExport is where the export of an encrypted repo's key is kept
+	// (default /etc/borgkit/keys/REPO.borg-key). An existing export there
+	// (the second seed's /root/borg-key.txt) is checked against the repo's
+	// key instead of being written again.
+	KeyExport string `yaml:"key_export,omitempty"`
 }
 
 // Mirror copies every repo of its host somewhere else after the nightly run.
@@ -281,6 +311,10 @@ type SMTP struct {
 	TLS          *bool  `yaml:"tls,omitempty"`  // default true
 	User         string `yaml:"user,omitempty"`
 	PasswordFile string `yaml:"password_file,omitempty"` // read by msmtp's passwordeval, 0600
+	// PasswordFrom is an msmtprc of a hand-built setup whose account
+	// carries the password inline ("password ..."): provisioning copies
+	// it into password_file once, so the config never holds it.
+	PasswordFrom string `yaml:"password_from,omitempty"`
 }
 
 // Thresholds are ages (Go durations) and percentages that raise alerts.

@@ -122,6 +122,15 @@ func (s *Schedules) field(job string) *string {
 	return nil
 }
 
+// Set sets job's schedule; false for a job schedules: has no entry for.
+func (s *Schedules) Set(job, spec string) bool {
+	f := s.field(job)
+	if f != nil {
+		*f = spec
+	}
+	return f != nil
+}
+
 // allJobs is every job in schedules:, in field order.
 var allJobs = []string{layout.JobNightly, layout.JobSync, layout.JobStale, layout.JobCheck, layout.JobVerify, layout.JobRestoreTest,
 	layout.JobSummary, layout.JobWatchdog, layout.JobScrub, layout.JobSmartShort, layout.JobSmartLong, layout.JobPull, layout.JobAudit}
@@ -310,6 +319,27 @@ func (r *Repo) PassphrasePath() string {
 		return r.PassphraseFile
 	}
 	return layout.PassphraseFile(r.Name)
+}
+
+// KeyExportPath is where the export of the repo's key is kept (default
+// /etc/borgkit/keys/REPO.borg-key), "" for an unencrypted repo.
+func (r *Repo) KeyExportPath() string {
+	if !r.Encrypted() {
+		return ""
+	}
+	if r.KeyExport != "" {
+		return r.KeyExport
+	}
+	return layout.KeyExport(r.Name)
+}
+
+// ArchivePrefixOrDefault starts the name of the nightly job's archives
+// (default "nightly-").
+func (r *Repo) ArchivePrefixOrDefault() string {
+	if r.ArchivePrefix == "" {
+		return layout.ArchivePrefix
+	}
+	return r.ArchivePrefix
 }
 
 // TimeoutDuration bounds one borg create; 0 means no bound.
@@ -518,6 +548,19 @@ func (h *Host) BackupDisk() *Disk {
 		return &h.Disks[0]
 	}
 	return nil
+}
+
+// MirrorRootOrDefault is the directory on an offsite host's backup disk
+// that servers push into: mirror_root, else MOUNTPOINT/borgkit; "" when
+// the host has no backup disk.
+func (h *Host) MirrorRootOrDefault() string {
+	if h.MirrorRoot != "" {
+		return h.MirrorRoot
+	}
+	if d := h.BackupDisk(); d != nil {
+		return layout.MirrorRoot(d.Mountpoint)
+	}
+	return ""
 }
 
 // Repo finds a repo of h by name.

@@ -50,6 +50,14 @@ func (v *validator) alertsBlock(p string, a *Alerts) {
 		if v.path(sp+".password_file", "password_file", s.PasswordFile, false) {
 			v.shellWord(sp+".password_file", "password_file", s.PasswordFile)
 		}
+		if v.path(sp+".password_from", "password_from", s.PasswordFrom, false) {
+			switch {
+			case s.PasswordFile == "":
+				v.add(sp+".password_from", ErrRequired, "password_from needs password_file: the file the password is copied into")
+			case s.PasswordFrom == s.PasswordFile:
+				v.add(sp+".password_from", ErrBadValue, "password_from is password_file itself; leave password_from out")
+			}
+		}
 	}
 	if a.PingURL != "" {
 		if err := CheckPingURL(a.PingURL); err != nil {

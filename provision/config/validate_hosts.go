@@ -79,6 +79,7 @@ func (v *validator) host(p string, h *Host) {
 	v.policy(p, h)
 	v.unlock(p, h)
 	v.pull(p, h)
+	v.adopted(p, h)
 	v.roleFit(p, h)
 }
 

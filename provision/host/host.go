@@ -141,6 +141,9 @@ type Host interface {
 	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode, owner Owner) error
 	// Lstat does not follow a final symlink.
 	Lstat(ctx context.Context, path string) (FileInfo, error)
+	// ReadDir lists a directory's entries, each as Lstat sees it, sorted
+	// by name: one round trip, where a program (find) would be a second.
+	ReadDir(ctx context.Context, path string) ([]FileInfo, error)
 	// MkdirAll creates path and missing parents; it sets mode and owner only on
 	// the directories it creates.
 	MkdirAll(ctx context.Context, path string, mode fs.FileMode, owner Owner) error

@@ -131,18 +131,41 @@ func (h *osHost) Lstat(ctx context.Context, p string) (FileInfo, error) {
 	if err != nil {
 		return FileInfo{}, wrapOp("lstat", p, h.name, err)
 	}
-	info := FileInfo{
-		Name:    filepath.Base(filepath.Clean(p)),
-		Size:    fi.Size(),
-		Mode:    fi.Mode(),
-		UID:     -1,
-		GID:     -1,
-		ModTime: fi.ModTime(),
+	return fileInfo(filepath.Base(filepath.Clean(p)), fi), nil
+}
+
+func (h *osHost) ReadDir(ctx context.Context, p string) ([]FileInfo, error) {
+	real, err := h.resolve(p, true)
+	if err == nil {
+		err = ctx.Err()
 	}
+	if err != nil {
+		return nil, wrapOp("readdir", p, h.name, err)
+	}
+	ents, err := os.ReadDir(real)
+	if err != nil {
+		return nil, wrapOp("readdir", p, h.name, err)
+	}
+	out := make([]FileInfo, 0, len(ents))
+	for _, e := range ents {
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since the listing
+		}
+		if err != nil {
+			return nil, wrapOp("readdir", p, h.name, err)
+		}
+		out = append(out, fileInfo(e.Name(), fi))
+	}
+	return out, nil
+}
+
+func fileInfo(name string, fi fs.FileInfo) FileInfo {
+	info := FileInfo{Name: name, Size: fi.Size(), Mode: fi.Mode(), UID: -1, GID: -1, ModTime: fi.ModTime()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		info.UID, info.GID = int(st.Uid), int(st.Gid)
 	}
-	return info, nil
+	return info
 }
 
 func (h *osHost) MkdirAll(ctx context.Context, p string, mode fs.FileMode, owner Owner) error {

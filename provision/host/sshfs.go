@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -203,11 +204,32 @@ func (h *sshHost) Lstat(ctx context.Context, p string) (FileInfo, error) {
 	if err != nil {
 		return FileInfo{}, wrapOp("lstat", p, h.name, err)
 	}
-	info := FileInfo{Name: path.Base(p2), Size: fi.Size(), Mode: fi.Mode(), UID: -1, GID: -1, ModTime: fi.ModTime()}
+	return sftpInfo(path.Base(p2), fi), nil
+}
+
+func sftpInfo(name string, fi fs.FileInfo) FileInfo {
+	info := FileInfo{Name: name, Size: fi.Size(), Mode: fi.Mode(), UID: -1, GID: -1, ModTime: fi.ModTime()}
 	if st, ok := fi.Sys().(*sftp.FileStat); ok {
 		info.UID, info.GID = int(st.UID), int(st.GID)
 	}
-	return info, nil
+	return info
+}
+
+func (h *sshHost) ReadDir(ctx context.Context, p string) ([]FileInfo, error) {
+	c, p2, err := h.files(ctx, p)
+	if err != nil {
+		return nil, wrapOp("readdir", p, h.name, err)
+	}
+	ents, err := c.ReadDir(p2)
+	if err != nil {
+		return nil, wrapOp("readdir", p, h.name, err)
+	}
+	out := make([]FileInfo, 0, len(ents))
+	for _, fi := range ents {
+		out = append(out, sftpInfo(fi.Name(), fi))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // MkdirAll is one program that makes every missing level, where SFTP

@@ -140,3 +140,32 @@ const (
 	// TextfileName is the Prometheus textfile in alerts.textfile_dir.
 	TextfileName = "borgkit.prom"
 )
+
+// A retired file of a hand-built setup is moved aside, never deleted: the
+// change is undone by moving it back.
+const (
+	// RetiredSuffix ends a retired file's new name (the suffix WriteFile
+	// gives a replaced file's previous content too).
+	RetiredSuffix = ".borgkit-old"
+	// RetiredDir keeps retired files whose directory reads every file in
+	// it whatever its name (cron.d, logrotate.d): there a FILE.borgkit-old
+	// would still be run.
+	RetiredDir = VarDir + "/retired"
+)
+
+// dropInDirs are the directories whose every file is read by a daemon:
+// cron (other crons than Debian's read dotted names too) and logrotate
+// (which skips only its own list of suffixes).
+var dropInDirs = []string{"/etc/cron.d", "/etc/logrotate.d"}
+
+// Retired is where a retired file is kept: FILE.borgkit-old beside it, or
+// under RetiredDir for a file of a drop-in directory.
+func Retired(p string) string {
+	p = path.Clean(p)
+	for _, d := range dropInDirs {
+		if path.Dir(p) == d {
+			return RetiredDir + p + RetiredSuffix
+		}
+	}
+	return p + RetiredSuffix
+}

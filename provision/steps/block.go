@@ -49,6 +49,35 @@ type Block struct {
 	LinesFrom func(ctx context.Context, h host.Host) ([]byte, error)
 	// Pending describes the change while LinesFrom says ErrNotYet.
 	Pending string
+	// TakeOver, when set, sees the file as Vet does (borgkit's block
+	// blanked, line numbers the file's) and names the lines the block
+	// takes over — an old fstab line for a mountpoint the block now
+	// mounts — with what each becomes: the line commented out under a
+	// marker saying why, so the change is undone by hand. A reason instead
+	// refuses the whole change. Vet then judges the file as rewritten.
+	TakeOver func(ctx context.Context, h host.Host, others []byte) (repl map[int]string, refuse string, err error)
+}
+
+// takeOver is old with the lines TakeOver takes over rewritten, what Vet
+// is to judge (others with those lines blanked, so line numbers stay the
+// file's as the user has it), and how many were taken over.
+func (b *Block) takeOver(ctx context.Context, h host.Host, old []byte) (cur, rest []byte, taken int, refuse string, err error) {
+	rest = others(old)
+	if b.TakeOver == nil {
+		return old, rest, 0, "", nil
+	}
+	repl, refuse, err := b.TakeOver(ctx, h, rest)
+	if err != nil || refuse != "" || len(repl) == 0 {
+		return old, rest, 0, refuse, err
+	}
+	lines := strings.Split(string(old), "\n")
+	blank := strings.Split(string(rest), "\n")
+	for n, r := range repl {
+		if n >= 1 && n <= len(lines) && n <= len(blank) {
+			lines[n-1], blank[n-1] = r, ""
+		}
+	}
+	return []byte(strings.Join(lines, "\n")), []byte(strings.Join(blank, "\n")), len(repl), "", nil
 }
 
 // ErrNotYet says a step's input is made by an earlier step of this run.
@@ -147,7 +176,14 @@ func (b *Block) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if err != nil {
 		return plan.Check{}, err
 	}
-	next, outside, err := b.candidate(old, lines)
+	cur, rest, taken, refuse, err := b.takeOver(ctx, h, old)
+	if err != nil {
+		return plan.Check{}, fmt.Errorf("%s: %w", b.Path, err)
+	}
+	if refuse != "" {
+		return plan.Conflicts(refuse), nil
+	}
+	next, outside, err := b.candidate(cur, lines)
 	if err != nil {
 		return plan.Conflicts(fmt.Sprintf("%s: %v; fix the markers by hand", b.Path, err)), nil
 	}
@@ -161,7 +197,7 @@ func (b *Block) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	}
 	var warnings []string
 	if b.Vet != nil {
-		refuse, w, err := b.Vet(ctx, h, others(old), lines)
+		refuse, w, err := b.Vet(ctx, h, rest, lines)
 		if err != nil {
 			return plan.Check{}, fmt.Errorf("%s: %w", b.Path, err)
 		}
@@ -176,6 +212,9 @@ func (b *Block) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	}
 	if !exists {
 		return plan.Creates("create with borgkit block").WithDiff(diff).WithWarnings(warnings), nil
+	}
+	if taken > 0 {
+		return plan.Modifies(fmt.Sprintf("take over %d line(s) into the borgkit block, the old ones commented out", taken)).WithDiff(diff).WithWarnings(warnings), nil
 	}
 	return plan.Modifies("update borgkit block").WithDiff(diff).WithWarnings(warnings), nil
 }
@@ -201,12 +240,19 @@ func (b *Block) Apply(ctx context.Context, h host.Host) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", b.Path, err)
 	}
-	next, _, err := b.candidate(old, lines)
+	cur, rest, _, refuse, err := b.takeOver(ctx, h, old)
+	if err == nil && refuse != "" {
+		err = errors.New(refuse)
+	}
+	if err != nil {
+		return fmt.Errorf("%s rejected, left unchanged: %w", b.Path, err)
+	}
+	next, _, err := b.candidate(cur, lines)
 	if err != nil {
 		return fmt.Errorf("%s: %w", b.Path, err)
 	}
 	if b.Vet != nil {
-		refuse, _, err := b.Vet(ctx, h, others(old), lines)
+		refuse, _, err := b.Vet(ctx, h, rest, lines)
 		if err == nil && refuse != "" {
 			err = errors.New(refuse)
 		}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strings"
 
 	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/provision/legacy"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/tools"
 )
@@ -80,8 +82,19 @@ func (r *BorgRepo) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 // check is Check, told whether the disk's mount is still to come.
 func (r *BorgRepo) check(ctx context.Context, h host.Host, mountPending bool) (plan.Check, error) {
 	ok, err := borg.IsRepo(ctx, h, r.Path)
-	if err != nil || ok {
-		return plan.Satisfied(), err
+	if err != nil {
+		return plan.Check{}, err
+	}
+	if ok {
+		// An existing repo is used as it is: never initialised again,
+		// its encryption never changed. A config that says otherwise is
+		// wrong about it.
+		if why, err := r.encryptionMismatch(ctx, h); err != nil {
+			return plan.Check{}, err
+		} else if why != "" {
+			return plan.Conflicts(why), nil
+		}
+		return plan.Satisfied(), nil
 	}
 	if why := borgInside(h, r.Path, r.PassFile); why != "" {
 		return plan.Conflicts(why), nil
@@ -113,6 +126,75 @@ func (r *BorgRepo) check(ctx context.Context, h host.Host, mountPending bool) (p
 		return plan.Conflicts(fmt.Sprintf("%s holds files but no borg repository; borgkit will not init over them", r.Path)), nil
 	}
 	return plan.Creates("borg init --encryption=" + r.Encryption + " (empty directory)"), nil
+}
+
+// encryptionMismatch compares the config's encryption with what the
+// repo's config file shows (a repokey repo keeps its key there).
+func (r *BorgRepo) encryptionMismatch(ctx context.Context, h host.Host) (string, error) {
+	b, err := h.ReadFile(ctx, path.Join(r.Path, "config"))
+	if err != nil {
+		return "", err
+	}
+	rc, err := borg.ParseRepoConfig(b)
+	if err != nil {
+		return fmt.Sprintf("%s: %v", r.Path, err), nil
+	}
+	repokey := strings.HasPrefix(r.Encryption, "repokey")
+	switch {
+	case rc.Key != "" && !repokey:
+		return fmt.Sprintf("%s is an existing repokey-encrypted repository, but the config says encryption: %s; borgkit never changes a repository's encryption: write the repo's own (borg info shows it)", r.Path, r.Encryption), nil
+	case rc.Key == "" && repokey:
+		return fmt.Sprintf("%s is an existing repository without a key of its own (unencrypted, or keyfile mode), but the config says encryption: %s; borgkit never changes a repository's encryption: write the repo's own (borg info shows it)", r.Path, r.Encryption), nil
+	}
+	return "", nil
+}
+
+// ExistingEncrypted says why an encrypted repo's passphrase cannot be made
+// up: the repo exists already, and only its own passphrase opens it.
+func ExistingEncrypted(name, repoPath, passFile string) func(ctx context.Context, h host.Host) (string, error) {
+	return func(ctx context.Context, h host.Host) (string, error) {
+		ok, err := borg.IsRepo(ctx, h, repoPath)
+		if err != nil || !ok {
+			return "", err
+		}
+		return fmt.Sprintf("repo %s exists at %s and is encrypted, but its passphrase is not in %s: borgkit will not make up a new one, which would not open it. "+
+			"Put the passphrase there (0600), or name the file of the old setup that holds it with passphrase_from", name, repoPath, passFile), nil
+	}
+}
+
+// PassphraseFrom reads an existing repo's passphrase from a file of a
+// hand-built setup (BORG_PASSPHRASE='...' or BORG_PASSCOMMAND="cat FILE")
+// and checks, with borg reading it from stdin, that it opens the repo.
+func PassphraseFrom(repoPath, from string) func(ctx context.Context, h host.Host) ([]byte, error) {
+	return func(ctx context.Context, h host.Host) ([]byte, error) {
+		b, err := h.ReadFile(ctx, from)
+		if err != nil {
+			return nil, fmt.Errorf("passphrase_from: %w", err)
+		}
+		pass, file, err := legacy.Passphrase(b)
+		if err != nil {
+			return nil, fmt.Errorf("passphrase_from %s: %w", from, err)
+		}
+		if file != "" {
+			if pass, err = h.ReadFile(ctx, file); err != nil {
+				return nil, fmt.Errorf("passphrase_from %s names %s: %w", from, file, err)
+			}
+		}
+		if ok, err := borg.IsRepo(ctx, h, repoPath); err != nil || !ok {
+			return pass, err // a repo still to be made takes it as it is
+		}
+		if why := borgInside(h, repoPath); why != "" {
+			return nil, errors.New(why)
+		}
+		env := borg.OnHost(h, "")
+		env.PassStdin = true
+		c := borg.Cmd(env, "list", "--bypass-lock", "--last", "1", "--short", h.Path(repoPath))
+		c.Stdin = bytes.NewReader(pass)
+		if _, err := h.Run(ctx, c); err != nil {
+			return nil, fmt.Errorf("the passphrase in %s does not open %s (borg list failed)", from, repoPath)
+		}
+		return pass, nil
+	}
 }
 
 func emptyDir(ctx context.Context, h host.Host, dir string) (bool, error) {
@@ -176,6 +258,11 @@ func (k *BorgKeyExport) Check(ctx context.Context, h host.Host) (plan.Check, err
 	if !fi.Mode.IsRegular() {
 		return plan.Conflicts(fmt.Sprintf("%s is %s, not a key export file; borgkit does not write through it", k.Dest, kind(fi.Mode))), nil
 	}
+	if why, err := k.mismatch(ctx, h); err != nil {
+		return plan.Check{}, err
+	} else if why != "" {
+		return plan.Conflicts(why), nil
+	}
 	if drift := metaDrift(h, fi, 0o600, host.Root); drift != "" {
 		return plan.Modifies(drift), nil
 	}
@@ -193,4 +280,34 @@ func (k *BorgKeyExport) Apply(ctx context.Context, h host.Host) error {
 		}
 	}
 	return fixMeta(ctx, h, k.Dest, 0o600, host.Root)
+}
+
+// mismatch checks an existing export against the repo's config file: an
+// export that does not open the repo (another repo's, or one taken before
+// the passphrase changed) is worse than none, because every copy made of
+// it fails on the day it is needed.
+func (k *BorgKeyExport) mismatch(ctx context.Context, h host.Host) (string, error) {
+	cb, err := h.ReadFile(ctx, path.Join(k.RepoPath, "config"))
+	if host.IsNotExist(err) {
+		return "", nil // the repo is not there (its disk unmounted): nothing to compare
+	}
+	if err != nil {
+		return "", err
+	}
+	rc, err := borg.ParseRepoConfig(cb)
+	if err != nil {
+		return "", nil // BorgRepo reports a damaged repo
+	}
+	eb, err := h.ReadFile(ctx, k.Dest)
+	if err != nil {
+		return "", err
+	}
+	ex, err := borg.ParseKeyExport(eb)
+	if err != nil {
+		return fmt.Sprintf("%s: %v", k.Dest, err), nil
+	}
+	if why := ex.Matches(rc); why != "" {
+		return fmt.Sprintf("the key export %s does not open repo %s: %s. Copies made from it (a password manager, a USB stick) are as stale: move it aside, provision again for a fresh export, and replace those copies", k.Dest, k.Repo, why), nil
+	}
+	return "", nil
 }

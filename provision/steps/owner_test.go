@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
 )
@@ -30,8 +31,8 @@ func TestMarkerMustStartTheFile(t *testing.T) {
 		{"", false},
 		{"\n# Managed by borgkit\n", false},
 	} {
-		if got := steps.MarkedBy([]byte(tc.existing), marker); got != tc.ours {
-			t.Errorf("MarkedBy(%q) = %v", tc.existing, got)
+		if got := layout.MarkedBy([]byte(tc.existing), marker); got != tc.ours {
+			t.Errorf("layout.MarkedBy(%q) = %v", tc.existing, got)
 		}
 		h, dir := rooted(t)
 		write(t, dir, "/etc/cron.d/borgkit", tc.existing, 0o644)

@@ -26,6 +26,16 @@ type Secret struct {
 	// the check carries Warn, which says what to put there.
 	Placeholder []byte
 	Warn        string
+	// Import, when set, is where a missing secret comes from instead: a
+	// hand-built setup's file, read on the host and checked there (a
+	// passphrase against its repo). Its error is the plan's conflict.
+	// ImportWhat says what the plan does ("copy from /root/.borg_env").
+	Import     func(ctx context.Context, h host.Host) ([]byte, error)
+	ImportWhat string
+	// MustExist, when set, says why a new secret would be useless (an
+	// existing encrypted repo's passphrase opens only that repo): a
+	// missing secret is then a conflict, never generated. "" lets it be.
+	MustExist func(ctx context.Context, h host.Host) (string, error)
 }
 
 func (s *Secret) ID() string { return "secret." + s.Path }
@@ -36,11 +46,11 @@ func (s *Secret) Reads() []host.Want { return []host.Want{{Path: s.Path}} }
 func (s *Secret) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	fi, err := h.Lstat(ctx, s.Path)
 	if host.IsNotExist(err) {
-		c := plan.Creates(fmt.Sprintf("generate %s, mode %04o", s.What, s.Mode.Perm()))
-		if s.Placeholder != nil {
+		c, err := s.missing(ctx, h)
+		if err == nil && s.Import == nil && s.Placeholder != nil && c.Action == plan.Create {
 			c.Warnings = append(c.Warnings, s.Warn)
 		}
-		return c, nil
+		return c, err
 	}
 	if err != nil {
 		return plan.Check{}, err
@@ -69,13 +79,43 @@ func (s *Secret) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	return c, nil
 }
 
+// missing is the verdict on a secret that is not there yet.
+func (s *Secret) missing(ctx context.Context, h host.Host) (plan.Check, error) {
+	if s.Import != nil {
+		if _, err := s.Import(ctx, h); err != nil {
+			return plan.Conflicts(fmt.Sprintf("%s: %v", s.What, err)), nil
+		}
+		return plan.Creates(fmt.Sprintf("take over %s: %s into %s, mode %04o", s.What, s.ImportWhat, s.Path, s.Mode.Perm())), nil
+	}
+	if s.MustExist != nil {
+		why, err := s.MustExist(ctx, h)
+		if err != nil {
+			return plan.Check{}, err
+		}
+		if why != "" {
+			return plan.Conflicts(why), nil
+		}
+	}
+	return plan.Creates(fmt.Sprintf("generate %s, mode %04o", s.What, s.Mode.Perm())), nil
+}
+
 func (s *Secret) Apply(ctx context.Context, h host.Host) error {
 	if _, err := h.Lstat(ctx, s.Path); err == nil {
 		return fixMeta(ctx, h, s.Path, s.Mode, s.Owner)
 	}
-	data, err := s.Generate()
+	if s.Import == nil && s.MustExist != nil {
+		// The check ran before this run mounted the disk: ask again.
+		if why, err := s.MustExist(ctx, h); err != nil || why != "" {
+			return fmt.Errorf("%s: %s%v", s.Path, why, err)
+		}
+	}
+	produce, what := s.Generate, "generate"
+	if s.Import != nil {
+		produce, what = func() ([]byte, error) { return s.Import(ctx, h) }, "take over"
+	}
+	data, err := produce()
 	if err != nil {
-		return fmt.Errorf("generate %s: %w", s.What, err)
+		return fmt.Errorf("%s %s: %w", what, s.What, err)
 	}
 	return writeFile(ctx, h, s.Path, data, s.Mode, s.Owner)
 }

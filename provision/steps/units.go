@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/tools"
 )
@@ -161,7 +162,7 @@ func (a *Absent) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if err != nil {
 		return plan.Check{}, err
 	}
-	if !MarkedBy(b, a.Marker) {
+	if !layout.MarkedBy(b, a.Marker) {
 		return plan.Satisfied(), nil // not ours: not ours to remove either
 	}
 	return plan.Modifies("remove (no longer in the config)"), nil

@@ -18,6 +18,8 @@ const (
 	Mount          = "mount"
 	Mountpoint     = "mountpoint"
 	Msmtp          = "msmtp"
+	Mv             = "mv"
+	Printenv       = "printenv"
 	Readlink       = "readlink"
 	Rm             = "rm"
 	Rsync          = "rsync"

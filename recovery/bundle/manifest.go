@@ -76,6 +76,11 @@ type Host struct {
 	SSHUser       string `json:"ssh_user,omitempty"`
 	SSHPort       int    `json:"ssh_port,omitempty"`
 	HostPublicKey string `json:"host_public_key,omitempty"`
+	// MirrorRoot is where an offsite host keeps the mirrors when the site
+	// set it (a hand-built mirror adopted in place); Retired are the old
+	// setup's files provisioning moved aside there.
+	MirrorRoot string   `json:"mirror_root,omitempty"`
+	Retired    []string `json:"retired,omitempty"`
 }
 
 // Disk is a LUKS disk whose key the bundle carries.
@@ -128,6 +133,9 @@ type Repo struct {
 	Encryption string   `json:"encryption"`
 	Sources    []string `json:"sources,omitempty"`
 	Canary     string   `json:"canary,omitempty"`
+	// ArchivePrefix is set when the site kept an adopted repo's own
+	// archive names (borgkit's are nightly-<date>).
+	ArchivePrefix string `json:"archive_prefix,omitempty"`
 	// Bundle-relative files; empty when the repo has none or they were not
 	// on the server.
 	KeyExport  string `json:"key_export,omitempty"`

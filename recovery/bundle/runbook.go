@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/templates"
 )
 
@@ -30,7 +31,10 @@ type runbookData struct {
 	HasConfig                      bool
 	// Section numbers: a site without disks, datasets, VMs or shares has
 	// no such section, and the rest are numbered without gaps.
-	SecDisks, SecPools, SecRepos, SecVMs, SecShares, SecDone, SecDrill, SecRebuild int
+	SecDisks, SecPools, SecRepos, SecVMs, SecShares, SecDone, SecDrill, SecRebuild, SecAdopted int
+	// Adopted says what differs from a site borgkit set up from nothing,
+	// when it took over a hand-built setup; empty otherwise.
+	Adopted []string
 }
 
 type runbookFile struct {
@@ -127,6 +131,7 @@ func buildRunbook(m *Manifest) runbookData {
 		runbookFile{Path: ManifestName, What: "SHA-256 of every file: `sha256sum -c " + ManifestName + "`"},
 		runbookFile{Path: DrillLogDir + "/", What: "empty; a drill may leave its report here if you make it writable"})
 	d.Hosts = m.Hosts
+	d.Adopted = adopted(m)
 	mountOf := d.disks(m)
 	d.pools(m)
 	shares := map[string]bool{}
@@ -154,6 +159,7 @@ func buildRunbook(m *Manifest) runbookData {
 	d.SecDone = next(true)
 	d.SecDrill = next(true)
 	d.SecRebuild = next(true)
+	d.SecAdopted = next(len(d.Adopted) > 0)
 	return d
 }
 
@@ -460,4 +466,32 @@ func RenderRunbook(m *Manifest) (md, html []byte, err error) {
 		return nil, nil, err
 	}
 	return md, html, nil
+}
+
+// adopted are the runbook's lines on a site taken over from a hand-built
+// setup: where the old layout still shows, and how to go back to it.
+func adopted(m *Manifest) []string {
+	var out []string
+	for _, h := range m.Hosts {
+		if h.MirrorRoot != "" {
+			out = append(out, fmt.Sprintf("The copies on %s are where the old setup kept them: `%s/REPO` (its rrsync root), not under a `borgkit/` directory.", h.Name, h.MirrorRoot))
+		}
+	}
+	for _, r := range m.Repos {
+		if r.ArchivePrefix != "" {
+			out = append(out, fmt.Sprintf("Archives of %s are named `%s<date>`, the old setup's and borgkit's alike: `borg list` shows both, and they restore the same way.", r.Name, r.ArchivePrefix))
+		}
+	}
+	for _, h := range m.Hosts {
+		if len(h.Retired) == 0 {
+			continue
+		}
+		var moved []string
+		for _, f := range h.Retired {
+			moved = append(moved, fmt.Sprintf("`%s` → `%s`", f, layout.Retired(f)))
+		}
+		out = append(out, fmt.Sprintf("On %s, borgkit retired the old setup's files, moved aside and kept: %s. To go back to the old setup, stop borgkit's schedule (`rm %s`, or `systemctl disable --now 'borgkit-*.timer'`), move each file back, and uncomment the fstab lines under `# borgkit took over the next line` (deleting the borgkit block's line for the same mountpoint).",
+			h.Name, strings.Join(moved, ", "), layout.CronFile))
+	}
+	return out
 }

@@ -139,3 +139,32 @@ func TestMarkdownToHTML(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// A site adopted from a hand-built setup gets the runbook's section on
+// it: where the old layout stays, and how to go back. Others do not.
+func TestRunbookAdoptedSection(t *testing.T) {
+	md, _, err := RenderRunbook(goldenManifest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(md), "hand-built") {
+		t.Errorf("a site set up from nothing got the adoption section:\n%s", md)
+	}
+	m := goldenManifest()
+	m.Hosts[1].MirrorRoot = "/mnt/backup"
+	m.Hosts[0].Retired = []string{"/etc/cron.d/john-ai-backups", "/usr/local/bin/backup-nightly.sh"}
+	m.Repos[0].ArchivePrefix = "john-ai-"
+	md, _, err = RenderRunbook(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## 9. Switching from a hand-built setup",
+		"The copies on pi are where the old setup kept them: `/mnt/backup/REPO`",
+		"Archives of john-ai are named `john-ai-<date>`",
+		"`/etc/cron.d/john-ai-backups` → `/var/lib/borgkit/retired/etc/cron.d/john-ai-backups.borgkit-old`, `/usr/local/bin/backup-nightly.sh` → `/usr/local/bin/backup-nightly.sh.borgkit-old`",
+		"uncomment the fstab lines under `# borgkit took over the next line`"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("the runbook lacks %q:\n%s", want, md[strings.Index(string(md), "## 7."):])
+		}
+	}
+}

@@ -149,7 +149,8 @@ func (c *collector) collect(cfg *config.Config, server *config.Host, now time.Ti
 	c.m = &Manifest{Format: Format, Site: cfg.Site, Server: server.Name, Created: now.UTC().Truncate(time.Second), Version: opts.Version}
 	for _, h := range cfg.Hosts {
 		c.m.Hosts = append(c.m.Hosts, Host{Name: h.Name, Role: string(h.Role), Address: h.Address,
-			SSHUser: h.SSH.UserOrDefault(), SSHPort: h.SSH.PortOrDefault(), HostPublicKey: h.SSH.HostPublicKey})
+			SSHUser: h.SSH.UserOrDefault(), SSHPort: h.SSH.PortOrDefault(), HostPublicKey: h.SSH.HostPublicKey,
+			MirrorRoot: h.MirrorRoot, Retired: h.Retire})
 	}
 	if err := c.disks(cfg, server); err != nil {
 		return err
@@ -271,7 +272,7 @@ func (c *collector) disks(cfg *config.Config, server *config.Host) error {
 			for _, mr := range server.Mirrors {
 				if mr.Host == o.Name && layout.Under(path.Clean(mr.Path), d.Mountpoint) {
 					// The server pushes into the mirror root on the disk.
-					rel, _ := filepath.Rel(d.Mountpoint, layout.MirrorRoot(path.Clean(mr.Path)))
+					rel, _ := filepath.Rel(d.Mountpoint, o.MirrorRootOrDefault())
 					if rel == "." {
 						rel = ""
 					}
@@ -310,14 +311,14 @@ func (c *collector) repos(cfg *config.Config, server *config.Host, paper bool) e
 		for ri := range h.Repos {
 			r := &h.Repos[ri]
 			br := Repo{Host: h.Name, Name: r.Name, Path: r.Path, Encryption: r.EncryptionMode(),
-				Sources: append([]string(nil), r.Sources...), Canary: r.Canary}
+				Sources: append([]string(nil), r.Sources...), Canary: r.Canary, ArchivePrefix: r.ArchivePrefix}
 			if len(r.VMs) > 0 {
 				br.VMs, br.VMXML = append([]string(nil), r.VMs...), layout.VMXMLDir
 			}
 			for _, mr := range h.Mirrors {
 				cp := Copy{Mirror: mr.Name, Host: mr.Host, Path: path.Join(mr.Path, r.Name)}
-				if mr.Host != "" {
-					cp.Path = path.Join(layout.MirrorRoot(mr.Path), r.Name)
+				if t, ok := cfg.Host(mr.Host); ok && mr.Host != "" {
+					cp.Path = path.Join(t.MirrorRootOrDefault(), r.Name)
 				}
 				for si := range h.Shares {
 					sh := &h.Shares[si]
@@ -367,7 +368,7 @@ func (c *collector) shareCredentials(h *config.Host, sh *config.Share, done map[
 func (c *collector) repoSecrets(h *config.Host, r *config.Repo, br *Repo, used map[string]bool, paper bool) error {
 	id := h.Name + "/" + r.Name
 	c.p.Status("checking the borg key of repo %s against its passphrase", id)
-	kp, pp := layout.KeyExport(r.Name), r.PassphrasePath()
+	kp, pp := r.KeyExportPath(), r.PassphrasePath()
 	export, err := c.readOn(h.Name, kp)
 	if err != nil {
 		return fmt.Errorf("borg key export of repo %s: %w%s", id, err, missingHint(err, "provisioning "+h.Name+" makes it"))

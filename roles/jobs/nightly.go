@@ -265,7 +265,7 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 		// borg's next option.
 		args = append(args, "--exclude="+x)
 	}
-	args = append(append(args, r.Path+"::"+layout.ArchivePrefix+"{now:%Y-%m-%dT%H:%M:%S}"), sources...)
+	args = append(append(args, r.Path+"::"+r.ArchivePrefixOrDefault()+"{now:%Y-%m-%dT%H:%M:%S}"), sources...)
 	t0 := e.Now()
 	res, err := e.borgIn(ctx, r, dir, args...)
 	switch {
@@ -317,7 +317,7 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 
 	t0 = e.Now()
 	ret := e.Cfg.RepoRetention(e.Host, r)
-	pargs := []string{"prune", "--list", "--glob-archives", layout.ArchivePrefix + "*",
+	pargs := []string{"prune", "--list", "--glob-archives", r.ArchivePrefixOrDefault() + "*",
 		"--keep-daily", strconv.Itoa(ret.Daily), "--keep-weekly", strconv.Itoa(ret.Weekly), "--keep-monthly", strconv.Itoa(ret.Monthly)}
 	if ret.Yearly > 0 {
 		pargs = append(pargs, "--keep-yearly", strconv.Itoa(ret.Yearly))

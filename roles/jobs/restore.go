@@ -14,7 +14,6 @@ import (
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/digest"
-	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
@@ -67,7 +66,7 @@ func (e *Env) restoreRepo(ctx context.Context, r *config.Repo) ([]state.Restored
 		return alert.RestoreTestReport{Repo: r.Path, Archive: archive, File: file, Started: e.Now(), Problem: problem,
 			ExitCode: code, Output: out, LogPath: e.LogPath}
 	}
-	res, err := e.borg(ctx, r, "list", "--last", "1", "--short", "--glob-archives", layout.ArchivePrefix+"*", r.Path)
+	res, err := e.borg(ctx, r, "list", "--last", "1", "--short", "--glob-archives", r.ArchivePrefixOrDefault()+"*", r.Path)
 	archive := strings.TrimSpace(string(res.Stdout))
 	if err != nil || archive == "" {
 		return nil, []alert.RestoreTestReport{report("", "", "the repository has no archive to restore from", exitCode(res, err), tailText(res.Stderr, 8))}

@@ -270,8 +270,10 @@ func (e *OffsiteEnv) mountDisk(ctx context.Context, d *config.Disk, mapper strin
 	}
 	// The push target exists only on the mounted disk, so a push while it
 	// is not mounted fails instead of filling the root filesystem.
-	if err := os.MkdirAll(layout.MirrorRoot(d.Mountpoint), 0o700); err != nil {
-		return fmt.Errorf("disk %s: %w", d.Name, err)
+	if root := e.Host.MirrorRootOrDefault(); layout.Under(root, d.Mountpoint) && root != d.Mountpoint {
+		if err := os.MkdirAll(root, 0o700); err != nil {
+			return fmt.Errorf("disk %s: %w", d.Name, err)
+		}
 	}
 	return nil
 }

@@ -205,7 +205,7 @@ func (e *OffsiteEnv) watch(ctx context.Context) (state.Status, int, string, stat
 
 	threshold := e.Host.Thresholds.HeartbeatMaxAgeOrDefault()
 	now := e.Now()
-	dir := filepath.Join(layout.MirrorRoot(d.Mountpoint), layout.HeartbeatDir)
+	dir := filepath.Join(e.Host.MirrorRootOrDefault(), layout.HeartbeatDir)
 	seen := map[string]bool{}
 	for _, src := range sources {
 		seen[src] = true

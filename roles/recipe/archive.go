@@ -53,7 +53,7 @@ func archive(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 			}
 		}
 	}
-	return finish(cfg, h, s)
+	return finish(cfg, h, s, o)
 }
 
 func archivePackages(cfg *config.Config, h *config.Host) *steps.Packages {

@@ -77,6 +77,27 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 			},
 		})
 	}
+	// A disk formatted by hand (adopted) has no header backup on the
+	// server yet; one formatted above has.
+	for i := range h.Disks {
+		d := &h.Disks[i]
+		if d.LUKS == nil {
+			continue
+		}
+		hb := layout.HeaderBackup(h.Name, d.Name)
+		s = append(s, &steps.LUKSHeaderBackup{Device: d.Device, Where: server.Name + ":" + hb,
+			Have: func(ctx context.Context) (bool, error) {
+				if local == nil {
+					return false, fmt.Errorf("no server to keep the header backup of %s on; run this provisioning from %s", d.Device, server.Name)
+				}
+				_, err := local.Lstat(ctx, hb)
+				if host.IsNotExist(err) {
+					return false, nil
+				}
+				return err == nil, err
+			},
+			Save: func(ctx context.Context, img []byte) error { return local.WriteFile(ctx, hb, img, 0o400, host.Root) }})
+	}
 	if luks && h.Unlock != nil {
 		unlock, err := unlockSteps(h, server, readLocal)
 		if err != nil {
@@ -88,12 +109,31 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 	// The server's push key may only rsync into the mirror directory on the
 	// backup disk, write-only.
 	if mp := backupMount(h); mp != "" {
-		root := layout.MirrorRoot(mp)
+		root := h.MirrorRootOrDefault()
 		rel := o.release()
-		s = append(s, &steps.MountedDir{Mountpoint: mp, Dir: steps.Dir{Path: root, Mode: 0o700, Owner: host.Root}})
+		// A mirror kept at the top of the disk (adopted) leaves the disk's
+		// root directory as it is.
+		s = append(s, &steps.MountedDir{Mountpoint: mp, Dir: steps.Dir{Path: root, Mode: 0o700, Owner: host.Root, CreateOnly: root == mp}})
 		if rr := rel.RrsyncStep(); rr != nil {
 			s = append(s, rr)
 		}
+		s = append(s, &steps.MirrorContents{Root: root, Mountpoint: mp,
+			Repos: func(ctx context.Context, _ host.Host) (map[string]string, error) {
+				if local == nil {
+					return nil, fmt.Errorf("the repos mirrored to %s live on %s; run this provisioning from %s", h.Name, server.Name, server.Name)
+				}
+				ids := map[string]string{}
+				for _, srv := range pushers(cfg, h) {
+					got, err := repoIDs(ctx, srv, local.ReadFile)
+					if err != nil {
+						return nil, err
+					}
+					for k, v := range got {
+						ids[k] = v
+					}
+				}
+				return ids, nil
+			}})
 		s = append(s, &steps.Dir{Path: layout.RootSSHDir, Mode: 0o700, Owner: host.Root})
 		s = append(s, &steps.Block{Path: layout.AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")",
 			Pending: "authorize " + server.Name + "'s push key for rrsync only",
@@ -110,7 +150,7 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 				return append(push, hashes...), err
 			}})
 	}
-	return finish(cfg, h, s)
+	return finish(cfg, h, s, o)
 }
 
 // pushingServer is the server this offsite host belongs to: the one that
@@ -129,6 +169,20 @@ func pushingServer(cfg *config.Config, h *config.Host) *config.Host {
 		}
 	}
 	return nil
+}
+
+// pushers are the servers that mirror to h.
+func pushers(cfg *config.Config, h *config.Host) []*config.Host {
+	var out []*config.Host
+	for i := range cfg.Hosts {
+		for _, m := range cfg.Hosts[i].Mirrors {
+			if m.Host == h.Name {
+				out = append(out, &cfg.Hosts[i])
+				break
+			}
+		}
+	}
+	return out
 }
 
 // unlockSteps install the boot-time unlock: the identity made on the

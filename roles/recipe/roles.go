@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/borgkit/borgkit/provision/config"
@@ -41,6 +42,20 @@ type Options struct {
 	// provisions its offsite host — whose keys the offsite role installs.
 	// nil when borgkit runs elsewhere.
 	Local host.Host
+	// Retire are files of a hand-built setup to move aside (--retire),
+	// besides the host's retire: list.
+	Retire []string
+}
+
+// retired is every file the host retires: its config's and --retire's.
+func (o Options) retired(h *config.Host) []string {
+	out := append([]string{}, h.Retire...)
+	for _, f := range o.Retire {
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Steps returns the ordered plan for the named host.
@@ -101,7 +116,7 @@ func configFile(data []byte) *steps.File {
 	content := config.Installed(data)
 	return &steps.File{Path: layout.ConfigFile, Content: content, Mode: 0o640, Owner: host.Root,
 		Foreign: func(old []byte) string {
-			if steps.MarkedBy(old, layout.Marker) || bytes.Equal(config.Installed(old), content) {
+			if layout.MarkedBy(old, layout.Marker) || bytes.Equal(config.Installed(old), content) {
 				return ""
 			}
 			return "it is not the config borgkit installed (its first line does not start with \"# " + layout.Marker + "\")"
@@ -137,16 +152,44 @@ func packages(cfg *config.Config, h *config.Host, own ...string) *steps.Packages
 	return &steps.Packages{Names: p}
 }
 
-// finish appends what every role ends with: the mail account and the jobs'
-// schedule, last, so nothing runs before the rest is in place.
-func finish(cfg *config.Config, h *config.Host, s []plan.Step) ([]plan.Step, error) {
+// finish appends what every role ends with: the mail account, the old
+// setup retired, and the jobs' schedule, last, so nothing runs before the
+// rest is in place and never beside the old schedule.
+func finish(cfg *config.Config, h *config.Host, s []plan.Step, o Options) ([]plan.Step, error) {
+	retired := o.retired(h)
+	var mail []plan.Step
 	a := cfg.HostAlerts(h)
 	if a.SMTP != nil {
-		mail, err := msmtpSteps(cfg, h, a)
-		if err != nil {
+		var err error
+		if mail, err = msmtpSteps(cfg, h, a); err != nil {
 			return nil, err
 		}
-		s = append(s, mail...)
+	}
+	// Secrets are taken over before the files holding them are retired.
+	for _, st := range mail {
+		if _, ok := st.(*steps.Secret); ok {
+			s = append(s, st)
+		}
+	}
+	s = append(s, &steps.LegacySchedules{Watch: legacyWatch(h), Retired: retired})
+	byPath := map[string]*steps.Retire{}
+	for _, f := range retired {
+		r := &steps.Retire{Path: f}
+		byPath[f] = r
+		s = append(s, r)
+	}
+	for _, st := range mail {
+		switch f := st.(type) {
+		case *steps.Secret:
+		case *steps.File:
+			if r, ok := byPath[f.Path]; ok {
+				s = append(s, &steps.Replacing{File: f, Retire: r})
+			} else {
+				s = append(s, f)
+			}
+		default:
+			s = append(s, st)
+		}
 	}
 	s = append(s, tokenSteps(cfg, h, a)...)
 	sched, err := scheduleSteps(h)

@@ -1,12 +1,16 @@
 package recipe
 
 import (
+	"context"
 	"fmt"
+	"path"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/fstab"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/provision/legacy"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
 	"github.com/borgkit/borgkit/templates"
@@ -35,8 +39,72 @@ func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) 
 		return nil, err
 	}
 	s = append(s, keys...)
+	s = append(s, localMirrorChecks(h)...)
 
-	return finish(cfg, h, s)
+	return finish(cfg, h, s, o)
+}
+
+// localMirrorChecks keep each local mirror (the NAS) a directory of this
+// host's repos and nothing else.
+func localMirrorChecks(h *config.Host) []plan.Step {
+	var s []plan.Step
+	for _, m := range h.Mirrors {
+		if m.Host != "" {
+			continue
+		}
+		s = append(s, &steps.MirrorContents{Root: m.Path, Mountpoint: diskOf(h, m.Path),
+			Repos: func(ctx context.Context, hh host.Host) (map[string]string, error) {
+				return repoIDs(ctx, h, hh.ReadFile)
+			}})
+	}
+	return s
+}
+
+// repoIDs are the ids of h's repos, read through read ("" for a repo not
+// made yet).
+func repoIDs(ctx context.Context, h *config.Host, read func(context.Context, string) ([]byte, error)) (map[string]string, error) {
+	ids := map[string]string{}
+	for _, r := range h.Repos {
+		b, err := read(ctx, path.Join(r.Path, "config"))
+		if host.IsNotExist(err) {
+			ids[r.Name] = ""
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if rc, err := borg.ParseRepoConfig(b); err == nil {
+			ids[r.Name] = rc.ID
+		}
+	}
+	return ids, nil
+}
+
+// legacyWatch are the paths the old setup's schedules must not touch once
+// borgkit runs the host: the repos and the mirrors (server), the mirror
+// root, the disks and the LUKS devices (offsite).
+func legacyWatch(h *config.Host) []string {
+	var w []string
+	for _, r := range h.Repos {
+		w = append(w, r.Path)
+	}
+	for _, m := range h.Mirrors {
+		if m.Host == "" {
+			w = append(w, m.Path)
+		}
+	}
+	if h.Role == config.RoleOffsite {
+		if root := h.MirrorRootOrDefault(); root != "" {
+			w = append(w, root)
+		}
+		for _, d := range h.Disks {
+			w = append(w, d.Mountpoint)
+			if d.Device != "" {
+				w = append(w, d.Device)
+			}
+		}
+	}
+	return w
 }
 
 // withDisks tells each repo step which step mounts its disk.
@@ -69,14 +137,20 @@ func repoSteps(h *config.Host) []plan.Step {
 		r := &h.Repos[i]
 		pass := r.PassphrasePath()
 		if pass != "" {
-			s = append(s, &steps.Secret{Path: pass, Mode: 0o600, Owner: host.Root,
-				What: "borg passphrase of repo " + r.Name, Generate: steps.Passphrase})
+			sec := &steps.Secret{Path: pass, Mode: 0o600, Owner: host.Root,
+				What: "borg passphrase of repo " + r.Name, Generate: steps.Passphrase,
+				MustExist: steps.ExistingEncrypted(r.Name, r.Path, pass)}
+			if r.PassphraseFrom != "" {
+				sec.Import = steps.PassphraseFrom(r.Path, r.PassphraseFrom)
+				sec.ImportWhat = "copy the passphrase from " + r.PassphraseFrom + " (it opens the repo)"
+			}
+			s = append(s, sec)
 		}
 		s = append(s, &steps.BorgRepo{Name: r.Name, Path: r.Path, Encryption: r.EncryptionMode(), PassFile: pass,
 			Mountpoint: diskOf(h, r.Path)})
 		if pass != "" {
 			s = append(s, &steps.BorgKeyExport{Repo: r.Name, RepoPath: r.Path, PassFile: pass,
-				Dest: layout.KeyExport(r.Name)})
+				Dest: r.KeyExportPath()})
 		}
 	}
 	return s
@@ -160,13 +234,16 @@ func mountSteps(cfg *config.Config, h *config.Host) ([]plan.Step, error) {
 		return nil, err
 	}
 	var targets []string
+	var taken []fstab.Mount
 	for _, m := range ms {
 		targets = append(targets, m.Target)
+		taken = append(taken, fstab.Mount{Source: m.Source, Target: m.Target, Share: m.FSType == "cifs"})
 	}
 	s = append(s, &steps.Block{
 		Path: layout.Fstab, Lines: lines, Mode: 0o644, Owner: host.Root,
-		Note: "(" + layout.Managed() + ")",
-		Vet:  fstab.Vet(targets),
+		Note:     "(" + layout.Managed() + ")",
+		Vet:      fstab.Vet(targets),
+		TakeOver: fstab.TakeOver(taken),
 	})
 	// Local disks are mounted now, so their repos are made in this run; a
 	// share waits for its credentials, which the user fills in.
@@ -204,9 +281,24 @@ func msmtpSteps(cfg *config.Config, h *config.Host, a config.Alerts) ([]plan.Ste
 	}
 	var s []plan.Step
 	if smtp.PasswordFile != "" {
-		s = append(s, placeholderSecret(cfg, h, smtp.PasswordFile, cfg.AlertsPath(h, "smtp")+".password_file",
+		sec := placeholderSecret(cfg, h, smtp.PasswordFile, cfg.AlertsPath(h, "smtp")+".password_file",
 			"placeholder SMTP password (replace it with the real one)",
-			"every alert mail fails", "the SMTP password of "+smtpAccount(smtp, a.From)))
+			"every alert mail fails", "the SMTP password of "+smtpAccount(smtp, a.From))
+		if from := smtp.PasswordFrom; from != "" {
+			sec.What, sec.ImportWhat = "the SMTP password", "copy it from the password line of "+from
+			sec.Import = func(ctx context.Context, h host.Host) ([]byte, error) {
+				b, err := h.ReadFile(ctx, from)
+				if err != nil {
+					return nil, fmt.Errorf("password_from: %w", err)
+				}
+				p, err := legacy.MsmtpPassword(b)
+				if err != nil {
+					return nil, fmt.Errorf("password_from %s: %w", from, err)
+				}
+				return p, nil
+			}
+		}
+		s = append(s, sec)
 	}
 	return append(s, managedFile(layout.Msmtprc, rc, 0o600)), nil
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 
 	"github.com/borgkit/borgkit/provision/digest"
 )
@@ -76,4 +78,54 @@ func DiffTrees(a, b map[string]string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Snapshot maps every path below each of dirs on host (absolute, as the
+// host sees it) to its type, mode, owner, size, mtime and, for a regular
+// file, content hash: two snapshots differ where anything was written,
+// chmod'ed or touched. Paths under skip are left out.
+func (l *Lab) Snapshot(host string, dirs []string, skip ...string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, dir := range dirs {
+		root, err := l.Path(host, dir)
+		if err != nil {
+			return nil, err
+		}
+		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if os.IsNotExist(err) && p == root {
+					return filepath.SkipDir
+				}
+				return err
+			}
+			rel := filepath.Join(dir, strings.TrimPrefix(p, root))
+			if slices.ContainsFunc(skip, func(s string) bool { return rel == s || strings.HasPrefix(rel, s+"/") }) {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			fi, err := os.Lstat(p)
+			if err != nil {
+				return err
+			}
+			v := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				v += fmt.Sprintf(" %d:%d", st.Uid, st.Gid)
+			}
+			if fi.Mode().IsRegular() {
+				sum, _, err := digest.File(p)
+				if err != nil {
+					return err
+				}
+				v += " " + sum
+			}
+			out[rel] = v
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("lab: %s: snapshot %s: %w", host, dir, err)
+		}
+	}
+	return out, nil
 }

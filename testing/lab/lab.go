@@ -63,6 +63,11 @@ type Options struct {
 	// rate-limiting forwarder instead of a plain veth pair: the offsite
 	// link as users have it (a VPN, tens of milliseconds, a home uplink).
 	Link *link.Shape
+	// HandBuilt puts the first seed's hand-built backup system on the
+	// hosts once they run (see handbuilt.go): the system `borgkit adopt`
+	// takes over. Such a lab is not for RunScenario, whose provisioning
+	// starts from nothing.
+	HandBuilt bool
 }
 
 // Host is one lab machine.
@@ -188,6 +193,12 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		{"mail and ping listeners", l.startListeners},
 		{"disks", l.startDisks},
 		{"sshd", l.startSSHDs},
+	}
+	if opts.HandBuilt {
+		steps = append(steps, struct {
+			what string
+			fn   func(context.Context) error
+		}{"hand-built setup", l.buildHandBuilt})
 	}
 	for _, s := range steps {
 		if err := s.fn(ctx); err != nil {
@@ -520,7 +531,7 @@ func (l *Lab) Close() error {
 			// Unmount first so the loop devices are free the moment the
 			// namespace's last process is gone.
 			for _, d := range l.disks {
-				if d.Host == h.Name && d.Device != "" {
+				if d.Host == h.Name && d.Device != "" && d.Mountpoint != "" {
 					_, _, _ = run(ctx, h.Name, l.opts.Log, hostEnv, nil, nil, append(h.nsenter(), "umount", "-l", d.Mountpoint)...)
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,6 +155,31 @@ func testLstat(t *testing.T, h host.Host, root string) {
 	run(t, h, "ln", "-s", "five", h.Path(path.Join(root, "sym")))
 	if fi := lstat(t, h, path.Join(root, "sym")); fi.Mode&fs.ModeSymlink == 0 {
 		t.Errorf("Lstat of a symlink: mode %v", fi.Mode)
+	}
+}
+
+func testReadDir(t *testing.T, h host.Host, root string) {
+	dir := path.Join(root, "dir")
+	run(t, h, "mkdir", h.Path(dir))
+	write(t, h, path.Join(dir, "b"), "12", 0o600)
+	write(t, h, path.Join(dir, "a"), "1", 0o644)
+	run(t, h, "ln", "-s", "/nowhere", h.Path(path.Join(dir, "c")))
+	if err := h.MkdirAll(ctx(t), path.Join(dir, "d"), 0o755, leave); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.ReadDir(ctx(t), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, fi := range got {
+		names = append(names, fi.Name)
+	}
+	if strings.Join(names, " ") != "a b c d" || got[1].Size != 2 || got[1].Mode != 0o600 || got[2].Mode&fs.ModeSymlink == 0 || !got[3].IsDir() {
+		t.Errorf("ReadDir = %+v", got)
+	}
+	if _, err := h.ReadDir(ctx(t), path.Join(root, "missing")); !host.IsNotExist(err) {
+		t.Errorf("ReadDir of a missing directory: %v", err)
 	}
 }
 

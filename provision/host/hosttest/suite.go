@@ -43,6 +43,7 @@ func Run(t *testing.T, newHost NewHost) {
 		{"ReadFileMissing", testReadFileMissing},
 		{"Digest", testDigest},
 		{"Lstat", testLstat},
+		{"ReadDir", testReadDir},
 		{"MkdirAll", testMkdirAll},
 		{"Chmod", testChmod},
 		{"Chown", testChown},
