@@ -30,7 +30,7 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 		return nil, err
 	}
 	s = append([]plan.Step{packages(cfg, h, "rsync", "openssh-server", "openssh-client", "cryptsetup-bin", "e2fsprogs")}, s...)
-	server := pushingServer(cfg, h)
+	server := cfg.OffsiteServer(h)
 	if server == nil {
 		return nil, fmt.Errorf("host %s: no server unlocks it or mirrors to it", h.Name)
 	}
@@ -111,24 +111,6 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 			}})
 	}
 	return finish(cfg, h, s)
-}
-
-// pushingServer is the server this offsite host belongs to: the one that
-// unlocks it, else the first that mirrors to it.
-func pushingServer(cfg *config.Config, h *config.Host) *config.Host {
-	if h.Unlock != nil {
-		if s, ok := cfg.Host(h.Unlock.Server); ok {
-			return s
-		}
-	}
-	for i := range cfg.Hosts {
-		for _, m := range cfg.Hosts[i].Mirrors {
-			if m.Host == h.Name {
-				return &cfg.Hosts[i]
-			}
-		}
-	}
-	return nil
 }
 
 // unlockSteps install the boot-time unlock: the identity made on the
