@@ -133,6 +133,7 @@ needs attention.`,
 		}},
 		{layout.JobWatchdog, "On the offsite host: alert when the server's heartbeat is stale or the disk is full or unmounted", config.RoleOffsite, std, offsite(jobs.Watchdog)},
 		{layout.JobUnlock, "On the offsite host: fetch the LUKS key from the server, open and mount the disk (boot timer)", config.RoleOffsite, std, offsite(jobs.Unlock)},
+		{layout.JobSnapshot, "On the offsite host: after each complete push, keep a read-only snapshot of the mirror the push key cannot reach", config.RoleOffsite, std, offsite(jobs.Snapshot)},
 	}
 	for _, sp := range specs {
 		sp := sp

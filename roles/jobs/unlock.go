@@ -51,30 +51,18 @@ func Unlock(ctx context.Context, env *OffsiteEnv) error {
 	if e.allOpen(disks) {
 		return nil
 	}
-	run, ctx, stop, err := e.Begin(ctx, layout.JobUnlock)
-	if IsStandDown(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer stop()
-
-	stats, uerr := e.unlockAll(ctx, disks)
-	if uerr != nil {
-		uerr = fmt.Errorf("unlock: %w", uerr)
-	}
-	status, code, msg := state.OK, 0, "backup disk open and mounted"
-	if e.TestOpenOnly {
-		msg = "key verified (test mode, nothing opened)"
-	}
-	if uerr != nil {
-		status, code, msg = state.Failed, 1, uerr.Error()
-	}
-	if ferr := run.Finish(status, code, msg, stats, e.logged()); ferr != nil && !errors.Is(ferr, state.ErrFinished) {
-		uerr = errors.Join(uerr, ferr)
-	}
-	return uerr
+	return e.record(ctx, layout.JobUnlock, func(ctx context.Context) (state.Status, int, string, any, error) {
+		stats, uerr := e.unlockAll(ctx, disks)
+		if uerr != nil {
+			uerr = fmt.Errorf("unlock: %w", uerr)
+			return state.Failed, 1, uerr.Error(), stats, uerr
+		}
+		msg := "backup disk open and mounted"
+		if e.TestOpenOnly {
+			msg = "key verified (test mode, nothing opened)"
+		}
+		return state.OK, 0, msg, stats, nil
+	})
 }
 
 func (e *OffsiteEnv) luksDisks() []*config.Disk {

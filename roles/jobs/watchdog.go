@@ -44,6 +44,12 @@ type OffsiteEnv struct {
 	Backoff []time.Duration
 	// FetchTimeout bounds one try of the key fetch (default 60s).
 	FetchTimeout time.Duration
+	// RetentionFile is this host's record of the snapshot retention it
+	// keeps (default layout.SnapshotRetentionFile).
+	RetentionFile string
+	// SnapshotLockWait bounds a snapshot's wait for a push to end (default
+	// snapshot.DefaultLockWait).
+	SnapshotLockWait time.Duration
 	// TestOpenOnly makes the open step `cryptsetup open --test-passphrase`
 	// and skips the mount: it proves the fetched key opens the disk where
 	// there is no device-mapper (tests). Real runs leave it false.
@@ -84,6 +90,9 @@ func (env *OffsiteEnv) resolved() (*OffsiteEnv, error) {
 	}
 	if e.FetchTimeout <= 0 {
 		e.FetchTimeout = DefaultFetchTimeout
+	}
+	if e.RetentionFile == "" {
+		e.RetentionFile = layout.SnapshotRetentionFile
 	}
 	return &e, nil
 }
@@ -133,7 +142,16 @@ func Watchdog(ctx context.Context, env *OffsiteEnv) error {
 	if err != nil {
 		return fmt.Errorf("watchdog: %w", err)
 	}
-	run, ctx, stop, err := e.Begin(ctx, layout.JobWatchdog)
+	return e.record(ctx, layout.JobWatchdog, func(ctx context.Context) (state.Status, int, string, any, error) {
+		return statsAny(e.watch(ctx))
+	})
+}
+
+// record runs fn as one recorded run of an offsite job: the record begun
+// (standing down while another run of the job is alive), fn's outcome
+// finished into it with this run's log as its tail.
+func (e *OffsiteEnv) record(ctx context.Context, job string, fn func(ctx context.Context) (state.Status, int, string, any, error)) error {
+	run, ctx, stop, err := e.Begin(ctx, job)
 	if IsStandDown(err) {
 		return nil
 	}
@@ -141,12 +159,16 @@ func Watchdog(ctx context.Context, env *OffsiteEnv) error {
 		return err
 	}
 	defer stop()
-
-	status, code, msg, stats, werr := e.watch(ctx)
+	status, code, msg, stats, jerr := fn(ctx)
 	if ferr := run.Finish(status, code, msg, stats, e.logged()); ferr != nil && !errors.Is(ferr, state.ErrFinished) {
-		werr = errors.Join(werr, ferr)
+		jerr = errors.Join(jerr, ferr)
 	}
-	return werr
+	return jerr
+}
+
+// statsAny passes a job's outcome on with its typed stats as any.
+func statsAny[S any](status state.Status, code int, msg string, stats S, err error) (state.Status, int, string, any, error) {
+	return status, code, msg, stats, err
 }
 
 // watch does the watchdog's work; findings it mailed make a warning, a

@@ -5,31 +5,16 @@ import (
 	"io/fs"
 	"path/filepath"
 	"syscall"
+
+	"github.com/borgkit/borgkit/roles/jobs/state"
 )
-
-// Usage is what the snapshots cost on the disk beyond the mirror.
-type Usage struct {
-	Snapshots int `json:"snapshots"`
-	// HeldFiles and HeldBytes are the files only snapshots still link
-	// (compacted segments, replaced indexes) and the disk space they take,
-	// each counted once however many snapshots hold it.
-	HeldFiles int   `json:"held_files"`
-	HeldBytes int64 `json:"held_bytes"`
-	// DirBytes is the snapshots' own directories.
-	DirBytes int64 `json:"dir_bytes"`
-	// MirrorBytes is the disk space of the mirror's files, for scale.
-	MirrorBytes int64 `json:"mirror_bytes"`
-}
-
-// Total is the disk space the snapshots take beyond the mirror.
-func (u Usage) Total() int64 { return u.HeldBytes + u.DirBytes }
 
 type inode struct{ dev, ino uint64 }
 
 // Usage walks the mirror and every snapshot (never following a symlink) and
 // counts the space that would come back if every snapshot were removed.
-func (s *Store) Usage() (Usage, error) {
-	var u Usage
+func (s *Store) Usage() (state.SnapshotUsage, error) {
+	var u state.SnapshotUsage
 	inMirror := map[inode]bool{}
 	err := walkTree(s.Mirror, func(st *syscall.Stat_t, dir bool) {
 		if !dir {
