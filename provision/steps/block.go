@@ -49,6 +49,10 @@ type Block struct {
 	LinesFrom func(ctx context.Context, h host.Host) ([]byte, error)
 	// Pending describes the change while LinesFrom says ErrNotYet.
 	Pending string
+	// DropEmpty removes the block, markers and all, when it has no lines,
+	// and then creates no file: what borgkit used to put in a file it no
+	// longer does (the offsite push key, once in root's authorized_keys).
+	DropEmpty bool
 }
 
 // ErrNotYet says a step's input is made by an earlier step of this run.
@@ -114,6 +118,9 @@ func (b *Block) candidate(old, lines []byte) ([]byte, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if b.DropEmpty && len(bytes.TrimSpace(lines)) == 0 {
+		return append(append([]byte{}, before...), after...), strings.Split(string(before)+string(after), "\n"), nil
+	}
 	if len(lines) > 0 && lines[len(lines)-1] != '\n' {
 		lines = append(append([]byte{}, lines...), '\n')
 	}
@@ -156,8 +163,8 @@ func (b *Block) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 			return plan.Conflicts(why), nil
 		}
 	}
-	if exists && bytes.Equal(old, next) {
-		return plan.Satisfied(), nil
+	if bytes.Equal(old, next) {
+		return plan.Satisfied(), nil // a dropped block of a file that is not there
 	}
 	var warnings []string
 	if b.Vet != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -257,9 +258,21 @@ func (e *OffsiteEnv) mountDisk(ctx context.Context, d *config.Disk, mapper strin
 		return fmt.Errorf("disk %s: mount %s on %s (left open; the next run only mounts): %w", d.Name, mapper, d.Mountpoint, err)
 	}
 	// The push target exists only on the mounted disk, so a push while it
-	// is not mounted fails instead of filling the root filesystem.
-	if err := os.MkdirAll(layout.MirrorRoot(d.Mountpoint), 0o700); err != nil {
+	// is not mounted fails instead of filling the root filesystem. Made
+	// here on a fresh disk, it is the push user's, as provisioning makes it.
+	root := layout.MirrorRoot(d.Mountpoint)
+	if _, err := os.Lstat(root); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
 		return fmt.Errorf("disk %s: %w", d.Name, err)
+	}
+	if u, err := user.Lookup(layout.PushUser); err == nil {
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Lchown(root, uid, gid); err != nil {
+			return fmt.Errorf("disk %s: %w", d.Name, err)
+		}
 	}
 	return nil
 }

@@ -77,52 +77,46 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 			},
 		})
 	}
+	s = append(s, trustServerSteps(server, readLocal)...)
 	if luks && h.Unlock != nil {
-		unlock, err := unlockSteps(h, server, readLocal)
+		unlock, err := unlockSteps(h, readLocal)
 		if err != nil {
 			return nil, err
 		}
 		s = append(s, unlock...)
 	}
+	// The watchdog reports to the server with a key that can do nothing
+	// else (the forced command watchdog-report there).
+	s = append(s, &fromServer{id: "file." + layout.ReportIdentity, path: layout.ReportIdentity, mode: 0o600, secret: true,
+		read: func(ctx context.Context) ([]byte, error) { return readLocal(ctx, layout.ReportKey(h.Name)) }})
 
-	// The server's push key may only rsync into the mirror directory on the
-	// backup disk, write-only.
+	mirror := ""
 	if mp := backupMount(h); mp != "" {
-		root := layout.MirrorRoot(mp)
-		rel := o.release()
-		s = append(s, &steps.MountedDir{Mountpoint: mp, Dir: steps.Dir{Path: root, Mode: 0o700, Owner: host.Root}})
-		if rr := rel.RrsyncStep(); rr != nil {
-			s = append(s, rr)
-		}
-		s = append(s, &steps.Dir{Path: layout.RootSSHDir, Mode: 0o700, Owner: host.Root})
-		s = append(s, &steps.Block{Path: layout.AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")",
-			Pending: "authorize " + server.Name + "'s push key for rrsync only",
-			LinesFrom: func(ctx context.Context, _ host.Host) ([]byte, error) {
-				pub, err := readLocal(ctx, layout.SSHKey+".pub")
-				if err != nil {
-					return nil, err
-				}
-				push, err := restrictedLine(server.Address, rel.Rrsync+" -wo "+root, pub)
-				if err != nil {
-					return nil, err
-				}
-				hashes, err := hashKeyLine(ctx, local, server.Address, root)
-				return append(push, hashes...), err
-			}})
+		mirror = layout.MirrorRoot(mp)
+		s = append(s, pushSteps(server, mp, o.release(), readLocal)...)
 	}
+	// root's authorized_keys holds the server's hash key, serve-hashes on
+	// the mirror only (the snapshots' files are root's to read), and no
+	// longer the push key: the push line an older borgkit left there goes,
+	// with the root login it gave the server, and so does the block when
+	// there is no hash key.
+	s = append(s, &steps.Dir{Path: layout.RootSSHDir, Mode: 0o700, Owner: host.Root})
+	s = append(s, &steps.Block{Path: layout.AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")", DropEmpty: true,
+		LinesFrom: func(ctx context.Context, _ host.Host) ([]byte, error) {
+			if mirror == "" {
+				return nil, nil
+			}
+			return hashKeyLine(ctx, local, server.Address, mirror)
+		}})
 	return finish(cfg, h, s)
 }
 
-// unlockSteps install the boot-time unlock: the identity made on the
-// server, the server's host key, and the timer.
-func unlockSteps(h, server *config.Host, readLocal func(context.Context, string) ([]byte, error)) ([]plan.Step, error) {
-	identity := h.Unlock.IdentityOrDefault()
-	s := []plan.Step{
-		&steps.Dir{Path: path.Dir(identity), Mode: 0o700, Owner: host.Root},
-		&fromServer{id: "file." + identity, path: identity, mode: 0o600, secret: true,
-			read: func(ctx context.Context) ([]byte, error) { return readLocal(ctx, layout.UnlockKey(h.Name)) }},
-		// known_hosts for the fetch: the server's host key, from the config
-		// or from the server itself.
+// trustServerSteps pin the server's host key for the Pi's own connections
+// to it (the unlock's key fetch, the watchdog's report): from the config,
+// or from the server itself.
+func trustServerSteps(server *config.Host, readLocal func(context.Context, string) ([]byte, error)) []plan.Step {
+	return []plan.Step{
+		&steps.Dir{Path: layout.SSHDir, Mode: 0o700, Owner: host.Root},
 		&fromServer{id: "file." + layout.UnlockKnownHosts, path: layout.UnlockKnownHosts, mode: 0o644,
 			read: func(ctx context.Context) ([]byte, error) {
 				key := server.SSH.HostPublicKey
@@ -136,11 +130,58 @@ func unlockSteps(h, server *config.Host, readLocal func(context.Context, string)
 				return knownHostsLine(server, key)
 			}},
 	}
+}
+
+// unlockSteps install the boot-time unlock: the identity made on the
+// server and the timer.
+func unlockSteps(h *config.Host, readLocal func(context.Context, string) ([]byte, error)) ([]plan.Step, error) {
+	identity := h.Unlock.IdentityOrDefault()
+	var s []plan.Step
+	if path.Dir(identity) != layout.SSHDir {
+		s = append(s, &steps.Dir{Path: path.Dir(identity), Mode: 0o700, Owner: host.Root})
+	}
+	s = append(s, &fromServer{id: "file." + identity, path: identity, mode: 0o600, secret: true,
+		read: func(ctx context.Context) ([]byte, error) { return readLocal(ctx, layout.UnlockKey(h.Name)) }})
 	units, err := unlockUnits(h)
 	if err != nil {
 		return nil, err
 	}
 	return append(s, units...), nil
+}
+
+// pushSteps are the push target on the backup disk mounted at mount: the
+// server's push key logs in as the push user, an unprivileged user who may
+// only rsync into the mirror directory, write-only, and owns its
+// directories and nothing else; the snapshots beside the mirror are
+// root's, and so is every file a snapshot froze.
+func pushSteps(server *config.Host, mount string, rel release.Release, readLocal func(context.Context, string) ([]byte, error)) []plan.Step {
+	root := layout.MirrorRoot(mount)
+	var s []plan.Step
+	if rr := rel.RrsyncStep(); rr != nil {
+		s = append(s, rr)
+	}
+	return append(s,
+		&steps.SystemUser{Name: layout.PushUser, Home: layout.PushHome, Shell: layout.PushShell, Comment: "borgkit push from " + server.Name},
+		// sshd reads the key as the push user, who must not change it.
+		&steps.Dir{Path: layout.PushHome, Mode: 0o755, Owner: host.Root},
+		&steps.Dir{Path: layout.PushSSHDir, Mode: 0o755, Owner: host.Root},
+		&fromServer{id: "file." + layout.PushAuthorizedKeys, path: layout.PushAuthorizedKeys, mode: 0o644,
+			read: func(ctx context.Context) ([]byte, error) {
+				pub, err := readLocal(ctx, layout.SSHKey+".pub")
+				if err != nil {
+					return nil, err
+				}
+				line, err := restrictedLine(server.Address, rel.Rrsync+" -wo "+root, pub)
+				if err != nil {
+					return nil, fmt.Errorf("%s.pub: %w", layout.SSHKey, err)
+				}
+				return append([]byte("# "+layout.Managed()+"\n"), line...), nil
+			}},
+		&steps.MountedDir{Mountpoint: mount, Dir: steps.Dir{Path: root, Mode: 0o700, User: layout.PushUser}},
+		// Directories a push as root left, before there was a push user.
+		&steps.OwnedDirs{Root: root, User: layout.PushUser, Mountpoint: mount},
+		&steps.MountedDir{Mountpoint: mount, Dir: steps.Dir{Path: layout.SnapshotRoot(mount), Mode: 0o700, Owner: host.Root}},
+	)
 }
 
 // backupMount is where the server's mirror lands on this host.
@@ -153,8 +194,10 @@ func backupMount(h *config.Host) string {
 
 // RrsyncLine lets a key run rrsync, write-only, below mount, from one
 // address: the server can push and delete pruned segments but not read the
-// mirror back, nor get a shell, nor leave the directory. The offsite role
-// names the host release's rrsync; this is Debian's.
+// mirror back, nor get a shell, nor leave the directory. rrsync's
+// single-run lock stays on (no -no-lock): the snapshot job takes the same
+// lock, so no push writes while a snapshot is made. The offsite role names
+// the host release's rrsync; this is Debian's.
 func RrsyncLine(from, mount string, pub []byte) ([]byte, error) {
 	return restrictedLine(from, Rrsync+" -wo "+mount, pub)
 }
