@@ -152,48 +152,36 @@ func knownHostLines(ts []*config.Host) []byte {
 // serveKeyLines authorizes each offsite host's unlock key for one thing:
 // running `borgkit job serve-key HOST` from that host's address.
 func serveKeyLines(ctx context.Context, h host.Host, offsite []*config.Host) ([]byte, error) {
-	var b bytes.Buffer
-	for _, o := range offsite {
-		// A revoked host stays revoked: provisioning never re-authorizes it.
-		if _, err := h.Lstat(ctx, layout.RevokedMarker(o.Name)); err == nil {
-			continue
-		}
-		pub, err := h.ReadFile(ctx, layout.UnlockKey(o.Name)+".pub")
-		if host.IsNotExist(err) {
-			return nil, steps.ErrNotYet
-		}
-		if err != nil {
-			return nil, err
-		}
-		line, err := ServeKeyLine(o.Address, layout.Binary+" job serve-key "+o.Name, pub)
-		if err != nil {
-			return nil, fmt.Errorf("%s.pub: %w", layout.UnlockKey(o.Name), err)
-		}
-		b.Write(line)
-	}
-	return b.Bytes(), nil
+	return offsiteKeyLines(ctx, h, offsite, layout.UnlockKey, func(o string) string { return layout.Binary + " job serve-key " + o })
 }
 
 // reportKeyLines authorize each offsite host's report key for one thing:
 // handing its watchdog's report to `borgkit job watchdog-report HOST` from
-// that host's address. A revoked host's goes with its unlock: a stolen
-// Pi must not report a healthy Pi.
+// that host's address.
 func reportKeyLines(ctx context.Context, h host.Host, offsite []*config.Host) ([]byte, error) {
+	return offsiteKeyLines(ctx, h, offsite, layout.ReportKey, WatchdogReportCommand)
+}
+
+// offsiteKeyLines authorize the key pair at key(HOST) of each offsite host
+// for command(HOST) alone, from that host's address. A revoked host stays
+// revoked: provisioning never authorizes its keys again, so a stolen Pi
+// neither gets its disk key nor reports a healthy Pi.
+func offsiteKeyLines(ctx context.Context, h host.Host, offsite []*config.Host, key, command func(string) string) ([]byte, error) {
 	var b bytes.Buffer
 	for _, o := range offsite {
 		if _, err := h.Lstat(ctx, layout.RevokedMarker(o.Name)); err == nil {
 			continue
 		}
-		pub, err := h.ReadFile(ctx, layout.ReportKey(o.Name)+".pub")
+		pub, err := h.ReadFile(ctx, key(o.Name)+".pub")
 		if host.IsNotExist(err) {
 			return nil, steps.ErrNotYet
 		}
 		if err != nil {
 			return nil, err
 		}
-		line, err := ReportKeyLine(o.Address, WatchdogReportCommand(o.Name), pub)
+		line, err := restrictedLine(o.Address, command(o.Name), pub)
 		if err != nil {
-			return nil, fmt.Errorf("%s.pub: %w", layout.ReportKey(o.Name), err)
+			return nil, fmt.Errorf("%s.pub: %w", key(o.Name), err)
 		}
 		b.Write(line)
 	}
