@@ -160,7 +160,7 @@ func TestDrillMirror(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := status.Build(s.Cfg, s.Server, recs, nil, res.Finished.Add(time.Minute))
+	d := status.Build(s.Cfg, s.Server, recs, nil, res.Finished.Add(time.Minute), nil)
 	var line string
 	for _, c := range d.Monitoring {
 		if c.Name == "Last drill" {

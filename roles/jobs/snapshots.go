@@ -274,3 +274,89 @@ func ListSnapshots(env *OffsiteEnv) (*SnapshotList, error) {
 
 // bytesOf is a byte count as the mails write sizes.
 func bytesOf(n int64) string { return alert.Size(uint64(max(n, 0))) }
+
+// SubjectSnapshotOverdue is the watchdog's mail when a push has waited too
+// long for the snapshot that keeps it.
+const SubjectSnapshotOverdue = "OFFSITE SNAPSHOT OVERDUE"
+
+// watchSnapshots is the watchdog's look at the snapshots: a push that
+// arrived more than snapshot_max_lag ago and that no snapshot holds mails,
+// with what the snapshot job last said. The error is a look it could not
+// take (the snapshot directory unreadable, the heartbeat directory a
+// symlink).
+func (e *OffsiteEnv) watchSnapshots(ctx context.Context, d *config.Disk, now time.Time) (*state.SnapshotWatch, error) {
+	sw := &state.SnapshotWatch{}
+	store := e.snapshots(d)
+	all, err := store.List()
+	if err != nil {
+		return sw, fmt.Errorf("watchdog: %w", err)
+	}
+	sw.Count = len(all)
+	if len(all) > 0 {
+		sw.Latest, sw.LatestTime = all[len(all)-1].Name, all[len(all)-1].Time
+	}
+	pending, err := store.Pending()
+	if err != nil {
+		return sw, fmt.Errorf("watchdog: snapshots: %w", err)
+	}
+	lag := e.Host.Thresholds.SnapshotMaxLagOrDefault()
+	var late []snapshot.Heartbeat
+	for _, hb := range pending {
+		sw.Waiting = append(sw.Waiting, state.Heartbeat{Host: hb.Server, File: filepath.Join(store.Mirror, layout.HeartbeatDir, hb.Name), At: hb.Arrived})
+		waited := now.Sub(hb.Arrived)
+		if waited > lag {
+			late = append(late, hb)
+			e.logf("the push from %s that arrived %s ago is in no snapshot (threshold %s)", hb.Server, alert.Age(waited), alert.Limit(lag))
+		} else {
+			e.logf("the push from %s that arrived %s ago waits for the next snapshot run", hb.Server, alert.Age(max(waited, 0)))
+		}
+	}
+	if sw.Latest != "" {
+		e.logf("%d snapshots, the newest %s (%s ago)", sw.Count, sw.Latest, alert.Age(max(now.Sub(sw.LatestTime), 0)))
+	}
+	if len(late) == 0 {
+		return sw, nil
+	}
+	sw.Overdue = true
+	e.Mail(ctx, e.snapshotOverdue(store, late, sw, now, lag))
+	return sw, nil
+}
+
+// snapshotOverdue is that mail.
+func (e *OffsiteEnv) snapshotOverdue(store *snapshot.Store, late []snapshot.Heartbeat, sw *state.SnapshotWatch, now time.Time, lag time.Duration) alert.Message {
+	var b strings.Builder
+	fmt.Fprintf(&b, "=== %s %s ===\n", e.Host.Name, SubjectSnapshotOverdue)
+	for _, hb := range late {
+		fmt.Fprintf(&b, "Push from %s arrived: %s ago (threshold: %s)\n", hb.Server, alert.Age(now.Sub(hb.Arrived)), alert.Limit(lag))
+	}
+	if sw.Latest != "" {
+		fmt.Fprintf(&b, "Newest snapshot: %s (%s ago), %d kept in %s\n", sw.Latest, alert.Age(max(now.Sub(sw.LatestTime), 0)), sw.Count, store.Root)
+	} else {
+		fmt.Fprintf(&b, "Newest snapshot: none in %s\n", store.Root)
+	}
+	if rec, err := e.Store.Load(layout.JobSnapshot); err == nil {
+		fmt.Fprintf(&b, "Last snapshot run: %s, %s: %s\n", rec.Started.Format(alert.TimestampLayout), rec.Status, rec.Message)
+	} else {
+		b.WriteString("Last snapshot run: none recorded\n")
+	}
+	b.WriteString("\nThe mirror has data no snapshot keeps: until one does, whoever holds the\n")
+	b.WriteString("server's push key can still delete or overwrite it. The snapshot job runs\n")
+	fmt.Fprintf(&b, "every quarter hour (%s job snapshot, log %s).\n", layout.Binary, layout.JobLog(layout.LogDir, layout.JobSnapshot))
+	b.WriteString("Check: its schedule, its log, and that the disk has room for root.\n")
+	return alert.Message{Subject: SubjectSnapshotOverdue, Text: b.String()}
+}
+
+// snapshotSpace is the paragraph the disk warning gets about the
+// snapshots, from the snapshot job's last record.
+func (e *OffsiteEnv) snapshotSpace() string {
+	rec, err := e.Store.Load(layout.JobSnapshot)
+	var st state.SnapshotStats
+	if err != nil || decodeStats(rec, &st) != nil || st.Usage.Snapshots == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\n%d snapshots of the mirror hold %s it no longer has (%s; retention %d daily, %d weekly).\n"+
+		"They are never removed to make room: a push filling the disk would then erase the\n"+
+		"offsite history. To keep fewer, lower snapshots: in the config, provision, then\n"+
+		"run on %s: borgkit snapshots lower-retention --yes\n",
+		st.Usage.Snapshots, bytesOf(st.Usage.Total()), rec.Finished.Format(alert.TimestampLayout), st.Retention.Daily, st.Retention.Weekly, e.Host.Name)
+}

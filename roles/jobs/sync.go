@@ -87,8 +87,25 @@ func (e *Env) revoked(m *config.Mirror) bool {
 	if m.Host == "" {
 		return false
 	}
-	_, err := os.Lstat(filepath.Join(e.RevokedDir, m.Host))
+	return e.Revoked(m.Host)
+}
+
+// Revoked reports whether the offsite host name was revoked.
+func (e *Env) Revoked(name string) bool {
+	_, err := os.Lstat(filepath.Join(e.RevokedDir, name))
 	return err == nil
+}
+
+// WatchedOffsites are the offsite hosts whose watchdog reports to e's host:
+// those that belong to it, run the watchdog and were not revoked.
+func (e *Env) WatchedOffsites() []*config.Host {
+	var out []*config.Host
+	for _, o := range e.Cfg.OffsiteHosts(e.Host) {
+		if _, on := o.Schedule(layout.JobWatchdog); on && !e.Revoked(o.Name) {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // source is a repo the sync may mirror, with what the guards compare a

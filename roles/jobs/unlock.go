@@ -358,23 +358,33 @@ func (e *OffsiteEnv) fetchKey(ctx context.Context, server *config.Host) (*fetche
 	}
 }
 
-// unlockSSHArgv is the fetch: the unlock identity only, the server's host
-// key pinned by our own known_hosts alone, no prompt, no config file (root's
-// ssh config must not reroute where the key comes from). No remote command
-// is given: the server's authorized_keys forces serve-key.
+// unlockSSHArgv is the fetch: the unlock identity only (see serverSSHArgv).
+// No remote command is given: the server's authorized_keys forces
+// serve-key.
 func (e *OffsiteEnv) unlockSSHArgv(server *config.Host) ([]string, error) {
-	identity := e.Host.Unlock.IdentityOrDefault()
-	for _, f := range []struct{ path, what string }{{identity, "unlock identity"}, {e.KnownHosts, "known_hosts of the unlock"}} {
+	return serverSSHArgv(e.Host.Name, server, "unlock identity", e.Host.Unlock.IdentityOrDefault(), e.KnownHosts)
+}
+
+// serverSSHArgv is ssh from the offsite host to its server with one
+// identity whose forced command there does the one thing it may: the
+// server's host key pinned by our own known_hosts alone, no prompt, no
+// config file (root's ssh config must not reroute it).
+func serverSSHArgv(self string, server *config.Host, what, identity, knownHosts string) ([]string, error) {
+	for _, f := range []struct{ path, what string }{{identity, what}, {knownHosts, "known_hosts of " + server.Name}} {
 		if _, err := os.Stat(f.path); err != nil {
-			return nil, fmt.Errorf("%s %s is missing (provision %s from %s): %w", f.what, f.path, e.Host.Name, server.Name, err)
+			return nil, fmt.Errorf("%s %s is missing (provision %s from %s): %w", f.what, f.path, self, server.Name, err)
 		}
+	}
+	if server.Address == "" || strings.HasPrefix(server.Address, "-") {
+		// A leading '-' would make ssh read the address as an option.
+		return nil, fmt.Errorf("server %s has no usable address (%q)", server.Name, server.Address)
 	}
 	c := host.Command(tools.SSH,
 		"-F", "none",
 		"-T",
 		"-i", identity,
 		"-o", "IdentitiesOnly=yes",
-		"-o", "UserKnownHostsFile="+e.KnownHosts,
+		"-o", "UserKnownHostsFile="+knownHosts,
 		"-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "StrictHostKeyChecking=yes",
 		"-o", "UpdateHostKeys=no",

@@ -150,6 +150,33 @@ type WatchdogStats struct {
 	Report string `json:"report,omitempty"`
 }
 
+// WatchdogReport is an offsite host's watchdog report as its server keeps
+// it (the Pi sends it through a key whose forced command is
+// `borgkit job watchdog-report HOST`). Everything but Received and From is
+// what the Pi said; the server validated it before keeping it.
+type WatchdogReport struct {
+	Version int    `json:"version"`
+	Host    string `json:"host"`
+	// Sent is the Pi's clock; Received the server's, which the stale
+	// check measures from.
+	Sent     time.Time `json:"sent"`
+	Received time.Time `json:"received,omitzero"`
+	// From is the address the report came from (SSH_CLIENT).
+	From string `json:"from,omitempty"`
+	// Status and Message are the watchdog run's own.
+	Status  Status `json:"status"`
+	Message string `json:"message,omitempty"`
+	// MailError is why the run's last mail failed: a Pi that can no
+	// longer alert by mail.
+	MailError   string `json:"mail_error,omitempty"`
+	DiskMounted bool   `json:"disk_mounted"`
+	DiskPercent int    `json:"disk_percent"`
+	// Snapshots is how many the Pi keeps and LatestSnapshot the newest.
+	Snapshots       int    `json:"snapshots"`
+	LatestSnapshot  string `json:"latest_snapshot,omitempty"`
+	SnapshotOverdue bool   `json:"snapshot_overdue,omitempty"`
+}
+
 // SnapshotWatch is the watchdog's view of the snapshots.
 type SnapshotWatch struct {
 	Latest     string    `json:"latest,omitempty"`
