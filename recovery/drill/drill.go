@@ -96,13 +96,13 @@ type Options struct {
 // Result is what the drill found. Its totals are the record the dashboard
 // reads (state.DrillStats); the whole result goes to the report files.
 type Result struct {
-	Bundle  string    `json:"bundle"`
-	Site    string    `json:"site,omitempty"`
-	Server  string    `json:"server,omitempty"`
-	Source  string    `json:"source"` // "disk" or "mirror"
+	Bundle string `json:"bundle"`
+	Site   string `json:"site,omitempty"`
+	Server string `json:"server,omitempty"`
+	Source string `json:"source"` // "disk" or "mirror"
 	// Snapshot is the offsite snapshot restored from ("" for the mirror).
-	Snapshot string `json:"snapshot,omitempty"`
-	Started time.Time `json:"started"`
+	Snapshot string    `json:"snapshot,omitempty"`
+	Started  time.Time `json:"started"`
 	// Duration is the whole drill, bundle verification included.
 	Duration time.Duration `json:"duration_ns"`
 	Seed     uint64        `json:"seed"`
