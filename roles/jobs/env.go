@@ -71,6 +71,9 @@ type Env struct {
 	// Channels get every alert the mail gets (ntfy, webhook); default
 	// alert.Channels of the host.
 	Channels []alert.Channel
+	// PushLockWait is the wait between tries of a push that the offsite
+	// host's snapshot holds off (default DefaultPushLockWait).
+	PushLockWait time.Duration
 
 	lines  *runLog // this run's log, for the record's tail
 	prefix string  // starts every log line ("unlock: ")

@@ -423,8 +423,12 @@ func (e *Env) transfer(ctx context.Context, m *config.Mirror, r *config.Repo, de
 		bySize = append(bySize, "--max-delete="+strconv.Itoa(m.MaxDelete))
 	}
 	byContent := append([]string{"-a", "--checksum", "--stats", "--exclude=/" + borg.DataDir + "/"}, common...)
+	run := e.run
+	if m.Host != "" {
+		run = e.push
+	}
 	for _, args := range [][]string{bySize, byContent} {
-		res, err := e.run(ctx, host.Command(tools.Rsync, append(args, src, dest)...))
+		res, err := run(ctx, host.Command(tools.Rsync, append(args, src, dest)...))
 		if mm := sentRE.FindSubmatch(res.Stdout); mm != nil {
 			n, _ := strconv.ParseUint(strings.NewReplacer(",", "", ".", "").Replace(string(mm[1])), 10, 64)
 			sent += n
@@ -502,7 +506,7 @@ func (e *Env) heartbeat(ctx context.Context, m *config.Mirror) error {
 	if err := os.WriteFile(filepath.Join(hb, layout.HeartbeatName(e.Host.Name)), []byte(stamp), 0o644); err != nil {
 		return err
 	}
-	res, err := e.run(ctx, host.Command(tools.Rsync, "-rt", "-e", e.SSH, hb+"/", m.Host+":"+layout.HeartbeatDir+"/"))
+	res, err := e.push(ctx, host.Command(tools.Rsync, "-rt", "-e", e.SSH, hb+"/", m.Host+":"+layout.HeartbeatDir+"/"))
 	if err != nil {
 		return fmt.Errorf("write heartbeat: %s", tailText(res.Stderr, 4))
 	}
