@@ -315,7 +315,8 @@ func TestPruneAndUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.Snapshots != 3 || u.HeldFiles != 1 || u.HeldBytes < int64(len(seg)) || u.HeldBytes > 2*int64(len(seg)) || u.MirrorBytes < int64(len(seg)) {
+	if u.Snapshots != 3 || u.HeldFiles != 1 || u.HeldBytes < int64(len(seg)) || u.HeldBytes > 2*int64(len(seg)) || u.MirrorBytes < int64(len(seg)) ||
+		u.HeldSegmentBytes != u.HeldBytes {
 		t.Fatalf("usage %+v", u)
 	}
 	removed, err := s.Prune(Policy{Daily: 1, Loc: time.UTC})

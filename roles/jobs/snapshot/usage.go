@@ -16,7 +16,7 @@ type inode struct{ dev, ino uint64 }
 func (s *Store) Usage() (state.SnapshotUsage, error) {
 	var u state.SnapshotUsage
 	inMirror := map[inode]bool{}
-	err := walkTree(s.Mirror, func(st *syscall.Stat_t, dir bool) {
+	err := walkTree(s.Mirror, func(_ string, st *syscall.Stat_t, dir bool) {
 		if !dir {
 			inMirror[inode{uint64(st.Dev), st.Ino}] = true
 			u.MirrorBytes += st.Blocks * 512
@@ -32,7 +32,7 @@ func (s *Store) Usage() (state.SnapshotUsage, error) {
 	u.Snapshots = len(snaps)
 	held := map[inode]bool{}
 	for _, sn := range snaps {
-		err := walkTree(sn.Path, func(st *syscall.Stat_t, dir bool) {
+		err := walkTree(sn.Path, func(p string, st *syscall.Stat_t, dir bool) {
 			if dir {
 				u.DirBytes += st.Blocks * 512
 				return
@@ -44,6 +44,9 @@ func (s *Store) Usage() (state.SnapshotUsage, error) {
 			held[in] = true
 			u.HeldFiles++
 			u.HeldBytes += st.Blocks * 512
+			if segment(p) {
+				u.HeldSegmentBytes += st.Blocks * 512
+			}
 		})
 		if err != nil {
 			return u, err
@@ -52,8 +55,14 @@ func (s *Store) Usage() (state.SnapshotUsage, error) {
 	return u, nil
 }
 
+// segment reports whether p is a borg segment file: REPO/data/N/M.
+func segment(p string) bool {
+	dir, _ := filepath.Split(p)
+	return filepath.Base(filepath.Dir(filepath.Clean(dir))) == "data"
+}
+
 // walkTree calls fn for every directory and regular file under root.
-func walkTree(root string, fn func(st *syscall.Stat_t, dir bool)) error {
+func walkTree(root string, fn func(p string, st *syscall.Stat_t, dir bool)) error {
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("usage: %w", err)
@@ -66,7 +75,7 @@ func walkTree(root string, fn func(st *syscall.Stat_t, dir bool)) error {
 			return fmt.Errorf("usage: %w", err)
 		}
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			fn(st, d.IsDir())
+			fn(p, st, d.IsDir())
 		}
 		return nil
 	})

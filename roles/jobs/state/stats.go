@@ -229,6 +229,9 @@ type SnapshotUsage struct {
 	HeldBytes   int64 `json:"held_bytes"`
 	DirBytes    int64 `json:"dir_bytes"`
 	MirrorBytes int64 `json:"mirror_bytes"`
+	// HeldSegmentBytes is the part of HeldBytes in borg segment files
+	// (REPO/data/N/M); the rest is replaced indexes, hints and the like.
+	HeldSegmentBytes int64 `json:"held_segment_bytes"`
 }
 
 // Total is the disk the snapshots take beyond the mirror.
