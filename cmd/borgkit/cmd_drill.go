@@ -18,7 +18,7 @@ type drillOptions struct {
 func newDrillCommand(g *globals) *cobra.Command {
 	o := &drillOptions{}
 	cmd := &cobra.Command{
-		Use:   "drill --bundle DIR (--disk DEVICE|IMAGE | --mirror DIR)",
+		Use:   "drill --bundle DIR (--disk DEVICE|IMAGE | --mirror DIR) [--snapshot NAME|latest]",
 		Short: "The annual restore rehearsal: only the bundle and the offsite disk (or a mirror)",
 		Long: `Rehearse a disaster restore with nothing but the recovery bundle and the
 offsite disk (or an image of it, or an unencrypted mirror directory): verify
@@ -26,9 +26,12 @@ the bundle, unlock the disk with the bundle's keyfile (with its header backup
 if the disk's header is damaged), mount it read-only, check every repo,
 extract a random sample plus the canaries from the latest archives, compare
 them with the archives' own hashes (and the live files with --compare-live),
-and report RPO, RTO and throughput as Markdown and JSON. It never writes to
-the disk or the mirror. The result is recorded for borgkit status and the
-weekly summary.
+and report RPO, RTO and throughput as Markdown and JSON. With --snapshot it
+restores from one of the offsite host's read-only snapshots of its mirror
+(kept beside it on the disk) instead: after the server's push key has
+deleted or overwritten the mirror, that is the copy to restore. It never
+writes to the disk, the mirror or a snapshot. The result is recorded for
+borgkit status and the weekly summary.
 
 Progress goes to stderr: one line redrawn in place on a terminal, a line per
 phase elsewhere. The result goes to stdout: the report files' names, or with
@@ -64,6 +67,7 @@ phase elsewhere. The result goes to stdout: the report files' names, or with
 	f.StringVar(&o.Disk, "disk", "", "the offsite disk or an image of it (opened read-only; needs root)")
 	f.StringVar(&o.DiskName, "disk-name", "", "which of the bundle's disks it is, as HOST/DISK (default: the only one)")
 	f.StringVar(&o.Mirror, "mirror", "", "a `DIR` holding unencrypted repo copies by name instead of a disk")
+	f.StringVar(&o.Snapshot, "snapshot", "", "restore from the offsite host's snapshot `NAME` of its mirror, or latest (borgkit snapshots list names them)")
 	f.StringSliceVar(&o.Repos, "repo", nil, "only these repos (repeatable)")
 	f.IntVar(&o.Samples, "samples", 20, "random files to extract per repo")
 	f.Uint64Var(&o.Seed, "seed", 0, "seed for the sample (0: random; the report says which)")

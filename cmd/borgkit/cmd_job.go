@@ -133,6 +133,7 @@ needs attention.`,
 		}},
 		{layout.JobWatchdog, "On the offsite host: alert when the server's heartbeat is stale or the disk is full or unmounted", config.RoleOffsite, std, offsite(jobs.Watchdog)},
 		{layout.JobUnlock, "On the offsite host: fetch the LUKS key from the server, open and mount the disk (boot timer)", config.RoleOffsite, std, offsite(jobs.Unlock)},
+		{layout.JobSnapshot, "On the offsite host: after each complete push, keep a read-only snapshot of the mirror the push key cannot reach", config.RoleOffsite, std, offsite(jobs.Snapshot)},
 	}
 	for _, sp := range specs {
 		sp := sp
@@ -193,6 +194,24 @@ It needs no config.`,
 			return copies.Serve(cmd.Context(), roots, cmd.InOrStdin(), cmd.OutOrStdout())
 		},
 	}
+	watchdogReport := &cobra.Command{
+		Use:   layout.JobCLI(layout.JobWatchdogReport) + " HOST",
+		Short: "Keep offsite HOST's watchdog report, read from stdin (the forced command of its report key)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			env, err := o.env(g)
+			if err != nil {
+				return err
+			}
+			err = jobs.ReceiveWatchdogReport(env.Cfg, env.Host.Name, args[0], env.RevokedDir, cmd.InOrStdin(),
+				os.Getenv("SSH_CLIENT"), env.Store, time.Now())
+			if err == nil {
+				fmt.Fprintln(cmd.OutOrStdout(), "report kept")
+			}
+			return err
+		},
+	}
+	o.addFlags(g, watchdogReport, flagState)
 	pullGuard := &cobra.Command{
 		Use:   "pull-guard ARCHIVE",
 		Short: "Run the zfs get/send that ARCHIVE's syncoid pull sends, nothing else (the forced command of its pull key)",
@@ -204,6 +223,7 @@ It needs no config.`,
 	o.addFlags(g, pullGuard, flagLog)
 	cmd.AddCommand(
 		withExits(serveKey, exitCase{exitOK, "the key was written"}, exitCase{exitFailed, "the key could not be served (revoked, missing, not this host's to serve)"}, usageCase("a bad config")),
+		withExits(watchdogReport, exitCase{exitOK, "the report was kept"}, exitCase{exitFailed, "the report was refused (revoked, not this server's offsite host, not a valid report) or could not be kept"}, usageCase("a bad config")),
 		withExits(serveHashes, exitCase{exitOK, "the requests were answered"}, exitCase{exitFailed, "a request could not be read or answered"}, usageCase("a root that is not NAME=DIR")),
 		withExits(pullGuard, exitCase{exitOK, "the allowed command ran and succeeded"}, exitCase{exitFailed, "the command was refused or failed"}, usageCase("a bad config")),
 	)

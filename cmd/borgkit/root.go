@@ -82,6 +82,7 @@ contract for all of them is below.`,
 		newNotifyCommand(g),
 		newRecoveryCommand(g),
 		newDrillCommand(g),
+		newSnapshotsCommand(g),
 		newManCommand(),
 	)
 	root.SetHelpCommand(newHelpCommand())

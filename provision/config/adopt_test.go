@@ -36,6 +36,7 @@ func TestParseAdoptedFields(t *testing.T) {
 		{"mirror_root a shell splits", mirrorRoot("/mnt/backup/a b"), "read by a shell"},
 		{"mirror_root with a quote", mirrorRoot(`/mnt/backup/a"b`), "read by a shell"},
 		{"mirror_root off the disk", mirrorRoot("/srv/mirrors"), "is not on the backup disk"},
+		{"mirror_root among the snapshots", mirrorRoot("/mnt/backup/borgkit-snapshots/x"), "where the host keeps its snapshots"},
 		{"mirror_root on a server", edit("    scheduler: cron ", "    mirror_root: /mnt/backup\n    scheduler: cron "), "on an offsite host"},
 		{"archive_prefix a glob", repo("archive_prefix: 'john-ai-*'"), "archive_prefix"},
 		{"archive_prefix a placeholder", repo("archive_prefix: '{hostname}-'"), "archive_prefix"},

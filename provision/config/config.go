@@ -73,6 +73,9 @@ type Host struct {
 	Timeouts *Timeouts `yaml:"timeouts,omitempty"`
 	// Unlock is the offsite host's boot-time key fetch.
 	Unlock *Unlock `yaml:"unlock,omitempty"`
+	// Snapshots is how many read-only snapshots of its mirror the offsite
+	// host keeps (default 7 daily, 4 weekly).
+	Snapshots *Snapshots `yaml:"snapshots,omitempty"`
 	// Pull is the archive host's syncoid replication from a live server.
 	Pull *Pull `yaml:"pull,omitempty"`
 	// Proxmox is a Proxmox VE server whose backups this host watches.
@@ -272,6 +275,7 @@ type Schedules struct {
 	RestoreTest string `yaml:"restore_test,omitempty"`
 	Summary     string `yaml:"summary,omitempty"`
 	Watchdog    string `yaml:"watchdog,omitempty"`
+	Snapshot    string `yaml:"snapshot,omitempty"`
 	Scrub       string `yaml:"scrub,omitempty"`
 	SmartShort  string `yaml:"smart_short,omitempty"`
 	SmartLong   string `yaml:"smart_long,omitempty"`
@@ -322,6 +326,13 @@ type Thresholds struct {
 	NightlyMaxAge   string `yaml:"nightly_max_age,omitempty"`   // default 30h
 	SyncMaxAge      string `yaml:"sync_max_age,omitempty"`      // default 30h
 	HeartbeatMaxAge string `yaml:"heartbeat_max_age,omitempty"` // default 30h (offsite watchdog)
+	// SnapshotMaxLag is how long a complete push may wait on the offsite
+	// host for the snapshot that keeps it before its watchdog alerts.
+	SnapshotMaxLag string `yaml:"snapshot_max_lag,omitempty"` // default 3h (offsite watchdog)
+	// WatchdogMaxAge is how old an offsite host's last watchdog report may
+	// get before the server's stale check alerts: a dead Pi, or one whose
+	// network is gone.
+	WatchdogMaxAge  string `yaml:"watchdog_max_age,omitempty"`  // default 3h (server stale check)
 	DiskWarnPercent int    `yaml:"disk_warn_percent,omitempty"` // default 90 server, 95 offsite
 	// Suspicious judges each night's archive against the recent ones.
 	Suspicious *Suspicious `yaml:"suspicious,omitempty"`
@@ -380,6 +391,19 @@ type Unlock struct {
 	// (default 3m, at least 10s): how soon the disk opens once the server
 	// is back.
 	Retry string `yaml:"retry,omitempty"`
+}
+
+// Snapshots is the offsite host's snapshot retention. The host keeps the
+// largest retention it has ever been given (see layout.SnapshotRetentionFile):
+// a config that asks for less takes effect only after `borgkit snapshots
+// lower-retention` on that host, so whoever can edit the config on the
+// server cannot shorten the offsite history by provisioning.
+type Snapshots struct {
+	// Daily keeps the first snapshot of each of the last Daily days that
+	// have one (at least 1); Weekly the first of each of the last Weekly
+	// ISO weeks. The newest snapshot is always kept.
+	Daily  int `yaml:"daily"`
+	Weekly int `yaml:"weekly"`
 }
 
 // Pull is syncoid replication of a dataset from a live server.

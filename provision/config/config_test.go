@@ -308,6 +308,46 @@ func TestParseProblems(t *testing.T) {
 			msg: "compaction belongs on a server or archive host",
 		},
 		{
+			name:     "snapshots on a server",
+			src:      srv("    snapshots: {daily: 7, weekly: 4}"),
+			sentinel: ErrRoleMismatch, line: 14, col: 5,
+			msg: "snapshots are kept by an offsite host of its mirror",
+		},
+		{
+			name: "no daily snapshot",
+			src: withHeader("  - name: pi", "    role: offsite", "    address: 100.64.0.2",
+				"    snapshots: {daily: 0, weekly: 4}"),
+			sentinel: ErrBadValue, line: 10, col: 24,
+			msg: "daily 0 is out of range 1..1000",
+		},
+		{
+			name: "weekly snapshots beyond bound",
+			src: withHeader("  - name: pi", "    role: offsite", "    address: 100.64.0.2",
+				"    snapshots: {daily: 7, weekly: 5200}"),
+			sentinel: ErrBadValue, line: 10, col: 35,
+			msg: "weekly 5200 is out of range 0..1000",
+		},
+		{
+			name: "snapshot lag not a duration",
+			src: withHeader("  - name: pi", "    role: offsite", "    address: 100.64.0.2",
+				"    thresholds: {snapshot_max_lag: soon}"),
+			sentinel: ErrBadDuration, line: 10, col: 36,
+			msg: "snapshot_max_lag",
+		},
+		{
+			name: "watchdog age on an offsite host",
+			src: withHeader("  - name: pi", "    role: offsite", "    address: 100.64.0.2",
+				"    thresholds: {watchdog_max_age: 3h}"),
+			sentinel: ErrRoleMismatch, line: 10, col: 36,
+			msg: "watchdog_max_age is watched by the server's stale check",
+		},
+		{
+			name:     "snapshot lag on a server",
+			src:      srv("    thresholds: {snapshot_max_lag: 3h}"),
+			sentinel: ErrRoleMismatch, line: 14, col: 36,
+			msg: "snapshot_max_lag is watched by an offsite host's watchdog",
+		},
+		{
 			name:     "proxmox with the stale check off",
 			src:      srv("    schedules: {stale: \"off\"}", "    proxmox:", "      dump_dir: /mnt/nas/dump"),
 			sentinel: ErrBadValue, line: 15, col: 5,
@@ -682,8 +722,17 @@ func TestExample(t *testing.T) {
 	if pi.DiskWarnPercent() != 95 || pi.Thresholds.HeartbeatMaxAgeOrDefault() != 30*time.Hour {
 		t.Errorf("pi thresholds %+v", pi.Thresholds)
 	}
-	if got := pi.Jobs(); !slices.Equal(got, []string{"watchdog"}) {
+	if got := pi.Jobs(); !slices.Equal(got, []string{"watchdog", "snapshot"}) {
 		t.Errorf("pi jobs %v", got)
+	}
+	if r := pi.SnapshotRetention(); r != (Snapshots{Daily: 7, Weekly: 4}) || pi.Thresholds.SnapshotMaxLagOrDefault() != 3*time.Hour {
+		t.Errorf("pi snapshots %+v, lag %s", r, pi.Thresholds.SnapshotMaxLagOrDefault())
+	}
+	if s := c.OffsiteServer(pi); s == nil || s.Name != "john-ai" {
+		t.Errorf("pi belongs to %v", s)
+	}
+	if got := c.OffsiteHosts(srv); len(got) != 1 || got[0].Name != "pi" || srv.Thresholds.WatchdogMaxAgeOrDefault() != 3*time.Hour {
+		t.Errorf("john-ai watches %v", got)
 	}
 	if pi.SSH.UserOrDefault() != "root" || pi.SSH.PortOrDefault() != 22 {
 		t.Errorf("pi ssh %+v", pi.SSH)

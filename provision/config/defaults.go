@@ -66,6 +66,9 @@ var roleJobs = map[Role][]jobDefault{
 	},
 	RoleOffsite: {
 		{layout.JobWatchdog, "0 * * * *", 5 * time.Minute},
+		// Every quarter of an hour, to snapshot a push soon after it
+		// arrived; a run with no new push returns without a record.
+		{layout.JobSnapshot, "*/15 * * * *", 5 * time.Minute},
 	},
 	RoleArchive: {
 		{layout.JobPull, "0 1 * * *", 15 * time.Minute},
@@ -108,6 +111,8 @@ func (s *Schedules) field(job string) *string {
 		return &s.Summary
 	case layout.JobWatchdog:
 		return &s.Watchdog
+	case layout.JobSnapshot:
+		return &s.Snapshot
 	case layout.JobScrub:
 		return &s.Scrub
 	case layout.JobSmartShort:
@@ -133,7 +138,7 @@ func (s *Schedules) Set(job, spec string) bool {
 
 // allJobs is every job in schedules:, in field order.
 var allJobs = []string{layout.JobNightly, layout.JobSync, layout.JobStale, layout.JobCheck, layout.JobVerify, layout.JobRestoreTest,
-	layout.JobSummary, layout.JobWatchdog, layout.JobScrub, layout.JobSmartShort, layout.JobSmartLong, layout.JobPull, layout.JobAudit}
+	layout.JobSummary, layout.JobWatchdog, layout.JobSnapshot, layout.JobScrub, layout.JobSmartShort, layout.JobSmartLong, layout.JobPull, layout.JobAudit}
 
 // Host finds a host by name.
 func (c *Config) Host(name string) (*Host, bool) {
@@ -143,6 +148,40 @@ func (c *Config) Host(name string) (*Host, bool) {
 		}
 	}
 	return nil, false
+}
+
+// OffsiteServer is the server offsite host h belongs to: the one that
+// unlocks it, else the first that mirrors to it; nil when none does. It
+// holds h's unlock and report keys and takes its watchdog reports.
+func (c *Config) OffsiteServer(h *Host) *Host {
+	if h == nil || h.Role != RoleOffsite {
+		return nil
+	}
+	if h.Unlock != nil {
+		if s, ok := c.Host(h.Unlock.Server); ok {
+			return s
+		}
+	}
+	for i := range c.Hosts {
+		for _, m := range c.Hosts[i].Mirrors {
+			if m.Host == h.Name {
+				return &c.Hosts[i]
+			}
+		}
+	}
+	return nil
+}
+
+// OffsiteHosts are the offsite hosts that belong to server s (see
+// OffsiteServer), in file order: the ones whose watchdog reports to it.
+func (c *Config) OffsiteHosts(s *Host) []*Host {
+	var out []*Host
+	for _, o := range c.HostsByRole(RoleOffsite) {
+		if srv := c.OffsiteServer(o); srv != nil && srv.Name == s.Name {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // HostsByRole lists the hosts of one role, in file order.
@@ -602,6 +641,43 @@ func (t Thresholds) SyncMaxAgeOrDefault() time.Duration {
 // the watchdog alerts (default 30h).
 func (t Thresholds) HeartbeatMaxAgeOrDefault() time.Duration {
 	return durationOr(t.HeartbeatMaxAge, DefaultMaxAge)
+}
+
+// DefaultSnapshotMaxLag is how long a complete push may wait for its
+// snapshot: the snapshot job runs every quarter hour, so this is many
+// missed runs, not one slow one.
+const DefaultSnapshotMaxLag = 3 * time.Hour
+
+// SnapshotMaxLagOrDefault is how long after a push arrived the watchdog
+// alerts when no snapshot holds it (default 3h).
+func (t Thresholds) SnapshotMaxLagOrDefault() time.Duration {
+	return durationOr(t.SnapshotMaxLag, DefaultSnapshotMaxLag)
+}
+
+// DefaultWatchdogMaxAge is how long an offsite host's watchdog, which runs
+// hourly, may stay silent.
+const DefaultWatchdogMaxAge = 3 * time.Hour
+
+// WatchdogMaxAgeOrDefault is how old the last watchdog report of an
+// offsite host may get before the server's stale check alerts (default 3h).
+func (t Thresholds) WatchdogMaxAgeOrDefault() time.Duration {
+	return durationOr(t.WatchdogMaxAge, DefaultWatchdogMaxAge)
+}
+
+// Default snapshot retention of an offsite host.
+const (
+	DefaultSnapshotDaily  = 7
+	DefaultSnapshotWeekly = 4
+)
+
+// SnapshotRetention is the retention h's config asks for, with the
+// defaults (7 daily, 4 weekly) when it has no snapshots: section. The host
+// itself keeps the larger of this and what it kept before.
+func (h *Host) SnapshotRetention() Snapshots {
+	if h.Snapshots == nil {
+		return Snapshots{Daily: DefaultSnapshotDaily, Weekly: DefaultSnapshotWeekly}
+	}
+	return *h.Snapshots
 }
 
 // DiskWarnPercentOrDefault is the fill level that warns: 95 on an offsite

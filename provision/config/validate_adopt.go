@@ -34,6 +34,8 @@ func (v *validator) adopted(p string, h *Host) {
 				v.add(mp, ErrBadPath, "mirror_root %q: the host has no backup disk to hold it", h.MirrorRoot)
 			case !layout.Under(h.MirrorRoot, d.Mountpoint):
 				v.add(mp, ErrBadPath, "mirror_root %q is not on the backup disk mounted at %s: a push while it is unmounted would fill the root filesystem", h.MirrorRoot, d.Mountpoint)
+			case layout.Under(h.MirrorRoot, layout.SnapshotRoot(d.Mountpoint)):
+				v.add(mp, ErrBadPath, "mirror_root %q is inside %s, where the host keeps its snapshots out of the push key's reach", h.MirrorRoot, layout.SnapshotRoot(d.Mountpoint))
 			}
 		}
 	}

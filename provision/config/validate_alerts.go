@@ -89,6 +89,8 @@ func (v *validator) thresholds(p string, t Thresholds) {
 	v.duration(p+".nightly_max_age", "nightly_max_age", t.NightlyMaxAge)
 	v.duration(p+".sync_max_age", "sync_max_age", t.SyncMaxAge)
 	v.duration(p+".heartbeat_max_age", "heartbeat_max_age", t.HeartbeatMaxAge)
+	v.duration(p+".snapshot_max_lag", "snapshot_max_lag", t.SnapshotMaxLag)
+	v.duration(p+".watchdog_max_age", "watchdog_max_age", t.WatchdogMaxAge)
 	if t.DiskWarnPercent < 0 || t.DiskWarnPercent > 100 || t.DiskWarnPercent == 0 && v.present(p+".disk_warn_percent") {
 		v.add(p+".disk_warn_percent", ErrBadValue, "disk_warn_percent %d is out of range 1..100", t.DiskWarnPercent)
 	}

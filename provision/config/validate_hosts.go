@@ -78,6 +78,7 @@ func (v *validator) host(p string, h *Host) {
 	v.thresholds(p+".thresholds", h.Thresholds)
 	v.policy(p, h)
 	v.unlock(p, h)
+	v.snapshots(p, h)
 	v.pull(p, h)
 	v.adopted(p, h)
 	v.roleFit(p, h)
@@ -118,6 +119,15 @@ func (v *validator) roleFit(p string, h *Host) {
 	}
 	if h.Unlock != nil && h.Role != RoleOffsite {
 		v.add(p+".unlock", ErrRoleMismatch, "unlock is only for an offsite host (this one is %s)", h.Role)
+	}
+	if h.Snapshots != nil && h.Role != RoleOffsite {
+		v.add(p+".snapshots", ErrRoleMismatch, "snapshots are kept by an offsite host of its mirror (this one is %s)", h.Role)
+	}
+	if h.Thresholds.SnapshotMaxLag != "" && h.Role != RoleOffsite {
+		v.add(p+".thresholds.snapshot_max_lag", ErrRoleMismatch, "snapshot_max_lag is watched by an offsite host's watchdog (this one is %s)", h.Role)
+	}
+	if h.Thresholds.WatchdogMaxAge != "" && h.Role != RoleServer {
+		v.add(p+".thresholds.watchdog_max_age", ErrRoleMismatch, "watchdog_max_age is watched by the server's stale check (this one is %s)", h.Role)
 	}
 	if h.Pull != nil && h.Role != RoleArchive {
 		v.add(p+".pull", ErrRoleMismatch, "pull is only for an archive host (this one is %s)", h.Role)

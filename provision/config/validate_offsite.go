@@ -34,3 +34,22 @@ func (v *validator) unlock(p string, h *Host) {
 		}
 	}
 }
+
+// maxSnapshotKeep bounds each snapshot count: a typo of 7000 days would
+// quietly keep every compacted segment for twenty years.
+const maxSnapshotKeep = 1000
+
+// snapshots checks the offsite host's snapshot retention.
+func (v *validator) snapshots(p string, h *Host) {
+	s := h.Snapshots
+	if s == nil {
+		return
+	}
+	sp := p + ".snapshots"
+	if s.Daily < 1 || s.Daily > maxSnapshotKeep {
+		v.add(sp+".daily", ErrBadValue, "daily %d is out of range 1..%d (the snapshots of the last DAILY days are kept)", s.Daily, maxSnapshotKeep)
+	}
+	if s.Weekly < 0 || s.Weekly > maxSnapshotKeep {
+		v.add(sp+".weekly", ErrBadValue, "weekly %d is out of range 0..%d", s.Weekly, maxSnapshotKeep)
+	}
+}

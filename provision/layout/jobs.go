@@ -17,17 +17,23 @@ const (
 	JobRestoreTest = "restore_test"
 	JobSummary     = "summary"
 	JobWatchdog    = "watchdog"
-	JobUnlock      = "unlock"
-	JobScrub       = "scrub"
-	JobSmartShort  = "smart_short"
-	JobSmartLong   = "smart_long"
-	JobPull        = "pull"
-	JobZFSLoadKey  = "zfs_load_key"
+	// JobSnapshot keeps the offsite host's read-only snapshots of its
+	// mirror, one after each complete push.
+	JobSnapshot   = "snapshot"
+	JobUnlock     = "unlock"
+	JobScrub      = "scrub"
+	JobSmartShort = "smart_short"
+	JobSmartLong  = "smart_long"
+	JobPull       = "pull"
+	JobZFSLoadKey = "zfs_load_key"
 	// JobAudit compares every copy of the repos with them, a share a night.
 	JobAudit = "audit"
 	// JobDrill is the disaster drill's record; it is run by hand, not
 	// scheduled.
 	JobDrill = "drill"
+	// JobWatchdogReport is the forced command on the server that takes an
+	// offsite host's watchdog report; it keeps no job record of its own.
+	JobWatchdogReport = "watchdog_report"
 )
 
 // JobKey is the key of a job however it is spelled.

@@ -3,6 +3,7 @@ package layout
 import (
 	"path"
 	"strings"
+	"time"
 )
 
 // borgkit's own places on every host.
@@ -22,6 +23,10 @@ const (
 	SSHDir           = EtcDir + "/ssh"
 	UnlockKnownHosts = SSHDir + "/known_hosts"
 	UnlockIdentity   = SSHDir + "/unlock_ed25519"
+	// ReportIdentity is the offsite host's key for its watchdog report to
+	// the server (the forced command watchdog-report there); it checks the
+	// server's host key against UnlockKnownHosts too.
+	ReportIdentity = SSHDir + "/report_ed25519"
 
 	VarDir   = "/var/lib/borgkit"
 	StateDir = VarDir + "/state"
@@ -29,6 +34,13 @@ const (
 	// directory (0600: it may hold the ping URL): a job that cannot load
 	// the config alerts through this one's mail, ping and textfile.
 	LastGoodConfig = ".last-good-config.yaml"
+	// WatchdogReports is the directory under the state directory where a
+	// server keeps the last report of each offsite host's watchdog.
+	WatchdogReports = "watchdog-reports"
+	// SnapshotRetentionFile is the offsite host's own record of the
+	// snapshot retention it keeps: a config pushed from the server can
+	// raise it, never lower it (see `borgkit snapshots lower-retention`).
+	SnapshotRetentionFile = VarDir + "/snapshot-retention.json"
 	// VMXMLDir keeps the VM definitions dumped before each VM repo's backup.
 	VMXMLDir = VarDir + "/vm-xml"
 	LogDir   = "/var/log/borgkit"
@@ -90,6 +102,10 @@ func HeaderBackup(host, disk string) string {
 // fetch its LUKS key at boot.
 func UnlockKey(offsite string) string { return path.Join(KeysDir, offsite+"-unlock_ed25519") }
 
+// ReportKey is where the server keeps the key pair an offsite host sends
+// its watchdog report with.
+func ReportKey(offsite string) string { return path.Join(KeysDir, offsite+"-report_ed25519") }
+
 // RevokedMarker is the file whose presence stops serving offsite's key.
 func RevokedMarker(offsite string) string { return path.Join(RevokedDir, offsite) }
 
@@ -120,6 +136,43 @@ const HashRootMirror = "mirror"
 // root (NAME=DIR), nothing else.
 func ServeHashesCommand(roots ...string) string {
 	return Binary + " job serve-hashes " + strings.Join(roots, " ")
+}
+
+// The offsite host's push user: the servers' push key logs in as it, and it
+// owns the mirror's directories and nothing else, so what the snapshots
+// froze (root's inodes) is out of its reach.
+const (
+	PushUser           = "borgkit-push"
+	PushHome           = "/var/lib/borgkit-push"
+	PushSSHDir         = PushHome + "/.ssh"
+	PushAuthorizedKeys = PushSSHDir + "/authorized_keys"
+	// PushShell runs the forced command (rrsync); the key allows nothing else.
+	PushShell = "/bin/sh"
+)
+
+// SnapshotDir holds the offsite host's snapshots of its mirror, beside the
+// mirror on the backup disk and outside the push user's reach (root, 0700).
+const SnapshotDir = "borgkit-snapshots"
+
+// LostFound is the directory mkfs puts at the root of an ext4 filesystem:
+// a mirror kept at the top of its disk has it beside the repos.
+const LostFound = "lost+found"
+
+// SnapshotRoot is where the snapshots of the mirror on mount live.
+func SnapshotRoot(mount string) string { return path.Join(mount, SnapshotDir) }
+
+// snapshotLayout names a snapshot by its time in UTC: names sort as times
+// do, and hold no ':' (which rsync and scp read as host:path).
+const snapshotLayout = "2006-01-02T150405Z"
+
+// SnapshotName is the name of a snapshot taken at t.
+func SnapshotName(t time.Time) string { return t.UTC().Format(snapshotLayout) }
+
+// SnapshotTime is when the snapshot named name was taken; false for a name
+// that is not a snapshot's (a half-made one, anything else).
+func SnapshotTime(name string) (time.Time, bool) {
+	t, err := time.Parse(snapshotLayout, name)
+	return t, err == nil && SnapshotName(t) == name
 }
 
 // HeartbeatName is the file a server's sync leaves in HeartbeatDir.

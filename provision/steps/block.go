@@ -56,6 +56,10 @@ type Block struct {
 	// marker saying why, so the change is undone by hand. A reason instead
 	// refuses the whole change. Vet then judges the file as rewritten.
 	TakeOver func(ctx context.Context, h host.Host, others []byte) (repl map[int]string, refuse string, err error)
+	// DropEmpty removes the block, markers and all, when it has no lines,
+	// and then creates no file: what borgkit used to put in a file it no
+	// longer does (the offsite push key, once in root's authorized_keys).
+	DropEmpty bool
 }
 
 // takeOver is old with the lines TakeOver takes over rewritten, what Vet
@@ -143,6 +147,9 @@ func (b *Block) candidate(old, lines []byte) ([]byte, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if b.DropEmpty && len(bytes.TrimSpace(lines)) == 0 {
+		return append(append([]byte{}, before...), after...), strings.Split(string(before)+string(after), "\n"), nil
+	}
 	if len(lines) > 0 && lines[len(lines)-1] != '\n' {
 		lines = append(append([]byte{}, lines...), '\n')
 	}
@@ -192,8 +199,8 @@ func (b *Block) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 			return plan.Conflicts(why), nil
 		}
 	}
-	if exists && bytes.Equal(old, next) {
-		return plan.Satisfied(), nil
+	if bytes.Equal(old, next) {
+		return plan.Satisfied(), nil // a dropped block of a file that is not there
 	}
 	var warnings []string
 	if b.Vet != nil {

@@ -134,6 +134,10 @@ type Dir struct {
 	Path  string
 	Mode  fs.FileMode
 	Owner host.Owner
+	// User, when set, owns the directory instead of Owner: that user and
+	// its group, looked up on the host when checked and applied (a system
+	// user an earlier step of the same run makes).
+	User string
 	// CreateOnly leaves an existing directory's mode and owner alone: a
 	// mountpoint shows the mounted filesystem's root, which is not ours.
 	CreateOnly bool
@@ -141,12 +145,35 @@ type Dir struct {
 
 func (d *Dir) ID() string { return "dir." + d.Path }
 
-func (d *Dir) Reads() []host.Want { return []host.Want{{Path: d.Path}} }
+// Reads are the directory and, when it is owned by a user, the passwd
+// file that says who that is.
+func (d *Dir) Reads() []host.Want {
+	if d.User == "" {
+		return []host.Want{{Path: d.Path}}
+	}
+	return []host.Want{{Path: d.Path}, {Path: passwdFile, Content: true}}
+}
+
+// owner is who owns the directory; known is false while User does not
+// exist yet.
+func (d *Dir) owner(ctx context.Context, h host.Host) (o host.Owner, known bool, err error) {
+	if d.User == "" {
+		return d.Owner, true, nil
+	}
+	return userOwner(ctx, h, d.User)
+}
 
 func (d *Dir) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	owner, known, err := d.owner(ctx, h)
+	if err != nil {
+		return plan.Check{}, err
+	}
+	if !known && !h.Live() {
+		return plan.Skipped(fmt.Sprintf("owned by %s, and --root makes no users", d.User)), nil
+	}
 	fi, err := h.Lstat(ctx, d.Path)
 	if host.IsNotExist(err) {
-		return plan.Creates(fmt.Sprintf("mkdir, mode %04o", d.Mode.Perm())), nil
+		return plan.Creates(fmt.Sprintf("mkdir, mode %04o%s", d.Mode.Perm(), d.byUser())), nil
 	}
 	if err != nil {
 		return plan.Check{}, err
@@ -157,20 +184,37 @@ func (d *Dir) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if d.CreateOnly {
 		return plan.Satisfied(), nil
 	}
-	if drift := metaDrift(h, fi, d.Mode, d.Owner); drift != "" {
-		return plan.Modifies(drift), nil
+	if !known {
+		return plan.Modifies("owner " + d.User + " (made above)"), nil
+	}
+	if drift := metaDrift(h, fi, d.Mode, owner); drift != "" {
+		return plan.Modifies(drift + d.byUser()), nil
 	}
 	return plan.Satisfied(), nil
 }
 
+func (d *Dir) byUser() string {
+	if d.User == "" {
+		return ""
+	}
+	return ", owner " + d.User
+}
+
 func (d *Dir) Apply(ctx context.Context, h host.Host) error {
+	owner, known, err := d.owner(ctx, h)
+	if err != nil {
+		return err
+	}
+	if !known {
+		return fmt.Errorf("%s: owner %s does not exist", d.Path, d.User)
+	}
 	// A directory MkdirAll makes gets mode and owner with it: only one
 	// that was there already needs them fixed.
-	_, err := h.Lstat(ctx, d.Path)
+	_, err = h.Lstat(ctx, d.Path)
 	if host.IsNotExist(err) || d.CreateOnly {
-		return h.MkdirAll(ctx, d.Path, d.Mode, d.Owner)
+		return h.MkdirAll(ctx, d.Path, d.Mode, owner)
 	}
-	return fixMeta(ctx, h, d.Path, d.Mode, d.Owner)
+	return fixMeta(ctx, h, d.Path, d.Mode, owner)
 }
 
 // MountedDir is a directory that must exist only on the filesystem mounted

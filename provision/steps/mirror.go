@@ -9,6 +9,7 @@ import (
 
 	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/tools"
 )
@@ -33,8 +34,9 @@ type MirrorContents struct {
 func (m *MirrorContents) ID() string { return "mirror-contents." + m.Root }
 
 // mirrorHousekeeping are entries a mirror may hold besides repos: the
-// heartbeat directory and the ext4 root's lost+found.
-var mirrorHousekeeping = map[string]bool{".heartbeat": true, "lost+found": true}
+// heartbeat directory, the ext4 root's lost+found, and the offsite host's
+// snapshots (beside the mirror, inside it when the mirror is the disk's root).
+var mirrorHousekeeping = map[string]bool{layout.HeartbeatDir: true, layout.LostFound: true, layout.SnapshotDir: true}
 
 func (m *MirrorContents) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if h.Live() && m.Mountpoint != "" {

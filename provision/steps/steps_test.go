@@ -185,6 +185,42 @@ func TestBlock(t *testing.T) {
 	}
 }
 
+// TestBlockDropEmpty: a block with nothing left in it goes, markers and
+// all, and no file is created for it.
+func TestBlockDropEmpty(t *testing.T) {
+	const ak = "/root/.ssh/authorized_keys"
+	tests := []struct{ name, existing, want string }{
+		{"old line removed", "ssh-ed25519 AAAA admin\n# BEGIN borgkit\nrestrict,command=\"rrsync\" ssh-ed25519 BBBB\n# END borgkit\n", "ssh-ed25519 AAAA admin\n"},
+		{"nothing to remove", "ssh-ed25519 AAAA admin\n", "ssh-ed25519 AAAA admin\n"},
+		{"no file", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, dir := rooted(t)
+			if tt.existing != "" {
+				write(t, dir, ak, tt.existing, 0o600)
+			}
+			b := &steps.Block{Path: ak, Mode: 0o600, Owner: host.Root, DropEmpty: true}
+			c := check(t, h, b)
+			if c.Action.Pending() != (tt.existing != tt.want) {
+				t.Fatalf("check %v %s", c.Action, c.Summary)
+			}
+			if c.Action.Pending() {
+				converge(t, h, b)
+			}
+			if tt.existing == "" {
+				if _, err := os.Stat(filepath.Join(dir, ak)); !os.IsNotExist(err) {
+					t.Fatalf("a file was made for an empty block: %v", err)
+				}
+				return
+			}
+			if got := read(t, dir, ak); got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 // A block's Vet runs at plan time: the plan shows the refusal provisioning
 // would meet, instead of a run that applies earlier steps and then fails.
 // It sees the rest of the file at its own line numbers.

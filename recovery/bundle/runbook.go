@@ -35,6 +35,8 @@ type runbookData struct {
 	// Adopted says what differs from a site borgkit set up from nothing,
 	// when it took over a hand-built setup; empty otherwise.
 	Adopted []string
+	// DrillSnapshot drills from the newest snapshot on the disk.
+	DrillSnapshot string
 }
 
 type runbookFile struct {
@@ -43,10 +45,12 @@ type runbookFile struct {
 
 type runbookDisk struct {
 	Disk
-	ID, Var, Mount, Keyfile, Header             string
-	ByUUID, Find, Open, OpenHeader, MountCmd    string
-	Blkid, Umount, Close, HeaderRestore, Repos  string
-	KDFText, Slot                               string
+	ID, Var, Mount, Keyfile, Header            string
+	ByUUID, Find, Open, OpenHeader, MountCmd   string
+	Blkid, Umount, Close, HeaderRestore, Repos string
+	KDFText, Slot                              string
+	// Snapshots is the offsite host's snapshot directory on the disk.
+	Snapshots                                   string
 	HasFSUUID, HasLUKSUUID, HasRepos, NoLoadOpt bool
 }
 
@@ -212,6 +216,11 @@ func (d *runbookData) disks(m *Manifest) map[string]string {
 			repoDir = path.Join(rd.Mount, disk.ReposDir)
 		}
 		rd.Repos = repoDir
+		// The snapshots sit beside the mirror (layout.SnapshotRoot).
+		rd.Snapshots = path.Join(path.Dir(repoDir), layout.SnapshotDir)
+		if disk.ReposDir == "" {
+			rd.Snapshots = path.Join(rd.Mount, layout.SnapshotDir)
+		}
 		for _, r := range disk.Repos {
 			if _, ok := mountOf[r]; !ok {
 				mountOf[r] = path.Join(repoDir, r)
@@ -220,6 +229,7 @@ func (d *runbookData) disks(m *Manifest) map[string]string {
 		d.Disks = append(d.Disks, rd)
 		if d.DrillDisk == "" {
 			d.DrillDisk = `borgkit drill --bundle "$B" --disk ` + dev
+			d.DrillSnapshot = d.DrillDisk + " --snapshot latest"
 		}
 	}
 	return mountOf

@@ -19,6 +19,7 @@ import (
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/recovery/bundle"
+	"github.com/borgkit/borgkit/roles/jobs/snapshot"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
@@ -49,6 +50,12 @@ type Options struct {
 	// Mirror is an unencrypted copy instead: a directory holding the repos
 	// by name, such as the NAS mirror. Exactly one of Disk and Mirror.
 	Mirror string
+	// Snapshot restores from one of the offsite host's snapshots of its
+	// mirror instead of the mirror itself: a snapshot's name, or "latest".
+	// The snapshots are found beside the mirror on the disk (Disk), or
+	// beside Mirror when it is the offsite mirror directory, or under it
+	// when it is the disk's mountpoint or the snapshot directory itself.
+	Snapshot string
 	// Repos limits the drill to these repo names (default: all found).
 	Repos []string
 	// Samples is how many random files to extract per repo (default 20;
@@ -89,11 +96,13 @@ type Options struct {
 // Result is what the drill found. Its totals are the record the dashboard
 // reads (state.DrillStats); the whole result goes to the report files.
 type Result struct {
-	Bundle  string    `json:"bundle"`
-	Site    string    `json:"site,omitempty"`
-	Server  string    `json:"server,omitempty"`
-	Source  string    `json:"source"` // "disk" or "mirror"
-	Started time.Time `json:"started"`
+	Bundle string `json:"bundle"`
+	Site   string `json:"site,omitempty"`
+	Server string `json:"server,omitempty"`
+	Source string `json:"source"` // "disk" or "mirror"
+	// Snapshot is the offsite snapshot restored from ("" for the mirror).
+	Snapshot string    `json:"snapshot,omitempty"`
+	Started  time.Time `json:"started"`
 	// Duration is the whole drill, bundle verification included.
 	Duration time.Duration `json:"duration_ns"`
 	Seed     uint64        `json:"seed"`
@@ -343,6 +352,14 @@ func (d *drill) run(ctx context.Context) error {
 		return err
 	}
 	d.res.Site, d.res.Server = m.Site, m.Server
+	// A snapshot of a mirror is found before the slow part: a wrong name
+	// is a typo, not a failed restore.
+	mirror := o.Mirror
+	if o.Mirror != "" && o.Snapshot != "" {
+		if mirror, err = d.snapshot(o.Mirror); err != nil {
+			return err
+		}
+	}
 	d.p.Status("verifying the bundle %s", o.Bundle)
 	work, err := os.MkdirTemp(o.WorkDir, "borgkit-drill-")
 	if err != nil {
@@ -381,8 +398,15 @@ func (d *drill) run(ctx context.Context) error {
 		}
 		roots = []string{ds.reposDir}
 		expect = ds.disk.Repos
+		if o.Snapshot != "" {
+			p, err := d.snapshot(ds.reposDir)
+			if err != nil {
+				return err
+			}
+			roots = []string{p}
+		}
 	} else {
-		roots = []string{o.Mirror}
+		roots = []string{mirror}
 		for _, r := range m.Repos {
 			if r.Host == m.Server {
 				expect = append(expect, r.Name)
@@ -492,4 +516,47 @@ func summary(r *Result) string {
 	}
 	return fmt.Sprintf("drill %s from %s %s: %d repos, %d files verified, RPO %s, first file after %s, RTO %s, %s/s",
 		verdict, r.Source, r.Target, len(r.Repos), r.Files, roundDur(r.RPO), roundDur(r.TimeToFirstFile), roundDur(r.RTO), humanBytes(int64(r.Throughput)))
+}
+
+// snapshot resolves Options.Snapshot beside the mirror at dir and records
+// which one the drill restores from.
+func (d *drill) snapshot(dir string) (string, error) {
+	sn, err := findSnapshot(dir, d.opts.Snapshot)
+	if err != nil {
+		return "", err
+	}
+	d.res.Snapshot = sn.Name
+	d.res.Target += " snapshot " + sn.Name
+	d.p.Status("restoring from snapshot %s (%s)", sn.Name, sn.Path)
+	return sn.Path, nil
+}
+
+// findSnapshot is the snapshot named want ("latest": the newest) of the
+// offsite mirror at dir, or beside it (see Options.Snapshot).
+func findSnapshot(dir, want string) (*snapshot.Snapshot, error) {
+	root := filepath.Join(dir, layout.SnapshotDir)
+	switch filepath.Base(dir) {
+	case layout.SnapshotDir:
+		root = dir
+	case layout.MirrorDir:
+		root = filepath.Join(filepath.Dir(dir), layout.SnapshotDir)
+	}
+	all, err := (&snapshot.Store{Root: root}).List()
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("no snapshot in %s", root)
+	}
+	if want == "latest" {
+		return &all[len(all)-1], nil
+	}
+	var names []string
+	for i := range all {
+		if all[i].Name == want {
+			return &all[i], nil
+		}
+		names = append(names, all[i].Name)
+	}
+	return nil, fmt.Errorf("no snapshot %q in %s (there are: %s)", want, root, strings.Join(names, ", "))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/recovery/bundle/bundletest"
 	"github.com/borgkit/borgkit/recovery/drill"
+	"github.com/borgkit/borgkit/roles/jobs/snapshot"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/roles/jobs/status"
 	"github.com/borgkit/borgkit/testing/borghome"
@@ -160,7 +161,7 @@ func TestDrillMirror(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := status.Build(s.Cfg, s.Server, recs, nil, res.Finished.Add(time.Minute))
+	d := status.Build(s.Cfg, s.Server, recs, nil, res.Finished.Add(time.Minute), nil)
 	var line string
 	for _, c := range d.Monitoring {
 		if c.Name == "Last drill" {
@@ -480,5 +481,47 @@ func TestDrillRelativePaths(t *testing.T) {
 		if f.Status != "ok" {
 			t.Errorf("%s: %s %s", f.Path, f.Status, f.Detail)
 		}
+	}
+}
+
+// TestDrillFromSnapshot is the restore after the push key wiped the
+// offsite mirror: the drill restores from the snapshot kept beside it, the
+// newest or one by name, and says so.
+func TestDrillFromSnapshot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a snapshot gives files to root: needs root")
+	}
+	t.Parallel()
+	s, dir := newBundle(t)
+	mount := t.TempDir()
+	store := snapshot.For(layout.MirrorRoot(mount), mount)
+	if out, err := exec.Command("cp", "-a", s.Mirror, store.Mirror).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	first, err := store.Take(context.Background(), time.Date(2026, 6, 11, 2, 30, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Take(context.Background(), time.Date(2026, 6, 12, 2, 30, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	// What the push key can do: the mirror's repos gone, garbage instead.
+	for _, r := range []string{"john-ai", "john-ai-docker"} {
+		os.RemoveAll(filepath.Join(store.Mirror, r))
+		os.MkdirAll(filepath.Join(store.Mirror, r, "data/0"), 0o700)
+		os.WriteFile(filepath.Join(store.Mirror, r, "config"), []byte("garbage"), 0o600)
+	}
+	for _, tt := range []struct{ mirror, want, name string }{
+		{store.Mirror, "latest", "2026-06-12T023000Z"},
+		{mount, first.Snapshot.Name, first.Snapshot.Name},
+	} {
+		res, err := drill.Run(context.Background(), drill.Options{Bundle: dir, Mirror: tt.mirror, Snapshot: tt.want, Samples: 3, Seed: 7, ReportDir: t.TempDir()})
+		if err != nil || !res.OK || res.Snapshot != tt.name || len(res.Repos) != 2 || !strings.HasSuffix(res.Target, " snapshot "+tt.name) {
+			t.Fatalf("drill of %s from %s: %v %+v", tt.want, tt.mirror, err, res)
+		}
+	}
+	_, err = drill.Run(context.Background(), drill.Options{Bundle: dir, Mirror: store.Root, Snapshot: "2026-01-01T000000Z", ReportDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "there are: 2026-06-11T023000Z, 2026-06-12T023000Z") {
+		t.Fatalf("unknown snapshot: %v", err)
 	}
 }

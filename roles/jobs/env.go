@@ -53,8 +53,9 @@ type Env struct {
 	// HashSSH reaches an offsite host's serve-hashes forced command (the
 	// hash key), split the same way; the host's name is appended.
 	HashSSH string
-	// RevokedDir holds the markers of revoked offsite hosts, which get no
-	// pushes (default layout.RevokedDir).
+	// RevokedDir holds the markers of revoked offsite hosts (default
+	// layout.RevokedDir): they get no pushes, and the stale check stops
+	// watching them.
 	RevokedDir string
 	// AcceptSource names repos the operator has checked and accepts as
 	// they are: the sync records them afresh and mirrors them although
@@ -70,6 +71,9 @@ type Env struct {
 	// Channels get every alert the mail gets (ntfy, webhook); default
 	// alert.Channels of the host.
 	Channels []alert.Channel
+	// PushLockWait is the wait between tries of a push that the offsite
+	// host's snapshot holds off (default DefaultPushLockWait).
+	PushLockWait time.Duration
 
 	lines  *runLog // this run's log, for the record's tail
 	prefix string  // starts every log line ("unlock: ")
@@ -82,6 +86,8 @@ type Env struct {
 type runLog struct {
 	mu    sync.Mutex
 	lines []string
+	// mailErr is why this run's last mail failed ("" when none did).
+	mailErr string
 }
 
 // Defaults fills what a real run leaves empty.
@@ -170,6 +176,7 @@ func (e *Env) Mail(ctx context.Context, msg alert.Message) {
 		defer wg.Done()
 		if err := e.Mailer.Send(ctx, msg); err != nil {
 			e.logf("sending %q failed: %v", subject, err)
+			e.mailFailed(fmt.Sprintf("sending %q: %v", subject, err))
 			return
 		}
 		e.logf("mailed %q", subject)
@@ -201,6 +208,26 @@ func (e *Env) Notification(msg alert.Message) alert.Notification {
 	}
 	return alert.Notification{Host: h, Job: job, Subject: e.Mailer.Subject(msg), Severity: msg.Level(),
 		Text: msg.Text, Time: e.Now().UTC().Truncate(time.Second), Site: e.Cfg.Site}
+}
+
+// mailFailed keeps why this run's mail failed, for the watchdog's report.
+func (e *Env) mailFailed(why string) {
+	if e.lines == nil {
+		return
+	}
+	e.lines.mu.Lock()
+	e.lines.mailErr = why
+	e.lines.mu.Unlock()
+}
+
+// mailFailure is why this run's last mail failed, "" when none did.
+func (e *Env) mailFailure() string {
+	if e.lines == nil {
+		return ""
+	}
+	e.lines.mu.Lock()
+	defer e.lines.mu.Unlock()
+	return e.lines.mailErr
 }
 
 // findmnt asks util-linux what is mounted exactly at path.

@@ -344,3 +344,54 @@ func TestNightlyExcludesThatLookLikeOptions(t *testing.T) {
 		t.Fatalf("the excludes were not applied as patterns:\n%s", out)
 	}
 }
+
+// TestStaleWatchesTheOffsiteWatchdog: the server alerts when its offsite
+// host's watchdog has not reported within watchdog_max_age (a dead Pi), or
+// reports that its own mail fails; a fresh report from a Pi that mails is
+// fine, and a revoked Pi is no longer watched.
+func TestStaleWatchesTheOffsiteWatchdog(t *testing.T) {
+	l := newLab(t, labOptions{offsite: "ssh"})
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	l.env.RevokedDir = t.TempDir()
+	// The sync is not what this test is about: make it fresh.
+	if run, err := l.env.Store.Begin("sync"); err == nil {
+		run.Finish(state.OK, 0, "all mirrors up to date", nil, nil)
+	}
+	stale := func() []string {
+		t.Helper()
+		l.sink.Reset()
+		if err := jobs.Stale(ctx(), l.env); err != nil {
+			t.Fatal(err)
+		}
+		var bodies []string
+		for _, m := range l.sink.Messages() {
+			bodies = append(bodies, m.Subject+"\n"+m.Body)
+		}
+		return bodies
+	}
+	m := stale()
+	if len(m) != 1 || !strings.Contains(m[0], "Offsite watchdog of pi age: never") || !strings.Contains(m[0], "The report of pi's watchdog has never completed") {
+		t.Fatalf("no report ever: %q", m)
+	}
+	report := state.WatchdogReport{Version: 1, Host: "pi", Sent: time.Now(), Received: time.Now().Add(-4 * time.Hour), Status: state.OK}
+	l.env.Store.SaveWatchdogReport(report)
+	if m := stale(); len(m) != 1 || !strings.Contains(m[0], "Offsite watchdog of pi age: 4h (threshold: 3h)") || !strings.Contains(m[0], "pi is down") {
+		t.Fatalf("silent for 4h: %q", m)
+	}
+	report.Received = time.Now().Add(-20 * time.Minute)
+	l.env.Store.SaveWatchdogReport(report)
+	if m := stale(); len(m) != 0 {
+		t.Fatalf("fresh report: %q", m)
+	}
+	report.MailError = `sending "[WATCHDOG] john-ai heartbeat STALE": msmtp: cannot connect to smtp.example.com`
+	l.env.Store.SaveWatchdogReport(report)
+	if m := stale(); len(m) != 1 || !strings.Contains(m[0], "Offsite watchdog of pi age: 20m (fresh, but see below)") || !strings.Contains(m[0], "its watchdog cannot mail") {
+		t.Fatalf("dead mail path: %q", m)
+	}
+	os.WriteFile(filepath.Join(l.env.RevokedDir, "pi"), []byte("x"), 0o644)
+	if m := stale(); len(m) != 0 {
+		t.Fatalf("a revoked Pi is still watched: %q", m)
+	}
+}

@@ -1,10 +1,12 @@
 package jobs_test
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -180,3 +183,58 @@ func TestSyncToOffsiteThroughRrsync(t *testing.T) {
 }
 
 func decode(rec *state.Record, v any) error { return json.Unmarshal(rec.Stats, v) }
+
+// TestSyncWaitsForTheOffsiteSnapshot: while the offsite host's snapshot
+// holds rrsync's lock on the mirror, a push is refused; the sync waits and
+// tries again instead of failing the night.
+func TestSyncWaitsForTheOffsiteSnapshot(t *testing.T) {
+	l, pi := newOffsiteLab(t, labOptions{})
+	mirror := pi.root
+	l.env.PushLockWait = time.Second
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	// The snapshot's lock: flock on the mirror directory, held until the
+	// sync has met it (a fixed time is too short on a loaded machine, where
+	// the guards before the first push take longer).
+	fd, err := syscall.Open(mirror, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(fd, syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	met := make(chan struct{})
+	var once sync.Once
+	l.env.Log = io.MultiWriter(l.env.Log, logWatch(func(line []byte) {
+		if bytes.Contains(line, []byte("taking a snapshot of its mirror")) {
+			once.Do(func() { close(met) })
+		}
+	}))
+	go func() {
+		select {
+		case <-met:
+		case <-time.After(5 * time.Minute):
+		}
+		syscall.Close(fd)
+	}()
+	if err := jobs.Sync(ctx(), l.env); err != nil {
+		t.Fatalf("sync failed while the offsite host took a snapshot: %v\n%s", err, l.log.String())
+	}
+	l.mails(0)
+	if !strings.Contains(l.log.String(), "taking a snapshot of its mirror") {
+		t.Fatalf("the sync never met the lock:\n%s", l.log.String())
+	}
+	if _, err := os.Stat(filepath.Join(mirror, ".heartbeat/john-ai-last-success")); err != nil {
+		t.Fatalf("no heartbeat: %v", err)
+	}
+}
+
+// logWatch is a job log writer that shows each write to see, in the job's
+// goroutine.
+type logWatch func(line []byte)
+
+func (w logWatch) Write(p []byte) (int, error) {
+	w(p)
+	return len(p), nil
+}

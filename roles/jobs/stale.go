@@ -3,7 +3,9 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/borgkit/borgkit/provision/layout"
@@ -44,6 +46,7 @@ func Stale(ctx context.Context, e *Env) error {
 	if len(e.Host.Mirrors) > 0 {
 		checks = append(checks, e.age(layout.JobSync, "Offsite sync", th.SyncMaxAgeOrDefault(), now))
 	}
+	checks = append(checks, e.offsiteWatchdogs(now)...)
 	var stats any // nil without Proxmox: no stats at all in the record
 	if p := e.Host.Proxmox; p != nil {
 		pc, ps := e.proxmoxChecks(ctx, p, now)
@@ -75,4 +78,33 @@ func (e *Env) age(job, name string, threshold time.Duration, now time.Time) aler
 	}
 	c.Age = now.Sub(rec.LastSuccess)
 	return c
+}
+
+// offsiteWatchdogs are the server's watch on its offsite hosts: each one's
+// watchdog reports every hour (see ReceiveWatchdogReport), so a report
+// older than watchdog_max_age is a dead Pi, or one cut off from here, and
+// one that says its mail failed is a Pi that can no longer alert. A
+// revoked host is not watched.
+func (e *Env) offsiteWatchdogs(now time.Time) []alert.AgeCheck {
+	var out []alert.AgeCheck
+	limit := e.Host.Thresholds.WatchdogMaxAgeOrDefault()
+	for _, o := range e.WatchedOffsites() {
+		c := alert.AgeCheck{Name: "Offsite watchdog of " + o.Name, Noun: "report of " + o.Name + "'s watchdog", Threshold: limit,
+			Hint: fmt.Sprintf("%s's watchdog reports here every hour: %s is down, its network or this one is, or its report key no longer works (journalctl on %s, %s there).",
+				o.Name, o.Name, o.Name, layout.JobLog(layout.LogDir, layout.JobWatchdog))}
+		r, err := e.Store.LoadWatchdogReport(o.Name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			c.Never = true
+		case err != nil:
+			c.Err = err.Error()
+		default:
+			c.Age = now.Sub(r.Received)
+			if r.MailError != "" && c.Age <= limit {
+				c.Problem = fmt.Sprintf("its watchdog cannot mail (%s): it can no longer alert by itself; fix its mail path (alerts: of %s)", r.MailError, o.Name)
+			}
+		}
+		out = append(out, c)
+	}
+	return out
 }

@@ -87,8 +87,25 @@ func (e *Env) revoked(m *config.Mirror) bool {
 	if m.Host == "" {
 		return false
 	}
-	_, err := os.Lstat(filepath.Join(e.RevokedDir, m.Host))
+	return e.Revoked(m.Host)
+}
+
+// Revoked reports whether the offsite host name was revoked.
+func (e *Env) Revoked(name string) bool {
+	_, err := os.Lstat(filepath.Join(e.RevokedDir, name))
 	return err == nil
+}
+
+// WatchedOffsites are the offsite hosts whose watchdog reports to e's host:
+// those that belong to it, run the watchdog and were not revoked.
+func (e *Env) WatchedOffsites() []*config.Host {
+	var out []*config.Host
+	for _, o := range e.Cfg.OffsiteHosts(e.Host) {
+		if _, on := o.Schedule(layout.JobWatchdog); on && !e.Revoked(o.Name) {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // source is a repo the sync may mirror, with what the guards compare a
@@ -406,8 +423,12 @@ func (e *Env) transfer(ctx context.Context, m *config.Mirror, r *config.Repo, de
 		bySize = append(bySize, "--max-delete="+strconv.Itoa(m.MaxDelete))
 	}
 	byContent := append([]string{"-a", "--checksum", "--stats", "--exclude=/" + borg.DataDir + "/"}, common...)
+	run := e.run
+	if m.Host != "" {
+		run = e.push
+	}
 	for _, args := range [][]string{bySize, byContent} {
-		res, err := e.run(ctx, host.Command(tools.Rsync, append(args, src, dest)...))
+		res, err := run(ctx, host.Command(tools.Rsync, append(args, src, dest)...))
 		if mm := sentRE.FindSubmatch(res.Stdout); mm != nil {
 			n, _ := strconv.ParseUint(strings.NewReplacer(",", "", ".", "").Replace(string(mm[1])), 10, 64)
 			sent += n
@@ -485,7 +506,7 @@ func (e *Env) heartbeat(ctx context.Context, m *config.Mirror) error {
 	if err := os.WriteFile(filepath.Join(hb, layout.HeartbeatName(e.Host.Name)), []byte(stamp), 0o644); err != nil {
 		return err
 	}
-	res, err := e.run(ctx, host.Command(tools.Rsync, "-rt", "-e", e.SSH, hb+"/", m.Host+":"+layout.HeartbeatDir+"/"))
+	res, err := e.push(ctx, host.Command(tools.Rsync, "-rt", "-e", e.SSH, hb+"/", m.Host+":"+layout.HeartbeatDir+"/"))
 	if err != nil {
 		return fmt.Errorf("write heartbeat: %s", tailText(res.Stderr, 4))
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -51,30 +52,18 @@ func Unlock(ctx context.Context, env *OffsiteEnv) error {
 	if e.allOpen(disks) {
 		return nil
 	}
-	run, ctx, stop, err := e.Begin(ctx, layout.JobUnlock)
-	if IsStandDown(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer stop()
-
-	stats, uerr := e.unlockAll(ctx, disks)
-	if uerr != nil {
-		uerr = fmt.Errorf("unlock: %w", uerr)
-	}
-	status, code, msg := state.OK, 0, "backup disk open and mounted"
-	if e.TestOpenOnly {
-		msg = "key verified (test mode, nothing opened)"
-	}
-	if uerr != nil {
-		status, code, msg = state.Failed, 1, uerr.Error()
-	}
-	if ferr := run.Finish(status, code, msg, stats, e.logged()); ferr != nil && !errors.Is(ferr, state.ErrFinished) {
-		uerr = errors.Join(uerr, ferr)
-	}
-	return uerr
+	return e.record(ctx, layout.JobUnlock, func(ctx context.Context) (state.Status, int, string, any, error) {
+		stats, uerr := e.unlockAll(ctx, disks)
+		if uerr != nil {
+			uerr = fmt.Errorf("unlock: %w", uerr)
+			return state.Failed, 1, uerr.Error(), stats, uerr
+		}
+		msg := "backup disk open and mounted"
+		if e.TestOpenOnly {
+			msg = "key verified (test mode, nothing opened)"
+		}
+		return state.OK, 0, msg, stats, nil
+	})
 }
 
 func (e *OffsiteEnv) luksDisks() []*config.Disk {
@@ -269,9 +258,24 @@ func (e *OffsiteEnv) mountDisk(ctx context.Context, d *config.Disk, mapper strin
 		return fmt.Errorf("disk %s: mount %s on %s (left open; the next run only mounts): %w", d.Name, mapper, d.Mountpoint, err)
 	}
 	// The push target exists only on the mounted disk, so a push while it
-	// is not mounted fails instead of filling the root filesystem.
-	if root := e.Host.MirrorRootOrDefault(); layout.Under(root, d.Mountpoint) && root != d.Mountpoint {
-		if err := os.MkdirAll(root, 0o700); err != nil {
+	// is not mounted fails instead of filling the root filesystem. Made
+	// here on a fresh disk, it is the push user's, as provisioning makes it.
+	// A mirror kept at the top of the disk (adopted) is the disk's root
+	// directory, which stays as it is.
+	root := e.Host.MirrorRootOrDefault()
+	if root == d.Mountpoint || !layout.Under(root, d.Mountpoint) {
+		return nil
+	}
+	if _, err := os.Lstat(root); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return fmt.Errorf("disk %s: %w", d.Name, err)
+	}
+	if u, err := user.Lookup(layout.PushUser); err == nil {
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Lchown(root, uid, gid); err != nil {
 			return fmt.Errorf("disk %s: %w", d.Name, err)
 		}
 	}
@@ -359,23 +363,33 @@ func (e *OffsiteEnv) fetchKey(ctx context.Context, server *config.Host) (*fetche
 	}
 }
 
-// unlockSSHArgv is the fetch: the unlock identity only, the server's host
-// key pinned by our own known_hosts alone, no prompt, no config file (root's
-// ssh config must not reroute where the key comes from). No remote command
-// is given: the server's authorized_keys forces serve-key.
+// unlockSSHArgv is the fetch: the unlock identity only (see serverSSHArgv).
+// No remote command is given: the server's authorized_keys forces
+// serve-key.
 func (e *OffsiteEnv) unlockSSHArgv(server *config.Host) ([]string, error) {
-	identity := e.Host.Unlock.IdentityOrDefault()
-	for _, f := range []struct{ path, what string }{{identity, "unlock identity"}, {e.KnownHosts, "known_hosts of the unlock"}} {
+	return serverSSHArgv(e.Host.Name, server, "unlock identity", e.Host.Unlock.IdentityOrDefault(), e.KnownHosts)
+}
+
+// serverSSHArgv is ssh from the offsite host to its server with one
+// identity whose forced command there does the one thing it may: the
+// server's host key pinned by our own known_hosts alone, no prompt, no
+// config file (root's ssh config must not reroute it).
+func serverSSHArgv(self string, server *config.Host, what, identity, knownHosts string) ([]string, error) {
+	for _, f := range []struct{ path, what string }{{identity, what}, {knownHosts, "known_hosts of " + server.Name}} {
 		if _, err := os.Stat(f.path); err != nil {
-			return nil, fmt.Errorf("%s %s is missing (provision %s from %s): %w", f.what, f.path, e.Host.Name, server.Name, err)
+			return nil, fmt.Errorf("%s %s is missing (provision %s from %s): %w", f.what, f.path, self, server.Name, err)
 		}
+	}
+	if server.Address == "" || strings.HasPrefix(server.Address, "-") {
+		// A leading '-' would make ssh read the address as an option.
+		return nil, fmt.Errorf("server %s has no usable address (%q)", server.Name, server.Address)
 	}
 	c := host.Command(tools.SSH,
 		"-F", "none",
 		"-T",
 		"-i", identity,
 		"-o", "IdentitiesOnly=yes",
-		"-o", "UserKnownHostsFile="+e.KnownHosts,
+		"-o", "UserKnownHostsFile="+knownHosts,
 		"-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "StrictHostKeyChecking=yes",
 		"-o", "UpdateHostKeys=no",

@@ -5,16 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
+	"github.com/borgkit/borgkit/roles/jobs/snapshot"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/templates"
 )
@@ -44,6 +45,15 @@ type OffsiteEnv struct {
 	Backoff []time.Duration
 	// FetchTimeout bounds one try of the key fetch (default 60s).
 	FetchTimeout time.Duration
+	// ReportIdentity is the key the watchdog reports to the server with
+	// (default layout.ReportIdentity).
+	ReportIdentity string
+	// RetentionFile is this host's record of the snapshot retention it
+	// keeps (default layout.SnapshotRetentionFile).
+	RetentionFile string
+	// SnapshotLockWait bounds a snapshot's wait for a push to end (default
+	// snapshot.DefaultLockWait).
+	SnapshotLockWait time.Duration
 	// TestOpenOnly makes the open step `cryptsetup open --test-passphrase`
 	// and skips the mount: it proves the fetched key opens the disk where
 	// there is no device-mapper (tests). Real runs leave it false.
@@ -84,6 +94,12 @@ func (env *OffsiteEnv) resolved() (*OffsiteEnv, error) {
 	}
 	if e.FetchTimeout <= 0 {
 		e.FetchTimeout = DefaultFetchTimeout
+	}
+	if e.ReportIdentity == "" {
+		e.ReportIdentity = layout.ReportIdentity
+	}
+	if e.RetentionFile == "" {
+		e.RetentionFile = layout.SnapshotRetentionFile
 	}
 	return &e, nil
 }
@@ -133,7 +149,47 @@ func Watchdog(ctx context.Context, env *OffsiteEnv) error {
 	if err != nil {
 		return fmt.Errorf("watchdog: %w", err)
 	}
-	run, ctx, stop, err := e.Begin(ctx, layout.JobWatchdog)
+	return e.record(ctx, layout.JobWatchdog, func(ctx context.Context) (state.Status, int, string, any, error) {
+		status, code, msg, stats, werr := e.watch(ctx)
+		// After the checks, so a slow server cannot delay an alert.
+		stats.Report = e.sendReport(ctx, e.watchdogReport(status, msg, stats))
+		e.logf("report: %s", stats.Report)
+		return status, code, msg, stats, werr
+	})
+}
+
+// watchdogReport is what this run tells the server.
+func (e *OffsiteEnv) watchdogReport(status state.Status, msg string, stats state.WatchdogStats) state.WatchdogReport {
+	r := state.WatchdogReport{Version: watchdogReportVersion, Host: e.Host.Name, Sent: e.Now().UTC(), Status: status,
+		Message: clip(msg, maxReportMessage), MailError: clip(e.mailFailure(), maxReportMessage),
+		DiskMounted: stats.Disk.Mounted, DiskPercent: min(max(stats.Disk.Percent, 0), 100)}
+	if sw := stats.Snapshots; sw != nil {
+		r.Snapshots, r.LatestSnapshot, r.SnapshotOverdue = sw.Count, sw.Latest, sw.Overdue
+	}
+	return r
+}
+
+// clip shortens s to at most n bytes of whole runes, control characters
+// made spaces: the server refuses anything else.
+func clip(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+	for len(s) > n {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
+}
+
+// record runs fn as one recorded run of an offsite job: the record begun
+// (standing down while another run of the job is alive), fn's outcome
+// finished into it with this run's log as its tail.
+func (e *OffsiteEnv) record(ctx context.Context, job string, fn func(ctx context.Context) (state.Status, int, string, any, error)) error {
+	run, ctx, stop, err := e.Begin(ctx, job)
 	if IsStandDown(err) {
 		return nil
 	}
@@ -141,12 +197,16 @@ func Watchdog(ctx context.Context, env *OffsiteEnv) error {
 		return err
 	}
 	defer stop()
-
-	status, code, msg, stats, werr := e.watch(ctx)
+	status, code, msg, stats, jerr := fn(ctx)
 	if ferr := run.Finish(status, code, msg, stats, e.logged()); ferr != nil && !errors.Is(ferr, state.ErrFinished) {
-		werr = errors.Join(werr, ferr)
+		jerr = errors.Join(jerr, ferr)
 	}
-	return werr
+	return jerr
+}
+
+// statsAny passes a job's outcome on with its typed stats as any.
+func statsAny[S any](status state.Status, code int, msg string, stats S, err error) (state.Status, int, string, any, error) {
+	return status, code, msg, stats, err
 }
 
 // watch does the watchdog's work; findings it mailed make a warning, a
@@ -198,24 +258,47 @@ func (e *OffsiteEnv) watch(ctx context.Context) (state.Status, int, string, stat
 			if src == "" {
 				src = "the server"
 			}
-			e.Mail(ctx, alert.OffsiteDiskWarning(d.Mountpoint, u.Percent, u.Used, u.Size, src))
+			msg := alert.OffsiteDiskWarning(d.Mountpoint, u.Percent, u.Used, u.Size, src)
+			msg.Text += e.snapshotSpace()
+			e.Mail(ctx, msg)
 			findings = append(findings, fmt.Sprintf("%s %d%% full", d.Mountpoint, u.Percent))
 		}
 	}
 
 	threshold := e.Host.Thresholds.HeartbeatMaxAgeOrDefault()
 	now := e.Now()
-	dir := filepath.Join(e.Host.MirrorRootOrDefault(), layout.HeartbeatDir)
+	mirror := e.Host.MirrorRootOrDefault()
+	dir := filepath.Join(mirror, layout.HeartbeatDir)
+	// Read without following a symlink or blocking on a FIFO: the push
+	// key writes this directory.
+	hbs, err := snapshot.ReadHeartbeats(mirror)
+	if err != nil {
+		e.logf("heartbeats: %v", err)
+	}
+	byServer := map[string]snapshot.Heartbeat{}
+	for _, hb := range hbs {
+		byServer[hb.Server] = hb
+	}
 	seen := map[string]bool{}
 	for _, src := range sources {
 		seen[src] = true
 		file := filepath.Join(dir, layout.HeartbeatName(src))
-		at, err := readHeartbeat(file)
+		hb, ok := byServer[src]
+		var at time.Time
+		switch {
+		case !ok && err == nil:
+			err := fmt.Errorf("%s: no such file", file)
+			e.logf("heartbeat of %s: %v", src, err)
+		case !ok:
+		case hb.Err != nil:
+			e.logf("heartbeat of %s: %v", src, hb.Err)
+		default:
+			at = hb.At()
+		}
 		stats.Heartbeats = append(stats.Heartbeats, state.Heartbeat{Host: src, File: file, At: at})
 		age := now.Sub(at)
 		switch {
-		case err != nil:
-			e.logf("heartbeat of %s: %v", src, err)
+		case at.IsZero():
 			age = -1 // HeartbeatStale's "missing"
 		case age < -alert.ClockSkew:
 			// A clock wrong by more than NTP allows: its age is unknown.
@@ -242,19 +325,21 @@ func (e *OffsiteEnv) watch(ctx context.Context) (state.Status, int, string, stat
 	}
 	// Heartbeats of servers the config no longer mirrors here are recorded,
 	// not alerted on: a renamed server should not page anyone hourly.
-	others, _ := filepath.Glob(filepath.Join(dir, "*-last-success"))
-	sort.Strings(others)
-	for _, file := range others {
-		name := strings.TrimSuffix(filepath.Base(file), "-last-success")
-		if seen[name] {
+	for _, hb := range hbs {
+		if seen[hb.Server] || hb.Err != nil {
 			continue
 		}
-		at, err := readHeartbeat(file)
-		if err != nil {
-			continue
-		}
-		e.logf("heartbeat of %s (%s ago) ignored: no server of the config mirrors to %s as %s", name, alert.Age(now.Sub(at)), e.Host.Name, name)
-		stats.Heartbeats = append(stats.Heartbeats, state.Heartbeat{Host: name, File: file, At: at})
+		e.logf("heartbeat of %s (%s ago) ignored: no server of the config mirrors to %s as %s", hb.Server, alert.Age(now.Sub(hb.At())), e.Host.Name, hb.Server)
+		stats.Heartbeats = append(stats.Heartbeats, state.Heartbeat{Host: hb.Server, File: filepath.Join(dir, hb.Name), At: hb.At()})
+	}
+	sw, serr := e.watchSnapshots(ctx, d, now)
+	stats.Snapshots = sw
+	switch {
+	case serr != nil:
+		failed = errors.Join(failed, serr)
+		findings = append(findings, serr.Error())
+	case sw.Overdue:
+		findings = append(findings, "snapshot overdue")
 	}
 	if len(sources) == 0 {
 		e.logf("no server in the config mirrors to %s: no heartbeat to watch", e.Host.Name)
@@ -266,7 +351,7 @@ func (e *OffsiteEnv) watch(ctx context.Context) (state.Status, int, string, stat
 	if len(findings) > 0 {
 		return state.Warning, 0, strings.Join(findings, "; "), stats, nil
 	}
-	return state.OK, 0, "heartbeats fresh, " + fmt.Sprintf("%s %d%% full", d.Mountpoint, stats.Disk.Percent), stats, nil
+	return state.OK, 0, "heartbeats fresh, snapshots current, " + fmt.Sprintf("%s %d%% full", d.Mountpoint, stats.Disk.Percent), stats, nil
 }
 
 // mirrorSources are the servers whose mirrors target this host, in config
@@ -283,32 +368,6 @@ func (e *OffsiteEnv) mirrorSources() []string {
 		}
 	}
 	return out
-}
-
-// maxHeartbeat bounds what is read of a heartbeat file: it is one line.
-const maxHeartbeat = 4 << 10
-
-// readHeartbeat is when a server last reported success: the RFC 3339 time
-// on the file's first line, else the file's mtime (rsync -t keeps the
-// server's), so a heartbeat written by an older or hand-made script counts.
-func readHeartbeat(file string) (time.Time, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return time.Time{}, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return time.Time{}, err
-	}
-	if !fi.Mode().IsRegular() {
-		return time.Time{}, fmt.Errorf("%s is not a regular file", file)
-	}
-	line, _ := bufio.NewReader(io.LimitReader(f, maxHeartbeat)).ReadString('\n')
-	if t, err := time.Parse(time.RFC3339, strings.TrimSpace(line)); err == nil {
-		return t, nil
-	}
-	return fi.ModTime(), nil
 }
 
 // mountEntry is one line of the mount table.

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
@@ -382,5 +384,81 @@ func TestWatchdogHeartbeatFromTheFuture(t *testing.T) {
 	piWantMail(t, m, "[WATCHDOG] john-ai heartbeat STALE", "Last heartbeat: 6h in the future", "Heartbeat file: "+file, "one of the two clocks")
 	if rec, _ := l.record(t); rec.Status != state.Warning || !strings.Contains(rec.Message, "in the future") {
 		t.Errorf("record %s: %s", rec.Status, rec.Message)
+	}
+}
+
+// TestWatchdogHeartbeatIsNotFollowedOrWaitedFor: the push key writes the
+// heartbeat directory; a FIFO or a symlink in place of the heartbeat must
+// neither hang the watchdog nor be read through.
+func TestWatchdogHeartbeatIsNotFollowedOrWaitedFor(t *testing.T) {
+	for _, plant := range []struct {
+		name string
+		make func(p string) error
+	}{
+		{"fifo", func(p string) error { return unix.Mkfifo(p, 0o644) }},
+		{"symlink", func(p string) error {
+			target := filepath.Join(filepath.Dir(p), "elsewhere")
+			os.WriteFile(target, []byte(piNow.Add(-time.Hour).UTC().Format(time.RFC3339)+"\n"), 0o644)
+			return os.Symlink(target, p)
+		}},
+	} {
+		t.Run(plant.name, func(t *testing.T) {
+			l := newPiWatchLab(t)
+			p := filepath.Join(layout.MirrorRoot(l.mount), layout.HeartbeatDir, layout.HeartbeatName("john-ai"))
+			if err := plant.make(p); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- Watchdog(context.Background(), l.env) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the watchdog hangs on the heartbeat")
+			}
+			piWantMail(t, l.mails(t, 1)[0], "[WATCHDOG] john-ai heartbeat STALE", "Last heartbeat: none")
+		})
+	}
+}
+
+// TestWatchdogSnapshotOverdue: a push that arrived and that no snapshot
+// holds after snapshot_max_lag mails, with what the snapshot job said; the
+// snapshot that then keeps it silences the watchdog.
+func TestWatchdogSnapshotOverdue(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the snapshot freezes files: needs root")
+	}
+	l := newPiWatchLab(t)
+	// The heartbeat's ctime is the real clock's: the watchdog's runs 4h later.
+	now := time.Now().Add(4*time.Hour + time.Minute)
+	l.env.Now = func() time.Time { return now }
+	l.env.Store.Now = l.env.Now
+	l.env.RetentionFile = filepath.Join(t.TempDir(), "retention.json")
+	l.heartbeat(t, now.Add(-4*time.Hour).UTC().Format(time.RFC3339)+"\n", now.Add(-4*time.Hour))
+	if err := Watchdog(context.Background(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	piWantMail(t, l.mails(t, 1)[0], "[WATCHDOG] pi OFFSITE SNAPSHOT OVERDUE",
+		"Push from john-ai arrived: 4h ago (threshold: 3h)", "Newest snapshot: none", "Last snapshot run: none recorded")
+	rec, st := l.record(t)
+	if rec.Status != state.Warning || st.Snapshots == nil || !st.Snapshots.Overdue || len(st.Snapshots.Waiting) != 1 {
+		t.Fatalf("record %s %+v", rec.Status, st.Snapshots)
+	}
+	if r := l.env.watchdogReport(rec.Status, rec.Message, st); !r.SnapshotOverdue {
+		t.Errorf("the report to the server does not say so: %+v", r)
+	}
+
+	l.sink.Reset()
+	if err := Snapshot(context.Background(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	if err := Watchdog(context.Background(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	l.mails(t, 0)
+	if _, st := l.record(t); st.Snapshots.Overdue || st.Snapshots.Count != 1 || st.Snapshots.Latest == "" {
+		t.Fatalf("after the snapshot: %+v", st.Snapshots)
 	}
 }

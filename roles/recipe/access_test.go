@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/recipe"
 	"github.com/borgkit/borgkit/testing/sshd"
 )
@@ -149,5 +150,75 @@ func TestServeKeyReturnsOnlyThatHostsKey(t *testing.T) {
 	out, err := runOut(t, append(sshArgv(srv, otherKey), "root@127.0.0.1")...)
 	if err == nil || bytes.Contains(out, luksKey) || !strings.Contains(string(out), "not an offsite host") {
 		t.Fatalf("serve-key for archive: %v\n%q", err, out)
+	}
+}
+
+// TestReportKeyOnlyReports is the Pi's report key as the server role
+// authorizes it, against a real sshd and the real borgkit: it hands a
+// report to watchdog-report for that one host, whatever command the client
+// asks for; it gets no shell, no forwarding, nothing back but the verdict;
+// a report that is not one is refused and nothing is kept.
+func TestReportKeyOnlyReports(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "borgkit")
+	if out, err := runOut(t, "go", "build", "-o", bin, "github.com/borgkit/borgkit/cmd/borgkit"); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "borgkit.yaml")
+	os.WriteFile(cfgPath, config.Example(), 0o644)
+	stateDir := filepath.Join(dir, "state")
+	reportKey, pub := keyPair(t)
+	line, err := recipe.ReportKeyLine("127.0.0.1", bin+" --config "+cfgPath+" job watchdog-report pi --host john-ai --state-dir "+stateDir, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := sshd.Start(t, sshd.Options{AuthorizedKeys: []string{string(line)}})
+	kept := filepath.Join(stateDir, layout.WatchdogReports, "pi.json")
+	send := func(report string, extra ...string) (string, error) {
+		t.Helper()
+		os.Remove(kept)
+		argv := append(append(append(sshArgv(srv, reportKey), "-T"), extra...), "root@127.0.0.1")
+		c := exec.Command(argv[0], argv[1:]...)
+		c.Stdin = strings.NewReader(report)
+		out, err := c.CombinedOutput()
+		return string(out), err
+	}
+	report := `{"version":1,"host":"pi","sent":"2026-06-12T06:00:00Z","status":"ok","message":"heartbeats fresh","disk_mounted":true,"disk_percent":41,"snapshots":3}`
+	for _, asked := range [][]string{nil, {"cat", "/etc/passwd"}, {"job", "watchdog-report", "archive"}} {
+		c := append(append(sshArgv(srv, reportKey), "-T", "root@127.0.0.1"), asked...)
+		cmd := exec.Command(c[0], c[1:]...)
+		cmd.Stdin = strings.NewReader(report)
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "report kept" {
+			t.Fatalf("report (asked %q): %v\n%s\nsshd:\n%s", asked, err, out, srv.Log())
+		}
+		b, err := os.ReadFile(kept)
+		if err != nil || !strings.Contains(string(b), `"host": "pi"`) || !strings.Contains(string(b), `"from": "127.0.0.1"`) {
+			t.Fatalf("kept (asked %q): %v\n%s", asked, err, b)
+		}
+		os.Remove(kept)
+	}
+	refused := []struct{ name, report string }{
+		{"another host's", strings.Replace(report, `"host":"pi"`, `"host":"archive"`, 1)},
+		{"a command in a field", strings.Replace(report, `"version":1`, `"version":1,"command":"id"`, 1)},
+		{"an escape sequence", strings.Replace(report, "heartbeats fresh", `\u001b]0;owned\u0007`, 1)},
+		{"too long", report + strings.Repeat(" ", 5000)},
+		{"nothing", ""},
+	}
+	for _, r := range refused {
+		out, err := send(r.report)
+		if err == nil || !strings.Contains(out, "watchdog-report pi") {
+			t.Errorf("%s: accepted: %v\n%s", r.name, err, out)
+		}
+		if _, err := os.Stat(kept); !os.IsNotExist(err) {
+			t.Errorf("%s: a refused report was kept", r.name)
+		}
+	}
+	// No shell, and no forwarding (restrict).
+	if out, err := send("", "-tt"); strings.Contains(out, "uid=") || err == nil {
+		t.Errorf("a terminal session: %v\n%s", err, out)
+	}
+	if out, err := send("", "-N", "-o", "ExitOnForwardFailure=yes", "-L", "127.0.0.1:0:127.0.0.1:"+strconv.Itoa(srv.Port)); err == nil {
+		t.Errorf("port forwarding allowed:\n%s", out)
 	}
 }

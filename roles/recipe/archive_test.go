@@ -71,6 +71,7 @@ func TestLiveServerAuthorizedKeysGolden(t *testing.T) {
 	live := host.NewRooted("john-ai", t.TempDir())
 	archive := host.NewRooted("archive", t.TempDir())
 	fixedKey(t, live, layout.UnlockKey("pi"), 1, "borgkit-unlock@pi")
+	fixedKey(t, live, layout.ReportKey("pi"), 3, "borgkit-report@pi")
 	fixedKey(t, archive, layout.SSHKey, 2, recipe.PullKeyComment("archive"))
 	o := options(t)
 	o.Local = archive
@@ -85,6 +86,7 @@ func TestLiveServerAuthorizedKeysGolden(t *testing.T) {
 	checkGolden(t, "john-ai-live", layout.AuthorizedKeys, lines)
 	want := []string{
 		`restrict,from="100.64.0.2",command="/usr/local/bin/borgkit job serve-key pi"`,
+		`restrict,from="100.64.0.2",command="/usr/local/bin/borgkit job watchdog-report pi"`,
 		`restrict,from="100.64.0.3",command="/usr/local/bin/borgkit job pull-guard archive"`,
 	}
 	got := strings.Split(strings.TrimSpace(string(lines)), "\n")

@@ -30,7 +30,7 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 		return nil, err
 	}
 	s = append([]plan.Step{packages(cfg, h, "rsync", "openssh-server", "openssh-client", "cryptsetup-bin", "e2fsprogs")}, s...)
-	server := pushingServer(cfg, h)
+	server := cfg.OffsiteServer(h)
 	if server == nil {
 		return nil, fmt.Errorf("host %s: no server unlocks it or mirrors to it", h.Name)
 	}
@@ -98,26 +98,24 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 			},
 			Save: func(ctx context.Context, img []byte) error { return local.WriteFile(ctx, hb, img, 0o400, host.Root) }})
 	}
+	s = append(s, trustServerSteps(server, readLocal)...)
 	if luks && h.Unlock != nil {
-		unlock, err := unlockSteps(h, server, readLocal)
+		unlock, err := unlockSteps(h, readLocal)
 		if err != nil {
 			return nil, err
 		}
 		s = append(s, unlock...)
 	}
+	// The watchdog reports to the server with a key that can do nothing
+	// else (the forced command watchdog-report there).
+	s = append(s, &fromServer{id: "file." + layout.ReportIdentity, path: layout.ReportIdentity, mode: 0o600, secret: true,
+		read: func(ctx context.Context) ([]byte, error) { return readLocal(ctx, layout.ReportKey(h.Name)) }})
 
-	// The server's push key may only rsync into the mirror directory on the
-	// backup disk, write-only.
+	mirror := ""
 	if mp := backupMount(h); mp != "" {
-		root := h.MirrorRootOrDefault()
-		rel := o.release()
-		// A mirror kept at the top of the disk (adopted) leaves the disk's
-		// root directory as it is.
-		s = append(s, &steps.MountedDir{Mountpoint: mp, Dir: steps.Dir{Path: root, Mode: 0o700, Owner: host.Root, CreateOnly: root == mp}})
-		if rr := rel.RrsyncStep(); rr != nil {
-			s = append(s, rr)
-		}
-		s = append(s, &steps.MirrorContents{Root: root, Mountpoint: mp,
+		mirror = h.MirrorRootOrDefault()
+		s = append(s, pushSteps(server, mp, mirror, pushedRepos(cfg, h), o.release(), readLocal)...)
+		s = append(s, &steps.MirrorContents{Root: mirror, Mountpoint: mp,
 			Repos: func(ctx context.Context, _ host.Host) (map[string]string, error) {
 				if local == nil {
 					return nil, fmt.Errorf("the repos mirrored to %s live on %s; run this provisioning from %s", h.Name, server.Name, server.Name)
@@ -134,22 +132,20 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 				}
 				return ids, nil
 			}})
-		s = append(s, &steps.Dir{Path: layout.RootSSHDir, Mode: 0o700, Owner: host.Root})
-		s = append(s, &steps.Block{Path: layout.AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")",
-			Pending: "authorize " + server.Name + "'s push key for rrsync only",
-			LinesFrom: func(ctx context.Context, _ host.Host) ([]byte, error) {
-				pub, err := readLocal(ctx, layout.SSHKey+".pub")
-				if err != nil {
-					return nil, err
-				}
-				push, err := restrictedLine(server.Address, rel.Rrsync+" -wo "+root, pub)
-				if err != nil {
-					return nil, err
-				}
-				hashes, err := hashKeyLine(ctx, local, server.Address, root)
-				return append(push, hashes...), err
-			}})
 	}
+	// root's authorized_keys holds the server's hash key, serve-hashes on
+	// the mirror only (the snapshots' files are root's to read), and no
+	// longer the push key: the push line an older borgkit left there goes,
+	// with the root login it gave the server, and so does the block when
+	// there is no hash key.
+	s = append(s, &steps.Dir{Path: layout.RootSSHDir, Mode: 0o700, Owner: host.Root})
+	s = append(s, &steps.Block{Path: layout.AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")", DropEmpty: true,
+		LinesFrom: func(ctx context.Context, _ host.Host) ([]byte, error) {
+			if mirror == "" {
+				return nil, nil
+			}
+			return hashKeyLine(ctx, local, server.Address, mirror)
+		}})
 	return finish(cfg, h, s, o)
 }
 
@@ -185,16 +181,24 @@ func pushers(cfg *config.Config, h *config.Host) []*config.Host {
 	return out
 }
 
-// unlockSteps install the boot-time unlock: the identity made on the
-// server, the server's host key, and the timer.
-func unlockSteps(h, server *config.Host, readLocal func(context.Context, string) ([]byte, error)) ([]plan.Step, error) {
-	identity := h.Unlock.IdentityOrDefault()
-	s := []plan.Step{
-		&steps.Dir{Path: path.Dir(identity), Mode: 0o700, Owner: host.Root},
-		&fromServer{id: "file." + identity, path: identity, mode: 0o600, secret: true,
-			read: func(ctx context.Context) ([]byte, error) { return readLocal(ctx, layout.UnlockKey(h.Name)) }},
-		// known_hosts for the fetch: the server's host key, from the config
-		// or from the server itself.
+// pushedRepos are the names of the repos the servers push to h: the
+// directories at the top of its mirror.
+func pushedRepos(cfg *config.Config, h *config.Host) []string {
+	var out []string
+	for _, srv := range pushers(cfg, h) {
+		for _, r := range srv.Repos {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}
+
+// trustServerSteps pin the server's host key for the Pi's own connections
+// to it (the unlock's key fetch, the watchdog's report): from the config,
+// or from the server itself.
+func trustServerSteps(server *config.Host, readLocal func(context.Context, string) ([]byte, error)) []plan.Step {
+	return []plan.Step{
+		&steps.Dir{Path: layout.SSHDir, Mode: 0o700, Owner: host.Root},
 		&fromServer{id: "file." + layout.UnlockKnownHosts, path: layout.UnlockKnownHosts, mode: 0o644,
 			read: func(ctx context.Context) ([]byte, error) {
 				key := server.SSH.HostPublicKey
@@ -208,11 +212,73 @@ func unlockSteps(h, server *config.Host, readLocal func(context.Context, string)
 				return knownHostsLine(server, key)
 			}},
 	}
+}
+
+// unlockSteps install the boot-time unlock: the identity made on the
+// server and the timer.
+func unlockSteps(h *config.Host, readLocal func(context.Context, string) ([]byte, error)) ([]plan.Step, error) {
+	identity := h.Unlock.IdentityOrDefault()
+	var s []plan.Step
+	if path.Dir(identity) != layout.SSHDir {
+		s = append(s, &steps.Dir{Path: path.Dir(identity), Mode: 0o700, Owner: host.Root})
+	}
+	s = append(s, &fromServer{id: "file." + identity, path: identity, mode: 0o600, secret: true,
+		read: func(ctx context.Context) ([]byte, error) { return readLocal(ctx, layout.UnlockKey(h.Name)) }})
 	units, err := unlockUnits(h)
 	if err != nil {
 		return nil, err
 	}
 	return append(s, units...), nil
+}
+
+// pushSteps are the push target on the backup disk mounted at mount: the
+// server's push key logs in as the push user, an unprivileged user who may
+// only rsync into the mirror directory, write-only, and owns its
+// directories and nothing else; the snapshots beside the mirror are
+// root's, and so is every file a snapshot froze.
+//
+// A mirror kept at the top of the disk (mirror_root is the mountpoint, as a
+// hand-built setup had it) holds the snapshots and lost+found too: the
+// disk's root directory then stays root's, and the push user owns only the
+// repos' directories and the heartbeat's, so it can neither rename nor
+// remove what is not its own.
+func pushSteps(server *config.Host, mount, root string, repos []string, rel release.Release, readLocal func(context.Context, string) ([]byte, error)) []plan.Step {
+	var s []plan.Step
+	if rr := rel.RrsyncStep(); rr != nil {
+		s = append(s, rr)
+	}
+	s = append(s,
+		&steps.SystemUser{Name: layout.PushUser, Home: layout.PushHome, Shell: layout.PushShell, Comment: "borgkit push from " + server.Name},
+		// sshd reads the key as the push user, who must not change it.
+		&steps.Dir{Path: layout.PushHome, Mode: 0o755, Owner: host.Root},
+		&steps.Dir{Path: layout.PushSSHDir, Mode: 0o755, Owner: host.Root},
+		&fromServer{id: "file." + layout.PushAuthorizedKeys, path: layout.PushAuthorizedKeys, mode: 0o644,
+			read: func(ctx context.Context) ([]byte, error) {
+				pub, err := readLocal(ctx, layout.SSHKey+".pub")
+				if err != nil {
+					return nil, err
+				}
+				line, err := restrictedLine(server.Address, rel.Rrsync+" -wo "+root, pub)
+				if err != nil {
+					return nil, fmt.Errorf("%s.pub: %w", layout.SSHKey, err)
+				}
+				return append([]byte("# "+layout.Managed()+"\n"), line...), nil
+			}},
+	)
+	owned := []string{root}
+	if root == mount {
+		s = append(s, &steps.MountedDir{Mountpoint: mount, Dir: steps.Dir{Path: root, Mode: 0o755, Owner: host.Root, CreateOnly: true}})
+		owned = []string{path.Join(root, layout.HeartbeatDir)}
+		for _, r := range repos {
+			owned = append(owned, path.Join(root, r))
+		}
+	}
+	for _, dir := range owned {
+		s = append(s, &steps.MountedDir{Mountpoint: mount, Dir: steps.Dir{Path: dir, Mode: 0o700, User: layout.PushUser}},
+			// Directories a push as root left, before there was a push user.
+			&steps.OwnedDirs{Root: dir, User: layout.PushUser, Mountpoint: mount})
+	}
+	return append(s, &steps.MountedDir{Mountpoint: mount, Dir: steps.Dir{Path: layout.SnapshotRoot(mount), Mode: 0o700, Owner: host.Root}})
 }
 
 // backupMount is where the server's mirror lands on this host.
@@ -225,8 +291,10 @@ func backupMount(h *config.Host) string {
 
 // RrsyncLine lets a key run rrsync, write-only, below mount, from one
 // address: the server can push and delete pruned segments but not read the
-// mirror back, nor get a shell, nor leave the directory. The offsite role
-// names the host release's rrsync; this is Debian's.
+// mirror back, nor get a shell, nor leave the directory. rrsync's
+// single-run lock stays on (no -no-lock): the snapshot job takes the same
+// lock, so no push writes while a snapshot is made. The offsite role names
+// the host release's rrsync; this is Debian's.
 func RrsyncLine(from, mount string, pub []byte) ([]byte, error) {
 	return restrictedLine(from, Rrsync+" -wo "+mount, pub)
 }

@@ -58,7 +58,7 @@ func rendered(t *testing.T, cfg *config.Config, name string) map[string][]byte {
 				out[s.Path] = s.Content
 			}
 		case *steps.Block:
-			if s.LinesFrom == nil {
+			if s.LinesFrom == nil && !(s.DropEmpty && len(s.Lines) == 0) {
 				out[s.Path] = s.Lines
 			}
 		}
@@ -258,6 +258,41 @@ func checkCronJobs(t *testing.T, file string, want int) {
 	}
 }
 
+// checkAuthorizedKeys: the file at path authorizes exactly one key, the
+// server's key at key, with exactly the options opts.
+func checkAuthorizedKeys(t *testing.T, path, serverDir, key, opts string) {
+	t.Helper()
+	ak, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := os.ReadFile(filepath.Join(serverDir, key+".pub"))
+	wantKey, _, _, _, err := ssh.ParseAuthorizedKey(pub)
+	if err != nil {
+		t.Fatalf("%s.pub: %v", key, err)
+	}
+	var lines int
+	for _, l := range strings.Split(string(ak), "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		lines++
+		got, _, gotOpts, _, err := ssh.ParseAuthorizedKey([]byte(l))
+		if err != nil {
+			t.Fatalf("%s: line %q: %v", path, l, err)
+		}
+		if !bytes.Equal(got.Marshal(), wantKey.Marshal()) {
+			t.Errorf("%s: key %q is not the server's %s", path, l, key)
+		}
+		if strings.Join(gotOpts, ",") != opts {
+			t.Errorf("%s: options %v", path, gotOpts)
+		}
+	}
+	if lines != 1 {
+		t.Errorf("%s: %d authorized keys, want 1", path, lines)
+	}
+}
+
 func TestOffsiteFromServerTree(t *testing.T) {
 	cfg := example(t)
 	serverDir := serverTree(t)
@@ -281,42 +316,23 @@ func TestOffsiteFromServerTree(t *testing.T) {
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("unlock identity not installed from the server: %v", err)
 	}
-	// authorized_keys: exactly the server's push key, rrsync write-only,
-	// and its hash key, serve-hashes on the mirror root only.
-	ak, _ := os.ReadFile(filepath.Join(dir, "root/.ssh/authorized_keys"))
-	wantKeys := map[string]string{
-		layout.SSHKey:  `restrict,from="100.64.0.1",command="/usr/bin/rrsync -wo /mnt/backup/borgkit"`,
-		layout.HashKey: `restrict,from="100.64.0.1",command="/usr/local/bin/borgkit job serve-hashes mirror=/mnt/backup/borgkit"`,
+	// So is the watchdog's report identity.
+	want, _ = os.ReadFile(filepath.Join(serverDir, layout.ReportKey("pi")))
+	if got, err := os.ReadFile(filepath.Join(dir, layout.ReportIdentity)); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("report identity not installed from the server: %v", err)
 	}
-	var lines int
-	for _, l := range strings.Split(string(ak), "\n") {
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		lines++
-		key, _, opts, _, err := ssh.ParseAuthorizedKey([]byte(l))
-		if err != nil {
-			t.Fatalf("authorized_keys line %q: %v", l, err)
-		}
-		found := false
-		for path, wantOpts := range wantKeys {
-			pub, _ := os.ReadFile(filepath.Join(serverDir, path+".pub"))
-			wantKey, _, _, _, _ := ssh.ParseAuthorizedKey(pub)
-			if bytes.Equal(key.Marshal(), wantKey.Marshal()) {
-				found = true
-				if strings.Join(opts, ",") != wantOpts {
-					t.Errorf("%s: options %v", path, opts)
-				}
-			}
-		}
-		if !found {
-			t.Errorf("authorized key %q is neither the server's push key nor its hash key", l)
-		}
+	// root's authorized_keys: exactly the server's hash key, serve-hashes
+	// on the mirror root only; the push key logs in as the push user.
+	checkAuthorizedKeys(t, filepath.Join(dir, layout.AuthorizedKeys), serverDir, layout.HashKey,
+		`restrict,from="100.64.0.1",command="/usr/local/bin/borgkit job serve-hashes mirror=/mnt/backup/borgkit"`)
+	// The push user's authorized_keys: exactly the server's push key,
+	// rrsync write-only, root's file.
+	if fi, err := os.Stat(filepath.Join(dir, layout.PushAuthorizedKeys)); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("push authorized_keys: %v %v", fi, err)
 	}
-	if lines != 2 {
-		t.Errorf("%d authorized keys, want 2", lines)
-	}
-	checkCronJobs(t, filepath.Join(dir, "etc/cron.d/borgkit"), 1)
+	checkAuthorizedKeys(t, filepath.Join(dir, layout.PushAuthorizedKeys), serverDir, layout.SSHKey,
+		`restrict,from="100.64.0.1",command="/usr/bin/rrsync -wo /mnt/backup/borgkit"`)
+	checkCronJobs(t, filepath.Join(dir, "etc/cron.d/borgkit"), 2)
 	verifyUnits(t, dir, "etc/systemd/system/borgkit-unlock.*", 2)
 	if _, err := os.Lstat(filepath.Join(dir, "etc/systemd/system/timers.target.wants/borgkit-unlock.timer")); err != nil {
 		t.Errorf("unlock timer not enabled: %v", err)

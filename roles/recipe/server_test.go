@@ -262,8 +262,8 @@ func TestRevokeUnlockSticks(t *testing.T) {
 	dir := serverTree(t)
 	h := host.NewRooted("john-ai", dir)
 	ak := func() string { b, _ := os.ReadFile(filepath.Join(dir, layout.AuthorizedKeys)); return string(b) }
-	if !strings.Contains(ak(), "job serve-key pi") {
-		t.Fatalf("no serve-key line to revoke:\n%s", ak())
+	if !strings.Contains(ak(), "job serve-key pi") || !strings.Contains(ak(), "job watchdog-report pi") {
+		t.Fatalf("no serve-key and watchdog-report lines to revoke:\n%s", ak())
 	}
 	phases, server, err := recipe.Revoke(cfg, "pi", time.Now())
 	if err != nil || server.Name != "john-ai" {
@@ -274,15 +274,16 @@ func TestRevokeUnlockSticks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if strings.Contains(ak(), "serve-key") {
-		t.Fatalf("serve-key line still there:\n%s", ak())
+	// A stolen Pi neither gets its key nor reports a healthy Pi.
+	if strings.Contains(ak(), "serve-key") || strings.Contains(ak(), "watchdog-report") {
+		t.Fatalf("serve-key or watchdog-report line still there:\n%s", ak())
 	}
 	// A later provision neither restores the line nor regenerates the key.
 	ss, _ := recipe.Steps(cfg, "john-ai", options(t))
 	if _, err := plan.Run(context.Background(), h, ss, plan.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(ak(), "serve-key") {
+	if strings.Contains(ak(), "serve-key") || strings.Contains(ak(), "watchdog-report") {
 		t.Fatalf("provision restored a revoked unlock:\n%s", ak())
 	}
 	if _, _, err := recipe.Revoke(cfg, "archive", time.Now()); err == nil {

@@ -40,14 +40,15 @@ func sshSteps(cfg *config.Config, h *config.Host, local host.Host) ([]plan.Step,
 		}
 	}
 	pullers := cfg.Pullers(h)
-	if len(targets) == 0 && len(unlocks) == 0 && len(pullers) == 0 {
+	reporters := cfg.OffsiteHosts(h)
+	if len(targets) == 0 && len(unlocks) == 0 && len(pullers) == 0 && len(reporters) == 0 {
 		return nil, nil
 	}
 	s := []plan.Step{&steps.Dir{Path: layout.RootSSHDir, Mode: 0o700, Owner: host.Root}}
 	if len(targets) > 0 {
 		s = append(s, &steps.SSHKey{Path: layout.SSHKey, Comment: "borgkit@" + h.Name},
 			&steps.SSHKey{Path: layout.HashKey, Comment: "borgkit-hash@" + h.Name})
-		cfgLines, err := templates.Render("ssh-config", map[string]any{"Hosts": sshHosts(targets), "Identity": layout.SSHKey})
+		cfgLines, err := templates.Render("ssh-config", map[string]any{"Hosts": pushHosts(targets), "Identity": layout.SSHKey})
 		if err != nil {
 			return nil, err
 		}
@@ -72,18 +73,25 @@ func sshSteps(cfg *config.Config, h *config.Host, local host.Host) ([]plan.Step,
 		}
 		s = append(s, &steps.SSHKey{Path: layout.UnlockKey(o.Name), Comment: "borgkit-unlock@" + o.Name})
 	}
+	for _, o := range reporters {
+		s = append(s, &steps.SSHKey{Path: layout.ReportKey(o.Name), Comment: "borgkit-report@" + o.Name})
+	}
 	// One block holds every key borgkit authorizes here: two blocks in one
 	// file would each replace the other.
-	if len(unlocks) > 0 || len(pullers) > 0 {
+	if len(unlocks) > 0 || len(pullers) > 0 || len(reporters) > 0 {
 		s = append(s, &steps.Block{Path: layout.AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")",
-			Pending: "authorize the unlock keys generated above, each limited to serve-key",
+			Pending: "authorize the unlock and report keys generated above, each limited to its one command",
 			LinesFrom: func(ctx context.Context, hh host.Host) ([]byte, error) {
 				serve, err := serveKeyLines(ctx, hh, unlocks)
 				if err != nil {
 					return nil, err
 				}
+				report, err := reportKeyLines(ctx, hh, reporters)
+				if err != nil {
+					return nil, err
+				}
 				pull, err := pullGuardLines(ctx, hh, local, pullers)
-				return append(serve, pull...), err
+				return append(append(serve, report...), pull...), err
 			}})
 		for _, a := range pullers {
 			s = append(s, &pullKeyCheck{archive: a, server: h, local: local})
@@ -108,10 +116,17 @@ type sshHost struct {
 	Port                 int
 }
 
-func sshHosts(ts []*config.Host) []sshHost {
+// pushHosts are the mirror targets as the push reaches them: an offsite
+// host as its unprivileged push user, which owns nothing the snapshots
+// keep, never as root.
+func pushHosts(ts []*config.Host) []sshHost {
 	var out []sshHost
 	for _, t := range ts {
-		out = append(out, sshHost{Alias: t.Name, Address: t.Address, User: t.SSH.UserOrDefault(), Port: t.SSH.PortOrDefault()})
+		user := t.SSH.UserOrDefault()
+		if t.Role == config.RoleOffsite {
+			user = layout.PushUser
+		}
+		out = append(out, sshHost{Alias: t.Name, Address: t.Address, User: user, Port: t.SSH.PortOrDefault()})
 	}
 	return out
 }
@@ -137,26 +152,51 @@ func knownHostLines(ts []*config.Host) []byte {
 // serveKeyLines authorizes each offsite host's unlock key for one thing:
 // running `borgkit job serve-key HOST` from that host's address.
 func serveKeyLines(ctx context.Context, h host.Host, offsite []*config.Host) ([]byte, error) {
+	return offsiteKeyLines(ctx, h, offsite, layout.UnlockKey, func(o string) string { return layout.Binary + " job serve-key " + o })
+}
+
+// reportKeyLines authorize each offsite host's report key for one thing:
+// handing its watchdog's report to `borgkit job watchdog-report HOST` from
+// that host's address.
+func reportKeyLines(ctx context.Context, h host.Host, offsite []*config.Host) ([]byte, error) {
+	return offsiteKeyLines(ctx, h, offsite, layout.ReportKey, WatchdogReportCommand)
+}
+
+// offsiteKeyLines authorize the key pair at key(HOST) of each offsite host
+// for command(HOST) alone, from that host's address. A revoked host stays
+// revoked: provisioning never authorizes its keys again, so a stolen Pi
+// neither gets its disk key nor reports a healthy Pi.
+func offsiteKeyLines(ctx context.Context, h host.Host, offsite []*config.Host, key, command func(string) string) ([]byte, error) {
 	var b bytes.Buffer
 	for _, o := range offsite {
-		// A revoked host stays revoked: provisioning never re-authorizes it.
 		if _, err := h.Lstat(ctx, layout.RevokedMarker(o.Name)); err == nil {
 			continue
 		}
-		pub, err := h.ReadFile(ctx, layout.UnlockKey(o.Name)+".pub")
+		pub, err := h.ReadFile(ctx, key(o.Name)+".pub")
 		if host.IsNotExist(err) {
 			return nil, steps.ErrNotYet
 		}
 		if err != nil {
 			return nil, err
 		}
-		line, err := ServeKeyLine(o.Address, layout.Binary+" job serve-key "+o.Name, pub)
+		line, err := restrictedLine(o.Address, command(o.Name), pub)
 		if err != nil {
-			return nil, fmt.Errorf("%s.pub: %w", layout.UnlockKey(o.Name), err)
+			return nil, fmt.Errorf("%s.pub: %w", key(o.Name), err)
 		}
 		b.Write(line)
 	}
 	return b.Bytes(), nil
+}
+
+// WatchdogReportCommand is the forced command of an offsite host's report key.
+func WatchdogReportCommand(offsite string) string {
+	return layout.Binary + " job " + layout.JobCLI(layout.JobWatchdogReport) + " " + offsite
+}
+
+// ReportKeyLine lets an offsite host's report key run the watchdog-report
+// command for that host, from its address, and nothing else.
+func ReportKeyLine(from, command string, pub []byte) ([]byte, error) {
+	return restrictedLine(from, command, pub)
 }
 
 // Revoke returns the kill switch for offsite host name in two phases, run

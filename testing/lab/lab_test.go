@@ -106,11 +106,20 @@ func TestLabEndToEnd(t *testing.T) {
 		if fstab := mustRun(t, l, lab.Offsite, "cat", "/etc/fstab"); !strings.Contains(fstab, " /mnt/backup ext4 nofail") {
 			t.Errorf("pi's plain disk is not in its fstab:\n%s", fstab)
 		}
-		// The lab admin key stays outside borgkit's block; the push key is
-		// restricted to rrsync from john-ai's address.
+		// root's authorized_keys keeps the lab admin key and gets only the
+		// hash key's serve-hashes line from borgkit; the push key logs in
+		// as the push user, restricted to rrsync from john-ai's address.
 		ak := mustRun(t, l, lab.Offsite, "cat", "/root/.ssh/authorized_keys")
-		if !strings.HasPrefix(ak, "# the lab's admin key") || !strings.Contains(ak, `restrict,from="`+lab.ServerAddr+`",command="/usr/bin/rrsync -wo /mnt/backup/borgkit"`) {
-			t.Errorf("pi's authorized_keys:\n%s", ak)
+		if !strings.HasPrefix(ak, "# the lab's admin key") || strings.Contains(ak, "rrsync") ||
+			!strings.Contains(ak, `restrict,from="`+lab.ServerAddr+`",command="/usr/local/bin/borgkit job serve-hashes mirror=/mnt/backup/borgkit"`) {
+			t.Errorf("pi's root authorized_keys:\n%s", ak)
+		}
+		push := mustRun(t, l, lab.Offsite, "cat", "/var/lib/borgkit-push/.ssh/authorized_keys")
+		if !strings.Contains(push, `restrict,from="`+lab.ServerAddr+`",command="/usr/bin/rrsync -wo /mnt/backup/borgkit"`) {
+			t.Errorf("the push user's authorized_keys:\n%s", push)
+		}
+		if id := mustRun(t, l, lab.Offsite, "id", "-u", "borgkit-push"); id == "0\n" {
+			t.Errorf("the push user is root")
 		}
 	})
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -97,12 +98,22 @@ type Report struct {
 	Pings []string
 	// Textfile is john-ai's borgkit.prom after the jobs.
 	Textfile string
+	// Snapshot is the Pi's snapshot after the sync, compared with the
+	// mirror then and again after the attack.
+	Snapshot *SnapshotCheck
+	// Attacks are the pushes the intruder on john-ai tried; Repaired the
+	// mirrors compared again after the sync that followed.
+	Attacks  []Attack
+	Repaired []MirrorCheck
+	// WatchdogReport is the Pi's report as john-ai kept it.
+	WatchdogReport string
 }
 
 // pingedJobs are the scenario's jobs that report to the check, as the
 // ping URL names them (HOST-JOB): each is scheduled on its host, so each
 // must ping its start and then exit code 0.
-var pingedJobs = []string{Server + "-nightly", Server + "-sync", Offsite + "-watchdog", Server + "-audit", Server + "-check", Server + "-restore-test"}
+var pingedJobs = []string{Server + "-nightly", Server + "-sync", Offsite + "-snapshot", Offsite + "-watchdog", Server + "-stale",
+	Server + "-audit", Server + "-check", Server + "-restore-test"}
 
 // pingErrs checks the pings and the textfile of a healthy run: every
 // pinged job started and ended with 0, and nothing ended otherwise.
@@ -156,7 +167,7 @@ func (r *Report) Err() error {
 			errs = append(errs, fmt.Errorf("%s: %s: %w", s.Host, s.Name, s.Err))
 		}
 	}
-	for _, m := range r.Mirrors {
+	for _, m := range append(slices.Clone(r.Mirrors), r.Repaired...) {
 		switch {
 		case m.Err != nil:
 			errs = append(errs, fmt.Errorf("mirror %s of %s: %w", m.Mirror, m.Repo, m.Err))
@@ -166,6 +177,17 @@ func (r *Report) Err() error {
 	}
 	for _, m := range r.Mails {
 		errs = append(errs, fmt.Errorf("a healthy run sent mail: %q", m.Subject))
+	}
+	switch sc := r.Snapshot; {
+	case sc == nil:
+		errs = append(errs, errors.New("no snapshot was checked"))
+	case sc.Err != nil:
+		errs = append(errs, fmt.Errorf("snapshot %s: %w", sc.Name, sc.Err))
+	case len(sc.Diffs) > 0:
+		errs = append(errs, fmt.Errorf("snapshot %s differs: %s", sc.Name, strings.Join(sc.Diffs, ", ")))
+	}
+	if r.WatchdogReport == "" {
+		errs = append(errs, fmt.Errorf("%s kept no watchdog report of %s", Server, Offsite))
 	}
 	errs = append(errs, r.pingErrs()...)
 	for h, c := range r.SecondProvision {
@@ -249,8 +271,16 @@ func (s *scenario) run(ctx context.Context) error {
 	if s.job(ctx, "sync").Err == nil {
 		s.checkMirrors()
 	}
-	// The Pi's watchdog reads the heartbeat the sync just wrote: silent.
+	// The Pi keeps a snapshot of what arrived, out of the push key's reach.
+	if s.exec(ctx, Offsite, "job snapshot", false, "borgkit", "job", "snapshot").Err == nil {
+		s.checkSnapshot()
+	}
+	// The Pi's watchdog reads the heartbeat the sync just wrote and
+	// reports to john-ai, whose stale check then finds everything fresh:
+	// both silent.
 	s.exec(ctx, Offsite, "job watchdog", false, "borgkit", "job", "watchdog")
+	s.checkReport()
+	s.job(ctx, "stale")
 	// The audit hashes its share of both copies where they lie: the NAS
 	// through its mount, the Pi through the hash key's forced command.
 	s.job(ctx, "audit")
@@ -278,7 +308,20 @@ func (s *scenario) run(ctx context.Context) error {
 	for _, h := range []string{Server, Offsite} {
 		s.provision(ctx, h, true)
 	}
+	// Last, john-ai broken into: the push key turned on the offsite copy.
+	s.attack(ctx)
 	return nil
+}
+
+// checkReport reads the Pi's watchdog report as john-ai kept it.
+func (s *scenario) checkReport() {
+	b, err := s.l.ReadFile(Server, path.Join(layout.StateDir, layout.WatchdogReports, Offsite+".json"))
+	if err != nil {
+		s.progress(Server, "watchdog report of "+Offsite, "MISSING: "+err.Error())
+		return
+	}
+	s.r.WatchdogReport = string(b)
+	s.progress(Server, "watchdog report of "+Offsite, "kept")
 }
 
 func (s *scenario) progress(host, what, status string) {

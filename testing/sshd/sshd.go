@@ -46,6 +46,11 @@ type Options struct {
 	// Config lines go before the harness's own, so they win: sshd keeps the
 	// first value it reads for a keyword. No Match blocks.
 	Config []string
+	// UserKeys are authorized_keys lines for users other than root, by
+	// user name (a real user of this machine, see testing/sysuser). sshd
+	// reads them as that user, so they live in a directory anyone can
+	// enter, one root-owned 0644 file per user.
+	UserKeys map[string][]string
 }
 
 // Server is a running sshd.
@@ -60,6 +65,8 @@ type Server struct {
 	HostKey            ssh.PublicKey // ed25519
 	HostKeyFingerprint string        // SHA256:...
 	ECDSAHostKey       ssh.PublicKey // nil unless Options.ECDSAHostKey
+	// UserKeysDir holds Options.UserKeys, one file per user ("" without).
+	UserKeysDir string
 
 	cmd    *exec.Cmd
 	log    *syncBuffer
@@ -163,6 +170,20 @@ func (s *Server) writeKeys(t testing.TB, opts Options) {
 	s.AuthorizedKeysPath = filepath.Join(s.Dir, "authorized_keys")
 	lines := append([]string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.ClientSigner.PublicKey())))}, opts.AuthorizedKeys...)
 	writeFile(t, s.AuthorizedKeysPath, strings.Join(lines, "\n")+"\n", 0o600)
+	if len(opts.UserKeys) > 0 {
+		dir, err := os.MkdirTemp("/run", "borgkit-sshd-users-")
+		if err != nil {
+			t.Fatalf("sshd harness: %v", err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatalf("sshd harness: %v", err)
+		}
+		for user, keys := range opts.UserKeys {
+			writeFile(t, filepath.Join(dir, user), strings.Join(keys, "\n")+"\n", 0o644)
+		}
+		s.UserKeysDir = dir
+	}
 }
 
 // newKey writes a fresh unencrypted ed25519 key to path.
@@ -289,7 +310,7 @@ func (s *Server) config(opts Options) string {
 		"ListenAddress 127.0.0.1",
 		"HostKey "+filepath.Join(s.Dir, "ssh_host_ed25519_key"),
 		"PidFile "+filepath.Join(s.Dir, "sshd.pid"),
-		"AuthorizedKeysFile "+s.AuthorizedKeysPath,
+		"AuthorizedKeysFile "+s.authorizedKeysFiles(),
 		"PermitRootLogin prohibit-password",
 		"PubkeyAuthentication yes",
 		"PasswordAuthentication no",
@@ -300,6 +321,14 @@ func (s *Server) config(opts Options) string {
 		"Subsystem sftp "+sftp,
 	)
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// authorizedKeysFiles is root's file, then each other user's.
+func (s *Server) authorizedKeysFiles() string {
+	if s.UserKeysDir == "" {
+		return s.AuthorizedKeysPath
+	}
+	return s.AuthorizedKeysPath + " " + filepath.Join(s.UserKeysDir, "%u")
 }
 
 func freePort() (int, error) {

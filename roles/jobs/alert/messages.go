@@ -313,6 +313,9 @@ type AgeCheck struct {
 	// Noun names it in the paragraph ("The NOUN has not completed ...");
 	// default: Name in lower case.
 	Noun string
+	// Problem is what a fresh check reports besides its age (an offsite
+	// watchdog that cannot mail); it raises the alert too.
+	Problem string
 }
 
 // ClockSkew is how far in the future a time may lie before it is an
@@ -322,11 +325,17 @@ const ClockSkew = 5 * time.Minute
 
 // Stale reports whether the check raises the alert.
 func (a AgeCheck) Stale() bool {
-	return a.Err != "" || a.Never || a.Age > a.Threshold || a.Future()
+	return a.Err != "" || a.Never || a.Age > a.Threshold || a.Future() || a.Problem != ""
 }
 
 // Future reports a last success dated ahead of now by more than ClockSkew.
 func (a AgeCheck) Future() bool { return !a.Never && a.Err == "" && a.Age < -ClockSkew }
+
+// onlyProblem reports a check whose age is fine but that reports a
+// Problem.
+func (a AgeCheck) onlyProblem() bool {
+	return a.Problem != "" && a.Err == "" && !a.Never && !a.Future() && a.Age <= a.Threshold
+}
 
 // Staleness is the stale check's mail: every age with its verdict, then a
 // paragraph per stale one. Call it only when some check is Stale.
@@ -346,7 +355,10 @@ func Staleness(checks []AgeCheck) Message {
 			age = Age(-c.Age) + " in the future"
 		}
 		verdict := "OK"
-		if c.Stale() {
+		switch {
+		case c.onlyProblem():
+			verdict = "fresh, but see below"
+		case c.Stale():
 			verdict = "threshold: " + Limit(c.Threshold)
 		}
 		fmt.Fprintf(&b, "%s age: %s (%s)\n", c.Name, age, verdict)
@@ -362,6 +374,9 @@ func Staleness(checks []AgeCheck) Message {
 		switch {
 		case c.Err != "":
 			fmt.Fprintf(&b, "\nThe age of the %s cannot be read.\n", what)
+		case c.onlyProblem():
+			fmt.Fprintf(&b, "\nThe %s is fresh, but %s.\n", what, c.Problem)
+			continue
 		case c.Never:
 			fmt.Fprintf(&b, "\nThe %s has never completed.\n", what)
 		case c.Future():

@@ -143,7 +143,99 @@ type RestoredFile struct {
 type WatchdogStats struct {
 	Heartbeats []Heartbeat `json:"heartbeats"`
 	Disk       DiskUsage   `json:"disk"`
+	// Snapshots is what the watchdog saw of the snapshots: the newest and
+	// the pushes no snapshot keeps yet.
+	Snapshots *SnapshotWatch `json:"snapshots,omitempty"`
+	// Report is how the report to the server went ("" when none is sent).
+	Report string `json:"report,omitempty"`
 }
+
+// WatchdogReport is an offsite host's watchdog report as its server keeps
+// it (the Pi sends it through a key whose forced command is
+// `borgkit job watchdog-report HOST`). Everything but Received and From is
+// what the Pi said; the server validated it before keeping it.
+type WatchdogReport struct {
+	Version int    `json:"version"`
+	Host    string `json:"host"`
+	// Sent is the Pi's clock; Received the server's, which the stale
+	// check measures from.
+	Sent     time.Time `json:"sent"`
+	Received time.Time `json:"received,omitzero"`
+	// From is the address the report came from (SSH_CLIENT).
+	From string `json:"from,omitempty"`
+	// Status and Message are the watchdog run's own.
+	Status  Status `json:"status"`
+	Message string `json:"message,omitempty"`
+	// MailError is why the run's last mail failed: a Pi that can no
+	// longer alert by mail.
+	MailError   string `json:"mail_error,omitempty"`
+	DiskMounted bool   `json:"disk_mounted"`
+	DiskPercent int    `json:"disk_percent"`
+	// Snapshots is how many the Pi keeps and LatestSnapshot the newest.
+	Snapshots       int    `json:"snapshots"`
+	LatestSnapshot  string `json:"latest_snapshot,omitempty"`
+	SnapshotOverdue bool   `json:"snapshot_overdue,omitempty"`
+}
+
+// SnapshotWatch is the watchdog's view of the snapshots.
+type SnapshotWatch struct {
+	Latest     string    `json:"latest,omitempty"`
+	LatestTime time.Time `json:"latest_time,omitzero"`
+	Count      int       `json:"count"`
+	// Waiting are the pushes (by server) that arrived and no snapshot
+	// holds, with when they arrived; Overdue those waiting past the lag.
+	Waiting []Heartbeat `json:"waiting,omitempty"`
+	Overdue bool        `json:"overdue,omitempty"`
+}
+
+// SnapshotStats is the offsite snapshot job's record.
+type SnapshotStats struct {
+	// Snapshot is the one this run took ("" when it took none), and
+	// Pushes the heartbeats it keeps.
+	Snapshot    string      `json:"snapshot,omitempty"`
+	Pushes      []Heartbeat `json:"pushes,omitempty"`
+	Files       int         `json:"files"`
+	Bytes       int64       `json:"bytes"`
+	Frozen      int         `json:"frozen"`
+	FrozenBytes int64       `json:"frozen_bytes"`
+	Skipped     []string    `json:"skipped,omitempty"`
+	// LockWaitSeconds is how long it waited for a push to end.
+	LockWaitSeconds float64 `json:"lock_wait_seconds,omitempty"`
+	// Removed are the snapshots retention removed; Kept the rest, oldest
+	// first.
+	Removed   []string          `json:"removed,omitempty"`
+	Kept      []string          `json:"kept,omitempty"`
+	Retention SnapshotRetention `json:"retention"`
+	Usage     SnapshotUsage     `json:"usage"`
+}
+
+// SnapshotRetention is the retention kept and what the config asks for.
+type SnapshotRetention struct {
+	Daily        int `json:"daily"`
+	Weekly       int `json:"weekly"`
+	ConfigDaily  int `json:"config_daily"`
+	ConfigWeekly int `json:"config_weekly"`
+	// Note says when the two differ and what to do about it.
+	Note string `json:"note,omitempty"`
+}
+
+// SnapshotUsage is the disk the snapshots take beyond the mirror.
+type SnapshotUsage struct {
+	Snapshots int `json:"snapshots"`
+	// HeldBytes are files only snapshots still hold (segments compaction
+	// removed, replaced indexes), each counted once; DirBytes the
+	// snapshots' directories; MirrorBytes the mirror itself, for scale.
+	HeldFiles   int   `json:"held_files"`
+	HeldBytes   int64 `json:"held_bytes"`
+	DirBytes    int64 `json:"dir_bytes"`
+	MirrorBytes int64 `json:"mirror_bytes"`
+	// HeldSegmentBytes is the part of HeldBytes in borg segment files
+	// (REPO/data/N/M); the rest is replaced indexes, hints and the like.
+	HeldSegmentBytes int64 `json:"held_segment_bytes"`
+}
+
+// Total is the disk the snapshots take beyond the mirror.
+func (u SnapshotUsage) Total() int64 { return u.HeldBytes + u.DirBytes }
 
 // Heartbeat is the last success a server reported to this host.
 type Heartbeat struct {

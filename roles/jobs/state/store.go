@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/borgkit/borgkit/provision/layout"
 )
 
 // Store is the directory of job records.
@@ -374,4 +376,51 @@ func readStat(pid int) (procStat, error) {
 func cmdlineContains(pid int, word string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return err == nil && bytes.Contains(b, []byte(word))
+}
+
+// reportPath is where the server keeps offsite host's last watchdog report.
+func (s *Store) reportPath(host string) (string, error) {
+	if _, err := JobName(host); err != nil {
+		return "", fmt.Errorf("watchdog report of %q: not a host name", host)
+	}
+	return filepath.Join(s.dir(), layout.WatchdogReports, host+".json"), nil
+}
+
+// SaveWatchdogReport keeps r as its host's last watchdog report, replacing
+// the one before atomically. World readable, as the records are: the
+// dashboard reads it.
+func (s *Store) SaveWatchdogReport(r WatchdogReport) error {
+	p, err := s.reportPath(r.Host)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("watchdog reports: %w", err)
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(p, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("keep the watchdog report of %s: %w", r.Host, err)
+	}
+	return nil
+}
+
+// LoadWatchdogReport is host's last watchdog report; an error wrapping
+// fs.ErrNotExist when it never reported.
+func (s *Store) LoadWatchdogReport(host string) (*WatchdogReport, error) {
+	p, err := s.reportPath(host)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var r WatchdogReport
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("watchdog report %s: %w", p, err)
+	}
+	return &r, nil
 }

@@ -24,13 +24,18 @@ type builder struct {
 	// badStats marks records whose stats were found unreadable, reported
 	// once though several sections read them.
 	badStats map[string]bool
+	// reports are the watched offsite hosts' last watchdog reports, by
+	// host; nil for one that never reported.
+	reports map[string]*state.WatchdogReport
 }
 
 // Build computes the dashboard of host self from its job records recs (as
 // state.Store.LoadAll returns them), the live statfs results disks (may be
-// nil: the figures the jobs recorded are used instead), at time now. It
-// reads nothing but /proc, to tell a running job from one that died.
-func Build(cfg *config.Config, self *config.Host, recs map[string]*state.Record, disks []state.DiskUsage, now time.Time) *Dashboard {
+// nil: the figures the jobs recorded are used instead), at time now, and on
+// a server the last watchdog report of each offsite host it watches
+// (reports: a nil value for one that never reported). It reads nothing
+// but /proc, to tell a running job from one that died.
+func Build(cfg *config.Config, self *config.Host, recs map[string]*state.Record, disks []state.DiskUsage, now time.Time, reports map[string]*state.WatchdogReport) *Dashboard {
 	if cfg == nil {
 		cfg = &config.Config{}
 	}
@@ -43,7 +48,7 @@ func Build(cfg *config.Config, self *config.Host, recs map[string]*state.Record,
 	// Round(0) drops the monotonic reading: it does not survive JSON, and
 	// the model must.
 	now = now.Round(0)
-	b := &builder{cfg: cfg, self: self, recs: recs, disks: disks, now: now, reported: map[string]bool{}, badStats: map[string]bool{},
+	b := &builder{cfg: cfg, self: self, recs: recs, disks: disks, now: now, reports: reports, reported: map[string]bool{}, badStats: map[string]bool{},
 		d: &Dashboard{Host: self.Name, Role: self.Role, Generated: now, Issues: []Issue{}}}
 
 	b.storage()

@@ -33,6 +33,7 @@ var jobTitles = map[string]string{
 	layout.JobRestoreTest: "Restore test",
 	layout.JobSummary:     "Weekly summary",
 	layout.JobWatchdog:    "Watchdog",
+	layout.JobSnapshot:    "Offsite snapshot",
 	layout.JobScrub:       "ZFS scrub",
 	layout.JobSmartShort:  "SMART short test",
 	layout.JobSmartLong:   "SMART long test",
@@ -87,6 +88,9 @@ func (b *builder) jobFailures() {
 			b.reported[job] = true
 			b.issue(LevelFailed, job, "%s left running by pid %d since %s: the process is gone (terminated abnormally)",
 				title, r.PID, b.at(r.Started).Format(timeLayout))
+		case r.Status == state.Aborted && r.Job == layout.JobSnapshot:
+			// Deferred while a push held the mirror: the watchdog judges
+			// whether the wait lasted too long (offsiteMonitoring).
 		case r.Status == state.Failed, r.Status == state.Aborted, r.Status == state.Terminated:
 			b.reported[job] = true
 			what := fmt.Sprintf("%s %s (%s", title, strings.ToUpper(string(r.Status)), when)

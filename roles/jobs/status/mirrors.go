@@ -1,7 +1,9 @@
 package status
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
@@ -169,4 +171,41 @@ func (b *builder) offsiteMonitoring() {
 	if _, ok := b.self.Schedule(layout.JobWatchdog); ok && b.rec(layout.JobWatchdog) == nil {
 		b.issue(LevelWarning, layout.JobWatchdog, "Watchdog has never run")
 	}
+	var st state.WatchdogStats
+	b.decodeStats(b.rec(layout.JobWatchdog), &st)
+	if strings.HasPrefix(st.Report, "not sent") {
+		b.issue(LevelWarning, layout.JobWatchdog, "Watchdog report %s", st.Report)
+	}
+	b.snapshots(st.Snapshots)
+}
+
+// snapshots is the offsite host's view of its snapshots: the last one the
+// snapshot job took, and whether a push waits too long for one (the
+// watchdog's judgement, which it also mails).
+func (b *builder) snapshots(sw *state.SnapshotWatch) {
+	r := b.rec(layout.JobSnapshot)
+	c := b.jobCheck("Last snapshot", layout.JobSnapshot, "OK", "FAILED")
+	var st state.SnapshotStats
+	if b.decodeStats(r, &st) && r.Status == state.OK {
+		c.Note += fmt.Sprintf(", %d kept, %s beyond the mirror", st.Usage.Snapshots, alert.Size(uint64(max(st.Usage.Total(), 0))))
+	}
+	if r != nil && r.Status == state.Aborted {
+		c.Status, c.Level = "DEFERRED", LevelWarning
+	}
+	if st.Retention.Note != "" {
+		b.issue(LevelWarning, layout.JobSnapshot, "%s", st.Retention.Note)
+	}
+	if sw != nil && sw.Overdue {
+		c.Level = LevelFailed
+		b.issue(LevelFailed, layout.JobSnapshot, "A push arrived and no snapshot holds it past snapshot_max_lag (%s): %s",
+			alert.Limit(b.self.Thresholds.SnapshotMaxLagOrDefault()), firstLine(lastMessage(r)))
+	}
+	b.d.Monitoring = append(b.d.Monitoring, c)
+}
+
+func lastMessage(r *state.Record) string {
+	if r == nil {
+		return "the snapshot job never ran"
+	}
+	return "last snapshot run " + string(r.Status) + ": " + r.Message
 }

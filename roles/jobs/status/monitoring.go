@@ -2,10 +2,12 @@ package status
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
@@ -64,7 +66,58 @@ func (b *builder) monitoring() {
 	if hb, ok := b.offsiteHeartbeat(); ok {
 		b.d.Monitoring = append(b.d.Monitoring, hb)
 	}
+	b.offsiteWatchdogs()
 	b.d.Monitoring = append(b.d.Monitoring, b.drillCheck())
+}
+
+// offsiteWatchdogs are the server's watch on its offsite hosts: the last
+// report of each one's watchdog, judged by this server's watchdog_max_age,
+// as the stale check judges it.
+func (b *builder) offsiteWatchdogs() {
+	limit := b.self.Thresholds.WatchdogMaxAgeOrDefault()
+	names := make([]string, 0, len(b.reports))
+	for n := range b.reports {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		r := b.reports[name]
+		c := Check{Name: "Offsite watchdog of " + name, Job: layout.JobWatchdog, Status: "Never", Level: LevelFailed}
+		if r == nil {
+			b.issue(LevelFailed, layout.JobWatchdog, "%s's watchdog has never reported here (its report key, or %s not provisioned yet)", name, name)
+			b.d.Monitoring = append(b.d.Monitoring, c)
+			continue
+		}
+		c.At, c.AgeSeconds = b.at(r.Received), b.age(r.Received)
+		c.Note = fmt.Sprintf("%s ago: %s", ago(c.AgeSeconds), r.Status)
+		if r.LatestSnapshot != "" {
+			c.Note += fmt.Sprintf(", %d snapshots", r.Snapshots)
+		}
+		if r.DiskMounted {
+			c.Note += fmt.Sprintf(", disk %d%%", r.DiskPercent)
+		} else {
+			c.Note += ", disk not mounted"
+		}
+		switch {
+		case b.now.Sub(r.Received) > limit:
+			c.Status = "SILENT"
+			b.issue(LevelFailed, layout.JobWatchdog, "%s's watchdog has not reported for %s (threshold: %s): %s is down or cut off",
+				name, ago(c.AgeSeconds), alert.Limit(limit), name)
+		case r.MailError != "":
+			c.Status = "CANNOT MAIL"
+			b.issue(LevelFailed, layout.JobWatchdog, "%s's watchdog cannot mail: %s", name, r.MailError)
+		default:
+			c.Status, c.Level = "Fresh", LevelOK
+			if r.Status != state.OK {
+				c.Level = LevelWarning
+			}
+			if r.SnapshotOverdue {
+				c.Level = LevelWarning
+				b.issue(LevelWarning, layout.JobWatchdog, "%s: a push waits too long for the snapshot that keeps it", name)
+			}
+		}
+		b.d.Monitoring = append(b.d.Monitoring, c)
+	}
 }
 
 func (b *builder) drillCheck() Check {

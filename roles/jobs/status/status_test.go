@@ -201,6 +201,14 @@ type fixture struct {
 	host  string
 	recs  func(t testing.TB) []*state.Record
 	disks []state.DiskUsage
+	// reports are the offsite hosts' watchdog reports a server keeps.
+	reports map[string]*state.WatchdogReport
+}
+
+// piReport is the Pi's watchdog report received at received.
+func piReport(received string) map[string]*state.WatchdogReport {
+	return map[string]*state.WatchdogReport{"pi": {Version: 1, Host: "pi", Sent: at(received), Received: at(received), Status: state.OK,
+		Message: "heartbeats fresh, snapshots current, /mnt/backup 12% full", DiskMounted: true, DiskPercent: 12, Snapshots: 11, LatestSnapshot: "2026-06-12T023000Z"}}
 }
 
 // replace swaps records of the same job in base.
@@ -234,8 +242,9 @@ func without(base []*state.Record, job string) []*state.Record {
 const deadPID = 2147483646
 
 var fixtures = []fixture{
-	{name: "healthy", host: "john-ai", recs: healthyRecords, disks: liveDisks()},
-	{name: "failing", host: "john-ai", disks: liveDisks(), recs: func(t testing.TB) []*state.Record {
+	{name: "healthy", host: "john-ai", recs: healthyRecords, disks: liveDisks(), reports: piReport("2026-06-12 05:00:04")},
+	// The Pi has been silent since last night.
+	{name: "failing", host: "john-ai", disks: liveDisks(), reports: piReport("2026-06-11 22:00:04"), recs: func(t testing.TB) []*state.Record {
 		nightly := rec(t, "nightly", state.Failed, "2026-06-12 00:00:00", "2026-06-12 00:23:15", nightlyStats("john-ai-vms"))
 		nightly.Message = "borg create: Error: /storage/libvirt/images/102-openclaw: file changed\nwhile we backed it up"
 		nightly.LastSuccess = at("2026-06-11 00:41:02")
@@ -262,6 +271,13 @@ var fixtures = []fixture{
 		return []*state.Record{rec(t, "watchdog", state.OK, "2026-06-12 06:00:00", "2026-06-12 06:00:02", state.WatchdogStats{
 			Heartbeats: []state.Heartbeat{{Host: "john-ai", File: "/mnt/backup/.heartbeat/john-ai-last-success", At: at("2026-06-12 02:04:30")}},
 			Disk:       disk,
+			Snapshots:  &state.SnapshotWatch{Latest: "2026-06-12T021500Z", LatestTime: at("2026-06-12 02:15:00"), Count: 11},
+			Report:     "sent to john-ai",
+		}), rec(t, "snapshot", state.OK, "2026-06-12 02:15:00", "2026-06-12 02:15:03", state.SnapshotStats{
+			Snapshot: "2026-06-12T021500Z", Files: 2210, Bytes: 494780232499, Frozen: 14, FrozenBytes: 2_400_000_000,
+			Kept:      []string{"2026-06-12T021500Z"},
+			Retention: state.SnapshotRetention{Daily: 7, Weekly: 4, ConfigDaily: 7, ConfigWeekly: 4},
+			Usage:     state.SnapshotUsage{Snapshots: 11, HeldFiles: 31, HeldBytes: 15_100_000_000, DirBytes: 2_400_000, MirrorBytes: 494780232499},
 		})}
 	}},
 }
@@ -269,7 +285,7 @@ var fixtures = []fixture{
 func build(t testing.TB, f fixture) *Dashboard {
 	t.Helper()
 	cfg := exampleConfig(t)
-	return Build(cfg, host(t, cfg, f.host), writeState(t, f.recs(t)...), f.disks, now)
+	return Build(cfg, host(t, cfg, f.host), writeState(t, f.recs(t)...), f.disks, now, f.reports)
 }
 
 func golden(t *testing.T, name string, got []byte) {
@@ -403,6 +419,7 @@ func TestIssues(t *testing.T) {
 			"failed Copy audit FAILED (2026-06-12 06:00, exit code 1): nas differs from the repos in john-ai/data/0/417",
 			"failed Proxmox guest 105 dump is stale: 3d old (threshold: 30h)",
 			"failed Proxmox guest 110 has no dump in /mnt/nas/proxmox/dump",
+			"failed pi's watchdog has not reported for 8h (threshold: 3h): pi is down or cut off",
 			"failed Mirror sync is stale: last success 2d ago (threshold: 30h)",
 			"warning No recovery drill recorded: rehearse a restore from the recovery bundle",
 		},
@@ -426,7 +443,7 @@ func TestIssues(t *testing.T) {
 func TestSummaryMail(t *testing.T) {
 	cases := map[string]string{
 		"healthy":   "Weekly Summary — All healthy",
-		"failing":   "Weekly Summary — 6 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
+		"failing":   "Weekly Summary — 7 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
 		"abandoned": "Weekly Summary — 1 issue: Mirror sync left running by pid 2147483646 since 2026-06-12 02:00: the process is gone (terminated…",
 	}
 	for _, f := range fixtures {
@@ -509,7 +526,7 @@ func TestHTMLEscapes(t *testing.T) {
 	r := rec(t, "restore_test", state.Failed, "2026-06-01 10:00:00", "2026-06-01 10:01:00", nil)
 	r.Message = evil
 	cfg := exampleConfig(t)
-	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), r)...), liveDisks(), now)
+	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), r)...), liveDisks(), now, nil)
 	var b bytes.Buffer
 	if err := d.HTML(&b); err != nil {
 		t.Fatal(err)
@@ -531,7 +548,7 @@ func TestRunningAlive(t *testing.T) {
 	r := &state.Record{Job: "nightly", Status: state.Running, PID: self.PID, BootID: self.BootID, ProcStart: self.ProcStart,
 		Started: at("2026-06-12 06:00:00"), LastSuccess: at("2026-06-11 00:42:10")}
 	cfg := exampleConfig(t)
-	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), r)...), liveDisks(), now)
+	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), r)...), liveDisks(), now, nil)
 	if len(d.Issues) != 0 {
 		t.Errorf("a nightly at work is not an issue: %q", issueTexts(d))
 	}
@@ -551,7 +568,7 @@ func TestWarnings(t *testing.T) {
 	old := rec(t, "drill", state.OK, "2025-04-01 10:00:00", "2025-04-01 11:00:00", state.DrillStats{RepoCount: 3})
 	check := rec(t, "check", state.OK, "2026-05-30 09:00:00", "2026-05-30 09:10:00", checkStats())
 	cfg := exampleConfig(t)
-	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), old, check)...), full, now)
+	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), old, check)...), full, now, nil)
 	want := []string{
 		"warning USB Backup Disk (/mnt/backup) is 91% full (3.3T of 3.6T used, warning at 90%)",
 		"warning NAS (/mnt/nas) is not mounted",
@@ -578,7 +595,7 @@ func TestJobWarning(t *testing.T) {
 	full := liveDisks()
 	full[0].Percent = 91
 	cfg := exampleConfig(t)
-	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), restore, stale, nightly)...), full, now)
+	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), restore, stale, nightly)...), full, now, nil)
 	want := []string{
 		"warning USB Backup Disk (/mnt/backup) is 91% full (290G of 3.6T used, warning at 90%)",
 		"warning Nightly backup ended with a warning (2026-06-12 00:42): some sections did not end well",
@@ -593,7 +610,7 @@ func TestJobWarning(t *testing.T) {
 
 func TestNeverRan(t *testing.T) {
 	cfg := exampleConfig(t)
-	d := Build(cfg, host(t, cfg, "john-ai"), nil, nil, now)
+	d := Build(cfg, host(t, cfg, "john-ai"), nil, nil, now, nil)
 	want := []string{
 		"failed Nightly backup has never succeeded (threshold: 30h)",
 		"failed Mirror sync has never succeeded (threshold: 30h)",
@@ -619,7 +636,7 @@ func TestUnreadableStats(t *testing.T) {
 	r := rec(t, "nightly", state.OK, "2026-06-12 00:00:00", "2026-06-12 00:42:10", nil)
 	r.Stats = json.RawMessage(`{"repos": "not a list"}`)
 	cfg := exampleConfig(t)
-	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), r)...), liveDisks(), now)
+	d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), r)...), liveDisks(), now, nil)
 	got := issueTexts(d)
 	if len(got) != 1 || !strings.HasPrefix(got[0], "warning Nightly backup: unreadable stats in its record: ") {
 		t.Errorf("issues %q", got)
@@ -632,7 +649,7 @@ func TestOffsiteStale(t *testing.T) {
 		Heartbeats: []state.Heartbeat{{Host: "john-ai", File: "/mnt/backup/.heartbeat/john-ai-last-success", At: at("2026-06-10 19:00:00")}},
 	})
 	cfg := exampleConfig(t)
-	d := Build(cfg, host(t, cfg, "pi"), writeState(t, r), []state.DiskUsage{{Mount: "/mnt/backup", Mounted: true, Size: 100, Used: 96, Avail: 4, Percent: 96}}, now)
+	d := Build(cfg, host(t, cfg, "pi"), writeState(t, r), []state.DiskUsage{{Mount: "/mnt/backup", Mounted: true, Size: 100, Used: 96, Avail: 4, Percent: 96}}, now, nil)
 	want := []string{
 		"failed Heartbeat from john-ai is stale: last 35h ago (threshold: 30h)",
 		"warning Backup Disk (/mnt/backup) is 96% full (96 of 100 used, warning at 95%)",
@@ -690,7 +707,7 @@ func BenchmarkStatus(b *testing.B) {
 		if err != nil || len(all) != 10 {
 			b.Fatalf("LoadAll: %d records, %v", len(all), err)
 		}
-		if err := Build(cfg, self, all, disks, now).Text(io.Discard, true); err != nil {
+		if err := Build(cfg, self, all, disks, now, nil).Text(io.Discard, true); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -717,7 +734,7 @@ func TestProxmoxSection(t *testing.T) {
 		"stale at work": {running, LevelRunning, ""},
 		"listed, fresh": {healthyRecords(t)[2], LevelOK, ""},
 	} {
-		d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), tc.stale)...), liveDisks(), now)
+		d := Build(cfg, host(t, cfg, "john-ai"), writeState(t, replace(healthyRecords(t), tc.stale)...), liveDisks(), now, nil)
 		if d.Proxmox == nil || d.Proxmox.Level != tc.level {
 			t.Errorf("%s: section %+v, want level %s", name, d.Proxmox, tc.level)
 		}
@@ -730,5 +747,56 @@ func TestProxmoxSection(t *testing.T) {
 		if got != tc.issue {
 			t.Errorf("%s: issue %q, want %q", name, got, tc.issue)
 		}
+	}
+}
+
+// TestOffsiteWatchIssues: what the server and the Pi say about the Pi's
+// watchdog reports and snapshots.
+func TestOffsiteWatchIssues(t *testing.T) {
+	cfg := exampleConfig(t)
+	issues := func(d *Dashboard) string {
+		var out []string
+		for _, is := range d.Issues {
+			out = append(out, string(is.Level)+" "+is.Text)
+		}
+		return strings.Join(out, "\n")
+	}
+	server := func(r *state.WatchdogReport) string {
+		return issues(Build(cfg, host(t, cfg, "john-ai"), writeState(t, healthyRecords(t)...), liveDisks(), now, map[string]*state.WatchdogReport{"pi": r}))
+	}
+	if got := server(nil); !strings.Contains(got, "failed pi's watchdog has never reported here") {
+		t.Errorf("never reported: %s", got)
+	}
+	r := piReport("2026-06-12 05:30:00")["pi"]
+	r.MailError = "sending: msmtp: authentication failed"
+	if got := server(r); !strings.Contains(got, "failed pi's watchdog cannot mail: sending: msmtp: authentication failed") {
+		t.Errorf("cannot mail: %s", got)
+	}
+	r.MailError, r.SnapshotOverdue = "", true
+	if got := server(r); !strings.Contains(got, "warning pi: a push waits too long for the snapshot that keeps it") {
+		t.Errorf("overdue: %s", got)
+	}
+
+	pi := func(recs ...*state.Record) string {
+		return issues(Build(cfg, host(t, cfg, "pi"), writeState(t, recs...), nil, now, nil))
+	}
+	watch := rec(t, "watchdog", state.Warning, "2026-06-12 06:00:00", "2026-06-12 06:00:02", state.WatchdogStats{
+		Snapshots: &state.SnapshotWatch{Count: 3, Overdue: true}, Report: "not sent to john-ai: Connection refused"})
+	snap := rec(t, "snapshot", state.Failed, "2026-06-12 05:45:00", "2026-06-12 05:45:01", state.SnapshotStats{
+		Retention: state.SnapshotRetention{Daily: 7, Weekly: 4, ConfigDaily: 2, Note: "the config asks for 2 daily, 0 weekly snapshots; this host keeps 7 daily, 4 weekly"}})
+	snap.Message = "snapshot: mkdir: no space left on device"
+	got := pi(watch, snap)
+	for _, want := range []string{
+		"warning Watchdog report not sent to john-ai: Connection refused",
+		"failed A push arrived and no snapshot holds it past snapshot_max_lag (3h): last snapshot run failed: snapshot: mkdir: no space left on device",
+		"warning the config asks for 2 daily",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("pi lacks %q:\n%s", want, got)
+		}
+	}
+	deferred := rec(t, "snapshot", state.Aborted, "2026-06-12 05:45:00", "2026-06-12 05:50:00", state.SnapshotStats{})
+	if got := pi(deferred); strings.Contains(got, "Offsite snapshot") {
+		t.Errorf("a deferred snapshot is a failure: %s", got)
 	}
 }

@@ -24,7 +24,18 @@ func Live(e *jobs.Env) (*Dashboard, error) {
 		u.Mounted = e.MountedAt(mp)
 		disks = append(disks, u)
 	}
-	return Build(e.Cfg, e.Host, recs, disks, e.Now()), nil
+	return Build(e.Cfg, e.Host, recs, disks, e.Now(), WatchdogReports(e)), nil
+}
+
+// WatchdogReports are the last watchdog reports of the offsite hosts e's
+// host watches (revoked ones left out), nil for one that never reported.
+func WatchdogReports(e *jobs.Env) map[string]*state.WatchdogReport {
+	out := map[string]*state.WatchdogReport{}
+	for _, o := range e.WatchedOffsites() {
+		r, _ := e.Store.LoadWatchdogReport(o.Name)
+		out[o.Name] = r
+	}
+	return out
 }
 
 // Summary is the weekly mail: the dashboard as text and HTML. Unlike the

@@ -81,8 +81,9 @@ func run() (code int) {
 		fmt.Printf("[%5.1fs] FAILED:\n%v\n", time.Since(start).Seconds(), err)
 		code = 1
 	} else {
-		fmt.Printf("[%5.1fs] all steps ok: %d mirrors byte-identical, no mail, %d pings all 0, second provisions changed nothing\n",
-			time.Since(start).Seconds(), len(report.Mirrors), len(report.Pings))
+		fmt.Printf("[%5.1fs] all steps ok: %d mirrors byte-identical, no mail, %d pings all 0, second provisions changed nothing;\n"+
+			"         %d pushes of the intruder on john-ai left snapshot %s unchanged, the drill restored from it, the next sync repaired the mirror\n",
+			time.Since(start).Seconds(), len(report.Mirrors), len(report.Pings), len(report.Attacks), report.Snapshot.Name)
 	}
 	if *keep {
 		for _, h := range l.Hosts() {
