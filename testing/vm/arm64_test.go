@@ -187,11 +187,13 @@ func peakRSS(ctx context.Context, t *testing.T, g *Guest, job string) string {
 	// The job runs under GNU time in the background; the loop keeps the
 	// last VmHWM it saw of the borgkit process (time's child) until it
 	// exits; /proc/PID/status has a tab after "VmHWM:", which a pattern of
-	// spaces missed (every reading was 0). Lab instrumentation, run by the
-	// harness only.
+	// spaces missed (every reading was 0). time's child is found through
+	// the kernel's children list, not pgrep's name match (which found
+	// nothing on the arm64 guest). Lab instrumentation, run by the harness
+	// only.
 	script := `out=$(mktemp); /usr/bin/time -v -o "$out" "$1" job "$2" & tp=$!
 hwm=0; while kill -0 $tp 2>/dev/null; do
-  p=$(pgrep -P $tp -x borgkit | head -n1)
+  p=$(cut -d' ' -f1 /proc/$tp/task/$tp/children 2>/dev/null); [ -n "$p" ] || p=$(pgrep -P $tp | head -n1)
   if [ -n "$p" ]; then v=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$p/status 2>/dev/null); [ -n "$v" ] && hwm=$v; fi
   sleep 0.05
 done
