@@ -139,13 +139,17 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 	// with the root login it gave the server, and so does the block when
 	// there is no hash key.
 	s = append(s, &steps.Dir{Path: layout.RootSSHDir, Mode: 0o700, Owner: host.Root})
-	s = append(s, &steps.Block{Path: layout.AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")", DropEmpty: true,
+	keys := &steps.Block{Path: layout.AuthorizedKeys, Mode: 0o600, Owner: host.Root, Note: "(" + layout.Managed() + ")", DropEmpty: true,
 		LinesFrom: func(ctx context.Context, _ host.Host) ([]byte, error) {
 			if mirror == "" {
 				return nil, nil
 			}
 			return hashKeyLine(ctx, local, server.Address, mirror)
-		}})
+		}}
+	if mp := backupMount(h); mp != "" {
+		keys.TakeOver = takeOverRootPush(mp)
+	}
+	s = append(s, keys)
 	return finish(cfg, h, s, o)
 }
 

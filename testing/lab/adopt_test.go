@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/roles/recipe"
 	"github.com/borgkit/borgkit/testing/handbuilt"
 	"github.com/borgkit/borgkit/testing/lab"
 )
@@ -290,6 +291,20 @@ func TestAdoptHandBuilt(t *testing.T) {
 		}
 		if _, err := l.ReadFile(lab.Offsite, layout.Retired(f)); err != nil {
 			t.Errorf("pi: no retired copy of %s: %v", f, err)
+		}
+	}
+	// The hand-built push logged in as root: root's rrsync reaches the
+	// snapshots, so its line is taken out (kept, commented, under a marker).
+	if ak, err := l.ReadFile(lab.Offsite, layout.AuthorizedKeys); err != nil {
+		t.Errorf("pi: %v", err)
+	} else {
+		for _, line := range strings.Split(string(ak), "\n") {
+			if strings.Contains(line, "rrsync") && !strings.HasPrefix(line, "#") {
+				t.Errorf("pi: root's authorized_keys still lets a key run rrsync as root: %s", line)
+			}
+		}
+		if !strings.Contains(string(ak), recipe.PushTakenMarker) {
+			t.Errorf("pi: the old push line was not kept under borgkit's marker:\n%s", ak)
 		}
 	}
 	if hb, err := l.ReadFile(lab.Server, "/etc/borgkit/keys/pi-backup-header.img"); err != nil || len(hb) < 16<<10 {
