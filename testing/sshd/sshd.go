@@ -113,20 +113,29 @@ func unavailable() string {
 
 // privateDir returns a 0700 root-owned directory on a path that passes sshd's
 // StrictModes: every parent root-owned and not group/world-writable. /tmp is
-// 1777, so t.TempDir() there fails the check and /run is used instead.
+// 1777, so t.TempDir() there fails the check and /run is used instead, or,
+// where /run is a world-writable tmpfs (a bare container), /var/lib.
 func privateDir(t testing.TB) string {
 	dir := t.TempDir()
-	if !securePath(filepath.Dir(dir)) {
-		var err error
-		dir, err = os.MkdirTemp("/run", "borgkit-sshd-")
+	if securePath(filepath.Dir(dir)) {
+		return chmodPrivate(t, dir)
+	}
+	for _, base := range []string{"/run", "/var/lib"} {
+		if !securePath(base) {
+			continue
+		}
+		dir, err := os.MkdirTemp(base, "borgkit-sshd-")
 		if err != nil {
 			t.Fatalf("sshd harness: %v", err)
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
-		if !securePath(filepath.Dir(dir)) {
-			t.Fatalf("sshd harness: no directory passes sshd's StrictModes (tried %s)", dir)
-		}
+		return chmodPrivate(t, dir)
 	}
+	t.Fatalf("sshd harness: no directory passes sshd's StrictModes (tried %s, /run and /var/lib)", filepath.Dir(dir))
+	return ""
+}
+
+func chmodPrivate(t testing.TB, dir string) string {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		t.Fatalf("sshd harness: %v", err)
 	}
