@@ -153,24 +153,6 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 	return finish(cfg, h, s, o)
 }
 
-// pushingServer is the server this offsite host belongs to: the one that
-// unlocks it, else the first that mirrors to it.
-func pushingServer(cfg *config.Config, h *config.Host) *config.Host {
-	if h.Unlock != nil {
-		if s, ok := cfg.Host(h.Unlock.Server); ok {
-			return s
-		}
-	}
-	for i := range cfg.Hosts {
-		for _, m := range cfg.Hosts[i].Mirrors {
-			if m.Host == h.Name {
-				return &cfg.Hosts[i]
-			}
-		}
-	}
-	return nil
-}
-
 // pushers are the servers that mirror to h.
 func pushers(cfg *config.Config, h *config.Host) []*config.Host {
 	var out []*config.Host
