@@ -84,13 +84,8 @@ func TestAuditFindsFlippedSegments(t *testing.T) {
 	l.env.Store.Now = l.env.Now
 	found := map[string]int{}
 	for d := 0; d < cover; d++ {
-		err := jobs.Audit(ctx(), l.env)
-		rec, _ := l.env.Store.Load("audit")
-		var st state.AuditStats
-		decode(rec, &st)
+		st, err := auditDay(t, l, d+1)
 		for _, c := range st.Copies {
-			t.Logf("day %2d: %-7s %d of %d segments hashed, %d bytes read on the copy, %d of the source, in %s; %.0f%% covered",
-				d+1, c.Name, c.HashedFiles, c.Files, c.HashedBytes, c.SourceBytes, c.Duration.Round(time.Millisecond), 100*c.Covered)
 			if d == 0 && c.HashedBytes > c.Bytes/2 {
 				t.Errorf("the first night read %d of %d bytes of %s: not a share", c.HashedBytes, c.Bytes, c.Name)
 			}
@@ -144,6 +139,21 @@ func TestAuditFindsFlippedSegments(t *testing.T) {
 	}
 }
 
+// auditDay runs the audit of day d and logs what it read of each copy.
+func auditDay(t *testing.T, l *lab, d int) (state.AuditStats, error) {
+	t.Helper()
+	err := jobs.Audit(ctx(), l.env)
+	rec, _ := l.env.Store.Load("audit")
+	var st state.AuditStats
+	decode(rec, &st)
+	for _, c := range st.Copies {
+		t.Logf("day %2d: %-17s %d of %d files hashed, %d bytes read on the copy, %d of the repo, in %s; %.0f%% covered",
+			d, c.Name, c.HashedFiles, c.Files, c.HashedBytes, c.SourceBytes, c.Duration.Round(time.Millisecond), 100*c.Covered)
+	}
+	t.Logf("day %2d: first-seen record: %d segments, %d bytes hashed in the repo", d, st.FirstSeenFiles, st.FirstSeenBytes)
+	return st, err
+}
+
 func orBig(n int) int {
 	if n == 0 {
 		return 1 << 30
@@ -175,19 +185,7 @@ func TestAuditFindsFlippedSnapshotSegment(t *testing.T) {
 	l.env.Now = func() time.Time { return day }
 	l.env.Store.Now = l.env.Now
 	store := snapshot.For(pi.root, filepath.Dir(pi.root))
-	report := func(d int) (state.AuditStats, error) {
-		t.Helper()
-		err := jobs.Audit(ctx(), l.env)
-		rec, _ := l.env.Store.Load("audit")
-		var st state.AuditStats
-		decode(rec, &st)
-		for _, c := range st.Copies {
-			t.Logf("day %2d: %-17s %d of %d files hashed, %d bytes read on the copy, %d of the repo, in %s; %.0f%% covered",
-				d, c.Name, c.HashedFiles, c.Files, c.HashedBytes, c.SourceBytes, c.Duration.Round(time.Millisecond), 100*c.Covered)
-		}
-		t.Logf("day %2d: first-seen record: %d segments, %d bytes hashed in the repo", d, st.FirstSeenFiles, st.FirstSeenBytes)
-		return st, err
-	}
+	report := func(d int) (state.AuditStats, error) { return auditDay(t, l, d) }
 	// The audit's first night, before any backup: the repo's first
 	// segments are its backlog, every later one new.
 	if _, err := report(0); err != nil {
