@@ -252,7 +252,7 @@ func (a *auditor) auditRepo(ctx context.Context, c AuditCopy, repo, path string,
 	if files == nil {
 		files = map[string]state.CoveredFile{}
 	}
-	seen := a.seen[repo]
+	seen := a.seenOf(repo)
 	// Follow the segments both hold (a snapshot's past: those the repo
 	// or its first-seen record knows); forget what either dropped.
 	next := map[string]state.CoveredFile{}
@@ -488,12 +488,14 @@ func (a *auditor) recordSeen(ctx context.Context, repo, path string, stats *stat
 	if _, err := a.sourceSums(ctx, repo, path, need); err != nil {
 		return err
 	}
+	var read uint64
 	for _, p := range need {
-		stats.FirstSeenFiles++
-		stats.FirstSeenBytes += uint64(src.size[p])
+		read += uint64(src.size[p])
 	}
+	stats.FirstSeenFiles += len(need)
+	stats.FirstSeenBytes += read
 	a.e.logf("audit %s: %d new segments and %d of %d not yet recorded hashed in the repo for the first-seen record (%s)",
-		repo, len(fresh), len(need)-len(fresh), len(backlog), alert.Size(stats.FirstSeenBytes))
+		repo, len(fresh), len(need)-len(fresh), len(backlog), alert.Size(read))
 	return nil
 }
 
