@@ -383,6 +383,11 @@ func (a *auditor) due(files map[string]state.CoveredFile) []string {
 		if !ti.Equal(tj) {
 			return ti.Before(tj)
 		}
+		// A file never compared before one compared at the same time
+		// (first seen the night the other was last compared).
+		if vi, vj := all[i].f.Verified.IsZero(), all[j].f.Verified.IsZero(); vi != vj {
+			return vi
+		}
 		return all[i].path < all[j].path
 	})
 	days := int64(a.cover / (24 * time.Hour))
