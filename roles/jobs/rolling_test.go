@@ -152,7 +152,9 @@ func TestJudgeArchive(t *testing.T) {
 func TestSnapshotCoverageFollowsTheName(t *testing.T) {
 	day := time.Date(2026, 6, 1, 3, 0, 0, 0, time.UTC)
 	verified := state.CoveredFile{Size: 100, Seen: day, Verified: day.Add(24 * time.Hour)}
-	fresh := func(size int64) state.CoveredFile { return state.CoveredFile{Size: size, Seen: day.Add(9 * 24 * time.Hour)} }
+	fresh := func(size int64) state.CoveredFile {
+		return state.CoveredFile{Size: size, Seen: day.Add(9 * 24 * time.Hour)}
+	}
 	old := map[string]state.CoveredFile{
 		"2026-06-01T030000Z/data/0/5": verified,
 		"2026-06-01T030000Z/data/0/6": verified,
