@@ -179,6 +179,8 @@ needs attention.`,
 requests for the files under the roots its arguments name (NAME=DIR, fixed
 in authorized_keys) with their names, sizes and SHA-256 sums, and can
 neither read a file's content out, nor leave a root, nor change anything.
+A root whose top-level directories are versions of one tree (the
+snapshots) is listed once per inode, leaving out those another root holds.
 It needs no config.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {

@@ -127,9 +127,17 @@ const (
 // MirrorRoot is the push target on a backup disk mounted at mount.
 func MirrorRoot(mount string) string { return path.Join(mount, MirrorDir) }
 
-// HashRootMirror names the mirror root in serve-hashes requests; other
-// trees an offsite host keeps (its snapshots) get names of their own.
-const HashRootMirror = "mirror"
+// The roots serve-hashes answers for on an offsite host, by the names
+// requests give them: the mirror, and its snapshots (SnapshotRoot), whose
+// top-level directories are versions of the mirror's tree.
+const (
+	HashRootMirror    = "mirror"
+	HashRootSnapshots = "snapshots"
+)
+
+// SnapshotsCopy names an offsite mirror's snapshots as a copy in the
+// audit's mails, records and the dashboard.
+func SnapshotsCopy(mirror string) string { return mirror + "-snapshots" }
 
 // ServeHashesCommand is the forced command of the server's hash key on an
 // offsite host: names, sizes and SHA-256 sums of the files under each

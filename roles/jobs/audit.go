@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/borg"
+	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/copies"
@@ -19,14 +20,17 @@ import (
 // AuditCopy is one copy the audit compares with the repos.
 type AuditCopy struct {
 	copies.Copy
-	// Partial is a copy that holds an older state of the repos (an
-	// offsite snapshot): only its segments the repo still has are
-	// compared, and the repo's segments it lacks are not "lagging".
-	Partial bool
+	// Snapshots is a copy of the repos' past (an offsite host's
+	// snapshots): it names its files VERSION/PATH, each inode once and
+	// none its mirror shares (those are audited as the mirror). A segment
+	// the repo still has is compared with the repo's; one compaction has
+	// removed with the repo's first-seen record of it. The repo's
+	// segments it lacks are not "lagging".
+	Snapshots bool
 }
 
 // auditCopies are the copies of this host's repos: each mirror not
-// revoked, and whatever Env.ExtraCopies adds (the offsite snapshots).
+// revoked, and an offsite mirror's snapshots.
 func (e *Env) auditCopies() []AuditCopy {
 	var out []AuditCopy
 	for i := range e.Host.Mirrors {
@@ -36,11 +40,18 @@ func (e *Env) auditCopies() []AuditCopy {
 			continue
 		}
 		out = append(out, AuditCopy{Copy: e.copyOf(m)})
-	}
-	if e.ExtraCopies != nil {
-		out = append(out, e.ExtraCopies(e)...)
+		if m.Host != "" {
+			out = append(out, AuditCopy{Copy: e.snapshotsOf(m), Snapshots: true})
+		}
 	}
 	return out
+}
+
+// snapshotsOf is offsite mirror m's snapshots as a copy: the hash key's
+// second root, beside the mirror.
+func (e *Env) snapshotsOf(m *config.Mirror) copies.Copy {
+	return copies.Remote{Label: layout.SnapshotsCopy(m.Name), Shell: copies.ShellArgv(e.HashSSH, m.Host), Root: layout.HashRootSnapshots,
+		Versions: true, Beside: layout.HashRootMirror, Dir: func(repo string) string { return repo }, Exec: e.Exec}
 }
 
 // Audit compares every copy of the repos with the repos by hashing files
@@ -68,10 +79,19 @@ func Audit(ctx context.Context, e *Env) error {
 		// compared first. The nightly mails about the disk.
 		return run.Finish(state.Aborted, 1, "not run: "+err.Error(), stats, nil)
 	}
-	a := &auditor{e: e, cover: time.Duration(cover) * 24 * time.Hour, now: e.Now(), sums: map[string]map[string]copies.File{}}
+	a := &auditor{e: e, cover: time.Duration(cover) * 24 * time.Hour, now: e.Now(), sums: map[string]map[string]copies.File{},
+		srcs: map[string]repoFiles{}, seen: map[string]*state.FirstSeen{}, held: map[string]map[string]bool{}, unsure: map[string]bool{}}
+	all := e.auditCopies()
+	if slices.ContainsFunc(all, func(c AuditCopy) bool { return c.Snapshots }) {
+		for _, r := range e.Host.Repos {
+			if err := a.recordSeen(ctx, r.Name, r.Path, &stats); err != nil {
+				e.logf("audit: first-seen record of %s: %v", r.Name, err)
+			}
+		}
+	}
 	var mismatches []alert.Mismatch
 	failed := 0
-	for _, c := range e.auditCopies() {
+	for _, c := range all {
 		ca, ms := a.audit(ctx, c)
 		stats.Copies = append(stats.Copies, ca)
 		mismatches = append(mismatches, ms...)
@@ -79,6 +99,7 @@ func Audit(ctx context.Context, e *Env) error {
 			failed++
 		}
 	}
+	a.saveSeen()
 	var parts []string
 	for _, c := range stats.Copies {
 		parts = append(parts, fmt.Sprintf("%s: %d files, %s read, %.0f%% covered", c.Name, c.HashedFiles, alert.Size(c.HashedBytes), 100*c.Covered))
@@ -113,6 +134,14 @@ type auditor struct {
 	sums map[string]map[string]copies.File
 	// sourceRead counts the source bytes hashed tonight, once each.
 	sourceRead uint64
+	// srcs are the repos' listings, made once a night.
+	srcs map[string]repoFiles
+	// seen are the repos' first-seen records; held the segments the repo
+	// no longer has that a snapshot listed tonight, unsure the repos a
+	// snapshot could not be listed for (their records are all kept).
+	seen   map[string]*state.FirstSeen
+	held   map[string]map[string]bool
+	unsure map[string]bool
 }
 
 func (a *auditor) audit(ctx context.Context, c AuditCopy) (state.CopyAudit, []alert.Mismatch) {
@@ -200,14 +229,17 @@ func joinErr(a, b string) string {
 
 // auditRepo compares tonight's share of repo's segments in copy c.
 func (a *auditor) auditRepo(ctx context.Context, c AuditCopy, repo, path string, cov *state.Coverage, ca *state.CopyAudit) (alert.Mismatch, error) {
-	mm := alert.Mismatch{Copy: c.Name(), Repo: repo}
-	src, err := listRepo(ctx, path)
+	mm := alert.Mismatch{Copy: c.Name(), Repo: repo, Snapshots: c.Snapshots}
+	src, err := a.source(ctx, repo, path)
 	if err != nil {
 		return mm, fmt.Errorf("the repo: %w", err)
 	}
 	dstFiles, err := c.List(ctx, repo)
+	if c.Snapshots && err != nil && !errors.Is(err, copies.ErrNoRepo) {
+		a.unsure[repo] = true
+	}
 	if errors.Is(err, copies.ErrNoRepo) {
-		if !c.Partial {
+		if !c.Snapshots {
 			ca.Lagging += len(src.segs)
 		}
 		delete(cov.Repos, repo)
@@ -216,22 +248,30 @@ func (a *auditor) auditRepo(ctx context.Context, c AuditCopy, repo, path string,
 	if err != nil {
 		return mm, err
 	}
-	dst := readRepoFiles(dstFiles)
 	files := cov.Repos[repo]
 	if files == nil {
 		files = map[string]state.CoveredFile{}
 	}
-	// Follow the segments both hold; forget what either dropped.
+	seen := a.seenOf(repo)
+	// Follow the segments both hold (a snapshot's past: those the repo
+	// or its first-seen record knows); forget what either dropped.
 	next := map[string]state.CoveredFile{}
-	for _, f := range dst.files {
-		if !borg.Immutable(f.Path) {
+	for _, f := range dstFiles {
+		seg := segmentOf(c, f.Path)
+		if !borg.Immutable(seg) {
 			continue
 		}
-		srcSize, inSource := src.size[f.Path]
-		if !inSource {
-			continue // freed by compaction since the copy's last sync, or a snapshot's past
-		}
-		if srcSize != f.Size {
+		srcSize, inSource := src.size[seg]
+		switch {
+		case !inSource && !c.Snapshots:
+			continue // freed by compaction since the copy's last sync
+		case !inSource:
+			a.hold(repo, seg)
+			if rec, ok := seen.Segments[seg]; ok && rec.SHA256 != "" && rec.Size != f.Size {
+				mm.Files = append(mm.Files, fmt.Sprintf("%s: %d bytes on the copy, %d when first seen in the %s", f.Path, f.Size, rec.Size, rec.In))
+				continue
+			}
+		case srcSize != f.Size:
 			mm.Files = append(mm.Files, fmt.Sprintf("%s: %d bytes on the copy, %d in the repo", f.Path, f.Size, srcSize))
 			continue
 		}
@@ -241,8 +281,10 @@ func (a *auditor) auditRepo(ctx context.Context, c AuditCopy, repo, path string,
 		}
 		next[f.Path] = cf
 	}
-	if !c.Partial {
-		ca.Lagging += len(src.segs.Minus(dst.segs))
+	if c.Snapshots {
+		carryCoverage(files, next)
+	} else {
+		ca.Lagging += len(src.segs.Minus(readRepoFiles(dstFiles).segs))
 	}
 	due := a.due(next)
 	if len(due) > 0 {
@@ -251,13 +293,23 @@ func (a *auditor) auditRepo(ctx context.Context, c AuditCopy, repo, path string,
 			cov.Repos[repo] = next
 			return mm, fmt.Errorf("hash on the copy: %w", err)
 		}
-		ours, err := a.sourceSums(ctx, repo, path, due)
+		var inRepo []string
+		for _, p := range due {
+			if _, ok := src.size[segmentOf(c, p)]; ok {
+				inRepo = append(inRepo, segmentOf(c, p))
+			}
+		}
+		ours, err := a.sourceSums(ctx, repo, path, inRepo)
 		if err != nil {
 			cov.Repos[repo] = next
 			return mm, fmt.Errorf("hash in the repo: %w", err)
 		}
 		for i, t := range theirs {
-			o := ours[due[i]]
+			seg := segmentOf(c, due[i])
+			o, where := ours[seg], "in the repo"
+			if _, ok := src.size[seg]; !ok {
+				o, where = a.firstSeen(c, repo, seg, t)
+			}
 			ca.HashedFiles++
 			ca.HashedBytes += uint64(t.Size)
 			switch {
@@ -266,7 +318,7 @@ func (a *auditor) auditRepo(ctx context.Context, c AuditCopy, repo, path string,
 			case t.Err != "":
 				mm.Files = append(mm.Files, fmt.Sprintf("%s: unreadable on the copy: %s", t.Path, t.Err))
 			case t.SHA256 != o.SHA256:
-				mm.Files = append(mm.Files, fmt.Sprintf("%s: SHA-256 %s on the copy, %s in the repo", t.Path, t.SHA256, o.SHA256))
+				mm.Files = append(mm.Files, fmt.Sprintf("%s: SHA-256 %s on the copy, %s %s", t.Path, t.SHA256, o.SHA256, where))
 			default:
 				cf := next[t.Path]
 				cf.Verified = a.now
@@ -277,6 +329,39 @@ func (a *auditor) auditRepo(ctx context.Context, c AuditCopy, repo, path string,
 	cov.Repos[repo] = next
 	sort.Strings(mm.Files)
 	return mm, nil
+}
+
+// segmentOf is the repo's path of a copy's file: a snapshot's
+// VERSION/PATH is PATH.
+func segmentOf(c AuditCopy, p string) string {
+	if c.Snapshots {
+		_, p, _ = strings.Cut(p, "/")
+	}
+	return p
+}
+
+// carryCoverage keeps a snapshot file's coverage when the file is named
+// from a newer snapshot tonight (retention removed the one it was named
+// from): the same segment, the same size, no longer listed by its old
+// name.
+func carryCoverage(old, next map[string]state.CoveredFile) {
+	gone := map[string]state.CoveredFile{}
+	for p, cf := range old {
+		if _, ok := next[p]; !ok {
+			_, seg, _ := strings.Cut(p, "/")
+			gone[seg] = cf
+		}
+	}
+	for p, cf := range next {
+		if _, ok := old[p]; ok {
+			continue
+		}
+		_, seg, _ := strings.Cut(p, "/")
+		if g, ok := gone[seg]; ok && g.Size == cf.Size {
+			next[p] = g
+			delete(gone, seg)
+		}
+	}
 }
 
 // due picks tonight's share of files: every one that would pass the cover
@@ -298,6 +383,11 @@ func (a *auditor) due(files map[string]state.CoveredFile) []string {
 		if !ti.Equal(tj) {
 			return ti.Before(tj)
 		}
+		// A file never compared before one compared at the same time
+		// (first seen the night the other was last compared).
+		if vi, vj := all[i].f.Verified.IsZero(), all[j].f.Verified.IsZero(); vi != vj {
+			return vi
+		}
 		return all[i].path < all[j].path
 	})
 	days := int64(a.cover / (24 * time.Hour))
@@ -317,6 +407,134 @@ func (a *auditor) due(files map[string]state.CoveredFile) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// source is repo's listing, made once a night.
+func (a *auditor) source(ctx context.Context, repo, path string) (repoFiles, error) {
+	if src, ok := a.srcs[repo]; ok {
+		return src, nil
+	}
+	src, err := listRepo(ctx, path)
+	if err == nil {
+		a.srcs[repo] = src
+	}
+	return src, err
+}
+
+// seenOf is repo's first-seen record (an empty one when none was read).
+func (a *auditor) seenOf(repo string) *state.FirstSeen {
+	if a.seen[repo] == nil {
+		a.seen[repo] = &state.FirstSeen{Repo: repo, Segments: map[string]state.SeenSegment{}}
+	}
+	return a.seen[repo]
+}
+
+// hold notes a segment the repo no longer has that a snapshot holds: its
+// first-seen record stays.
+func (a *auditor) hold(repo, seg string) {
+	if a.held[repo] == nil {
+		a.held[repo] = map[string]bool{}
+	}
+	a.held[repo][seg] = true
+}
+
+// recordSeen keeps the first-seen record of repo's segments: a segment
+// new since the last audit is hashed in the repo tonight (the nights'
+// new segments, a small read), one the repo held when the audit first ran
+// a cover period's share a night. The segments the mirrors' audit hashes
+// in the repo are recorded as they go (sourceSums).
+func (a *auditor) recordSeen(ctx context.Context, repo, path string, stats *state.AuditStats) error {
+	src, err := a.source(ctx, repo, path)
+	if err != nil {
+		return err
+	}
+	seen, existed, err := a.e.Store.LoadFirstSeen(repo)
+	if err != nil {
+		a.e.logf("audit: %v (starting afresh)", err)
+	}
+	a.seen[repo] = seen
+	var fresh, backlog []string
+	var total int64
+	for p, size := range src.size {
+		if !borg.Immutable(p) {
+			continue
+		}
+		total += size
+		rec, ok := seen.Segments[p]
+		if !ok {
+			rec = state.SeenSegment{Size: size, Seen: a.now}
+			seen.Segments[p] = rec
+			if existed {
+				fresh = append(fresh, p)
+				continue
+			}
+		}
+		if rec.SHA256 == "" {
+			backlog = append(backlog, p)
+		}
+	}
+	sort.Slice(backlog, func(i, j int) bool {
+		ti, tj := seen.Segments[backlog[i]].Seen, seen.Segments[backlog[j]].Seen
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		return backlog[i] < backlog[j]
+	})
+	days := int64(a.cover / (24 * time.Hour))
+	budget := (total + days - 1) / max(days, 1)
+	need := fresh
+	for _, p := range backlog {
+		if budget <= 0 {
+			break
+		}
+		need = append(need, p)
+		budget -= src.size[p]
+	}
+	if _, err := a.sourceSums(ctx, repo, path, need); err != nil {
+		return err
+	}
+	var read uint64
+	for _, p := range need {
+		read += uint64(src.size[p])
+	}
+	stats.FirstSeenFiles += len(need)
+	stats.FirstSeenBytes += read
+	a.e.logf("audit %s: %d new segments and %d of %d not yet recorded hashed in the repo for the first-seen record (%s)",
+		repo, len(fresh), len(need)-len(fresh), len(backlog), alert.Size(read))
+	return nil
+}
+
+// firstSeen is what a snapshot's segment the repo no longer holds is
+// compared with: its first-seen record, and the words for it. A segment
+// never hashed before the repo dropped it is recorded as the snapshot has
+// it now (nothing older exists to compare with), and says so in the log.
+func (a *auditor) firstSeen(c AuditCopy, repo, seg string, theirs copies.File) (copies.File, string) {
+	seen := a.seenOf(repo)
+	if rec, ok := seen.Segments[seg]; ok && rec.SHA256 != "" {
+		return copies.File{Path: seg, Size: rec.Size, SHA256: rec.SHA256}, "when first seen in the " + rec.In + " on " + rec.Seen.Format(time.DateOnly)
+	}
+	if theirs.Err == "" {
+		seen.Segments[seg] = state.SeenSegment{Size: theirs.Size, SHA256: theirs.SHA256, Seen: a.now, In: c.Name()}
+		a.e.logf("audit %s: %s/%s was never hashed while the repo held it: recorded as first seen here, nothing older to compare it with", c.Name(), repo, theirs.Path)
+	}
+	return theirs, "as first seen"
+}
+
+// saveSeen keeps each repo's first-seen record of the segments the repo
+// or a snapshot still holds.
+func (a *auditor) saveSeen() {
+	for repo, seen := range a.seen {
+		if src, ok := a.srcs[repo]; ok && !a.unsure[repo] {
+			for p := range seen.Segments {
+				if _, in := src.size[p]; !in && !a.held[repo][p] {
+					delete(seen.Segments, p)
+				}
+			}
+		}
+		if err := a.e.Store.SaveFirstSeen(seen); err != nil {
+			a.e.logf("audit: %v", err)
+		}
+	}
 }
 
 // sourceSums hashes the repo's side of paths, once a night each.
@@ -340,7 +558,26 @@ func (a *auditor) sourceSums(ctx context.Context, repo, path string, paths []str
 		for _, f := range fs {
 			got[f.Path] = f
 			a.sourceRead += uint64(f.Size)
+			a.noteSeen(repo, f)
 		}
 	}
 	return got, nil
+}
+
+// noteSeen records a segment's sum as the repo has it, the first time it
+// is hashed there; a sum that differs from the one first seen is a
+// segment changed in the repo itself, which the log says.
+func (a *auditor) noteSeen(repo string, f copies.File) {
+	seen, ok := a.seen[repo]
+	if !ok || f.Err != "" || !borg.Immutable(f.Path) {
+		return
+	}
+	rec, ok := seen.Segments[f.Path]
+	switch {
+	case !ok || rec.SHA256 == "":
+		seen.Segments[f.Path] = state.SeenSegment{Size: f.Size, SHA256: f.SHA256, Seen: a.now, In: "repo"}
+	case rec.SHA256 != f.SHA256 || rec.Size != f.Size:
+		a.e.logf("audit: %s/%s differs in the repo from when it was first seen in the %s on %s (SHA-256 %s, then %s)",
+			repo, f.Path, rec.In, rec.Seen.Format(time.DateOnly), f.SHA256, rec.SHA256)
+	}
 }

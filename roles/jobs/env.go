@@ -61,9 +61,6 @@ type Env struct {
 	// they are: the sync records them afresh and mirrors them although
 	// they differ from what the nightly left (`--accept-source`).
 	AcceptSource []string
-	// ExtraCopies adds copies for the audit beside the mirrors (the
-	// offsite snapshots); nil adds none.
-	ExtraCopies func(e *Env) []AuditCopy
 	// VMXMLDir keeps the VM definitions dumped before each VM repo's backup.
 	VMXMLDir string
 	// Pinger reports starts and ends to the configured ping_url (nil: none).

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/borgkit/borgkit/provision/digest"
+	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/roles/recipe"
@@ -32,6 +33,7 @@ import (
 // push key limited to rrsync -wo on root, the hash key to serve-hashes.
 type offsiteHost struct {
 	root    string // the mirror root (the Pi's /mnt/backup/borgkit)
+	snaps   string // the snapshots beside it (/mnt/backup/borgkit-snapshots)
 	srv     *sshd.Server
 	push    string // rsync -e for the push key
 	hashSSH string // ssh for the hash key, without the host
@@ -78,15 +80,17 @@ func newOffsite(t testing.TB) *offsiteHost {
 	if _, err := os.Stat(recipe.Rrsync); err != nil {
 		t.Skip("rrsync is not installed (package rsync)")
 	}
-	o := &offsiteHost{root: filepath.Join(t.TempDir(), "pi-backup")}
+	mount := t.TempDir()
+	o := &offsiteHost{root: filepath.Join(mount, "pi-backup"), snaps: layout.SnapshotRoot(mount)}
 	os.MkdirAll(o.root, 0o755)
+	os.MkdirAll(o.snaps, 0o700)
 	pushKey, pushPub := keyPair(t, "borgkit@john-ai")
 	hashKey, hashPub := keyPair(t, "borgkit-hash@john-ai")
 	push, err := recipe.RrsyncLine("127.0.0.1", o.root, pushPub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hash, err := recipe.HashLine("127.0.0.1", o.root, hashPub)
+	hash, err := recipe.HashLine("127.0.0.1", o.root, o.snaps, hashPub)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,3 +144,37 @@ func TestJudgeArchive(t *testing.T) {
 		t.Error("judged with fewer nights than min_nights")
 	}
 }
+
+// TestSnapshotCoverageFollowsTheName: a snapshot file named tonight from
+// a newer snapshot (retention removed the oldest that held it) keeps when
+// it was last compared; a segment of another size, or one still listed
+// under its old name, starts afresh.
+func TestSnapshotCoverageFollowsTheName(t *testing.T) {
+	day := time.Date(2026, 6, 1, 3, 0, 0, 0, time.UTC)
+	verified := state.CoveredFile{Size: 100, Seen: day, Verified: day.Add(24 * time.Hour)}
+	fresh := func(size int64) state.CoveredFile {
+		return state.CoveredFile{Size: size, Seen: day.Add(9 * 24 * time.Hour)}
+	}
+	old := map[string]state.CoveredFile{
+		"2026-06-01T030000Z/data/0/5": verified,
+		"2026-06-01T030000Z/data/0/6": verified,
+		"2026-06-02T030000Z/data/0/7": verified,
+	}
+	next := map[string]state.CoveredFile{
+		"2026-06-03T030000Z/data/0/5": fresh(100), // the same segment, named anew
+		"2026-06-03T030000Z/data/0/6": fresh(120), // another size: another file
+		"2026-06-02T030000Z/data/0/7": verified,   // still listed by its name
+		"2026-06-03T030000Z/data/0/7": fresh(100), // a second inode of it
+	}
+	carryCoverage(old, next)
+	for p, want := range map[string]state.CoveredFile{
+		"2026-06-03T030000Z/data/0/5": verified,
+		"2026-06-03T030000Z/data/0/6": fresh(120),
+		"2026-06-02T030000Z/data/0/7": verified,
+		"2026-06-03T030000Z/data/0/7": fresh(100),
+	} {
+		if next[p] != want {
+			t.Errorf("%s: %+v, want %+v", p, next[p], want)
+		}
+	}
+}

@@ -134,7 +134,8 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 			}})
 	}
 	// root's authorized_keys holds the server's hash key, serve-hashes on
-	// the mirror only (the snapshots' files are root's to read), and no
+	// the mirror and its snapshots only (names, sizes and sums; the
+	// snapshots' files are root's to read), and no
 	// longer the push key: the push line an older borgkit left there goes,
 	// with the root login it gave the server, and so does the block when
 	// there is no hash key.
@@ -144,7 +145,7 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 			if mirror == "" {
 				return nil, nil
 			}
-			return hashKeyLine(ctx, local, server.Address, mirror)
+			return hashKeyLine(ctx, local, server.Address, mirror, layout.SnapshotRoot(backupMount(h)))
 		}}
 	if mp := backupMount(h); mp != "" {
 		keys.TakeOver = takeOverRootPush(mp)
@@ -286,17 +287,18 @@ func RrsyncLine(from, mount string, pub []byte) ([]byte, error) {
 }
 
 // HashLine lets the server's hash key learn names, sizes and SHA-256 sums
-// of the files under the mirror root, from one address, and nothing else:
-// the sync proves each night that the mirror equals the source, and the
-// audit compares the segments, without reading anything back.
-func HashLine(from, mirrorRoot string, pub []byte) ([]byte, error) {
-	return restrictedLine(from, layout.ServeHashesCommand(layout.HashRootMirror+"="+mirrorRoot), pub)
+// of the files under the mirror root and the snapshots' root, from one
+// address, and nothing else: the sync proves each night that the mirror
+// equals the source, and the audit compares the segments of both, without
+// reading anything back.
+func HashLine(from, mirrorRoot, snapshotRoot string, pub []byte) ([]byte, error) {
+	return restrictedLine(from, layout.ServeHashesCommand(layout.HashRootMirror+"="+mirrorRoot, layout.HashRootSnapshots+"="+snapshotRoot), pub)
 }
 
 // hashKeyLine is HashLine for the server's hash key, nothing while the
 // server has none yet (provisioned by an older borgkit): the push works
 // without it, and the sync reports the mirror it cannot compare.
-func hashKeyLine(ctx context.Context, local host.Host, from, mirrorRoot string) ([]byte, error) {
+func hashKeyLine(ctx context.Context, local host.Host, from, mirrorRoot, snapshotRoot string) ([]byte, error) {
 	if local == nil {
 		return nil, nil
 	}
@@ -307,7 +309,7 @@ func hashKeyLine(ctx context.Context, local host.Host, from, mirrorRoot string) 
 	if err != nil {
 		return nil, err
 	}
-	return HashLine(from, mirrorRoot, pub)
+	return HashLine(from, mirrorRoot, snapshotRoot, pub)
 }
 
 // Rrsync is Debian's restricted-rsync wrapper (package rsync), where the

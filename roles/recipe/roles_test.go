@@ -324,7 +324,7 @@ func TestOffsiteFromServerTree(t *testing.T) {
 	// root's authorized_keys: exactly the server's hash key, serve-hashes
 	// on the mirror root only; the push key logs in as the push user.
 	checkAuthorizedKeys(t, filepath.Join(dir, layout.AuthorizedKeys), serverDir, layout.HashKey,
-		`restrict,from="100.64.0.1",command="/usr/local/bin/borgkit job serve-hashes mirror=/mnt/backup/borgkit"`)
+		`restrict,from="100.64.0.1",command="/usr/local/bin/borgkit job serve-hashes mirror=/mnt/backup/borgkit snapshots=/mnt/backup/borgkit-snapshots"`)
 	// The push user's authorized_keys: exactly the server's push key,
 	// rrsync write-only, root's file.
 	if fi, err := os.Stat(filepath.Join(dir, layout.PushAuthorizedKeys)); err != nil || fi.Mode().Perm() != 0o644 {

@@ -111,7 +111,7 @@ func TestLabEndToEnd(t *testing.T) {
 		// as the push user, restricted to rrsync from john-ai's address.
 		ak := mustRun(t, l, lab.Offsite, "cat", "/root/.ssh/authorized_keys")
 		if !strings.HasPrefix(ak, "# the lab's admin key") || strings.Contains(ak, "rrsync") ||
-			!strings.Contains(ak, `restrict,from="`+lab.ServerAddr+`",command="/usr/local/bin/borgkit job serve-hashes mirror=/mnt/backup/borgkit"`) {
+			!strings.Contains(ak, `restrict,from="`+lab.ServerAddr+`",command="/usr/local/bin/borgkit job serve-hashes mirror=/mnt/backup/borgkit snapshots=/mnt/backup/borgkit-snapshots"`) {
 			t.Errorf("pi's root authorized_keys:\n%s", ak)
 		}
 		push := mustRun(t, l, lab.Offsite, "cat", "/var/lib/borgkit-push/.ssh/authorized_keys")

@@ -2,6 +2,7 @@ package alert
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -471,6 +472,9 @@ func SuspiciousBackup(at time.Time, suspects []Suspect, logPath string) Message 
 // Mismatch is one copy of a repo that differs from the repo.
 type Mismatch struct {
 	Copy, Repo string
+	// Snapshots is a copy of the offsite snapshots: its files are named
+	// SNAPSHOT/PATH, and the sync cannot send them again.
+	Snapshots bool
 	// Files name each file that differs, with how ("data/0/17: SHA-256
 	// 1f2e… on the copy, 9a8b… in the repo").
 	Files []string
@@ -496,6 +500,12 @@ func CopyMismatch(at time.Time, ms []Mismatch, logPath string) Message {
 	b.WriteString("is damage on one side: run borg check --repository-only on the repo. If the\n")
 	b.WriteString("repo is sound, the copy is damaged: delete the files named above from the\n")
 	b.WriteString("copy and the next sync sends them again.\n")
+	if slices.ContainsFunc(ms, func(m Mismatch) bool { return m.Snapshots }) {
+		b.WriteString("A snapshot's file (SNAPSHOT/PATH, the oldest snapshot holding it) was compared\n")
+		b.WriteString("with the repo's, or, once compaction removed it there, with its SHA-256 when\n")
+		b.WriteString("first seen. No sync sends it again, and the later snapshots share it (hard\n")
+		b.WriteString("links): borgkit drill --snapshot NAME on the Pi shows which archives it damages.\n")
+	}
 	writeLog(&b, logPath)
 	return Message{Subject: SubjectCopyMismatch, Text: b.String()}
 }

@@ -155,3 +155,76 @@ func TestRemoteCutShort(t *testing.T) {
 		t.Fatal("a listing without its end was accepted")
 	}
 }
+
+// TestVersionsOncePerInode: the snapshots root lists each inode once, in
+// the oldest snapshot that holds it, leaves out those the mirror holds and
+// a snapshot being made, and hashes VERSION/PATH names and nothing outside.
+func TestVersionsOncePerInode(t *testing.T) {
+	root, _ := tree(t)
+	snaps := filepath.Join(filepath.Dir(root), "snapshots")
+	mk := func(p, data string) {
+		os.MkdirAll(filepath.Dir(filepath.Join(snaps, p)), 0o700)
+		if err := os.WriteFile(filepath.Join(snaps, p), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := func(from, to string) {
+		os.MkdirAll(filepath.Dir(to), 0o700)
+		if err := os.Link(from, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// v1 and v2 share the mirror's data/0/17 and a segment the mirror has
+	// dropped (data/0/5); v2 also has one of its own; .partial-v3 is being
+	// made.
+	for _, v := range []string{"v1", "v2", ".partial-v3"} {
+		link(filepath.Join(root, "system/data/0/17"), filepath.Join(snaps, v, "system/data/0/17"))
+	}
+	mk("v1/system/data/0/5", "five")
+	link(filepath.Join(snaps, "v1/system/data/0/5"), filepath.Join(snaps, "v2/system/data/0/5"))
+	mk("v2/system/data/0/9", "nine")
+	mk(".partial-v3/system/data/0/12", "twelve")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Remote{Label: "offsite-snapshots", Root: "snapshots", Versions: true, Beside: "mirror", Dir: func(r string) string { return r },
+		Shell: []string{"env", "BORGKIT_TEST_SERVE=mirror=" + root + " snapshots=" + snaps, exe}, Exec: host.NewLocal("t")}
+	ctx := context.Background()
+	files, err := c.List(ctx, "system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range files {
+		got = append(got, f.Path)
+	}
+	if strings.Join(got, " ") != "v1/data/0/5 v2/data/0/9" {
+		t.Fatalf("listed %v, want each inode once, none of the mirror's", got)
+	}
+	hashed, err := c.Hash(ctx, "system", []string{"v2/data/0/5", "v1/data/0/17", ".partial-v3/data/0/12", "v1/../../mirror/system/nonce", "data/0/5", "v1/escape"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sha256sum of "five"
+	if hashed[0].SHA256 != "222b0bd51fcef7e65c2e62db2ed65457013bab56be6fafeb19ee11d453153c80" || hashed[0].Size != 4 || hashed[0].Path != "v2/data/0/5" {
+		t.Fatalf("%+v", hashed[0])
+	}
+	if hashed[1].SHA256 == "" || hashed[1].Size != 1000 {
+		t.Fatalf("a file the mirror shares is still hashed when asked: %+v", hashed[1])
+	}
+	for _, f := range hashed[2:] {
+		if f.SHA256 != "" || f.Err == "" {
+			t.Errorf("hashed %+v", f)
+		}
+	}
+	if _, err := c.List(ctx, "absent"); !errors.Is(err, ErrNoRepo) {
+		t.Errorf("absent repo: %v", err)
+	}
+	// A beside root on anything but a versions listing is refused.
+	var out bytes.Buffer
+	Serve(ctx, map[string]string{"mirror": root}, strings.NewReader(`{"op":"list","root":"mirror","dir":"system","beside":"mirror"}`+"\n"), &out)
+	if !strings.Contains(out.String(), `"fail"`) || strings.Count(out.String(), "\n") != 1 {
+		t.Errorf("beside without versions answered %s", out.String())
+	}
+}

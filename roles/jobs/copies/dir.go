@@ -54,12 +54,28 @@ func openRoot(dir string) (*os.Root, error) {
 // list walks dir below root: every regular file, by its path relative to
 // dir, sorted.
 func list(ctx context.Context, root *os.Root, dir string) ([]File, error) {
-	if _, err := root.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", dir, ErrNoRepo)
-	}
 	var out []File
-	fsys := root.FS()
-	err := fs.WalkDir(fsys, dir, func(p string, e fs.DirEntry, err error) error {
+	err := walk(ctx, root, dir, func(rel string, fi fs.FileInfo) error {
+		if len(out) >= MaxPaths {
+			return fmt.Errorf("more than %d files", MaxPaths)
+		}
+		out = append(out, File{Path: rel, Size: fi.Size()})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+// walk calls each with every regular file below dir in root, by its path
+// relative to dir; a dir that is not there wraps ErrNoRepo.
+func walk(ctx context.Context, root *os.Root, dir string, each func(rel string, fi fs.FileInfo) error) error {
+	if _, err := root.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", dir, ErrNoRepo)
+	}
+	err := fs.WalkDir(root.FS(), dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -73,21 +89,16 @@ func list(ctx context.Context, root *os.Root, dir string) ([]File, error) {
 		if err != nil {
 			return err
 		}
-		if len(out) >= MaxPaths {
-			return fmt.Errorf("more than %d files", MaxPaths)
-		}
 		rel := p
 		if dir != "." {
 			rel = p[len(dir)+1:]
 		}
-		out = append(out, File{Path: rel, Size: fi.Size()})
-		return nil
+		return each(rel, fi)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dir, err)
+		return fmt.Errorf("list %s: %w", dir, err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out, nil
+	return nil
 }
 
 // hash digests each of paths (relative to dir below root), calling each,

@@ -23,19 +23,24 @@ type Remote struct {
 	Root string
 	Dir  func(repo string) string
 	Exec host.Host
+	// Versions is a root of versions of the tree (the offsite snapshots):
+	// List names each file VERSION/PATH, once per inode, leaving out the
+	// inodes of the root named Beside (the mirror).
+	Versions bool
+	Beside   string
 }
 
 func (r Remote) Name() string { return r.Label }
 
 func (r Remote) List(ctx context.Context, repo string) ([]File, error) {
-	return r.ask(ctx, request{Op: "list", Root: r.Root, Dir: r.Dir(repo)})
+	return r.ask(ctx, request{Op: "list", Root: r.Root, Dir: r.Dir(repo), Versions: r.Versions, Beside: r.Beside})
 }
 
 func (r Remote) Hash(ctx context.Context, repo string, paths []string) ([]File, error) {
 	if len(paths) == 0 {
 		return nil, nil
 	}
-	return r.ask(ctx, request{Op: "hash", Root: r.Root, Dir: r.Dir(repo), Paths: paths})
+	return r.ask(ctx, request{Op: "hash", Root: r.Root, Dir: r.Dir(repo), Paths: paths, Versions: r.Versions})
 }
 
 func (r Remote) ask(ctx context.Context, req request) ([]File, error) {

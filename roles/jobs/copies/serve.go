@@ -21,6 +21,13 @@ type request struct {
 	Root  string   `json:"root"` // a root the server was started with
 	Dir   string   `json:"dir"`  // a repo's directory, relative to it
 	Paths []string `json:"paths,omitempty"`
+	// Versions asks for Dir in every version of the root's tree (its
+	// top-level directories, the offsite snapshots): a listing names each
+	// file VERSION/PATH, once per inode, and a hash takes such names.
+	Versions bool `json:"versions,omitempty"`
+	// Beside names another root whose Dir's inodes a versions listing
+	// leaves out (the mirror, whose files the snapshots share).
+	Beside string `json:"beside,omitempty"`
 }
 
 type reply struct {
@@ -101,6 +108,9 @@ func serveOne(ctx context.Context, roots map[string]string, req request, enc *js
 	case req.Op != "list" && req.Op != "hash":
 		end.Fail = fmt.Sprintf("no operation %q", req.Op)
 		return enc.Encode(end)
+	case req.Beside != "" && (!req.Versions || req.Op != "list"):
+		end.Fail = "beside is for a versions listing only"
+		return enc.Encode(end)
 	}
 	if err := checkRel(req.Dir); err != nil {
 		end.Fail = err.Error()
@@ -113,6 +123,12 @@ func serveOne(ctx context.Context, roots map[string]string, req request, enc *js
 		return enc.Encode(end)
 	}
 	defer root.Close()
+	if req.Versions {
+		if err := serveVersions(ctx, roots, root, req, &end, enc); err != nil {
+			return err
+		}
+		return enc.Encode(end)
+	}
 	switch req.Op {
 	case "list":
 		files, err := list(ctx, root, req.Dir)

@@ -61,6 +61,7 @@ type ArchiveFigures struct {
 const (
 	kindRepos = "repos"
 	kindAudit = "audit"
+	kindSeen  = "audit-first-seen"
 )
 
 // LoadRepo reads repo's record; for a repo never recorded the error wraps
@@ -164,6 +165,46 @@ func (s *Store) LoadCoverage(copyName string) (*Coverage, error) {
 
 // SaveCoverage replaces c.Copy's coverage.
 func (s *Store) SaveCoverage(c *Coverage) error { return s.saveSide(kindAudit, c.Copy, c) }
+
+// FirstSeen is the audit's record of one repo's segments as it first saw
+// them in the repo, in DIR/audit-first-seen/REPO.json. A segment never
+// changes once written, so a copy of one that compaction has since removed
+// from the repo (one only an offsite snapshot holds) is compared with
+// this.
+type FirstSeen struct {
+	Repo     string                 `json:"repo"`
+	Segments map[string]SeenSegment `json:"segments"`
+}
+
+// SeenSegment is one segment as first seen; a SHA256 still empty is one
+// listed but not hashed yet (the repo's segments when the audit first
+// ran, hashed a share a night).
+type SeenSegment struct {
+	Size   int64     `json:"size"`
+	SHA256 string    `json:"sha256,omitempty"`
+	Seen   time.Time `json:"seen"`
+	// In is where the sum was taken: "repo", or a copy's name when the
+	// repo no longer held the segment (a first sight in a snapshot).
+	In string `json:"in,omitempty"`
+}
+
+// LoadFirstSeen reads repo's first-seen record; ok is false for a repo
+// the audit never listed.
+func (s *Store) LoadFirstSeen(repo string) (f *FirstSeen, ok bool, err error) {
+	f = &FirstSeen{Repo: repo}
+	err = s.loadSide(kindSeen, repo, f)
+	ok = err == nil
+	if IsNotExist(err) {
+		err = nil
+	}
+	if f.Segments == nil {
+		f.Segments = map[string]SeenSegment{}
+	}
+	return f, ok, err
+}
+
+// SaveFirstSeen replaces f.Repo's first-seen record.
+func (s *Store) SaveFirstSeen(f *FirstSeen) error { return s.saveSide(kindSeen, f.Repo, f) }
 
 // IsNotExist reports whether err says a record was never written.
 func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -94,6 +94,12 @@ type RepoCheck struct {
 type AuditStats struct {
 	CoverDays int         `json:"cover_days"`
 	Copies    []CopyAudit `json:"copies"`
+	// FirstSeenFiles and FirstSeenBytes are the repos' segments hashed
+	// tonight only to record them as first seen (new ones, and a share of
+	// those the repos held when the audit began), for the snapshots'
+	// segments compaction removes.
+	FirstSeenFiles int    `json:"first_seen_files,omitempty"`
+	FirstSeenBytes uint64 `json:"first_seen_bytes,omitempty"`
 }
 
 // CopyAudit is one copy after a night's audit.

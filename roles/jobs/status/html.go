@@ -229,6 +229,16 @@ func (d *Dashboard) htmlPage() htmlPage {
 		if m.Audit != nil {
 			audit = colored(m.Audit.Level, m.Audit.state())
 		}
+		if a := m.SnapshotsAudit; a != nil {
+			text, level := "snapshots: "+a.state(), a.Level
+			if m.Audit != nil {
+				text = m.Audit.state() + "; " + text
+				if level != LevelFailed && m.Audit.Level != LevelOK {
+					level = m.Audit.Level
+				}
+			}
+			audit = colored(level, text)
+		}
 		mi.Rows = append(mi.Rows, []htmlCell{cell(strings.ToUpper(m.Name)), cell(m.Target), colored(m.Level, m.state()),
 			cell(strings.Join(m.Repos, ", ")), colored(LevelFailed, strings.Join(m.Failed, ", ")), audit})
 	}

@@ -53,8 +53,13 @@ func (b *builder) mirrors() {
 			}
 		}
 		m.Audit = b.copyAudit(cm.Name)
-		if m.Audit != nil && m.Audit.Level == LevelFailed {
-			m.Level = LevelFailed
+		if cm.Host != "" {
+			m.SnapshotsAudit = b.copyAudit(layout.SnapshotsCopy(cm.Name))
+		}
+		for _, a := range []*CopyAudit{m.Audit, m.SnapshotsAudit} {
+			if a != nil && a.Level == LevelFailed {
+				m.Level = LevelFailed
+			}
 		}
 		b.d.Mirrors = append(b.d.Mirrors, m)
 	}

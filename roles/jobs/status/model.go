@@ -113,6 +113,9 @@ type Mirror struct {
 	Heartbeat  time.Time `json:"heartbeat,omitzero"`
 	// Audit is the last audit of this copy; nil when none ran.
 	Audit *CopyAudit `json:"audit,omitempty"`
+	// SnapshotsAudit is the last audit of an offsite mirror's snapshots
+	// (the files only they hold: the segments compaction removed).
+	SnapshotsAudit *CopyAudit `json:"snapshots_audit,omitempty"`
 }
 
 // CopyAudit is a copy's coverage by the rolling audit: the part of its

@@ -153,7 +153,7 @@ func checkStats() state.CheckStats {
 	return st
 }
 
-// auditStats is a night of the audit: both copies covered within the
+// auditStats is a night of the audit: every copy covered within the
 // period; mismatch names files found differing on the NAS.
 func auditStats(mismatch ...string) state.AuditStats {
 	nas := state.CopyAudit{Name: "nas", Status: "ok", Files: 5120, Bytes: sz(2.9, tib), HashedFiles: 171, HashedBytes: sz(99, gib),
@@ -165,7 +165,11 @@ func auditStats(mismatch ...string) state.AuditStats {
 	off := state.CopyAudit{Name: "offsite", Status: "ok", Files: 5120, Bytes: sz(2.9, tib), HashedFiles: 171, HashedBytes: sz(99, gib),
 		Duration: 58 * time.Minute, Covered: 0.97, Oldest: 29 * 24 * time.Hour,
 		LastMismatch: at("2026-04-02 05:30:00"), LastMismatchFiles: []string{"john-ai-vms/data/3/3012"}}
-	return state.AuditStats{CoverDays: 30, Copies: []state.CopyAudit{nas, off}}
+	// The Pi's snapshots: the segments compaction removed, which only
+	// they hold.
+	snaps := state.CopyAudit{Name: "offsite-snapshots", Status: "ok", Files: 212, Bytes: sz(96, gib), HashedFiles: 8, HashedBytes: sz(3.4, gib),
+		Duration: 2 * time.Minute, Covered: 1, Oldest: 27 * 24 * time.Hour}
+	return state.AuditStats{CoverDays: 30, Copies: []state.CopyAudit{nas, off, snaps}}
 }
 
 // drillFixture is the record of a drill over the example's repos.

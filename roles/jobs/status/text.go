@@ -300,6 +300,9 @@ func (d *Dashboard) textMirrors(t *textWriter) {
 		if a := m.Audit; a != nil {
 			t.wrapped("Audit: ", a.state(), func(string) string { return t.paint(a.Level, "Audit:") + " " })
 		}
+		if a := m.SnapshotsAudit; a != nil {
+			t.wrapped("Snapshots audit: ", a.state(), func(string) string { return t.paint(a.Level, "Snapshots audit:") + " " })
+		}
 		t.close()
 	}
 }
