@@ -209,3 +209,71 @@ func TestRetireStaysInTheTree(t *testing.T) {
 		t.Errorf("the file outside the tree was moved: %v", err)
 	}
 }
+
+// readsRecorder is a host that notes every path whose metadata or content
+// a check asks for.
+type readsRecorder struct {
+	host.Host
+	read map[string]bool
+}
+
+func (r *readsRecorder) Lstat(ctx context.Context, p string) (host.FileInfo, error) {
+	r.read[p] = true
+	return r.Host.Lstat(ctx, p)
+}
+
+func (r *readsRecorder) ReadFile(ctx context.Context, p string) ([]byte, error) {
+	r.read[p] = true
+	return r.Host.ReadFile(ctx, p)
+}
+
+func (r *readsRecorder) Digest(ctx context.Context, p string) (string, error) {
+	r.read[p] = true
+	return r.Host.Digest(ctx, p)
+}
+
+// The take-over steps name the files their checks read, so that over SSH
+// a plan surveys them in its one exchange instead of a round trip each.
+func TestAdoptStepsDeclareWhatTheyRead(t *testing.T) {
+	h, dir := rooted(t)
+	write(t, dir, "/etc/cron.d/.placeholder", "", 0o644)
+	write(t, dir, "/etc/systemd/system/.placeholder", "", 0o644)
+	write(t, dir, "/etc/crontab", "17 * * * * root cd / && run-parts --report /etc/cron.hourly\n", 0o644)
+	write(t, dir, "/var/spool/cron/crontabs/root", "# nothing\n", 0o600)
+	write(t, dir, "/etc/cron.d/john-ai-backups", "0 0 * * * root /usr/local/bin/backup-nightly.sh\n", 0o644)
+	// What a check finds from what it read (the files of a listed
+	// directory, the programs a cron line runs, looked up on its PATH)
+	// cannot be named before it runs; everything else must be.
+	fromContent := func(p string) bool {
+		return strings.HasPrefix(p, "/etc/cron.d/") || strings.HasPrefix(p, "/usr/")
+	}
+	for _, c := range []struct {
+		step    plan.Step
+		derived func(string) bool
+	}{
+		{&steps.Retire{Path: "/etc/cron.d/john-ai-backups"}, nil},
+		{&steps.Retire{Path: "/etc/systemd/system/offsite-unlock.timer"}, nil},
+		{&steps.LegacySchedules{Watch: []string{"/mnt/backup"}}, fromContent},
+	} {
+		s := c.step
+		rec := &readsRecorder{Host: h, read: map[string]bool{}}
+		check(t, rec, s)
+		r, ok := s.(plan.Reader)
+		if !ok {
+			t.Errorf("%s does not say what it reads", s.ID())
+			continue
+		}
+		declared := map[string]bool{}
+		for _, w := range r.Reads() {
+			declared[w.Path] = true
+		}
+		if len(rec.read) == 0 {
+			t.Errorf("%s read nothing", s.ID())
+		}
+		for p := range rec.read {
+			if !declared[p] && (c.derived == nil || !c.derived(p)) {
+				t.Errorf("%s reads %s without declaring it (declared %v)", s.ID(), p, declared)
+			}
+		}
+	}
+}

@@ -21,6 +21,8 @@ type LUKSFormat struct {
 	Allowed bool
 	// Key returns the keyfile bytes; an error explains where they are.
 	Key func(ctx context.Context) ([]byte, error)
+	// KeyFrom names the keyfile for messages: "john-ai:/root/.luks/x.key".
+	KeyFrom string
 	// HeaderBackup receives the luksHeaderBackup image, for the server and
 	// the recovery bundle.
 	HeaderBackup func(ctx context.Context, img []byte) error
@@ -36,6 +38,13 @@ type LUKSFormat struct {
 }
 
 func (l *LUKSFormat) ID() string { return "luks." + l.Device }
+
+func (l *LUKSFormat) keyFrom() string {
+	if l.KeyFrom == "" {
+		return "borgkit's own"
+	}
+	return l.KeyFrom
+}
 
 // probe says what is on the device: "" for nothing borgkit can see.
 func (l *LUKSFormat) probe(ctx context.Context, h host.Host) (string, error) {
@@ -90,7 +99,9 @@ func (l *LUKSFormat) Check(ctx context.Context, h host.Host) (plan.Check, error)
 			return plan.Conflicts(fmt.Sprintf("%s has a LUKS header but its key cannot be read here: %v", l.Device, err)), nil
 		}
 		if !ok {
-			return plan.Conflicts(fmt.Sprintf("%s has a LUKS header that borgkit's key does not open; borgkit will not reformat it", l.Device)), nil
+			// A disk made by hand (adopted) is opened by the keyfile it was
+			// made with: the message names the one borgkit tried.
+			return plan.Conflicts(fmt.Sprintf("%s has a LUKS header that borgkit's key does not open (the keyfile %s); borgkit will not reformat it: name the keyfile the disk was made with in its luks.keyfile", l.Device, l.keyFrom())), nil
 		}
 		return plan.Satisfied(), nil
 	case "":

@@ -20,7 +20,7 @@ var cheapKDF = []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
 
 func luksStep(dev string, allowed bool, key []byte, header *[]byte) *steps.LUKSFormat {
 	return &steps.LUKSFormat{Device: dev, Allowed: allowed, FormatArgs: cheapKDF,
-		Key: func(context.Context) ([]byte, error) { return key, nil },
+		Key: func(context.Context) ([]byte, error) { return key, nil }, KeyFrom: "john-ai:/root/.luks/offsite-backup.key",
 		HeaderBackup: func(_ context.Context, img []byte) error {
 			*header = img
 			return nil
@@ -46,7 +46,7 @@ func TestLUKSFormatGuard(t *testing.T) {
 		{"ext4 signature", func(t *testing.T, d *loopdev.Device) { d.Run(t, "mkfs.ext4", "-q", "-F", d.Path) }, true, plan.Conflict, "TYPE=ext4"},
 		{"foreign LUKS header", func(t *testing.T, d *loopdev.Device) {
 			d.Run(t, append(append([]string{"cryptsetup", "luksFormat", "--type", "luks2", "--batch-mode", "--key-file", keyFile}, cheapKDF...), d.Path)...)
-		}, true, plan.Conflict, "does not open"},
+		}, true, plan.Conflict, "does not open (the keyfile john-ai:/root/.luks/offsite-backup.key)"},
 		{"partition table", func(t *testing.T, d *loopdev.Device) {
 			c := exec.Command("sfdisk", "--quiet", d.Path)
 			c.Stdin = strings.NewReader("label: gpt\n,10M\n")

@@ -27,6 +27,12 @@ func (r *Retire) ID() string { return "retire." + r.Path }
 
 func (r *Retire) dest() string { return layout.Retired(r.Path) }
 
+// Reads are the file to retire (its content: borgkit's own in its place
+// is retired already) and where it goes.
+func (r *Retire) Reads() []host.Want {
+	return []host.Want{{Path: r.Path, Content: true}, {Path: r.dest()}}
+}
+
 func (r *Retire) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	fi, err := h.Lstat(ctx, r.Path)
 	if host.IsNotExist(err) {
@@ -134,6 +140,13 @@ type LegacySchedules struct {
 }
 
 func (l *LegacySchedules) ID() string { return "legacy-schedules" }
+
+// Reads are the schedule files of fixed names; the files of the cron and
+// unit directories are known only once those are listed, which a survey
+// does not do.
+func (l *LegacySchedules) Reads() []host.Want {
+	return []host.Want{{Path: legacy.SystemCron, Content: true}, {Path: legacy.RootCrontab, Content: true}}
+}
 
 func (l *LegacySchedules) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	jobs, err := legacy.Scan(ctx, h)

@@ -69,6 +69,7 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 			FSUUID:     d.UUID,
 			Mapper:     d.LUKS.MapperName(d),
 			Key:        func(ctx context.Context) ([]byte, error) { return readLocal(ctx, keyfile) },
+			KeyFrom:    server.Name + ":" + keyfile,
 			HeaderBackup: func(ctx context.Context, img []byte) error {
 				if local == nil {
 					return fmt.Errorf("no server to keep the header backup on")

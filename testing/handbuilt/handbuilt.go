@@ -8,6 +8,7 @@ package handbuilt
 import (
 	"bytes"
 	"embed"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -181,4 +182,69 @@ func Borg(t testing.TB, root, pass string, args ...string) string {
 		t.Fatalf("borg %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// The Pi's side of the unlock: its key to fetch the LUKS key from john-ai,
+// and the device-mapper name its unlock script opens the disk as.
+const (
+	PiUnlockKey = "/root/.ssh/unlock_ed25519"
+	Mapper      = "offsite-backup"
+)
+
+// KeyServeLine is the line of john-ai's authorized_keys that serves the
+// LUKS keyfile to the Pi's unlock key, and to nothing else.
+func KeyServeLine(piAddr string, unlockPub []byte) []byte {
+	return []byte(`restrict,from="` + piAddr + `",command="cat ` + LUKSKey + `" ` + strings.TrimSpace(string(unlockPub)) + "\n")
+}
+
+// RRSyncLine is the line of the Pi's authorized_keys that confines
+// john-ai's push key to the mirror at /mnt/backup.
+func RRSyncLine(pushPub []byte) []byte {
+	return []byte(`command="/usr/bin/rrsync /mnt/backup",restrict ` + strings.TrimSpace(string(pushPub)) + "\n")
+}
+
+// TakeOverChanges reads a `borgkit plan --json` of a hand-built host and
+// returns its changes as "ID: summary". Every change must take over,
+// retire, or install borgkit's own files: the test fails on a conflict,
+// a borg init, a LUKS format, a generated passphrase, a repo step or a
+// second mirror root.
+func TakeOverChanges(t testing.TB, out string) []string {
+	t.Helper()
+	var p struct {
+		Steps []struct {
+			ID    string `json:"id"`
+			Check struct {
+				Action  string `json:"action"`
+				Summary string `json:"summary"`
+				Reason  string `json:"reason"`
+			} `json:"check"`
+		} `json:"steps"`
+	}
+	i := strings.Index(out, "{")
+	if i < 0 {
+		t.Fatalf("plan --json printed no JSON:\n%s", out)
+	}
+	if err := json.NewDecoder(strings.NewReader(out[i:])).Decode(&p); err != nil {
+		t.Fatalf("plan --json: %v\n%s", err, out)
+	}
+	var changes []string
+	for _, s := range p.Steps {
+		c := s.Check
+		if c.Action != "create" && c.Action != "modify" {
+			if c.Action == "conflict" {
+				t.Errorf("the plan conflicts: %s: %s", s.ID, c.Reason)
+			}
+			continue
+		}
+		changes = append(changes, s.ID+": "+c.Summary)
+		for _, bad := range []string{"borg init", "luksFormat", "generate borg passphrase"} {
+			if strings.Contains(c.Summary, bad) {
+				t.Errorf("the plan would %s: %s", bad, s.ID)
+			}
+		}
+		if strings.Contains(s.ID, "/mnt/backup/borgkit") || strings.HasPrefix(s.ID, "repo.") {
+			t.Errorf("the plan would change %s: %s", s.ID, c.Summary)
+		}
+	}
+	return changes
 }

@@ -106,17 +106,6 @@ func firstLine(out, sub string) string {
 	return ""
 }
 
-type planJSON struct {
-	Steps []struct {
-		ID    string `json:"id"`
-		Check struct {
-			Action  string `json:"action"`
-			Summary string `json:"summary"`
-			Reason  string `json:"reason"`
-		} `json:"check"`
-	} `json:"steps"`
-}
-
 // sizes maps each regular file under dir on john-ai to its size and hash.
 func sizes(t *testing.T, l *lab.Lab, dir string) map[string][2]string {
 	t.Helper()
@@ -489,29 +478,7 @@ func uncommentRetire(cfg []byte, host string) []byte {
 // header or a second mirror root.
 func checkTakeOverPlan(t *testing.T, out string) {
 	t.Helper()
-	var p planJSON
-	if err := json.NewDecoder(strings.NewReader(out[strings.Index(out, "{"):])).Decode(&p); err != nil {
-		t.Fatalf("plan --json: %v\n%s", err, out)
-	}
-	var changes []string
-	for _, s := range p.Steps {
-		c := s.Check
-		if c.Action != "create" && c.Action != "modify" {
-			if c.Action == "conflict" {
-				t.Errorf("the plan conflicts: %s: %s", s.ID, c.Reason)
-			}
-			continue
-		}
-		changes = append(changes, s.ID+": "+c.Summary)
-		for _, bad := range []string{"borg init", "luksFormat", "generate borg passphrase"} {
-			if strings.Contains(c.Summary, bad) {
-				t.Errorf("the plan would %s: %s", bad, s.ID)
-			}
-		}
-		if strings.Contains(s.ID, "/mnt/backup/borgkit") || strings.HasPrefix(s.ID, "repo.") {
-			t.Errorf("the plan would change %s: %s", s.ID, c.Summary)
-		}
-	}
+	changes := handbuilt.TakeOverChanges(t, out)
 	t.Logf("the plan's changes:\n  %s", strings.Join(changes, "\n  "))
 	for _, want := range []string{"retire./etc/cron.d/john-ai-backups: retire: move to /var/lib/borgkit/retired/etc/cron.d/john-ai-backups.borgkit-old",
 		"block./etc/fstab: take over 2 line(s)", "secret./etc/borgkit/smtp.pass: take over the SMTP password"} {

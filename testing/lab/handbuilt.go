@@ -61,11 +61,9 @@ func (l *Lab) buildHandBuilt(ctx context.Context) error {
 		{host: Server, path: handbuilt.Key + ".pub", data: pushPub, mode: 0o644},
 		{host: Server, path: "/root/.ssh/known_hosts", data: []byte(p.Addr + " " + p.HostPublicKey + "\n"), mode: 0o644},
 		{host: Server, path: handbuilt.LUKSKey, data: luksKey, mode: 0o400},
-		{host: Server, path: "/root/.ssh/authorized_keys", mode: 0o600, data: []byte(
-			`restrict,from="` + p.Addr + `",command="cat ` + handbuilt.LUKSKey + `" ` + string(unlockPub))},
-		{host: Offsite, path: "/root/.ssh/unlock_ed25519", data: unlockPriv, mode: 0o600},
-		{host: Offsite, path: "/root/.ssh/authorized_keys", mode: 0o600, data: []byte(
-			`command="/usr/bin/rrsync /mnt/backup",restrict ` + string(pushPub))},
+		{host: Server, path: "/root/.ssh/authorized_keys", mode: 0o600, data: handbuilt.KeyServeLine(p.Addr, unlockPub)},
+		{host: Offsite, path: handbuilt.PiUnlockKey, data: unlockPriv, mode: 0o600},
+		{host: Offsite, path: "/root/.ssh/authorized_keys", mode: 0o600, data: handbuilt.RRSyncLine(pushPub)},
 	}
 	for _, f := range handbuilt.ServerFiles() {
 		files = append(files, file{host: Server, path: f.Path, src: f.Src, mode: f.Mode})

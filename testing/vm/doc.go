@@ -57,8 +57,17 @@
 //	BORGKIT_VM=1 BORGKIT_VM_ZFS=1 go test -count=1 -v -run TestVMArchiveZFS -timeout 120m ./testing/vm/
 //
 // It needs network on the host for the build (apt-get in the chroot) and
-// unshare from util-linux. Each step prints a line
-// starting "vm-time" with its duration. Environment: BORGKIT_VM_CACHE
+// unshare from util-linux.
+//
+// TestVMAdoptPi builds the first seed's hand-built system on the pair (the
+// pi's LUKS2 disk formatted by the test with cryptsetup and a keyfile kept
+// on john-ai, the old unlock timer, the mirror the old sync made) and has
+// borgkit adopt it, provision both hosts, reboot the pi and unlock it with
+// the same keyfile. It takes about a quarter of an hour, so make vm runs it
+// only with BORGKIT_VM_ADOPT=1; make vm-adopt runs it alone.
+//
+// Each step prints a line starting "vm-time" with its duration.
+// Environment: BORGKIT_VM_CACHE
 // (default /var/cache/borgkit-vm), BORGKIT_VM_ACCEL (default tcg),
 // BORGKIT_VM_MIRROR (Debian mirror), BORGKIT_VM_SNAPSHOT=0 (always boot),
 // BORGKIT_VM_BINARY (a prebuilt borgkit instead of building the tree's),

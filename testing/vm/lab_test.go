@@ -143,14 +143,7 @@ func (l *labSetup) provisionOffsite(ctx context.Context, t *testing.T) {
 	t.Helper()
 	s, pi := l.Server, l.Offsite
 	step(t, "provision pi from john-ai with --format", func() {
-		// The admin's own key on john-ai, authorized on the pi by hand: how
-		// borgkit reaches a host it has not provisioned yet.
-		must(ctx, t, s, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin@john-ai", "-f", "/root/.ssh/id_ed25519")
-		pub := must(ctx, t, s, "cat", "/root/.ssh/id_ed25519.pub")
-		must(ctx, t, pi, "install", "-d", "-m", "0700", "/root/.ssh")
-		if err := pi.WriteFile(ctx, "/root/.ssh/authorized_keys", []byte(pub+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		l.authorizeAdmin(ctx, t)
 		argv := []string{layout.Binary, "provision", OffsiteName, "--format", l.piDisk.Device}
 		res, err := s.Run(ctx, argv...)
 		if err != nil {
@@ -181,6 +174,34 @@ func (l *labSetup) provisionOffsite(ctx context.Context, t *testing.T) {
 			t.Fatalf("provision pi after the unlock does not settle: %v\n%s", err, planErrors(string(res.Stdout)))
 		}
 	})
+}
+
+// authorizeAdmin makes the admin's own key on john-ai and authorizes it
+// on the pi by hand, beside what the pi's authorized_keys already holds:
+// how borgkit reaches a host it has not provisioned yet.
+func (l *labSetup) authorizeAdmin(ctx context.Context, t *testing.T) {
+	t.Helper()
+	s, pi := l.Server, l.Offsite
+	must(ctx, t, s, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin@john-ai", "-f", "/root/.ssh/id_ed25519")
+	pub := must(ctx, t, s, "cat", "/root/.ssh/id_ed25519.pub")
+	appendFile(ctx, t, pi, "/root/.ssh/authorized_keys", []byte(pub+"\n"), 0o600)
+}
+
+// appendFile adds data to the end of path on g, making it (and its
+// directory, 0700) when it is not there.
+func appendFile(ctx context.Context, t *testing.T, g *Guest, path string, data []byte, mode os.FileMode) {
+	t.Helper()
+	must(ctx, t, g, "install", "-d", "-m", "0700", filepath.Dir(path))
+	old, err := g.ReadFile(ctx, path)
+	if err != nil {
+		if _, serr := g.Run(ctx, "test", "-e", path); serr == nil {
+			t.Fatal(err)
+		}
+		old = nil
+	}
+	if err := g.WriteFile(ctx, path, append(old, data...), mode); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // job runs `borgkit job NAME` on g; a failure shows the job's log and
