@@ -65,6 +65,9 @@ type Options struct {
 type pending struct {
 	File
 	data []byte
+	// keptOn is the host a secret was read from ("" for what is not a
+	// secret): the bundle's fingerprint record goes there.
+	keptOn string
 }
 
 // Write collects the recovery bundle of server from src into dir. dir
@@ -115,6 +118,7 @@ func Write(ctx context.Context, cfg *config.Config, server *config.Host, src Sou
 	}
 	ok = true
 	m.Dir = target
+	m.Warnings = append(m.Warnings, c.leaveFingerprints(now())...)
 	if warn := removableWarning(target); warn != "" {
 		m.Warnings = append(m.Warnings, warn)
 	}
@@ -229,6 +233,15 @@ func (c *collector) readOn(name, p string) ([]byte, error) {
 	return b, nil
 }
 
+// addSecret adds a secret read from host on, for the fingerprint record.
+func (c *collector) addSecret(on, rel, role, source, forID string, data []byte) error {
+	if err := c.add(rel, role, source, forID, data); err != nil {
+		return err
+	}
+	c.files[rel].keptOn = on
+	return nil
+}
+
 func (c *collector) add(rel, role, source, forID string, data []byte) error {
 	if err := checkRel(rel); err != nil {
 		return err
@@ -282,10 +295,10 @@ func (c *collector) disks(cfg *config.Config, server *config.Host) error {
 					}
 				}
 			}
-			if err := c.add(disk.Keyfile, RoleLUKSKeyfile, kp, id, key); err != nil {
+			if err := c.addSecret(kh, disk.Keyfile, RoleLUKSKeyfile, kp, id, key); err != nil {
 				return err
 			}
-			if err := c.add(disk.Header, RoleLUKSHeader, hp, id, hdr); err != nil {
+			if err := c.addSecret(kh, disk.Header, RoleLUKSHeader, hp, id, hdr); err != nil {
 				return err
 			}
 			c.m.Disks = append(c.m.Disks, disk)
@@ -358,7 +371,7 @@ func (c *collector) shareCredentials(h *config.Host, sh *config.Share, done map[
 		return "", fmt.Errorf("credentials of share %s (in_bundle is set): %w", sh.Name, err)
 	}
 	rel := "shares/" + h.Name + "-" + sh.Name + ".credentials"
-	if err := c.add(rel, RoleCredentials, sh.Credentials, h.Name+"/"+sh.Name, b); err != nil {
+	if err := c.addSecret(h.Name, rel, RoleCredentials, sh.Credentials, h.Name+"/"+sh.Name, b); err != nil {
 		return "", err
 	}
 	done[sh.Source] = rel
@@ -389,10 +402,10 @@ func (c *collector) repoSecrets(h *config.Host, r *config.Repo, br *Repo, used m
 	}
 	used[base] = true
 	br.KeyExport, br.Passphrase = "borg/"+base+".borg-key", "borg/"+base+".pass"
-	if err := c.add(br.KeyExport, RoleBorgKey, kp, id, export); err != nil {
+	if err := c.addSecret(h.Name, br.KeyExport, RoleBorgKey, kp, id, export); err != nil {
 		return err
 	}
-	if err := c.add(br.Passphrase, RolePassphrase, pp, id, pass); err != nil {
+	if err := c.addSecret(h.Name, br.Passphrase, RolePassphrase, pp, id, pass); err != nil {
 		return err
 	}
 	if paper {
@@ -459,7 +472,7 @@ func (c *collector) datasets(cfg *config.Config) error {
 				return fmt.Errorf("ZFS key of dataset %s (%s on %s): %w", id, ds.Source, h.Name, err)
 			}
 			ds.Keyfile = "zfs/" + h.Name + "-" + bundleName(d.Name) + ".key"
-			if err := c.add(ds.Keyfile, RoleZFSKey, ds.Source, id, key); err != nil {
+			if err := c.addSecret(h.Name, ds.Keyfile, RoleZFSKey, ds.Source, id, key); err != nil {
 				return err
 			}
 			c.m.Datasets = append(c.m.Datasets, ds)
