@@ -130,7 +130,7 @@ func TestRecoveryBundleOverSSH(t *testing.T) {
 		Identity: []string{srv.ClientKeyPath}, KnownHosts: []string{srv.KnownHostsPath}}
 	g := &globals{ConfigPath: cfgFile, configSet: true}
 	var buf bytes.Buffer
-	if err := runBundleWriteFrom(context.Background(), o, g, &buf, &buf, s.Src); err != nil {
+	if err := runBundleWriteFrom(context.Background(), o, g, strings.NewReader(""), &buf, &buf, s.Src); err != nil {
 		t.Fatalf("recovery-bundle: %v\n%s", err, buf.String())
 	}
 	got, err := os.ReadFile(filepath.Join(dir, "zfs/archive-tank-Secure.key"))

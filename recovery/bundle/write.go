@@ -59,6 +59,9 @@ type Options struct {
 	Reach func(ctx context.Context, h *config.Host) (Source, error)
 	// Progress shows each phase: the key checks take seconds each.
 	Progress *progress.Line
+	// Stick, when the bundle goes onto an encrypted stick, is recorded in
+	// bundle.json and gives the runbook its first step: opening the stick.
+	Stick *Stick
 }
 
 // pending is a bundle file before it is written.
@@ -150,7 +153,7 @@ func Layout(cfg *config.Config, server *config.Host, now time.Time) (*Manifest, 
 func (c *collector) collect(cfg *config.Config, server *config.Host, now time.Time, opts Options) error {
 	c.cfg, c.server = cfg, server
 	c.files, c.srcs = map[string]*pending{}, map[string]Source{server.Name: c.src}
-	c.m = &Manifest{Format: Format, Site: cfg.Site, Server: server.Name, Created: now.UTC().Truncate(time.Second), Version: opts.Version}
+	c.m = &Manifest{Format: Format, Site: cfg.Site, Server: server.Name, Created: now.UTC().Truncate(time.Second), Version: opts.Version, Stick: opts.Stick}
 	for _, h := range cfg.Hosts {
 		c.m.Hosts = append(c.m.Hosts, Host{Name: h.Name, Role: string(h.Role), Address: h.Address,
 			SSHUser: h.SSH.UserOrDefault(), SSHPort: h.SSH.PortOrDefault(), HostPublicKey: h.SSH.HostPublicKey,
