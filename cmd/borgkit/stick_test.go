@@ -15,20 +15,8 @@ import (
 // runIn is run with stdin.
 func runIn(t *testing.T, stdin string, args ...string) (string, int) {
 	t.Helper()
-	root := newRootCommand()
 	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetIn(strings.NewReader(stdin))
-	root.SetArgs(args)
-	cmd, err := root.ExecuteContextC(context.Background())
-	code := exitCode(err)
-	if err != nil {
-		out.WriteString("error: " + err.Error() + "\n")
-	}
-	if cmd != nil {
-		observed.add(cmd, code)
-	}
+	code := executeIn(t, context.Background(), strings.NewReader(stdin), &out, &out, args...)
 	return out.String(), code
 }
 
