@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
@@ -17,6 +20,7 @@ import (
 	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/recovery/luks2"
+	"github.com/borgkit/borgkit/recovery/stick"
 )
 
 // keyNotOpened is exit status 1 for check-key: the header was read, the key
@@ -24,13 +28,16 @@ import (
 type keyNotOpened struct{ error }
 
 type bundleOptions struct {
-	To       string
-	Paper    bool
-	Root     string
-	Host     string
-	Owner    int
-	RepoRoot []string
-	WorkDir  string
+	To string
+	// Encrypt is the stick to LUKS2-format and write onto; Wipe names it
+	// again to erase what it carries.
+	Encrypt, Wipe string
+	Paper         bool
+	Root          string
+	Host          string
+	Owner         int
+	RepoRoot      []string
+	WorkDir       string
 	// HostRoot reads another host's secrets from a tree (NAME=DIR);
 	// Identity and KnownHosts are for reaching the others over SSH.
 	HostRoot   []string
@@ -41,7 +48,7 @@ type bundleOptions struct {
 func newRecoveryCommand(g *globals) *cobra.Command {
 	o := &bundleOptions{}
 	cmd := &cobra.Command{
-		Use:   "recovery-bundle --to DIR",
+		Use:   "recovery-bundle (--to DIR | --encrypt DEVICE)",
 		Short: "Write, verify and use the offline recovery bundle",
 		Long: `Write the offline recovery bundle to DIR (a mounted USB stick): every LUKS
 keyfile and header backup, every borg key export and passphrase, known_hosts,
@@ -52,14 +59,27 @@ server, as root, after provisioning; keep the stick offline and offsite.
 
 The secrets other hosts keep themselves (an archive host's repo passphrase,
 key export and ZFS dataset keys) are fetched from them over SSH, as
-provisioning reaches them, or from a tree given with --host-root.`,
+provisioning reaches them, or from a tree given with --host-root.
+
+--encrypt DEVICE puts the bundle on an encrypted stick instead: it formats
+the whole DEVICE (and nothing else) as LUKS2 with a passphrase you type, makes
+an ext4 filesystem inside, writes the bundle into its ` + stick.BundleDir + ` directory,
+verifies it, and closes the stick. As with the offsite disk, a DEVICE that
+carries anything (a filesystem, a partition table, an old LUKS header) is
+refused unless --wipe names the same DEVICE. The passphrase is asked twice at
+a prompt on the terminal, never echoed; when stdin is not a terminal its
+first line is the passphrase (a pipe from a password manager). It is never
+taken from the command line or the environment. The runbook's first step
+opens the stick with cryptsetup on any Linux machine.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBundleWrite(cmd.Context(), o, g, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runBundleWrite(cmd.Context(), o, g, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.To, "to", "", "write the bundle into `DIR` (must be empty or absent)")
+	f.StringVar(&o.Encrypt, "encrypt", "", "LUKS2-format the stick `DEVICE` (the whole device) with a typed passphrase and write the bundle onto it")
+	f.StringVar(&o.Wipe, "wipe", "", "with --encrypt: erase what `DEVICE` carries first (must name the --encrypt device)")
 	f.BoolVar(&o.Paper, "paper", false, "also render each borg key as borg key export --paper prints it, for a printout")
 	f.StringVar(&o.Root, "root", "", "read the server's files from the tree under `DIR` (a server provisioned with --root)")
 	hostFlag(cmd, &o.Host)
@@ -69,7 +89,6 @@ provisioning reaches them, or from a tree given with --host-root.`,
 	f.StringSliceVar(&o.KnownHosts, "known-hosts", nil, "known_hosts `FILE` for the other hosts (default ~/.ssh/known_hosts)")
 	g.configFlag(cmd)
 	g.jsonFlag(cmd, "the bundle's directory, digest, contents and warnings")
-	required(cmd, "to")
 	cmd.AddCommand(newBundleVerifyCommand(g, o), newCheckKeyCommand(g))
 	return withExits(cmd,
 		exitCase{exitOK, "the bundle was written and proven (every keyfile opens its header, every borg key its repo)"},
@@ -85,13 +104,16 @@ type bundleWritten struct {
 	*bundle.Manifest
 }
 
-func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, out, errw io.Writer) error {
-	return runBundleWriteFrom(ctx, o, g, out, errw, nil)
+func runBundleWrite(ctx context.Context, o *bundleOptions, g *globals, in io.Reader, out, errw io.Writer) error {
+	return runBundleWriteFrom(ctx, o, g, in, out, errw, nil)
 }
 
 // runBundleWriteFrom writes the bundle reading the server's files from
 // src; nil is this machine, or the tree of --root.
-func runBundleWriteFrom(ctx context.Context, o *bundleOptions, g *globals, out, errw io.Writer, src bundle.Source) error {
+func runBundleWriteFrom(ctx context.Context, o *bundleOptions, g *globals, in io.Reader, out, errw io.Writer, src bundle.Source) error {
+	if err := checkBundleTarget(o); err != nil {
+		return err
+	}
 	cfg, raw, err := g.load(o.Root != "")
 	if err != nil {
 		return err
@@ -135,8 +157,26 @@ func runBundleWriteFrom(ctx context.Context, o *bundleOptions, g *globals, out, 
 		opened = append(opened, c)
 		return c, nil
 	}
-	m, err := bundle.Write(ctx, cfg, server, src, o.To, opts)
-	if err != nil {
+	var m *bundle.Manifest
+	if o.Encrypt != "" {
+		pass, err := stickPassphrase(in, errw)
+		if err != nil {
+			return err
+		}
+		_, err = stick.Write(ctx, host.NewLocal(server.Name), stick.Options{Device: o.Encrypt, Wipe: o.Wipe != "", Passphrase: pass, Status: opts.Progress.Status},
+			func(ctx context.Context, dir string, st bundle.Stick) error {
+				opts.Stick = &st
+				if m, err = bundle.Write(ctx, cfg, server, src, dir, opts); err != nil {
+					return err
+				}
+				opts.Progress.Status("verifying the bundle on the stick")
+				_, err := bundle.Verify(ctx, dir, bundle.VerifyOptions{})
+				return err
+			})
+		if err != nil {
+			return err
+		}
+	} else if m, err = bundle.Write(ctx, cfg, server, src, o.To, opts); err != nil {
 		return err
 	}
 	if g.JSON {
@@ -149,8 +189,60 @@ func runBundleWriteFrom(ctx context.Context, o *bundleOptions, g *globals, out, 
 	for _, w := range m.Warnings {
 		fmt.Fprintf(errw, "warning: %s\n", w)
 	}
+	if m.Stick != nil {
+		_, err = fmt.Fprintf(out, "wrote the recovery bundle of %s onto the encrypted stick %s (LUKS UUID %s), verified it and closed the stick\nMANIFEST.sha256 digest: %s (write it down: it proves the bundle later)\n", server.Name, o.Encrypt, m.Stick.LUKSUUID, m.Digest)
+		return err
+	}
 	_, err = fmt.Fprintf(out, "wrote the recovery bundle of %s to %s\nMANIFEST.sha256 digest: %s (write it down: it proves the bundle later)\n", server.Name, m.Dir, m.Digest)
 	return err
+}
+
+// checkBundleTarget is the usage check of --to, --encrypt and --wipe.
+func checkBundleTarget(o *bundleOptions) error {
+	switch {
+	case o.To == "" && o.Encrypt == "":
+		return usageError{errors.New("say where the bundle goes: --to DIR (a mounted stick) or --encrypt DEVICE (a stick to encrypt)")}
+	case o.To != "" && o.Encrypt != "":
+		return usageError{errors.New("--to and --encrypt: give one (--encrypt mounts the stick it formats by itself)")}
+	case o.Wipe != "" && o.Encrypt == "":
+		return usageError{errors.New("--wipe goes with --encrypt DEVICE and names the same device")}
+	case o.Wipe != "" && o.Wipe != o.Encrypt:
+		return usageError{fmt.Errorf("--wipe %s does not name the --encrypt device %s: name the same device in both to erase it", o.Wipe, o.Encrypt)}
+	}
+	return nil
+}
+
+// stickPassphrase reads the stick's passphrase: at a prompt with echo off,
+// twice, when stdin is a terminal; otherwise the first line of stdin. Never
+// from argv or the environment, where other users and logs see it.
+func stickPassphrase(in io.Reader, errw io.Writer) ([]byte, error) {
+	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(errw, "Passphrase for the stick (it guards every key of the site): ")
+		p1, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(errw)
+		if err != nil {
+			return nil, fmt.Errorf("read the stick's passphrase: %w", err)
+		}
+		fmt.Fprint(errw, "The same passphrase again: ")
+		p2, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(errw)
+		if err != nil {
+			return nil, fmt.Errorf("read the stick's passphrase: %w", err)
+		}
+		if !bytes.Equal(p1, p2) {
+			return nil, usageError{errors.New("the two passphrases differ; nothing was written")}
+		}
+		return p1, nil
+	}
+	line, err := bufio.NewReader(in).ReadBytes('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read the stick's passphrase from stdin: %w", err)
+	}
+	line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+	if len(line) == 0 {
+		return nil, usageError{errors.New("no passphrase for the stick: type it at the prompt, or give it as the first line of stdin")}
+	}
+	return line, nil
 }
 
 // hostRoots parses --host-root NAME=DIR, each NAME a host of the config.

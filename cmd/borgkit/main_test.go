@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,9 +45,18 @@ func runSplit(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // TestMain's check against the codes its help lists.
 func execute(t *testing.T, ctx context.Context, stdout, stderr *bytes.Buffer, args ...string) int {
 	t.Helper()
+	return executeIn(t, ctx, nil, stdout, stderr, args...)
+}
+
+// executeIn is execute with stdin (nil: cobra's default, os.Stdin).
+func executeIn(t *testing.T, ctx context.Context, stdin io.Reader, stdout, stderr *bytes.Buffer, args ...string) int {
+	t.Helper()
 	root := newRootCommand()
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	if stdin != nil {
+		root.SetIn(stdin)
+	}
 	if args == nil {
 		args = []string{} // nil would make cobra read os.Args
 	}

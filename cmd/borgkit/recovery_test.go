@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/recovery/bundle/bundletest"
+	"github.com/borgkit/borgkit/recovery/fingerprint"
 	"github.com/borgkit/borgkit/testing/sshd"
 )
 
@@ -58,6 +60,28 @@ func TestRecoveryBundleHostRoot(t *testing.T) {
 	}
 	if bytes.Contains([]byte(out), bytes.TrimSpace(want)) {
 		t.Error("the output contains the ZFS key")
+	}
+	// The archive host keeps the record of what the bundle packed of its
+	// secrets, so its own dashboard sees when one changes.
+	rec, err := os.ReadFile(a.Real(fingerprint.File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := fingerprint.Decode("archive", rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, s := range fp.Secrets {
+		kinds = append(kinds, s.Kind+" "+s.Path)
+	}
+	for _, w := range []string{fingerprint.KindZFSKey + " " + a.ZFSKey, fingerprint.KindBorgKey + " /etc/borgkit/keys/backup-repo.borg-key", fingerprint.KindPassphrase + " /etc/borgkit/keys/backup-repo.pass"} {
+		if !slices.Contains(kinds, w) {
+			t.Errorf("the archive host's record lacks %q: %q", w, kinds)
+		}
+	}
+	if len(kinds) != 3 {
+		t.Errorf("the archive host's record holds another host's secrets: %q", kinds)
 	}
 }
 
@@ -106,7 +130,7 @@ func TestRecoveryBundleOverSSH(t *testing.T) {
 		Identity: []string{srv.ClientKeyPath}, KnownHosts: []string{srv.KnownHostsPath}}
 	g := &globals{ConfigPath: cfgFile, configSet: true}
 	var buf bytes.Buffer
-	if err := runBundleWriteFrom(context.Background(), o, g, &buf, &buf, s.Src); err != nil {
+	if err := runBundleWriteFrom(context.Background(), o, g, strings.NewReader(""), &buf, &buf, s.Src); err != nil {
 		t.Fatalf("recovery-bundle: %v\n%s", err, buf.String())
 	}
 	got, err := os.ReadFile(filepath.Join(dir, "zfs/archive-tank-Secure.key"))

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/steps"
@@ -149,8 +150,47 @@ func TestKeyExportCheckedAgainstRepo(t *testing.T) {
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	if c := check(t, h, k); c.Action != plan.Conflict || !strings.Contains(c.Reason, "does not open repo r") {
+	if c := check(t, h, k); c.Action != plan.Modify || !strings.Contains(c.Summary, "does not open repo r") {
 		t.Errorf("a stale export: %+v", c)
+	}
+}
+
+// A repo re-initialised under the same path (its disk replaced, or wiped
+// and started again) has a new id: the plan refreshes the export instead of
+// calling the old one unchanged, and the old one is kept aside.
+func TestKeyExportRefreshedAfterReinit(t *testing.T) {
+	needBorg(t)
+	h, dir := rooted(t)
+	repo := filepath.Join(dir, "mnt/backup/r")
+	write(t, dir, "/etc/borgkit/keys/r.pass", "pw\n", 0o600)
+	borgIn(t, dir, "pw", "init", "--make-parent-dirs", "--encryption=repokey-blake2", repo)
+	k := &steps.BorgKeyExport{Repo: "r", RepoPath: "/mnt/backup/r", Dest: "/etc/borgkit/keys/r.borg-key", PassFile: "/etc/borgkit/keys/r.pass"}
+	converge(t, h, k)
+	old := read(t, dir, k.Dest)
+
+	if err := os.RemoveAll(repo); err != nil {
+		t.Fatal(err)
+	}
+	borgIn(t, dir, "pw", "init", "--make-parent-dirs", "--encryption=repokey-blake2", repo)
+	c := check(t, h, k)
+	if c.Action != plan.Modify || !strings.Contains(c.Summary, "is the key of repository") {
+		t.Fatalf("after re-init: %+v", c)
+	}
+	converge(t, h, k)
+	rc, err := borg.ParseRepoConfig([]byte(read(t, dir, "/mnt/backup/r/config")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := borg.ParseKeyExport([]byte(read(t, dir, k.Dest)))
+	if err != nil || ex.Matches(rc) != "" {
+		t.Fatalf("the fresh export: %v %q", err, ex.Matches(rc))
+	}
+	kept, _ := filepath.Glob(filepath.Join(dir, k.Dest+".replaced-*"))
+	if len(kept) != 1 {
+		t.Fatalf("the old export kept aside: %v", kept)
+	}
+	if b, _ := os.ReadFile(kept[0]); string(b) != old {
+		t.Error("the kept export is not the old one")
 	}
 }
 

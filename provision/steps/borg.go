@@ -261,7 +261,7 @@ func (k *BorgKeyExport) Check(ctx context.Context, h host.Host) (plan.Check, err
 	if why, err := k.mismatch(ctx, h); err != nil {
 		return plan.Check{}, err
 	} else if why != "" {
-		return plan.Conflicts(why), nil
+		return plan.Modifies(why + "; export the key afresh (the old export is kept beside it as " + path.Base(k.Dest) + ".replaced-HASH) and write a new recovery bundle"), nil
 	}
 	if drift := metaDrift(h, fi, 0o600, host.Root); drift != "" {
 		return plan.Modifies(drift), nil
@@ -273,13 +273,50 @@ func (k *BorgKeyExport) Apply(ctx context.Context, h host.Host) error {
 	if why := borgInside(h, k.RepoPath, k.Dest, k.PassFile); why != "" {
 		return errors.New(why)
 	}
-	if _, err := h.Lstat(ctx, k.Dest); host.IsNotExist(err) {
+	_, err := h.Lstat(ctx, k.Dest)
+	if err == nil {
+		why, merr := k.mismatch(ctx, h)
+		if merr != nil {
+			return fmt.Errorf("borg key export %s: %w", k.RepoPath, merr)
+		}
+		if why != "" {
+			if err := k.setAside(ctx, h); err != nil {
+				return err
+			}
+		}
+		_, err = h.Lstat(ctx, k.Dest)
+	}
+	if host.IsNotExist(err) {
 		c := borg.Cmd(borg.OnHost(h, k.PassFile), "key", "export", h.Path(k.RepoPath), h.Path(k.Dest))
 		if _, err := h.Run(ctx, c); err != nil {
 			return fmt.Errorf("borg key export %s: %w", k.RepoPath, err)
 		}
 	}
 	return fixMeta(ctx, h, k.Dest, 0o600, host.Root)
+}
+
+// setAside moves an export that no longer opens the repo out of the way,
+// never deleting it: it is the only way into the repo it was taken from,
+// should that one turn up again (a mirror not yet overwritten, an old
+// disk). The name carries a digest of the content, so a second stale
+// export never overwrites the first.
+func (k *BorgKeyExport) setAside(ctx context.Context, h host.Host) error {
+	sum, err := h.Digest(ctx, k.Dest)
+	if err != nil {
+		return fmt.Errorf("set aside the stale key export %s: %w", k.Dest, err)
+	}
+	old := k.Dest + ".replaced-" + sum[:12]
+	if _, err := h.Lstat(ctx, old); err == nil {
+		// The same content is already kept there.
+		return h.Remove(ctx, k.Dest)
+	}
+	if _, err := h.Run(ctx, host.Command(tools.Mv, "-n", "-T", h.Path(k.Dest), h.Path(old))); err != nil {
+		return fmt.Errorf("set aside the stale key export %s: %w", k.Dest, err)
+	}
+	if _, err := h.Lstat(ctx, k.Dest); err == nil {
+		return fmt.Errorf("set aside the stale key export %s: it is still there after mv", k.Dest)
+	}
+	return nil
 }
 
 // mismatch checks an existing export against the repo's config file: an
@@ -307,7 +344,7 @@ func (k *BorgKeyExport) mismatch(ctx context.Context, h host.Host) (string, erro
 		return fmt.Sprintf("%s: %v", k.Dest, err), nil
 	}
 	if why := ex.Matches(rc); why != "" {
-		return fmt.Sprintf("the key export %s does not open repo %s: %s. Copies made from it (a password manager, a USB stick) are as stale: move it aside, provision again for a fresh export, and replace those copies", k.Dest, k.Repo, why), nil
+		return fmt.Sprintf("the key export %s does not open repo %s: %s. Copies made from it (a password manager, the recovery bundle) are as stale", k.Dest, k.Repo, why), nil
 	}
 	return "", nil
 }

@@ -19,6 +19,10 @@ type LUKSFormat struct {
 	Device string
 	// Allowed is true when --format named Device.
 	Allowed bool
+	// Wipe is true when the user named Device a second time to erase what
+	// it carries (a new USB stick's FAT filesystem or partition table, an
+	// old stick's LUKS header): without it any signature is a refusal.
+	Wipe bool
 	// Key returns the keyfile bytes; an error explains where they are.
 	Key func(ctx context.Context) ([]byte, error)
 	// KeyFrom names the keyfile for messages: "john-ai:/root/.luks/x.key".
@@ -92,6 +96,18 @@ func (l *LUKSFormat) Check(ctx context.Context, h host.Host) (plan.Check, error)
 	if err != nil {
 		return plan.Check{}, err
 	}
+	if what == "luks" {
+		// Formatted already (by an earlier run): done when the key opens it.
+		if ok, err := l.opens(ctx, h); err == nil && ok {
+			return plan.Satisfied(), nil
+		}
+	}
+	if what != "" && l.Wipe && l.Allowed {
+		if _, err := l.Key(ctx); err != nil {
+			return plan.Conflicts(err.Error()), nil
+		}
+		return plan.Creates(fmt.Sprintf("wipefs --all and cryptsetup luksFormat --type luks2 (erases %s, which carries %s, named to be wiped)", l.Device, what)), nil
+	}
 	switch what {
 	case "luks":
 		ok, err := l.opens(ctx, h)
@@ -120,12 +136,17 @@ func (l *LUKSFormat) Check(ctx context.Context, h host.Host) (plan.Check, error)
 func (l *LUKSFormat) Apply(ctx context.Context, h host.Host) error {
 	// Re-probe: the device may have changed since the plan was shown.
 	what, err := l.probe(ctx, h)
-	if err != nil || what != "" || !l.Allowed {
+	if err != nil || what != "" && !l.Wipe || !l.Allowed {
 		return fmt.Errorf("refusing to format %s: probe says %q, --format given: %v (%v)", l.Device, what, l.Allowed, err)
 	}
 	key, err := l.Key(ctx)
 	if err != nil {
 		return err
+	}
+	if what != "" {
+		if _, err := h.Run(ctx, host.Command(tools.Wipefs, "--all", l.Device)); err != nil {
+			return fmt.Errorf("wipefs --all %s: %w", l.Device, err)
+		}
 	}
 	args := append([]string{"luksFormat", "--type", "luks2", "--batch-mode", "--key-file", "-"}, l.FormatArgs...)
 	c := host.Command(tools.Cryptsetup, append(args, l.Device)...)

@@ -98,4 +98,32 @@ func TestLUKSFormatGuard(t *testing.T) {
 			t.Fatalf("left behind: %v", left)
 		}
 	})
+	// A device named twice, to format and to wipe (a stick's filesystem,
+	// a foreign LUKS header), is wiped and formatted; the signature is
+	// gone and the key opens the new header.
+	for name, prepare := range map[string]func(d *loopdev.Device){
+		"ext4": func(d *loopdev.Device) { d.Run(t, "mkfs.ext4", "-q", "-F", d.Path) },
+		"foreign LUKS": func(d *loopdev.Device) {
+			d.Run(t, append(append([]string{"cryptsetup", "luksFormat", "--type", "luks2", "--batch-mode", "--key-file", keyFile}, cheapKDF...), d.Path)...)
+		},
+	} {
+		t.Run(name+", named to wipe", func(t *testing.T) {
+			d := loopdev.New(t, 24<<20)
+			prepare(d)
+			var header []byte
+			s := luksStep(d.Path, true, key, &header)
+			s.Wipe = true
+			h := host.NewLocal("pi")
+			if c := check(t, h, s); c.Action != plan.Create || !strings.Contains(c.Summary, "wipefs --all") {
+				t.Fatalf("%+v", c)
+			}
+			converge(t, h, s)
+			kf := filepath.Join(t.TempDir(), "key")
+			os.WriteFile(kf, key, 0o600)
+			d.Run(t, "cryptsetup", "open", "--test-passphrase", "--key-file", kf, d.Path)
+			if out, _ := exec.Command("blkid", "-p", "-o", "value", "-s", "TYPE", d.Path).Output(); strings.TrimSpace(string(out)) != "crypto_LUKS" {
+				t.Fatalf("after the wipe blkid says %q", out)
+			}
+		})
+	}
 }

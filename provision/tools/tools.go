@@ -14,6 +14,7 @@ const (
 	Findmnt        = "findmnt"
 	Ln             = "ln"
 	Logrotate      = "logrotate"
+	Lsblk          = "lsblk"
 	Mkfs           = "mkfs"
 	Mktemp         = "mktemp"
 	Mount          = "mount"

@@ -59,6 +59,9 @@ type Manifest struct {
 	Datasets []Dataset `json:"datasets,omitempty"`
 	Repos    []Repo    `json:"repos"`
 	Files    []File    `json:"files"`
+	// Stick is the encrypted USB stick the bundle was written onto
+	// (recovery-bundle --encrypt); nil for a plain directory.
+	Stick *Stick `json:"stick,omitempty"`
 
 	// Dir is where the bundle lives; Warnings are what Write wants the user
 	// to know (not on a removable device, a paper key skipped); Digest is the
@@ -66,6 +69,17 @@ type Manifest struct {
 	Dir      string   `json:"-"`
 	Warnings []string `json:"-"`
 	Digest   string   `json:"-"`
+}
+
+// Stick is an encrypted USB stick holding the bundle: LUKS2 on the whole
+// device, opened with a passphrase a person types, ext4 inside.
+type Stick struct {
+	LUKSUUID string `json:"luks_uuid"`
+	FSUUID   string `json:"fs_uuid"`
+	// Mapper is the name the runbook opens it as; Dir the bundle's
+	// directory on its filesystem.
+	Mapper string `json:"mapper"`
+	Dir    string `json:"dir"`
 }
 
 // Host is one machine of the site, for the runbook's address table.

@@ -29,6 +29,9 @@ type runbookData struct {
 	Rebuild                        []runbookRebuild
 	DrillDisk, DrillMirror         string
 	HasConfig                      bool
+	// Stick opens the encrypted stick the bundle is on; empty when the
+	// bundle was written to a plain directory.
+	Stick, StickUUID string
 	// Section numbers: a site without disks, datasets, VMs or shares has
 	// no such section, and the rest are numbered without gaps.
 	SecDisks, SecPools, SecRepos, SecVMs, SecShares, SecDone, SecDrill, SecRebuild, SecAdopted int
@@ -136,6 +139,16 @@ func buildRunbook(m *Manifest) runbookData {
 		runbookFile{Path: DrillLogDir + "/", What: "empty; a drill may leave its report here if you make it writable"})
 	d.Hosts = m.Hosts
 	d.Adopted = adopted(m)
+	if st := m.Stick; st != nil {
+		d.StickUUID = st.LUKSUUID
+		mnt := "/mnt/" + st.Mapper
+		d.Stick = strings.Join([]string{
+			"cryptsetup open --readonly /dev/disk/by-uuid/" + st.LUKSUUID + " " + shq(st.Mapper),
+			"mkdir -p " + mnt,
+			"mount -o ro,noload /dev/mapper/" + shq(st.Mapper) + " " + mnt,
+			"cd " + path.Join(mnt, st.Dir),
+		}, "\n")
+	}
 	mountOf := d.disks(m)
 	d.pools(m)
 	shares := map[string]bool{}

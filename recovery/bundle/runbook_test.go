@@ -168,3 +168,29 @@ func TestRunbookAdoptedSection(t *testing.T) {
 		}
 	}
 }
+
+// A bundle on an encrypted stick opens the stick before anything else:
+// the runbook's first commands are cryptsetup open by the stick's LUKS
+// UUID and a read-only mount, and the checksum check runs in the bundle's
+// directory on it.
+func TestRunbookOpensTheStickFirst(t *testing.T) {
+	m := goldenManifest()
+	m.Stick = &Stick{LUKSUUID: "7d1b6c2e-0a4f-4e8b-9c3d-2e1f0a9b8c7d", FSUUID: "1a2b3c4d-5e6f-4a8b-9c0d-1e2f3a4b5c6d", Mapper: "borgkit-stick", Dir: "borgkit-recovery"}
+	md, html, err := RenderRunbook(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(md)
+	open := "cryptsetup open --readonly /dev/disk/by-uuid/7d1b6c2e-0a4f-4e8b-9c3d-2e1f0a9b8c7d borgkit-stick\nmkdir -p /mnt/borgkit-stick\nmount -o ro,noload /dev/mapper/borgkit-stick /mnt/borgkit-stick\ncd /mnt/borgkit-stick/borgkit-recovery\n"
+	i, j := strings.Index(text, open), strings.Index(text, "sha256sum -c MANIFEST.sha256")
+	if i < 0 || j < 0 || i > j || strings.Index(text, "```sh") < strings.Index(text, "Open the stick first") {
+		t.Fatalf("the stick is not opened first (open at %d, checksums at %d):\n%s", i, j, text[:min(len(text), 1500)])
+	}
+	if !strings.Contains(string(html), "cryptsetup open --readonly /dev/disk/by-uuid/7d1b6c2e") {
+		t.Error("the printable runbook lacks the stick's open")
+	}
+	m.Stick = nil
+	if md, _, _ := RenderRunbook(m); strings.Contains(string(md), "stick") {
+		t.Error("a bundle in a plain directory speaks of a stick")
+	}
+}

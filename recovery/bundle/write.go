@@ -59,12 +59,18 @@ type Options struct {
 	Reach func(ctx context.Context, h *config.Host) (Source, error)
 	// Progress shows each phase: the key checks take seconds each.
 	Progress *progress.Line
+	// Stick, when the bundle goes onto an encrypted stick, is recorded in
+	// bundle.json and gives the runbook its first step: opening the stick.
+	Stick *Stick
 }
 
 // pending is a bundle file before it is written.
 type pending struct {
 	File
 	data []byte
+	// keptOn is the host a secret was read from ("" for what is not a
+	// secret): the bundle's fingerprint record goes there.
+	keptOn string
 }
 
 // Write collects the recovery bundle of server from src into dir. dir
@@ -115,6 +121,7 @@ func Write(ctx context.Context, cfg *config.Config, server *config.Host, src Sou
 	}
 	ok = true
 	m.Dir = target
+	m.Warnings = append(m.Warnings, c.leaveFingerprints(now())...)
 	if warn := removableWarning(target); warn != "" {
 		m.Warnings = append(m.Warnings, warn)
 	}
@@ -146,7 +153,7 @@ func Layout(cfg *config.Config, server *config.Host, now time.Time) (*Manifest, 
 func (c *collector) collect(cfg *config.Config, server *config.Host, now time.Time, opts Options) error {
 	c.cfg, c.server = cfg, server
 	c.files, c.srcs = map[string]*pending{}, map[string]Source{server.Name: c.src}
-	c.m = &Manifest{Format: Format, Site: cfg.Site, Server: server.Name, Created: now.UTC().Truncate(time.Second), Version: opts.Version}
+	c.m = &Manifest{Format: Format, Site: cfg.Site, Server: server.Name, Created: now.UTC().Truncate(time.Second), Version: opts.Version, Stick: opts.Stick}
 	for _, h := range cfg.Hosts {
 		c.m.Hosts = append(c.m.Hosts, Host{Name: h.Name, Role: string(h.Role), Address: h.Address,
 			SSHUser: h.SSH.UserOrDefault(), SSHPort: h.SSH.PortOrDefault(), HostPublicKey: h.SSH.HostPublicKey,
@@ -229,6 +236,15 @@ func (c *collector) readOn(name, p string) ([]byte, error) {
 	return b, nil
 }
 
+// addSecret adds a secret read from host on, for the fingerprint record.
+func (c *collector) addSecret(on, rel, role, source, forID string, data []byte) error {
+	if err := c.add(rel, role, source, forID, data); err != nil {
+		return err
+	}
+	c.files[rel].keptOn = on
+	return nil
+}
+
 func (c *collector) add(rel, role, source, forID string, data []byte) error {
 	if err := checkRel(rel); err != nil {
 		return err
@@ -282,10 +298,10 @@ func (c *collector) disks(cfg *config.Config, server *config.Host) error {
 					}
 				}
 			}
-			if err := c.add(disk.Keyfile, RoleLUKSKeyfile, kp, id, key); err != nil {
+			if err := c.addSecret(kh, disk.Keyfile, RoleLUKSKeyfile, kp, id, key); err != nil {
 				return err
 			}
-			if err := c.add(disk.Header, RoleLUKSHeader, hp, id, hdr); err != nil {
+			if err := c.addSecret(kh, disk.Header, RoleLUKSHeader, hp, id, hdr); err != nil {
 				return err
 			}
 			c.m.Disks = append(c.m.Disks, disk)
@@ -358,7 +374,7 @@ func (c *collector) shareCredentials(h *config.Host, sh *config.Share, done map[
 		return "", fmt.Errorf("credentials of share %s (in_bundle is set): %w", sh.Name, err)
 	}
 	rel := "shares/" + h.Name + "-" + sh.Name + ".credentials"
-	if err := c.add(rel, RoleCredentials, sh.Credentials, h.Name+"/"+sh.Name, b); err != nil {
+	if err := c.addSecret(h.Name, rel, RoleCredentials, sh.Credentials, h.Name+"/"+sh.Name, b); err != nil {
 		return "", err
 	}
 	done[sh.Source] = rel
@@ -389,10 +405,10 @@ func (c *collector) repoSecrets(h *config.Host, r *config.Repo, br *Repo, used m
 	}
 	used[base] = true
 	br.KeyExport, br.Passphrase = "borg/"+base+".borg-key", "borg/"+base+".pass"
-	if err := c.add(br.KeyExport, RoleBorgKey, kp, id, export); err != nil {
+	if err := c.addSecret(h.Name, br.KeyExport, RoleBorgKey, kp, id, export); err != nil {
 		return err
 	}
-	if err := c.add(br.Passphrase, RolePassphrase, pp, id, pass); err != nil {
+	if err := c.addSecret(h.Name, br.Passphrase, RolePassphrase, pp, id, pass); err != nil {
 		return err
 	}
 	if paper {
@@ -459,7 +475,7 @@ func (c *collector) datasets(cfg *config.Config) error {
 				return fmt.Errorf("ZFS key of dataset %s (%s on %s): %w", id, ds.Source, h.Name, err)
 			}
 			ds.Keyfile = "zfs/" + h.Name + "-" + bundleName(d.Name) + ".key"
-			if err := c.add(ds.Keyfile, RoleZFSKey, ds.Source, id, key); err != nil {
+			if err := c.addSecret(h.Name, ds.Keyfile, RoleZFSKey, ds.Source, id, key); err != nil {
 				return err
 			}
 			c.m.Datasets = append(c.m.Datasets, ds)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/recovery/fingerprint"
 	"github.com/borgkit/borgkit/roles/jobs"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/roles/jobs/status"
@@ -393,5 +395,50 @@ func TestStaleWatchesTheOffsiteWatchdog(t *testing.T) {
 	os.WriteFile(filepath.Join(l.env.RevokedDir, "pi"), []byte("x"), 0o644)
 	if m := stale(); len(m) != 0 {
 		t.Fatalf("a revoked Pi is still watched: %q", m)
+	}
+}
+
+// The stale check compares the last recovery bundle's fingerprint record
+// with the secrets as they are now: quiet while they match, a mail naming
+// the changed secret once one does, and the record says so for the
+// dashboard.
+func TestStaleCheckFindsTheBundleOutOfDate(t *testing.T) {
+	l := newLab(t, labOptions{})
+	if err := jobs.Nightly(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	pass := filepath.Join(l.dir, "keys/system.pass")
+	content, _ := os.ReadFile(pass)
+	rec, err := fingerprint.New("john-ai", time.Now(), "00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Add(fingerprint.KindPassphrase, "john-ai/system", pass, content)
+	data, _ := rec.Encode()
+	if err := os.WriteFile(l.env.Store.File(fingerprint.Name), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The sync never ran in this lab: that staleness is mailed each time.
+	if err := jobs.Stale(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	wantMail(t, l.mails(1)[0], "[BACKUP] john-ai STALENESS ALERT")
+
+	os.WriteFile(pass, []byte("a new passphrase\n"), 0o600)
+	if err := jobs.Stale(ctx(), l.env); err != nil {
+		t.Fatal(err)
+	}
+	m := l.mails(2)
+	if m[0].Subject != "[BACKUP] john-ai RECOVERY BUNDLE OUT OF DATE" {
+		m[0], m[1] = m[1], m[0]
+	}
+	wantMail(t, m[0], "[BACKUP] john-ai RECOVERY BUNDLE OUT OF DATE", "the borg passphrase of john-ai/system ("+pass+") changed")
+	r, err := l.env.Store.Load(layout.JobStale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st state.StaleStats
+	if err := json.Unmarshal(r.Stats, &st); err != nil || r.Status != state.Warning || st.Bundle == nil || len(st.Bundle.Changes) != 1 {
+		t.Fatalf("stale record: %s %s %v", r.Status, r.Stats, err)
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/recovery/fingerprint"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
@@ -47,7 +49,7 @@ func Stale(ctx context.Context, e *Env) error {
 		checks = append(checks, e.age(layout.JobSync, "Offsite sync", th.SyncMaxAgeOrDefault(), now))
 	}
 	checks = append(checks, e.offsiteWatchdogs(now)...)
-	var stats any // nil without Proxmox: no stats at all in the record
+	var stats *state.StaleStats // nil without Proxmox or a bundle: no stats at all in the record
 	if p := e.Host.Proxmox; p != nil {
 		pc, ps := e.proxmoxChecks(ctx, p, now)
 		checks = append(checks, pc...)
@@ -64,7 +66,27 @@ func Stale(ctx context.Context, e *Env) error {
 		status, msg = state.Warning, fmt.Sprintf("%d stale", stale)
 		e.Mail(ctx, alert.Staleness(checks))
 	}
+	if b := e.Bundle(ctx); b != nil {
+		if stats == nil {
+			stats = &state.StaleStats{}
+		}
+		stats.Bundle = b
+		if b.Stale() {
+			status, msg = state.Warning, strings.TrimPrefix(msg+"; ", "all fresh; ")+fingerprint.OutOfDate
+			e.Mail(ctx, alert.BundleOutOfDate(b.Written, b.Changes, b.Err))
+		}
+	}
+	if stats == nil {
+		return run.Finish(status, 0, msg, nil, nil)
+	}
 	return run.Finish(status, 0, msg, stats, nil)
+}
+
+// Bundle compares the last recovery bundle's fingerprint record, kept in
+// the state directory, with this host's secrets as they are now; nil when
+// no bundle was written from them.
+func (e *Env) Bundle(ctx context.Context) *fingerprint.Status {
+	return fingerprint.Check(ctx, e.Store.File(fingerprint.Name), e.Exec.ReadFile)
 }
 
 // age measures from the job's last success, not its last run, which may

@@ -24,6 +24,7 @@ const (
 	SubjectDiskSpace       = "DISK SPACE WARNING"
 	SubjectOffsiteDisk     = "OFFSITE DISK SPACE WARNING"
 	SubjectStaleness       = "STALENESS ALERT"
+	SubjectBundleOutOfDate = "RECOVERY BUNDLE OUT OF DATE"
 	SubjectHeartbeatStale  = "heartbeat STALE"
 )
 
@@ -397,6 +398,30 @@ func Staleness(checks []AgeCheck) Message {
 		}
 	}
 	return Message{Subject: SubjectStaleness, Text: b.String()}
+}
+
+// BundleOutOfDate is the stale check's alert for a recovery bundle whose
+// secrets changed since it was written (or whose record cannot be read):
+// the stick in the drawer no longer opens what it claims to.
+func BundleOutOfDate(written time.Time, changes []string, recordErr string) Message {
+	var b strings.Builder
+	writeTitle(&b, SubjectBundleOutOfDate)
+	if !written.IsZero() {
+		fmt.Fprintf(&b, "Bundle written: %s\n", written.Format(TimestampLayout))
+	}
+	if recordErr != "" {
+		fmt.Fprintf(&b, "\nThe bundle's fingerprint record cannot be read (%s), so\nwhether the bundle still matches this host's secrets cannot be told.\n", recordErr)
+	}
+	if len(changes) > 0 {
+		b.WriteString("\nSince the bundle was written:\n")
+		for _, c := range changes {
+			fmt.Fprintf(&b, "- %s\n", c)
+		}
+	}
+	b.WriteString("\nWrite a new bundle to a stick (borgkit recovery-bundle), check it with\n")
+	b.WriteString("borgkit recovery-bundle verify, then destroy the old stick: it holds keys\n")
+	b.WriteString("that no longer open the backups, or keys that are no longer meant to.\n")
+	return Message{Subject: SubjectBundleOutOfDate, Text: b.String(), Severity: SeverityWarning}
 }
 
 // HeartbeatFuture is the watchdog's alert for a heartbeat dated ahead of

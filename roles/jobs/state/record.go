@@ -125,6 +125,9 @@ func (s *Store) dir() string {
 	return s.Dir
 }
 
+// File is the path of another file kept in the state directory.
+func (s *Store) File(name string) string { return filepath.Join(s.dir(), name) }
+
 func (s *Store) path(job string) string { return filepath.Join(s.dir(), job+".json") }
 
 // Path is the state directory.

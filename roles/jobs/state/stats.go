@@ -1,6 +1,10 @@
 package state
 
-import "time"
+import (
+	"time"
+
+	"github.com/borgkit/borgkit/recovery/fingerprint"
+)
 
 // What each job records in its record's stats: the writers (the jobs, the
 // drill) and the readers (`borgkit status`, the weekly summary) share
@@ -274,6 +278,8 @@ type ProxmoxStats struct {
 // StaleStats is the stale check's record.
 type StaleStats struct {
 	Proxmox *ProxmoxStats `json:"proxmox,omitempty"`
+	// Bundle is the last recovery bundle against this host's secrets.
+	Bundle *fingerprint.Status `json:"recovery_bundle,omitempty"`
 }
 
 // UnlockStats is the unlock job's record.

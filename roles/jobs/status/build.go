@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/recovery/fingerprint"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
@@ -27,6 +28,9 @@ type builder struct {
 	// reports are the watched offsite hosts' last watchdog reports, by
 	// host; nil for one that never reported.
 	reports map[string]*state.WatchdogReport
+	// bundle is the last recovery bundle compared with this host's
+	// secrets as they are now (nil: no bundle holds them).
+	bundle *fingerprint.Status
 }
 
 // Build computes the dashboard of host self from its job records recs (as
@@ -36,6 +40,14 @@ type builder struct {
 // (reports: a nil value for one that never reported). It reads nothing
 // but /proc, to tell a running job from one that died.
 func Build(cfg *config.Config, self *config.Host, recs map[string]*state.Record, disks []state.DiskUsage, now time.Time, reports map[string]*state.WatchdogReport) *Dashboard {
+	return BuildWithBundle(cfg, self, recs, disks, now, reports, nil)
+}
+
+// BuildWithBundle is Build with the recovery bundle's fingerprint record
+// compared with the host's secrets now (fingerprint.Check): a key,
+// passphrase, keyfile or header changed since the bundle was written shows
+// as RECOVERY BUNDLE OUT OF DATE.
+func BuildWithBundle(cfg *config.Config, self *config.Host, recs map[string]*state.Record, disks []state.DiskUsage, now time.Time, reports map[string]*state.WatchdogReport, bundle *fingerprint.Status) *Dashboard {
 	if cfg == nil {
 		cfg = &config.Config{}
 	}
@@ -48,7 +60,7 @@ func Build(cfg *config.Config, self *config.Host, recs map[string]*state.Record,
 	// Round(0) drops the monotonic reading: it does not survive JSON, and
 	// the model must.
 	now = now.Round(0)
-	b := &builder{cfg: cfg, self: self, recs: recs, disks: disks, now: now, reports: reports, reported: map[string]bool{}, badStats: map[string]bool{},
+	b := &builder{cfg: cfg, self: self, recs: recs, disks: disks, now: now, reports: reports, bundle: bundle, reported: map[string]bool{}, badStats: map[string]bool{},
 		d: &Dashboard{Host: self.Name, Role: self.Role, Generated: now, Issues: []Issue{}}}
 
 	b.storage()
@@ -65,6 +77,7 @@ func Build(cfg *config.Config, self *config.Host, recs map[string]*state.Record,
 		b.staleness()
 		b.drill()
 	}
+	b.bundleFreshness()
 	b.overdue()
 
 	// Failures first, so the subject of the weekly mail names the worst.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/recovery/fingerprint"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
@@ -118,6 +119,31 @@ func (b *builder) offsiteWatchdogs() {
 		}
 		b.d.Monitoring = append(b.d.Monitoring, c)
 	}
+}
+
+// bundleFreshness shows the last recovery bundle against the secrets it
+// packed from this host: a stick whose key no longer opens the repo is
+// found on the dashboard, not on the day the house burns down.
+func (b *builder) bundleFreshness() {
+	st := b.bundle
+	if st == nil {
+		return
+	}
+	c := Check{Name: "Recovery bundle", Status: "UP TO DATE", Level: LevelOK}
+	if !st.Written.IsZero() {
+		c.At, c.AgeSeconds = b.at(st.Written), b.age(st.Written)
+		c.Note = "written " + c.At.Format(timeLayout)
+	}
+	switch {
+	case st.Err != "":
+		c.Status, c.Level = "UNKNOWN", LevelWarning
+		b.issue(LevelWarning, "", "%s? its fingerprint record cannot be read: %s", fingerprint.OutOfDate, st.Err)
+	case len(st.Changes) > 0:
+		c.Status, c.Level = fingerprint.OutOfDate, LevelWarning
+		b.issue(LevelWarning, "", "%s: %s since it was written on %s: write a new one (borgkit recovery-bundle) and destroy the old stick",
+			fingerprint.OutOfDate, strings.Join(st.Changes, "; "), c.At.Format("2006-01-02"))
+	}
+	b.d.Monitoring = append(b.d.Monitoring, c)
 }
 
 func (b *builder) drillCheck() Check {

@@ -24,7 +24,7 @@ func Live(e *jobs.Env) (*Dashboard, error) {
 		u.Mounted = e.MountedAt(mp)
 		disks = append(disks, u)
 	}
-	return Build(e.Cfg, e.Host, recs, disks, e.Now(), WatchdogReports(e)), nil
+	return BuildWithBundle(e.Cfg, e.Host, recs, disks, e.Now(), WatchdogReports(e), e.Bundle(context.Background())), nil
 }
 
 // WatchdogReports are the last watchdog reports of the offsite hosts e's
