@@ -68,25 +68,27 @@ func machineName(s string) string {
 // backed up by one repo only, and a repo prefix that would take the
 // guests' archives for its own at prune time.
 func (v *validator) guests(p string, h *Host) {
-	vms, machines := map[string]string{}, map[string]string{}
+	kinds := []struct {
+		field, what string
+		check       func(string) string
+		seen        map[string]string
+		names       func(r *Repo) []string
+	}{
+		{"vms", "VM", vmName, map[string]string{}, func(r *Repo) []string { return r.VMs }},
+		{"containers", "container", machineName, map[string]string{}, func(r *Repo) []string { return r.Containers }},
+	}
 	for j := range h.Repos {
 		r := &h.Repos[j]
 		rp := fmt.Sprintf("%s.repos[%d]", p, j)
-		for k, n := range r.VMs {
-			at := fmt.Sprintf("%s.vms[%d]", rp, k)
-			if why := vmName(n); why != "" {
-				v.add(at, ErrBadName, "VM name %q %s", n, why)
-				continue
+		for _, kind := range kinds {
+			for k, n := range kind.names(r) {
+				at := fmt.Sprintf("%s.%s[%d]", rp, kind.field, k)
+				if why := kind.check(n); why != "" {
+					v.add(at, ErrBadName, "%s name %q %s", kind.what, n, why)
+					continue
+				}
+				v.unique(kind.seen, at, kind.what, n)
 			}
-			v.unique(vms, at, "VM", n)
-		}
-		for k, n := range r.Containers {
-			at := fmt.Sprintf("%s.containers[%d]", rp, k)
-			if why := machineName(n); why != "" {
-				v.add(at, ErrBadName, "container name %q %s", n, why)
-				continue
-			}
-			v.unique(machines, at, "container", n)
 		}
 		prefix := r.ArchivePrefixOrDefault()
 		for _, g := range r.Guests() {
