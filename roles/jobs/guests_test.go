@@ -133,7 +133,7 @@ func writeWhile(t *testing.T, p string) (stop func()) {
 			default:
 			}
 			rand.Read(buf)
-			f.WriteAt(buf, (i*4096*97)%(32<<20))
+			f.WriteAt(buf, (i*4096*97)%(16<<20))
 			time.Sleep(time.Millisecond)
 		}
 	}()
