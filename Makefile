@@ -19,7 +19,8 @@ STATICCHECK_VERSION := v0.8.2
 # Debian packages the tests drive for real (borg, rsync, sshd, msmtp, findmnt, ...).
 TEST_DEBS := borgbackup rsync openssh-server openssh-client msmtp cryptsetup-bin \
              logrotate util-linux fdisk e2fsprogs iproute2 systemd cron ca-certificates \
-             libcapture-tiny-perl libconfig-inifiles-perl
+             libcapture-tiny-perl libconfig-inifiles-perl \
+             libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-utils qemu-system-x86
 
 .PHONY: go deb vm-arm64 vm-adopt vm-deps vm-zfs syncoid all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench bench-go fuzz clean
 

@@ -183,8 +183,9 @@ const (
 type Repo struct {
 	Name string `yaml:"name"`
 	Path string `yaml:"path"`
-	// Sources are backed up in order by borg create.
-	Sources  []string `yaml:"sources"`
+	// Sources are backed up in order by borg create, into the repo's own
+	// archive; a repo of guests only (the seed's john-ai-vms) has none.
+	Sources  []string `yaml:"sources,omitempty"`
 	Excludes []string `yaml:"excludes,omitempty"`
 	// MustBeMountpoints are refused when not mounted: backing up an empty
 	// mountpoint and then pruning would delete good archives.
@@ -196,8 +197,16 @@ type Repo struct {
 	// Timeout bounds one borg create of this repo, as a Go duration
 	// ("6h"); it wins over the host's timeouts.create.
 	Timeout string `yaml:"timeout,omitempty"`
-	// VMs are libvirt domains whose XML is dumped before the create.
+	// VMs are libvirt domains, each backed up into its own archive
+	// (vm:NAME:TIME): its definition (virsh dumpxml, also kept in
+	// /var/lib/borgkit/vm-xml) and its file-backed disks. A defined domain
+	// need not run; a disk that changes while borg reads it (a running VM)
+	// is a warning for that guest, not a failed night.
 	VMs []string `yaml:"vms,omitempty"`
+	// Containers are systemd-nspawn machines (machinectl names), each
+	// backed up into its own archive (container:NAME:TIME): its directory
+	// or NAME.raw image under /var/lib/machines and its .nspawn settings.
+	Containers []string `yaml:"containers,omitempty"`
 	// Snapshot is a ZFS dataset snapshotted before the create and destroyed after.
 	Snapshot string `yaml:"snapshot,omitempty"`
 	// Canary is a file the restore test extracts and compares with the live one.

@@ -696,3 +696,32 @@ func (t Thresholds) DiskWarnPercentOrDefault(r Role) int {
 func (h *Host) DiskWarnPercent() int {
 	return h.Thresholds.DiskWarnPercentOrDefault(h.Role)
 }
+
+// Guest kinds: a libvirt domain or a systemd-nspawn machine.
+const (
+	GuestVM        = "vm"
+	GuestContainer = "container"
+)
+
+// Guest is one VM or container a repo backs up into archives of its own.
+type Guest struct {
+	Kind string // GuestVM | GuestContainer
+	Name string // the libvirt domain or machinectl name
+}
+
+// Guests are the repo's VMs, then its containers, in the config's order.
+func (r *Repo) Guests() []Guest {
+	var gs []Guest
+	for _, n := range r.VMs {
+		gs = append(gs, Guest{GuestVM, n})
+	}
+	for _, n := range r.Containers {
+		gs = append(gs, Guest{GuestContainer, n})
+	}
+	return gs
+}
+
+// ArchivePrefix starts every archive of the guest and nothing else: its
+// name cannot hold ':', so no other guest's archives nor the repo's own
+// (whose prefix has no ':') match it.
+func (g Guest) ArchivePrefix() string { return layout.GuestArchivePrefix(g.Kind, g.Name) }

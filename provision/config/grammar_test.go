@@ -272,8 +272,21 @@ func TestParseRefusesValuesThatEscapeTheirField(t *testing.T) {
 		{"from with a quoted local part", srv("    alerts: {from: '\"john doe\"@b.c'}"), 10, 20, "must be plain"},
 		{"smtp user with a quote", srv("    alerts: {smtp: {host: smtp.b.c, user: 'a\"b'}}"), 10, 43, "unquoted"},
 		{"password file a shell splits", srv("    alerts: {smtp: {host: smtp.b.c, password_file: '/etc/a b'}}"), 10, 52, "read by a shell"},
-		{"VM name ..", repo("        vms: ['..']"), 14, 15, "not . or .."},
-		{"VM name like an option", repo("        vms: ['-c']"), 14, 15, "leading '-'"},
+		{"VM name ..", repo("        vms: ['..']"), 14, 15, "starting with a letter, digit or '_'"},
+		{"VM name like an option", repo("        vms: ['-c']"), 14, 15, "starting with a letter, digit or '_'"},
+		{"VM name with a glob", repo("        vms: ['web*']"), 14, 15, "letters, digits and . _ + -"},
+		{"VM name with the archive separator", repo("        vms: ['a:b']"), 14, 15, "letters, digits and . _ + -"},
+		{"VM name that virsh reads as an ID", repo("        vms: ['102']"), 14, 15, "domain ID"},
+		{"VM name that virsh reads as a UUID", repo("        vms: ['3f9c2d4e-8b1a-4c6f-9e2d-7a5b1c3d9e0f']"), 14, 15, "domain UUID"},
+		{"VM name too long", repo("        vms: ['" + strings.Repeat("v", 65) + "']"), 14, 15, "longer than 64"},
+		{"VM listed twice", repo("        vms: [web, web]"), 14, 20, `VM "web" is already used`},
+		{"container name with an underscore", repo("        containers: ['my_box']"), 14, 22, "machine name grammar"},
+		{"container name with an empty label", repo("        containers: ['a..b']"), 14, 22, "machine name grammar"},
+		{"container name .host", repo("        containers: ['.host']"), 14, 22, "machine name grammar"},
+		{"container name like an option", repo("        containers: ['-x']"), 14, 22, "starts with '-'"},
+		{"container in two repos", srv("    repos:", "      - {name: a, path: /srv/borg/a, containers: [dns]}", "      - {name: b, path: /srv/borg/b, containers: [dns]}"), 12, 51, `container "dns" is already used`},
+		{"archive prefix that takes guest archives", repo("        vms: [web]", "        archive_prefix: vm"), 15, 25, "prune of the repo's own archives"},
+		{"repo without sources or guests", srv("    repos:", "      - {name: a, path: /srv/borg/a}"), 11, 9, "sources is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("escape.yaml", []byte(tc.src))
@@ -317,7 +330,11 @@ func TestParseAcceptsWhatFitsEveryField(t *testing.T) {
 		"        sources: [/, /srv]",
 		"        excludes: ['/srv/borg/*', 're:^home/[^/]+/\\.cache/', 'sh:/home/**/*.tmp', '-rf']",
 		"        compression: obfuscate,110,auto,zstd,19",
-		"        vms: [home-assistant]",
+		"        vms: [home-assistant, claude_code.dev, vm+1]",
+		"        containers: [adguard, mc-1.lan]",
+		"      - name: guests",
+		"        path: /srv/borg/guests",
+		"        vms: [openclaw]",
 		"    alerts: {to: 'Ops <a@b.c>, c@d.e', from: 'Backup <backup@b.c>'}",
 	)
 	if _, err := Parse("ok.yaml", []byte(src)); err != nil {

@@ -63,6 +63,7 @@ func (v *validator) host(p string, h *Host) {
 	v.shares(p, h, mounts)
 	v.datasets(p, h)
 	v.repos(p, h)
+	v.guests(p, h)
 	v.mirrors(p, h)
 	v.schedules(p, h)
 	v.jitter(p, h)

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/borgkit/borgkit/provision/layout"
 )
@@ -29,8 +28,8 @@ func (v *validator) repos(p string, h *Host) {
 			v.repoNests(p, h, j)
 			v.repoOnDisk(rp, h, r)
 		}
-		if len(r.Sources) == 0 {
-			v.add(rp+".sources", ErrRequired, "sources is required: the paths borg create backs up")
+		if len(r.Sources) == 0 && len(r.Guests()) == 0 {
+			v.add(rp+".sources", ErrRequired, "sources is required: the paths borg create backs up (or vms/containers for a repo of guests only)")
 		}
 		for k, s := range r.Sources {
 			v.path(fmt.Sprintf("%s.sources[%d]", rp, k), "source", s, true)
@@ -65,11 +64,6 @@ func (v *validator) repos(p string, h *Host) {
 			v.add(rp+".passphrase_file", ErrBadValue, "passphrase_file is set but the repo is not encrypted (encryption: %s)", r.EncryptionMode())
 		}
 		v.duration(rp+".timeout", "timeout", r.Timeout)
-		for k, vm := range r.VMs {
-			if vm == "" || vm == "." || vm == ".." || hasCtl(vm) || strings.Contains(vm, "/") || strings.HasPrefix(vm, "-") {
-				v.add(fmt.Sprintf("%s.vms[%d]", rp, k), ErrBadName, "VM name %q must be non-empty, not . or .., without '/', control characters or a leading '-' (it names a file and a virsh argument)", vm)
-			}
-		}
 		v.zfsName(rp+".snapshot", "snapshot dataset", r.Snapshot, false)
 		if v.path(rp+".canary", "canary", r.Canary, false) {
 			if !slices.ContainsFunc(r.Sources, func(s string) bool { return layout.Under(r.Canary, s) }) {

@@ -41,9 +41,14 @@ const (
 	// snapshot retention it keeps: a config pushed from the server can
 	// raise it, never lower it (see `borgkit snapshots lower-retention`).
 	SnapshotRetentionFile = VarDir + "/snapshot-retention.json"
-	// VMXMLDir keeps the VM definitions dumped before each VM repo's backup.
+	// VMXMLDir keeps the definition of each configured VM (NAME.xml), as
+	// virsh dumpxml gave it before the VM's backup.
 	VMXMLDir = VarDir + "/vm-xml"
-	LogDir   = "/var/log/borgkit"
+	// MachinesDir holds systemd-nspawn machines (a directory or NAME.raw
+	// each); NspawnDir their NAME.nspawn settings.
+	MachinesDir = "/var/lib/machines"
+	NspawnDir   = "/etc/systemd/nspawn"
+	LogDir      = "/var/log/borgkit"
 	// LockFile is the host-wide borg lock every job holds while borg runs.
 	LockFile = "/run/borgkit/borg.lock"
 
@@ -191,6 +196,10 @@ func HeartbeatServer(name string) (string, bool) {
 	s, ok := strings.CutSuffix(name, heartbeatSuffix)
 	return s, ok && s != ""
 }
+
+// GuestArchivePrefix starts the archives of one guest ("vm:NAME:",
+// "container:NAME:"), followed by the time. Guest names never hold ':'.
+func GuestArchivePrefix(kind, name string) string { return kind + ":" + name + ":" }
 
 // Names borg sees.
 const (

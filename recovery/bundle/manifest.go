@@ -155,10 +155,13 @@ type Repo struct {
 	KeyExport  string `json:"key_export,omitempty"`
 	Passphrase string `json:"passphrase,omitempty"`
 	PaperKey   string `json:"paper_key,omitempty"`
-	// VMs are the libvirt guests whose disk images and definitions (dumped
-	// by the nightly job into VMXML) the repo backs up.
-	VMs   []string `json:"vms,omitempty"`
-	VMXML string   `json:"vm_xml,omitempty"`
+	// VMs are the libvirt guests whose disk images and definitions (saved
+	// by the nightly job into VMXML) the repo backs up, each in archives
+	// of its own (vm:NAME:TIME); Containers the nspawn machines
+	// (container:NAME:TIME).
+	VMs        []string `json:"vms,omitempty"`
+	VMXML      string   `json:"vm_xml,omitempty"`
+	Containers []string `json:"containers,omitempty"`
 	// Copies are the mirrors holding a copy of the repo.
 	Copies []Copy `json:"copies,omitempty"`
 }

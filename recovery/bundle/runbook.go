@@ -153,9 +153,10 @@ func buildRunbook(m *Manifest) runbookData {
 	d.pools(m)
 	shares := map[string]bool{}
 	for _, r := range m.Repos {
-		d.Repos = append(d.Repos, d.repo(m, r, mountOf, shares))
-		if len(r.VMs) > 0 {
-			d.VMs = append(d.VMs, runbookVMs{Repo: r.Host + "/" + r.Name, Host: r.Host, Commands: vmCommands(r)})
+		rr := d.repo(m, r, mountOf, shares)
+		d.Repos = append(d.Repos, rr)
+		if len(r.VMs)+len(r.Containers) > 0 {
+			d.VMs = append(d.VMs, runbookVMs{Repo: r.Host + "/" + r.Name, Host: r.Host, Commands: rr.Setup + "\n" + vmCommands(r)})
 		}
 	}
 	d.rebuild(m)
@@ -365,23 +366,27 @@ func (d *runbookData) repo(m *Manifest, r Repo, mountOf map[string]string, share
 	return rr
 }
 
-// vmCommands copies a VM repo's restored images back to where the guests'
-// definitions name them and defines each guest from the XML the nightly
-// job dumped into the same archive.
+// vmCommands extracts each guest's newest archive in place (a VM's disk
+// images and its saved definition, a container's machine directory and
+// settings) and defines and starts it.
 func vmCommands(r Repo) string {
-	restore := "/srv/restore/" + r.Name
 	var cmds []string
-	for _, s := range r.Sources {
-		if s == "/" {
-			continue
-		}
-		cmds = append(cmds, "mkdir -p "+shq(s), "cp -a --sparse=always "+shq(path.Join(restore, s)+"/.")+" "+shq(s+"/"))
+	extract := func(prefix string) {
+		cmds = append(cmds, "cd / && borg extract --bypass-lock --list \"$REPO::$(borg list --bypass-lock --last 1 --short --glob-archives "+
+			shq(prefix+"*")+" \"$REPO\")\"")
 	}
 	for _, vm := range r.VMs {
-		cmds = append(cmds, "virsh define "+shq(path.Join(restore, r.VMXML, vm+".xml")))
+		extract(layout.GuestArchivePrefix("vm", vm))
+		cmds = append(cmds, "virsh define "+shq(path.Join(r.VMXML, vm+".xml")))
+	}
+	for _, c := range r.Containers {
+		extract(layout.GuestArchivePrefix("container", c))
 	}
 	for _, vm := range r.VMs {
 		cmds = append(cmds, "virsh start "+shq(vm))
+	}
+	for _, c := range r.Containers {
+		cmds = append(cmds, "machinectl start "+shq(c))
 	}
 	return strings.Join(cmds, "\n")
 }

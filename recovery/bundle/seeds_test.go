@@ -125,8 +125,13 @@ func TestRunbookCoversEveryHost(t *testing.T) {
 						t.Errorf("repo %s/%s: no REPO= line with its path", h.Name, r.Name)
 					}
 					for _, vm := range r.VMs {
-						if !strings.Contains(md, "virsh define /srv/restore/"+r.Name+"/var/lib/borgkit/vm-xml/"+vm+".xml") {
-							t.Errorf("VM %s: no virsh define from its saved XML", vm)
+						if !strings.Contains(md, "--glob-archives 'vm:"+vm+":*'") || !strings.Contains(md, "virsh define /var/lib/borgkit/vm-xml/"+vm+".xml") {
+							t.Errorf("VM %s: no extract of its own archive and virsh define from its saved XML", vm)
+						}
+					}
+					for _, c := range r.Containers {
+						if !strings.Contains(md, "--glob-archives 'container:"+c+":*'") || !strings.Contains(md, "machinectl start "+c) {
+							t.Errorf("container %s: no extract of its own archive and machinectl start", c)
 						}
 					}
 				}

@@ -331,6 +331,7 @@ func (c *collector) repos(cfg *config.Config, server *config.Host, paper bool) e
 			if len(r.VMs) > 0 {
 				br.VMs, br.VMXML = append([]string(nil), r.VMs...), layout.VMXMLDir
 			}
+			br.Containers = append([]string(nil), r.Containers...)
 			for _, mr := range h.Mirrors {
 				cp := Copy{Mirror: mr.Name, Host: mr.Host, Path: path.Join(mr.Path, r.Name)}
 				if t, ok := cfg.Host(mr.Host); ok && mr.Host != "" {

@@ -61,8 +61,12 @@ type Env struct {
 	// they are: the sync records them afresh and mirrors them although
 	// they differ from what the nightly left (`--accept-source`).
 	AcceptSource []string
-	// VMXMLDir keeps the VM definitions dumped before each VM repo's backup.
+	// VMXMLDir keeps the definition of each VM, dumped before its backup
+	// (default layout.VMXMLDir).
 	VMXMLDir string
+	// MachinesDir and NspawnDir are where the containers and their
+	// settings are (default layout.MachinesDir, layout.NspawnDir).
+	MachinesDir, NspawnDir string
 	// Pinger reports starts and ends to the configured ping_url (nil: none).
 	Pinger *alert.Pinger
 	// Channels get every alert the mail gets (ntfy, webhook); default
@@ -127,6 +131,12 @@ func (e *Env) Defaults() {
 	}
 	if e.VMXMLDir == "" {
 		e.VMXMLDir = layout.VMXMLDir
+	}
+	if e.MachinesDir == "" {
+		e.MachinesDir = layout.MachinesDir
+	}
+	if e.NspawnDir == "" {
+		e.NspawnDir = layout.NspawnDir
 	}
 	if e.Mailer == nil {
 		e.Mailer = alert.ForHost(e.Cfg, e.Host)

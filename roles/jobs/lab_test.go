@@ -61,6 +61,9 @@ type labOptions struct {
 	compactDaily bool
 	// retention replaces the site's (default daily 3, weekly 2, monthly 6).
 	retention string
+	// repos are more repos of john-ai, YAML list items, given the lab
+	// (its backup disk is mounted at l.mnt).
+	repos func(l *lab) string
 }
 
 func need(t testing.TB, progs ...string) {
@@ -129,6 +132,9 @@ func newLab(t testing.TB, o labOptions) *lab {
         path: %s/broken
         sources: [%s]
         encryption: none`, l.mnt, l.home)
+	}
+	if o.repos != nil {
+		extra += o.repos(l)
 	}
 	mirrors := fmt.Sprintf(`
     mirrors:

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,6 +68,7 @@ func Nightly(ctx context.Context, e *Env) error {
 			}
 		}
 	}
+	e.cleanVMXML(ctx)
 	if d := e.Host.BackupDisk(); d != nil {
 		if u, err := e.Usage(d.Mountpoint); err == nil {
 			u.UUID, u.Mounted = d.UUID, true
@@ -249,6 +248,31 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 				len(gone), gone, r.Name)})
 		}
 	}
+	guests := e.backupGuests(ctx, r, prev)
+	secs = append(secs, guests.secs...)
+	rs.Guests = guests.stats
+	var expected []string
+	if prev != nil {
+		expected = prev.Archives
+	}
+	expected = slices.DeleteFunc(append(slices.Clone(expected), guests.created...),
+		func(a string) bool { return slices.Contains(guests.pruned, a) })
+	if len(r.Sources) == 0 {
+		// A repo of guests only: no archive of its own.
+		if guests.failed {
+			rs.Status = "failed"
+		}
+		rs.Archives = len(guests.kept)
+		secs = append(secs, e.compact(ctx, r, "Compact: "+r.Name))
+		after, err := listRepo(ctx, r.Path)
+		if err != nil {
+			e.logf("%s: listing after the night: %v", r.Name, err)
+		} else {
+			e.saveRepoRecord(r, prev, createResult{}, expected, after, before.segs.Minus(after.segs))
+		}
+		rs.Duration = e.Now().Sub(start)
+		return secs, rs, nil
+	}
 	sources, dir, cleanup, sec := e.prepareSources(ctx, r)
 	defer cleanup()
 	if sec != nil {
@@ -286,11 +310,10 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 	}
 	cr := parseCreate(res.Stdout, &rs)
 	var recent []state.ArchiveFigures
-	var expected []string
 	if prev != nil {
-		recent, expected = prev.Recent, prev.Archives
+		recent = prev.Recent
 	}
-	expected = append(slices.Clone(expected), cr.figures.Archive)
+	expected = append(expected, cr.figures.Archive)
 	suspect := judgeArchive(r.Name, recent, cr.figures, e.Host.Thresholds.SuspiciousOrDefault())
 
 	// Whatever happens next, the record follows the repo: the segments
@@ -316,13 +339,7 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 	}
 
 	t0 = e.Now()
-	ret := e.Cfg.RepoRetention(e.Host, r)
-	pargs := []string{"prune", "--list", "--glob-archives", r.ArchivePrefixOrDefault() + "*",
-		"--keep-daily", strconv.Itoa(ret.Daily), "--keep-weekly", strconv.Itoa(ret.Weekly), "--keep-monthly", strconv.Itoa(ret.Monthly)}
-	if ret.Yearly > 0 {
-		pargs = append(pargs, "--keep-yearly", strconv.Itoa(ret.Yearly))
-	}
-	res, err = e.borg(ctx, r, append(pargs, r.Path)...)
+	res, err = e.borg(ctx, r, append(pruneArgs(r.ArchivePrefixOrDefault(), e.Cfg.RepoRetention(e.Host, r)), r.Path)...)
 	if err != nil {
 		secs = append(secs, fail(retention, res, err))
 		record(expected)
@@ -330,7 +347,8 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 		return secs, rs, nil
 	}
 	kept, pruned := pruneLists(res.Stderr)
-	rs.Archives = len(kept)
+	rs.Archives = len(kept) + len(guests.kept)
+	kept, pruned = append(kept, guests.kept...), append(pruned, guests.pruned...)
 	// Archives the last nightly recorded that tonight's prune neither
 	// kept nor pruned were deleted outside borgkit: they stay expected,
 	// so the sync refuses to carry their loss to the mirrors.
@@ -346,23 +364,45 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 				"until you check it and accept the change with `borgkit job sync --accept-source %s`.", strings.Join(gone, ", "), r.Name)})
 	}
 	expected = append(kept, gone...)
-	// Every segment compact rewrites is a new file each mirror receives
-	// whole: compact only on the policy's days, and only segments free
-	// enough that the re-send stays bounded (see config.Compaction).
-	pol := e.Cfg.HostCompaction(e.Host)
-	if !pol.Due(t0) {
-		e.logf("%s: no compaction tonight (compaction weekdays: %s)", r.Name, strings.Join(pol.Weekdays, ", "))
+	cs := e.compact(ctx, r, retention)
+	if cs.Status == alert.StatusOK {
+		cs.Duration = e.Now().Sub(t0)
 	} else {
-		res, err = e.borg(ctx, r, "compact", "--threshold", strconv.Itoa(pol.Threshold), r.Path)
+		rs.Status = "failed"
 	}
-	if err != nil {
-		secs = append(secs, fail(retention, res, err))
-	} else {
-		secs = append(secs, alert.Section{Name: retention, Status: alert.StatusOK, Duration: e.Now().Sub(t0)})
-	}
+	secs = append(secs, cs)
 	record(expected)
 	rs.Duration = e.Now().Sub(start)
 	return secs, rs, nil
+}
+
+// pruneArgs is borg prune of the archives starting with prefix under
+// retention ret, without the repo.
+func pruneArgs(prefix string, ret config.Retention) []string {
+	args := []string{"prune", "--list", "--glob-archives", prefix + "*",
+		"--keep-daily", strconv.Itoa(ret.Daily), "--keep-weekly", strconv.Itoa(ret.Weekly), "--keep-monthly", strconv.Itoa(ret.Monthly)}
+	if ret.Yearly > 0 {
+		args = append(args, "--keep-yearly", strconv.Itoa(ret.Yearly))
+	}
+	return args
+}
+
+// compact runs borg compact on repo r when the policy says tonight. Every
+// segment compact rewrites is a new file each mirror receives whole:
+// compact only on the policy's days, and only segments free enough that
+// the re-send stays bounded (see config.Compaction).
+func (e *Env) compact(ctx context.Context, r *config.Repo, name string) alert.Section {
+	pol := e.Cfg.HostCompaction(e.Host)
+	if !pol.Due(e.Now()) {
+		e.logf("%s: no compaction tonight (compaction weekdays: %s)", r.Name, strings.Join(pol.Weekdays, ", "))
+		return alert.Section{Name: name, Status: alert.StatusOK}
+	}
+	res, err := e.borg(ctx, r, "compact", "--threshold", strconv.Itoa(pol.Threshold), r.Path)
+	if err != nil {
+		return alert.Section{Name: name, Status: alert.StatusFailed, ExitCode: exitCode(res, err),
+			Output: strings.TrimSpace(tailText(append(res.Stderr, res.Stdout...), 12) + "\n" + errText(res, err))}
+	}
+	return alert.Section{Name: name, Status: alert.StatusOK}
 }
 
 func errText(res host.Result, err error) string {
@@ -413,40 +453,17 @@ func parseCreate(out []byte, rs *state.RepoStats) createResult {
 		OriginalBytes: v.Archive.Stats.OriginalSize, NewBytes: v.Archive.Stats.Deduplicated}}
 }
 
-// prepareSources dumps VM definitions and takes the ZFS snapshot a repo
-// asks for, and returns the paths to give borg create (and the directory to
-// run it in), with a cleanup that destroys the snapshot.
+// prepareSources takes the ZFS snapshot a repo asks for, and returns the
+// paths to give borg create (and the directory to run it in), with a
+// cleanup that destroys the snapshot.
 func (e *Env) prepareSources(ctx context.Context, r *config.Repo) (sources []string, dir string, cleanup func(), sec *alert.Section) {
 	sources, cleanup = append([]string(nil), r.Sources...), func() {}
-	if len(r.VMs) > 0 {
-		t0 := e.Now()
-		name := "VM definitions: " + strings.Join(r.VMs, ", ")
-		if err := os.MkdirAll(e.VMXMLDir, 0o700); err != nil {
-			return nil, "", cleanup, &alert.Section{Name: name, Status: alert.StatusFailed, ExitCode: 1, Output: err.Error()}
-		}
-		for _, vm := range r.VMs {
-			res, err := e.run(ctx, host.Command(tools.Virsh, "dumpxml", vm))
-			if err == nil {
-				err = os.WriteFile(filepath.Join(e.VMXMLDir, vm+".xml"), res.Stdout, 0o600)
-			}
-			if err != nil {
-				// The disk images still go into the archive; a missing
-				// definition is worth a warning, not a lost backup.
-				s := alert.Section{Name: name, Status: alert.StatusWarning, ExitCode: exitCode(res, err), Output: tailText(res.Stderr, 6) + errText(res, err)}
-				sec = &s
-			}
-		}
-		if sec == nil {
-			sec = &alert.Section{Name: name, Status: alert.StatusOK, Duration: e.Now().Sub(t0)}
-		}
-		sources = append(sources, e.VMXMLDir)
-	}
 	if r.Snapshot == "" {
-		return sources, "", cleanup, sec
+		return sources, "", cleanup, nil
 	}
-	sources, dir, cleanup, snapSec := e.snapshotSources(ctx, r, sources)
-	if snapSec != nil {
-		return nil, "", cleanup, snapSec
+	sources, dir, cleanup, sec = e.snapshotSources(ctx, r, sources)
+	if sec != nil {
+		return nil, "", cleanup, sec
 	}
-	return sources, dir, cleanup, sec
+	return sources, dir, cleanup, nil
 }

@@ -61,19 +61,40 @@ func RestoreTest(ctx context.Context, e *Env) error {
 	return fmt.Errorf("restore test: %d failed", len(failures))
 }
 
+// restoreRepo tests the newest of the repo's own archives (when it backs
+// up sources) and the newest archive of each of its guests.
 func (e *Env) restoreRepo(ctx context.Context, r *config.Repo) ([]state.RestoredFile, []alert.RestoreTestReport) {
+	var files []state.RestoredFile
+	var fails []alert.RestoreTestReport
+	if len(r.Sources) > 0 {
+		files, fails = e.restoreArchive(ctx, r, r.ArchivePrefixOrDefault(), "", r.Canary)
+	}
+	for _, g := range r.Guests() {
+		f, fl := e.restoreArchive(ctx, r, g.ArchivePrefix(), g.Kind+" "+g.Name, "")
+		files, fails = append(files, f...), append(fails, fl...)
+	}
+	return files, fails
+}
+
+// restoreArchive extracts the canary, or a sample of unchanged files, from
+// the newest archive starting with prefix; guest names the VM or container
+// it belongs to.
+func (e *Env) restoreArchive(ctx context.Context, r *config.Repo, prefix, guest, canary string) ([]state.RestoredFile, []alert.RestoreTestReport) {
 	report := func(archive, file, problem string, code int, out string) alert.RestoreTestReport {
+		if guest != "" {
+			problem = guest + ": " + problem
+		}
 		return alert.RestoreTestReport{Repo: r.Path, Archive: archive, File: file, Started: e.Now(), Problem: problem,
 			ExitCode: code, Output: out, LogPath: e.LogPath}
 	}
-	res, err := e.borg(ctx, r, "list", "--last", "1", "--short", "--glob-archives", r.ArchivePrefixOrDefault()+"*", r.Path)
+	res, err := e.borg(ctx, r, "list", "--last", "1", "--short", "--glob-archives", prefix+"*", r.Path)
 	archive := strings.TrimSpace(string(res.Stdout))
 	if err != nil || archive == "" {
 		return nil, []alert.RestoreTestReport{report("", "", "the repository has no archive to restore from", exitCode(res, err), tailText(res.Stderr, 8))}
 	}
 	var paths []string
-	if r.Canary != "" {
-		paths = []string{r.Canary}
+	if canary != "" {
+		paths = []string{canary}
 	} else {
 		paths, err = e.unchangedSample(ctx, r, archive)
 		if err != nil {
@@ -83,7 +104,7 @@ func (e *Env) restoreRepo(ctx context.Context, r *config.Repo) ([]state.Restored
 	var files []state.RestoredFile
 	var fails []alert.RestoreTestReport
 	for _, p := range paths {
-		f := state.RestoredFile{Repo: r.Name, Archive: archive, Path: p, Status: "match"}
+		f := state.RestoredFile{Repo: r.Name, Guest: guest, Archive: archive, Path: p, Status: "match"}
 		// borg stores paths without the leading slash.
 		res, err := e.borg(ctx, r, "extract", "--stdout", r.Path+"::"+archive, strings.TrimPrefix(p, "/"))
 		got := sha256.Sum256(res.Stdout)

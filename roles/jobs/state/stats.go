@@ -43,6 +43,24 @@ type RepoStats struct {
 	NewBytes     uint64        `json:"new_bytes,omitempty"`
 	Duration     time.Duration `json:"duration_ns"`
 	VMs          []string      `json:"vms,omitempty"`
+	// Guests are the repo's VMs and containers, each in its own archive.
+	Guests []GuestStats `json:"guests,omitempty"`
+}
+
+// GuestStats is one VM or container after a nightly run.
+type GuestStats struct {
+	Kind   string `json:"kind"` // vm | container
+	Name   string `json:"name"`
+	Status string `json:"status"` // ok | warning | failed
+	// Archive is the archive this run created, LastBackup its time.
+	Archive    string        `json:"archive,omitempty"`
+	LastBackup time.Time     `json:"last_backup,omitzero"`
+	Duration   time.Duration `json:"duration_ns"`
+	// Archives is how many archives of the guest the repo keeps.
+	Archives int `json:"archives"`
+	// Problem is the warning or failure, in a line (a disk that changed
+	// while it was read, a domain that is not defined).
+	Problem string `json:"problem,omitempty"`
 }
 
 // NightlyStats is the nightly job's record.
@@ -141,7 +159,10 @@ type RestoreStats struct {
 
 // RestoredFile is one file extracted and compared.
 type RestoredFile struct {
-	Repo    string `json:"repo"`
+	Repo string `json:"repo"`
+	// Guest is the VM or container whose archive it came from ("vm
+	// openclaw"); empty for the repo's own archives.
+	Guest   string `json:"guest,omitempty"`
 	Archive string `json:"archive"`
 	Path    string `json:"path"`
 	Status  string `json:"status"` // match | mismatch | error

@@ -70,7 +70,7 @@ func BuildWithBundle(cfg *config.Config, self *config.Host, recs map[string]*sta
 		b.offsiteMonitoring()
 	} else {
 		b.repos()
-		b.vms()
+		b.guests()
 		b.proxmox()
 		b.mirrors()
 		b.monitoring()

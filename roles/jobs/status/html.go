@@ -244,11 +244,16 @@ func (d *Dashboard) htmlPage() htmlPage {
 	}
 	add(mi)
 
-	vm := htmlSection{Title: "VM BACKUPS", Head: []string{"VM", "Repository", "Last backup"}}
-	for _, v := range d.VMs {
-		vm.Rows = append(vm.Rows, []htmlCell{cell(v.Name), cell(v.Repo), colored(v.Level, v.state())})
+	for _, box := range []struct {
+		title, head string
+		gs          []VM
+	}{{"VM BACKUPS", "VM", d.VMs}, {"CONTAINER BACKUPS", "Container", d.Containers}} {
+		sec := htmlSection{Title: box.title, Head: []string{box.head, "Repository", "Last backup", "Problem"}}
+		for _, v := range box.gs {
+			sec.Rows = append(sec.Rows, []htmlCell{cell(v.Name), cell(v.Repo), colored(v.Level, v.state()), cell(v.Problem)})
+		}
+		add(sec)
 	}
-	add(vm)
 
 	if px := d.Proxmox; px != nil {
 		ps := htmlSection{Title: "PROXMOX BACKUPS (" + px.Dir + ")", Head: []string{"Guest", "Newest dump", "File"}}

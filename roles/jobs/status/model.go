@@ -38,6 +38,7 @@ type Dashboard struct {
 	Repos      []Repo      `json:"repos,omitempty"`
 	Mirrors    []Mirror    `json:"mirrors,omitempty"`
 	VMs        []VM        `json:"vms,omitempty"`
+	Containers []VM        `json:"containers,omitempty"`
 	Heartbeats []Heartbeat `json:"heartbeats,omitempty"`
 	// Proxmox is the watched Proxmox server's guests (config proxmox:).
 	Proxmox *Proxmox `json:"proxmox,omitempty"`
@@ -138,14 +139,20 @@ type CopyAudit struct {
 	Level              Level     `json:"level"`
 }
 
-// VM is a libvirt domain whose disk a repo holds.
+// VM is a guest a repo backs up into archives of its own: a libvirt
+// domain (in Dashboard.VMs) or an nspawn machine (in Dashboard.Containers).
 type VM struct {
+	Kind       string    `json:"kind"` // vm | container
 	Name       string    `json:"name"`
 	Repo       string    `json:"repo"`
 	LastBackup time.Time `json:"last_backup,omitzero"`
 	AgeSeconds int64     `json:"age_seconds,omitempty"`
-	Health     string    `json:"health"` // healthy | stale | failed | never backed up
-	Level      Level     `json:"level"`
+	// Archives is how many of its archives the repo keeps.
+	Archives int    `json:"archives,omitempty"`
+	Health   string `json:"health"` // healthy | warning | stale | failed | never backed up
+	// Problem is the last night's warning or failure for this guest.
+	Problem string `json:"problem,omitempty"`
+	Level   Level  `json:"level"`
 }
 
 // Proxmox is a Proxmox server's dumps as the stale check last listed them.
@@ -215,6 +222,7 @@ func (d *Dashboard) Failed() bool {
 		slices.ContainsFunc(d.Repos, func(r Repo) bool { return failed(r.Level) }) ||
 		slices.ContainsFunc(d.Mirrors, func(m Mirror) bool { return failed(m.Level) }) ||
 		slices.ContainsFunc(d.VMs, func(v VM) bool { return failed(v.Level) }) ||
+		slices.ContainsFunc(d.Containers, func(v VM) bool { return failed(v.Level) }) ||
 		slices.ContainsFunc(d.Heartbeats, func(h Heartbeat) bool { return failed(h.Level) }) ||
 		slices.ContainsFunc(d.Monitoring, func(c Check) bool { return failed(c.Level) }) ||
 		d.Proxmox != nil && failed(d.Proxmox.Level)

@@ -4,7 +4,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
@@ -23,7 +25,7 @@ func (b *builder) repos() {
 			rs := st.Repos[i]
 			repo.Status, repo.Archives = rs.Status, rs.Archives
 			repo.OriginalSize, repo.CompressedSize, repo.DeduplicatedSize = rs.OriginalSize, rs.CompressedSize, rs.DeduplicatedSize
-			repo.VMs = nonEmpty(rs.VMs)
+			repo.VMs = nonEmpty(cr.VMs)
 			last = rs.LastBackup
 			switch {
 			case !last.IsZero():
@@ -56,22 +58,67 @@ func (b *builder) repos() {
 	}
 }
 
-func (b *builder) vms() {
-	for _, r := range b.d.Repos {
-		health := "healthy"
-		switch r.Level {
-		case LevelFailed:
-			health = "stale"
-			if r.Status == "failed" {
-				health = "failed"
-			}
-		case LevelUnknown:
-			health = "never backed up"
-		case LevelWarning:
-			health = "skipped"
+// guests gives each VM and container of the config's repos its row, from
+// its own archive's figures in the last nightly's stats: one guest's
+// trouble is that guest's row and issue, not its repo's.
+func (b *builder) guests() {
+	r := b.rec(layout.JobNightly)
+	var st state.NightlyStats
+	b.decodeStats(r, &st)
+	maxAge := b.self.Thresholds.NightlyMaxAgeOrDefault()
+	for _, cr := range b.self.Repos {
+		var stats []state.GuestStats
+		if i := slices.IndexFunc(st.Repos, func(rs state.RepoStats) bool { return rs.Name == cr.Name }); i >= 0 {
+			stats = st.Repos[i].Guests
 		}
-		for _, vm := range r.VMs {
-			b.d.VMs = append(b.d.VMs, VM{Name: vm, Repo: r.Name, LastBackup: r.LastBackup, AgeSeconds: r.AgeSeconds, Health: health, Level: r.Level})
+		for _, g := range cr.Guests() {
+			v := VM{Kind: g.Kind, Name: g.Name, Repo: cr.Name, Health: "never backed up", Level: LevelUnknown}
+			var last time.Time
+			if i := slices.IndexFunc(stats, func(gs state.GuestStats) bool { return gs.Kind == g.Kind && gs.Name == g.Name }); i >= 0 {
+				gs := stats[i]
+				v.Archives, v.Problem = gs.Archives, gs.Problem
+				last = gs.LastBackup
+				if gs.Status == "failed" {
+					// Tonight made no archive of it; the last good nightly did.
+					last = lastSuccess(r)
+				}
+				switch {
+				case gs.Status == "failed":
+					v.Health, v.Level = "failed", LevelFailed
+				case b.now.Sub(last) > maxAge:
+					v.Health, v.Level = "stale", LevelFailed
+				case gs.Status == "warning":
+					v.Health, v.Level = "warning", LevelWarning
+				default:
+					v.Health, v.Level = "healthy", LevelOK
+				}
+			} else if last = lastSuccess(r); !last.IsZero() && len(st.Repos) == 0 {
+				// A record without stats: the nightly's success covered it.
+				v.Health, v.Level = "healthy", LevelOK
+				if b.now.Sub(last) > maxAge {
+					v.Health, v.Level = "stale", LevelFailed
+				}
+			} else {
+				last = time.Time{}
+			}
+			v.LastBackup, v.AgeSeconds = b.at(last), b.age(last)
+			what := "VM"
+			if g.Kind == config.GuestContainer {
+				what = "Container"
+			}
+			switch v.Health {
+			case "failed":
+				b.issue(LevelFailed, layout.JobNightly, "%s %s: backup failed: %s", what, g.Name, v.Problem)
+			case "stale":
+				b.issue(LevelFailed, layout.JobNightly, "%s %s: last backup %s ago (threshold: %s)", what, g.Name, ago(v.AgeSeconds), alert.Limit(maxAge))
+			case "warning":
+				b.issue(LevelWarning, layout.JobNightly, "%s %s: %s", what, g.Name, v.Problem)
+			}
+			if g.Kind == config.GuestVM {
+				b.d.VMs = append(b.d.VMs, v)
+			} else {
+				b.d.Containers = append(b.d.Containers, v)
+			}
 		}
 	}
 }

@@ -126,11 +126,27 @@ func nightlyStats(failed string) state.NightlyStats {
 		if n == "john-ai" {
 			rs.OriginalSize, rs.CompressedSize, rs.DeduplicatedSize = 2_880_000_000_000, 1_980_000_000_000, 132_000_000_000
 		}
+		guest := func(kind, name string) state.GuestStats {
+			return state.GuestStats{Kind: kind, Name: name, Status: "ok", Archive: kind + ":" + name + ":2026-06-12T00:00:05",
+				LastBackup: at("2026-06-12 00:00:05"), Archives: 9, Duration: time.Minute}
+		}
 		if n == "john-ai-vms" {
 			rs.VMs = []string{"homeassistant", "claudecode", "openclaw"}
+			for _, vm := range rs.VMs {
+				rs.Guests = append(rs.Guests, guest("vm", vm))
+			}
+		}
+		if n == "john-ai-containers" {
+			rs.Guests = []state.GuestStats{guest("container", "adguard"), guest("container", "minecraft")}
 		}
 		if n == failed {
 			rs.Status, rs.Archive, rs.LastBackup = "failed", "", time.Time{}
+			if len(rs.Guests) > 0 {
+				// The seed's failed night: one guest failed, the others backed up.
+				g := &rs.Guests[len(rs.Guests)-1]
+				g.Status, g.Archive, g.LastBackup = "failed", "", time.Time{}
+				g.Problem = "virsh dumpxml openclaw: the domain is not defined here or libvirt cannot be reached"
+			}
 		}
 		st.Repos = append(st.Repos, rs)
 	}
@@ -421,6 +437,7 @@ func TestIssues(t *testing.T) {
 		"failing": {
 			"failed Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
 			"failed Copy audit FAILED (2026-06-12 06:00, exit code 1): nas differs from the repos in john-ai/data/0/417",
+			"failed VM openclaw: backup failed: virsh dumpxml openclaw: the domain is not defined here or libvirt cannot be reached",
 			"failed Proxmox guest 105 dump is stale: 3d old (threshold: 30h)",
 			"failed Proxmox guest 110 has no dump in /mnt/nas/proxmox/dump",
 			"failed pi's watchdog has not reported for 8h (threshold: 3h): pi is down or cut off",
@@ -447,7 +464,7 @@ func TestIssues(t *testing.T) {
 func TestSummaryMail(t *testing.T) {
 	cases := map[string]string{
 		"healthy":   "Weekly Summary — All healthy",
-		"failing":   "Weekly Summary — 7 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
+		"failing":   "Weekly Summary — 8 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
 		"abandoned": "Weekly Summary — 1 issue: Mirror sync left running by pid 2147483646 since 2026-06-12 02:00: the process is gone (terminated…",
 	}
 	for _, f := range fixtures {

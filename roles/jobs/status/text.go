@@ -315,16 +315,26 @@ func (v VM) state() string {
 }
 
 func (d *Dashboard) textVMs(t *textWriter) {
-	if len(d.VMs) == 0 {
+	textGuests(t, "VM BACKUPS", d.VMs)
+	textGuests(t, "CONTAINER BACKUPS", d.Containers)
+}
+
+// textGuests is one box of guests, a line each, as the seed's dashboard
+// shows them; a guest's problem follows its line.
+func textGuests(t *textWriter, title string, gs []VM) {
+	if len(gs) == 0 {
 		return
 	}
-	t.open("VM BACKUPS")
+	t.open(title)
 	var labels []string
-	for _, v := range d.VMs {
+	for _, v := range gs {
 		labels = append(labels, v.Name+":")
 	}
-	for i, v := range d.VMs {
+	for i, v := range gs {
 		t.line(pad(labels)[i] + t.paint(v.Level, v.state()))
+		if v.Problem != "" && v.Level != LevelOK {
+			t.wrapped("  ", v.Problem, nil)
+		}
 	}
 	t.close()
 }
