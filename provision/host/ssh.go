@@ -50,7 +50,8 @@ type sshHost struct {
 	sftpErr error
 
 	mu       sync.Mutex
-	reserved int // sessions opening or opened ahead that no Run has claimed
+	reserved int  // sessions opening or opened ahead that no Run has claimed
+	noAhead  bool // sshd refused a session: none are opened ahead any more
 	closed   bool
 }
 
@@ -159,23 +160,45 @@ type opened struct {
 // ahead, in the background: checks that run programs at once then start
 // them a round trip sooner.
 func (h *sshHost) session() (*ssh.Session, error) {
-	h.mu.Lock()
-	mine := h.reserved > 0
-	if mine {
-		h.reserved--
-	}
-	h.mu.Unlock()
-	var s *ssh.Session
-	if mine {
+	for {
+		h.mu.Lock()
+		mine := h.reserved > 0
+		if mine {
+			h.reserved--
+		}
+		h.mu.Unlock()
+		if !mine {
+			break
+		}
+		// One sshd refused (its MaxSessions) is passed over for the next.
 		if o := <-h.ahead; o.err == nil {
-			s = o.s
+			h.openAhead()
+			return o.s, nil
 		}
 	}
 	h.openAhead()
-	if s != nil {
-		return s, nil
+	s, err := h.client.NewSession()
+	if err != nil && h.dropAhead() {
+		// A server whose MaxSessions is below what was opened ahead: the
+		// idle ones are given back, and this one asked for again.
+		s, err = h.client.NewSession()
 	}
-	return h.client.NewSession()
+	return s, err
+}
+
+// dropAhead closes the sessions opened ahead and opens none again. It
+// reports whether there were any.
+func (h *sshHost) dropAhead() bool {
+	h.mu.Lock()
+	n := h.reserved
+	h.reserved, h.noAhead = 0, true
+	h.mu.Unlock()
+	for range n {
+		if o := <-h.ahead; o.err == nil {
+			o.s.Close()
+		}
+	}
+	return n > 0
 }
 
 // maxAhead is how many sessions are kept opened ahead: a plan's checks run
@@ -189,10 +212,15 @@ const maxAhead = 4
 func (h *sshHost) openAhead() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for !h.closed && h.reserved < maxAhead && h.reserved+len(h.sessions) < maxRuns {
+	for !h.closed && !h.noAhead && h.reserved < maxAhead && h.reserved+len(h.sessions) < maxRuns {
 		h.reserved++
 		go func() {
 			s, err := h.client.NewSession()
+			if err != nil {
+				h.mu.Lock()
+				h.noAhead = true
+				h.mu.Unlock()
+			}
 			h.ahead <- opened{s, err}
 		}()
 	}
