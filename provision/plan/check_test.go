@@ -138,9 +138,10 @@ func TestNoChangePlanRoundTrips(t *testing.T) {
 	// login ends), then the mirror's mount test. Before sessions and SFTP
 	// were started with the login, and the mirror's listing and configs
 	// came with the survey, it was 23; 50 steps one SFTP exchange after
-	// another were about 300.
-	if n := link.RoundTrips(p.Turns()); n > 13 {
-		t.Errorf("a no-change plan of 51 steps took %d round trips, want at most 13", n)
+	// another were about 300. The count is of turns of the traffic, which
+	// programs running at once can add one or two to: 12 to 13 here.
+	if n := link.RoundTrips(p.Turns()); n > 14 {
+		t.Errorf("a no-change plan of 51 steps took %d round trips, want at most 14", n)
 	} else {
 		t.Logf("%d round trips", n)
 	}
