@@ -135,6 +135,10 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (Host, error) {
 func (h *sshHost) startFiles() {
 	defer close(h.ready)
 	c, err := sftp.NewClient(h.client)
+	if err != nil && h.dropAhead() {
+		// sshd's MaxSessions taken by the sessions opened ahead.
+		c, err = sftp.NewClient(h.client)
+	}
 	if err != nil {
 		h.sftpErr = fmt.Errorf("start sftp: %w", err)
 		return
