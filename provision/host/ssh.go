@@ -41,12 +41,18 @@ type sshHost struct {
 	hostKey ssh.PublicKey
 
 	sessions chan struct{} // a slot for each program Run may run at once
-	ahead    chan opened   // the session opened ahead, when aheadOpen
+	ahead    chan opened   // sessions opened ahead, each sent once
 
-	mu        sync.Mutex
-	sftp      *sftp.Client // opened on the first file operation
-	aheadOpen bool         // a session is being or was opened ahead
-	closed    bool
+	// files is the SFTP session, started as the connection is made (see
+	// DialSSH); ready is closed once it is there or failed.
+	ready   chan struct{}
+	sftp    *sftp.Client
+	sftpErr error
+
+	mu       sync.Mutex
+	reserved int  // sessions opening or opened ahead that no Run has claimed
+	noAhead  bool // sshd refused a session: none are opened ahead any more
+	closed   bool
 }
 
 // DialSSH connects and authenticates; the connection serves every operation
@@ -115,9 +121,36 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (Host, error) {
 		return fail(auth.explain(err))
 	}
 	h := &sshHost{name: name, client: ssh.NewClient(c, chans, reqs), hostKey: presented,
-		sessions: make(chan struct{}, maxRuns), ahead: make(chan opened, 1)}
+		sessions: make(chan struct{}, maxRuns), ahead: make(chan opened, maxAhead), ready: make(chan struct{})}
+	// Opening a session, and starting SFTP in one (open, subsystem, init),
+	// each wait on the server: begun together now, they are ready when the
+	// first program or file operation wants them, instead of one after the
+	// other on its way.
 	h.openAhead()
+	go h.startFiles()
 	return h, nil
+}
+
+// startFiles starts the SFTP session; files waits for it.
+func (h *sshHost) startFiles() {
+	defer close(h.ready)
+	c, err := sftp.NewClient(h.client)
+	if err != nil && h.dropAhead() {
+		// sshd's MaxSessions taken by the sessions opened ahead.
+		c, err = sftp.NewClient(h.client)
+	}
+	if err != nil {
+		h.sftpErr = fmt.Errorf("start sftp: %w", err)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		c.Close()
+		h.sftpErr = errors.New("host is closed")
+		return
+	}
+	h.sftp = c
 }
 
 // opened is a session opened ahead, or why it could not be.
@@ -127,58 +160,94 @@ type opened struct {
 }
 
 // session returns a new session of the connection. Opening one waits a
-// round trip for the server's confirmation, so one is always opened ahead,
-// in the background, while the last is in use: a program that follows
-// another then starts a round trip sooner.
+// round trip for the server's confirmation, so a few are always opened
+// ahead, in the background: checks that run programs at once then start
+// them a round trip sooner.
 func (h *sshHost) session() (*ssh.Session, error) {
-	h.mu.Lock()
-	mine := h.aheadOpen
-	h.aheadOpen = false
-	h.mu.Unlock()
-	var s *ssh.Session
-	if mine {
+	for {
+		h.mu.Lock()
+		mine := h.reserved > 0
+		if mine {
+			h.reserved--
+		}
+		h.mu.Unlock()
+		if !mine {
+			break
+		}
+		// One sshd refused (its MaxSessions) is passed over for the next.
 		if o := <-h.ahead; o.err == nil {
-			s = o.s
+			h.openAhead()
+			return o.s, nil
 		}
 	}
 	h.openAhead()
-	if s != nil {
-		return s, nil
+	s, err := h.client.NewSession()
+	if err != nil && h.dropAhead() {
+		// A server whose MaxSessions is below what was opened ahead: the
+		// idle ones are given back, and this one asked for again.
+		s, err = h.client.NewSession()
 	}
-	return h.client.NewSession()
+	return s, err
 }
 
-// openAhead opens the next session in the background, unless one is open
-// or opening already. It takes one of sshd's MaxSessions besides the
-// programs Run allows and SFTP.
+// dropAhead closes the sessions opened ahead and opens none again. It
+// reports whether there were any.
+func (h *sshHost) dropAhead() bool {
+	h.mu.Lock()
+	n := h.reserved
+	h.reserved, h.noAhead = 0, true
+	h.mu.Unlock()
+	for range n {
+		if o := <-h.ahead; o.err == nil {
+			o.s.Close()
+		}
+	}
+	return n > 0
+}
+
+// maxAhead is how many sessions are kept opened ahead: a plan's checks run
+// a handful of programs at once (systemctl's three questions, findmnt,
+// the installed binary's version).
+const maxAhead = 4
+
+// openAhead opens sessions in the background until maxAhead are opening or
+// open. Those and the programs running stay within maxRuns, so that SFTP
+// and the kills of cancelled programs keep some of sshd's MaxSessions.
 func (h *sshHost) openAhead() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.aheadOpen || h.closed {
-		return
+	for !h.closed && !h.noAhead && h.reserved < maxAhead && h.reserved+len(h.sessions) < maxRuns {
+		h.reserved++
+		go func() {
+			s, err := h.client.NewSession()
+			if err != nil {
+				h.mu.Lock()
+				h.noAhead = true
+				h.mu.Unlock()
+			}
+			h.ahead <- opened{s, err}
+		}()
 	}
-	h.aheadOpen = true
-	go func() {
-		s, err := h.client.NewSession()
-		h.ahead <- opened{s, err}
-	}()
 }
 
 func (h *sshHost) Name() string         { return h.name }
 func (h *sshHost) Live() bool           { return true }
 func (h *sshHost) Path(p string) string { return p }
 
-// Close ends the SFTP session, then the connection. A second Close is a no-op.
+// Close ends the SFTP session, then the connection (which ends an SFTP
+// start still under way). A second Close is a no-op.
 func (h *sshHost) Close() error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return nil
 	}
 	h.closed = true
+	sc := h.sftp
+	h.mu.Unlock()
 	var errs []error
-	if h.sftp != nil {
-		errs = append(errs, h.sftp.Close())
+	if sc != nil {
+		errs = append(errs, sc.Close())
 	}
 	if err := h.client.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		errs = append(errs, err)

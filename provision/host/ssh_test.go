@@ -345,3 +345,25 @@ func clientSigner(t *testing.T, s *sshd.Server) ssh.Signer {
 	}
 	return signer
 }
+
+// A server allowing fewer sessions than are opened ahead still runs
+// programs, one after another and beside SFTP: the idle sessions are given
+// back when sshd refuses a new one.
+func TestSSHFewSessions(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "")
+	s := sshd.Start(t, sshd.Options{Config: []string{"MaxSessions 3"}})
+	h := dialSSH(t, sshConfig(s))
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "f")
+	for i := range 8 {
+		if _, err := h.Run(ctx, host.Cmd{Argv: []string{"true"}}); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if err := h.WriteFile(ctx, p, []byte{byte(i)}, 0o600, host.Root); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if b, err := h.ReadFile(ctx, p); err != nil || len(b) != 1 || b[0] != byte(i) {
+			t.Fatalf("read %d: %q, %v", i, b, err)
+		}
+	}
+}

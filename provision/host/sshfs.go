@@ -20,26 +20,28 @@ import (
 	"github.com/pkg/sftp"
 )
 
-// files returns the host's SFTP client, starting the session on first use:
-// a run that only executes programs never opens it.
+// files returns the host's SFTP client, waiting for the session DialSSH
+// began to start.
 func (h *sshHost) files(ctx context.Context, p string) (*sftp.Client, string, error) {
 	if !path.IsAbs(p) {
 		return nil, "", errRelative
+	}
+	select {
+	case <-h.ready:
+	case <-ctx.Done():
+		return nil, "", ctx.Err()
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
 		return nil, "", errors.New("host is closed")
 	}
-	if h.sftp == nil {
-		c, err := sftp.NewClient(h.client)
-		if err != nil {
-			return nil, "", fmt.Errorf("start sftp: %w", err)
-		}
-		h.sftp = c
+	if h.sftpErr != nil {
+		return nil, "", h.sftpErr
 	}
 	return h.sftp, path.Clean(p), nil
 }

@@ -38,9 +38,9 @@ func (h *sshHost) Run(ctx context.Context, c Cmd) (Result, error) {
 	return h.run(ctx, c, func() { <-h.sessions })
 }
 
-// maxRuns bounds the programs Run runs at once on one connection: with
-// SFTP's session and the one opened ahead, a few of sshd's 10 are left
-// for the kills of cancelled programs.
+// maxRuns bounds the programs Run runs at once on one connection, and
+// with them the sessions opened ahead (openAhead): with SFTP's session, a
+// few of sshd's 10 are left for the kills of cancelled programs.
 const maxRuns = 6
 
 // run is Run in a session it opens; release is called once the session

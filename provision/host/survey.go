@@ -9,6 +9,8 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +27,8 @@ type Want struct {
 	// DigestAbove bytes on), not only its metadata. A secret's check wants
 	// only its metadata: its content never needs to cross the link.
 	Content bool
+	// List asks for a directory's entries too, as ReadDir gives them.
+	List bool
 }
 
 // DigestAbove is the size from which Survey returns a regular file's
@@ -55,6 +59,7 @@ func Survey(ctx context.Context, h Host, wants []Want) (Host, error) {
 		w.Path = path.Clean(w.Path)
 		if i, ok := at[w.Path]; ok {
 			batch[i].Content = batch[i].Content || w.Content
+			batch[i].List = batch[i].List || w.List
 			continue
 		}
 		at[w.Path] = len(batch)
@@ -103,14 +108,20 @@ type surveyed struct {
 	info    FileInfo
 	content []byte // a small regular file's bytes, when wanted and read
 	digest  string // a large regular file's SHA-256, when wanted and read
+	listed  bool   // entries holds the directory's every entry
+	entries []FileInfo
 }
 
 // surveyScript answers for every path in a fixed handful of processes,
 // whatever their number: on a small, busy host each process costs more
-// than a round trip. Its arguments are the size threshold, the paths whose
-// metadata is wanted, "//" (which no cleaned path is), and the paths whose
-// content is wanted too. It prints, in this order:
+// than a round trip. Its arguments are the size threshold, the number of
+// directories to list and those directories, the paths whose metadata is
+// wanted, "//" (which no cleaned path is), and the paths whose content is
+// wanted too. It prints, in this order:
 //
+//   - for each directory to list, its name and a NUL, a stat record (as
+//     below) for each of its entries, a NUL, and find's exit status and a
+//     NUL (0: every entry is there);
 //   - one stat record a path, "NAME\0MODE UID GID SIZE MTIME\0" (the raw
 //     mode in hex; stat without -L does not follow a symlink), then a NUL;
 //     a path stat cannot reach has no record, and its reason is on stderr;
@@ -119,7 +130,13 @@ type surveyed struct {
 //   - a tar archive (absolute names) of the wanted regular files below it.
 //
 // Nothing of the paths is ever part of the script.
-const surveyScript = `big=$1; shift
+const surveyScript = `big=$1; n=$2; shift 2
+while [ "$n" -gt 0 ]; do
+  printf '%s\0' "$1"
+  find "$1" -mindepth 1 -maxdepth 1 -exec stat --printf '%n\0%f %u %g %s %Y\0' -- {} + 2>/dev/null
+  printf '\0%s\0' "$?"
+  shift; n=$((n-1))
+done
 stat --printf '%n\0%f %u %g %s %Y\0' -- "$@"
 printf '\0'
 while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = // ] && break; done
@@ -130,8 +147,13 @@ exit 0
 `
 
 func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, error) {
-	args := []string{"-c", surveyScript, "sh", strconv.Itoa(DigestAbove)}
-	var content []string
+	var lists, content []string
+	for _, w := range wants {
+		if w.List {
+			lists = append(lists, w.Path)
+		}
+	}
+	args := append([]string{"-c", surveyScript, "sh", strconv.Itoa(DigestAbove), strconv.Itoa(len(lists))}, lists...)
 	for _, w := range wants {
 		if w.Content {
 			content = append(content, w.Path)
@@ -160,26 +182,39 @@ func onlyMissing(stderr []byte) bool {
 }
 
 func parseSurvey(out, stderr []byte, wants []Want) (map[string]*surveyed, error) {
-	stats := map[string]FileInfo{}
-	for {
-		name, rest, ok := bytes.Cut(out, []byte{0})
-		if !ok {
-			return nil, errors.New("the stat records end early")
+	listings := map[string][]FileInfo{}
+	for _, w := range wants {
+		if !w.List {
+			continue
 		}
-		out = rest
-		if len(name) == 0 {
-			break
+		dir, rest, ok := bytes.Cut(out, []byte{0})
+		if !ok || string(dir) != w.Path {
+			return nil, fmt.Errorf("the listing of %s is missing", w.Path)
 		}
-		fields, rest, ok := bytes.Cut(out, []byte{0})
-		if !ok {
-			return nil, errors.New("the stat records end early")
-		}
-		out = rest
-		fi, err := parseStat(path.Base(string(name)), string(fields))
+		stats, rest, err := statRecords(rest)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, fmt.Errorf("the listing of %s: %w", w.Path, err)
 		}
-		stats[string(name)] = fi
+		status, rest, ok := bytes.Cut(rest, []byte{0})
+		if !ok {
+			return nil, fmt.Errorf("the listing of %s ends early", w.Path)
+		}
+		out = rest
+		if string(status) != "0" {
+			continue // not every entry could be read: the host answers
+		}
+		ents := []FileInfo{}
+		for p, fi := range stats {
+			if path.Dir(p) == w.Path {
+				ents = append(ents, fi)
+			}
+		}
+		sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
+		listings[w.Path] = ents
+	}
+	stats, out, err := statRecords(out)
+	if err != nil {
+		return nil, err
 	}
 	digests := map[string]string{}
 	for {
@@ -225,6 +260,9 @@ func parseSurvey(out, stderr []byte, wants []Want) (map[string]*surveyed, error)
 			continue // stat failed otherwise: the host answers itself
 		}
 		s := &surveyed{info: fi}
+		if ents, ok := listings[w.Path]; ok && fi.Mode.IsDir() {
+			s.listed, s.entries = true, ents
+		}
 		if w.Content && fi.Mode.IsRegular() {
 			if fi.Size >= DigestAbove {
 				s.digest = digests[w.Path]
@@ -237,6 +275,31 @@ func parseSurvey(out, stderr []byte, wants []Want) (map[string]*surveyed, error)
 		found[w.Path] = s
 	}
 	return found, nil
+}
+
+// statRecords reads stat records up to the empty name that ends them.
+func statRecords(out []byte) (map[string]FileInfo, []byte, error) {
+	stats := map[string]FileInfo{}
+	for {
+		name, rest, ok := bytes.Cut(out, []byte{0})
+		if !ok {
+			return nil, nil, errors.New("the stat records end early")
+		}
+		out = rest
+		if len(name) == 0 {
+			return stats, out, nil
+		}
+		fields, rest, ok := bytes.Cut(out, []byte{0})
+		if !ok {
+			return nil, nil, errors.New("the stat records end early")
+		}
+		out = rest
+		fi, err := parseStat(path.Base(string(name)), string(fields))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		stats[string(name)] = fi
+	}
 }
 
 // parseStat reads stat -c '%f %u %g %s %Y'.
@@ -340,6 +403,20 @@ func (v *surveyView) ReadFile(ctx context.Context, p string) ([]byte, error) {
 		return bytes.Clone(s.content), nil
 	}
 	return v.Host.ReadFile(ctx, p)
+}
+
+// ReadDir answers for a directory listed as it is (a symlink to one is
+// left to the host, which follows it).
+func (v *surveyView) ReadDir(ctx context.Context, p string) ([]FileInfo, error) {
+	s := v.lookup(p)
+	switch {
+	case s == nil:
+	case s.missing:
+		return nil, v.notExist("readdir", p)
+	case s.listed:
+		return slices.Clone(s.entries), nil
+	}
+	return v.Host.ReadDir(ctx, p)
 }
 
 func (v *surveyView) Digest(ctx context.Context, p string) (string, error) {

@@ -149,3 +149,73 @@ func TestSurveyLeavesOtherErrorsToTheHost(t *testing.T) {
 		t.Error("a cut answer was taken")
 	}
 }
+
+// A listed directory's entries are the host's ReadDir, names with odd
+// bytes and hidden ones included; an empty directory lists nothing, a
+// missing one is missing, a symlink to one and an unlisted one are left
+// to the host.
+func TestSurveyListsAsTheHost(t *testing.T) {
+	dir := t.TempDir()
+	mirror := filepath.Join(dir, "mirror")
+	for _, p := range []string{"repo-a/data", "repo b\nnl", ".heartbeat", "empty"} {
+		if err := os.MkdirAll(filepath.Join(mirror, p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(mirror, "repo-a", "config"), []byte("[repository]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mirror, "stray"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("mirror", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	h := NewLocal("here")
+	ctx := context.Background()
+	wants := []Want{
+		{Path: mirror, List: true},
+		{Path: filepath.Join(mirror, "repo-a"), List: true},
+		{Path: filepath.Join(mirror, "empty"), List: true},
+		{Path: filepath.Join(dir, "gone"), List: true},
+		{Path: filepath.Join(dir, "link"), List: true},
+		{Path: filepath.Join(mirror, "repo-a", "config"), Content: true},
+		{Path: filepath.Join(mirror, "stray")},
+	}
+	v := surveyOf(t, h, wants)
+	for _, w := range wants[:3] {
+		if s := v.found[w.Path]; s == nil || !s.listed {
+			t.Fatalf("%s: not listed: %+v", w.Path, s)
+		}
+		want, werr := h.ReadDir(ctx, w.Path)
+		got, gerr := v.ReadDir(ctx, w.Path)
+		if werr != nil || gerr != nil || len(got) != len(want) {
+			t.Fatalf("%s: ReadDir %v (%v), the host says %v (%v)", w.Path, got, gerr, want, werr)
+		}
+		for i := range want {
+			g, h := got[i], want[i]
+			if g.Name != h.Name || g.Mode != h.Mode || g.Size != h.Size || g.UID != h.UID || g.GID != h.GID || g.ModTime.Unix() != h.ModTime.Unix() {
+				t.Errorf("%s: entry %+v, the host says %+v", w.Path, g, h)
+			}
+		}
+	}
+	if _, err := v.ReadDir(ctx, filepath.Join(dir, "gone")); !IsNotExist(err) {
+		t.Errorf("a missing directory: %v, want not-exist", err)
+	}
+	if s := v.found[filepath.Join(dir, "link")]; s == nil || s.listed {
+		t.Errorf("a symlink was listed: %+v", s)
+	}
+	if s := v.found[filepath.Join(mirror, "stray")]; s == nil || s.listed {
+		t.Errorf("an entry not asked for was listed: %+v", s)
+	}
+	if b, err := v.ReadFile(ctx, filepath.Join(mirror, "repo-a", "config")); err != nil || string(b) != "[repository]\n" {
+		t.Errorf("the content beside the listings: %q, %v", b, err)
+	}
+	// The listing is the survey's: an entry made since is not in it.
+	if err := os.Mkdir(filepath.Join(mirror, "later"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := v.ReadDir(ctx, mirror); len(got) != 5 {
+		t.Errorf("the view listed %d entries, want the survey's 5", len(got))
+	}
+}

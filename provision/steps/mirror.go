@@ -6,6 +6,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/host"
@@ -29,6 +30,9 @@ type MirrorContents struct {
 	// the source repo does not exist yet).
 	// h is the host the mirror is on; the repos may be read elsewhere.
 	Repos func(ctx context.Context, h host.Host) (map[string]string, error)
+	// Names are the names Repos gives, known without reading anything:
+	// the survey reads their configs with the listing.
+	Names []string
 }
 
 func (m *MirrorContents) ID() string { return "mirror-contents." + m.Root }
@@ -38,36 +42,75 @@ func (m *MirrorContents) ID() string { return "mirror-contents." + m.Root }
 // snapshots (beside the mirror, inside it when the mirror is the disk's root).
 var mirrorHousekeeping = map[string]bool{layout.HeartbeatDir: true, layout.LostFound: true, layout.SnapshotDir: true}
 
+// Reads asks the survey for the mirror's listing and its repos' configs:
+// on a mirror as it should be the check then needs nothing else of the
+// host but whether it is mounted.
+func (m *MirrorContents) Reads() []host.Want {
+	w := []host.Want{{Path: m.Root, List: true}}
+	for _, name := range m.Names {
+		w = append(w, host.Want{Path: path.Join(m.Root, name, "config"), Content: true})
+	}
+	return w
+}
+
 func (m *MirrorContents) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	// Whether the filesystem is mounted and what the directory holds are
+	// asked at once (over SSH they share their round trips); the listing
+	// counts only once the mount is known.
+	unmounted := make(chan error, 1)
 	if h.Live() && m.Mountpoint != "" {
-		if _, err := h.Run(ctx, host.Command(tools.Mountpoint, "-q", m.Mountpoint)); err != nil {
-			return plan.Skipped(m.Mountpoint + " is not mounted; its mirror is checked once it is"), nil
-		}
+		go func() {
+			_, err := h.Run(ctx, host.Command(tools.Mountpoint, "-q", m.Mountpoint))
+			unmounted <- err
+		}()
+	} else {
+		unmounted <- nil
 	}
 	ents, err := h.ReadDir(ctx, m.Root)
-	if host.IsNotExist(err) {
-		return plan.Satisfied(), nil
-	}
 	if err != nil {
+		if <-unmounted != nil {
+			return plan.Skipped(m.Mountpoint + " is not mounted; its mirror is checked once it is"), nil
+		}
+		if host.IsNotExist(err) {
+			return plan.Satisfied(), nil
+		}
 		return plan.Check{}, fmt.Errorf("list %s: %w", m.Root, err)
+	}
+	var foreign, dirs []string
+	for _, e := range ents {
+		switch {
+		case mirrorHousekeeping[e.Name]:
+		case e.IsDir():
+			dirs = append(dirs, e.Name)
+		default:
+			foreign = append(foreign, e.Name)
+		}
+	}
+	// Each repo's config at once, while the mount test runs.
+	configs := make([]*borg.RepoConfig, len(dirs))
+	var wg sync.WaitGroup
+	for i, name := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cb, err := h.ReadFile(ctx, path.Join(m.Root, name, "config"))
+			if rc, perr := borg.ParseRepoConfig(cb); err == nil && perr == nil {
+				configs[i] = &rc
+			}
+		}()
+	}
+	wg.Wait()
+	if <-unmounted != nil {
+		return plan.Skipped(m.Mountpoint + " is not mounted; its mirror is checked once it is"), nil
 	}
 	repos, err := m.Repos(ctx, h)
 	if err != nil {
 		return plan.Check{}, err
 	}
-	var foreign, wrong []string
-	for _, e := range ents {
-		name := e.Name
-		if mirrorHousekeeping[name] {
-			continue
-		}
-		if !e.IsDir() {
-			foreign = append(foreign, name)
-			continue
-		}
-		cb, err := h.ReadFile(ctx, path.Join(m.Root, name, "config"))
-		rc, perr := borg.ParseRepoConfig(cb)
-		if err != nil || perr != nil {
+	var wrong []string
+	for i, name := range dirs {
+		rc := configs[i]
+		if rc == nil {
 			foreign = append(foreign, name+"/")
 			continue
 		}

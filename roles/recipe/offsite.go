@@ -116,7 +116,7 @@ func offsite(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 	if mp := backupMount(h); mp != "" {
 		mirror = h.MirrorRootOrDefault()
 		s = append(s, pushSteps(server, mp, mirror, pushedRepos(cfg, h), o.release(), readLocal)...)
-		s = append(s, &steps.MirrorContents{Root: mirror, Mountpoint: mp,
+		s = append(s, &steps.MirrorContents{Root: mirror, Mountpoint: mp, Names: pushedRepos(cfg, h),
 			Repos: func(ctx context.Context, _ host.Host) (map[string]string, error) {
 				if local == nil {
 					return nil, fmt.Errorf("the repos mirrored to %s live on %s; run this provisioning from %s", h.Name, server.Name, server.Name)
@@ -172,13 +172,7 @@ func pushers(cfg *config.Config, h *config.Host) []*config.Host {
 // pushedRepos are the names of the repos the servers push to h: the
 // directories at the top of its mirror.
 func pushedRepos(cfg *config.Config, h *config.Host) []string {
-	var out []string
-	for _, srv := range pushers(cfg, h) {
-		for _, r := range srv.Repos {
-			out = append(out, r.Name)
-		}
-	}
-	return out
+	return repoNames(pushers(cfg, h)...)
 }
 
 // trustServerSteps pin the server's host key for the Pi's own connections

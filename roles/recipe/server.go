@@ -52,12 +52,23 @@ func localMirrorChecks(h *config.Host) []plan.Step {
 		if m.Host != "" {
 			continue
 		}
-		s = append(s, &steps.MirrorContents{Root: m.Path, Mountpoint: diskOf(h, m.Path),
+		s = append(s, &steps.MirrorContents{Root: m.Path, Mountpoint: diskOf(h, m.Path), Names: repoNames(h),
 			Repos: func(ctx context.Context, hh host.Host) (map[string]string, error) {
 				return repoIDs(ctx, h, hh.ReadFile)
 			}})
 	}
 	return s
+}
+
+// repoNames are the names of the hosts' repos: a mirror's entries.
+func repoNames(hosts ...*config.Host) []string {
+	var names []string
+	for _, h := range hosts {
+		for _, r := range h.Repos {
+			names = append(names, r.Name)
+		}
+	}
+	return names
 }
 
 // repoIDs are the ids of h's repos, read through read ("" for a repo not
