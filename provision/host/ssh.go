@@ -134,11 +134,11 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (Host, error) {
 // startFiles starts the SFTP session; files waits for it.
 func (h *sshHost) startFiles() {
 	defer close(h.ready)
-	c, err := sftp.NewClient(h.client)
-	if err != nil && h.dropAhead() {
-		// sshd's MaxSessions taken by the sessions opened ahead.
+	var c *sftp.Client
+	err := h.retryRefused(func() (err error) {
 		c, err = sftp.NewClient(h.client)
-	}
+		return err
+	})
 	if err != nil {
 		h.sftpErr = fmt.Errorf("start sftp: %w", err)
 		return
@@ -181,14 +181,38 @@ func (h *sshHost) session() (*ssh.Session, error) {
 		}
 	}
 	h.openAhead()
-	s, err := h.client.NewSession()
-	if err != nil && h.dropAhead() {
-		// A server whose MaxSessions is below what was opened ahead: the
-		// idle ones are given back, and this one asked for again.
+	var s *ssh.Session
+	err := h.retryRefused(func() (err error) {
 		s, err = h.client.NewSession()
-	}
+		return err
+	})
 	return s, err
 }
+
+// retryRefused runs open until sshd stops refusing the channel it asks
+// for. sshd refuses past its MaxSessions: a server whose limit is below
+// what was opened ahead (the idle ones are given back and no more are
+// opened ahead), or one that has not yet counted the sessions just closed
+// (their close is still on its way). Other errors, and a refusal that
+// lasts past the last wait, are returned.
+func (h *sshHost) retryRefused(open func() error) error {
+	wait := 20 * time.Millisecond
+	for try := 0; ; try++ {
+		err := open()
+		var refused *ssh.OpenChannelError
+		if err == nil || !errors.As(err, &refused) || try == openTries {
+			return err
+		}
+		if h.dropAhead() {
+			continue
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// openTries bounds retryRefused: about 5 s of waits in all.
+const openTries = 9
 
 // dropAhead closes the sessions opened ahead and opens none again. It
 // reports whether there were any.
