@@ -446,11 +446,13 @@ func (l *labSetup) handBuild(ctx context.Context, t *testing.T) *handBuiltPi {
 func (l *labSetup) handBuiltRepos(ctx context.Context, t *testing.T) {
 	t.Helper()
 	s := l.Server
-	// The seed's nightly refuses to back up /home or /srv unmounted (its
-	// separate disks); adopt carries that over (must_be_mountpoints).
+	// The seed's nightly refuses to back up /home, /var or /srv unmounted
+	// (its separate partitions); adopt carries that over
+	// (must_be_mountpoints). /var keeps its contents: bound onto itself.
 	for _, m := range []string{"/home", "/srv"} {
 		must(ctx, t, s, "mount", "-t", "tmpfs", "-o", "size=96m,mode=0755", "tmpfs", m)
 	}
+	must(ctx, t, s, "mount", "--bind", "/var", "/var")
 	noise := make([]byte, 1<<20)
 	if _, err := rand.Read(noise); err != nil {
 		t.Fatal(err)
