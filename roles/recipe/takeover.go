@@ -9,13 +9,15 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/borgkit/borgkit/provision/fstab"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 )
 
 // PushTakenMarker starts the comment borgkit leaves above a hand-built
-// push line it took out of root's authorized_keys.
-const PushTakenMarker = "# borgkit took over the next line"
+// push line it took out of root's authorized_keys: the words fstab's
+// take-over uses, so one search finds every line borgkit took over.
+const PushTakenMarker = fstab.TakenMarker
 
 // takeOverRootPush comments out, in root's authorized_keys, every line
 // outside borgkit's block that lets a key run rrsync on the backup disk
