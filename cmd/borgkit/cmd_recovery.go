@@ -14,11 +14,13 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/borgkit/borgkit/provision/builds"
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/recovery/bundle"
+	"github.com/borgkit/borgkit/recovery/kit"
 	"github.com/borgkit/borgkit/recovery/luks2"
 	"github.com/borgkit/borgkit/recovery/stick"
 )
@@ -43,6 +45,13 @@ type bundleOptions struct {
 	HostRoot   []string
 	Identity   []string
 	KnownHosts []string
+	// Kit puts the offline install kit into the bundle: Debian's packages
+	// (fetched into KitCache from KitMirror) and the builds in Builds.
+	Kit         bool
+	KitCache    string
+	KitMirror   string
+	KitSecurity string
+	Builds      string
 }
 
 func newRecoveryCommand(g *globals) *cobra.Command {
@@ -70,7 +79,18 @@ refused unless --wipe names the same DEVICE. The passphrase is asked twice at
 a prompt on the terminal, never echoed; when stdin is not a terminal its
 first line is the passphrase (a pipe from a password manager). It is never
 taken from the command line or the environment. The runbook's first step
-opens the stick with cryptsetup on any Linux machine.`,
+opens the stick with cryptsetup on any Linux machine.
+
+--kit adds the offline install kit, so the rescue machine needs no network:
+Debian 12's borgbackup and cryptsetup-bin with every package a minimal Debian
+12 system (debootstrap's minbase) lacks for them, for amd64 and arm64, resolved
+and downloaded by apt from the Debian mirror (kept in --kit-cache, so the next
+bundle fetches only what changed), pinned by name, version, architecture and
+SHA-256 in bundle.json; and borgkit built for amd64, arm64 and armhf (from
+--builds DIR, builds/ beside this program, or ` + builds.PackageDir + `). Fetching needs
+a network: without one the packages of the last fetch in the cache are used
+and the bundle says from when; with none cached the bundle is written without
+them and says so in a warning, in bundle.json and in the runbook.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBundleWrite(cmd.Context(), o, g, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -87,6 +107,11 @@ opens the stick with cryptsetup on any Linux machine.`,
 	f.StringArrayVar(&o.HostRoot, "host-root", nil, "read host NAME's secrets from the tree under DIR (`NAME=DIR`, a host provisioned with --root) instead of over SSH")
 	f.StringSliceVar(&o.Identity, "identity", nil, "SSH private key `FILE` for reaching the other hosts (default ~/.ssh/id_ed25519 and the borgkit key)")
 	f.StringSliceVar(&o.KnownHosts, "known-hosts", nil, "known_hosts `FILE` for the other hosts (default ~/.ssh/known_hosts)")
+	f.BoolVar(&o.Kit, "kit", false, "add the offline install kit: Debian 12 packages to restore with (amd64, arm64) and borgkit's builds")
+	f.StringVar(&o.KitCache, "kit-cache", layout.KitCache, "with --kit: keep the fetched packages and apt's state in `DIR`")
+	f.StringVar(&o.KitMirror, "kit-mirror", kit.DefaultMirror, "with --kit: the Debian mirror `URL` to fetch from")
+	f.StringVar(&o.KitSecurity, "kit-security", kit.DefaultSecurity, "with --kit: the Debian security mirror `URL` to fetch from")
+	f.StringVar(&o.Builds, "builds", "", "with --kit: take borgkit's builds from `DIR`/ARCH/borgkit (default: builds/ beside this program, else "+builds.PackageDir+")")
 	g.configFlag(cmd)
 	g.jsonFlag(cmd, "the bundle's directory, digest, contents and warnings")
 	cmd.AddCommand(newBundleVerifyCommand(g, o), newCheckKeyCommand(g))
@@ -136,6 +161,11 @@ func runBundleWriteFrom(ctx context.Context, o *bundleOptions, g *globals, in io
 	opts := bundle.Options{Paper: o.Paper, ConfigData: raw, Version: version, Progress: progress.New(errw, isTTY(errw))}
 	if o.Owner >= 0 {
 		opts.Owner = &host.Owner{UID: o.Owner, GID: -1}
+	}
+	if o.Kit {
+		if opts.Kit, err = fetchKit(ctx, o, opts.Progress); err != nil {
+			return err
+		}
 	}
 	var opened []host.Host
 	defer func() {
@@ -197,6 +227,37 @@ func runBundleWriteFrom(ctx context.Context, o *bundleOptions, g *globals, in io
 	return err
 }
 
+// fetchKit gathers the offline kit: each architecture's Debian packages
+// (a fetch that fails is recorded as missing, not fatal: the secrets matter
+// more than the packages) and every architecture's borgkit build (missing
+// builds are a setup error, and fail).
+func fetchKit(ctx context.Context, o *bundleOptions, p *progress.Line) (*bundle.KitInput, error) {
+	in := &bundle.KitInput{}
+	if o.KitCache == "" {
+		o.KitCache = layout.KitCache
+	}
+	for _, arch := range kit.Arches {
+		r, err := kit.Fetch(ctx, kit.Options{Cache: o.KitCache, Mirror: o.KitMirror, Security: o.KitSecurity, Arch: arch, Status: p.Status})
+		if err != nil {
+			in.Missing = append(in.Missing, fmt.Sprintf("%s: %v", arch, err))
+			continue
+		}
+		in.Debian = append(in.Debian, r)
+	}
+	set, err := builds.Locate(o.Builds)
+	if err != nil {
+		return nil, err
+	}
+	for _, arch := range builds.Arches() {
+		b, err := set.Find(arch)
+		if err != nil {
+			return nil, fmt.Errorf("offline kit: %w", err)
+		}
+		in.Borgkit = append(in.Borgkit, bundle.KitBuild{Arch: arch, Data: b.Data, Source: b.Path})
+	}
+	return in, nil
+}
+
 // checkBundleTarget is the usage check of --to, --encrypt and --wipe.
 func checkBundleTarget(o *bundleOptions) error {
 	switch {
@@ -206,6 +267,9 @@ func checkBundleTarget(o *bundleOptions) error {
 		return usageError{errors.New("--to and --encrypt: give one (--encrypt mounts the stick it formats by itself)")}
 	case o.Wipe != "" && o.Encrypt == "":
 		return usageError{errors.New("--wipe goes with --encrypt DEVICE and names the same device")}
+	case !o.Kit && ((o.KitCache != "" && o.KitCache != layout.KitCache) || (o.KitMirror != "" && o.KitMirror != kit.DefaultMirror) ||
+		(o.KitSecurity != "" && o.KitSecurity != kit.DefaultSecurity) || o.Builds != ""):
+		return usageError{errors.New("--kit-cache, --kit-mirror, --kit-security and --builds go with --kit")}
 	case o.Wipe != "" && o.Wipe != o.Encrypt:
 		return usageError{fmt.Errorf("--wipe %s does not name the --encrypt device %s: name the same device in both to erase it", o.Wipe, o.Encrypt)}
 	}

@@ -139,6 +139,16 @@ func (s *Set) Find(arch string) (*Build, error) {
 	return &Build{Arch: arch, Path: p, Data: b}, nil
 }
 
+// Check says whether the file at p is an executable for the Debian
+// architecture arch (a bundle's kit checks its builds with it).
+func Check(p, arch string) error {
+	t, ok := targets[arch]
+	if !ok {
+		return fmt.Errorf("borgkit is built for %v only, not %s", Arches(), arch)
+	}
+	return checkELF(p, t)
+}
+
 // checkELF says whether the file at p is an executable for t.
 func checkELF(p string, t target) error {
 	f, err := elf.Open(p)

@@ -28,7 +28,10 @@ const (
 	// server's host key against UnlockKnownHosts too.
 	ReportIdentity = SSHDir + "/report_ed25519"
 
-	VarDir   = "/var/lib/borgkit"
+	VarDir = "/var/lib/borgkit"
+	// KitCache keeps the Debian packages of the recovery bundle's offline
+	// kit between bundles, with apt's own state for fetching them.
+	KitCache = "/var/cache/borgkit/kit"
 	StateDir = VarDir + "/state"
 	// LastGoodConfig is the last config a job loaded, kept in the state
 	// directory (0600: it may hold the ping URL): a job that cannot load

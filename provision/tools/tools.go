@@ -5,6 +5,7 @@ package tools
 // Program names as borgkit calls them; Paths maps each to what is executed.
 const (
 	AptGet         = "apt-get"
+	AptCache       = "apt-cache"
 	Borg           = "borg"
 	Blkid          = "blkid"
 	Chown          = "chown"

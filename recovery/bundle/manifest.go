@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/borgkit/borgkit/recovery/kit"
 )
 
 // Format names the layout of bundle.json; a reader refuses any other.
@@ -42,6 +44,11 @@ const (
 	RoleConfig      = "config"
 	RoleRunbook     = "runbook"
 	RoleIndex       = "index"
+	// The offline install kit: Debian packages, their flat repository's
+	// index (Packages, Release) and borgkit's builds.
+	RoleKitDeb     = "kit-deb"
+	RoleKitIndex   = "kit-index"
+	RoleKitBorgkit = "kit-borgkit"
 )
 
 // Manifest is what bundle.json records: the site as the bundle knows it
@@ -62,6 +69,9 @@ type Manifest struct {
 	// Stick is the encrypted USB stick the bundle was written onto
 	// (recovery-bundle --encrypt); nil for a plain directory.
 	Stick *Stick `json:"stick,omitempty"`
+	// Kit is the offline install kit; nil when the bundle was written
+	// without one.
+	Kit *Kit `json:"kit,omitempty"`
 
 	// Dir is where the bundle lives; Warnings are what Write wants the user
 	// to know (not on a removable device, a paper key skipped); Digest is the
@@ -80,6 +90,45 @@ type Stick struct {
 	// directory on its filesystem.
 	Mapper string `json:"mapper"`
 	Dir    string `json:"dir"`
+}
+
+// Kit is what the rescue machine installs from the bundle, with no
+// network: Debian's packages for restoring, and borgkit itself.
+type Kit struct {
+	Debian  []KitRepo   `json:"debian,omitempty"`
+	Borgkit []KitBinary `json:"borgkit,omitempty"`
+	// Missing says, part by part, what the kit lacks and why (the mirror
+	// could not be reached and no earlier fetch was cached).
+	Missing []string `json:"missing,omitempty"`
+}
+
+// KitRepo is one architecture's packages, a flat apt repository in Dir.
+type KitRepo struct {
+	Arch    string    `json:"arch"`
+	Suite   string    `json:"suite"`
+	Base    string    `json:"base"`
+	Mirror  string    `json:"mirror"`
+	Fetched time.Time `json:"fetched"`
+	Stale   string    `json:"stale,omitempty"`
+	Wanted  []string  `json:"wanted"`
+	Dir     string    `json:"dir"`
+	// Debs are pinned by name, version, architecture and SHA-256.
+	Debs []kit.Deb `json:"debs"`
+}
+
+// KitBinary is borgkit built for one architecture.
+type KitBinary struct {
+	Arch string `json:"arch"`
+	Path string `json:"path"`
+}
+
+// KitArches are the architectures the kit has packages for.
+func (k *Kit) KitArches() []string {
+	var a []string
+	for _, r := range k.Debian {
+		a = append(a, r.Arch)
+	}
+	return a
 }
 
 // Host is one machine of the site, for the runbook's address table.
@@ -257,7 +306,9 @@ func Open(dir string) (*Manifest, error) {
 // safeName is what a bundle-relative path may look like: config names are
 // lowercase letters, digits, '_', '.' and '-', so nothing sha256sum would
 // escape and nothing that leaves the directory.
-var safeName = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
+// Debian's package file names add '+' and '~' (libc6_2.36-9+deb12u4,
+// 2.6.1-4~deb12u2), which sha256sum does not escape either.
+var safeName = regexp.MustCompile(`^[A-Za-z0-9_.+~-]+(/[A-Za-z0-9_.+~-]+)*$`)
 
 func checkRel(p string) error {
 	if !safeName.MatchString(p) || path.Clean(p) != p || strings.HasPrefix(p, "..") || strings.Contains(p, "/../") || strings.HasPrefix(p, ".") {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/recovery/kit"
 	"github.com/borgkit/borgkit/templates"
 )
 
@@ -19,16 +20,18 @@ import (
 type runbookData struct {
 	Site, Server, Created, Version string
 	Packages                       string
-	Files                          []runbookFile
-	Hosts                          []Host
-	Disks                          []runbookDisk
-	Pools                          []runbookPools
-	Repos                          []runbookRepo
-	VMs                            []runbookVMs
-	Shares                         []runbookShare
-	Rebuild                        []runbookRebuild
-	DrillDisk, DrillMirror         string
-	HasConfig                      bool
+	// Kit installs the tools from the bundle; nil without a kit.
+	Kit                    *runbookKit
+	Files                  []runbookFile
+	Hosts                  []Host
+	Disks                  []runbookDisk
+	Pools                  []runbookPools
+	Repos                  []runbookRepo
+	VMs                    []runbookVMs
+	Shares                 []runbookShare
+	Rebuild                []runbookRebuild
+	DrillDisk, DrillMirror string
+	HasConfig              bool
 	// Stick opens the encrypted stick the bundle is on; empty when the
 	// bundle was written to a plain directory.
 	Stick, StickUUID string
@@ -55,6 +58,17 @@ type runbookDisk struct {
 	// Snapshots is the offsite host's snapshot directory on the disk.
 	Snapshots                                   string
 	HasFSUUID, HasLUKSUUID, HasRepos, NoLoadOpt bool
+}
+
+// runbookKit installs from the bundle's offline kit.
+type runbookKit struct {
+	// Install is the shell block; empty when the kit has no packages.
+	Install, Arches, Base, Fetched, Wanted string
+	// Extra are packages the site needs that the kit lacks (ZFS, CIFS):
+	// those still need a network.
+	Extra          string
+	Stale, Missing []string
+	Borgkit        bool
 }
 
 // runbookPools opens one host's encrypted datasets.
@@ -120,6 +134,8 @@ func fileWhat(f File, m *Manifest) string {
 		return "the site config, to provision a replacement server"
 	case RoleRunbook:
 		return "this runbook"
+	case RoleKitBorgkit:
+		return "borgkit for " + f.For + " (the runbook installs it as /usr/local/bin/borgkit)"
 	}
 	return f.Role
 }
@@ -130,8 +146,16 @@ func buildRunbook(m *Manifest) runbookData {
 		d.Site = m.Server
 	}
 	for _, f := range m.Files {
-		d.Files = append(d.Files, runbookFile{Path: f.Path, What: fileWhat(f, m)})
 		d.HasConfig = d.HasConfig || f.Role == RoleConfig
+		if f.Role == RoleKitDeb || f.Role == RoleKitIndex {
+			continue // one line per architecture, below
+		}
+		d.Files = append(d.Files, runbookFile{Path: f.Path, What: fileWhat(f, m)})
+	}
+	if m.Kit != nil {
+		for _, r := range m.Kit.Debian {
+			d.Files = append(d.Files, runbookFile{Path: r.Dir + "/", What: fmt.Sprintf("%d Debian 12 packages for %s (%s and what they need), an apt repository for installing with no network", len(r.Debs), r.Arch, strings.Join(r.Wanted, ", "))})
+		}
 	}
 	d.Files = append(d.Files,
 		runbookFile{Path: IndexName, What: "what the bundle holds, for `borgkit recovery-bundle verify` and `borgkit drill`"},
@@ -161,6 +185,7 @@ func buildRunbook(m *Manifest) runbookData {
 	}
 	d.rebuild(m)
 	d.Packages = packages(m)
+	d.Kit = kitRunbook(m)
 	n := 2
 	next := func(present bool) int {
 		if !present {
@@ -455,6 +480,55 @@ func restoreMode(role string) string {
 		return "0600"
 	}
 	return ""
+}
+
+// kitRunbook is the install step from the bundle's kit: apt with the kit's
+// flat repository of the rescue machine's architecture as its only source
+// and lists of its own, so neither a network nor the machine's own sources
+// are asked; then borgkit for the same architecture onto the PATH.
+func kitRunbook(m *Manifest) *runbookKit {
+	k := m.Kit
+	if k == nil {
+		return nil
+	}
+	rk := &runbookKit{Missing: k.Missing, Borgkit: len(k.Borgkit) > 0, Base: kit.Base}
+	var wanted []string
+	for _, r := range k.Debian {
+		if r.Stale != "" {
+			rk.Stale = append(rk.Stale, r.Arch+": "+r.Stale)
+		}
+		wanted, rk.Fetched = r.Wanted, r.Fetched.UTC().Format("2006-01-02")
+	}
+	rk.Arches = strings.Join(k.KitArches(), " and ")
+	rk.Wanted = strings.Join(wanted, " ")
+	var extra []string
+	for _, p := range strings.Fields(packages(m)) {
+		if p != "borgbackup" && p != "cryptsetup" {
+			extra = append(extra, p)
+		}
+	}
+	rk.Extra = strings.Join(extra, " ")
+	var cmds []string
+	if len(k.Debian) > 0 || rk.Borgkit {
+		cmds = append(cmds, "ARCH=$(dpkg --print-architecture)")
+	}
+	if len(k.Debian) > 0 {
+		const kdir = "/tmp/borgkit-kit"
+		cmds = append(cmds,
+			"K="+kdir,
+			"mkdir -p $K/lists/partial $K/parts",
+			`echo "deb [trusted=yes] file:$B/`+kit.Dir("$ARCH")+` ./" > $K/sources.list`,
+			`APT="-o APT::Sandbox::User=root -o Dir::Etc::SourceList=$K/sources.list -o Dir::Etc::SourceParts=$K/parts -o Dir::State::Lists=$K/lists -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache="`,
+			"apt-get $APT update",
+			"apt-get $APT install -y --no-install-recommends "+rk.Wanted,
+			"borg --version",
+			"cryptsetup --version")
+	}
+	if rk.Borgkit {
+		cmds = append(cmds, `install -m 0755 "$B/kit/borgkit/$ARCH/borgkit" /usr/local/bin/borgkit`, "borgkit version")
+	}
+	rk.Install = strings.Join(cmds, "\n")
+	return rk
 }
 
 // packages is what the rescue machine installs: borg always, and the

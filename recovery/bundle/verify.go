@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,11 +11,14 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/borgkit/borgkit/provision/borg"
+	"github.com/borgkit/borgkit/provision/builds"
 	"github.com/borgkit/borgkit/provision/digest"
+	"github.com/borgkit/borgkit/recovery/kit"
 	"github.com/borgkit/borgkit/recovery/luks2"
 )
 
@@ -34,6 +38,7 @@ const (
 	KindBorgKey = "borg-key"
 	KindZFSKey  = "zfs-key"
 	KindRepo    = "repo"
+	KindKit     = "kit"
 )
 
 // Item is one thing Verify proved or could not.
@@ -154,6 +159,7 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*Report, error
 	verifyLUKS(r, m)
 	verifyBorgKeys(r, m)
 	verifyZFSKeys(r, m)
+	verifyKit(r, m)
 	if len(opts.RepoRoots) > 0 {
 		rr, _ := VerifyRepoCopies(ctx, m, opts)
 		r.Items = append(r.Items, rr.Items...)
@@ -299,6 +305,97 @@ func verifyZFSKeys(r *Report, m *Manifest) {
 		}
 		r.add(KindZFSKey, id, StatusOK, "key %s is a well-formed %s key (zfs load-key on %s proves it opens the dataset)", d.Keyfile, d.KeyFormat, d.Host)
 	}
+}
+
+// verifyKit checks the offline kit against its pins: each package's file
+// is the one bundle.json pins (name, version, architecture, SHA-256), the
+// apt index lists exactly the pinned packages with those checksums, the
+// Release file the index, the wanted packages are there, and each borgkit
+// build is an executable of its architecture.
+func verifyKit(r *Report, m *Manifest) {
+	k := m.Kit
+	if k == nil {
+		return
+	}
+	for _, miss := range k.Missing {
+		r.Warnings = append(r.Warnings, "no offline packages: "+miss)
+	}
+	for _, kr := range k.Debian {
+		name := kit.Release + "-" + kr.Arch
+		if kr.Stale != "" {
+			r.Warnings = append(r.Warnings, "offline kit "+name+": "+kr.Stale)
+		}
+		if err := checkKitRepo(m, kr); err != nil {
+			r.add(KindKit, name, StatusFailed, "%v", err)
+			continue
+		}
+		r.add(KindKit, name, StatusOK, "%d packages pinned in %s and in its apt index (%s), fetched %s", len(kr.Debs), IndexName, strings.Join(kr.Wanted, ", "), kr.Fetched.UTC().Format("2006-01-02"))
+	}
+	for _, b := range k.Borgkit {
+		f, ok := m.File(b.Path)
+		switch {
+		case !ok || f.Role != RoleKitBorgkit:
+			r.add(KindKit, "borgkit-"+b.Arch, StatusFailed, "%s is not a file of the bundle", b.Path)
+		default:
+			if err := builds.Check(filepath.Join(m.Dir, b.Path), b.Arch); err != nil {
+				r.add(KindKit, "borgkit-"+b.Arch, StatusFailed, "%s: %v", b.Path, err)
+				continue
+			}
+			r.add(KindKit, "borgkit-"+b.Arch, StatusOK, "%s is an executable for %s", b.Path, b.Arch)
+		}
+	}
+}
+
+func checkKitRepo(m *Manifest, kr KitRepo) error {
+	pins := map[string]kit.Deb{}
+	for _, d := range kr.Debs {
+		f, ok := m.File(kr.Dir + "/" + d.File)
+		if !ok || f.Role != RoleKitDeb {
+			return fmt.Errorf("package %s %s: %s/%s is not a file of the bundle", d.Name, d.Version, kr.Dir, d.File)
+		}
+		if f.SHA256 != d.SHA256 || f.Size != d.Size {
+			return fmt.Errorf("package %s %s: %s is not the pinned file (sha256 %s, pinned %s)", d.Name, d.Version, f.Path, f.SHA256, d.SHA256)
+		}
+		pins[d.Name] = d
+	}
+	for _, w := range kr.Wanted {
+		if _, ok := pins[w]; !ok {
+			return fmt.Errorf("%s is not among the pinned packages", w)
+		}
+	}
+	index, err := os.ReadFile(filepath.Join(m.Dir, kr.Dir, "Packages"))
+	if err != nil {
+		return fmt.Errorf("apt index: %w", readHint(err))
+	}
+	seen := map[string]bool{}
+	err = kit.Stanzas(bytes.NewReader(index), func(st string) bool {
+		f := kit.ParseStanza(st)
+		d, ok := pins[f["Package"]]
+		switch {
+		case !ok:
+			err = fmt.Errorf("the apt index lists %s, which %s does not pin", f["Package"], IndexName)
+		case f["Version"] != d.Version || f["Architecture"] != d.Arch || f["SHA256"] != d.SHA256 || f["Size"] != strconv.FormatInt(d.Size, 10) || f["Filename"] != "./"+d.File:
+			err = fmt.Errorf("the apt index's %s (%s %s, sha256 %s, %s) is not the pinned %s %s", d.Name, f["Version"], f["Architecture"], f["SHA256"], f["Filename"], d.Version, d.Arch)
+		}
+		seen[f["Package"]] = true
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	for name := range pins {
+		if !seen[name] {
+			return fmt.Errorf("the apt index does not list the pinned %s", name)
+		}
+	}
+	rel, err := os.ReadFile(filepath.Join(m.Dir, kr.Dir, "Release"))
+	if err != nil {
+		return fmt.Errorf("apt Release: %w", readHint(err))
+	}
+	if want := fmt.Sprintf(" %s %d Packages\n", sumHex(index), len(index)); !bytes.Contains(rel, []byte(want)) {
+		return errors.New("the apt Release file does not name this index's checksum")
+	}
+	return nil
 }
 
 func verifyBorgKeys(r *Report, m *Manifest) {

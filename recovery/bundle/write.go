@@ -21,6 +21,7 @@ import (
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/progress"
+	"github.com/borgkit/borgkit/recovery/kit"
 	"github.com/borgkit/borgkit/recovery/luks2"
 )
 
@@ -62,6 +63,25 @@ type Options struct {
 	// Stick, when the bundle goes onto an encrypted stick, is recorded in
 	// bundle.json and gives the runbook its first step: opening the stick.
 	Stick *Stick
+	// Kit, when set, puts the offline install kit into the bundle.
+	Kit *KitInput
+}
+
+// KitInput is the offline install kit as fetched: each architecture's
+// packages (in the kit cache) and borgkit's builds.
+type KitInput struct {
+	Debian  []*kit.Repo
+	Borgkit []KitBuild
+	// Missing is what could not be had, and why; the bundle records it.
+	Missing []string
+}
+
+// KitBuild is borgkit's executable for one architecture.
+type KitBuild struct {
+	Arch string
+	Data []byte
+	// Source is where it was read from.
+	Source string
 }
 
 // pending is a bundle file before it is written.
@@ -172,6 +192,65 @@ func (c *collector) collect(cfg *config.Config, server *config.Host, now time.Ti
 		return fmt.Errorf("%s keeps no LUKS keyfile and no borg key: there is nothing to recover with", server.Name)
 	}
 	c.extras(opts.ConfigData)
+	if opts.Kit != nil {
+		return c.kit(opts.Kit, now)
+	}
+	return nil
+}
+
+// kit adds the offline install kit: each architecture's packages as a flat
+// apt repository (the .deb files, Packages, Release), pinned in bundle.json,
+// and borgkit's builds.
+func (c *collector) kit(in *KitInput, now time.Time) error {
+	k := &Kit{Missing: append([]string(nil), in.Missing...)}
+	for _, r := range in.Debian {
+		kr := KitRepo{Arch: r.Arch, Suite: r.Suite, Base: r.Base, Mirror: r.Mirror, Fetched: r.Fetched, Stale: r.Stale,
+			Wanted: r.Wanted, Dir: kit.Dir(r.Arch), Debs: r.Debs}
+		for _, d := range r.Debs {
+			var data []byte
+			if !c.layoutOnly {
+				c.p.Status("adding %s to the kit", d.File)
+				b, err := os.ReadFile(filepath.Join(r.Path, d.File))
+				if err != nil {
+					return fmt.Errorf("offline kit: %w", err)
+				}
+				if sumHex(b) != d.SHA256 {
+					return fmt.Errorf("offline kit: %s in %s is not the package Debian's index pinned (sha256 %s): fetch it again", d.File, r.Path, d.SHA256)
+				}
+				data = b
+			}
+			if err := c.add(kr.Dir+"/"+d.File, RoleKitDeb, "", r.Arch, data); err != nil {
+				return err
+			}
+		}
+		index, err := r.Index()
+		if err != nil && !c.layoutOnly {
+			return fmt.Errorf("offline kit: %w", err)
+		}
+		if err := c.add(kr.Dir+"/Packages", RoleKitIndex, "", r.Arch, index); err != nil {
+			return err
+		}
+		if err := c.add(kr.Dir+"/Release", RoleKitIndex, "", r.Arch, kit.ReleaseFile(r.Arch, now, index)); err != nil {
+			return err
+		}
+		k.Debian = append(k.Debian, kr)
+	}
+	for _, b := range in.Borgkit {
+		rel := "kit/borgkit/" + b.Arch + "/borgkit"
+		if err := c.add(rel, RoleKitBorgkit, b.Source, b.Arch, b.Data); err != nil {
+			return err
+		}
+		k.Borgkit = append(k.Borgkit, KitBinary{Arch: b.Arch, Path: rel})
+	}
+	c.m.Kit = k
+	for _, miss := range k.Missing {
+		c.m.Warnings = append(c.m.Warnings, "NO OFFLINE PACKAGES: "+miss)
+	}
+	for _, r := range k.Debian {
+		if r.Stale != "" {
+			c.m.Warnings = append(c.m.Warnings, fmt.Sprintf("offline kit for %s: %s", r.Arch, r.Stale))
+		}
+	}
 	return nil
 }
 
@@ -657,13 +736,8 @@ func (w *writer) begin() error {
 
 func (w *writer) file(rel string, data []byte) error {
 	p := filepath.Join(w.target, filepath.FromSlash(rel))
-	if dir := filepath.Dir(p); dir != w.target {
-		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-			if err := os.Mkdir(dir, 0o700); err != nil {
-				return fmt.Errorf("create %s: %w", dir, err)
-			}
-			w.dirs = append(w.dirs, dir)
-		}
+	if err := w.mkdirs(filepath.Dir(p)); err != nil {
+		return err
 	}
 	// O_EXCL: the directory was empty, so an existing file means someone
 	// else is writing here at the same time.
@@ -688,6 +762,27 @@ func (w *writer) file(rel string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", rel, err)
 	}
+	return nil
+}
+
+// mkdirs creates dir and its missing parents below the target, each
+// recorded so seal and abort find them (parents first).
+func (w *writer) mkdirs(dir string) error {
+	if dir == w.target {
+		return nil
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := w.mkdirs(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	w.dirs = append(w.dirs, dir)
 	return nil
 }
 
