@@ -63,7 +63,7 @@ type runbookDisk struct {
 // runbookKit installs from the bundle's offline kit.
 type runbookKit struct {
 	// Install is the shell block; empty when the kit has no packages.
-	Install, Arches, Base, Fetched, Wanted string
+	Install, Arches, Base, Fetched, Wanted, WantedText string
 	// Extra are packages the site needs that the kit lacks (ZFS, CIFS):
 	// those still need a network.
 	Extra          string
@@ -500,7 +500,7 @@ func kitRunbook(m *Manifest) *runbookKit {
 		wanted, rk.Fetched = r.Wanted, r.Fetched.UTC().Format("2006-01-02")
 	}
 	rk.Arches = strings.Join(k.KitArches(), " and ")
-	rk.Wanted = strings.Join(wanted, " ")
+	rk.Wanted, rk.WantedText = strings.Join(wanted, " "), strings.Join(wanted, " and ")
 	var extra []string
 	for _, p := range strings.Fields(packages(m)) {
 		if p != "borgbackup" && p != "cryptsetup" {

@@ -338,7 +338,7 @@ func verifyKit(r *Report, m *Manifest) {
 			r.add(KindKit, "borgkit-"+b.Arch, StatusFailed, "%s is not a file of the bundle", b.Path)
 		default:
 			if err := builds.Check(filepath.Join(m.Dir, b.Path), b.Arch); err != nil {
-				r.add(KindKit, "borgkit-"+b.Arch, StatusFailed, "%s: %v", b.Path, err)
+				r.add(KindKit, "borgkit-"+b.Arch, StatusFailed, "%s is not an executable for %s: %v", b.Path, b.Arch, err)
 				continue
 			}
 			r.add(KindKit, "borgkit-"+b.Arch, StatusOK, "%s is an executable for %s", b.Path, b.Arch)
@@ -368,20 +368,24 @@ func checkKitRepo(m *Manifest, kr KitRepo) error {
 		return fmt.Errorf("apt index: %w", readHint(err))
 	}
 	seen := map[string]bool{}
+	var bad error
 	err = kit.Stanzas(bytes.NewReader(index), func(st string) bool {
 		f := kit.ParseStanza(st)
 		d, ok := pins[f["Package"]]
 		switch {
 		case !ok:
-			err = fmt.Errorf("the apt index lists %s, which %s does not pin", f["Package"], IndexName)
+			bad = fmt.Errorf("the apt index lists %s, which %s does not pin", f["Package"], IndexName)
 		case f["Version"] != d.Version || f["Architecture"] != d.Arch || f["SHA256"] != d.SHA256 || f["Size"] != strconv.FormatInt(d.Size, 10) || f["Filename"] != "./"+d.File:
-			err = fmt.Errorf("the apt index's %s (%s %s, sha256 %s, %s) is not the pinned %s %s", d.Name, f["Version"], f["Architecture"], f["SHA256"], f["Filename"], d.Version, d.Arch)
+			bad = fmt.Errorf("the apt index's %s (%s %s, sha256 %s, %s) is not the pinned %s %s", d.Name, f["Version"], f["Architecture"], f["SHA256"], f["Filename"], d.Version, d.Arch)
 		}
 		seen[f["Package"]] = true
-		return err == nil
+		return bad == nil
 	})
+	if bad != nil {
+		return bad
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("apt index: %w", err)
 	}
 	for name := range pins {
 		if !seen[name] {

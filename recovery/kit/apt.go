@@ -212,7 +212,10 @@ func (a *apt) resolve(ctx context.Context) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	required := map[string]bool{"apt": true}
+	// debootstrap merges /usr itself and installs usr-is-merged, which
+	// init-system-helpers' "usrmerge | usr-is-merged" then takes; apt alone
+	// would pick usrmerge and with it all of perl.
+	required := map[string]bool{"apt": true, "usr-is-merged": true}
 	_ = Stanzas(bytes.NewReader(avail), func(st string) bool {
 		if f := ParseStanza(st); f["Priority"] == "required" {
 			required[f["Package"]] = true
