@@ -82,8 +82,8 @@ func TestWriteKitVerify(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, file, want string
-		edit         func(string) string
-		release      bool
+		edit             func(string) string
+		release          bool
 	}{
 		{"another package file", "kit/debian-12-amd64/borgbackup_1.0-1~deb12u1_amd64.deb", "is not the pinned file",
 			func(string) string { return "a package someone slipped in" }, false},

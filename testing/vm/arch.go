@@ -78,6 +78,17 @@ func TrixieRecipe() Recipe {
 	return r
 }
 
+// RescueRecipe is a stranger's bare Debian 12 machine for the offline
+// restore: debootstrap's minbase with only what the lab needs to boot it
+// and reach it (systemd, udev, sshd, a kernel). No borgbackup, no python3,
+// no cryptsetup: the recovery kit must bring them.
+func RescueRecipe() Recipe {
+	r := DefaultRecipe()
+	r.Packages = []string{"systemd", "systemd-sysv", "udev", "kmod", "iproute2", "openssh-server",
+		"linux-image-amd64", "initramfs-tools"}
+	return r
+}
+
 // withKernel replaces the kernel package in pkgs.
 func withKernel(pkgs []string, kernel string) []string {
 	out := make([]string, 0, len(pkgs))
@@ -93,7 +104,7 @@ func withKernel(pkgs []string, kernel string) []string {
 // Flavours are the lab's images, with mirror: building one keeps the
 // others in the cache.
 func Flavours(mirror string) []Recipe {
-	rs := []Recipe{DefaultRecipe(), Arm64Recipe(), TrixieRecipe()}
+	rs := []Recipe{DefaultRecipe(), Arm64Recipe(), TrixieRecipe(), RescueRecipe()}
 	for i := range rs {
 		rs[i].Mirror = mirror
 	}

@@ -89,6 +89,16 @@ func debian13Image(t *testing.T) *Image {
 	})
 }
 
+var bareImage onceImage
+
+// rescueImage is a bare Debian 12 (RescueRecipe): nothing to restore with.
+func rescueImage(t *testing.T) *Image {
+	t.Helper()
+	return bareImage.get(t, "image build (rescue)", 30*time.Minute, func(ctx context.Context, log io.Writer) (*Image, error) {
+		return Build(ctx, cacheDir(), mirrored(RescueRecipe()), log)
+	})
+}
+
 // cacheDir is BORGKIT_VM_CACHE, or DefaultCacheDir.
 func cacheDir() string {
 	if c := os.Getenv("BORGKIT_VM_CACHE"); c != "" {
