@@ -27,41 +27,57 @@ const (
 	arm64UnlockTimeout = 12 * time.Minute
 )
 
+// arm64Build is the arm64 borgkit provisioning must install on the pi.
+func arm64Build(t *testing.T) []byte { return archBuild(t, "arm64") }
+
 var (
-	archBuildOnce sync.Once
-	archBuild     []byte
-	archBuildErr  error
+	archBuildsMu sync.Mutex
+	archBuilds   = map[string]*archBuildOnce{}
 )
 
-// arm64Build is the arm64 borgkit provisioning must install on the pi:
-// BORGKIT_VM_BUILDS/arm64/borgkit (make vm sets it to bin/builds), else
-// built here.
-func arm64Build(t *testing.T) []byte {
+type archBuildOnce struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+// archBuild is borgkit built for the Debian architecture arch:
+// BORGKIT_VM_BUILDS/ARCH/borgkit (make vm sets it to bin/builds), else
+// built here, once per test process.
+func archBuild(t *testing.T, arch string) []byte {
 	t.Helper()
-	archBuildOnce.Do(func() {
+	archBuildsMu.Lock()
+	b, ok := archBuilds[arch]
+	if !ok {
+		b = &archBuildOnce{}
+		archBuilds[arch] = b
+	}
+	archBuildsMu.Unlock()
+	b.once.Do(func() {
 		if d := os.Getenv("BORGKIT_VM_BUILDS"); d != "" {
-			archBuild, archBuildErr = os.ReadFile(filepath.Join(d, "arm64", "borgkit"))
+			b.data, b.err = os.ReadFile(filepath.Join(d, arch, "borgkit"))
 			return
 		}
-		dir, err := os.MkdirTemp("", "borgkit-vm-arm64-")
+		dir, err := os.MkdirTemp("", "borgkit-vm-"+arch+"-")
 		if err != nil {
-			archBuildErr = err
+			b.err = err
 			return
 		}
 		defer os.RemoveAll(dir)
+		goarch, goarm, _ := builds.GoTarget(arch)
 		out := filepath.Join(dir, "borgkit")
 		cmd := exec.Command("go", "build", "-trimpath", "-o", out, "github.com/borgkit/borgkit/cmd/borgkit")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			archBuildErr = fmt.Errorf("go build borgkit for arm64: %v\n%s", err, b)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch, "GOARM="+goarm)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build borgkit for %s: %v\n%s", arch, err, out)
 			return
 		}
-		archBuild, archBuildErr = os.ReadFile(out)
+		b.data, b.err = os.ReadFile(out)
 	})
-	if archBuildErr != nil {
-		t.Fatal(archBuildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return archBuild
+	return b.data
 }
 
 // TestVMPiArm64 is the first seed's appliance with its real offsite

@@ -66,6 +66,16 @@
 // the same keyfile. It takes about a quarter of an hour, so make vm runs it
 // only with BORGKIT_VM_ADOPT=1; make vm-adopt runs it alone.
 //
+// TestVMOfflineRunbook restores from the recovery bundle alone, the
+// runbook as the test: the offline kit's packages are fetched on the host
+// (kit.Fetch, cached under CACHE/kit), a lab guest writes the bundle with
+// them onto a stick beside the Pi's LUKS2 disk, and a guest of the rescue
+// image (RescueRecipe: Debian 12 minbase with systemd, sshd and a kernel,
+// no borg, python3 or cryptsetup) with no way out runs the runbook's shell
+// blocks off the stick, with the disk's header zeroed and then intact. It
+// builds that third image, so make vm runs it only with
+// BORGKIT_VM_OFFLINE=1; make vm-offline runs it alone.
+//
 // Each step prints a line starting "vm-time" with its duration.
 // Environment: BORGKIT_VM_CACHE
 // (default /var/cache/borgkit-vm), BORGKIT_VM_ACCEL (default tcg),
