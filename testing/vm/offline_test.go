@@ -360,7 +360,7 @@ func parseRunbook(t *testing.T, md string) *runbook {
 // as the runbook expects, before the open with the header backup.
 func (rb *runbook) script(headerZeroed bool) string {
 	var b strings.Builder
-	b.WriteString("set -e\nmkdir -p /mnt/stick\nmountpoint -q /mnt/stick || mount -o ro /dev/disk/by-id/virtio-" + offlineStick + " /mnt/stick\ncd /mnt/stick/borgkit-recovery\n")
+	b.WriteString("set -e\nmkdir -p /mnt/stick\nmountpoint -q /mnt/stick || mount -o ro,noload /dev/disk/by-id/virtio-" + offlineStick + " /mnt/stick\ncd /mnt/stick/borgkit-recovery\n")
 	blk := func(name, body string) {
 		fmt.Fprintf(&b, "echo \"@@ %s $(date +%%s.%%N)\" >&2\n%s", name, body)
 	}
