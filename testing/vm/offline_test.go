@@ -127,6 +127,13 @@ func TestVMOfflineRunbook(t *testing.T) {
 		}
 		must(ctx, t, w, "mkdir", "-p", siteRoot)
 		must(ctx, t, w, "tar", "-C", siteRoot, "-xf", "/root/site.tar")
+		// WriteFile wants the directory there.
+		for _, r := range repos {
+			must(ctx, t, w, "mkdir", "-p", path.Join("/root/kitcache", kit.Release+"-"+r.Arch, "archives"))
+		}
+		for arch := range otherBuilds {
+			must(ctx, t, w, "mkdir", "-p", path.Join("/root/builds", arch))
+		}
 		for _, r := range repos {
 			cdir := path.Join("/root/kitcache", kit.Release+"-"+r.Arch)
 			b, err := os.ReadFile(filepath.Join(kitCache, kit.Release+"-"+r.Arch, "repo.json"))
