@@ -303,6 +303,27 @@ func TestVMOfflineRunbook(t *testing.T) {
 		must(ctx, t, r, "rm", "-rf", "/srv/restore")
 	})
 	pass("intact (open with the disk's own header)", false)
+
+	// The test fails when the runbook does: the restore block as it was
+	// before this test found it wanting (its listing paged with less, which
+	// a minimal Debian lacks) stops the run.
+	step(t, "rescue: a runbook step that does not work fails the run", func() {
+		broken := *rb
+		broken.restore = strings.Replace(rb.restore, "| more", "| less", 1)
+		if broken.restore == rb.restore {
+			t.Fatalf("no '| more' in the restore block:\n%s", rb.restore)
+		}
+		must(ctx, t, r, "rm", "-rf", "/srv/restore")
+		out, err := r.RunCmd(ctx, host.Cmd{Argv: []string{"sh", "-c", broken.script(false)}})
+		res := string(out.Stdout) + string(out.Stderr)
+		if err == nil {
+			t.Fatalf("the runbook with a broken restore block ran through:\n%s", lastLines([]byte(res), 20))
+		}
+		if !strings.Contains(res, "less") {
+			t.Fatalf("the broken run failed, but not at the broken step (%v):\n%s", err, lastLines([]byte(res), 20))
+		}
+		t.Logf("the broken runbook failed as it should: %v%s", err, lastLines([]byte(res), 3))
+	})
 	t.Logf("stick:\n%s\ntimes:\n%s", sizes, strings.Join(timings, "\n"))
 }
 
