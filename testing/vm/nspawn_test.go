@@ -73,7 +73,7 @@ func withContainers(site []byte) []byte {
 func TestVMNspawnContainer(t *testing.T) {
 	skipUnlessVM(t)
 	if os.Getenv("BORGKIT_VM_NSPAWN") != "1" {
-		t.Skip("BORGKIT_VM_NSPAWN unset: the container scenario takes 5 to 9 minutes under TCG on two loaded cores, and its image layer (1.5 min) and pair snapshot (2.5 min) once; make vm-nspawn runs it")
+		t.Skip("BORGKIT_VM_NSPAWN unset: the container scenario takes 3 to 9 minutes under TCG on two shared cores, and its image layer (1.5 min) and pair snapshot (2.5 min) once; make vm-nspawn runs it")
 	}
 	t.Parallel()
 	img := nspawnImage(t) // before the scenario's clock starts: a cold build has its own timeout
