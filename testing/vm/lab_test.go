@@ -64,6 +64,9 @@ type labSpec struct {
 	// binaryEverywhere copies this machine's borgkit into the pi too; a pi
 	// of another architecture gets its build from provisioning instead.
 	binaryEverywhere bool
+	// site edits the lab's config before it is parsed and copied in (nil:
+	// the config as SiteConfig makes it).
+	site func([]byte) []byte
 }
 
 // newLabWith boots the pair spec describes and copies borgkit and the
@@ -85,6 +88,9 @@ func newLabWith(ctx context.Context, t *testing.T, spec labSpec) *labSetup {
 	})
 	t.Cleanup(func() { _ = p.Close(t.Failed() || keepEnv()) })
 	site := p.SiteConfig()
+	if spec.site != nil {
+		site = spec.site(site)
+	}
 	cfg, err := config.Parse("vm-lab.yaml", site)
 	if err != nil {
 		t.Fatalf("the lab's own config does not parse: %v\n%s", err, site)

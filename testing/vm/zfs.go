@@ -2,13 +2,10 @@ package vm
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -42,13 +39,7 @@ func DefaultZFSRecipe() ZFSRecipe {
 
 // Hash names the layer in the cache: the base recipe's hash (so a new base
 // makes a new layer), the layer's own recipe and the builder's version.
-func (z ZFSRecipe) Hash() string {
-	h := sha256.New()
-	fmt.Fprintf(h, "zfs layer %s\nbase %s\n", zfsLayerVersion, z.Base.Hash())
-	j, _ := json.Marshal(z)
-	h.Write(j)
-	return hex.EncodeToString(h.Sum(nil))[:16]
-}
+func (z ZFSRecipe) Hash() string { return layerHash("zfs", zfsLayerVersion, z.Base, z) }
 
 // ZFSCacheDir is where ZFS layers are kept: a directory of their own in the
 // cache, so the plain image's pruning and the layers' never meet. The
@@ -97,11 +88,10 @@ func BuildZFS(ctx context.Context, cacheDir string, z ZFSRecipe, log io.Writer) 
 	if log == nil {
 		log = io.Discard
 	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		return nil, fmt.Errorf("the ZFS layer needs unshare (util-linux) to mount /proc in its chroot: %w", err)
+	if err := needUnshare("ZFS"); err != nil {
+		return nil, err
 	}
-	outDir := ZFSCacheDir(cacheDir)
-	img, err := build(ctx, cacheDir, outDir, z.Hash(), z.Base, &layer{meta: z, apply: func(ctx context.Context, tree, dst string, log io.Writer) error {
+	return buildLayer(ctx, cacheDir, ZFSCacheDir(cacheDir), z.Hash(), z.Base, &layer{meta: z, apply: func(ctx context.Context, tree, dst string, log io.Writer) error {
 		zb, err := installZFS(ctx, tree, z, log)
 		if err != nil {
 			return fmt.Errorf("ZFS layer: %w", err)
@@ -109,12 +99,6 @@ func BuildZFS(ctx context.Context, cacheDir string, z ZFSRecipe, log io.Writer) 
 		b, _ := json.MarshalIndent(zb, "", "  ")
 		return os.WriteFile(filepath.Join(dst, zfsBuildFile), append(b, '\n'), 0o644)
 	}}, log)
-	if err == nil && img.Built > 0 {
-		// The other layers: each is gigabytes, and a recipe that changed
-		// will not come back.
-		pruneDirs(outDir, map[string]bool{z.Hash(): true}, log)
-	}
-	return img, err
 }
 
 // chrootEnv is the environment of every program run in the chroot: the
