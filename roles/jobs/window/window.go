@@ -26,7 +26,7 @@ var Sequential = Limits{Total: 1, PerDisk: 1}
 func Run(ctx context.Context, disks []string, l Limits, task func(ctx context.Context, i int) error) []error {
 	errs := make([]error, len(disks))
 	perDisk := max(l.PerDisk, 1)
-	if l.Total == 1 || (l.Total == 0 && perDisk == 1 && oneDisk(disks)) {
+	if l.OneAtATime(disks) {
 		for i := range disks {
 			if err := ctx.Err(); err != nil {
 				errs[i] = err
@@ -74,6 +74,12 @@ func Run(ctx context.Context, disks []string, l Limits, task func(ctx context.Co
 		}
 	}
 	return errs
+}
+
+// OneAtATime reports whether l leaves room for one task at a time only,
+// among tasks on disks.
+func (l Limits) OneAtATime(disks []string) bool {
+	return len(disks) <= 1 || l.Total == 1 || (l.Total == 0 && max(l.PerDisk, 1) == 1 && oneDisk(disks))
 }
 
 func oneDisk(disks []string) bool {
