@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -189,4 +190,72 @@ func sectionHeads(mail string) (out []string) {
 		out = append(out, m[1])
 	}
 	return out
+}
+
+// borgsOn lists the borg processes whose argv names a path under dir.
+func borgsOn(dir string) []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(argv) > 1 && strings.Contains(strings.Join(argv, " "), "borg") && strings.Contains(strings.Join(argv[1:], " "), dir) {
+			out = append(out, strings.Join(argv, " "))
+		}
+	}
+	return out
+}
+
+// TestNightlyParallelCancelStopsEveryBorg: the job's context ends (what
+// SIGTERM does) while two repos are being backed up: both borgs are
+// killed, and no repo starts after it.
+func TestNightlyParallelCancelStopsEveryBorg(t *testing.T) {
+	l := fiveRepoLab(t)
+	l.env.Host.Nightly = &config.Nightly{Parallel: 2}
+	c, cancel := context.WithCancel(ctx())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- jobs.Nightly(c, l.env) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for len(borgsOn(l.mnt)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("never two borgs at once: %v", borgsOn(l.mnt))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a cancelled night succeeded")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the nightly still runs 30s after the cancel: %v", borgsOn(l.mnt))
+	}
+	if left := borgsOn(l.mnt); len(left) > 0 {
+		t.Fatalf("borg still running after the job returned: %v", left)
+	}
+	var st state.NightlyStats
+	rec, _ := l.env.Store.Load("nightly")
+	json.Unmarshal(rec.Stats, &st)
+	for _, r := range st.Repos {
+		if r.Status != "failed" {
+			t.Errorf("%s: %s after the cancel", r.Name, r.Status)
+		}
+	}
+	// The mail goes out through the signal's own context, not this one:
+	// the log shows which repos ran borg at all.
+	ran := map[string]bool{}
+	for _, m := range regexp.MustCompile(regexp.QuoteMeta(l.mnt)+`/([a-z0-9]+)`).FindAllStringSubmatch(l.log.String(), -1) {
+		ran[m[1]] = true
+	}
+	if len(ran) != 2 {
+		t.Errorf("borg ran on %v, want the two running at the cancel only", ran)
+	}
+	if !strings.Contains(l.log.String(), "repos, up to 2 at once") {
+		t.Errorf("the night did not run repos at once:\n%s", l.log.String())
+	}
 }
