@@ -17,14 +17,7 @@ const (
 	windowParallel = 2
 )
 
-var windowTmpl = template.Must(template.New("window").Parse(`version: 1
-site: bench
-alerts:
-  to: bench@example.com
-  from: bench@example.com
-  sendmail: [/bin/true]
-retention: {daily: 1, weekly: 0, monthly: 0}
-hosts:
+var windowTmpl = template.Must(template.New("window").Parse(jobsHeader + `hosts:
   - name: ` + windowHost + `
     role: server
     address: 127.0.0.1

@@ -6,10 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/borgkit/borgkit/templates"
 )
 
 // Disk names the disk path lies on, for the one-repo-per-disk rule: two
@@ -129,26 +130,7 @@ func mountOf(maj, mnr uint32) (mount, bool) {
 		if sep < 0 || sep+2 >= len(fields) {
 			continue
 		}
-		return mount{fstype: fields[sep+1], source: unescape(fields[sep+2])}, true
+		return mount{fstype: fields[sep+1], source: templates.FstabUnescape(fields[sep+2])}, true
 	}
 	return mount{}, false
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if c, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(c))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
