@@ -105,7 +105,7 @@ needs attention.`,
 	// --accept-source of job sync.
 	var accept []string
 	specs := []jobSpec{
-		{layout.JobNightly, "Back up every repo: preflight, create, prune, compact", "", borg, jobs.Nightly},
+		{layout.JobNightly, "Back up every repo: preflight, create, prune, compact; several repos at once within nightly.parallel (default one per disk)", "", borg, jobs.Nightly},
 		{layout.JobSync, "Mirror the repos to the NAS and the offsite host, then write the heartbeat", "", borg | flagSSH, func(ctx context.Context, e *jobs.Env) error {
 			e.AcceptSource = accept
 			return jobs.Sync(ctx, e)

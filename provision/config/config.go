@@ -71,6 +71,9 @@ type Host struct {
 	Audit *Audit `yaml:"audit,omitempty"`
 	// Timeouts bound each kind of borg run (see Timeouts).
 	Timeouts *Timeouts `yaml:"timeouts,omitempty"`
+	// Nightly is how many repos the nightly job backs up at once (see
+	// Nightly).
+	Nightly *Nightly `yaml:"nightly,omitempty"`
 	// Unlock is the offsite host's boot-time key fetch.
 	Unlock *Unlock `yaml:"unlock,omitempty"`
 	// Snapshots is how many read-only snapshots of its mirror the offsite
@@ -388,6 +391,21 @@ type Timeouts struct {
 	Verify  string `yaml:"verify,omitempty"`  // borg check --verify-data, default 48h
 	List    string `yaml:"list,omitempty"`    // borg list (the sync's guard, the restore test), default 15m
 	Extract string `yaml:"extract,omitempty"` // the restore test, default 2h
+}
+
+// Nightly is the nightly window: repos are independent (each its own
+// borg lock, cache and record), so the job backs up several at once. A
+// disk does not get faster with more writers (a USB disk's head seeks
+// between them), while each repo's borg uses about one CPU: the default
+// is one repo per disk at a time, every disk at once.
+type Nightly struct {
+	// Parallel bounds the repos backed up at once (default: one per
+	// disk). Set, it also lifts the one-per-disk rule up to itself, unless
+	// PerDisk says otherwise: the user has said what the disks take.
+	Parallel int `yaml:"parallel,omitempty"`
+	// PerDisk bounds the repos at once on one disk (default 1, or
+	// Parallel when that is set).
+	PerDisk int `yaml:"per_disk,omitempty"`
 }
 
 // Unlock is where the offsite host fetches its LUKS key at boot.

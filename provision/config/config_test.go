@@ -556,6 +556,18 @@ func TestParseProblems(t *testing.T) {
 			msg: `prune "soon" is not a duration`,
 		},
 		{
+			name:     "nightly parallel of zero",
+			src:      srv("    nightly:", "      parallel: 0"),
+			sentinel: ErrBadValue, line: 15, col: 17,
+			msg: "parallel 0 is out of range 1..32",
+		},
+		{
+			name:     "nightly per_disk beyond parallel",
+			src:      srv("    nightly: {parallel: 2, per_disk: 3}"),
+			sentinel: ErrBadValue, line: 14, col: 38,
+			msg: "per_disk 3 is more than parallel 2",
+		},
+		{
 			name:     "suspicious drop of all",
 			src:      srv("    thresholds:", "      suspicious: {drop_percent: 100}"),
 			sentinel: ErrBadValue, line: 15, col: 34,
@@ -958,5 +970,30 @@ func TestHostCompaction(t *testing.T) {
 	wed := time.Date(2026, 11, 25, 1, 0, 0, 0, time.Local)
 	if !c.HostCompaction(&c.Hosts[1]).Due(wed) || c.HostCompaction(&c.Hosts[0]).Due(wed) {
 		t.Error("Due")
+	}
+}
+
+func TestNightlyWindow(t *testing.T) {
+	for _, tc := range []struct {
+		nightly       string
+		total, perDsk int
+	}{
+		{"", 0, 1},                           // one per disk, every disk at once
+		{"{parallel: 2}", 2, 2},              // the user says what the disks take
+		{"{parallel: 4, per_disk: 1}", 4, 1}, // at most 4, still one per disk
+		{"{per_disk: 2}", 0, 2},
+	} {
+		src := withHeader(server...)
+		if tc.nightly != "" {
+			src = withHeader(append(slices.Clone(server), "    nightly: "+tc.nightly)...)
+		}
+		c, err := Parse("ok.yaml", []byte(src))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.nightly, err)
+		}
+		h, _ := c.Host("srv")
+		if total, per := h.NightlyWindow(); total != tc.total || per != tc.perDsk {
+			t.Errorf("nightly %q: window %d, %d per disk; want %d, %d", tc.nightly, total, per, tc.total, tc.perDsk)
+		}
 	}
 }

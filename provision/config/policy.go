@@ -94,6 +94,26 @@ func (h *Host) BorgTimeout(op string, r *Repo) time.Duration {
 	return durationOr(h.Timeouts.field(op), def)
 }
 
+// MaxParallel bounds nightly.parallel and per_disk: each repo at once is a
+// borg process of its own, with its memory and its cache.
+const MaxParallel = 32
+
+// NightlyWindow is how many repos h's nightly backs up at once: at most
+// total (0: no bound but the disks') and at most perDisk on one disk.
+func (h *Host) NightlyWindow() (total, perDisk int) {
+	perDisk = 1
+	if n := h.Nightly; n != nil {
+		total = n.Parallel
+		switch {
+		case n.PerDisk > 0:
+			perDisk = n.PerDisk
+		case n.Parallel > 0:
+			perDisk = n.Parallel
+		}
+	}
+	return total, perDisk
+}
+
 // SuspiciousOrDefault is the suspicious-night check with its defaults.
 func (t Thresholds) SuspiciousOrDefault() Suspicious {
 	s := Suspicious{}
@@ -126,6 +146,16 @@ func (v *validator) policy(p string, h *Host) {
 		}
 		if h.Timeouts != nil {
 			v.add(p+".timeouts", ErrRoleMismatch, "an offsite host runs no borg: timeouts belong on a server or archive host")
+		}
+		if h.Nightly != nil {
+			v.add(p+".nightly", ErrRoleMismatch, "an offsite host runs no nightly backup: nightly belongs on a server or archive host")
+		}
+	}
+	if n := h.Nightly; n != nil {
+		v.intRange(p+".nightly.parallel", "parallel", n.Parallel, 1, MaxParallel)
+		v.intRange(p+".nightly.per_disk", "per_disk", n.PerDisk, 1, MaxParallel)
+		if n.Parallel > 0 && n.PerDisk > n.Parallel {
+			v.add(p+".nightly.per_disk", ErrBadValue, "per_disk %d is more than parallel %d", n.PerDisk, n.Parallel)
 		}
 	}
 	if a := h.Audit; a != nil {

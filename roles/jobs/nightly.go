@@ -50,16 +50,14 @@ func Nightly(ctx context.Context, e *Env) error {
 		suspects []alert.Suspect
 		worst    = state.OK
 	)
-	for i := range e.Host.Repos {
-		r := &e.Host.Repos[i]
-		secs, rs, suspect := e.backupRepo(ctx, r)
-		sections = append(sections, secs...)
-		stats.Repos = append(stats.Repos, rs)
-		if suspect != nil {
-			suspects = append(suspects, *suspect)
+	for _, n := range e.backupRepos(ctx) {
+		sections = append(sections, n.secs...)
+		stats.Repos = append(stats.Repos, n.stats)
+		if n.suspect != nil {
+			suspects = append(suspects, *n.suspect)
 			worst = worse(worst, state.Warning)
 		}
-		for _, s := range secs {
+		for _, s := range n.secs {
 			switch s.Status {
 			case alert.StatusFailed:
 				worst = state.Failed
@@ -68,6 +66,7 @@ func Nightly(ctx context.Context, e *Env) error {
 			}
 		}
 	}
+	// The post-steps run once every repo's backup has returned.
 	e.cleanVMXML(ctx)
 	if d := e.Host.BackupDisk(); d != nil {
 		if u, err := e.Usage(d.Mountpoint); err == nil {

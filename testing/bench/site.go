@@ -89,19 +89,23 @@ hosts:
         encryption: repokey-blake2
 `))
 
-// jobsTmpl keeps one archive a day (daily: 1): each night prunes the night
-// before whole, the steady state of a retention window sliding by one
-// archive a night, within a bench that runs in minutes.
-var jobsTmpl = template.Must(template.New("jobs").Funcs(template.FuncMap{
-	"join": func(s []string) string { return strings.Join(s, ", ") },
-}).Parse(`version: 1
+// jobsHeader begins every config the bench's jobs run with: mail goes
+// nowhere, and retention keeps one archive a day.
+const jobsHeader = `version: 1
 site: bench
 alerts:
   to: bench@example.com
   from: bench@example.com
   sendmail: [/bin/true]
 retention: {daily: 1, weekly: 0, monthly: 0}
-hosts:
+`
+
+// jobsTmpl keeps one archive a day (daily: 1): each night prunes the night
+// before whole, the steady state of a retention window sliding by one
+// archive a night, within a bench that runs in minutes.
+var jobsTmpl = template.Must(template.New("jobs").Funcs(template.FuncMap{
+	"join": func(s []string) string { return strings.Join(s, ", ") },
+}).Parse(jobsHeader + `hosts:
 {{- range .Twins}}
   - name: {{.Host}}
     role: server

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +106,13 @@ func TestToolVersion(t *testing.T) {
 		if got := toolVersion(name, line); got != want {
 			t.Errorf("toolVersion(%q) = %q, want %q", line, got, want)
 		}
+	}
+}
+
+func TestCompareItems(t *testing.T) {
+	items := []string{"10", "2", "x", "9", "1", "4"}
+	slices.SortStableFunc(items, compareItems)
+	if want := []string{"1", "2", "4", "9", "10", "x"}; !slices.Equal(items, want) {
+		t.Fatalf("sorted %v, want %v", items, want)
 	}
 }
