@@ -89,3 +89,31 @@ func BenchmarkRecheck50SSHLink(b *testing.B) {
 	}
 	b.ReportMetric(float64(link.RoundTrips(p.Turns()))/float64(n), "round-trips/op")
 }
+
+// BenchmarkApply50SSHLink is a first run of the same 50-step plan over
+// the delayed link: every step applied, then checked again, counting the
+// sequential round trips, login included. The files of a directory are
+// written beside each other (plan.Beside), so they overlap their round
+// trips instead of adding them up.
+func BenchmarkApply50SSHLink(b *testing.B) {
+	b.Setenv("SSH_AUTH_SOCK", "")
+	srv := sshd.Start(b, sshd.Options{})
+	p, err := link.NewProxy(srv.Addr, link.Shape{Delay: 10 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	ctx := context.Background()
+	p.ResetTurns()
+	n := 0
+	for b.Loop() {
+		h := dialBench(b, srv, p.Addr)
+		r, err := plan.Run(ctx, h, sampleUnder(b.TempDir(), 50), plan.Options{})
+		if err != nil || r.Create != 50 {
+			b.Fatalf("%v %+v", err, r)
+		}
+		h.Close()
+		n++
+	}
+	b.ReportMetric(float64(link.RoundTrips(p.Turns()))/float64(n), "round-trips/op")
+}

@@ -193,6 +193,10 @@ type Replacing struct {
 	Retire *Retire
 }
 
+// Place is "": the file waits for the steps before it, the retirement of
+// the old one among them.
+func (r *Replacing) Place() string { return "" }
+
 func (r *Replacing) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	c, err := r.File.Check(ctx, h)
 	if err != nil || c.Action != plan.Conflict {
