@@ -68,9 +68,10 @@ Every step is checked first and the plan is printed:
   + create   ~ change (with a diff for files)   = unchanged
   ! conflict (nothing is applied while any step conflicts)   # skipped
 Warnings (a placeholder password still in place) are printed under the
-plan and do not stop it. Then pending steps are applied in order and every
-step is checked again. A second run reports no changes. With --dry-run it
-stops after the plan, as borgkit plan does.
+plan and do not stop it. Then pending steps are applied in order (small
+files and directories beside each other, each after what is on its path)
+and every step is checked again. A second run reports no changes. With
+--dry-run it stops after the plan, as borgkit plan does.
 ` + transportHelp,
 		Args: exactArgs(1),
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {

@@ -52,6 +52,9 @@ func (s *Install) file() *steps.File {
 	return &steps.File{Path: s.Path, Content: s.Build.Data, Mode: 0o755, Owner: host.Root, Foreign: steps.ForeignUnlessBuiltFrom(marker)}
 }
 
+// Reads are the installed file's (its digest: the build is large).
+func (s *Install) Reads() []host.Want { return []host.Want{{Path: s.Path, Content: true}} }
+
 func (s *Install) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if s.Package != "" && h.Live() {
 		return s.checkLink(ctx, h)

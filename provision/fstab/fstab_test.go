@@ -194,3 +194,39 @@ func TestVerifyRefusesBorgkitsOwnLines(t *testing.T) {
 		t.Errorf("temporary directories left behind: %v", leftovers)
 	}
 }
+
+// runCounter counts the programs run on a host.
+type runCounter struct {
+	host.Host
+	runs int
+}
+
+func (r *runCounter) Run(ctx context.Context, c host.Cmd) (host.Result, error) {
+	r.runs++
+	return r.Host.Run(ctx, c)
+}
+
+// Verify is one program on the host, both findmnt runs and the private
+// directory included: over the offsite link each program waits a round
+// trip or two. Its verdict is still findmnt's on each part: borgkit's
+// broken line refused, the user's line out of order warned about with
+// its line number.
+func TestVerifyIsOneProgram(t *testing.T) {
+	needFindmnt(t)
+	h := &runCounter{Host: host.NewRooted("test", t.TempDir())}
+	// /mnt after /mnt/b: findmnt's complaint about the user's order.
+	others := []byte("UUID=1234 / ext4 defaults 0 1\n\n/dev/sdb2 /mnt/b ext4 defaults 0 2\n/dev/sdb4 /mnt ext4 defaults 0 2\n")
+	v, err := fstab.Verify(context.Background(), h, []byte("/dev/sda1 /mnt/x ext4 defaults 0 zero\n"), others)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.runs != 1 {
+		t.Errorf("Verify ran %d programs, want 1", h.runs)
+	}
+	if len(v.Errors) == 0 || !strings.Contains(strings.Join(v.Errors, " "), "pass") {
+		t.Errorf("borgkit's broken line: errors %q", v.Errors)
+	}
+	if len(v.Warnings) != 1 || !strings.Contains(v.Warnings[0], "fstab line 3 ") {
+		t.Errorf("the user's lines: warnings %q, want one for line 3", v.Warnings)
+	}
+}

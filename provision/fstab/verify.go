@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"path"
+	"io"
+	"strconv"
 	"strings"
 
 	"github.com/borgkit/borgkit/provision/host"
@@ -29,20 +30,18 @@ type Verdict struct {
 // whose errors refuse the change, and once on the rest of the file, whose
 // problems are warnings naming their line. lines is borgkit's block without
 // its markers; others is the file as it is with that block's lines blank,
-// so line numbers are the file's.
+// so line numbers are the file's. Both run in one program (verifyScript):
+// over the offsite link each program waits a round trip or two.
 func Verify(ctx context.Context, h host.Host, lines, others []byte) (Verdict, error) {
 	var v Verdict
-	res, err := h.Run(ctx, host.Command(tools.Mktemp, "-d", "-t", "borgkit-fstab.XXXXXXXXXX"))
+	rest := len(bytes.TrimSpace(others)) > 0
+	c := host.Command(tools.Sh, "-c", verifyScript, "sh", strconv.Itoa(len(lines)), strconv.FormatBool(rest))
+	c.Stdin = io.MultiReader(bytes.NewReader(lines), bytes.NewReader(others))
+	res, err := h.Run(ctx, c)
 	if err != nil {
-		return v, fmt.Errorf("temporary directory for findmnt: %w", err)
+		return v, fmt.Errorf("findmnt --verify in a temporary directory: %w", err)
 	}
-	dir := strings.TrimSpace(string(res.Stdout))
-	if !strings.HasPrefix(dir, "/") || strings.ContainsAny(dir, "\n ") || !strings.HasPrefix(path.Base(dir), "borgkit-fstab.") {
-		return v, fmt.Errorf("mktemp -d printed %q", dir)
-	}
-	defer func() { _, _ = h.Run(context.WithoutCancel(ctx), host.Command(tools.Rm, "-rf", "--", dir)) }()
-
-	own, err := findmnt(ctx, h, dir+"/borgkit", lines)
+	outs, err := findmntOutputs(res.Stdout, rest)
 	if err != nil {
 		return v, err
 	}
@@ -51,24 +50,20 @@ func Verify(ctx context.Context, h host.Host, lines, others []byte) (Verdict, er
 			v.Errors = append(v.Errors, fmt.Sprintf("%q: %s", e.Text, e.Broken))
 		}
 	}
-	for _, f := range own {
+	for _, f := range readVerdict(outs[0]) {
 		if f.line > 0 || !f.missing {
 			v.Errors = append(v.Errors, f.text)
 		}
 	}
-	if len(bytes.TrimSpace(others)) == 0 {
+	if !rest {
 		return v, nil
-	}
-	rest, err := findmnt(ctx, h, dir+"/rest", others)
-	if err != nil {
-		return v, err
 	}
 	entries := Parse(others)
 	broken := map[int]bool{}
 	for _, e := range entries {
 		broken[e.Line] = e.Broken != ""
 	}
-	for _, f := range rest {
+	for _, f := range readVerdict(outs[1]) {
 		if f.missing || broken[f.line] {
 			continue // an unplugged stick, a share not yet reachable; a line Parse reports
 		}
@@ -79,6 +74,47 @@ func Verify(ctx context.Context, h host.Host, lines, others []byte) (Verdict, er
 		v.Warnings = append(v.Warnings, fmt.Sprintf("fstab line %d (not borgkit's): %s", line, f.text))
 	}
 	return v, nil
+}
+
+// verifyScript writes its stdin, borgkit's lines ($1 bytes) and then the
+// rest of the file, to two files in a fresh private directory, and runs
+// findmnt --verify on the first and, when $2 is true, on the second. It
+// prints each one's output (stdout and stderr), a NUL, its exit status
+// and a NUL.
+const verifyScript = `n=$1; rest=$2
+d=$(mktemp -d -t borgkit-fstab.XXXXXXXXXX) || exit 1
+trap 'rm -rf -- "$d"' EXIT
+cat > "$d/in" || exit 1
+head -c "$n" "$d/in" > "$d/borgkit" || exit 1
+tail -c +"$((n+1))" "$d/in" > "$d/rest" || exit 1
+findmnt --verify --verbose --tab-file "$d/borgkit" 2>&1
+printf '\0%s\0' "$?"
+[ "$rest" = true ] || exit 0
+findmnt --verify --verbose --tab-file "$d/rest" 2>&1
+printf '\0%s\0' "$?"
+`
+
+// findmntOutputs splits verifyScript's output into findmnt's outputs. A
+// findmnt that exited non-zero without its summary line ("N parse
+// errors, ...") failed as a program; with it, it only found something.
+func findmntOutputs(out []byte, rest bool) ([]string, error) {
+	n := 1
+	if rest {
+		n = 2
+	}
+	parts := strings.Split(string(out), "\x00")
+	if len(parts) != 2*n+1 {
+		return nil, fmt.Errorf("findmnt --verify: unexpected output %q", out)
+	}
+	var outs []string
+	for i := range n {
+		text, status := parts[2*i], parts[2*i+1]
+		if status != "0" && !strings.Contains(text, "parse error") {
+			return nil, fmt.Errorf("findmnt --verify: exit status %s: %s", status, strings.TrimSpace(text))
+		}
+		outs = append(outs, text)
+	}
+	return outs, nil
 }
 
 // lineOf is the line of the nth entry (from 0) mounting target.
@@ -101,23 +137,6 @@ type finding struct {
 	nth     int    // which entry of that target (0 for the first)
 	text    string
 	missing bool // a source or mountpoint that does not exist now
-}
-
-// findmnt writes data to file on h and runs findmnt --verify on it.
-func findmnt(ctx context.Context, h host.Host, file string, data []byte) ([]finding, error) {
-	c := host.Command(tools.Tee, "--", file)
-	c.Stdin = bytes.NewReader(data)
-	if _, err := h.Run(ctx, c); err != nil {
-		return nil, fmt.Errorf("write %s for findmnt: %w", file, err)
-	}
-	res, err := h.Run(ctx, host.Command(tools.Findmnt, "--verify", "--verbose", "--tab-file", file))
-	// findmnt exits 1 when it found anything; only a run without its
-	// summary line failed as a program.
-	out := string(res.Stdout) + string(res.Stderr)
-	if err != nil && !strings.Contains(out, "parse error") {
-		return nil, fmt.Errorf("findmnt --verify: %w", err)
-	}
-	return readVerdict(out), nil
 }
 
 // readVerdict picks the errors out of findmnt --verify --verbose: parse

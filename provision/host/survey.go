@@ -3,6 +3,7 @@ package host
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +28,13 @@ type Want struct {
 	// DigestAbove bytes on), not only its metadata. A secret's check wants
 	// only its metadata: its content never needs to cross the link.
 	Content bool
-	// List asks for a directory's entries too, as ReadDir gives them.
+	// List asks for a directory's entries too, as ReadDir gives them; an
+	// Lstat of a path in the directory is then answered from them, so a
+	// path it lacks costs nothing either (a program looked up in a bin
+	// directory). With Content too, each entry that is a regular file
+	// below DigestAbove bytes, or a symlink to one, comes with its
+	// content: the files of a directory whose names are known only once
+	// it is listed (cron.d, the systemd units).
 	List bool
 }
 
@@ -107,17 +114,21 @@ type surveyed struct {
 	missing bool // lstat said ENOENT (or ENOTDIR)
 	info    FileInfo
 	content []byte // a small regular file's bytes, when wanted and read
-	digest  string // a large regular file's SHA-256, when wanted and read
-	listed  bool   // entries holds the directory's every entry
-	entries []FileInfo
+	// followed is set when content is a symlink's target's, read as
+	// ReadFile reads it: the entry of a directory listed with its content.
+	followed bool
+	digest   string // a large regular file's SHA-256, when wanted and read
+	listed   bool   // entries holds the directory's every entry
+	entries  []FileInfo
 }
 
 // surveyScript answers for every path in a fixed handful of processes,
 // whatever their number: on a small, busy host each process costs more
 // than a round trip. Its arguments are the size threshold, the number of
-// directories to list and those directories, the paths whose metadata is
-// wanted, "//" (which no cleaned path is), and the paths whose content is
-// wanted too. It prints, in this order:
+// directories to list, how many of them (the first) come with their
+// files' contents, those directories, the paths whose metadata is
+// wanted, "//" (which no cleaned path is), the paths whose content is
+// wanted too, and "//" again. It prints, in this order:
 //
 //   - for each directory to list, its name and a NUL, a stat record (as
 //     below) for each of its entries, a NUL, and find's exit status and a
@@ -127,33 +138,50 @@ type surveyed struct {
 //     a path stat cannot reach has no record, and its reason is on stderr;
 //   - sha256sum's line for each wanted regular file of DigestAbove bytes or
 //     more, then a line "--";
-//   - a tar archive (absolute names) of the wanted regular files below it.
+//   - a tar archive (absolute names) of the wanted regular files below
+//     it, and of the small files (symlinks followed) in the directories
+//     listed with their contents; each stored whole, never as a link to
+//     an earlier member (a file named twice, two symlinks to one unit).
 //
-// Nothing of the paths is ever part of the script.
-const surveyScript = `big=$1; n=$2; shift 2
+// The directories listed with their contents are moved to the end of the
+// arguments as they are listed, after the second "//". Nothing of the
+// paths is ever part of the script.
+const surveyScript = `big=$1; n=$2; k=$3; shift 3
 while [ "$n" -gt 0 ]; do
   printf '%s\0' "$1"
   find "$1" -mindepth 1 -maxdepth 1 -exec stat --printf '%n\0%f %u %g %s %Y\0' -- {} + 2>/dev/null
   printf '\0%s\0' "$?"
-  shift; n=$((n-1))
+  [ "$k" -gt 0 ] && set -- "$@" "$1"
+  shift; n=$((n-1)); k=$((k-1))
 done
 stat --printf '%n\0%f %u %g %s %Y\0' -- "$@"
 printf '\0'
 while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = // ] && break; done
-if [ $# -gt 0 ]; then find "$@" -maxdepth 0 -type f -size +$((big-1))c -exec sha256sum -b -- {} + 2>/dev/null; fi
+find "$@" -maxdepth 0 -type f -size +$((big-1))c -exec sha256sum -b -- {} + 2>/dev/null
 echo --
-if [ $# -gt 0 ]; then find "$@" -maxdepth 0 -type f -size -"$big"c -print0 2>/dev/null | tar -cPf - --no-recursion --null -T - 2>/dev/null; fi
+{ find "$@" -maxdepth 0 -type f -size -"$big"c -print0
+  while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = // ] && break; done
+  if [ $# -gt 0 ]; then find -L "$@" -mindepth 1 -maxdepth 1 -type f -size -"$big"c -print0; fi
+} 2>/dev/null | tar -chPf - --hard-dereference --no-recursion --null -T - 2>/dev/null
 exit 0
 `
 
 func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, error) {
+	// The directories wanted with their files' contents are listed first
+	// (see surveyScript); parseSurvey reads the listings in this order.
+	wants = slices.Clone(wants)
+	slices.SortStableFunc(wants, func(a, b Want) int { return cmp.Compare(listOrder(a), listOrder(b)) })
 	var lists, content []string
+	withContent := 0
 	for _, w := range wants {
 		if w.List {
 			lists = append(lists, w.Path)
+			if w.Content {
+				withContent++
+			}
 		}
 	}
-	args := append([]string{"-c", surveyScript, "sh", strconv.Itoa(DigestAbove), strconv.Itoa(len(lists))}, lists...)
+	args := append([]string{"-c", surveyScript, "sh", strconv.Itoa(DigestAbove), strconv.Itoa(len(lists)), strconv.Itoa(withContent)}, lists...)
 	for _, w := range wants {
 		if w.Content {
 			content = append(content, w.Path)
@@ -161,12 +189,24 @@ func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, er
 			args = append(args, w.Path)
 		}
 	}
-	args = append(append(args, "//"), content...)
+	args = append(append(append(args, "//"), content...), "//")
 	res, err := h.Run(ctx, Cmd{Argv: tools.Argv(tools.Sh, args...), Env: []string{"LC_ALL=C"}})
 	if err != nil {
 		return nil, err
 	}
 	return parseSurvey(res.Stdout, res.Stderr, wants)
+}
+
+// listOrder puts the directories listed with their contents first, then
+// the others listed, then the rest.
+func listOrder(w Want) int {
+	switch {
+	case w.List && w.Content:
+		return 0
+	case w.List:
+		return 1
+	}
+	return 2
 }
 
 // onlyMissing reports whether stat's complaints all say "no such file": a
@@ -242,6 +282,9 @@ func parseSurvey(out, stderr []byte, wants []Want) (map[string]*surveyed, error)
 			if err != nil {
 				return nil, fmt.Errorf("contents: %w", err)
 			}
+			if hdr.Typeflag != tar.TypeReg {
+				continue // not content: the host answers
+			}
 			b, err := io.ReadAll(tr)
 			if err != nil {
 				return nil, fmt.Errorf("contents: %w", err)
@@ -274,7 +317,34 @@ func parseSurvey(out, stderr []byte, wants []Want) (map[string]*surveyed, error)
 		}
 		found[w.Path] = s
 	}
+	for _, w := range wants {
+		if d := found[w.Path]; w.List && d != nil && d.listed {
+			entriesFound(found, w, d.entries, contents)
+		}
+	}
 	return found, nil
+}
+
+// entriesFound adds what the listing of w says of each entry not wanted
+// itself: its metadata, and with w.Content its content as tar read it
+// (through a symlink: as ReadFile would).
+func entriesFound(found map[string]*surveyed, w Want, entries []FileInfo, contents map[string][]byte) {
+	for _, e := range entries {
+		p := path.Join(w.Path, e.Name)
+		if _, ok := found[p]; ok {
+			continue
+		}
+		s := &surveyed{info: e}
+		if b, ok := contents[p]; ok && w.Content {
+			switch {
+			case e.Mode.IsRegular() && int64(len(b)) == e.Size:
+				s.content = b
+			case e.Mode&fs.ModeSymlink != 0:
+				s.content, s.followed = b, true
+			}
+		}
+		found[p] = s
+	}
 }
 
 // statRecords reads stat records up to the empty name that ends them.
@@ -363,9 +433,17 @@ func (v *surveyView) lookup(p string) *surveyed {
 	if !path.IsAbs(p) {
 		return nil
 	}
+	p = path.Clean(p)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.found[path.Clean(p)]
+	if s := v.found[p]; s != nil {
+		return s
+	}
+	// Not in its directory's listing: missing, as far as the survey knows.
+	if d := v.found[path.Dir(p)]; d != nil && d.listed {
+		return &surveyed{missing: true}
+	}
+	return nil
 }
 
 // forget empties the view: the host is being changed.
@@ -392,14 +470,15 @@ func (v *surveyView) Lstat(ctx context.Context, p string) (FileInfo, error) {
 }
 
 // ReadFile and Digest follow a symlink; the survey did not, so only a
-// regular file (or a missing path) is answered here.
+// regular file (or a missing path) is answered here, and a listed
+// directory's symlink whose target's content came with the listing.
 func (v *surveyView) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	s := v.lookup(p)
 	switch {
 	case s == nil:
 	case s.missing:
 		return nil, v.notExist("read", p)
-	case s.content != nil && s.info.Mode.IsRegular():
+	case s.content != nil && (s.info.Mode.IsRegular() || s.followed):
 		return bytes.Clone(s.content), nil
 	}
 	return v.Host.ReadFile(ctx, p)

@@ -219,3 +219,99 @@ func TestSurveyListsAsTheHost(t *testing.T) {
 		t.Errorf("the view listed %d entries, want the survey's 5", len(got))
 	}
 }
+
+// A directory listed with its contents answers for its entries: Lstat of
+// each (and of a name it lacks), ReadFile of a small file and of a
+// symlink to one as the host reads them (two symlinks to one file, a file
+// also wanted on its own); a large file, a directory and a symlink to a
+// large file are left to the host for their content. A bin directory
+// listed without contents answers Lstat alone.
+func TestSurveyListsWithContents(t *testing.T) {
+	dir := t.TempDir()
+	cron, bin, lib := filepath.Join(dir, "cron.d"), filepath.Join(dir, "bin"), filepath.Join(dir, "lib")
+	for _, d := range []string{cron, bin, lib, filepath.Join(cron, "sub")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := map[string][]byte{
+		filepath.Join(cron, "job"):           []byte("0 1 * * * root backup.sh\n"),
+		filepath.Join(cron, ".hidden"):       []byte("x\n"),
+		filepath.Join(cron, "big"):           bytes.Repeat([]byte("b"), DigestAbove),
+		filepath.Join(lib, "unit.service"):   []byte("[Service]\nExecStart=/bin/true\n"),
+		filepath.Join(lib, "large.service"):  bytes.Repeat([]byte("#"), DigestAbove+1),
+		filepath.Join(bin, "backup.sh"):      []byte("#!/bin/sh\nborg create\n"),
+		filepath.Join(dir, "wanted-content"): []byte("wanted\n"),
+	}
+	for p, b := range files {
+		if err := os.WriteFile(p, b, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, to := range map[string]string{"linked.service": "../lib/unit.service", "alias.service": "../lib/unit.service",
+		"large-link.service": "../lib/large.service", "dangling": "../nowhere"} {
+		if err := os.Symlink(to, filepath.Join(cron, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := NewLocal("here")
+	ctx := context.Background()
+	v := surveyOf(t, h, []Want{
+		{Path: filepath.Join(dir, "wanted-content"), Content: true},
+		{Path: filepath.Join(cron, "job"), Content: true}, // and in the listing
+		{Path: bin, List: true},
+		{Path: cron, List: true, Content: true},
+	})
+	ents, err := h.ReadDir(ctx, cron)
+	if err != nil || len(ents) != 8 {
+		t.Fatalf("the host lists %d entries (%v)", len(ents), err)
+	}
+	for _, e := range append(ents, FileInfo{Name: "absent"}) {
+		p := filepath.Join(cron, e.Name)
+		s := v.lookup(p)
+		if s == nil {
+			t.Errorf("%s: not answered by the survey", e.Name)
+			continue
+		}
+		want, werr := h.Lstat(ctx, p)
+		got, gerr := v.Lstat(ctx, p)
+		if IsNotExist(werr) != IsNotExist(gerr) || werr == nil && (got.Name != want.Name || got.Mode != want.Mode || got.Size != want.Size ||
+			got.UID != want.UID || got.GID != want.GID || got.ModTime.Unix() != want.ModTime.Unix()) {
+			t.Errorf("%s: Lstat %+v (%v), the host says %+v (%v)", e.Name, got, gerr, want, werr)
+		}
+		wantContent := e.Name == "job" || e.Name == ".hidden" || e.Name == "linked.service" || e.Name == "alias.service"
+		if (s.content != nil) != wantContent {
+			t.Errorf("%s: content read %v, want %v", e.Name, s.content != nil, wantContent)
+		}
+		wb, werr := h.ReadFile(ctx, p)
+		gb, gerr := v.ReadFile(ctx, p)
+		if !bytes.Equal(wb, gb) || (werr == nil) != (gerr == nil) {
+			t.Errorf("%s: ReadFile %d bytes (%v), the host says %d (%v)", e.Name, len(gb), gerr, len(wb), werr)
+		}
+	}
+	// A program looked up in the bin directory: there, or not, without
+	// asking the host.
+	if s := v.lookup(filepath.Join(bin, "backup.sh")); s == nil || s.missing || !s.info.Mode.IsRegular() || s.content != nil {
+		t.Errorf("bin/backup.sh: %+v, want its metadata alone", s)
+	}
+	if s := v.lookup(filepath.Join(bin, "test")); s == nil || !s.missing {
+		t.Errorf("bin/test: %+v, want missing", s)
+	}
+	if b, err := v.ReadFile(ctx, filepath.Join(dir, "wanted-content")); err != nil || string(b) != "wanted\n" {
+		t.Errorf("the content wanted beside the listings: %q, %v", b, err)
+	}
+	// The answers are the survey's: a file changed or made since is not
+	// seen through the view.
+	if err := os.WriteFile(filepath.Join(cron, "job"), []byte("changed\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "test"), nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := v.ReadFile(ctx, filepath.Join(cron, "job")); string(b) != string(files[filepath.Join(cron, "job")]) {
+		t.Errorf("job through the view: %q, want the surveyed content", b)
+	}
+	if _, err := v.Lstat(ctx, filepath.Join(bin, "test")); !IsNotExist(err) {
+		t.Errorf("bin/test made after the survey: %v, want the survey's not-exist", err)
+	}
+}

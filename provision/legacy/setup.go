@@ -30,6 +30,21 @@ const (
 // second's /usr/local/sbin/borg); system programs are never parsed.
 var binDirs = []string{"/usr/local/sbin", "/usr/local/bin"}
 
+// Wants are what Scan reads at fixed paths, for a survey (host.Survey) to
+// answer in one exchange: the schedule directories with their files, the
+// crontabs, and the listings of the bin directories a command name is
+// looked up in. Scripts reached from there are read from the host.
+func Wants() []host.Want {
+	w := []host.Want{
+		{Path: CronDir, List: true, Content: true}, {Path: UnitDir, List: true, Content: true},
+		{Path: SystemCron, Content: true}, {Path: RootCrontab, Content: true},
+	}
+	for _, d := range binDirs {
+		w = append(w, host.Want{Path: d, List: true})
+	}
+	return w
+}
+
 // Job is a schedule entry with the files it runs.
 type Job struct {
 	Entry

@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -66,6 +67,42 @@ func BenchmarkRecheck50SSH(b *testing.B) {
 // sessions and SFTP were started with the login and the mirror's listing
 // came with the survey, 23; a login is about 7 of them.
 func BenchmarkRecheck50SSHLink(b *testing.B) {
+	l := startLink(b)
+	prefix := b.TempDir()
+	s := converge(b, withMirror(b, prefix, sampleUnder(prefix, 50)))
+	l.loop(b, func(ctx context.Context, h host.Host) error {
+		r, err := plan.Run(ctx, h, s, plan.Options{DryRun: true})
+		if err == nil && (r.Pending() != 0 || r.Unchanged != 51) {
+			err = fmt.Errorf("%+v", r)
+		}
+		return err
+	})
+}
+
+// BenchmarkApply50SSHLink is a first run of the same 50-step plan over
+// the delayed link: every step applied, then checked again, counting the
+// round trips, login included. The files of a directory are written
+// beside each other (plan.Beside), so they overlap their round trips
+// instead of adding them up.
+func BenchmarkApply50SSHLink(b *testing.B) {
+	l := startLink(b)
+	l.loop(b, func(ctx context.Context, h host.Host) error {
+		r, err := plan.Run(ctx, h, sampleUnder(b.TempDir(), 50), plan.Options{})
+		if err == nil && r.Create != 50 {
+			err = fmt.Errorf("%+v", r)
+		}
+		return err
+	})
+}
+
+// linkBench is the test sshd behind testing/link's proxy, 20 ms round
+// trip.
+type linkBench struct {
+	srv   *sshd.Server
+	proxy *link.Proxy
+}
+
+func startLink(b *testing.B) *linkBench {
 	b.Setenv("SSH_AUTH_SOCK", "")
 	srv := sshd.Start(b, sshd.Options{})
 	p, err := link.NewProxy(srv.Addr, link.Shape{Delay: 10 * time.Millisecond})
@@ -73,19 +110,23 @@ func BenchmarkRecheck50SSHLink(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { p.Close() })
+	return &linkBench{srv: srv, proxy: p}
+}
+
+// loop runs run on a new connection each iteration and reports the link's
+// round trips per run.
+func (l *linkBench) loop(b *testing.B, run func(context.Context, host.Host) error) {
 	ctx := context.Background()
-	prefix := b.TempDir()
-	s := converge(b, withMirror(b, prefix, sampleUnder(prefix, 50)))
 	b.ResetTimer()
+	l.proxy.ResetTurns()
 	n := 0
 	for b.Loop() {
-		h := dialBench(b, srv, p.Addr)
-		r, err := plan.Run(ctx, h, s, plan.Options{DryRun: true})
-		if err != nil || r.Pending() != 0 || r.Unchanged != 51 {
-			b.Fatalf("%v %+v", err, r)
+		h := dialBench(b, l.srv, l.proxy.Addr)
+		if err := run(ctx, h); err != nil {
+			b.Fatal(err)
 		}
 		h.Close()
 		n++
 	}
-	b.ReportMetric(float64(link.RoundTrips(p.Turns()))/float64(n), "round-trips/op")
+	b.ReportMetric(float64(link.RoundTrips(l.proxy.Turns()))/float64(n), "round-trips/op")
 }

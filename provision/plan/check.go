@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"path"
 	"sync"
 
 	"github.com/borgkit/borgkit/provision/host"
@@ -33,12 +34,17 @@ type checked struct {
 }
 
 // checkAll checks every step against one survey of the paths they read,
-// at once where they are independent; results are in step order.
-func checkAll(ctx context.Context, h host.Host, steps []Step) []checked {
+// at once where they are independent; results are in step order. The
+// view of the host the checks had comes with them: it also holds the
+// directories of the steps that may be applied beside others (Beside).
+func checkAll(ctx context.Context, h host.Host, steps []Step) ([]checked, host.Host) {
 	var wants []host.Want
 	for _, s := range steps {
 		if r, ok := s.(Reader); ok {
 			wants = append(wants, r.Reads()...)
+		}
+		if b, ok := s.(Beside); ok && b.Place() != "" {
+			wants = append(wants, host.Want{Path: path.Dir(b.Place())})
 		}
 	}
 	// A survey that fails (a host without base64) only costs speed: every
@@ -69,7 +75,7 @@ func checkAll(ctx context.Context, h host.Host, steps []Step) []checked {
 		}()
 	}
 	wg.Wait()
-	return out
+	return out, view
 }
 
 // earlier are the indexes of the steps before i that s's check follows.

@@ -6,10 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/plan"
@@ -181,4 +185,143 @@ func TestProgress(t *testing.T) {
 	if log.String() != "t: checking 3 steps\nt: checking every step again\n" {
 		t.Errorf("log:\n%q", log.String())
 	}
+}
+
+// timeline is a host that records when each write starts and ends, and
+// how many run at once; a write whose directory is not there yet is an
+// order the engine must never allow (the write would make it 0755).
+type timeline struct {
+	host.Host
+	mu      sync.Mutex
+	running int
+	most    int
+	events  []string // "start PATH", "end PATH"
+	orphans []string
+}
+
+func (tl *timeline) enter(ctx context.Context, p string) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if _, err := tl.Host.Lstat(ctx, filepath.Dir(p)); err != nil {
+		tl.orphans = append(tl.orphans, p)
+	}
+	tl.running++
+	tl.most = max(tl.most, tl.running)
+	tl.events = append(tl.events, "start "+p)
+}
+
+func (tl *timeline) leave(p string) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	tl.running--
+	tl.events = append(tl.events, "end "+p)
+}
+
+func (tl *timeline) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode, o host.Owner) error {
+	tl.enter(ctx, p)
+	defer tl.leave(p)
+	time.Sleep(20 * time.Millisecond) // a round trip
+	return tl.Host.WriteFile(ctx, p, data, mode, o)
+}
+
+func (tl *timeline) MkdirAll(ctx context.Context, p string, mode fs.FileMode, o host.Owner) error {
+	if p != "/etc" { // the parent a first write makes, alone
+		tl.enter(ctx, p)
+		defer tl.leave(p)
+	}
+	time.Sleep(20 * time.Millisecond)
+	return tl.Host.MkdirAll(ctx, p, mode, o)
+}
+
+// Directories and small files are applied beside each other, in plan
+// order where one is on the other's path (a file after its directory),
+// and a step that is not Beside (a block) waits for every step before it
+// and holds back every step after it.
+func TestApplyBeside(t *testing.T) {
+	h, dir := rootedHost(t)
+	if err := os.Mkdir(filepath.Join(dir, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tl := &timeline{Host: h}
+	file := func(p string) plan.Step {
+		return &steps.File{Path: p, Content: []byte("x\n"), Mode: 0o644, Owner: host.Owner{UID: -1, GID: -1}}
+	}
+	s := []plan.Step{&steps.Dir{Path: "/etc/app", Mode: 0o750, Owner: host.Owner{UID: -1, GID: -1}},
+		&steps.Dir{Path: "/etc/other", Mode: 0o700, Owner: host.Owner{UID: -1, GID: -1}}}
+	for i := range 6 {
+		s = append(s, file(fmt.Sprintf("/etc/app/f%d", i)))
+	}
+	s = append(s, &steps.Block{Path: "/etc/fstab", Lines: []byte("UUID=x /mnt ext4 nofail 0 2\n"), Mode: 0o644, Owner: host.Owner{UID: -1, GID: -1}},
+		file("/etc/other/g"), file("/etc/app/g"))
+	r, err := plan.Run(context.Background(), tl, s, plan.Options{})
+	if err != nil || r.Create != len(s) {
+		t.Fatalf("%v %+v", err, r)
+	}
+	if tl.most < 2 {
+		t.Errorf("at most %d steps were applied at once; the directories and files should go beside each other", tl.most)
+	}
+	if len(tl.orphans) > 0 {
+		t.Errorf("written before their directory was made: %v", tl.orphans)
+	}
+	at := func(ev string) int {
+		i := slices.Index(tl.events, ev)
+		if i < 0 {
+			t.Fatalf("no %q in %v", ev, tl.events)
+		}
+		return i
+	}
+	block := at("start /etc/fstab")
+	for _, p := range []string{"/etc/app", "/etc/other", "/etc/app/f0", "/etc/app/f5"} {
+		if at("end "+p) > block {
+			t.Errorf("the block started before %s ended: %v", p, tl.events)
+		}
+	}
+	for _, p := range []string{"/etc/other/g", "/etc/app/g"} {
+		if at("start "+p) < at("end /etc/fstab") {
+			t.Errorf("%s started before the block ended: %v", p, tl.events)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "etc/app")); err != nil || fi.Mode().Perm() != 0o750 {
+		t.Errorf("/etc/app: %v %v, want mode 0750", fi.Mode(), err)
+	}
+}
+
+// A step that fails beside others stops the plan: the steps in flight
+// end, nothing after the next step that goes alone starts, and the error
+// names the step.
+func TestApplyBesideFailure(t *testing.T) {
+	h, dir := rootedHost(t)
+	if err := os.MkdirAll(filepath.Join(dir, "etc/app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A directory where a file should be: its write fails at apply time.
+	s := []plan.Step{
+		&steps.File{Path: "/etc/app/a", Content: []byte("a\n"), Mode: 0o644, Owner: host.Owner{UID: -1, GID: -1}},
+		&steps.File{Path: "/etc/app/bad", Content: []byte("b\n"), Mode: 0o644, Owner: host.Owner{UID: -1, GID: -1}},
+		&steps.Block{Path: "/etc/fstab", Lines: []byte("UUID=x /mnt ext4 nofail 0 2\n"), Mode: 0o644, Owner: host.Owner{UID: -1, GID: -1}},
+		&steps.File{Path: "/etc/app/after", Content: []byte("c\n"), Mode: 0o644, Owner: host.Owner{UID: -1, GID: -1}},
+	}
+	sabotage := &sabotaged{Host: h, path: "/etc/app/bad"}
+	_, err := plan.Run(context.Background(), sabotage, s, plan.Options{})
+	if !errors.Is(err, plan.ErrApply) || !strings.Contains(err.Error(), "file./etc/app/bad") {
+		t.Fatalf("err %v, want ErrApply naming file./etc/app/bad", err)
+	}
+	for _, p := range []string{"etc/fstab", "etc/app/after"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); !os.IsNotExist(err) {
+			t.Errorf("%s was written after a failed step: %v", p, err)
+		}
+	}
+}
+
+// sabotaged fails every write of path.
+type sabotaged struct {
+	host.Host
+	path string
+}
+
+func (s *sabotaged) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode, o host.Owner) error {
+	if p == s.path {
+		return errors.New("disk on fire")
+	}
+	return s.Host.WriteFile(ctx, p, data, mode, o)
 }

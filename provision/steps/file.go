@@ -64,6 +64,16 @@ func (f *File) ID() string { return "file." + f.Path }
 
 func (f *File) Reads() []host.Want { return []host.Want{{Path: f.Path, Content: true}} }
 
+// Place lets the engine write a small file beside other steps (see
+// plan.Beside); a large one goes alone: its bytes fill the link, and the
+// others' exchanges would only queue behind them.
+func (f *File) Place() string {
+	if len(f.Content) >= digestAbove {
+		return ""
+	}
+	return f.Path
+}
+
 func (f *File) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	fi, err := h.Lstat(ctx, f.Path)
 	if host.IsNotExist(err) {
@@ -144,6 +154,10 @@ type Dir struct {
 }
 
 func (d *Dir) ID() string { return "dir." + d.Path }
+
+// Place lets the engine make the directory beside other steps (see
+// plan.Beside).
+func (d *Dir) Place() string { return d.Path }
 
 // Reads are the directory and, when it is owned by a user, the passwd
 // file that says who that is.
@@ -226,6 +240,10 @@ type MountedDir struct {
 }
 
 func (m *MountedDir) ID() string { return "mounted-dir." + m.Path }
+
+// Place is "": the directory waits for the steps before it, the disk's
+// mount among them.
+func (m *MountedDir) Place() string { return "" }
 
 func (m *MountedDir) mounted(ctx context.Context, h host.Host) (bool, error) {
 	if !h.Live() {

@@ -141,12 +141,9 @@ type LegacySchedules struct {
 
 func (l *LegacySchedules) ID() string { return "legacy-schedules" }
 
-// Reads are the schedule files of fixed names; the files of the cron and
-// unit directories are known only once those are listed, which a survey
-// does not do.
-func (l *LegacySchedules) Reads() []host.Want {
-	return []host.Want{{Path: legacy.SystemCron, Content: true}, {Path: legacy.RootCrontab, Content: true}}
-}
+// Reads are what the scan of the schedules reads: the cron and unit
+// directories with their files, the crontabs, the bin directories.
+func (l *LegacySchedules) Reads() []host.Want { return legacy.Wants() }
 
 func (l *LegacySchedules) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	jobs, err := legacy.Scan(ctx, h)
@@ -195,6 +192,10 @@ type Replacing struct {
 	*File
 	Retire *Retire
 }
+
+// Place is "": the file waits for the steps before it, the retirement of
+// the old one among them.
+func (r *Replacing) Place() string { return "" }
 
 func (r *Replacing) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	c, err := r.File.Check(ctx, h)

@@ -384,6 +384,10 @@ func (f *fromServer) file(ctx context.Context) (*steps.File, error) {
 
 func (f *fromServer) ID() string { return f.id }
 
+// Place lets the engine write the key beside other steps (plan.Beside):
+// a small file, made like any other.
+func (f *fromServer) Place() string { return f.path }
+
 func (f *fromServer) Reads() []host.Want { return []host.Want{{Path: f.path, Content: true}} }
 
 func (f *fromServer) Check(ctx context.Context, h host.Host) (plan.Check, error) {

@@ -303,6 +303,15 @@ func TestOffsiteFromServerTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The keys from the server are small files the engine writes beside
+	// the others.
+	for _, s := range ss {
+		if s.ID() == "file."+layout.ReportIdentity {
+			if b, ok := s.(plan.Beside); !ok || b.Place() != layout.ReportIdentity {
+				t.Errorf("%s is not applied beside other steps", s.ID())
+			}
+		}
+	}
 	h := host.NewRooted("pi", dir)
 	if _, err := plan.Run(context.Background(), h, ss, plan.Options{}); err != nil {
 		t.Fatalf("provision pi: %v", err)

@@ -160,7 +160,7 @@ func (b *linkBench) playbook(ctx context.Context, again bool) (Result, error) {
 // the Pi and what its first run made there: directories, files (the
 // binary among them), secrets and borgkit's blocks with their modes.
 func (b *linkBench) writePlaybook(ctx context.Context) error {
-	out, errb, err := b.l.RunContext(ctx, lab.Server, "borgkit", "--json", "plan", lab.Offsite)
+	out, errb, err := b.l.RunContext(ctx, lab.Server, "borgkit", "plan", lab.Offsite, "--json")
 	if err != nil {
 		return fmt.Errorf("borgkit plan %s: %w\n%s", lab.Offsite, err, tail(string(errb), 20))
 	}
