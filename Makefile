@@ -22,7 +22,7 @@ TEST_DEBS := borgbackup rsync openssh-server openssh-client msmtp cryptsetup-bin
              libcapture-tiny-perl libconfig-inifiles-perl \
              libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-utils qemu-system-x86
 
-.PHONY: go deb vm-arm64 vm-adopt vm-offline vm-nspawn vm-deps vm-zfs syncoid all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench bench-go fuzz clean
+.PHONY: go deb vm-arm64 vm-adopt vm-offline vm-nspawn vagrant vm-deps vm-zfs syncoid all build test lint vet fmt-check staticcheck man completion demo demo-root vm deps bench bench-go fuzz clean
 
 all: build
 
@@ -207,6 +207,25 @@ vm-offline: build vm-deps
 # unless BORGKIT_VM_NSPAWN=1.
 vm-nspawn: build vm-deps
 	BORGKIT_VM=1 BORGKIT_VM_NSPAWN=1 BORGKIT_VM_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -run TestVMNspawnContainer -timeout 60m ./testing/vm/
+
+# vagrant brings vagrant/Vagrantfile up end to end with Debian's vagrant and
+# vagrant-libvirt (testing/vagrantlab/run): a box built from the VM lab's
+# image (testing/vm/cmd/vagrantbox, cached beside it), libvirtd in private
+# namespaces, qemu without KVM where there is none; john-ai provisions
+# itself and the Pi, and `borgkit status` on john-ai must exit 0; then the
+# machines are destroyed. Root. HEAVY_LOCK=FILE runs the boots under
+# flock FILE, one heavy run at a time on a shared machine.
+VAGRANT_DEBS := vagrant vagrant-libvirt libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
+                qemu-system-x86 qemu-utils dnsmasq-base iptables rsync openssh-client debootstrap e2fsprogs
+HEAVY_LOCK ?=
+vagrant: build
+	@missing=$$(for p in $(VAGRANT_DEBS); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@GO=$(GO) $(BUILD) -o bin/vagrantbox ./testing/vm/cmd/vagrantbox
+	box=$$(bin/vagrantbox) && $(if $(HEAVY_LOCK),flock $(HEAVY_LOCK)) testing/vagrantlab/run "$$box"
 
 bench: deps build
 	@missing=$$(for p in $(BENCH_DEBS); do dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \

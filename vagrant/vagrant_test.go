@@ -29,13 +29,19 @@ func TestVagrantValidate(t *testing.T) {
 		}
 		t.Skip("vagrant is not installed (apt-get install vagrant)")
 	}
-	// Validate a copy: vagrant leaves a .vagrant directory where it runs.
+	// Validate a copy: vagrant leaves a .vagrant directory where it runs
+	// (with the admin key the Vagrantfile makes). The Vagrantfile reads
+	// its disks from borgkit.yaml beside it.
 	dir := t.TempDir()
-	src, err := os.ReadFile("Vagrantfile")
-	if err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"Vagrantfile", "borgkit.yaml"} {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), src, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	os.WriteFile(filepath.Join(dir, "Vagrantfile"), src, 0o644)
 	c := exec.Command("vagrant", "validate", "--ignore-provider")
 	c.Dir = dir
 	c.Env = append(os.Environ(), "VAGRANT_HOME="+t.TempDir(), "VAGRANT_CHECKPOINT_DISABLE=1")
