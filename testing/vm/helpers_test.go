@@ -189,3 +189,26 @@ func journal(ctx context.Context, g *Guest, unit string) string {
 	res, _ := g.Run(ctx, "journalctl", "-b", "-u", unit, "-o", "short-monotonic", "--no-pager")
 	return string(res.Stdout)
 }
+
+// bootWithSite boots g and gives it borgkit, the config and the server's
+// tree unpacked under root: the start the bundle-writing scenarios share.
+func bootWithSite(ctx context.Context, t *testing.T, g *Guest, bin, siteTar, cfg []byte, root string) {
+	t.Helper()
+	if err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitSSH(ctx, bootTimeout); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{{labBinary, bin, 0o755}, {"/root/site.tar", siteTar, 0o600}, {labConfig, cfg, 0o600}} {
+		if err := g.WriteFile(ctx, f.path, f.data, f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(ctx, t, g, "mkdir", "-p", root)
+	must(ctx, t, g, "tar", "-C", root, "-xf", "/root/site.tar")
+}

@@ -110,23 +110,7 @@ func TestVMOfflineRunbook(t *testing.T) {
 	headerBackup := siteRoot + "/etc/borgkit/keys/pi-backup-header.img"
 	var dataOffset int64
 	step(t, "writer: boot, push borgkit, the site, the kit cache and the builds", func() {
-		if err := w.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.WaitSSH(ctx, bootTimeout); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.WriteFile(ctx, labBinary, bin, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.WriteFile(ctx, "/root/site.tar", siteTar, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.WriteFile(ctx, labConfig, []byte(cfgYAML), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		must(ctx, t, w, "mkdir", "-p", siteRoot)
-		must(ctx, t, w, "tar", "-C", siteRoot, "-xf", "/root/site.tar")
+		bootWithSite(ctx, t, w, bin, siteTar, []byte(cfgYAML), siteRoot)
 		// WriteFile wants the directory there.
 		for _, r := range repos {
 			must(ctx, t, w, "mkdir", "-p", path.Join("/root/kitcache", kit.Release+"-"+r.Arch, "archives"))

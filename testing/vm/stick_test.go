@@ -61,23 +61,7 @@ func TestVMEncryptedStick(t *testing.T) {
 		LabAddress: "10.232.0.6/24", Disks: []Disk{stick}, LoginKey: key})
 	const pass = "a stick passphrase typed by hand"
 	step(t, "boot, push borgkit and the server's tree", func() {
-		if err := g.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := g.WaitSSH(ctx, bootTimeout); err != nil {
-			t.Fatal(err)
-		}
-		if err := g.WriteFile(ctx, labBinary, bin, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := g.WriteFile(ctx, "/root/site.tar", siteTar, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := g.WriteFile(ctx, labConfig, site.ConfigYAML, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		must(ctx, t, g, "mkdir", "-p", "/root/site")
-		must(ctx, t, g, "tar", "-C", "/root/site", "-xf", "/root/site.tar")
+		bootWithSite(ctx, t, g, bin, siteTar, site.ConfigYAML, "/root/site")
 		// A used stick: it carries a filesystem.
 		must(ctx, t, g, "mkfs.ext4", "-q", "-F", stick.ByID())
 	})
