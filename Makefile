@@ -168,7 +168,7 @@ vm: deb vm-deps
 # installs the peers from Debian. BENCH_FLAGS=-readme=README.md also puts
 # the table into the README.
 BENCH_DEBS := borgmatic ansible-core time
-BENCH_HOT  := ./provision/plan/ ./provision/host/ ./provision/config/ ./roles/jobs/status/ ./roles/
+BENCH_HOT  := ./provision/plan/ ./provision/host/ ./provision/config/ ./roles/jobs/status/ ./roles/recipe/
 # vm-zfs proves the archive role on a real pool: the ZFS module is built
 # natively in a chroot of the image once (about 16 min on 2 vCPUs) and
 # cached beside it. make vm leaves it out unless BORGKIT_VM_ZFS=1.

@@ -100,7 +100,7 @@ func (p *provisioning) writePlaybook(ctx context.Context) error {
 			list = &vars.Files
 		case "secret":
 			list = &vars.Secrets
-		case "repo", "borg-key", "block", "absent", "packages", "mount":
+		case "repo", "borg-key", "block", "absent", "packages", "mount", "legacy-schedules":
 			continue // tasks of their own, or not the playbook's
 		default:
 			return fmt.Errorf("borgkit plan has a %q step the playbook does not know", id)
