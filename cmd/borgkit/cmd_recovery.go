@@ -40,6 +40,8 @@ type bundleOptions struct {
 	Owner         int
 	RepoRoot      []string
 	WorkDir       string
+	// KitDir is verify's mounted kit partition.
+	KitDir string
 	// HostRoot reads another host's secrets from a tree (NAME=DIR);
 	// Identity and KnownHosts are for reaching the others over SSH.
 	HostRoot   []string
@@ -70,10 +72,14 @@ The secrets other hosts keep themselves (an archive host's repo passphrase,
 key export and ZFS dataset keys) are fetched from them over SSH, as
 provisioning reaches them, or from a tree given with --host-root.
 
---encrypt DEVICE puts the bundle on an encrypted stick instead: it formats
-the whole DEVICE (and nothing else) as LUKS2 with a passphrase you type, makes
-an ext4 filesystem inside, writes the bundle into its ` + stick.BundleDir + ` directory,
-verifies it, and closes the stick. As with the offsite disk, a DEVICE that
+--encrypt DEVICE puts the bundle on an encrypted stick instead: it gives the
+whole DEVICE (and nothing else) a GPT with two partitions: ` + stick.KitLabel + `, an
+unencrypted ext4 partition holding nothing secret (with --kit the packages
+and borgkit's builds, so a machine without cryptsetup can install it from
+there; a README with the first steps; KIT.sha256), and a LUKS2 partition with
+a passphrase you type and an ext4 filesystem inside, holding the bundle with
+every secret in its ` + stick.BundleDir + ` directory. It verifies both (the kit's files
+against their pins in bundle.json) and closes the stick. As with the offsite disk, a DEVICE that
 carries anything (a filesystem, a partition table, an old LUKS header) is
 refused unless --wipe names the same DEVICE. The passphrase is asked twice at
 a prompt on the terminal, never echoed; when stdin is not a terminal its
@@ -193,14 +199,15 @@ func runBundleWriteFrom(ctx context.Context, o *bundleOptions, g *globals, in io
 		if err != nil {
 			return err
 		}
-		_, err = stick.Write(ctx, host.NewLocal(server.Name), stick.Options{Device: o.Encrypt, Wipe: o.Wipe != "", Passphrase: pass, Status: opts.Progress.Status},
-			func(ctx context.Context, dir string, st bundle.Stick) error {
-				opts.Stick = &st
+		_, err = stick.Write(ctx, host.NewLocal(server.Name), stick.Options{Device: o.Encrypt, Wipe: o.Wipe != "", Passphrase: pass,
+			KitBytes: opts.Kit.Bytes(), Status: opts.Progress.Status},
+			func(ctx context.Context, dir, kitDir string, st bundle.Stick) error {
+				opts.Stick, opts.KitDir = &st, kitDir
 				if m, err = bundle.Write(ctx, cfg, server, src, dir, opts); err != nil {
 					return err
 				}
-				opts.Progress.Status("verifying the bundle on the stick")
-				_, err := bundle.Verify(ctx, dir, bundle.VerifyOptions{})
+				opts.Progress.Status("verifying the bundle on the stick, and the kit partition against its pins")
+				_, err := bundle.Verify(ctx, dir, bundle.VerifyOptions{KitDir: kitDir})
 				return err
 			})
 		if err != nil {
@@ -344,7 +351,7 @@ written to.`,
 			if g.Verbose {
 				log = cmd.ErrOrStderr()
 			}
-			rep, err := bundle.Verify(cmd.Context(), args[0], bundle.VerifyOptions{RepoRoots: o.RepoRoot, WorkDir: o.WorkDir, Log: log})
+			rep, err := bundle.Verify(cmd.Context(), args[0], bundle.VerifyOptions{RepoRoots: o.RepoRoot, WorkDir: o.WorkDir, KitDir: o.KitDir, Log: log})
 			if rep != nil {
 				if g.JSON {
 					if jerr := writeJSON(cmd.OutOrStdout(), rep); jerr != nil {
@@ -362,6 +369,7 @@ written to.`,
 	}
 	cmd.Flags().StringSliceVar(&o.RepoRoot, "repo-root", nil, "a `DIR` holding repo copies by name, to open with the bundle's keys (repeatable)")
 	cmd.Flags().StringVar(&o.WorkDir, "work-dir", "", "where borg's private state goes (default: a temporary directory)")
+	cmd.Flags().StringVar(&o.KitDir, "kit-dir", "", "the stick's kit partition, mounted at `DIR`: check its files against the bundle's pins")
 	g.jsonFlag(cmd, "the report")
 	g.verboseFlag(cmd, "log every borg run to stderr")
 	return withExits(cmd,

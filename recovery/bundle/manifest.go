@@ -81,8 +81,10 @@ type Manifest struct {
 	Digest   string   `json:"-"`
 }
 
-// Stick is an encrypted USB stick holding the bundle: LUKS2 on the whole
-// device, opened with a passphrase a person types, ext4 inside.
+// Stick is an encrypted USB stick holding the bundle: a LUKS2 partition,
+// opened with a passphrase a person types, ext4 inside; and beside it an
+// unencrypted ext4 kit partition with the offline kit (nothing secret), so
+// a machine without cryptsetup can install it before opening the bundle.
 type Stick struct {
 	LUKSUUID string `json:"luks_uuid"`
 	FSUUID   string `json:"fs_uuid"`
@@ -90,6 +92,20 @@ type Stick struct {
 	// directory on its filesystem.
 	Mapper string `json:"mapper"`
 	Dir    string `json:"dir"`
+	// KitLabel and KitFSUUID name the kit partition's filesystem; empty
+	// on a stick that is one LUKS volume (an older bundle).
+	KitLabel  string `json:"kit_label,omitempty"`
+	KitFSUUID string `json:"kit_fs_uuid,omitempty"`
+}
+
+// KitApart says the kit's files are on the stick's kit partition, not in
+// the bundle's directory: bundle.json pins them, MANIFEST.sha256 leaves
+// them to the kit partition's KIT.sha256.
+func (m *Manifest) KitApart() bool { return m.Stick != nil && m.Stick.KitFSUUID != "" }
+
+// KitRole says a file belongs to the offline kit (nothing secret).
+func KitRole(role string) bool {
+	return role == RoleKitDeb || role == RoleKitIndex || role == RoleKitBorgkit
 }
 
 // Kit is what the rescue machine installs from the bundle, with no

@@ -35,6 +35,9 @@ type runbookData struct {
 	// Stick opens the encrypted stick the bundle is on; empty when the
 	// bundle was written to a plain directory.
 	Stick, StickUUID string
+	// KitPart mounts the stick's unencrypted kit partition (KitLabel), the
+	// first step on a machine without cryptsetup; empty without one.
+	KitPart, KitLabel string
 	// Section numbers: a site without disks, datasets, VMs or shares has
 	// no such section, and the rest are numbered without gaps.
 	SecDisks, SecPools, SecRepos, SecVMs, SecShares, SecDone, SecDrill, SecRebuild, SecAdopted int
@@ -164,6 +167,20 @@ func buildRunbook(m *Manifest) runbookData {
 	d.Hosts = m.Hosts
 	d.Adopted = adopted(m)
 	if st := m.Stick; st != nil {
+		if m.KitApart() {
+			d.KitLabel = st.KitLabel
+			d.KitPart = strings.Join([]string{
+				"KIT=" + KitMount,
+				"mkdir -p $KIT",
+				"mount -o ro,noload /dev/disk/by-uuid/" + st.KitFSUUID + " $KIT",
+				"(cd $KIT && sha256sum -c " + KitManifest + ")",
+			}, "\n")
+			for i := range d.Files {
+				if strings.HasPrefix(d.Files[i].Path, "kit/") {
+					d.Files[i].What += " — on the " + st.KitLabel + " partition, not in this directory"
+				}
+			}
+		}
 		d.StickUUID = st.LUKSUUID
 		mnt := "/mnt/" + st.Mapper
 		d.Stick = strings.Join([]string{
@@ -512,12 +529,17 @@ func kitRunbook(m *Manifest) *runbookKit {
 	if len(k.Debian) > 0 || rk.Borgkit {
 		cmds = append(cmds, "ARCH=$(dpkg --print-architecture)")
 	}
+	// The kit is in the bundle, or on the stick's kit partition.
+	root := "$B"
+	if m.KitApart() {
+		root = "$KIT"
+	}
 	if len(k.Debian) > 0 {
 		const kdir = "/tmp/borgkit-kit"
 		cmds = append(cmds,
 			"K="+kdir,
 			"mkdir -p $K/lists/partial $K/parts",
-			`echo "deb [trusted=yes] file:$B/`+kit.Dir("$ARCH")+` ./" > $K/sources.list`,
+			`echo "deb [trusted=yes] file:`+root+`/`+kit.Dir("$ARCH")+` ./" > $K/sources.list`,
 			`APT="-o APT::Sandbox::User=root -o Dir::Etc::SourceList=$K/sources.list -o Dir::Etc::SourceParts=$K/parts -o Dir::State::Lists=$K/lists -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache="`,
 			"apt-get $APT update",
 			"apt-get $APT install -y --no-install-recommends "+rk.Wanted,
@@ -525,7 +547,7 @@ func kitRunbook(m *Manifest) *runbookKit {
 			"cryptsetup --version")
 	}
 	if rk.Borgkit {
-		cmds = append(cmds, `install -m 0755 "$B/kit/borgkit/$ARCH/borgkit" /usr/local/bin/borgkit`, "borgkit version")
+		cmds = append(cmds, `install -m 0755 "`+root+`/kit/borgkit/$ARCH/borgkit" /usr/local/bin/borgkit`, "borgkit version")
 	}
 	rk.Install = strings.Join(cmds, "\n")
 	return rk
@@ -568,6 +590,13 @@ func RenderRunbook(m *Manifest) (md, html []byte, err error) {
 		return nil, nil, err
 	}
 	return md, html, nil
+}
+
+// RenderKitReadme is the kit partition's README: the runbook's first
+// steps (mount the kit, install from it, open the stick), for a person who
+// has not opened the stick yet. It names no secret.
+func RenderKitReadme(m *Manifest) ([]byte, error) {
+	return templates.Render("kit-readme", buildRunbook(m))
 }
 
 // adopted are the runbook's lines on a site taken over from a hand-built

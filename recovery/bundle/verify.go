@@ -133,6 +133,10 @@ type VerifyOptions struct {
 	Repos []string
 	// Log receives the borg command lines run.
 	Log io.Writer
+	// KitDir is the stick's kit partition, mounted, for a bundle whose kit
+	// is apart (Manifest.KitApart): its files are checked against the pins
+	// in bundle.json. Without it they are skipped.
+	KitDir string
 }
 
 // checkKey is luks2.CheckKey; a variable so tests can count or fake it.
@@ -159,7 +163,14 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*Report, error
 	verifyLUKS(r, m)
 	verifyBorgKeys(r, m)
 	verifyZFSKeys(r, m)
-	verifyKit(r, m)
+	kitRoot := m.Dir
+	if m.KitApart() {
+		kitRoot = opts.KitDir
+		verifyKitPartition(r, m, kitRoot)
+	}
+	if kitRoot != "" {
+		verifyKit(r, m, kitRoot)
+	}
 	if len(opts.RepoRoots) > 0 {
 		rr, _ := VerifyRepoCopies(ctx, m, opts)
 		r.Items = append(r.Items, rr.Items...)
@@ -224,6 +235,9 @@ func verifyFiles(r *Report, dir string) *Manifest {
 		return nil
 	}
 	for _, f := range m.Files {
+		if m.KitApart() && KitRole(f.Role) {
+			continue // on the kit partition: verifyKitPartition
+		}
 		if manBytes != nil && !listed[f.Path] {
 			r.add(KindFile, f.Path, StatusFailed, "listed in %s but %s has no line for it (is %s damaged?)", IndexName, ManifestName, ManifestName)
 		}
@@ -254,6 +268,32 @@ func verifyFiles(r *Report, dir string) *Manifest {
 		return nil
 	})
 	return m
+}
+
+// verifyKitPartition checks each kit file on the stick's kit partition
+// (kitDir) against its pin in bundle.json: the partition is not encrypted,
+// so its own KIT.sha256 proves only that nothing broke, not that nobody
+// changed it. Without kitDir the files are skipped, and the report says
+// how to check them.
+func verifyKitPartition(r *Report, m *Manifest, kitDir string) {
+	for _, f := range m.Files {
+		if !KitRole(f.Role) {
+			continue
+		}
+		if kitDir == "" {
+			r.add(KindFile, f.Path, StatusSkipped, "on the %s partition: give --kit-dir (where it is mounted) to check it", m.Stick.KitLabel)
+			continue
+		}
+		got, _, err := digest.File(filepath.Join(kitDir, filepath.FromSlash(f.Path)))
+		switch {
+		case err != nil:
+			r.add(KindFile, f.Path, StatusFailed, "missing or unreadable on the kit partition: %v", readHint(err))
+		case got != f.SHA256:
+			r.add(KindFile, f.Path, StatusFailed, "checksum mismatch on the kit partition against the pin in %s: changed or damaged (sha256 %s, pinned %s)", IndexName, got[:16], f.SHA256[:16])
+		default:
+			r.add(KindFile, f.Path, StatusOK, "sha256 %s on the kit partition, as %s pins", got[:16], IndexName)
+		}
+	}
 }
 
 // readHint turns a permission error into advice: bundles are 0400, owned
@@ -312,7 +352,7 @@ func verifyZFSKeys(r *Report, m *Manifest) {
 // apt index lists exactly the pinned packages with those checksums, the
 // Release file the index, the wanted packages are there, and each borgkit
 // build is an executable of its architecture.
-func verifyKit(r *Report, m *Manifest) {
+func verifyKit(r *Report, m *Manifest, root string) {
 	k := m.Kit
 	if k == nil {
 		return
@@ -325,7 +365,7 @@ func verifyKit(r *Report, m *Manifest) {
 		if kr.Stale != "" {
 			r.Warnings = append(r.Warnings, "offline kit "+name+": "+kr.Stale)
 		}
-		if err := checkKitRepo(m, kr); err != nil {
+		if err := checkKitRepo(m, kr, root); err != nil {
 			r.add(KindKit, name, StatusFailed, "%v", err)
 			continue
 		}
@@ -337,7 +377,7 @@ func verifyKit(r *Report, m *Manifest) {
 		case !ok || f.Role != RoleKitBorgkit:
 			r.add(KindKit, "borgkit-"+b.Arch, StatusFailed, "%s is not a file of the bundle", b.Path)
 		default:
-			if err := builds.Check(filepath.Join(m.Dir, b.Path), b.Arch); err != nil {
+			if err := builds.Check(filepath.Join(root, b.Path), b.Arch); err != nil {
 				r.add(KindKit, "borgkit-"+b.Arch, StatusFailed, "%s is not an executable for %s: %v", b.Path, b.Arch, err)
 				continue
 			}
@@ -346,7 +386,7 @@ func verifyKit(r *Report, m *Manifest) {
 	}
 }
 
-func checkKitRepo(m *Manifest, kr KitRepo) error {
+func checkKitRepo(m *Manifest, kr KitRepo, root string) error {
 	pins := map[string]kit.Deb{}
 	for _, d := range kr.Debs {
 		f, ok := m.File(kr.Dir + "/" + d.File)
@@ -363,7 +403,7 @@ func checkKitRepo(m *Manifest, kr KitRepo) error {
 			return fmt.Errorf("%s is not among the pinned packages", w)
 		}
 	}
-	index, err := os.ReadFile(filepath.Join(m.Dir, kr.Dir, "Packages"))
+	index, err := os.ReadFile(filepath.Join(root, kr.Dir, "Packages"))
 	if err != nil {
 		return fmt.Errorf("apt index: %w", readHint(err))
 	}
@@ -392,7 +432,7 @@ func checkKitRepo(m *Manifest, kr KitRepo) error {
 			return fmt.Errorf("the apt index does not list the pinned %s", name)
 		}
 	}
-	rel, err := os.ReadFile(filepath.Join(m.Dir, kr.Dir, "Release"))
+	rel, err := os.ReadFile(filepath.Join(root, kr.Dir, "Release"))
 	if err != nil {
 		return fmt.Errorf("apt Release: %w", readHint(err))
 	}

@@ -65,7 +65,19 @@ type Options struct {
 	Stick *Stick
 	// Kit, when set, puts the offline install kit into the bundle.
 	Kit *KitInput
+	// KitDir, with Stick, is the stick's kit partition: the kit's files
+	// (nothing secret), a README and KIT.sha256 go there, for a machine
+	// that must install cryptsetup before it can open the bundle.
+	KitDir string
 }
+
+// The kit partition's own files.
+const (
+	KitReadme   = "README.md"
+	KitManifest = "KIT.sha256"
+	// KitMount is where the runbook mounts the kit partition.
+	KitMount = "/mnt/borgkit-kit"
+)
 
 // KitInput is the offline install kit as fetched: each architecture's
 // packages (in the kit cache) and borgkit's builds.
@@ -74,6 +86,25 @@ type KitInput struct {
 	Borgkit []KitBuild
 	// Missing is what could not be had, and why; the bundle records it.
 	Missing []string
+}
+
+// Bytes is about what the kit's files take: packages, builds, and a MiB
+// per architecture for the apt index (a few hundred KiB at most).
+func (k *KitInput) Bytes() int64 {
+	if k == nil {
+		return 0
+	}
+	var n int64
+	for _, r := range k.Debian {
+		n += 1 << 20
+		for _, d := range r.Debs {
+			n += d.Size
+		}
+	}
+	for _, b := range k.Borgkit {
+		n += int64(len(b.Data))
+	}
+	return n
 }
 
 // KitBuild is borgkit's executable for one architecture.
@@ -124,10 +155,23 @@ func Write(ctx context.Context, cfg *config.Config, server *config.Host, src Sou
 	if err := w.begin(); err != nil {
 		return nil, fmt.Errorf("write bundle: %w", err)
 	}
+	c.kw = w
+	if m.KitApart() {
+		if opts.KitDir == "" {
+			return nil, errors.New("write bundle: the stick has a kit partition but no directory for it")
+		}
+		c.kw = &writer{target: opts.KitDir, owner: opts.Owner, public: true}
+		if err := c.kw.begin(); err != nil {
+			return nil, fmt.Errorf("write bundle: kit partition: %w", err)
+		}
+	}
 	ok := false
 	defer func() {
 		if !ok {
 			w.abort()
+			if c.kw != w {
+				c.kw.abort()
+			}
 		}
 	}()
 	if err := c.writeAndProve(w); err != nil {
@@ -138,6 +182,11 @@ func Write(ctx context.Context, cfg *config.Config, server *config.Host, src Sou
 	}
 	if err := w.seal(); err != nil {
 		return nil, fmt.Errorf("write bundle: %w", err)
+	}
+	if c.kw != w {
+		if err := c.kw.seal(); err != nil {
+			return nil, fmt.Errorf("write bundle: kit partition: %w", err)
+		}
 	}
 	ok = true
 	m.Dir = target
@@ -265,6 +314,9 @@ type collector struct {
 	m      *Manifest
 	files  map[string]*pending
 	order  []string
+	// kw writes the kit's files: the bundle's writer, or the kit
+	// partition's when the kit is apart.
+	kw *writer
 	// layoutOnly names the files without reading or proving them (Layout).
 	layoutOnly bool
 }
@@ -624,7 +676,11 @@ func (c *collector) extras(configData []byte) {
 func (c *collector) writeAndProve(w *writer) error {
 	c.p.Status("writing %d files to %s", len(c.order), w.target)
 	for _, rel := range c.order {
-		if err := w.file(rel, c.files[rel].data); err != nil {
+		to := w
+		if KitRole(c.files[rel].Role) {
+			to = c.kw
+		}
+		if err := to.file(rel, c.files[rel].data); err != nil {
 			return err
 		}
 	}
@@ -670,7 +726,12 @@ func (c *collector) finish(w *writer) error {
 	}
 	index = append(index, '\n')
 	sums := map[string]string{IndexName: sumHex(index)}
+	kitSums := map[string]string{}
 	for _, f := range c.m.Files {
+		if c.m.KitApart() && KitRole(f.Role) {
+			kitSums[f.Path] = f.SHA256
+			continue
+		}
 		sums[f.Path] = f.SHA256
 	}
 	manifest := renderManifest(sums)
@@ -683,6 +744,29 @@ func (c *collector) finish(w *writer) error {
 		}
 	}
 	c.m.Digest = sumHex(manifest)
+	if c.kw != w {
+		readme, err := RenderKitReadme(c.m)
+		if err != nil {
+			return err
+		}
+		kitSums[KitReadme] = sumHex(readme)
+		if err := c.kw.file(KitReadme, readme); err != nil {
+			return err
+		}
+		if err := c.kw.file(KitManifest, renderManifest(kitSums)); err != nil {
+			return err
+		}
+		if err := c.kw.readBack(kitSums); err != nil {
+			return err
+		}
+	}
+	return w.readBack(sums)
+}
+
+// readBack syncs what w wrote and reads each file of sums back: a stick
+// that returns other bytes than it took must fail the bundle now, not on
+// the day it is needed.
+func (w *writer) readBack(sums map[string]string) error {
 	if err := w.syncAll(); err != nil {
 		return err
 	}
@@ -699,8 +783,11 @@ func (c *collector) finish(w *writer) error {
 // it again when the bundle cannot be completed: half a bundle in a drawer
 // is worse than none, because someone will trust it.
 type writer struct {
-	target  string
-	owner   *host.Owner
+	target string
+	owner  *host.Owner
+	// public is the kit partition's writer: nothing secret, so readable
+	// by all, and no drill log.
+	public  bool
 	created string // top-most directory we created, "" if target existed
 	dirs    []string
 	written []string
@@ -723,11 +810,11 @@ func (w *writer) begin() error {
 		return fmt.Errorf("create %s: %w", filepath.Dir(w.target), err)
 	}
 	w.created = top
-	if err := os.Mkdir(w.target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(w.target, w.dirMode()); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create %s: %w", w.target, err)
 	}
 	// The target may have existed (empty) with any mode; we need to write.
-	if err := os.Chmod(w.target, 0o700); err != nil {
+	if err := os.Chmod(w.target, w.dirMode()); err != nil {
 		return fmt.Errorf("chmod %s: %w", w.target, err)
 	}
 	w.dirs = append(w.dirs, w.target)
@@ -741,14 +828,18 @@ func (w *writer) file(rel string, data []byte) error {
 	}
 	// O_EXCL: the directory was empty, so an existing file means someone
 	// else is writing here at the same time.
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
+	mode := os.FileMode(0o400)
+	if w.public {
+		mode = 0o444
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", rel, err)
 	}
 	w.written = append(w.written, p)
 	_, err = f.Write(data)
 	if err == nil {
-		err = f.Chmod(0o400)
+		err = f.Chmod(mode)
 	}
 	if err == nil && w.owner != nil {
 		err = f.Chown(w.owner.UID, w.owner.GID)
@@ -779,7 +870,7 @@ func (w *writer) mkdirs(dir string) error {
 	if err := w.mkdirs(filepath.Dir(dir)); err != nil {
 		return err
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err := os.Mkdir(dir, w.dirMode()); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	w.dirs = append(w.dirs, dir)
@@ -798,11 +889,16 @@ func (w *writer) syncAll() error {
 // seal adds the (empty) drill log directory and makes every directory
 // 0500: a bundle is read, never changed in place.
 func (w *writer) seal() error {
-	log := filepath.Join(w.target, DrillLogDir)
-	if err := os.Mkdir(log, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", log, err)
+	sealed := os.FileMode(0o500)
+	if w.public {
+		sealed = 0o555
+	} else {
+		log := filepath.Join(w.target, DrillLogDir)
+		if err := os.Mkdir(log, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", log, err)
+		}
+		w.dirs = append(w.dirs, log)
 	}
-	w.dirs = append(w.dirs, log)
 	for i := len(w.dirs) - 1; i >= 0; i-- {
 		d := w.dirs[i]
 		if w.owner != nil {
@@ -810,11 +906,19 @@ func (w *writer) seal() error {
 				return fmt.Errorf("chown %s: %w", d, err)
 			}
 		}
-		if err := os.Chmod(d, 0o500); err != nil {
+		if err := os.Chmod(d, sealed); err != nil {
 			return fmt.Errorf("chmod %s: %w", d, err)
 		}
 	}
 	return w.syncAll()
+}
+
+// dirMode is a directory's mode while it is written.
+func (w *writer) dirMode() os.FileMode {
+	if w.public {
+		return 0o755
+	}
+	return 0o700
 }
 
 func (w *writer) abort() {

@@ -37,6 +37,18 @@ func Unavailable() string {
 // make that a failure instead (CI, which is root).
 func New(t testing.TB, size int64) *Device {
 	t.Helper()
+	return attach(t, size)
+}
+
+// NewPartitioned is New with the kernel's partition scan on (losetup
+// --partscan), so a partition table written on it gives partitions.
+func NewPartitioned(t testing.TB, size int64) *Device {
+	t.Helper()
+	return attach(t, size, "--partscan")
+}
+
+func attach(t testing.TB, size int64, flags ...string) *Device {
+	t.Helper()
 	if why := Unavailable(); why != "" {
 		if os.Getenv("BORGKIT_REQUIRE_LOOP") != "" {
 			t.Fatalf("loop devices required: %s", why)
@@ -52,7 +64,7 @@ func New(t testing.TB, size int64) *Device {
 		t.Fatal(err)
 	}
 	f.Close()
-	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
+	out, err := exec.Command("losetup", append(append([]string{"--find", "--show"}, flags...), img)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("losetup %s: %v %s", img, err, out)
 	}

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/builds"
-	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/recovery/bundle"
 	"github.com/borgkit/borgkit/recovery/bundle/bundletest"
 	"github.com/borgkit/borgkit/recovery/kit"
@@ -26,15 +25,21 @@ import (
 // offlineStick is the stick's serial in the guests.
 const offlineStick = "borgkit-kit-stick"
 
+// offlinePass is the stick's passphrase, typed on stdin.
+const offlinePass = "the house burned down, the stick did not"
+
 // TestVMOfflineRunbook is the day the house burned down, with the runbook
 // as the test. A lab machine writes the recovery bundle with its offline
-// kit onto a stick (the packages fetched here, on the host, beforehand: the
-// guests have no network), and the Pi's LUKS2 disk holds the mirror. Then a
-// bare Debian 12 (RescueRecipe: no borg, no python3, no cryptsetup), whose
-// only NIC leads nowhere, gets the stick and the Pi's disk and runs the
-// runbook's own command blocks, taken from the runbook on the stick, in
-// order and as written: check the bundle, install from it, find and unlock
-// the disk, mount it read-only, set up borg, extract the newest archive.
+// kit onto an encrypted stick (the packages fetched here, on the host,
+// beforehand: the guests have no network): the kit on its unencrypted
+// BORGKIT-KIT partition, the bundle on its LUKS2 partition. The Pi's LUKS2
+// disk holds the mirror. Then a bare Debian 12 (RescueRecipe: no borg, no
+// python3, no cryptsetup), whose only NIC leads nowhere, gets the stick and
+// the Pi's disk and runs the runbook's own command blocks, taken from the
+// runbook on the stick, in order and as written: mount the kit partition,
+// install from it, open the stick with its passphrase typed on stdin,
+// check the bundle, find and unlock the disk, mount it read-only, set up
+// borg, extract the newest archive.
 // First with the disk's LUKS header zeroed (the plain open must fail, the
 // open with the bundle's header backup must work), then, after a reboot,
 // with the disk intact; each time the extracted files must be those john-ai
@@ -74,7 +79,7 @@ func TestVMOfflineRunbook(t *testing.T) {
 	for _, d := range []struct {
 		p    string
 		size int64
-	}{{piDisk.Path, 128 << 20}, {stickDisk.Path, 256 << 20}} {
+	}{{piDisk.Path, 128 << 20}, {stickDisk.Path, 512 << 20}} {
 		if err := sparseFile(d.p, d.size); err != nil {
 			t.Fatal(err)
 		}
@@ -169,31 +174,53 @@ func TestVMOfflineRunbook(t *testing.T) {
 		must(ctx, t, w, "cryptsetup", "close", "pi-backup")
 	})
 	var sizes string
-	step(t, "writer: recovery-bundle --kit onto the stick", func() {
-		must(ctx, t, w, "mkfs.ext4", "-q", "-L", "BORGKIT", stickDisk.ByID())
-		must(ctx, t, w, "mkdir", "-p", "/mnt/stick")
-		must(ctx, t, w, "mount", stickDisk.ByID(), "/mnt/stick")
+	step(t, "writer: recovery-bundle --encrypt --kit onto the stick", func() {
 		// No network in the lab: the packages come from the cache, as on a
 		// server whose mirror is down.
 		dead := "http://127.0.0.1:9/debian"
-		res, err := w.Run(ctx, labBinary, "recovery-bundle", "--config", labConfig, "--root", siteRoot, "--host", "john-ai",
-			"--to", "/mnt/stick/borgkit-recovery", "--kit", "--kit-cache", "/root/kitcache", "--kit-mirror", dead,
+		start := time.Now()
+		res, err := runIn(ctx, w, offlinePass+"\n", labBinary, "recovery-bundle", "--config", labConfig, "--root", siteRoot, "--host", "john-ai",
+			"--encrypt", stickDisk.ByID(), "--kit", "--kit-cache", "/root/kitcache", "--kit-mirror", dead,
 			"--kit-security", dead, "--builds", "/root/builds")
 		out := string(res.Stdout) + string(res.Stderr)
 		if werr := os.WriteFile(filepath.Join(dir, "recovery-bundle.txt"), []byte(out), 0o644); werr != nil {
 			t.Fatal(werr)
 		}
 		if err != nil {
-			t.Fatalf("recovery-bundle --kit: %v\n%s", err, out)
+			t.Fatalf("recovery-bundle --encrypt --kit: %v\n%s", err, out)
 		}
-		sizes = must(ctx, t, w, "du", "-s", "-B1", "/mnt/stick/borgkit-recovery/kit/debian-12-amd64", "/mnt/stick/borgkit-recovery/kit/debian-12-arm64",
-			"/mnt/stick/borgkit-recovery/kit/borgkit", "/mnt/stick/borgkit-recovery")
-		t.Logf("stick, bytes used:\n%s", sizes)
+		if strings.Contains(out, offlinePass) {
+			t.Fatal("the output holds the stick's passphrase")
+		}
+		t.Logf("recovery-bundle --encrypt --kit took %s", time.Since(start).Round(time.Second))
+		// What the stick holds, partition by partition: the kit partition
+		// must hold no secret, the LUKS partition the bundle.
+		must(ctx, t, w, "mkdir", "-p", "/mnt/kit", "/mnt/stick")
+		must(ctx, t, w, "mount", "-o", "ro", "/dev/disk/by-label/BORGKIT-KIT", "/mnt/kit")
+		kitFiles := must(ctx, t, w, "find", "/mnt/kit", "-type", "f", "-printf", "%P\n")
+		for _, f := range strings.Fields(kitFiles) {
+			if !strings.HasPrefix(f, "kit/") && f != bundle.KitReadme && f != bundle.KitManifest {
+				t.Errorf("the unencrypted kit partition holds %s", f)
+			}
+		}
+		mustIn(ctx, t, w, []byte(offlinePass+"\n"), "cryptsetup", "open", "--readonly", stickDisk.ByID()+"-part2", "peek")
+		must(ctx, t, w, "mount", "-o", "ro", "/dev/mapper/peek", "/mnt/stick")
+		if kitIn := must(ctx, t, w, "sh", "-c", "ls /mnt/stick/borgkit-recovery/kit 2>/dev/null || true"); kitIn != "" {
+			t.Errorf("the kit is in the LUKS partition too: %s", kitIn)
+		}
+		sizes = must(ctx, t, w, "sh", "-c", "lsblk -b -o NAME,SIZE,LABEL,FSTYPE "+stickDisk.ByID()+"; df -B1 /mnt/kit /mnt/stick; du -s -B1 /mnt/kit/kit/debian-12-amd64 /mnt/kit/kit/debian-12-arm64 /mnt/kit/kit/borgkit /mnt/kit /mnt/stick/borgkit-recovery")
+		t.Logf("stick, bytes:\n%s", sizes)
 		md := must(ctx, t, w, "cat", "/mnt/stick/borgkit-recovery/"+bundle.RunbookMD)
 		if err := os.WriteFile(filepath.Join(dir, "runbook.md"), []byte(md), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		must(ctx, t, w, "umount", "/mnt/stick")
+		readme := must(ctx, t, w, "cat", "/mnt/kit/"+bundle.KitReadme)
+		if err := os.WriteFile(filepath.Join(dir, "kit-README.md"), []byte(readme), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		must(ctx, t, w, labBinary, "recovery-bundle", "verify", "--kit-dir", "/mnt/kit", "/mnt/stick/borgkit-recovery")
+		must(ctx, t, w, "umount", "/mnt/stick", "/mnt/kit")
+		must(ctx, t, w, "cryptsetup", "close", "peek")
 		if err := w.Stop(ctx, 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -256,7 +283,7 @@ func TestVMOfflineRunbook(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "runbook-"+strings.Fields(name)[0]+".sh"), []byte(script), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			out, err := r.RunCmd(ctx, host.Cmd{Argv: []string{"sh", "-c", script}})
+			out, err := runIn(ctx, r, offlinePass+"\n", "sh", "-c", script)
 			res = string(out.Stdout) + string(out.Stderr)
 			if werr := os.WriteFile(filepath.Join(dir, "runbook-"+strings.Fields(name)[0]+".txt"), []byte(res), 0o644); werr != nil {
 				t.Fatal(werr)
@@ -298,7 +325,7 @@ func TestVMOfflineRunbook(t *testing.T) {
 			t.Fatalf("no '| more' in the restore block:\n%s", rb.restore)
 		}
 		must(ctx, t, r, "rm", "-rf", "/srv/restore")
-		out, err := r.RunCmd(ctx, host.Cmd{Argv: []string{"sh", "-c", broken.script(false)}})
+		out, err := runIn(ctx, r, offlinePass+"\n", "sh", "-c", broken.script(false))
 		res := string(out.Stdout) + string(out.Stderr)
 		if err == nil {
 			t.Fatalf("the runbook with a broken restore block ran through:\n%s", lastLines([]byte(res), 20))
@@ -314,7 +341,7 @@ func TestVMOfflineRunbook(t *testing.T) {
 // runbook holds the runbook's shell blocks the restore runs, each as
 // written.
 type runbook struct {
-	check, install, find, open, openHeader, mount, setup, restore, done string
+	kit, install, stick, check, find, open, openHeader, mount, setup, restore, done string
 }
 
 // parseRunbook takes every ```sh block of the runbook and picks the ones a
@@ -353,31 +380,41 @@ func parseRunbook(t *testing.T, md string) *runbook {
 		}
 	}
 	return &runbook{
+		kit:        pick("mount the kit partition", has("mount -o ro,noload /dev/disk/by-uuid/", "sha256sum -c KIT.sha256")),
+		stick:      pick("open the stick", has("cryptsetup open --readonly /dev/disk/by-uuid/", "cd /mnt/borgkit-stick/")),
 		check:      pick("check the bundle", has("sha256sum -c MANIFEST.sha256")),
 		install:    pick("install from the kit", has("apt-get $APT install")),
 		find:       pick("find the disk", has("cryptsetup luksUUID")),
 		open:       pick("open with the keyfile", func(b string) bool { return strings.HasPrefix(b, "cryptsetup open --readonly --key-file") }),
 		openHeader: pick("open with the header backup", func(b string) bool { return strings.HasPrefix(b, "cryptsetup open --readonly --header") }),
-		mount:      pick("mount the disk", has("mount -o ro,noload /dev/mapper/")),
-		setup:      pick("set up borg for john-ai", has("export BORG_PASSCOMMAND", "/john-ai.pass'", `borg list --bypass-lock "$REPO"`)),
-		restore:    pick("restore john-ai", has("ARCHIVE=$(borg list", "/srv/restore/john-ai &&")),
-		done:       pick("close up", has("cryptsetup close")),
+		mount: pick("mount the disk", func(b string) bool {
+			return strings.Contains(b, "mount -o ro,noload /dev/mapper/") && !strings.Contains(b, "cryptsetup open")
+		}),
+		setup:   pick("set up borg for john-ai", has("export BORG_PASSCOMMAND", "/john-ai.pass'", `borg list --bypass-lock "$REPO"`)),
+		restore: pick("restore john-ai", has("ARCHIVE=$(borg list", "/srv/restore/john-ai &&")),
+		done:    pick("close up", has("cryptsetup close")),
 	}
 }
 
-// script is the restore as one shell session (the blocks share B, DEV,
-// REPO): the stick is plugged in and mounted, the person works in the
-// bundle's directory, and each block runs as written, with a timestamp
-// line before it. With the header zeroed, the plain open must fail first,
-// as the runbook expects, before the open with the header backup.
+// script is the restore as one shell session (the blocks share KIT, B,
+// DEV, REPO): the stick is plugged in, and each block runs as written,
+// with a timestamp line before it. The session's stdin is the stick's
+// passphrase as a person types it; only the block that opens the stick
+// reads it (the others get /dev/null). With the header zeroed, the plain
+// open must fail first, as the runbook expects, before the open with the
+// header backup. A run starts from a closed stick: an earlier run in the
+// same boot leaves it open.
 func (rb *runbook) script(headerZeroed bool) string {
 	var b strings.Builder
-	b.WriteString("set -e\nmkdir -p /mnt/stick\nmountpoint -q /mnt/stick || mount -o ro,noload /dev/disk/by-id/virtio-" + offlineStick + " /mnt/stick\ncd /mnt/stick/borgkit-recovery\n")
+	b.WriteString("set -e\nexec 3<&0 </dev/null\n" +
+		"umount /mnt/borgkit-stick 2>/dev/null || true\ncryptsetup close borgkit-stick 2>/dev/null || true\numount /mnt/borgkit-kit 2>/dev/null || true\n")
 	blk := func(name, body string) {
 		fmt.Fprintf(&b, "echo \"@@ %s $(date +%%s.%%N)\" >&2\n%s", name, body)
 	}
-	blk("check", rb.check)
+	blk("kit", rb.kit)
 	blk("install", rb.install)
+	blk("stick", "{\n"+rb.stick+"} <&3\n")
+	blk("check", rb.check)
 	if headerZeroed {
 		// luksUUID finds no header to read: a person reads its complaint
 		// and goes on to the open, as the runbook says.
@@ -407,7 +444,7 @@ func stepTimes(out string) string {
 		a, _ := strconv.ParseFloat(ms[i][2], 64)
 		b, _ := strconv.ParseFloat(ms[i+1][2], 64)
 		parts = append(parts, fmt.Sprintf("%s %.1fs", ms[i][1], b-a))
-		if ms[i][1] != "check" && ms[i][1] != "install" {
+		if ms[i][1] != "kit" && ms[i][1] != "install" && ms[i][1] != "stick" && ms[i][1] != "check" {
 			restore += b - a
 		}
 	}
