@@ -66,16 +66,17 @@ func TestEncryptedStickGuard(t *testing.T) {
 	}
 }
 
-// A blank stick gets LUKS2 that the passphrase, typed as a person types it
-// (one line on stdin), opens. Where device-mapper works (the VM lab proves
-// that path in full, TestVMEncryptedStick) the bundle is written and
-// verified on it; here cryptsetup open cannot map it, and the command fails
-// there, saying so, with the stick formatted and the passphrase nowhere in
-// its output.
+// A stick named to be wiped gets the GPT layout: an ext4 BORGKIT-KIT
+// partition and a LUKS2 partition that the passphrase, typed as a person
+// types it (one line on stdin), opens. Where device-mapper works (the VM
+// lab proves that path in full, TestVMEncryptedStick) the bundle is
+// written and verified on it; here cryptsetup open cannot map it, and the
+// command fails there, saying so, with the stick laid out and the
+// passphrase nowhere in its output.
 func TestEncryptedStickFormat(t *testing.T) {
 	s := bundletest.Shared(t)
 	cfg := writeConfig(t, string(s.ConfigYAML))
-	d := loopdev.New(t, 48<<20)
+	d := loopdev.NewPartitioned(t, 64<<20)
 	// A new stick comes with a partition table.
 	label := exec.Command("sfdisk", "--quiet", d.Path)
 	label.Stdin = strings.NewReader("label: dos\n,,c\n")
@@ -86,12 +87,16 @@ func TestEncryptedStickFormat(t *testing.T) {
 	if strings.Contains(out, stickPass) {
 		t.Fatal("the output holds the passphrase")
 	}
-	c := exec.Command("cryptsetup", "open", "--test-passphrase", d.Path)
+	kit, luks := d.Path+"p1", d.Path+"p2"
+	if b, err := exec.Command("blkid", "-p", "-o", "export", kit).CombinedOutput(); err != nil || !strings.Contains(string(b), "LABEL=BORGKIT-KIT") || !strings.Contains(string(b), "TYPE=ext4") {
+		t.Fatalf("the kit partition: %v %s\n(borgkit: exit %d %s)", err, b, code, out)
+	}
+	c := exec.Command("cryptsetup", "open", "--test-passphrase", luks)
 	c.Stdin = strings.NewReader(stickPass + "\n")
 	if b, err := c.CombinedOutput(); err != nil {
-		t.Fatalf("the typed passphrase does not open the stick: %v %s\n(borgkit: exit %d %s)", err, b, code, out)
+		t.Fatalf("the typed passphrase does not open the stick's LUKS partition: %v %s\n(borgkit: exit %d %s)", err, b, code, out)
 	}
-	dump, err := exec.Command("cryptsetup", "luksDump", d.Path).CombinedOutput()
+	dump, err := exec.Command("cryptsetup", "luksDump", luks).CombinedOutput()
 	if err != nil || !strings.Contains(string(dump), "Version:       \t2") {
 		t.Fatalf("not LUKS2: %v %s", err, dump)
 	}
@@ -107,5 +112,5 @@ func TestEncryptedStickFormat(t *testing.T) {
 	if code != exitFailed || !strings.Contains(out, "open") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
-	t.Logf("no device-mapper here: formatted and refused at the open, as expected (%s)", strings.TrimSpace(out[strings.LastIndex(out, "error:"):]))
+	t.Logf("no device-mapper here: laid out, formatted and refused at the open, as expected (%s)", strings.TrimSpace(out[strings.LastIndex(out, "error:"):]))
 }

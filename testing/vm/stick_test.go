@@ -23,12 +23,14 @@ const stickSerial = "borgkit-stick"
 
 // TestVMEncryptedStick writes the recovery bundle onto an encrypted stick
 // with a real device-mapper: a used stick (it carries an ext4 filesystem)
-// is wiped only because --wipe names it, formatted LUKS2 with a passphrase
-// given as a person types it, the bundle is written, verified and the
-// stick closed. Then the runbook's first step, taken from the runbook on
-// the stick and run as written with the passphrase typed on stdin, opens
-// and mounts it, and the bundle on it passes sha256sum -c and borgkit's
-// verify.
+// is wiped only because --wipe names it, laid out as a GPT with the
+// unencrypted BORGKIT-KIT partition and a LUKS2 partition with a
+// passphrase given as a person types it, the bundle is written, verified
+// and the stick closed. Then the runbook's steps that mount the kit
+// partition and open the stick, taken from the runbook on the stick and
+// run as written with the passphrase typed on stdin, open and mount it,
+// and the bundle on it passes sha256sum -c and borgkit's verify, the kit
+// partition included.
 func TestVMEncryptedStick(t *testing.T) {
 	skipUnlessVM(t)
 	t.Parallel()
@@ -93,6 +95,13 @@ func TestVMEncryptedStick(t *testing.T) {
 			t.Fatalf("output:\n%s", out)
 		}
 	})
+	step(t, "the stick's layout: the kit partition and the LUKS2 partition", func() {
+		got := must(ctx, t, g, "lsblk", "--noheadings", "--raw", "--output", "TYPE,FSTYPE,LABEL", stick.ByID())
+		lines := strings.Split(got, "\n")
+		if len(lines) != 3 || strings.TrimSpace(lines[1]) != "part ext4 BORGKIT-KIT" || strings.TrimSpace(lines[2]) != "part crypto_LUKS" {
+			t.Errorf("lsblk says\n%s\nwant the disk, part ext4 BORGKIT-KIT, part crypto_LUKS", got)
+		}
+	})
 	step(t, "the stick is closed and unmounted", func() {
 		if res, err := g.Run(ctx, "cryptsetup", "status", "borgkit-stick"); err == nil {
 			t.Fatalf("still open: %s", res.Stdout)
@@ -104,25 +113,29 @@ func TestVMEncryptedStick(t *testing.T) {
 
 	// The runbook is on the stick: read it once (open, mount, read, close)
 	// to take its first shell block, the one that opens the stick.
-	var first string
-	step(t, "read the runbook's first step off the stick", func() {
-		mustIn(ctx, t, g, []byte(pass+"\n"), "cryptsetup", "open", "--readonly", stick.ByID(), "peek")
+	var kitStep, first string
+	step(t, "read the runbook's first steps off the stick", func() {
+		mustIn(ctx, t, g, []byte(pass+"\n"), "cryptsetup", "open", "--readonly", stick.ByID()+"-part2", "peek")
 		must(ctx, t, g, "mkdir", "-p", "/mnt/peek")
 		must(ctx, t, g, "mount", "-o", "ro", "/dev/mapper/peek", "/mnt/peek")
 		md := must(ctx, t, g, "cat", "/mnt/peek/borgkit-recovery/runbook.md")
 		must(ctx, t, g, "umount", "/mnt/peek")
 		must(ctx, t, g, "cryptsetup", "close", "peek")
-		i := strings.Index(md, "**Open the stick first.**")
-		if i < 0 {
-			t.Fatalf("the runbook does not open the stick first:\n%s", md)
+		block := func(after string) string {
+			i := strings.Index(md, after)
+			if i < 0 {
+				t.Fatalf("the runbook has no %q:\n%s", after, md)
+			}
+			rest := md[i:]
+			a := strings.Index(rest, "```sh\n")
+			b := strings.Index(rest[a+6:], "```")
+			if a < 0 || b < 0 {
+				t.Fatalf("no shell block after %q:\n%s", after, rest)
+			}
+			return rest[a+6 : a+6+b]
 		}
-		rest := md[i:]
-		a := strings.Index(rest, "```sh\n")
-		b := strings.Index(rest[a+6:], "```")
-		if a < 0 || b < 0 {
-			t.Fatalf("no shell block after the stick step:\n%s", rest)
-		}
-		first = rest[a+6 : a+6+b]
+		kitStep = block("Mount the kit partition read-only")
+		first = block("**Open the stick.**")
 		if err := os.WriteFile(filepath.Join(dir, "runbook.md"), []byte(md), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -130,17 +143,17 @@ func TestVMEncryptedStick(t *testing.T) {
 	step(t, "the runbook's first step, as written, with the passphrase typed", func() {
 		// cryptsetup reads a typed passphrase up to the line end from stdin
 		// when it is not a terminal: the line is what a person types.
-		script := "set -e\n" + first + "sha256sum -c MANIFEST.sha256 >/dev/null\n" + labBinary + " recovery-bundle verify \"$(pwd)\"\n"
+		script := "set -e\n" + kitStep + first + "sha256sum -c MANIFEST.sha256 >/dev/null\n" + labBinary + " recovery-bundle verify --kit-dir \"$KIT\" \"$(pwd)\"\n"
 		res, err := runIn(ctx, g, pass+"\n", "sh", "-c", script)
 		if err != nil {
 			t.Fatalf("the runbook's step:\n%s\n%v\n%s%s", first, err, res.Stdout, res.Stderr)
 		}
 		t.Logf("runbook step ran:\n%s\nverify:\n%s", first, res.Stdout)
-		must(ctx, t, g, "umount", "/mnt/borgkit-stick")
+		must(ctx, t, g, "umount", "/mnt/borgkit-stick", "/mnt/borgkit-kit")
 		must(ctx, t, g, "cryptsetup", "close", "borgkit-stick")
 	})
 	step(t, "a wrong passphrase does not open it", func() {
-		if res, err := runIn(ctx, g, "not the passphrase at all\n", "cryptsetup", "open", "--test-passphrase", stick.ByID()); err == nil {
+		if res, err := runIn(ctx, g, "not the passphrase at all\n", "cryptsetup", "open", "--test-passphrase", stick.ByID()+"-part2"); err == nil {
 			t.Fatalf("a wrong passphrase opened the stick: %s", res.Stdout)
 		}
 	})
