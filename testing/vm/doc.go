@@ -69,10 +69,13 @@
 // TestVMOfflineRunbook restores from the recovery bundle alone, the
 // runbook as the test: the offline kit's packages are fetched on the host
 // (kit.Fetch, cached under CACHE/kit), a lab guest writes the bundle with
-// them onto a stick beside the Pi's LUKS2 disk, and a guest of the rescue
-// image (RescueRecipe: Debian 12 minbase with systemd, sshd and a kernel,
-// no borg, python3 or cryptsetup) with no way out runs the runbook's shell
-// blocks off the stick, with the disk's header zeroed and then intact. It
+// them onto an encrypted stick (recovery-bundle --encrypt --kit: the kit on
+// its unencrypted BORGKIT-KIT partition, the bundle on its LUKS2 one)
+// beside the Pi's LUKS2 disk, and a guest of the rescue image
+// (RescueRecipe: Debian 12 minbase with systemd, sshd and a kernel, no
+// borg, python3 or cryptsetup) with no way out runs the runbook's shell
+// blocks off the stick, the stick's passphrase typed on stdin, with the
+// disk's header zeroed and then intact. It
 // builds that third image, so make vm runs it only with
 // BORGKIT_VM_OFFLINE=1; make vm-offline runs it alone.
 //
