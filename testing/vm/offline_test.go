@@ -53,7 +53,6 @@ func TestVMOfflineRunbook(t *testing.T) {
 	labImg := labImage(t)
 	bare := rescueImage(t)
 	site := bundletest.Shared(t)
-	t.Cleanup(bundletest.Cleanup)
 	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
 	defer cancel()
 	bin := borgkitBinary(t)

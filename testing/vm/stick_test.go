@@ -36,7 +36,6 @@ func TestVMEncryptedStick(t *testing.T) {
 	t.Parallel()
 	img := labImage(t)
 	site := bundletest.Shared(t) // a provisioned server's tree, built on the host
-	t.Cleanup(bundletest.Cleanup)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	bin := borgkitBinary(t)
