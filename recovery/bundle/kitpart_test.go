@@ -81,7 +81,7 @@ func TestWriteKitPartition(t *testing.T) {
 	for _, step := range []string{"mount -o ro,noload /dev/disk/by-uuid/0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9 $KIT", "(cd $KIT && sha256sum -c KIT.sha256)",
 		"apt-get $APT install", `install -m 0755 "$KIT/kit/borgkit/$ARCH/borgkit"`,
 		"cryptsetup open --readonly /dev/disk/by-uuid/7d1b6c2e-0a4f-4e8b-9c3d-2e1f0a9b8c7d borgkit-stick\nmkdir -p /mnt/borgkit-stick\nmount -o ro,noload /dev/mapper/borgkit-stick /mnt/borgkit-stick\ncd /mnt/borgkit-stick/borgkit-recovery\n",
-		"B=$(pwd)\nsha256sum -c MANIFEST.sha256\nborgkit recovery-bundle verify --kit-dir $KIT \"$B\"\n", "cryptsetup open --readonly --key-file"} {
+		"borgkit recovery-bundle verify --kit-dir $KIT \"$B\"", "B=$(pwd)\nsha256sum -c MANIFEST.sha256\n", "cryptsetup open --readonly --key-file"} {
 		i := strings.Index(string(md), step)
 		if i <= last {
 			t.Fatalf("the runbook has %q at %d, after the step before it (%d):\n%s", step, i, last, md[:min(len(md), 4000)])
