@@ -435,7 +435,7 @@ func TestIssues(t *testing.T) {
 	want := map[string][]string{
 		"healthy": nil,
 		"failing": {
-			"failed Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
+			"failed Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms (VM openclaw)",
 			"failed Copy audit FAILED (2026-06-12 06:00, exit code 1): nas differs from the repos in john-ai/data/0/417",
 			"failed VM openclaw: backup failed: virsh dumpxml openclaw: the domain is not defined here or libvirt cannot be reached",
 			"failed Proxmox guest 105 dump is stale: 3d old (threshold: 30h)",
@@ -464,7 +464,7 @@ func TestIssues(t *testing.T) {
 func TestSummaryMail(t *testing.T) {
 	cases := map[string]string{
 		"healthy":   "Weekly Summary — All healthy",
-		"failing":   "Weekly Summary — 8 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
+		"failing":   "Weekly Summary — 8 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms (VM openclaw)",
 		"abandoned": "Weekly Summary — 1 issue: Mirror sync left running by pid 2147483646 since 2026-06-12 02:00: the process is gone (terminated…",
 	}
 	for _, f := range fixtures {
