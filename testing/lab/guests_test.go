@@ -166,8 +166,8 @@ func TestLabGuests(t *testing.T) {
 		t.Errorf("status --json with a failed guest: %v, want exit 1", err)
 	}
 	var d struct {
-		VMs        []status.VM `json:"vms"`
-		Containers []status.VM `json:"containers"`
+		VMs        []status.VM    `json:"vms"`
+		Containers []status.VM    `json:"containers"`
 		Issues     []status.Issue `json:"issues"`
 	}
 	if err := json.Unmarshal(out, &d); err != nil {
