@@ -199,7 +199,11 @@ func (b *builder) failureDetail(r *state.Record) string {
 		if json.Unmarshal(r.Stats, &st) == nil {
 			for _, f := range st.Files {
 				if f.Status != "match" {
-					names = append(names, fmt.Sprintf("%s:%s %s", f.Repo, f.Path, f.Status))
+					name := fmt.Sprintf("%s:%s %s", f.Repo, f.Path, f.Status)
+					if f.Guest != "" {
+						name += " (" + f.Guest + ")"
+					}
+					names = append(names, name)
 				}
 			}
 		}
