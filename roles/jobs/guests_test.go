@@ -272,6 +272,11 @@ func TestNightlyBacksUpEachGuest(t *testing.T) {
 	health := map[string]string{}
 	for _, v := range append(back.VMs, back.Containers...) {
 		health[v.Kind+" "+v.Name] = v.Health
+		// Every guest's newest archive was restore-tested (claudecode's is
+		// night 1's); tonight's duration is each guest's own.
+		if v.RestoreTest != "passed" || v.DurationSeconds <= 0 && v.Health == "healthy" {
+			t.Errorf("status --json row %+v: want restore test passed and a duration", v)
+		}
 	}
 	if want := map[string]string{"vm homeassistant": "healthy", "vm claudecode": "failed", "vm openclaw": "healthy", "container adguard": "healthy"}; fmt.Sprint(health) != fmt.Sprint(want) {
 		t.Errorf("status --json guests: %v, want %v", health, want)

@@ -72,6 +72,19 @@ exec ` + Binary + ` --config "$dir/libvirtd.conf" --pid-file "$dir/run/libvirtd.
 // test where none can run; BORGKIT_REQUIRE_LIBVIRT makes that a failure.
 func Start(t testing.TB) *Daemon {
 	t.Helper()
+	return start(t, "")
+}
+
+// StartIn is Start with the daemon's sockets in sockDir. A lab host whose
+// /run/libvirt is sockDir then reaches the daemon as a user's host reaches
+// Debian's: by the default URI, with no LIBVIRT_DEFAULT_URI and no config.
+func StartIn(t testing.TB, sockDir string) *Daemon {
+	t.Helper()
+	return start(t, sockDir)
+}
+
+func start(t testing.TB, sockDir string) *Daemon {
+	t.Helper()
 	if why := Unavailable(); why != "" {
 		if os.Getenv("BORGKIT_REQUIRE_LIBVIRT") != "" {
 			t.Fatalf("libvirtd required: %s", why)
@@ -87,7 +100,12 @@ func Start(t testing.TB) *Daemon {
 	if err := os.Mkdir(run, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	conf := fmt.Sprintf("unix_sock_dir = %q\nauth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\n", run)
+	if sockDir == "" {
+		sockDir = run
+	} else if err := os.MkdirAll(sockDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("unix_sock_dir = %q\nauth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\n", sockDir)
 	if err := os.WriteFile(filepath.Join(dir, "libvirtd.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +131,7 @@ func Start(t testing.TB) *Daemon {
 			<-done
 		}
 	})
-	d := &Daemon{URI: "qemu:///system?socket=" + filepath.Join(run, "libvirt-sock"), Dir: dir}
+	d := &Daemon{URI: "qemu:///system?socket=" + filepath.Join(sockDir, "libvirt-sock"), Dir: dir}
 	// Ready when virsh gets an answer: the QEMU driver probes the
 	// emulator's capabilities first (seconds under load).
 	deadline := time.Now().Add(90 * time.Second)

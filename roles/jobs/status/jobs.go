@@ -148,6 +148,10 @@ func orderedJobs(recs map[string]*state.Record) []string {
 
 // failureDetail names what failed inside a run (repos, mirrors, files), or
 // falls back to the first line of the record's message.
+//
+// A repo that failed because of its guests is named with those guests
+// ("guests (VM claudecode)"): the repo alone would blame the guests that
+// were backed up.
 func (b *builder) failureDetail(r *state.Record) string {
 	var names []string
 	switch r.Job {
@@ -156,7 +160,7 @@ func (b *builder) failureDetail(r *state.Record) string {
 		if json.Unmarshal(r.Stats, &st) == nil {
 			for _, rs := range st.Repos {
 				if rs.Status == "failed" {
-					names = append(names, rs.Name)
+					names = append(names, rs.Name+failedGuests(rs.Guests))
 				}
 			}
 		}
@@ -195,7 +199,11 @@ func (b *builder) failureDetail(r *state.Record) string {
 		if json.Unmarshal(r.Stats, &st) == nil {
 			for _, f := range st.Files {
 				if f.Status != "match" {
-					names = append(names, fmt.Sprintf("%s:%s %s", f.Repo, f.Path, f.Status))
+					name := fmt.Sprintf("%s:%s %s", f.Repo, f.Path, f.Status)
+					if f.Guest != "" {
+						name += " (" + f.Guest + ")"
+					}
+					names = append(names, name)
 				}
 			}
 		}
@@ -253,4 +261,23 @@ func (b *builder) overdue() {
 				jobTitle(job), b.at(r.Started).Format(timeLayout), next.Format(timeLayout))
 		}
 	}
+}
+
+// failedGuests is " (VM a, Container b)" for the guests that failed, "" when
+// none did.
+func failedGuests(gs []state.GuestStats) string {
+	var names []string
+	for _, g := range gs {
+		if g.Status == "failed" {
+			what := "VM"
+			if g.Kind == config.GuestContainer {
+				what = "Container"
+			}
+			names = append(names, what+" "+g.Name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(names, ", ") + ")"
 }

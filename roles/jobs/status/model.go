@@ -152,7 +152,13 @@ type VM struct {
 	Health   string `json:"health"` // healthy | warning | stale | failed | never backed up
 	// Problem is the last night's warning or failure for this guest.
 	Problem string `json:"problem,omitempty"`
-	Level   Level  `json:"level"`
+	// DurationSeconds is how long the last nightly took over this guest's
+	// archive (its own, so a slow guest shows as itself).
+	DurationSeconds float64 `json:"duration_seconds"`
+	// RestoreTest is the last restore test of the guest's newest archive:
+	// passed | failed | untested.
+	RestoreTest string `json:"restore_test"`
+	Level       Level  `json:"level"`
 }
 
 // Proxmox is a Proxmox server's dumps as the stale check last listed them.

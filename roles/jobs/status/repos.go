@@ -1,6 +1,7 @@
 package status
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -66,17 +67,20 @@ func (b *builder) guests() {
 	var st state.NightlyStats
 	b.decodeStats(r, &st)
 	maxAge := b.self.Thresholds.NightlyMaxAgeOrDefault()
+	restored := b.guestRestores()
 	for _, cr := range b.self.Repos {
 		var stats []state.GuestStats
 		if i := slices.IndexFunc(st.Repos, func(rs state.RepoStats) bool { return rs.Name == cr.Name }); i >= 0 {
 			stats = st.Repos[i].Guests
 		}
 		for _, g := range cr.Guests() {
-			v := VM{Kind: g.Kind, Name: g.Name, Repo: cr.Name, Health: "never backed up", Level: LevelUnknown}
+			v := VM{Kind: g.Kind, Name: g.Name, Repo: cr.Name, Health: "never backed up", Level: LevelUnknown,
+				RestoreTest: cmp.Or(restored[cr.Name+"\x00"+g.Kind+" "+g.Name], "untested")}
 			var last time.Time
 			if i := slices.IndexFunc(stats, func(gs state.GuestStats) bool { return gs.Kind == g.Kind && gs.Name == g.Name }); i >= 0 {
 				gs := stats[i]
 				v.Archives, v.Problem = gs.Archives, gs.Problem
+				v.DurationSeconds = gs.Duration.Round(time.Millisecond).Seconds()
 				last = gs.LastBackup
 				if gs.Status == "failed" {
 					// Tonight made no archive of it; the last good nightly did.
@@ -121,4 +125,25 @@ func (b *builder) guests() {
 			}
 		}
 	}
+}
+
+// guestRestores is the last restore test's verdict on each guest's newest
+// archive, by repo NUL "kind name": passed when every file it extracted
+// matched, failed otherwise.
+func (b *builder) guestRestores() map[string]string {
+	var st state.RestoreStats
+	b.decodeStats(b.rec(layout.JobRestoreTest), &st)
+	out := map[string]string{}
+	for _, f := range st.Files {
+		if f.Guest == "" {
+			continue
+		}
+		k := f.Repo + "\x00" + f.Guest
+		if f.Status != "match" {
+			out[k] = "failed"
+		} else if out[k] == "" {
+			out[k] = "passed"
+		}
+	}
+	return out
 }

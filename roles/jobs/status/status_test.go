@@ -209,7 +209,8 @@ func healthyRecords(t testing.TB) []*state.Record {
 		rec(t, "check", state.OK, "2026-06-06 09:00:00", "2026-06-06 09:15:40", checkStats()),
 		rec(t, "verify", state.OK, "2026-06-12 03:00:00", "2026-06-12 05:12:00", checkStats()),
 		rec(t, "restore_test", state.OK, "2026-06-01 10:00:00", "2026-06-01 10:08:12", state.RestoreStats{Files: []state.RestoredFile{
-			{Repo: "john-ai", Archive: "nightly-2026-06-01T00:00", Path: "/etc/hostname", Status: "match", Bytes: 8}}}),
+			{Repo: "john-ai", Archive: "nightly-2026-06-01T00:00", Path: "/etc/hostname", Status: "match", Bytes: 8},
+			{Repo: "john-ai-vms", Guest: "vm homeassistant", Archive: "vm:homeassistant:2026-06-01T00:02", Path: "/var/lib/borgkit/vm-xml/homeassistant.xml", Status: "match", Bytes: 4100}}}),
 		rec(t, "summary", state.OK, "2026-06-08 08:00:00", "2026-06-08 08:00:02", nil),
 		rec(t, "drill", state.OK, "2026-03-01 10:20:00", "2026-03-01 11:02:00", drillFixture()),
 		rec(t, "audit", state.OK, "2026-06-12 05:00:00", "2026-06-12 06:00:00", auditStats()),
@@ -277,7 +278,12 @@ var fixtures = []fixture{
 			state.Dump{VMID: 105, Kind: "lxc", File: "vzdump-lxc-105-2026_06_08-23_41_10.tar.zst", At: at("2026-06-08 23:41:10"), Bytes: int64(sz(1.3, gib))},
 			state.Dump{VMID: 110}))
 		audit := rec(t, "audit", state.Failed, "2026-06-12 05:00:00", "2026-06-12 06:00:00", auditStats("john-ai/data/0/417"))
-		return without(replace(healthyRecords(t), nightly, sync, stale, audit), "drill")
+		// claudecode's newest archive no longer restores its disk as it was.
+		restore := rec(t, "restore_test", state.Failed, "2026-06-01 10:00:00", "2026-06-01 10:08:12", state.RestoreStats{Files: []state.RestoredFile{
+			{Repo: "john-ai", Archive: "nightly-2026-06-01T00:00", Path: "/etc/hostname", Status: "match", Bytes: 8},
+			{Repo: "john-ai-vms", Guest: "vm claudecode", Archive: "vm:claudecode:2026-06-01T00:03", Path: "/var/lib/borgkit/vm-xml/claudecode.xml", Status: "match", Bytes: 4100},
+			{Repo: "john-ai-vms", Guest: "vm claudecode", Archive: "vm:claudecode:2026-06-01T00:03", Path: "/storage/libvirt/images/101-claudecode.qcow2", Status: "mismatch", Bytes: 1 << 30}}})
+		return without(replace(healthyRecords(t), nightly, sync, stale, audit, restore), "drill")
 	}},
 	{name: "abandoned", host: "john-ai", disks: liveDisks(), recs: func(t testing.TB) []*state.Record {
 		// Begin wrote this; then the process was SIGKILLed.
@@ -435,8 +441,9 @@ func TestIssues(t *testing.T) {
 	want := map[string][]string{
 		"healthy": nil,
 		"failing": {
-			"failed Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
+			"failed Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms (VM openclaw)",
 			"failed Copy audit FAILED (2026-06-12 06:00, exit code 1): nas differs from the repos in john-ai/data/0/417",
+			"failed Restore test FAILED (2026-06-01 10:08, exit code 1): john-ai-vms:/storage/libvirt/images/101-claudecode.qcow2 mismatch (vm claudecode)",
 			"failed VM openclaw: backup failed: virsh dumpxml openclaw: the domain is not defined here or libvirt cannot be reached",
 			"failed Proxmox guest 105 dump is stale: 3d old (threshold: 30h)",
 			"failed Proxmox guest 110 has no dump in /mnt/nas/proxmox/dump",
@@ -464,7 +471,7 @@ func TestIssues(t *testing.T) {
 func TestSummaryMail(t *testing.T) {
 	cases := map[string]string{
 		"healthy":   "Weekly Summary — All healthy",
-		"failing":   "Weekly Summary — 8 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms",
+		"failing":   "Weekly Summary — 9 issues: Nightly backup FAILED (2026-06-12 00:23, exit code 1): john-ai-vms (VM openclaw)",
 		"abandoned": "Weekly Summary — 1 issue: Mirror sync left running by pid 2147483646 since 2026-06-12 02:00: the process is gone (terminated…",
 	}
 	for _, f := range fixtures {

@@ -335,6 +335,9 @@ func textGuests(t *textWriter, title string, gs []VM) {
 		if v.Problem != "" && v.Level != LevelOK {
 			t.wrapped("  ", v.Problem, nil)
 		}
+		if v.RestoreTest == "failed" {
+			t.line("  " + t.paint(LevelFailed, "restore test FAILED"))
+		}
 	}
 	t.close()
 }
