@@ -273,12 +273,10 @@ func (f *argon2Fill) refIndex(pass, slice, idx, j1 uint32, sameLane bool) uint32
 	return uint32((uint64(startPos) + rel) % uint64(f.laneLen))
 }
 
-// argon2Compress is Argon2's G: out = P(prev^ref) ^ prev ^ ref, XORed into
-// the old out instead when xor is set (passes after the first, v1.3).
-// r and q are scratch blocks, kept by the caller so no call zeroes 2 KiB.
-// The rows pass reads prev and ref once and leaves prev^ref in r; the
+// argon2CompressGeneric is argon2Compress in Go, for every arch (the
+// Pi's arm64 among them) and for amd64 without AVX2. The rows pass reads prev and ref once and leaves prev^ref in r; the
 // columns pass writes out directly, so no block is copied or XORed whole.
-func argon2Compress(prev, ref, out, r, q *argon2Block, xor bool) {
+func argon2CompressGeneric(prev, ref, out, r, q *argon2Block, xor bool) {
 	argon2Rows(prev, ref, r, q)
 	argon2Columns(q, r, out, xor)
 }
