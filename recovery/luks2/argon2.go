@@ -2,13 +2,10 @@ package luks2
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"runtime"
 	"sync"
-	"unsafe"
 
 	"golang.org/x/crypto/blake2b"
 )
@@ -276,81 +273,10 @@ func (f *argon2Fill) refIndex(pass, slice, idx, j1 uint32, sameLane bool) uint32
 	return uint32((uint64(startPos) + rel) % uint64(f.laneLen))
 }
 
-// argon2Compress is Argon2's G: out = P(prev^ref) ^ prev ^ ref, XORed into
-// the old out instead when xor is set (passes after the first, v1.3).
-// r and q are scratch blocks, kept by the caller so no call zeroes 2 KiB.
-func argon2Compress(prev, ref, out, r, q *argon2Block, xor bool) {
-	// The reference block is a random one of up to gigabytes. Start
-	// loading all 16 of its cache lines at once (their first words go to
-	// q), then mix it in row by row, so the first rows' rounds run while
-	// the later lines are still arriving.
-	for i := 0; i < argon2BlockLen; i += 8 {
-		q[i] = ref[i]
-	}
-	for i := 0; i < 8; i++ {
-		o := 16 * i
-		pr, rf, rr, qq := (*[16]uint64)(prev[o:o+16]), (*[16]uint64)(ref[o:o+16]), (*[16]uint64)(r[o:o+16]), (*[16]uint64)(q[o:o+16])
-		for j := range rr {
-			v := pr[j] ^ rf[j]
-			rr[j], qq[j] = v, v
-		}
-		blamkaRow(q, o)
-	}
-	for i := 0; i < 8; i++ {
-		blamkaColumn(q, 2*i)
-	}
-	if xor {
-		subtle.XORBytes(blockBytes(q), blockBytes(q), blockBytes(r))
-		subtle.XORBytes(blockBytes(out), blockBytes(out), blockBytes(q))
-		return
-	}
-	subtle.XORBytes(blockBytes(out), blockBytes(q), blockBytes(r))
-}
-
-// blockBytes views a block as the bytes the XOR routines take; the word
-// order does not matter to XOR.
-func blockBytes(b *argon2Block) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(b)), argon2BlockLen*8)
-}
-
-func blamkaRow(b *argon2Block, o int) {
-	s := (*[16]uint64)(b[o : o+16])
-	blamkaRound(&s[0], &s[1], &s[2], &s[3], &s[4], &s[5], &s[6], &s[7],
-		&s[8], &s[9], &s[10], &s[11], &s[12], &s[13], &s[14], &s[15])
-}
-
-func blamkaColumn(b *argon2Block, o int) {
-	blamkaRound(&b[o], &b[o+1], &b[o+16], &b[o+17], &b[o+32], &b[o+33], &b[o+48], &b[o+49],
-		&b[o+64], &b[o+65], &b[o+80], &b[o+81], &b[o+96], &b[o+97], &b[o+112], &b[o+113])
-}
-
-// blamkaRound is Blake2b's round function on sixteen words with the
-// multiplication Argon2 adds (BlaMka).
-func blamkaRound(t00, t01, t02, t03, t04, t05, t06, t07, t08, t09, t10, t11, t12, t13, t14, t15 *uint64) {
-	v0, v1, v2, v3, v4, v5, v6, v7 := *t00, *t01, *t02, *t03, *t04, *t05, *t06, *t07
-	v8, v9, v10, v11, v12, v13, v14, v15 := *t08, *t09, *t10, *t11, *t12, *t13, *t14, *t15
-
-	v0, v4, v8, v12 = gb(v0, v4, v8, v12)
-	v1, v5, v9, v13 = gb(v1, v5, v9, v13)
-	v2, v6, v10, v14 = gb(v2, v6, v10, v14)
-	v3, v7, v11, v15 = gb(v3, v7, v11, v15)
-	v0, v5, v10, v15 = gb(v0, v5, v10, v15)
-	v1, v6, v11, v12 = gb(v1, v6, v11, v12)
-	v2, v7, v8, v13 = gb(v2, v7, v8, v13)
-	v3, v4, v9, v14 = gb(v3, v4, v9, v14)
-
-	*t00, *t01, *t02, *t03, *t04, *t05, *t06, *t07 = v0, v1, v2, v3, v4, v5, v6, v7
-	*t08, *t09, *t10, *t11, *t12, *t13, *t14, *t15 = v8, v9, v10, v11, v12, v13, v14, v15
-}
-
-func gb(a, b, c, d uint64) (uint64, uint64, uint64, uint64) {
-	a += b + 2*uint64(uint32(a))*uint64(uint32(b))
-	d = bits.RotateLeft64(d^a, -32)
-	c += d + 2*uint64(uint32(c))*uint64(uint32(d))
-	b = bits.RotateLeft64(b^c, -24)
-	a += b + 2*uint64(uint32(a))*uint64(uint32(b))
-	d = bits.RotateLeft64(d^a, -16)
-	c += d + 2*uint64(uint32(c))*uint64(uint32(d))
-	b = bits.RotateLeft64(b^c, -63)
-	return a, b, c, d
+// argon2CompressGeneric is argon2Compress in Go, for every arch (the
+// Pi's arm64 among them) and for amd64 without AVX2. The rows pass reads prev and ref once and leaves prev^ref in r; the
+// columns pass writes out directly, so no block is copied or XORed whole.
+func argon2CompressGeneric(prev, ref, out, r, q *argon2Block, xor bool) {
+	argon2Rows(prev, ref, r, q)
+	argon2Columns(q, r, out, xor)
 }
