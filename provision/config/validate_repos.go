@@ -17,7 +17,17 @@ func (v *validator) repos(p string, h *Host) {
 		if v.name(rp+".name", "repo", r.Name) {
 			v.unique(names, rp+".name", "repo name", r.Name)
 		}
-		if v.path(rp+".path", "path", r.Path, true) {
+		loc, uerr := ParseRepoLocation(r.Path)
+		switch {
+		case uerr != nil:
+			v.addAt(rp+".path", r.Path, uerr.Offset, ErrBadPath, "repo path %q: %s", r.Path, uerr.Msg)
+		case loc.Remote():
+			v.unique(paths, rp+".path", "repo path", loc.String())
+			v.remoteRepo(rp, r)
+		case r.HostKey != "":
+			v.add(rp+".host_key", ErrBadValue, "host_key is for a repo on a borg server (path ssh://USER@HOST[:PORT]/PATH); %q is a local path", r.Path)
+		}
+		if uerr == nil && !loc.Remote() && v.path(rp+".path", "path", r.Path, true) {
 			if r.Path == "/" {
 				v.add(rp+".path", ErrBadPath, "repo path cannot be /")
 			}
@@ -158,6 +168,19 @@ func (v *validator) repoInSources(rp string, h *Host, r *Repo) {
 			v.add(fmt.Sprintf("%s.sources[%d]", rp, k), ErrBadPath,
 				"source %q contains repo path %q and no exclude certainly covers it: borg would back the repository up into itself (add an exclude such as %q; a regex or a glob is not taken as covering it)",
 				s, h.Repos[o].Path, h.Repos[o].Path)
+		}
+	}
+}
+
+// remoteRepo checks what a repo on a borg server needs besides its URL:
+// the server's host key, pinned like every other SSH peer's.
+func (v *validator) remoteRepo(rp string, r *Repo) {
+	switch {
+	case r.HostKey == "":
+		v.add(rp+".host_key", ErrRequired, "host_key is required for a remote repo: the borg server's public host key (TYPE BASE64, from its /etc/ssh/ssh_host_ed25519_key.pub); borgkit pins it and never trusts a key on first use")
+	default:
+		if why := hostPublicKey(r.HostKey); why != "" {
+			v.add(rp+".host_key", ErrBadValue, "host_key %s", why)
 		}
 	}
 }
