@@ -9,6 +9,9 @@ import (
 // testHostKey is a real ed25519 public key, for host_key.
 const testHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA1ng9zpMTlcnu2h7OJdqBaCh3GmknPhO+Mmc5czoopO"
 
+// otherHostKey is another one.
+const otherHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKyY26aYcRmIprtcpNqWSYykVB+WFxRh+N6IRAjYiifD"
+
 // remoteRepo is server with repo sys at path p (line 12, value at column
 // 15) and extra lines after its sources.
 func remoteRepo(p string, extra ...string) string {
@@ -86,6 +89,9 @@ func TestRepoURLProblems(t *testing.T) {
 		{"same remote repo twice", remoteRepo("ssh://borg@h.example/srv/r", key,
 			"      - name: two", "        path: ssh://borg@h.example:22/srv/r", "        sources: [/var]", key),
 			ErrDuplicateName, 16, 15, `repo path "ssh://borg@h.example:22/srv/r" is already used`},
+		{"one server, two host keys", remoteRepo("ssh://borg@h.example/srv/r", key,
+			"      - name: two", "        path: borg@h.example:/srv/other", "        sources: [/var]", "        host_key: "+otherHostKey),
+			ErrBadValue, 18, 19, "differs from the one hosts[0].repos[0].host_key pins for the same server h.example"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
