@@ -141,13 +141,16 @@ func TestLabRemoteRepo(t *testing.T) {
 	var st struct {
 		Repos []struct {
 			Name, Path, Status, Level string
+			Server                    string
+			LastArchive               string `json:"last_archive"`
 			Archives                  int
 		} `json:"repos"`
 	}
 	if err := json.Unmarshal(stdout, &st); err != nil || len(st.Repos) != 1 {
 		t.Fatalf("status --json: %v\n%s", err, stdout)
 	}
-	if r := st.Repos[0]; r.Name != remoteRepo || !strings.HasPrefix(r.Path, "ssh://") || r.Status != "ok" || r.Archives != 1 {
+	if r := st.Repos[0]; r.Name != remoteRepo || !strings.HasPrefix(r.Path, "ssh://") || r.Status != "ok" || r.Archives != 1 ||
+		r.Server != lab.OffsiteAddr+":22" || strings.TrimSpace(list) != r.LastArchive {
 		t.Errorf("status of the remote repo: %+v", r)
 	}
 
