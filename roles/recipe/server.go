@@ -78,6 +78,10 @@ func repoNames(hosts ...*config.Host) []string {
 func repoIDs(ctx context.Context, h *config.Host, read func(context.Context, string) ([]byte, error)) (map[string]string, error) {
 	ids := map[string]string{}
 	for _, r := range h.Repos {
+		if r.Remote() {
+			ids[r.Name] = "" // on its borg server: no mirror holds it
+			continue
+		}
 		b, err := read(ctx, path.Join(r.Path, "config"))
 		if host.IsNotExist(err) {
 			ids[r.Name] = ""
@@ -99,7 +103,9 @@ func repoIDs(ctx context.Context, h *config.Host, read func(context.Context, str
 func legacyWatch(h *config.Host) []string {
 	var w []string
 	for _, r := range h.Repos {
-		w = append(w, r.Path)
+		if !r.Remote() {
+			w = append(w, r.Path)
+		}
 	}
 	for _, m := range h.Mirrors {
 		if m.Host == "" {
