@@ -16,7 +16,9 @@ import (
 	"github.com/borgkit/borgkit/testing/sshd"
 )
 
-func authorized(k ssh.PublicKey) string { return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) }
+func authorized(k ssh.PublicKey) string {
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+}
 
 // TestProbeServer runs the remote repo's reachability check against a real
 // sshd: its own key passes (the login it never attempts is refused), a
