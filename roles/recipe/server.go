@@ -1,9 +1,11 @@
 package recipe
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path"
+	"strings"
 
 	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/config"
@@ -76,6 +78,10 @@ func repoNames(hosts ...*config.Host) []string {
 func repoIDs(ctx context.Context, h *config.Host, read func(context.Context, string) ([]byte, error)) (map[string]string, error) {
 	ids := map[string]string{}
 	for _, r := range h.Repos {
+		if r.Remote() {
+			ids[r.Name] = "" // on its borg server: no mirror holds it
+			continue
+		}
 		b, err := read(ctx, path.Join(r.Path, "config"))
 		if host.IsNotExist(err) {
 			ids[r.Name] = ""
@@ -97,7 +103,9 @@ func repoIDs(ctx context.Context, h *config.Host, read func(context.Context, str
 func legacyWatch(h *config.Host) []string {
 	var w []string
 	for _, r := range h.Repos {
-		w = append(w, r.Path)
+		if !r.Remote() {
+			w = append(w, r.Path)
+		}
 	}
 	for _, m := range h.Mirrors {
 		if m.Host == "" {
@@ -143,10 +151,23 @@ func withDisks(repos, mounts []plan.Step) []plan.Step {
 
 // repoSteps are each borg repo with its passphrase and key export.
 func repoSteps(h *config.Host) []plan.Step {
-	var s []plan.Step
+	s := remoteRepoAccess(h)
 	for i := range h.Repos {
 		r := &h.Repos[i]
 		pass := r.PassphrasePath()
+		if r.Remote() {
+			if pass != "" {
+				s = append(s, &steps.Secret{Path: pass, Mode: 0o600, Owner: host.Root,
+					What: "borg passphrase of repo " + r.Name, Generate: steps.Passphrase})
+			}
+			loc := r.Location()
+			s = append(s, &steps.RemoteBorgRepo{Name: r.Name, Location: loc.String(), Encryption: r.EncryptionMode(), PassFile: pass,
+				Addr: loc.Addr(), User: loc.User, HostKey: r.HostKey, KnownHostsLine: repoKnownHostsLine(r)})
+			if pass != "" {
+				s = append(s, &steps.BorgKeyExport{Repo: r.Name, RepoPath: r.BorgLocation(), PassFile: pass, Dest: r.KeyExportPath(), Remote: true})
+			}
+			continue
+		}
 		if pass != "" {
 			sec := &steps.Secret{Path: pass, Mode: 0o600, Owner: host.Root,
 				What: "borg passphrase of repo " + r.Name, Generate: steps.Passphrase,
@@ -366,4 +387,38 @@ func tokenSteps(cfg *config.Config, h *config.Host, a config.Alerts) []plan.Step
 			"placeholder webhook token", "every webhook alert is refused", "the webhook's bearer token"))
 	}
 	return s
+}
+
+// remoteRepoAccess is what borg needs to reach the host's repos on borg
+// servers: borgkit's own repo identity, and a known_hosts of exactly the
+// pinned host keys (see borg.RSH). None when every repo is local.
+func remoteRepoAccess(h *config.Host) []plan.Step {
+	var kh bytes.Buffer
+	seen := map[string]bool{}
+	for i := range h.Repos {
+		r := &h.Repos[i]
+		if !r.Remote() {
+			continue
+		}
+		line := repoKnownHostsLine(r) + "\n"
+		if !seen[line] {
+			seen[line] = true
+			kh.WriteString(line)
+		}
+	}
+	if kh.Len() == 0 {
+		return nil
+	}
+	return []plan.Step{
+		&steps.Dir{Path: layout.SSHDir, Mode: 0o700, Owner: host.Root},
+		&steps.SSHKey{Path: layout.RepoIdentity, Comment: "borgkit-repo@" + h.Name},
+		&steps.Block{Path: layout.RepoKnownHosts, Lines: kh.Bytes(), Mode: 0o644, Owner: host.Root, Note: "(" + layout.Managed() + ")"},
+	}
+}
+
+// repoKnownHostsLine pins remote repo r's server: TYPE BASE64 only, as
+// validation checked it; the key's comment is the user's and stays out.
+func repoKnownHostsLine(r *config.Repo) string {
+	f := strings.Fields(r.HostKey)
+	return r.Location().KnownHostsName() + " " + f[0] + " " + f[1]
 }
