@@ -33,6 +33,9 @@ type Env struct {
 	// Copy marks a copy of a repository (a mirror, a disk image): borg
 	// opens it at its new place, and unencrypted, without asking.
 	Copy bool
+	// RSH is BORG_RSH, the ssh borg reaches a remote repo with ("" keeps
+	// borg's plain ssh); see RSH.
+	RSH string
 }
 
 // Inherited are the variables of borgkit's own environment that would
@@ -69,6 +72,9 @@ func (e Env) Vars() []string {
 	if e.KeysDir != "" {
 		vars = append(vars, "BORG_KEYS_DIR="+e.KeysDir)
 	}
+	if e.RSH != "" {
+		vars = append(vars, "BORG_RSH="+e.RSH)
+	}
 	if e.Copy {
 		vars = append(vars, "BORG_RELOCATED_REPO_ACCESS_IS_OK=yes", "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes")
 	}
@@ -92,7 +98,23 @@ func OnHost(h Place, passFile string) Env {
 	if !h.Live() {
 		e.BaseDir = h.Path(layout.BorgHome)
 	}
+	e.RSH = RSH(h.Path(layout.RepoIdentity), h.Path(layout.RepoKnownHosts))
 	return e
+}
+
+// RSH is the ssh borg runs to reach a repo on a borg server: borgkit's
+// own identity and nothing else (no agent, no root's keys), the server's
+// host key checked against borgkit's known_hosts alone, never asked
+// about. borg splits it with shlex, so the two paths are quoted for it;
+// no value of the config is in it (the user, host and port reach ssh from
+// the repo's URL, as borg's own argv).
+func RSH(identity, knownHosts string) string {
+	return "ssh " + host.QuoteArgv([]string{
+		"-i", identity, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+		"-o", "UserKnownHostsFile=" + knownHosts, "-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "StrictHostKeyChecking=yes", "-o", "UpdateHostKeys=no", "-o", "BatchMode=yes",
+		"-o", "ConnectTimeout=30", "-o", "ServerAliveInterval=30", "-o", "ServerAliveCountMax=4",
+	})
 }
 
 // Cmd is borg with args in env, to run on a host.

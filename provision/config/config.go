@@ -185,7 +185,14 @@ const (
 // Repo is one borg repository and what goes into it.
 type Repo struct {
 	Name string `yaml:"name"`
+	// Path is a local directory, or a repo on a borg server over SSH:
+	// ssh://USER@HOST[:PORT]/PATH or USER@HOST:PATH (see RepoLocation).
 	Path string `yaml:"path"`
+	// HostKey pins the borg server's SSH host key of a remote repo ("TYPE
+	// BASE64", as in the server's /etc/ssh/ssh_host_ed25519_key.pub, or
+	// what ssh-keyscan prints after the host name): borg connects with
+	// StrictHostKeyChecking=yes against a known_hosts borgkit writes.
+	HostKey string `yaml:"host_key,omitempty"`
 	// Sources are backed up in order by borg create, into the repo's own
 	// archive; a repo of guests only (the seed's john-ai-vms) has none.
 	Sources  []string `yaml:"sources,omitempty"`

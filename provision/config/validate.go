@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 )
 
 // Validate checks everything decoding cannot: names, paths, references
@@ -92,6 +93,27 @@ func (v *validator) add(path string, sentinel error, format string, args ...any)
 	p := v.ix.problemAt(v.ix.lookup(path), path, sentinel, msg)
 	p.File = v.c.File
 	v.probs = append(v.probs, p)
+}
+
+// addAt is add pointing off bytes into value, when the file writes the
+// value plainly where path is (a quoted or folded value keeps the field's
+// column: its bytes are not the value's).
+func (v *validator) addAt(path, value string, off int, sentinel error, format string, args ...any) {
+	n := len(v.probs)
+	v.add(path, sentinel, format, args...)
+	if len(v.probs) == n || off <= 0 || off > len(value) {
+		return
+	}
+	p := v.probs[n]
+	src := v.ix.source(p.Line)
+	runes := []rune(src)
+	if p.Col < 1 || p.Col-1 > len(runes) || !strings.HasPrefix(string(runes[p.Col-1:]), value) {
+		return
+	}
+	p.Col += utf8.RuneCountInString(value[:off])
+	if v.ix != nil {
+		p.Source, p.srcCol = v.ix.window(p.Line, p.Col)
+	}
 }
 
 // present tells an explicit zero from an omitted field, where the file is

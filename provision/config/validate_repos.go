@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/borgkit/borgkit/provision/layout"
 )
@@ -10,14 +11,24 @@ import (
 // Borg repos: paths, sources and excludes, encryption, compression.
 
 func (v *validator) repos(p string, h *Host) {
-	names, paths := map[string]string{}, map[string]string{}
+	names, paths, servers := map[string]string{}, map[string]string{}, map[string]pinnedKey{}
 	for j := range h.Repos {
 		r := &h.Repos[j]
 		rp := fmt.Sprintf("%s.repos[%d]", p, j)
 		if v.name(rp+".name", "repo", r.Name) {
 			v.unique(names, rp+".name", "repo name", r.Name)
 		}
-		if v.path(rp+".path", "path", r.Path, true) {
+		loc, uerr := ParseRepoLocation(r.Path)
+		switch {
+		case uerr != nil:
+			v.addAt(rp+".path", r.Path, uerr.Offset, ErrBadPath, "repo path %q: %s", r.Path, uerr.Msg)
+		case loc.Remote():
+			v.unique(paths, rp+".path", "repo path", loc.String())
+			v.remoteRepo(rp, r, loc, servers)
+		case r.HostKey != "":
+			v.add(rp+".host_key", ErrBadValue, "host_key is for a repo on a borg server (path ssh://USER@HOST[:PORT]/PATH); %q is a local path", r.Path)
+		}
+		if uerr == nil && !loc.Remote() && v.path(rp+".path", "path", r.Path, true) {
 			if r.Path == "/" {
 				v.add(rp+".path", ErrBadPath, "repo path cannot be /")
 			}
@@ -161,3 +172,27 @@ func (v *validator) repoInSources(rp string, h *Host, r *Repo) {
 		}
 	}
 }
+
+// remoteRepo checks what a repo on a borg server needs besides its URL:
+// the server's host key, pinned like every other SSH peer's.
+// Two repos on one server (one known_hosts name) must pin one key: ssh
+// would take either line, and a wrong one would be trusted.
+func (v *validator) remoteRepo(rp string, r *Repo, loc RepoLocation, servers map[string]pinnedKey) {
+	if r.HostKey == "" {
+		v.add(rp+".host_key", ErrRequired, "host_key is required for a remote repo: the borg server's public host key (TYPE BASE64, from its /etc/ssh/ssh_host_ed25519_key.pub); borgkit pins it and never trusts a key on first use")
+		return
+	}
+	if why := hostPublicKey(r.HostKey); why != "" {
+		v.add(rp+".host_key", ErrBadValue, "host_key %s", why)
+		return
+	}
+	f := strings.Fields(r.HostKey)
+	key, name := f[0]+" "+f[1], loc.KnownHostsName()
+	if first, ok := servers[name]; ok && first.key != key {
+		v.add(rp+".host_key", ErrBadValue, "host_key differs from the one %s pins for the same server %s: one server has one host key", displayPath(first.at), name)
+		return
+	}
+	servers[name] = pinnedKey{key: key, at: rp + ".host_key"}
+}
+
+type pinnedKey struct{ key, at string }

@@ -27,6 +27,12 @@ const (
 	// the server (the forced command watchdog-report there); it checks the
 	// server's host key against UnlockKnownHosts too.
 	ReportIdentity = SSHDir + "/report_ed25519"
+	// RepoIdentity is the key borg logs in to a remote repo's borg server
+	// with (BORG_RSH), and RepoKnownHosts the host keys of those servers,
+	// written from the repos' host_key: borg never trusts a key on first
+	// use, nor one root's own known_hosts happens to hold.
+	RepoIdentity   = SSHDir + "/repo_ed25519"
+	RepoKnownHosts = SSHDir + "/repo_known_hosts"
 
 	VarDir = "/var/lib/borgkit"
 	// KitCache keeps the Debian packages of the recovery bundle's offline

@@ -236,6 +236,10 @@ type BorgKeyExport struct {
 	RepoPath string
 	Dest     string
 	PassFile string
+	// Remote marks RepoPath as a borg server's ssh:// location: the key is
+	// exported over SSH on a live host, and an existing export is kept
+	// (the repo's config is not here to compare it with).
+	Remote bool
 }
 
 func (k *BorgKeyExport) ID() string { return "borg-key." + k.Repo }
@@ -243,7 +247,10 @@ func (k *BorgKeyExport) ID() string { return "borg-key." + k.Repo }
 func (k *BorgKeyExport) Reads() []host.Want { return []host.Want{{Path: k.Dest}} }
 
 func (k *BorgKeyExport) Check(ctx context.Context, h host.Host) (plan.Check, error) {
-	if why := borgInside(h, k.RepoPath, k.Dest, k.PassFile); why != "" {
+	if k.Remote && !h.Live() {
+		return plan.Skipped("the key of " + k.RepoPath + " is exported when this host is provisioned live"), nil
+	}
+	if why := borgInside(h, k.localRepo(), k.Dest, k.PassFile); why != "" {
 		return plan.Conflicts(why), nil
 	}
 	fi, err := h.Lstat(ctx, k.Dest)
@@ -269,8 +276,16 @@ func (k *BorgKeyExport) Check(ctx context.Context, h host.Host) (plan.Check, err
 	return plan.Satisfied(), nil
 }
 
+// localRepo is RepoPath when the repo is a local directory, "" when not.
+func (k *BorgKeyExport) localRepo() string {
+	if k.Remote {
+		return ""
+	}
+	return k.RepoPath
+}
+
 func (k *BorgKeyExport) Apply(ctx context.Context, h host.Host) error {
-	if why := borgInside(h, k.RepoPath, k.Dest, k.PassFile); why != "" {
+	if why := borgInside(h, k.localRepo(), k.Dest, k.PassFile); why != "" {
 		return errors.New(why)
 	}
 	_, err := h.Lstat(ctx, k.Dest)
@@ -287,7 +302,11 @@ func (k *BorgKeyExport) Apply(ctx context.Context, h host.Host) error {
 		_, err = h.Lstat(ctx, k.Dest)
 	}
 	if host.IsNotExist(err) {
-		c := borg.Cmd(borg.OnHost(h, k.PassFile), "key", "export", h.Path(k.RepoPath), h.Path(k.Dest))
+		repo := k.RepoPath
+		if !k.Remote {
+			repo = h.Path(repo)
+		}
+		c := borg.Cmd(borg.OnHost(h, k.PassFile), "key", "export", repo, h.Path(k.Dest))
 		if _, err := h.Run(ctx, c); err != nil {
 			return fmt.Errorf("borg key export %s: %w", k.RepoPath, err)
 		}
@@ -324,6 +343,9 @@ func (k *BorgKeyExport) setAside(ctx context.Context, h host.Host) error {
 // the passphrase changed) is worse than none, because every copy made of
 // it fails on the day it is needed.
 func (k *BorgKeyExport) mismatch(ctx context.Context, h host.Host) (string, error) {
+	if k.Remote {
+		return "", nil
+	}
 	cb, err := h.ReadFile(ctx, path.Join(k.RepoPath, "config"))
 	if host.IsNotExist(err) {
 		return "", nil // the repo is not there (its disk unmounted): nothing to compare

@@ -201,7 +201,11 @@ type Repo struct {
 	ArchivePrefix string `json:"archive_prefix,omitempty"`
 	// Bundle-relative files; empty when the repo has none or they were not
 	// on the server.
-	KeyExport  string `json:"key_export,omitempty"`
+	// HostKey is a repo on a borg server's known_hosts line ("[HOST]:PORT
+	// TYPE BASE64"), from the config's pinned host_key; Path is then its
+	// ssh:// location.
+	HostKey   string `json:"host_key,omitempty"`
+	KeyExport string `json:"key_export,omitempty"`
 	Passphrase string `json:"passphrase,omitempty"`
 	PaperKey   string `json:"paper_key,omitempty"`
 	// VMs are the libvirt guests whose disk images and definitions (saved
@@ -214,6 +218,9 @@ type Repo struct {
 	// Copies are the mirrors holding a copy of the repo.
 	Copies []Copy `json:"copies,omitempty"`
 }
+
+// Remote reports whether the repo is on a borg server (Path is ssh://).
+func (r *Repo) Remote() bool { return r.HostKey != "" }
 
 // KeyfileMode reports whether the repo's key lives outside the repo, so
 // the export is the only copy of it.

@@ -407,6 +407,10 @@ func (c *collector) repos(cfg *config.Config, server *config.Host, paper bool) e
 			r := &h.Repos[ri]
 			br := Repo{Host: h.Name, Name: r.Name, Path: r.Path, Encryption: r.EncryptionMode(),
 				Sources: append([]string(nil), r.Sources...), Canary: r.Canary, ArchivePrefix: r.ArchivePrefix}
+			if r.Remote() {
+				f := strings.Fields(r.HostKey)
+				br.Path, br.HostKey = r.BorgLocation(), r.Location().KnownHostsName()+" "+f[0]+" "+f[1]
+			}
 			if len(r.VMs) > 0 {
 				br.VMs, br.VMXML = append([]string(nil), r.VMs...), layout.VMXMLDir
 			}
@@ -512,14 +516,19 @@ func (c *collector) paperKey(h *config.Host, r *config.Repo) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfgData, err := src.ReadFile(c.ctx, path.Join(r.Path, "config"))
-	if err != nil || !borg.IsRepoConfig(cfgData) {
-		return nil, fmt.Errorf("repository %s is not reachable from here", r.Path)
+	loc := r.BorgLocation()
+	if !r.Remote() {
+		// A repo on a borg server is asked over SSH; a local one must be there.
+		cfgData, err := src.ReadFile(c.ctx, path.Join(r.Path, "config"))
+		if err != nil || !borg.IsRepoConfig(cfgData) {
+			return nil, fmt.Errorf("repository %s is not reachable from here", r.Path)
+		}
+		loc = src.Path(r.Path)
 	}
 	// borg 1.2 exports the key blob without decrypting it; the passphrase
 	// command is there for versions that ask. On a rooted tree borg's keys
 	// dir is inside it, as provisioning made it.
-	res, err := src.Run(c.ctx, borg.Cmd(borg.OnHost(src, r.PassphrasePath()), "key", "export", "--paper", src.Path(r.Path)))
+	res, err := src.Run(c.ctx, borg.Cmd(borg.OnHost(src, r.PassphrasePath()), "key", "export", "--paper", loc))
 	if err != nil {
 		return nil, err
 	}

@@ -435,6 +435,12 @@ func (d *drill) run(ctx context.Context) error {
 		rr := RepoResult{Name: repo.Name, Host: repo.Host, Status: "skipped"}
 		copyDir, found := bundle.FindCopy(roots, repo.Name)
 		switch {
+		case !found && repo.Remote():
+			// Its only copy is on the borg server, which a rescue machine
+			// may not reach: the client's restore-test job extracts from it
+			// over SSH every week instead.
+			rr.Problems = append(rr.Problems, fmt.Sprintf("on a borg server (%s), not on this disk or mirror: the drill restores from local copies only; "+
+				"the restore-test job of %s extracts from it over SSH (borgkit job restore-test)", repo.Path, repo.Host))
 		case !found && (slices.Contains(expect, repo.Name) || slices.Contains(o.Repos, repo.Name)):
 			rr.Status = "failed"
 			rr.Problems = append(rr.Problems, fmt.Sprintf("no copy of the repository at %s", filepath.Join(roots[0], repo.Name)))

@@ -84,6 +84,9 @@ func Audit(ctx context.Context, e *Env) error {
 	all := e.auditCopies()
 	if slices.ContainsFunc(all, func(c AuditCopy) bool { return c.Snapshots }) {
 		for _, r := range e.Host.Repos {
+			if r.Remote() {
+				continue // on a borg server, never mirrored: nothing to compare
+			}
 			if err := a.recordSeen(ctx, r.Name, r.Path, &stats); err != nil {
 				e.logf("audit: first-seen record of %s: %v", r.Name, err)
 			}
@@ -157,6 +160,9 @@ func (a *auditor) audit(ctx context.Context, c AuditCopy) (state.CopyAudit, []al
 	for i := range a.e.Host.Repos {
 		r := a.e.Host.Repos[i]
 		seen[r.Name] = true
+		if r.Remote() {
+			continue // no copy holds it: the sync never mirrors a remote repo
+		}
 		mm, err := a.auditRepo(ctx, c, r.Name, r.Path, cov, &ca)
 		if err != nil {
 			a.e.logf("audit %s of %s: %v", c.Name(), r.Name, err)

@@ -69,12 +69,12 @@ func Check(ctx context.Context, e *Env, verifyData bool) error {
 	for i := range due {
 		r := &due[i]
 		t0 := e.Now()
-		res, err := e.borg(ctx, r, "check", flag, r.Path)
+		res, err := e.borg(ctx, r, "check", flag, r.BorgLocation())
 		rr := alert.RepoResult{Repo: r.Name, Path: r.Path, Status: alert.StatusOK, Duration: e.Now().Sub(t0)}
 		rc := state.RepoCheck{Name: r.Name, Status: "ok", Duration: rr.Duration, At: e.Now(), Checked: true}
 		if err != nil {
 			failed++
-			rr.Status, rr.ExitCode, rr.Output = alert.StatusFailed, exitCode(res, err), strings.TrimSpace(tailText(append(res.Stderr, res.Stdout...), 12)+"\n"+errText(res, err))
+			rr.Status, rr.ExitCode, rr.Output = alert.StatusFailed, exitCode(res, err), failureText(res, err)
 			rc.Status = "failed"
 		}
 		report.Repos = append(report.Repos, rr)

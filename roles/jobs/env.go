@@ -72,6 +72,9 @@ type Env struct {
 	// Channels get every alert the mail gets (ntfy, webhook); default
 	// alert.Channels of the host.
 	Channels []alert.Channel
+	// RepoRSH replaces the BORG_RSH a remote repo is reached with
+	// (default borg.RSH of borgkit's repo identity and known_hosts).
+	RepoRSH string
 	// PushLockWait is the wait between tries of a push that the offsite
 	// host's snapshot holds off (default DefaultPushLockWait).
 	PushLockWait time.Duration

@@ -75,7 +75,7 @@ func (e *Env) backupGuest(ctx context.Context, r *config.Repo, g config.Guest) (
 	t0 := e.Now()
 	fail := func(res host.Result, err error) ([]alert.Section, state.GuestStats, []string, []string) {
 		gs.Status, gs.Duration = "failed", e.Now().Sub(t0)
-		out := strings.TrimSpace(tailText(append(res.Stderr, res.Stdout...), 12) + "\n" + errText(res, err))
+		out := failureText(res, err)
 		gs.Problem = firstLine(out)
 		return append(secs, alert.Section{Name: name, Status: alert.StatusFailed, ExitCode: exitCode(res, err), Output: out}), gs, nil, nil
 	}
@@ -84,7 +84,7 @@ func (e *Env) backupGuest(ctx context.Context, r *config.Repo, g config.Guest) (
 		return fail(res, err)
 	}
 	args := []string{"create", "--stats", "--json", "--compression", r.CompressionSpec(),
-		r.Path + "::" + g.ArchivePrefix() + "{now:%Y-%m-%dT%H:%M:%S}"}
+		r.BorgLocation() + "::" + g.ArchivePrefix() + "{now:%Y-%m-%dT%H:%M:%S}"}
 	res, err = e.borg(ctx, r, append(args, sources...)...)
 	sec := alert.Section{Name: name, Status: alert.StatusOK}
 	switch {
@@ -101,7 +101,7 @@ func (e *Env) backupGuest(ctx context.Context, r *config.Repo, g config.Guest) (
 	parseCreate(res.Stdout, &rs)
 	gs.Archive, gs.LastBackup = rs.Archive, rs.LastBackup
 
-	res, err = e.borg(ctx, r, append(pruneArgs(g.ArchivePrefix(), e.Cfg.RepoRetention(e.Host, r)), r.Path)...)
+	res, err = e.borg(ctx, r, append(pruneArgs(g.ArchivePrefix(), e.Cfg.RepoRetention(e.Host, r)), r.BorgLocation())...)
 	if err != nil {
 		gs.Duration = e.Now().Sub(t0)
 		sec.Duration = gs.Duration

@@ -208,10 +208,16 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 	fail := func(name string, res host.Result, err error) alert.Section {
 		rs.Status = "failed"
 		return alert.Section{Name: name, Status: alert.StatusFailed, ExitCode: exitCode(res, err),
-			Output: strings.TrimSpace(tailText(append(res.Stderr, res.Stdout...), 12) + "\n" + errText(res, err))}
+			Output: failureText(res, err)}
 	}
 	name := "Backup: " + r.Name
-	if !borg.IsLocalRepo(r.Path) {
+	if r.Remote() {
+		// Instead of the disk's mount: the borg server must answer.
+		if err := e.reachable(ctx, r); err != nil {
+			secs = append(secs, fail(name, host.Result{}, err))
+			return secs, rs, nil
+		}
+	} else if !borg.IsLocalRepo(r.Path) {
 		err := fmt.Errorf("%s holds no borg repository (run borgkit provision)", r.Path)
 		secs = append(secs, fail(name, host.Result{}, err))
 		return secs, rs, nil
@@ -223,7 +229,7 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 		}
 		prev = nil
 	}
-	before, err := listRepo(ctx, r.Path)
+	before, err := e.repoFiles(ctx, r)
 	if err != nil {
 		secs = append(secs, fail(name, host.Result{}, err))
 		return secs, rs, nil
@@ -263,7 +269,7 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 		}
 		rs.Archives = len(guests.kept)
 		secs = append(secs, e.compact(ctx, r, "Compact: "+r.Name))
-		after, err := listRepo(ctx, r.Path)
+		after, err := e.repoFiles(ctx, r)
 		if err != nil {
 			e.logf("%s: listing after the night: %v", r.Name, err)
 		} else {
@@ -288,7 +294,7 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 		// borg's next option.
 		args = append(args, "--exclude="+x)
 	}
-	args = append(append(args, r.Path+"::"+r.ArchivePrefixOrDefault()+"{now:%Y-%m-%dT%H:%M:%S}"), sources...)
+	args = append(append(args, r.BorgLocation()+"::"+r.ArchivePrefixOrDefault()+"{now:%Y-%m-%dT%H:%M:%S}"), sources...)
 	t0 := e.Now()
 	res, err := e.borgIn(ctx, r, dir, args...)
 	switch {
@@ -318,7 +324,7 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 	// Whatever happens next, the record follows the repo: the segments
 	// borg removes from here on are tonight's own.
 	record := func(expected []string) {
-		after, err := listRepo(ctx, r.Path)
+		after, err := e.repoFiles(ctx, r)
 		if err != nil {
 			e.logf("%s: listing after the night: %v", r.Name, err)
 			return
@@ -338,7 +344,7 @@ func (e *Env) backupRepo(ctx context.Context, r *config.Repo) ([]alert.Section, 
 	}
 
 	t0 = e.Now()
-	res, err = e.borg(ctx, r, append(pruneArgs(r.ArchivePrefixOrDefault(), e.Cfg.RepoRetention(e.Host, r)), r.Path)...)
+	res, err = e.borg(ctx, r, append(pruneArgs(r.ArchivePrefixOrDefault(), e.Cfg.RepoRetention(e.Host, r)), r.BorgLocation())...)
 	if err != nil {
 		secs = append(secs, fail(retention, res, err))
 		record(expected)
@@ -396,10 +402,10 @@ func (e *Env) compact(ctx context.Context, r *config.Repo, name string) alert.Se
 		e.logf("%s: no compaction tonight (compaction weekdays: %s)", r.Name, strings.Join(pol.Weekdays, ", "))
 		return alert.Section{Name: name, Status: alert.StatusOK}
 	}
-	res, err := e.borg(ctx, r, "compact", "--threshold", strconv.Itoa(pol.Threshold), r.Path)
+	res, err := e.borg(ctx, r, "compact", "--threshold", strconv.Itoa(pol.Threshold), r.BorgLocation())
 	if err != nil {
 		return alert.Section{Name: name, Status: alert.StatusFailed, ExitCode: exitCode(res, err),
-			Output: strings.TrimSpace(tailText(append(res.Stderr, res.Stdout...), 12) + "\n" + errText(res, err))}
+			Output: failureText(res, err)}
 	}
 	return alert.Section{Name: name, Status: alert.StatusOK}
 }
@@ -412,7 +418,13 @@ func errText(res host.Result, err error) string {
 }
 
 // borgEnv is borg's environment for repo r on this host.
-func (e *Env) borgEnv(r *config.Repo) borg.Env { return borg.OnHost(e.Exec, r.PassphrasePath()) }
+func (e *Env) borgEnv(r *config.Repo) borg.Env {
+	env := borg.OnHost(e.Exec, r.PassphrasePath())
+	if e.RepoRSH != "" {
+		env.RSH = e.RepoRSH
+	}
+	return env
+}
 
 // parseCreate reads borg create --json: the archive and the repo's totals.
 func parseCreate(out []byte, rs *state.RepoStats) createResult {

@@ -61,6 +61,16 @@ func listRepo(ctx context.Context, dir string) (repoFiles, error) {
 	return readRepoFiles(files), nil
 }
 
+// repoFiles lists repo r's directory for the records. A remote repo's
+// directory is the borg server's: its records carry archives and figures,
+// not segments, and no mirror of it is kept here to guard.
+func (e *Env) repoFiles(ctx context.Context, r *config.Repo) (repoFiles, error) {
+	if r.Remote() {
+		return repoFiles{}, nil
+	}
+	return listRepo(ctx, r.Path)
+}
+
 // freedKeep is how long the record remembers the segments a night freed:
 // a mirror that has not synced for longer must have its removals accepted
 // by hand (borgkit job sync --accept-source).
@@ -150,7 +160,7 @@ func (e *Env) saveRepoRecord(r *config.Repo, prev *state.RepoRecord, cr createRe
 // noteFreed adds to repo r's record the segments a failed night's borg
 // removed, the rest of the record as it was.
 func (e *Env) noteFreed(ctx context.Context, r *config.Repo, prev *state.RepoRecord, before repoFiles) {
-	now, err := listRepo(ctx, r.Path)
+	now, err := e.repoFiles(ctx, r)
 	if err != nil {
 		return
 	}

@@ -87,7 +87,7 @@ func (e *Env) restoreArchive(ctx context.Context, r *config.Repo, prefix, guest,
 		return alert.RestoreTestReport{Repo: r.Path, Archive: archive, File: file, Started: e.Now(), Problem: problem,
 			ExitCode: code, Output: out, LogPath: e.LogPath}
 	}
-	res, err := e.borg(ctx, r, "list", "--last", "1", "--short", "--glob-archives", prefix+"*", r.Path)
+	res, err := e.borg(ctx, r, "list", "--last", "1", "--short", "--glob-archives", prefix+"*", r.BorgLocation())
 	archive := strings.TrimSpace(string(res.Stdout))
 	if err != nil || archive == "" {
 		return nil, []alert.RestoreTestReport{report("", "", "the repository has no archive to restore from", exitCode(res, err), tailText(res.Stderr, 8))}
@@ -106,7 +106,7 @@ func (e *Env) restoreArchive(ctx context.Context, r *config.Repo, prefix, guest,
 	for _, p := range paths {
 		f := state.RestoredFile{Repo: r.Name, Guest: guest, Archive: archive, Path: p, Status: "match"}
 		// borg stores paths without the leading slash.
-		res, err := e.borg(ctx, r, "extract", "--stdout", r.Path+"::"+archive, strings.TrimPrefix(p, "/"))
+		res, err := e.borg(ctx, r, "extract", "--stdout", r.BorgLocation()+"::"+archive, strings.TrimPrefix(p, "/"))
 		got := sha256.Sum256(res.Stdout)
 		f.SHA256, f.Bytes = hex.EncodeToString(got[:]), int64(len(res.Stdout))
 		switch {
@@ -145,7 +145,7 @@ func sameMicrosecond(mtime time.Time, isomtime string) bool {
 // and mtime the archive recorded, so a difference means damage, not an
 // edit made since.
 func (e *Env) unchangedSample(ctx context.Context, r *config.Repo, archive string) ([]string, error) {
-	res, err := e.borg(ctx, r, "list", "--format", "{type} {size} {isomtime} {path}{NL}", r.Path+"::"+archive)
+	res, err := e.borg(ctx, r, "list", "--format", "{type} {size} {isomtime} {path}{NL}", r.BorgLocation()+"::"+archive)
 	if err != nil {
 		return nil, fmt.Errorf("borg list: %s", tailText(res.Stderr, 4))
 	}

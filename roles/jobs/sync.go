@@ -76,9 +76,24 @@ func Sync(ctx context.Context, e *Env) error {
 			continue
 		}
 		ms := e.mirror(ctx, m, sources, refused, &report)
+		ms.Remote = e.remoteRepos(m)
 		stats.Mirrors = append(stats.Mirrors, ms)
 	}
 	return finish(stats)
+}
+
+// remoteRepos are the host's repos on a borg server, which mirror m
+// skips: borg writes them on the server, and a sync is never an rsync of
+// them. Each is logged, so the sync says so.
+func (e *Env) remoteRepos(m *config.Mirror) []string {
+	var out []string
+	for i := range e.Host.Repos {
+		if r := &e.Host.Repos[i]; r.Remote() {
+			e.logf("%s: repo %s is on a borg server (%s): not mirrored, borg writes it there", m.Name, r.Name, r.Location().Addr())
+			out = append(out, r.Name)
+		}
+	}
+	return out
 }
 
 // revoked reports whether m goes to an offsite host whose unlock was
@@ -140,6 +155,9 @@ func (e *Env) trustedSources(ctx context.Context) ([]source, map[string]string) 
 	refused := map[string]string{}
 	for i := range e.Host.Repos {
 		r := &e.Host.Repos[i]
+		if r.Remote() {
+			continue // see remoteRepos
+		}
 		if failedCheck[r.Name] {
 			refused[r.Name] = "its last borg check failed; mirroring it would overwrite the good copies"
 			continue

@@ -34,7 +34,11 @@ func (e *Env) backupRepos(ctx context.Context) []repoNight {
 	tasks := snapshotGroups(repos)
 	disks := make([]string, len(tasks))
 	for t, group := range tasks {
-		disks[t] = window.Disk(repos[group[0]].Path)
+		if r := &repos[group[0]]; r.Remote() {
+			disks[t] = "borg-server:" + r.Location().Addr() // its disk is the server's
+		} else {
+			disks[t] = window.Disk(r.Path)
+		}
 	}
 	total, perDisk := e.Host.NightlyWindow()
 	lim := window.Limits{Total: total, PerDisk: perDisk}

@@ -1,9 +1,11 @@
 package recipe
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path"
+	"strings"
 
 	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/config"
@@ -143,10 +145,21 @@ func withDisks(repos, mounts []plan.Step) []plan.Step {
 
 // repoSteps are each borg repo with its passphrase and key export.
 func repoSteps(h *config.Host) []plan.Step {
-	var s []plan.Step
+	s := remoteRepoAccess(h)
 	for i := range h.Repos {
 		r := &h.Repos[i]
 		pass := r.PassphrasePath()
+		if r.Remote() {
+			if pass != "" {
+				s = append(s, &steps.Secret{Path: pass, Mode: 0o600, Owner: host.Root,
+					What: "borg passphrase of repo " + r.Name, Generate: steps.Passphrase})
+			}
+			s = append(s, &steps.RemoteBorgRepo{Name: r.Name, Location: r.BorgLocation(), Encryption: r.EncryptionMode(), PassFile: pass})
+			if pass != "" {
+				s = append(s, &steps.BorgKeyExport{Repo: r.Name, RepoPath: r.BorgLocation(), PassFile: pass, Dest: r.KeyExportPath(), Remote: true})
+			}
+			continue
+		}
 		if pass != "" {
 			sec := &steps.Secret{Path: pass, Mode: 0o600, Owner: host.Root,
 				What: "borg passphrase of repo " + r.Name, Generate: steps.Passphrase,
@@ -366,4 +379,34 @@ func tokenSteps(cfg *config.Config, h *config.Host, a config.Alerts) []plan.Step
 			"placeholder webhook token", "every webhook alert is refused", "the webhook's bearer token"))
 	}
 	return s
+}
+
+// remoteRepoAccess is what borg needs to reach the host's repos on borg
+// servers: borgkit's own repo identity, and a known_hosts of exactly the
+// pinned host keys (see borg.RSH). None when every repo is local.
+func remoteRepoAccess(h *config.Host) []plan.Step {
+	var kh bytes.Buffer
+	seen := map[string]bool{}
+	for i := range h.Repos {
+		r := &h.Repos[i]
+		if !r.Remote() {
+			continue
+		}
+		// TYPE BASE64 only: validation checked the key; its comment is
+		// the user's and stays out of the file.
+		f := strings.Fields(r.HostKey)
+		line := r.Location().KnownHostsName() + " " + f[0] + " " + f[1] + "\n"
+		if !seen[line] {
+			seen[line] = true
+			kh.WriteString(line)
+		}
+	}
+	if kh.Len() == 0 {
+		return nil
+	}
+	return []plan.Step{
+		&steps.Dir{Path: layout.SSHDir, Mode: 0o700, Owner: host.Root},
+		&steps.SSHKey{Path: layout.RepoIdentity, Comment: "borgkit-repo@" + h.Name},
+		&steps.Block{Path: layout.RepoKnownHosts, Lines: kh.Bytes(), Mode: 0o644, Owner: host.Root, Note: "(" + layout.Managed() + ")"},
+	}
 }

@@ -82,6 +82,9 @@ type MirrorStats struct {
 	// Verified names the repos whose copy was compared with the source
 	// after the transfer and found the same.
 	Verified []string `json:"verified,omitempty"`
+	// Remote names the repos on a borg server, never mirrored: borg
+	// writes them there, and an rsync of one is no copy borg can trust.
+	Remote []string `json:"remote,omitempty"`
 	// SentBytes is what rsync reported sending.
 	SentBytes uint64 `json:"sent_bytes"`
 	// Heartbeat is when the heartbeat was written to an offsite target.

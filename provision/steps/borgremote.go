@@ -1,0 +1,107 @@
+package steps
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/borgkit/borgkit/provision/borg"
+	"github.com/borgkit/borgkit/provision/host"
+	"github.com/borgkit/borgkit/provision/layout"
+	"github.com/borgkit/borgkit/provision/plan"
+)
+
+// RemoteBorgRepo is a borg repository on a borg server, reached over SSH
+// with borgkit's repo identity (BORG_RSH): used as it is when it opens,
+// created with borg init where the server has none. borgkit never
+// changes, deletes or moves anything on the server otherwise (the server
+// side of a hosted service is not borgkit's; a borg-server role host is
+// provisioned on its own).
+type RemoteBorgRepo struct {
+	Name       string
+	Location   string // ssh://USER@HOST:PORT/PATH
+	Encryption string
+	PassFile   string // "" for encryption none
+}
+
+func (r *RemoteBorgRepo) ID() string { return "repo." + r.Name }
+
+func (r *RemoteBorgRepo) Reads() []host.Want {
+	return []host.Want{{Path: layout.RepoIdentity}, {Path: layout.RepoKnownHosts}}
+}
+
+// Check asks the server, on a live host whose identity exists; a tree
+// under --root, or a first run before the key is made, plans the init
+// without reaching out.
+func (r *RemoteBorgRepo) Check(ctx context.Context, h host.Host) (plan.Check, error) {
+	if !h.Live() {
+		return plan.Skipped("repo " + r.Name + " is on a borg server (" + r.Location + "): it is opened or created when this host is provisioned live"), nil
+	}
+	if _, err := h.Lstat(ctx, layout.RepoIdentity); host.IsNotExist(err) {
+		return plan.Creates(fmt.Sprintf("borg init --encryption=%s %s, unless it exists there (once %s.pub is authorized on the server)", r.Encryption, r.Location, layout.RepoIdentity)), nil
+	}
+	exists, why, err := r.probe(ctx, h)
+	switch {
+	case err != nil:
+		return plan.Check{}, err
+	case why != "":
+		return plan.Conflicts(why), nil
+	case exists:
+		return plan.Satisfied(), nil
+	}
+	return plan.Creates("borg init --encryption=" + r.Encryption + " " + r.Location), nil
+}
+
+// probe runs borg info on the repo: whether it exists, or why it cannot
+// be used (the key not authorized, the host key not the pinned one, an
+// encryption other than the config's).
+func (r *RemoteBorgRepo) probe(ctx context.Context, h host.Host) (exists bool, why string, err error) {
+	res, err := h.Run(ctx, borg.Cmd(borg.OnHost(h, r.PassFile), "info", "--json", "--bypass-lock", r.Location))
+	stderr := string(res.Stderr)
+	switch {
+	case err == nil:
+		var v struct {
+			Encryption struct {
+				Mode string `json:"mode"`
+			} `json:"encryption"`
+		}
+		if jerr := json.Unmarshal(res.Stdout, &v); jerr != nil {
+			return false, "", fmt.Errorf("borg info %s: %w", r.Location, jerr)
+		}
+		if v.Encryption.Mode != r.Encryption {
+			return true, fmt.Sprintf("%s is an existing repository with encryption %s, but the config says encryption: %s; borgkit never changes a repository's encryption: write the repo's own",
+				r.Location, v.Encryption.Mode, r.Encryption), nil
+		}
+		return true, "", nil
+	case strings.Contains(stderr, "does not exist"):
+		return false, "", nil
+	case strings.Contains(stderr, "Host key verification failed"), strings.Contains(stderr, "REMOTE HOST IDENTIFICATION HAS CHANGED"):
+		return false, fmt.Sprintf("the borg server of %s does not show the host key pinned in host_key (%s): ssh refused it; check the server's key and correct host_key", r.Location, layout.RepoKnownHosts), nil
+	case strings.Contains(stderr, "Permission denied"):
+		return false, fmt.Sprintf("the borg server of %s refuses borgkit's key: authorize %s.pub there (one authorized_keys line, or the hosted service's SSH key page), then provision again", r.Location, layout.RepoIdentity), nil
+	case strings.Contains(stderr, "passphrase supplied") && strings.Contains(stderr, "incorrect"):
+		return true, fmt.Sprintf("%s exists, but the passphrase in %s does not open it: put the repo's own passphrase there (0600)", r.Location, r.PassFile), nil
+	}
+	return false, "", fmt.Errorf("borg info %s: %w", r.Location, err)
+}
+
+func (r *RemoteBorgRepo) Apply(ctx context.Context, h host.Host) error {
+	if !h.Live() {
+		return errors.New("a remote repo is provisioned on a live host only")
+	}
+	exists, why, err := r.probe(ctx, h)
+	switch {
+	case err != nil:
+		return err
+	case why != "":
+		return errors.New(why)
+	case exists:
+		return nil
+	}
+	if _, err := h.Run(ctx, borg.Cmd(borg.OnHost(h, r.PassFile), "init", "--encryption="+r.Encryption, "--make-parent-dirs", r.Location)); err != nil {
+		return fmt.Errorf("borg init %s: %w", r.Location, err)
+	}
+	return nil
+}
