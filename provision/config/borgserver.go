@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -61,6 +62,25 @@ func (b *BorgServer) Dir(c BorgClient) string { return path.Join(b.Root, c.Name)
 // quotaRE is borg 1.2's parse_file_size: digits, an optional fraction, and
 // one suffix of K, M, G, T, P.
 var quotaRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?[KMGTP]?$`)
+
+// minQuota is borg serve's smallest --storage-quota (10M): below it,
+// borg serve exits with a usage error and the client never connects.
+const minQuota = 10_000_000
+
+// quotaBytes is a quota matching quotaRE in bytes, as borg computes it:
+// int(float(number) * factor).
+func quotaBytes(q string) float64 {
+	factor := 1.0
+	if i := strings.IndexAny(q, "KMGTP"); i >= 0 {
+		factor = map[byte]float64{'K': 1e3, 'M': 1e6, 'G': 1e9, 'T': 1e12, 'P': 1e15}[q[i]]
+		q = q[:i]
+	}
+	n, err := strconv.ParseFloat(q, 64)
+	if err != nil {
+		return 0
+	}
+	return n * factor
+}
 
 // safeArgRE is what may go unquoted into the forced command: sshd hands
 // it to the user's shell, so no space, quote or shell character.
@@ -142,6 +162,8 @@ func (v *validator) borgServer(p string, h *Host) {
 			v.add(cp+".quota", ErrRequired, "quota is required (borg serve --storage-quota, e.g. 500G): a client must not fill the server")
 		case !quotaRE.MatchString(c.Quota):
 			v.add(cp+".quota", ErrBadValue, "quota %q: a number with an optional K, M, G, T or P suffix, as borg --storage-quota takes it (500G, 1.5T)", c.Quota)
+		case quotaBytes(c.Quota) < minQuota:
+			v.add(cp+".quota", ErrBadValue, "quota %q: borg serve refuses a quota under 10M", c.Quota)
 		}
 		if c.From != "" && !fromRE.MatchString(c.From) {
 			v.add(cp+".from", ErrBadValue, "from %q: comma-separated host or address patterns, no spaces or quotes (authorized_keys from=)", c.From)

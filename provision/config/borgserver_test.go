@@ -59,6 +59,7 @@ func TestBorgServerProblems(t *testing.T) {
 	}{
 		{"quota missing", vault("          public_key: " + deskKey), ErrRequired, 16, 11, "quota is required"},
 		{"quota with a unit borg does not read", vault("          public_key: "+deskKey, "          quota: 500GB"), ErrBadValue, 18, 18, `quota "500GB"`},
+		{"quota under borg's 10M", vault("          public_key: "+deskKey, "          quota: 9.9M"), ErrBadValue, 18, 18, "under 10M"},
 		{"quota negative", vault("          public_key: "+deskKey, "          quota: -1G"), ErrBadValue, 18, 18, `quota "-1G"`},
 		{"same key twice", vault("          public_key: "+laptopKey, "          quota: 1G"), ErrBadValue, 17, 23, "client laptop's too"},
 		{"key with options", vault(`          public_key: command="sh" `+deskKey, "          quota: 1G"), ErrBadValue, 17, 23, "without options"},
