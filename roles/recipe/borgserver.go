@@ -26,7 +26,7 @@ func borgServer(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, err
 	}
 	b := h.BorgServer
 	if b == nil {
-		return nil, fmt.Errorf("host %s: a borg-server host needs borg_server:", h.Name)
+		return nil, fmt.Errorf("host %s: a borg-server host needs a borg_server block", h.Name)
 	}
 	user := b.UserOrDefault()
 	keys, err := BorgServerKeys(b)

@@ -85,10 +85,7 @@ func TestBorgServerKeysConfine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimSpace(string(keys)), "\n")[1:] {
-		lines = append(lines, l)
-	}
+	lines := strings.Split(strings.TrimSpace(string(keys)), "\n")[1:] // after the marker
 	os.MkdirAll(root, 0o755)
 	for _, c := range bs.Clients {
 		d := bs.Dir(c)
