@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/host"
@@ -24,6 +25,10 @@ type RemoteBorgRepo struct {
 	Location   string // ssh://USER@HOST:PORT/PATH
 	Encryption string
 	PassFile   string // "" for encryption none
+	// Addr (HOST:PORT) and User reach the server; HostKey is the key
+	// pinned for it ("TYPE BASE64") and KnownHostsLine its line in
+	// layout.RepoKnownHosts.
+	Addr, User, HostKey, KnownHostsLine string
 }
 
 func (r *RemoteBorgRepo) ID() string { return "repo." + r.Name }
@@ -39,8 +44,16 @@ func (r *RemoteBorgRepo) Check(ctx context.Context, h host.Host) (plan.Check, er
 	if !h.Live() {
 		return plan.Skipped("repo " + r.Name + " is on a borg server (" + r.Location + "): it is opened or created when this host is provisioned live"), nil
 	}
+	if why := r.server(ctx); why != "" {
+		return plan.Conflicts(why), nil
+	}
+	later := fmt.Sprintf("borg init --encryption=%s %s, unless it exists there (once %s.pub is authorized on the server)", r.Encryption, r.Location, layout.RepoIdentity)
 	if _, err := h.Lstat(ctx, layout.RepoIdentity); host.IsNotExist(err) {
-		return plan.Creates(fmt.Sprintf("borg init --encryption=%s %s, unless it exists there (once %s.pub is authorized on the server)", r.Encryption, r.Location, layout.RepoIdentity)), nil
+		return plan.Creates(later), nil
+	}
+	if kh, err := h.ReadFile(ctx, layout.RepoKnownHosts); err != nil || !strings.Contains(string(kh), r.KnownHostsLine) {
+		// borg would meet the known_hosts the plan is about to write.
+		return plan.Creates(later), nil
 	}
 	exists, why, err := r.probe(ctx, h)
 	switch {
@@ -52,6 +65,20 @@ func (r *RemoteBorgRepo) Check(ctx context.Context, h host.Host) (plan.Check, er
 		return plan.Satisfied(), nil
 	}
 	return plan.Creates("borg init --encryption=" + r.Encryption + " " + r.Location), nil
+}
+
+// server checks the server answers with the pinned host key (see
+// borg.ProbeServer): a wrong key is named as such, which borg's own
+// "Connection closed by remote host" does not.
+func (r *RemoteBorgRepo) server(ctx context.Context) string {
+	err := borg.ProbeServer(ctx, r.Addr, r.User, r.HostKey, 20*time.Second)
+	switch {
+	case errors.Is(err, borg.ErrHostKeyMismatch):
+		return fmt.Sprintf("the borg server of %s does not show the host key pinned in host_key (%v): check the server's key and correct host_key", r.Location, err)
+	case err != nil:
+		return fmt.Sprintf("the borg server of %s cannot be reached: %v", r.Location, err)
+	}
+	return ""
 }
 
 // probe runs borg info on the repo: whether it exists, or why it cannot
@@ -75,7 +102,10 @@ func (r *RemoteBorgRepo) probe(ctx context.Context, h host.Host) (exists bool, w
 				r.Location, v.Encryption.Mode, r.Encryption), nil
 		}
 		return true, "", nil
-	case strings.Contains(stderr, "does not exist"):
+	case strings.Contains(stderr, "does not exist"), strings.Contains(stderr, "is not a valid repository"):
+		// No repo there, or a directory without one (the server's admin
+		// made it empty): borg init takes an empty directory and refuses
+		// one that holds other files, so nothing there is overwritten.
 		return false, "", nil
 	case strings.Contains(stderr, "Host key verification failed"), strings.Contains(stderr, "REMOTE HOST IDENTIFICATION HAS CHANGED"):
 		return false, fmt.Sprintf("the borg server of %s does not show the host key pinned in host_key (%s): ssh refused it; check the server's key and correct host_key", r.Location, layout.RepoKnownHosts), nil
@@ -90,6 +120,9 @@ func (r *RemoteBorgRepo) probe(ctx context.Context, h host.Host) (exists bool, w
 func (r *RemoteBorgRepo) Apply(ctx context.Context, h host.Host) error {
 	if !h.Live() {
 		return errors.New("a remote repo is provisioned on a live host only")
+	}
+	if why := r.server(ctx); why != "" {
+		return errors.New(why)
 	}
 	exists, why, err := r.probe(ctx, h)
 	switch {

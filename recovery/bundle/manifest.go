@@ -204,8 +204,8 @@ type Repo struct {
 	// HostKey is a repo on a borg server's known_hosts line ("[HOST]:PORT
 	// TYPE BASE64"), from the config's pinned host_key; Path is then its
 	// ssh:// location.
-	HostKey   string `json:"host_key,omitempty"`
-	KeyExport string `json:"key_export,omitempty"`
+	HostKey    string `json:"host_key,omitempty"`
+	KeyExport  string `json:"key_export,omitempty"`
 	Passphrase string `json:"passphrase,omitempty"`
 	PaperKey   string `json:"paper_key,omitempty"`
 	// VMs are the libvirt guests whose disk images and definitions (saved

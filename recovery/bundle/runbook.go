@@ -370,9 +370,10 @@ func (d *runbookData) repo(m *Manifest, r Repo, mountOf map[string]string, share
 			rr.Copies = append(rr.Copies, fmt.Sprintf("`%s` on %s (%s mirror)", c.Path, r.Host, c.Mirror))
 		}
 	}
-	if where == "" && r.Remote() {
-		// The borg server: any machine with a key the server authorizes
-		// reaches it (the site's own, on its client, is RepoIdentity).
+	if r.Remote() {
+		// The borg server, the repo's only copy (the sync never mirrors
+		// it): any machine with a key the server authorizes reaches it
+		// (the site's own, on its client, is RepoIdentity).
 		where, note = r.Path, "the repository on its borg server, whose host key is pinned as `"+r.HostKey+"`: "+
 			"put that line in ~/.ssh/known_hosts and log in with a key the server authorizes (on "+r.Host+", borgkit's "+layout.RepoIdentity+")"
 	}

@@ -194,3 +194,22 @@ func TestRunbookOpensTheStickFirst(t *testing.T) {
 		t.Error("a bundle in a plain directory speaks of a stick")
 	}
 }
+
+// A repo on a borg server: the runbook's REPO= is its ssh:// URL and it
+// says which host key to trust, whatever mirrors the others have.
+func TestRunbookRemoteRepo(t *testing.T) {
+	m := goldenManifest()
+	r := &m.Repos[0]
+	r.Path = "ssh://borg@backup.example.net:2222/./john-ai/system"
+	r.HostKey = "[backup.example.net]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA1ng9zpMTlcnu2h7OJdqBaCh3GmknPhO+Mmc5czoopO"
+	r.Copies = nil
+	md, _, err := RenderRunbook(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"REPO=" + shq(r.Path), r.HostKey, "borg server"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("runbook lacks %q:\n%s", want, md)
+		}
+	}
+}

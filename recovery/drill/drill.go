@@ -452,7 +452,8 @@ func (d *drill) run(ctx context.Context) error {
 		}
 		d.res.Repos = append(d.res.Repos, rr)
 	}
-	if len(d.res.Repos) == 0 {
+	if !slices.ContainsFunc(d.res.Repos, func(r RepoResult) bool { return r.Status != "skipped" }) {
+		// Remote repos alone are no drill: nothing was restored.
 		return fmt.Errorf("no repository of the bundle found under %s", strings.Join(roots, ", "))
 	}
 	return nil

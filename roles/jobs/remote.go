@@ -1,13 +1,13 @@
 package jobs
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
+	"github.com/borgkit/borgkit/provision/borg"
 	"github.com/borgkit/borgkit/provision/config"
 	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
@@ -20,31 +20,24 @@ import (
 // reachTimeout bounds the reachability check of a borg server.
 const reachTimeout = 20 * time.Second
 
-// reachable checks that repo r's borg server answers as an SSH server:
-// a TCP connection to HOST:PORT and the "SSH-" banner. It is the remote
-// repo's preflight in place of a disk's mount check: cheap (no login, no
-// borg started on either side, no repo lock taken), and it tells an
-// unreachable server from a refused login or a wrong host key, which the
-// borg run itself then reports (see failureText).
+// reachable checks repo r's borg server before the night's borg run, in
+// place of a disk's mount check: a TCP connection and an SSH key exchange
+// that must show the host key pinned in the config (borg.ProbeServer). It
+// logs in to nothing, so it is cheap and takes no repo lock; a refused
+// login is the borg run's to report (see failureText). borg's own message
+// for a wrong host key ("Connection closed by remote host") does not say
+// which it was, so the check is here.
 func (e *Env) reachable(ctx context.Context, r *config.Repo) error {
 	loc := r.Location()
-	ctx, cancel := context.WithTimeout(ctx, reachTimeout)
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", loc.Addr())
-	if err != nil {
-		return fmt.Errorf("the borg server of repo %s (%s) is unreachable: %v; nothing was backed up into it tonight", r.Name, loc.Addr(), err)
+	err := borg.ProbeServer(ctx, loc.Addr(), loc.User, r.HostKey, reachTimeout)
+	switch {
+	case errors.Is(err, borg.ErrHostKeyMismatch):
+		return fmt.Errorf("HOST KEY MISMATCH: %v. ssh would refuse it (StrictHostKeyChecking=yes against %s), so nothing was backed up into repo %s tonight. "+
+			"Check the server's key (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on it); if it really changed, put the new one in host_key and run borgkit provision", err, layout.RepoKnownHosts, r.Name)
+	case err != nil:
+		return fmt.Errorf("the borg server of repo %s is unreachable (%v); nothing was backed up into it tonight", r.Name, err)
 	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetReadDeadline(dl)
-	}
-	line, err := bufio.NewReaderSize(conn, 512).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "SSH-") {
-		return fmt.Errorf("the borg server of repo %s (%s) accepts connections but does not answer as an SSH server (%q, %v); nothing was backed up into it tonight",
-			r.Name, loc.Addr(), strings.TrimSpace(line), err)
-	}
-	e.logf("%s: borg server %s answers (%s)", r.Name, loc.Addr(), strings.TrimSpace(line))
+	e.logf("%s: borg server %s answers with the pinned host key", r.Name, loc.Addr())
 	return nil
 }
 

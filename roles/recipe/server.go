@@ -78,6 +78,10 @@ func repoNames(hosts ...*config.Host) []string {
 func repoIDs(ctx context.Context, h *config.Host, read func(context.Context, string) ([]byte, error)) (map[string]string, error) {
 	ids := map[string]string{}
 	for _, r := range h.Repos {
+		if r.Remote() {
+			ids[r.Name] = "" // on its borg server: no mirror holds it
+			continue
+		}
 		b, err := read(ctx, path.Join(r.Path, "config"))
 		if host.IsNotExist(err) {
 			ids[r.Name] = ""
@@ -99,7 +103,9 @@ func repoIDs(ctx context.Context, h *config.Host, read func(context.Context, str
 func legacyWatch(h *config.Host) []string {
 	var w []string
 	for _, r := range h.Repos {
-		w = append(w, r.Path)
+		if !r.Remote() {
+			w = append(w, r.Path)
+		}
 	}
 	for _, m := range h.Mirrors {
 		if m.Host == "" {
@@ -154,7 +160,9 @@ func repoSteps(h *config.Host) []plan.Step {
 				s = append(s, &steps.Secret{Path: pass, Mode: 0o600, Owner: host.Root,
 					What: "borg passphrase of repo " + r.Name, Generate: steps.Passphrase})
 			}
-			s = append(s, &steps.RemoteBorgRepo{Name: r.Name, Location: r.BorgLocation(), Encryption: r.EncryptionMode(), PassFile: pass})
+			loc := r.Location()
+			s = append(s, &steps.RemoteBorgRepo{Name: r.Name, Location: loc.String(), Encryption: r.EncryptionMode(), PassFile: pass,
+				Addr: loc.Addr(), User: loc.User, HostKey: r.HostKey, KnownHostsLine: repoKnownHostsLine(r)})
 			if pass != "" {
 				s = append(s, &steps.BorgKeyExport{Repo: r.Name, RepoPath: r.BorgLocation(), PassFile: pass, Dest: r.KeyExportPath(), Remote: true})
 			}
@@ -392,10 +400,7 @@ func remoteRepoAccess(h *config.Host) []plan.Step {
 		if !r.Remote() {
 			continue
 		}
-		// TYPE BASE64 only: validation checked the key; its comment is
-		// the user's and stays out of the file.
-		f := strings.Fields(r.HostKey)
-		line := r.Location().KnownHostsName() + " " + f[0] + " " + f[1] + "\n"
+		line := repoKnownHostsLine(r) + "\n"
 		if !seen[line] {
 			seen[line] = true
 			kh.WriteString(line)
@@ -409,4 +414,11 @@ func remoteRepoAccess(h *config.Host) []plan.Step {
 		&steps.SSHKey{Path: layout.RepoIdentity, Comment: "borgkit-repo@" + h.Name},
 		&steps.Block{Path: layout.RepoKnownHosts, Lines: kh.Bytes(), Mode: 0o644, Owner: host.Root, Note: "(" + layout.Managed() + ")"},
 	}
+}
+
+// repoKnownHostsLine pins remote repo r's server: TYPE BASE64 only, as
+// validation checked it; the key's comment is the user's and stays out.
+func repoKnownHostsLine(r *config.Repo) string {
+	f := strings.Fields(r.HostKey)
+	return r.Location().KnownHostsName() + " " + f[0] + " " + f[1]
 }

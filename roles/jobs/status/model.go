@@ -81,6 +81,11 @@ type Storage struct {
 type Repo struct {
 	Name string `json:"name"`
 	Path string `json:"path"`
+	// Server is a remote repo's borg server (HOST:PORT), and LastArchive
+	// the archive its last nightly made there, from the records: the
+	// dashboard never asks the server.
+	Server      string `json:"server,omitempty"`
+	LastArchive string `json:"last_archive,omitempty"`
 	// Status is the last nightly's for this repo (ok | failed | skipped),
 	// empty when the nightly recorded nothing about it.
 	Status     string    `json:"status,omitempty"`

@@ -20,6 +20,12 @@ func (b *builder) repos() {
 	for _, cr := range b.self.Repos {
 		repo := Repo{Name: cr.Name, Path: cr.Path, Level: LevelUnknown}
 		i := slices.IndexFunc(st.Repos, func(rs state.RepoStats) bool { return rs.Name == cr.Name })
+		if cr.Remote() {
+			repo.Path, repo.Server = cr.BorgLocation(), cr.Location().Addr()
+			if i >= 0 {
+				repo.LastArchive = st.Repos[i].Archive
+			}
+		}
 		last := time.Time{}
 		if i >= 0 {
 			rs := st.Repos[i]

@@ -250,6 +250,9 @@ func (d *Dashboard) textRepos(t *textWriter) {
 			l += " | Last run: " + t.paint(r.Level, strings.ToUpper(r.Status))
 		}
 		t.line(l)
+		if r.Server != "" {
+			t.line(fmt.Sprintf("  Borg server: %s | Last archive: %s", r.Server, orNone(r.LastArchive)))
+		}
 		if r.OriginalSize > 0 {
 			t.line(fmt.Sprintf("  Original: %s | Compressed: %s | Deduplicated: %s",
 				DecimalSize(r.OriginalSize), DecimalSize(r.CompressedSize), DecimalSize(r.DeduplicatedSize)))
@@ -494,4 +497,11 @@ func DecimalSize(n uint64) string {
 		return fmt.Sprintf("%.1f %s", v, units[u])
 	}
 	return fmt.Sprintf("%.0f %s", v, units[u])
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none this run"
+	}
+	return s
 }
