@@ -114,3 +114,32 @@ func TestPlanAllRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusAllUnreachable: status --all over hosts that refuse the
+// connection: each is a failed section, the summary names both, exit 1
+// (every host failed); --json is one document naming them.
+func TestStatusAllUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "borgkit.yaml")
+	cfg := `version: 1
+alerts: {to: me@example.com, from: me@example.com}
+retention: {daily: 3, weekly: 2, monthly: 6}
+hosts:
+  - {name: one, role: server, address: 127.0.0.1, ssh: {port: 1}, repos: [{name: r, path: /srv/r, sources: [/home]}]}
+  - {name: two, role: server, address: 127.0.0.1, ssh: {port: 1}, repos: [{name: r, path: /srv/r, sources: [/home]}]}
+`
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runSplit(t, "status", "--all", "--config", cfgFile, "--known-hosts", filepath.Join(dir, "kh"), "--identity", filepath.Join(dir, "id"))
+	if code != exitFailed || !strings.Contains(stdout, "==== one ====") || !strings.Contains(stdout, "2 of 2 hosts failed: one two") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	stdout, _, _ = runSplit(t, "status", "--hosts", "two", "--json", "--config", cfgFile, "--known-hosts", filepath.Join(dir, "kh"), "--identity", filepath.Join(dir, "id"))
+	if !strings.Contains(stdout, `"failed": [`) || !strings.Contains(stdout, `"host": "two"`) || strings.Contains(stdout, `"host": "one"`) {
+		t.Errorf("--json:\n%s", stdout)
+	}
+	if _, _, code := runSplit(t, "status", "--all", "--hosts", "one", "--config", cfgFile); code != exitUsage {
+		t.Errorf("--all with --hosts: exit %d, want 2", code)
+	}
+}
