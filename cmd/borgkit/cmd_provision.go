@@ -185,25 +185,13 @@ func runProvisionFleet(ctx context.Context, o *provisionOptions, g *globals, arg
 	if err != nil {
 		return err
 	}
-	section := textSection
-	if g.JSON {
-		section = nil
-	}
-	res := runFleet(ctx, names, o.Parallel, out, section, func(ctx context.Context, name string, out, errw io.Writer) error {
+	return fleet(ctx, names, o.Parallel, g.JSON, out, func(ctx context.Context, name string, out, errw io.Writer) error {
 		ho := *o
 		if o.Root != "" {
 			ho.Root = filepath.Join(o.Root, name)
 		}
 		return runProvisionHost(ctx, &ho, g, cfg, raw, name, out, errw)
 	})
-	if g.JSON {
-		if err := writeFleetJSON(out, res); err != nil {
-			return err
-		}
-	} else {
-		writeSummary(out, res)
-	}
-	return fleetErr(res)
 }
 
 func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg *config.Config, raw []byte, name string, out, errw io.Writer) error {

@@ -132,22 +132,10 @@ func runStatusFleet(ctx context.Context, g *globals, o *statusOptions, out io.Wr
 	if err != nil {
 		return err
 	}
-	section := textSection
-	if g.JSON {
-		section = nil
-	}
-	res := runFleet(ctx, names, o.Parallel, out, section, func(ctx context.Context, name string, out, errw io.Writer) error {
+	return fleet(ctx, names, o.Parallel, g.JSON, out, func(ctx context.Context, name string, out, _ io.Writer) error {
 		hc, _ := cfg.Host(name)
 		return remoteStatus(ctx, &o.SSH, hc, g.JSON, out)
 	})
-	if g.JSON {
-		if err := writeFleetJSON(out, res); err != nil {
-			return err
-		}
-	} else {
-		writeSummary(out, res)
-	}
-	return fleetErr(res)
 }
 
 // remoteStatus runs the host's own borgkit status, which reads its records

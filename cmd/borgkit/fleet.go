@@ -66,6 +66,26 @@ func fleetHosts(cfg *config.Config, all bool, args []string) ([]string, error) {
 	return args, nil
 }
 
+// fleet runs do for every host and prints the fleet's outcome: a section
+// per host and the summary, or with asJSON one document. Its error is the
+// fleet's exit (fleetErr).
+func fleet(ctx context.Context, names []string, parallel int, asJSON bool, out io.Writer,
+	do func(ctx context.Context, name string, out, errw io.Writer) error) error {
+	section := textSection
+	if asJSON {
+		section = nil
+	}
+	res := runFleet(ctx, names, parallel, out, section, do)
+	if asJSON {
+		if err := writeFleetJSON(out, res); err != nil {
+			return err
+		}
+	} else {
+		writeSummary(out, res)
+	}
+	return fleetErr(res)
+}
+
 // runFleet runs do for every host, at most parallel at once. Sections are
 // printed to w whole as hosts finish (a slow host does not hold back the
 // others' output); the results come back in the order of names.
