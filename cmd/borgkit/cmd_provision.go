@@ -38,6 +38,8 @@ type provisionOptions struct {
 	ServerRoot       string
 	Retire           []string
 	Builds           string
+	All              bool
+	Parallel         int
 }
 
 func (o *provisionOptions) AddFlags(fs *pflag.FlagSet, isPlan bool) {
@@ -54,13 +56,15 @@ func (o *provisionOptions) AddFlags(fs *pflag.FlagSet, isPlan bool) {
 	fs.StringSliceVar(&o.Format, "format", nil, "allow putting LUKS2 on this blank `DEVICE` (exactly as in the config); repeatable")
 	fs.StringSliceVar(&o.Retire, "retire", nil, "move this `FILE` of a hand-built setup aside (FILE.borgkit-old), as the host's retire: list does; repeatable")
 	fs.StringVar(&o.ServerRoot, "server-root", "", "read the server's keys from the tree under `DIR` (a server provisioned with --root)")
+	fs.BoolVar(&o.All, "all", false, "every host of the config, in parallel over SSH (see HOSTS below)")
+	fs.IntVar(&o.Parallel, "parallel", defaultParallel, "with several hosts: at most `N` hosts at once (N SSH connections)")
 	fs.StringVar(&o.Builds, "builds", "", "take other architectures' borgkit from `DIR`/ARCH/borgkit (default: builds/ beside this program, else "+builds.PackageDir+")")
 }
 
 func newProvisionCommand(g *globals, isPlan bool) *cobra.Command {
 	o := &provisionOptions{}
 	cmd := &cobra.Command{
-		Use:   "provision HOST",
+		Use:   "provision HOST...",
 		Short: "Bring a host to the state the config describes",
 		Long: `Bring HOST to the state the config describes.
 
@@ -72,8 +76,13 @@ plan and do not stop it. Then pending steps are applied in order (small
 files and directories beside each other, each after what is on its path)
 and every step is checked again. A second run reports no changes. With
 --dry-run it stops after the plan, as borgkit plan does.
-` + transportHelp,
-		Args: exactArgs(1),
+` + transportHelp + fleetHelp,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if o.All || len(args) > 0 {
+				return nil // fleetHosts checks the names against the config
+			}
+			return exactArgs(1)(cmd, args)
+		},
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			return hostNames(g), cobra.ShellCompDirectiveNoFileComp
 		},
@@ -81,7 +90,10 @@ and every step is checked again. A second run reports no changes. With
 			if isPlan {
 				o.DryRun = true
 			}
-			return runProvision(cmd.Context(), o, g, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if !o.All && len(args) == 1 {
+				return runProvision(cmd.Context(), o, g, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
+			return runProvisionFleet(cmd.Context(), o, g, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	failed := "a step could not be checked or applied, a conflict stopped the plan, or the host was unreachable"
@@ -89,14 +101,14 @@ and every step is checked again. A second run reports no changes. With
 	if isPlan {
 		failed = "a step could not be checked, a conflict would stop provision, or the host was unreachable"
 		ok, pending = "the plan was shown (with --detailed-exitcode: and it has no changes)", "the plan has changes"
-		cmd.Use, cmd.Short = "plan HOST", "Show what provision would change, and change nothing"
+		cmd.Use, cmd.Short = "plan HOST...", "Show what provision would change, and change nothing"
 		cmd.Long = `Show what borgkit provision HOST would change, and change nothing: every
 step is checked and the plan is printed:
   + create   ~ change (with a diff for files)   = unchanged
   ! conflict (provision would apply nothing)   # skipped
 Warnings (a placeholder password still in place) are printed under the
 plan. Nothing is applied; the same as borgkit provision HOST --dry-run.
-` + transportHelp
+` + transportHelp + fleetHelp
 	}
 	g.configFlag(cmd)
 	g.jsonFlag(cmd, "the plan and its outcome")
@@ -106,6 +118,7 @@ plan. Nothing is applied; the same as borgkit provision HOST --dry-run.
 		exitCase{exitOK, ok},
 		exitCase{exitFailed, failed},
 		usageCase("a bad config, or a host not in it"),
+		exitCase{exitSomeFailed, "with several hosts: some failed (as for 1), the others did not; the summary names them"},
 		exitCase{exitPending, "with --detailed-exitcode: " + pending})
 }
 
@@ -136,11 +149,52 @@ func unknownHost(cfg *config.Config, name string) error {
 	return usagef("host %q is not in %s (hosts: %s)", name, cfg.File, strings.Join(names, ", "))
 }
 
+// fleetHelp is how provision and plan take several hosts.
+const fleetHelp = `
+HOSTS
+Name several hosts, or --all for every host of the config: they are
+planned and applied in parallel, at most --parallel at once, each over its
+own SSH connection. Each host's output is printed whole as one section
+when it is done, then a summary line per host. A failing host never stops
+the others. With --root DIR, each host's files go under DIR/HOST. With
+--json, one document: every host's plan under its name, with its outcome.
+--local and --accept-host-key name one machine and take one host.`
+
 func runProvision(ctx context.Context, o *provisionOptions, g *globals, name string, out, errw io.Writer) error {
 	cfg, raw, err := g.load(o.Root != "")
 	if err != nil {
 		return err
 	}
+	return runProvisionHost(ctx, o, g, cfg, raw, name, out, errw)
+}
+
+// runProvisionFleet provisions (or plans) several hosts at once: see
+// fleetHelp.
+func runProvisionFleet(ctx context.Context, o *provisionOptions, g *globals, args []string, out, errw io.Writer) error {
+	if o.Local || o.AcceptHostKey != "" {
+		return usagef("--local and --accept-host-key name one machine: give one HOST")
+	}
+	if o.Parallel < 1 {
+		return usagef("--parallel %d: at least 1", o.Parallel)
+	}
+	cfg, raw, err := g.load(o.Root != "")
+	if err != nil {
+		return err
+	}
+	names, err := fleetHosts(cfg, o.All, args)
+	if err != nil {
+		return err
+	}
+	return fleet(ctx, names, o.Parallel, g.JSON, out, func(ctx context.Context, name string, out, errw io.Writer) error {
+		ho := *o
+		if o.Root != "" {
+			ho.Root = filepath.Join(o.Root, name)
+		}
+		return runProvisionHost(ctx, &ho, g, cfg, raw, name, out, errw)
+	})
+}
+
+func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg *config.Config, raw []byte, name string, out, errw io.Writer) error {
 	hc, ok := cfg.Host(name)
 	if !ok {
 		return unknownHost(cfg, name)

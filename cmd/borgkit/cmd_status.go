@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/borgkit/borgkit/provision/config"
+	"github.com/borgkit/borgkit/provision/host"
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/progress"
 	"github.com/borgkit/borgkit/roles/jobs"
@@ -15,6 +22,11 @@ import (
 type statusOptions struct {
 	Host     string
 	StateDir string
+	All      bool
+	Hosts    []string
+	Parallel int
+	// SSH is how --all reaches the hosts (identity, known_hosts, timeout).
+	SSH provisionOptions
 }
 
 func newStatusCommand(g *globals) *cobra.Command {
@@ -38,9 +50,20 @@ check) exits 1. A warning (a disk filling up, no drill rehearsed yet, dumps
 not listed yet) exits 0: it asks for attention but says nothing is wrong
 with the backups, and a monitor built on status should page for broken
 backups, not for reminders. Warnings are on the dashboard, and with --json
-every issue and item carries its level.`,
+every issue and item carries its level.
+
+With --all (or --hosts A,B), status gathers the dashboards of the config's
+hosts over SSH, at most --parallel at once: on each host it runs the
+installed ` + layout.Binary + ` status --host NAME, which reads that host's
+records and never runs borg, and prints each host's dashboard whole, then a
+summary line per host. With --json it is one document: every host's
+dashboard under its name, with its outcome. A host that cannot be reached,
+or whose dashboard shows a failure, is a failed host.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.All || len(o.Hosts) > 0 {
+				return runStatusFleet(cmd.Context(), g, o, cmd.OutOrStdout())
+			}
 			return runStatus(g, o, cmd)
 		},
 	}
@@ -48,8 +71,15 @@ every issue and item carries its level.`,
 	hostFlag(cmd, &o.Host)
 	cmd.Flags().StringVar(&o.StateDir, "state-dir", layout.StateDir, "where the jobs keep their records (`DIR`)")
 	g.jsonFlag(cmd, "the dashboard")
+	cmd.Flags().BoolVar(&o.All, "all", false, "every host of the config, over SSH: one dashboard")
+	cmd.Flags().StringSliceVar(&o.Hosts, "hosts", nil, "these `HOST`s of the config, over SSH, as --all does")
+	cmd.Flags().IntVar(&o.Parallel, "parallel", defaultParallel, "with --all: at most `N` hosts at once")
+	cmd.Flags().StringSliceVar(&o.SSH.Identity, "identity", nil, "with --all: SSH private key `FILE` (default ~/.ssh/id_ed25519 and the borgkit key)")
+	cmd.Flags().StringSliceVar(&o.SSH.KnownHosts, "known-hosts", nil, "with --all: known_hosts `FILE` (default ~/.ssh/known_hosts)")
+	cmd.Flags().DurationVar(&o.SSH.Timeout, "connect-timeout", 15*time.Second, "with --all: SSH connect timeout")
 	return withExits(cmd,
 		exitCase{exitOK, "healthy, or warnings only"},
+		exitCase{exitSomeFailed, "with --all: some hosts show a failure or could not be reached, the others are healthy; the summary names them"},
 		exitCase{exitFailed, "the dashboard shows a failure (a FAILED job, repo, mirror or check), or the records cannot be read"},
 		usageCase("a bad config, or no way to tell which host this is"))
 }
@@ -79,6 +109,56 @@ func runStatus(g *globals, o *statusOptions, cmd *cobra.Command) error {
 	}
 	if d.Failed() {
 		return reported{errUnhealthy}
+	}
+	return nil
+}
+
+// runStatusFleet is status --all: every host's dashboard, gathered over SSH.
+func runStatusFleet(ctx context.Context, g *globals, o *statusOptions, out io.Writer) error {
+	if o.Host != "" {
+		return usagef("--host names this machine; with --all or --hosts, status reads every host named")
+	}
+	if o.Parallel < 1 {
+		return usagef("--parallel %d: at least 1", o.Parallel)
+	}
+	cfg, _, err := g.load(false)
+	if err != nil {
+		return err
+	}
+	if o.All && len(o.Hosts) > 0 {
+		return usagef("--all and --hosts: give one")
+	}
+	names, err := fleetHosts(cfg, o.All, o.Hosts)
+	if err != nil {
+		return err
+	}
+	return fleet(ctx, names, o.Parallel, g.JSON, out, func(ctx context.Context, name string, out, _ io.Writer) error {
+		hc, _ := cfg.Host(name)
+		return remoteStatus(ctx, &o.SSH, hc, g.JSON, out)
+	})
+}
+
+// remoteStatus runs the host's own borgkit status, which reads its records
+// (never borg), and copies its dashboard to out. Its exit 1 (a failure on
+// the dashboard) still gives a dashboard, and is this host's failure.
+func remoteStatus(ctx context.Context, o *provisionOptions, hc *config.Host, asJSON bool, out io.Writer) error {
+	h, _, err := connect(ctx, o, hc)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	argv := []string{layout.Binary, "status", "--host", hc.Name}
+	if asJSON {
+		argv = append(argv, "--json")
+	}
+	r, err := h.Run(ctx, host.Cmd{Argv: argv})
+	out.Write(r.Stdout) //nolint:errcheck // a buffer
+	var ee *host.ExitError
+	if errors.As(err, &ee) && ee.ExitCode == exitFailed && len(r.Stdout) > 0 {
+		return reported{fmt.Errorf("%s: the dashboard shows a failure", hc.Name)}
+	}
+	if err != nil {
+		return fmt.Errorf("status of %s: %w", hc.Name, err)
 	}
 	return nil
 }

@@ -28,6 +28,9 @@ const (
 	exitPending = 3 // provision/plan --detailed-exitcode: the plan had changes
 	// exitWarnings: a job did its work and mailed warnings.
 	exitWarnings = jobs.ExitWarnings
+	// exitSomeFailed: a run over several hosts (provision/plan/status
+	// --all or a list) where some hosts failed and the others did not.
+	exitSomeFailed = 5
 )
 
 // exitContract is what each code means across all commands: the root's
@@ -38,6 +41,7 @@ var exitContract = []exitCase{
 	{exitUsage, "bad usage (unknown command, job or flag, a missing argument or flag) or a bad config file; nothing was changed"},
 	{exitPending, "only with --detailed-exitcode (provision, plan): the plan had changes"},
 	{exitWarnings, "job nightly: every repo was backed up, with warnings it mailed (a file borg could not read, a suspicious archive)"},
+	{exitSomeFailed, "provision, plan or status over several hosts (--all or a list): some hosts failed, the others succeeded; the summary names the failed ones (every host failed: 1)"},
 }
 
 // exitCase is one line of a command's EXIT STATUS: a code and when this
@@ -109,6 +113,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, errPending):
 		return exitPending
+	case errors.Is(err, errSomeFailed):
+		return exitSomeFailed
 	case errors.As(err, new(*jobs.WarningsError)):
 		return exitWarnings
 	case errors.As(err, new(keyNotOpened)):

@@ -83,6 +83,8 @@ type Host struct {
 	Pull *Pull `yaml:"pull,omitempty"`
 	// Proxmox is a Proxmox VE server whose backups this host watches.
 	Proxmox *Proxmox `yaml:"proxmox,omitempty"`
+	// BorgServer is what a borg-server host serves (see BorgServer).
+	BorgServer *BorgServer `yaml:"borg_server,omitempty"`
 
 	// MirrorRoot is, on an offsite host, the directory of its backup disk
 	// the servers push into (the rrsync root), one directory per repo

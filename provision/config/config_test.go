@@ -388,7 +388,7 @@ func TestParseProblems(t *testing.T) {
 			name:     "bad role",
 			src:      withHeader(server[0], "    role: primary", server[2]),
 			sentinel: ErrBadValue, line: 8, col: 11,
-			msg: `role "primary": must be server, offsite or archive`,
+			msg: `role "primary": must be server, offsite, archive or borg-server`,
 		},
 		{
 			name:     "unlock on a server",

@@ -41,15 +41,17 @@ func (v *validator) refHost(path, what, name string) *Host {
 	return h
 }
 
-func validRole(r Role) bool { return r == RoleServer || r == RoleOffsite || r == RoleArchive }
+func validRole(r Role) bool {
+	return r == RoleServer || r == RoleOffsite || r == RoleArchive || r == RoleBorgServer
+}
 
 func (v *validator) host(p string, h *Host) {
 	v.address(p+".address", "address", h.Address)
 	switch {
 	case h.Role == "":
-		v.add(p+".role", ErrRequired, "role is required: server, offsite or archive")
+		v.add(p+".role", ErrRequired, "role is required: server, offsite, archive or borg-server")
 	case !validRole(h.Role):
-		v.add(p+".role", ErrBadValue, "role %q: must be server, offsite or archive", h.Role)
+		v.add(p+".role", ErrBadValue, "role %q: must be server, offsite, archive or borg-server", h.Role)
 	}
 	v.ssh(p+".ssh", h.SSH)
 	switch h.Scheduler {
@@ -82,6 +84,7 @@ func (v *validator) host(p string, h *Host) {
 	v.snapshots(p, h)
 	v.pull(p, h)
 	v.adopted(p, h)
+	v.borgServer(p, h)
 	v.roleFit(p, h)
 }
 
@@ -105,6 +108,9 @@ func (v *validator) ssh(p string, s SSH) {
 func (v *validator) roleFit(p string, h *Host) {
 	if !validRole(h.Role) {
 		return
+	}
+	if h.Role == RoleBorgServer && (len(h.Repos) > 0 || len(h.Mirrors) > 0 || len(h.Disks) > 0 || len(h.Shares) > 0) {
+		v.add(p, ErrRoleMismatch, "a borg-server host serves its clients' repos (borg_server:); its own repos, mirrors, disks and shares belong on a server host")
 	}
 	if len(h.Repos) > 0 && h.Role == RoleOffsite {
 		v.add(p+".repos", ErrRoleMismatch, "an offsite host keeps mirrors, not borg repos: repos belong on a server or archive host")

@@ -164,6 +164,15 @@ func ServeHashesCommand(roots ...string) string {
 // owns the mirror's directories and nothing else, so what the snapshots
 // froze (root's inodes) is out of its reach.
 const (
+	// BorgServeHome is the home of a borg-server host's borg user: root's,
+	// so the clients' key file stays root's (sshd reads it as the user);
+	// borg serve keeps its own config and cache in the user's directories
+	// below it.
+	BorgServeHome = "/var/lib/borgkit-serve"
+	// BorgServeShell runs the forced command (borg serve); a key allows
+	// nothing else.
+	BorgServeShell = "/bin/sh"
+
 	PushUser           = "borgkit-push"
 	PushHome           = "/var/lib/borgkit-push"
 	PushSSHDir         = PushHome + "/.ssh"

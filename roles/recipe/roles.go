@@ -71,6 +71,8 @@ func Steps(cfg *config.Config, name string, o Options) ([]plan.Step, error) {
 		return offsite(cfg, h, o)
 	case config.RoleArchive:
 		return archive(cfg, h, o)
+	case config.RoleBorgServer:
+		return borgServer(cfg, h, o)
 	default:
 		return nil, fmt.Errorf("host %s: role %q cannot be provisioned by this version of borgkit yet", h.Name, h.Role)
 	}
