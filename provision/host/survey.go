@@ -60,6 +60,9 @@ const DigestAbove = 1 << 20
 // The view is for checks, which change nothing: a file operation through
 // it that changes the host empties it, so a later read is not stale.
 func Survey(ctx context.Context, h Host, wants []Want) (Host, error) {
+	if p, ok := h.(*prefetched); ok {
+		return p.survey(ctx, wants)
+	}
 	if len(wants) == 0 || !surveys(h) {
 		return h, nil
 	}
