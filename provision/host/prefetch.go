@@ -19,7 +19,8 @@ func Prefetch(ctx context.Context, h Host, wants []Want) Host {
 	if len(wants) == 0 || !surveys(h) {
 		return h
 	}
-	p := &prefetched{Host: h, done: make(chan struct{}), asked: map[string]Want{}}
+	p := &prefetched{done: make(chan struct{}), asked: map[string]Want{}}
+	p.changing = changing{Host: h, changed: p.changed}
 	for _, w := range wants {
 		k := wantKey(w)
 		a := p.asked[k]
@@ -42,7 +43,7 @@ func wantKey(w Want) string {
 }
 
 type prefetched struct {
-	Host
+	changing
 	done  chan struct{}
 	asked map[string]Want // by wantKey, Content and List merged
 	view  Host
@@ -112,34 +113,41 @@ func (p *prefetched) changed() {
 	p.mu.Unlock()
 }
 
-func (p *prefetched) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode, owner Owner) error {
-	p.changed()
-	return p.Host.WriteFile(ctx, path, data, mode, owner)
-}
-
-func (p *prefetched) MkdirAll(ctx context.Context, path string, mode fs.FileMode, owner Owner) error {
-	p.changed()
-	return p.Host.MkdirAll(ctx, path, mode, owner)
-}
-
-func (p *prefetched) Chmod(ctx context.Context, path string, mode fs.FileMode) error {
-	p.changed()
-	return p.Host.Chmod(ctx, path, mode)
-}
-
-func (p *prefetched) Chown(ctx context.Context, path string, owner Owner) error {
-	p.changed()
-	return p.Host.Chown(ctx, path, owner)
-}
-
-func (p *prefetched) Remove(ctx context.Context, path string) error {
-	p.changed()
-	return p.Host.Remove(ctx, path)
-}
-
 // Run may change the host: a program run through the prefetching host
 // (not through a view of it) ends the prefetch.
 func (p *prefetched) Run(ctx context.Context, c Cmd) (Result, error) {
 	p.changed()
 	return p.Host.Run(ctx, c)
+}
+
+// changing is a Host that calls changed before each file operation that
+// changes the host (a view of it whose answers are then stale).
+type changing struct {
+	Host
+	changed func()
+}
+
+func (c changing) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode, owner Owner) error {
+	c.changed()
+	return c.Host.WriteFile(ctx, path, data, mode, owner)
+}
+
+func (c changing) MkdirAll(ctx context.Context, path string, mode fs.FileMode, owner Owner) error {
+	c.changed()
+	return c.Host.MkdirAll(ctx, path, mode, owner)
+}
+
+func (c changing) Chmod(ctx context.Context, path string, mode fs.FileMode) error {
+	c.changed()
+	return c.Host.Chmod(ctx, path, mode)
+}
+
+func (c changing) Chown(ctx context.Context, path string, owner Owner) error {
+	c.changed()
+	return c.Host.Chown(ctx, path, owner)
+}
+
+func (c changing) Remove(ctx context.Context, path string) error {
+	c.changed()
+	return c.Host.Remove(ctx, path)
 }

@@ -106,7 +106,7 @@ func Survey(ctx context.Context, h Host, wants []Want) (Host, error) {
 		}
 		batch = batch[n:]
 	}
-	return &surveyView{Host: h, found: found, ran: ran}, nil
+	return newSurveyView(h, found, ran), nil
 }
 
 // runKey is the key of a program's argv among the survey's results.
@@ -516,10 +516,16 @@ func unixMode(m uint32) fs.FileMode {
 
 // surveyView answers from a survey; see Survey.
 type surveyView struct {
-	Host
+	changing
 	mu    sync.Mutex
 	found map[string]*surveyed
 	ran   map[string]Result // by runKey
+}
+
+func newSurveyView(h Host, found map[string]*surveyed, ran map[string]Result) *surveyView {
+	v := &surveyView{found: found, ran: ran}
+	v.changing = changing{Host: h, changed: v.forget}
+	return v
 }
 
 func (v *surveyView) Unwrap() Host { return v.Host }
@@ -621,29 +627,4 @@ func (v *surveyView) Digest(ctx context.Context, p string) (string, error) {
 		return s.digest, nil
 	}
 	return v.Host.Digest(ctx, p)
-}
-
-func (v *surveyView) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode, owner Owner) error {
-	v.forget()
-	return v.Host.WriteFile(ctx, p, data, mode, owner)
-}
-
-func (v *surveyView) MkdirAll(ctx context.Context, p string, mode fs.FileMode, owner Owner) error {
-	v.forget()
-	return v.Host.MkdirAll(ctx, p, mode, owner)
-}
-
-func (v *surveyView) Chmod(ctx context.Context, p string, mode fs.FileMode) error {
-	v.forget()
-	return v.Host.Chmod(ctx, p, mode)
-}
-
-func (v *surveyView) Chown(ctx context.Context, p string, owner Owner) error {
-	v.forget()
-	return v.Host.Chown(ctx, p, owner)
-}
-
-func (v *surveyView) Remove(ctx context.Context, p string) error {
-	v.forget()
-	return v.Host.Remove(ctx, p)
 }

@@ -19,7 +19,7 @@ func surveyOf(t *testing.T, h Host, wants []Want) *surveyView {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &surveyView{Host: h, found: found, ran: ran}
+	return newSurveyView(h, found, ran)
 }
 
 // A program the survey ran (Want.Run) is answered as the host's own Run
