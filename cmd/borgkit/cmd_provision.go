@@ -208,6 +208,21 @@ func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg 
 	if err != nil {
 		return err
 	}
+	local := host.NewLocal("this machine")
+	if o.ServerRoot != "" {
+		local = host.NewRooted("the server tree", o.ServerRoot)
+	}
+	stepsFor := func(facts *target.Facts) ([]plan.Step, error) {
+		return recipe.Steps(cfg, name, recipe.Options{ConfigData: raw, Binary: installStep(set, facts), Release: &facts.Release,
+			Format: o.Format, Local: local, Retire: o.Retire})
+	}
+	// While the login waits on the link, the plan is guessed (guessWants).
+	guessed := make(chan []host.Want, 1)
+	if viaSSH(o, hc) {
+		go func() { guessed <- guessWants(ctx, stepsFor) }()
+	} else {
+		guessed <- nil // nothing to prefetch: no link to save on
+	}
 	h, how, err := connect(ctx, o, hc)
 	if err != nil {
 		return err
@@ -220,7 +235,10 @@ func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg 
 		h = host.Logged(h, prog.Writer(errw))
 	}
 	// The first round trip: what the host is decides which build and
-	// which release's paths the plan uses.
+	// which release's paths the plan uses. The survey of the guessed
+	// plan's paths goes beside it; the plan's checks take from it what
+	// the guess got right.
+	checked := host.Prefetch(ctx, h, <-guessed)
 	prog.Status("%s: probing the host (architecture, release)", name)
 	facts, err := target.Probe(ctx, h)
 	prog.Done()
@@ -230,12 +248,7 @@ func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg 
 	if facts.Warning != "" {
 		fmt.Fprintf(errw, "borgkit: warning: %s: %s\n", name, facts.Warning)
 	}
-	local := host.NewLocal("this machine")
-	if o.ServerRoot != "" {
-		local = host.NewRooted("the server tree", o.ServerRoot)
-	}
-	stepList, err := recipe.Steps(cfg, name, recipe.Options{ConfigData: raw, Binary: installStep(set, facts), Release: &facts.Release,
-		Format: o.Format, Local: local, Retire: o.Retire})
+	stepList, err := stepsFor(facts)
 	if err != nil {
 		return err
 	}
@@ -244,7 +257,7 @@ func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg 
 	if g.JSON {
 		printer = plan.JSONPrinter{W: out}
 	}
-	r, err := plan.Run(ctx, h, stepList, plan.Options{DryRun: o.DryRun, Printer: printer, Progress: prog})
+	r, err := plan.Run(ctx, checked, stepList, plan.Options{DryRun: o.DryRun, Printer: printer, Progress: prog})
 	if err != nil {
 		return reported{err}
 	}
@@ -252,6 +265,31 @@ func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg 
 		return errPending
 	}
 	return nil
+}
+
+// guessWants are what the plan's checks will read, guessed before the
+// host is probed: the plan as it is for a host like this machine (the
+// same architecture and release, no borgkit package). A wrong guess
+// costs only speed: what the prefetch did not ask, the checks' own
+// survey does. nil when this machine cannot be probed.
+func guessWants(ctx context.Context, stepsFor func(*target.Facts) ([]plan.Step, error)) []host.Want {
+	facts, err := target.Probe(ctx, host.NewLocal("this machine"))
+	if err != nil {
+		return nil
+	}
+	facts.Package = ""
+	s, err := stepsFor(facts)
+	if err != nil {
+		return nil
+	}
+	return plan.Wants(s)
+}
+
+// viaSSH says whether connect reaches the host over SSH: not for --root,
+// --local, or the host named as this machine is.
+func viaSSH(o *provisionOptions, hc *config.Host) bool {
+	hn, _ := os.Hostname()
+	return o.Root == "" && !o.Local && strings.SplitN(hn, ".", 2)[0] != hc.Name
 }
 
 // connect picks the transport: a directory tree, this machine, or SSH.
@@ -266,7 +304,7 @@ func connect(ctx context.Context, o *provisionOptions, hc *config.Host) (host.Ho
 		}
 		return host.NewRooted(hc.Name, root), "files under " + root, nil
 	}
-	if hn, _ := os.Hostname(); o.Local || strings.SplitN(hn, ".", 2)[0] == hc.Name {
+	if !viaSSH(o, hc) {
 		return host.NewLocal(hc.Name), "this machine", nil
 	}
 	ids, kh := sshFiles(o.Identity, o.KnownHosts)

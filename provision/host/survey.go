@@ -36,6 +36,13 @@ type Want struct {
 	// content: the files of a directory whose names are known only once
 	// it is listed (cron.d, the systemd units).
 	List bool
+	// Run, when set, is instead a program the check runs that only reads
+	// (mountpoint -q, findmnt, dpkg-query): the survey runs it too, in
+	// its own program, and a Run of exactly this argv (no stdin, env or
+	// directory) is answered with what it printed and its exit status.
+	// Path, Content and List are then unused. Never a program that changes
+	// anything: the survey runs it whether or not the check would.
+	Run []string
 }
 
 // DigestAbove is the size from which Survey returns a regular file's
@@ -53,6 +60,9 @@ const DigestAbove = 1 << 20
 // The view is for checks, which change nothing: a file operation through
 // it that changes the host empties it, so a later read is not stale.
 func Survey(ctx context.Context, h Host, wants []Want) (Host, error) {
+	if p, ok := h.(*prefetched); ok {
+		return p.survey(ctx, wants)
+	}
 	if len(wants) == 0 || !surveys(h) {
 		return h, nil
 	}
@@ -60,6 +70,13 @@ func Survey(ctx context.Context, h Host, wants []Want) (Host, error) {
 	var batch []Want
 	at := map[string]int{}
 	for _, w := range wants {
+		if len(w.Run) > 0 {
+			if k := runKey(w.Run); at[k] == 0 {
+				at[k] = 1
+				batch = append(batch, Want{Run: w.Run})
+			}
+			continue
+		}
 		if !path.IsAbs(w.Path) {
 			continue // the host refuses it with its own error
 		}
@@ -73,19 +90,37 @@ func Survey(ctx context.Context, h Host, wants []Want) (Host, error) {
 		batch = append(batch, w)
 	}
 	found := make(map[string]*surveyed, len(batch))
+	ran := map[string]Result{}
 	// A few hundred paths a program keep its argv far below ARG_MAX.
 	for len(batch) > 0 {
 		n := min(len(batch), surveyBatch)
-		got, err := survey(ctx, h, batch[:n])
+		got, results, err := survey(ctx, h, batch[:n])
 		if err != nil {
 			return h, fmt.Errorf("survey %d paths on %s: %w", n, h.Name(), err)
 		}
 		for p, s := range got {
 			found[p] = s
 		}
+		for k, r := range results {
+			ran[k] = r
+		}
 		batch = batch[n:]
 	}
-	return &surveyView{Host: h, found: found}, nil
+	return newSurveyView(h, found, ran), nil
+}
+
+// runKey is the key of a program's argv among the survey's results.
+func runKey(argv []string) string { return "\x00run\x00" + strings.Join(argv, "\x00") }
+
+// queryLine renders a Want's program for `sh -c` in the survey: the words
+// quoted as Run quotes them, the survey's LC_ALL taken away again.
+func queryLine(argv []string) string {
+	var b strings.Builder
+	b.WriteString("unset LC_ALL; exec")
+	for _, a := range argv {
+		b.WriteString(" " + shellQuote(a))
+	}
+	return b.String()
 }
 
 const surveyBatch = 256
@@ -128,8 +163,11 @@ type surveyed struct {
 // directories to list, how many of them (the first) come with their
 // files' contents, those directories, the paths whose metadata is
 // wanted, "//" (which no cleaned path is), the paths whose content is
-// wanted too, and "//" again. It prints, in this order:
+// wanted too, and "//" again; before them all, the number of programs
+// to run (Want.Run) and their command lines. It prints, in this order:
 //
+//   - for each program, "EXIT OUTLEN ERRLEN\0", then what it printed on
+//     stdout and on stderr;
 //   - for each directory to list, its name and a NUL, a stat record (as
 //     below) for each of its entries, a NUL, and find's exit status and a
 //     NUL (0: every entry is there);
@@ -146,7 +184,16 @@ type surveyed struct {
 // The directories listed with their contents are moved to the end of the
 // arguments as they are listed, after the second "//". Nothing of the
 // paths is ever part of the script.
-const surveyScript = `big=$1; n=$2; k=$3; shift 3
+const surveyScript = `big=$1; q=$2; shift 2; t=
+if [ "$q" -gt 0 ]; then t=$(mktemp -d) || exit 1; fi
+while [ "$q" -gt 0 ]; do
+  sh -c "$1" </dev/null >"$t/o" 2>"$t/e"
+  printf '%s %s %s\0' "$?" "$(wc -c <"$t/o")" "$(wc -c <"$t/e")"
+  cat "$t/o" "$t/e"
+  shift; q=$((q-1))
+done
+[ -z "$t" ] || rm -rf -- "$t"
+n=$1; k=$2; shift 2
 while [ "$n" -gt 0 ]; do
   printf '%s\0' "$1"
   find "$1" -mindepth 1 -maxdepth 1 -exec stat --printf '%n\0%f %u %g %s %Y\0' -- {} + 2>/dev/null
@@ -166,10 +213,16 @@ echo --
 exit 0
 `
 
-func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, error) {
+func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, map[string]Result, error) {
+	var runs [][]string
+	wants = slices.DeleteFunc(slices.Clone(wants), func(w Want) bool {
+		if len(w.Run) > 0 {
+			runs = append(runs, w.Run)
+		}
+		return len(w.Run) > 0
+	})
 	// The directories wanted with their files' contents are listed first
 	// (see surveyScript); parseSurvey reads the listings in this order.
-	wants = slices.Clone(wants)
 	slices.SortStableFunc(wants, func(a, b Want) int { return cmp.Compare(listOrder(a), listOrder(b)) })
 	var lists, content []string
 	withContent := 0
@@ -181,7 +234,11 @@ func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, er
 			}
 		}
 	}
-	args := append([]string{"-c", surveyScript, "sh", strconv.Itoa(DigestAbove), strconv.Itoa(len(lists)), strconv.Itoa(withContent)}, lists...)
+	args := []string{"-c", surveyScript, "sh", strconv.Itoa(DigestAbove), strconv.Itoa(len(runs))}
+	for _, r := range runs {
+		args = append(args, queryLine(r))
+	}
+	args = append(append(args, strconv.Itoa(len(lists)), strconv.Itoa(withContent)), lists...)
 	for _, w := range wants {
 		if w.Content {
 			content = append(content, w.Path)
@@ -192,9 +249,46 @@ func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, er
 	args = append(append(append(args, "//"), content...), "//")
 	res, err := h.Run(ctx, Cmd{Argv: tools.Argv(tools.Sh, args...), Env: []string{"LC_ALL=C"}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return parseSurvey(res.Stdout, res.Stderr, wants)
+	results, out, err := parseRuns(res.Stdout, runs)
+	if err != nil {
+		return nil, nil, err
+	}
+	found, err := parseSurvey(out, res.Stderr, wants)
+	return found, results, err
+}
+
+// parseRuns reads the programs' records (see surveyScript). A program the
+// shell could not find (exit 127) is left out: Run gives the host's own
+// error for it.
+func parseRuns(out []byte, runs [][]string) (map[string]Result, []byte, error) {
+	results := make(map[string]Result, len(runs))
+	for _, argv := range runs {
+		head, rest, ok := bytes.Cut(out, []byte{0})
+		f := strings.Fields(string(head))
+		var n [3]int
+		var err error
+		if !ok || len(f) != 3 {
+			err = errors.New("no record")
+		}
+		for i := range n {
+			if err == nil {
+				n[i], err = strconv.Atoi(f[i])
+			}
+		}
+		if err == nil && (n[1] < 0 || n[2] < 0 || n[1]+n[2] > len(rest)) {
+			err = errors.New("the record is longer than the output")
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %q: %w", QuoteArgv(argv), head, err)
+		}
+		if n[0] != 127 {
+			results[runKey(argv)] = Result{ExitCode: n[0], Stdout: bytes.Clone(rest[:n[1]]), Stderr: bytes.Clone(rest[n[1] : n[1]+n[2]])}
+		}
+		out = rest[n[1]+n[2]:]
+	}
+	return results, out, nil
 }
 
 // listOrder puts the directories listed with their contents first, then
@@ -422,9 +516,16 @@ func unixMode(m uint32) fs.FileMode {
 
 // surveyView answers from a survey; see Survey.
 type surveyView struct {
-	Host
+	changing
 	mu    sync.Mutex
 	found map[string]*surveyed
+	ran   map[string]Result // by runKey
+}
+
+func newSurveyView(h Host, found map[string]*surveyed, ran map[string]Result) *surveyView {
+	v := &surveyView{found: found, ran: ran}
+	v.changing = changing{Host: h, changed: v.forget}
+	return v
 }
 
 func (v *surveyView) Unwrap() Host { return v.Host }
@@ -449,8 +550,26 @@ func (v *surveyView) lookup(p string) *surveyed {
 // forget empties the view: the host is being changed.
 func (v *surveyView) forget() {
 	v.mu.Lock()
-	v.found = nil
+	v.found, v.ran = nil, nil
 	v.mu.Unlock()
+}
+
+// Run answers a program the survey ran (Want.Run) as the host would
+// have: a non-zero exit is an *ExitError with the Result.
+func (v *surveyView) Run(ctx context.Context, c Cmd) (Result, error) {
+	if c.Stdin == nil && len(c.Env) == 0 && len(c.Unset) == 0 && c.Dir == "" {
+		v.mu.Lock()
+		res, ok := v.ran[runKey(c.Argv)]
+		v.mu.Unlock()
+		if ok {
+			res.Stdout, res.Stderr = bytes.Clone(res.Stdout), bytes.Clone(res.Stderr)
+			if res.ExitCode != 0 {
+				return res, &ExitError{Host: v.Name(), Argv: c.Argv, ExitCode: res.ExitCode, Stderr: res.Stderr}
+			}
+			return res, nil
+		}
+	}
+	return v.Host.Run(ctx, c)
 }
 
 // notExist is the error the hosts give for a missing path.
@@ -508,29 +627,4 @@ func (v *surveyView) Digest(ctx context.Context, p string) (string, error) {
 		return s.digest, nil
 	}
 	return v.Host.Digest(ctx, p)
-}
-
-func (v *surveyView) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode, owner Owner) error {
-	v.forget()
-	return v.Host.WriteFile(ctx, p, data, mode, owner)
-}
-
-func (v *surveyView) MkdirAll(ctx context.Context, p string, mode fs.FileMode, owner Owner) error {
-	v.forget()
-	return v.Host.MkdirAll(ctx, p, mode, owner)
-}
-
-func (v *surveyView) Chmod(ctx context.Context, p string, mode fs.FileMode) error {
-	v.forget()
-	return v.Host.Chmod(ctx, p, mode)
-}
-
-func (v *surveyView) Chown(ctx context.Context, p string, owner Owner) error {
-	v.forget()
-	return v.Host.Chown(ctx, p, owner)
-}
-
-func (v *surveyView) Remove(ctx context.Context, p string) error {
-	v.forget()
-	return v.Host.Remove(ctx, p)
 }

@@ -3,8 +3,10 @@ package host
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -13,11 +15,58 @@ import (
 // host, and wraps what it found as Survey does.
 func surveyOf(t *testing.T, h Host, wants []Want) *surveyView {
 	t.Helper()
-	found, err := survey(context.Background(), h, wants)
+	found, ran, err := survey(context.Background(), h, wants)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &surveyView{Host: h, found: found}
+	return newSurveyView(h, found, ran)
+}
+
+// A program the survey ran (Want.Run) is answered as the host's own Run
+// answers it: output, stderr, exit status and the error's kind; one it
+// could not find, and any other program, go to the host.
+func TestSurveyRunsAnswerAsTheHost(t *testing.T) {
+	dir := t.TempDir()
+	odd := filepath.Join(dir, "it's $HOME; `x`")
+	if err := os.WriteFile(odd, []byte("a\x00b\n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := NewLocal("here")
+	runs := [][]string{
+		{"cat", "--", odd},
+		{"sh", "-c", "printf out; printf err >&2; exit 3"},
+		{"sh", "-c", "echo \"${LC_ALL-unset}\""},
+		{"mountpoint", "-q", "/"},
+		{"mountpoint", "-q", dir},
+		{"true"},
+	}
+	var wants []Want
+	for _, r := range runs {
+		wants = append(wants, Want{Run: r})
+	}
+	wants = append(wants, Want{Path: odd, Content: true}, Want{Run: []string{"borgkit-no-such-program"}})
+	v := surveyOf(t, h, wants)
+	if len(v.ran) != len(runs) {
+		t.Errorf("the survey kept %d results, want %d (the missing program left to the host)", len(v.ran), len(runs))
+	}
+	ctx := context.Background()
+	for _, r := range runs {
+		got, gotErr := v.Run(ctx, Cmd{Argv: r})
+		want, wantErr := h.Run(ctx, Cmd{Argv: r})
+		if !bytes.Equal(got.Stdout, want.Stdout) || !bytes.Equal(got.Stderr, want.Stderr) || got.ExitCode != want.ExitCode {
+			t.Errorf("%q: survey %+v, host %+v", r, got, want)
+		}
+		var ge, we *ExitError
+		if errors.As(gotErr, &ge) != errors.As(wantErr, &we) || (gotErr == nil) != (wantErr == nil) {
+			t.Errorf("%q: survey's error %v, host's %v", r, gotErr, wantErr)
+		}
+	}
+	if b, err := v.ReadFile(ctx, odd); err != nil || string(b) != "a\x00b\n\n" {
+		t.Errorf("the path beside the programs: %q, %v", b, err)
+	}
+	if _, err := v.Run(ctx, Cmd{Argv: []string{"borgkit-no-such-program"}}); !errors.Is(err, exec.ErrNotFound) {
+		t.Errorf("a program the survey could not find: %v, want the host's not found", err)
+	}
 }
 
 // The survey's answers are the host's own: every kind of entry a plan

@@ -38,15 +38,7 @@ type checked struct {
 // view of the host the checks had comes with them: it also holds the
 // directories of the steps that may be applied beside others (Beside).
 func checkAll(ctx context.Context, h host.Host, steps []Step) ([]checked, host.Host) {
-	var wants []host.Want
-	for _, s := range steps {
-		if r, ok := s.(Reader); ok {
-			wants = append(wants, r.Reads()...)
-		}
-		if b, ok := s.(Beside); ok && b.Place() != "" {
-			wants = append(wants, host.Want{Path: path.Dir(b.Place())})
-		}
-	}
+	wants := Wants(steps)
 	// A survey that fails (a host without base64) only costs speed: every
 	// check then asks the host itself.
 	view, err := host.Survey(ctx, h, wants)
@@ -76,6 +68,23 @@ func checkAll(ctx context.Context, h host.Host, steps []Step) ([]checked, host.H
 	}
 	wg.Wait()
 	return out, view
+}
+
+// Wants are what the checks of steps read (Reader), and the directories
+// of the steps that may be applied beside others (Beside): what Run
+// surveys before checking, and what a caller may prefetch
+// (host.Prefetch).
+func Wants(steps []Step) []host.Want {
+	var wants []host.Want
+	for _, s := range steps {
+		if r, ok := s.(Reader); ok {
+			wants = append(wants, r.Reads()...)
+		}
+		if b, ok := s.(Beside); ok && b.Place() != "" {
+			wants = append(wants, host.Want{Path: path.Dir(b.Place())})
+		}
+	}
+	return wants
 }
 
 // earlier are the indexes of the steps before i that s's check follows.

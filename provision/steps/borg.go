@@ -59,7 +59,11 @@ type BorgRepo struct {
 func (r *BorgRepo) ID() string { return "repo." + r.Name }
 
 func (r *BorgRepo) Reads() []host.Want {
-	return []host.Want{{Path: path.Join(r.Path, "config"), Content: true}, {Path: r.Path}}
+	w := []host.Want{{Path: path.Join(r.Path, "config"), Content: true}, {Path: r.Path}}
+	if r.Mountpoint != "" {
+		w = append(w, host.Want{Run: mountpointArgv(r.Mountpoint)})
+	}
+	return w
 }
 
 // CheckAfter is the disk's step: whether it mounts in this run is what
@@ -100,7 +104,7 @@ func (r *BorgRepo) check(ctx context.Context, h host.Host, mountPending bool) (p
 		return plan.Conflicts(why), nil
 	}
 	if r.Mountpoint != "" && h.Live() {
-		if _, err := h.Run(ctx, host.Command(tools.Mountpoint, "-q", r.Mountpoint)); err != nil {
+		if _, err := h.Run(ctx, host.Cmd{Argv: mountpointArgv(r.Mountpoint)}); err != nil {
 			if mountPending {
 				// What the disk holds is checked again in Apply, once mounted.
 				return plan.Creates("borg init --encryption=" + r.Encryption + " once " + r.Mountpoint + " is mounted"), nil

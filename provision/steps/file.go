@@ -245,11 +245,20 @@ func (m *MountedDir) ID() string { return "mounted-dir." + m.Path }
 // mount among them.
 func (m *MountedDir) Place() string { return "" }
 
+// Reads are the directory's, and whether its disk is mounted.
+func (m *MountedDir) Reads() []host.Want {
+	return append(m.Dir.Reads(), host.Want{Run: mountpointArgv(m.Mountpoint)})
+}
+
+// mountpointArgv asks whether mp is a mountpoint. Checks ask it through
+// Reads too, so that a survey answers it (host.Want.Run).
+func mountpointArgv(mp string) []string { return tools.Argv(tools.Mountpoint, "-q", mp) }
+
 func (m *MountedDir) mounted(ctx context.Context, h host.Host) (bool, error) {
 	if !h.Live() {
 		return true, nil // a tree under --root has no mounts; the path is the disk
 	}
-	res, err := h.Run(ctx, host.Command(tools.Mountpoint, "-q", m.Mountpoint))
+	res, err := h.Run(ctx, host.Cmd{Argv: mountpointArgv(m.Mountpoint)})
 	// 32: not a mountpoint; 1: the path does not exist yet (a fresh host).
 	if err != nil && (res.ExitCode == 32 || res.ExitCode == 1) {
 		return false, nil

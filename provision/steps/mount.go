@@ -70,10 +70,17 @@ func (m *Mount) Apply(ctx context.Context, h host.Host) error {
 	return nil
 }
 
+// Reads is findmnt's answer, which a survey can give (host.Want.Run).
+func (m *Mount) Reads() []host.Want { return []host.Want{{Run: findmntArgv(m.Target)}} }
+
+func findmntArgv(target string) []string {
+	return tools.Argv(tools.Findmnt, "-n", "-o", "UUID", "--mountpoint", target)
+}
+
 // mountedUUID says whether target is a mountpoint and the UUID of the
 // filesystem there, from the kernel's mount table via findmnt.
 func mountedUUID(ctx context.Context, h host.Host, target string) (string, bool, error) {
-	res, err := h.Run(ctx, host.Command(tools.Findmnt, "-n", "-o", "UUID", "--mountpoint", target))
+	res, err := h.Run(ctx, host.Cmd{Argv: findmntArgv(target)})
 	if err != nil {
 		if res.ExitCode == 1 { // nothing mounted there
 			return "", false, nil

@@ -19,9 +19,15 @@ type Packages struct {
 
 func (p *Packages) ID() string { return "packages" }
 
+// Reads is the one dpkg-query, which a survey can run (host.Want.Run).
+func (p *Packages) Reads() []host.Want { return []host.Want{{Run: p.query()}} }
+
+func (p *Packages) query() []string {
+	return tools.Argv(tools.DpkgQuery, append([]string{"-W", "-f=${Package} ${db:Status-Abbrev}\n"}, p.Names...)...)
+}
+
 func (p *Packages) missing(ctx context.Context, h host.Host) ([]string, error) {
-	args := append([]string{"-W", "-f=${Package} ${db:Status-Abbrev}\n"}, p.Names...)
-	res, err := h.Run(ctx, host.Command(tools.DpkgQuery, args...))
+	res, err := h.Run(ctx, host.Cmd{Argv: p.query()})
 	// dpkg-query exits 1 when some package is unknown; the output still
 	// lists the known ones, so read it either way.
 	if err != nil && res.ExitCode != 1 {

@@ -157,7 +157,7 @@ type OwnedDirs struct {
 func (o *OwnedDirs) ID() string { return "owned-dirs." + o.Root }
 
 func (o *OwnedDirs) Reads() []host.Want {
-	return []host.Want{{Path: o.Root}, {Path: passwdFile, Content: true}}
+	return []host.Want{{Path: o.Root}, {Path: passwdFile, Content: true}, {Run: mountpointArgv(o.Mountpoint)}}
 }
 
 // foreign lists (at most one of) the directories below Root not owned by
