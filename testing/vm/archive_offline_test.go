@@ -31,10 +31,8 @@ type archiveRunbook struct {
 	check, pools, setup, restore, done string
 }
 
-// parseArchiveRunbook picks, out of every ```sh block of the runbook, the
-// ones a restore of archive/backup-repo from its pool runs; each must be
-// there once.
-func parseArchiveRunbook(t *testing.T, md string) *archiveRunbook {
+// runbookBlocks is every ```sh block of a runbook, as written.
+func runbookBlocks(t *testing.T, md string) []string {
 	t.Helper()
 	var blocks []string
 	for _, part := range strings.Split(md, "```sh\n")[1:] {
@@ -44,6 +42,15 @@ func parseArchiveRunbook(t *testing.T, md string) *archiveRunbook {
 		}
 		blocks = append(blocks, part[:end])
 	}
+	return blocks
+}
+
+// parseArchiveRunbook picks, out of every ```sh block of the runbook, the
+// ones a restore of archive/backup-repo from its pool runs; each must be
+// there once.
+func parseArchiveRunbook(t *testing.T, md string) *archiveRunbook {
+	t.Helper()
+	blocks := runbookBlocks(t, md)
 	pick := func(what string, subs ...string) string {
 		t.Helper()
 		var found []string
