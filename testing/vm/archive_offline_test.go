@@ -18,7 +18,7 @@ import (
 // host that imported it, and zpool refuses an import from another hostid
 // of a pool never exported.
 const (
-	archiveStickSerial = "borgkit-archive-stick"
+	archiveStickSerial = "borgkit-zfs-stick" // virtio-blk keeps 20 bytes of a serial
 	archiveHostID      = "0xa2c41e01"
 	rescueHostID       = "0x5e5c0e01"
 	zfsRescueIndex     = 5
