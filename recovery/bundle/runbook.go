@@ -310,7 +310,11 @@ func (d *runbookData) pools(m *Manifest) {
 		for _, ds := range byHost[h] {
 			if p := ds.Pool(); !seen[p] {
 				seen[p] = true
-				cmds = append(cmds, "zpool list "+shq(p)+" >/dev/null 2>&1 || zpool import -N -o readonly=on "+shq(p))
+				// -f: the host that last had the pool is gone and never
+				// exported it, and a rescue machine's hostid is not its;
+				// without -f zpool refuses ("may be in use from other
+				// system"). A read-only import writes nothing to the pool.
+				cmds = append(cmds, "zpool list "+shq(p)+" >/dev/null 2>&1 || zpool import -f -N -o readonly=on "+shq(p))
 				exports = append(exports, "zpool export "+shq(p))
 			}
 		}

@@ -153,6 +153,8 @@ type archiveLab struct {
 // mounts and the repo back by themselves. Every assertion reads real
 // state — zfs get, zpool history (the pool's own log of every command that
 // changed it), borg list and extract, file hashes — not exit codes alone.
+// Last, the offline restore from the recovery bundle on a second machine
+// (offlineRunbook).
 func TestVMArchiveZFS(t *testing.T) {
 	skipUnlessVM(t)
 	skipUnlessZFS(t)
@@ -174,8 +176,13 @@ func TestVMArchiveZFS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the scenario's config does not parse: %v\n%s", err, archiveConfig())
 	}
+	// The stick the recovery bundle goes onto, for the offline restore.
+	stick := Disk{Path: filepath.Join(dir, "archive-stick.img"), Serial: archiveStickSerial}
+	if err := sparseFile(stick.Path, 64<<20); err != nil {
+		t.Fatal(err)
+	}
 	g := newGuest(t, Config{Name: ArchiveName, Image: img, Dir: filepath.Join(dir, ArchiveName), Index: 4,
-		LabAddress: archiveAddress + "/24", Disks: []Disk{tank}, LoginKey: key, MemoryMB: 1536})
+		LabAddress: archiveAddress + "/24", Disks: []Disk{tank, stick}, LoginKey: key, MemoryMB: 1536})
 	a := &archiveLab{g: g, dir: dir, cfg: cfg}
 	repo := cfg.Hosts[0].Repos[0]
 
@@ -198,6 +205,9 @@ func TestVMArchiveZFS(t *testing.T) {
 			_, err := g.Run(ctx, "test", "-b", tank.ByID())
 			return err == nil, fmt.Sprint(err)
 		})
+		// A hostid of its own, recorded in the pool: the rescue machine
+		// of the offline restore has another, as a real one would.
+		must(ctx, t, g, "zgenhostid", "-f", archiveHostID)
 		must(ctx, t, g, "zpool", "create", "-o", "ashift=12", tankPool, tank.ByID())
 		if got := must(ctx, t, g, "zpool", "list", "-H", "-o", "name,health", tankPool); got != tankPool+"\tONLINE" {
 			t.Fatalf("zpool list: %q", got)
@@ -396,6 +406,8 @@ func TestVMArchiveZFS(t *testing.T) {
 			t.Errorf("archives before the reboot %v, after %v", before, after)
 		}
 	})
+
+	a.offlineRunbook(ctx, t, img, key, tank, stick, data)
 }
 
 // provisionPlan is provision --dry-run --detailed-exitcode, whatever its

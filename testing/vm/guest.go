@@ -245,6 +245,11 @@ func (g *Guest) argv(sshPort int) ([]string, error) {
 		if strings.ContainsAny(d.Path+d.Serial, ", ") {
 			return nil, fmt.Errorf("vm: disk %q / serial %q: qemu options cannot carry a comma or space", d.Path, d.Serial)
 		}
+		// virtio-blk keeps the first 20 bytes of a serial, so a longer one
+		// gives a by-id name ByID never finds.
+		if len(d.Serial) > 20 {
+			return nil, fmt.Errorf("vm: disk %q: serial %q is over virtio-blk's 20 bytes", d.Path, d.Serial)
+		}
 		format := d.Format
 		if format == "" {
 			format = "raw"

@@ -347,14 +347,7 @@ type runbook struct {
 // restore of repo john-ai from the Pi's disk runs; each must be there once.
 func parseRunbook(t *testing.T, md string) *runbook {
 	t.Helper()
-	var blocks []string
-	for _, part := range strings.Split(md, "```sh\n")[1:] {
-		end := strings.Index(part, "```")
-		if end < 0 {
-			t.Fatalf("an unterminated shell block in the runbook: %.200s", part)
-		}
-		blocks = append(blocks, part[:end])
-	}
+	blocks := runbookBlocks(t, md)
 	pick := func(what string, match func(string) bool) string {
 		t.Helper()
 		var found []string
