@@ -18,6 +18,7 @@ import (
 	"github.com/borgkit/borgkit/provision/tools"
 	"github.com/borgkit/borgkit/roles/jobs/alert"
 	"github.com/borgkit/borgkit/roles/jobs/copies"
+	"github.com/borgkit/borgkit/roles/jobs/snapshot"
 	"github.com/borgkit/borgkit/roles/jobs/state"
 )
 
@@ -435,12 +436,16 @@ func (e *Env) transfer(ctx context.Context, m *config.Mirror, r *config.Repo, de
 	if m.Host != "" {
 		common = append(common, "--hard-links", "--numeric-ids", "-e", e.SSH)
 	}
+	mode := "-a"
+	if m.Host != "" {
+		mode = snapshot.PushMode
+	}
 	src := strings.TrimSuffix(r.Path, "/") + "/"
-	bySize := append([]string{"-a", "--delete", "--size-only", "--stats"}, common...)
+	bySize := append([]string{mode, "--delete", "--size-only", "--stats"}, common...)
 	if m.MaxDelete > 0 {
 		bySize = append(bySize, "--max-delete="+strconv.Itoa(m.MaxDelete))
 	}
-	byContent := append([]string{"-a", "--checksum", "--stats", "--exclude=/" + borg.DataDir + "/"}, common...)
+	byContent := append([]string{mode, "--checksum", "--stats", "--exclude=/" + borg.DataDir + "/"}, common...)
 	run := e.run
 	if m.Host != "" {
 		run = e.push
@@ -524,7 +529,11 @@ func (e *Env) heartbeat(ctx context.Context, m *config.Mirror) error {
 	if err := os.WriteFile(filepath.Join(hb, layout.HeartbeatName(e.Host.Name)), []byte(stamp), 0o644); err != nil {
 		return err
 	}
-	res, err := e.push(ctx, host.Command(tools.Rsync, "-rt", "-e", e.SSH, hb+"/", m.Host+":"+layout.HeartbeatDir+"/"))
+	// -I: a heartbeat is one line and its arrival is the signal, so it is
+	// always rewritten; rsync's quick check would skip a second push in
+	// the same second (same size, same mtime) and the offsite host would
+	// see no new arrival.
+	res, err := e.push(ctx, host.Command(tools.Rsync, "-rtI", "-e", e.SSH, hb+"/", m.Host+":"+layout.HeartbeatDir+"/"))
 	if err != nil {
 		return fmt.Errorf("write heartbeat: %s", tailText(res.Stderr, 4))
 	}

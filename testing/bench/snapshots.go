@@ -134,7 +134,7 @@ func (m *snapshotMonth) sync(ctx context.Context) error {
 	// Two passes, as the sync makes them: by size with --delete, then the
 	// files outside data/ by content.
 	common := []string{"--hard-links", "--numeric-ids", m.repo + "/", dst + "/"}
-	for _, args := range [][]string{{"-a", "--delete", "--size-only", "--stats"}, {"-a", "--checksum", "--stats", "--exclude=/data/"}} {
+	for _, args := range [][]string{{offsite.PushMode, "--delete", "--size-only", "--stats"}, {offsite.PushMode, "--checksum", "--stats", "--exclude=/data/"}} {
 		if _, err := (Cmd{Argv: append(append([]string{"rsync"}, args...), common...)}).Run(ctx); err != nil {
 			return err
 		}

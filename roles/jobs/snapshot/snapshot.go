@@ -33,6 +33,17 @@ type Store struct {
 // defers the snapshot to the job's next run.
 const DefaultLockWait = 5 * time.Minute
 
+// PushMode is the rsync mode of a push into a mirror: recursion and
+// symlinks as symlinks, none of -a's times, permissions, owner or group.
+// A snapshot freezes each file it keeps (root's, no group or other write)
+// and shares its inode with the mirror, so the push user may not, and
+// must not, change a kept file's metadata in place: with -a the next push
+// fails with exit 23 on the first same-size file borg rewrote (the nonce)
+// or on a file whose mode the freeze narrowed, and its second pass, the
+// one that carries the new nonce, never runs. The passes compare by size
+// and by checksum, so times are never needed.
+const PushMode = "-rl"
+
 // ErrBusy is a push that held the mirror's lock for all of LockWait.
 var ErrBusy = errors.New("a push into the mirror is in progress")
 
