@@ -236,9 +236,10 @@ var transactionRE = regexp.MustCompile(`(?m)^transaction (\d+),`)
 // from its transactions log on the borg server.
 func lastTransaction(t *testing.T, l *lab.Lab, repo string) int {
 	t.Helper()
+	// borg writes the log only in append-only mode.
 	b, err := l.ReadFile(lab.FleetServer, repo+"/transactions")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("no transaction log in %s: the client's borg serve is not append-only (%v)", repo, err)
 	}
 	m := transactionRE.FindAllStringSubmatch(string(b), -1)
 	if len(m) == 0 {
