@@ -157,7 +157,8 @@ Name several hosts, or --all for every host of the config: they are
 planned and applied in parallel, at most --parallel at once, each over its
 own SSH connection. Each host's output is printed whole as one section
 when it is done, then a summary line per host. A failing host never stops
-the others. With --root DIR, each host's files go under DIR/HOST. With
+the others. A host with a repo on a borg-server host of the config starts
+once that host is done. With --root DIR, each host's files go under DIR/HOST. With
 --json, one document: every host's plan under its name, with its outcome.
 --local and --accept-host-key name one machine and take one host.`
 
