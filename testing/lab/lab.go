@@ -540,8 +540,8 @@ func (l *Lab) startNetwork(ctx context.Context) error {
 }
 
 // hostNameRE is what an extra host may be called: a host name borgkit's
-// config takes, and short enough for the veth's name on the bridge.
-var hostNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,11}$`)
+// config takes, short, as it goes into the namespace's name.
+var hostNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,19}$`)
 
 // startLAN joins Options.Extra's hosts to john-ai: a bridge in john-ai's
 // namespace (LANServerAddr) and a veth from each host's eth0 to it. Like
