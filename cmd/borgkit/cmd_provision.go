@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -156,7 +157,8 @@ Name several hosts, or --all for every host of the config: they are
 planned and applied in parallel, at most --parallel at once, each over its
 own SSH connection. Each host's output is printed whole as one section
 when it is done, then a summary line per host. A failing host never stops
-the others. With --root DIR, each host's files go under DIR/HOST. With
+the others. A host with a repo on a borg-server host of the config starts
+once that host is done. With --root DIR, each host's files go under DIR/HOST. With
 --json, one document: every host's plan under its name, with its outcome.
 --local and --accept-host-key name one machine and take one host.`
 
@@ -185,13 +187,36 @@ func runProvisionFleet(ctx context.Context, o *provisionOptions, g *globals, arg
 	if err != nil {
 		return err
 	}
-	return fleet(ctx, names, o.Parallel, g.JSON, out, func(ctx context.Context, name string, out, errw io.Writer) error {
+	return fleet(ctx, names, borgServersFirst(cfg), o.Parallel, g.JSON, out, func(ctx context.Context, name string, out, errw io.Writer) error {
 		ho := *o
 		if o.Root != "" {
 			ho.Root = filepath.Join(o.Root, name)
 		}
 		return runProvisionHost(ctx, &ho, g, cfg, raw, name, out, errw)
 	})
+}
+
+// borgServersFirst says which hosts wait for which in a fleet run: a
+// host with a repo on a borg-server host of the config waits for that
+// host, so that on a first run the server's user, client directories and
+// keys are there when the client's repo step runs borg init on it.
+func borgServersFirst(cfg *config.Config) map[string][]string {
+	servers := map[string]string{} // its address and its name: a repo URL may name either
+	for _, h := range cfg.Hosts {
+		if h.Role == config.RoleBorgServer {
+			servers[h.Address], servers[h.Name] = h.Name, h.Name
+		}
+	}
+	after := map[string][]string{}
+	for _, h := range cfg.Hosts {
+		for i := range h.Repos {
+			loc := h.Repos[i].Location()
+			if s, ok := servers[loc.Host]; ok && loc.Remote() && s != h.Name && !slices.Contains(after[h.Name], s) {
+				after[h.Name] = append(after[h.Name], s)
+			}
+		}
+	}
+	return after
 }
 
 func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg *config.Config, raw []byte, name string, out, errw io.Writer) error {

@@ -132,7 +132,7 @@ func runStatusFleet(ctx context.Context, g *globals, o *statusOptions, out io.Wr
 	if err != nil {
 		return err
 	}
-	return fleet(ctx, names, o.Parallel, g.JSON, out, func(ctx context.Context, name string, out, _ io.Writer) error {
+	return fleet(ctx, names, nil, o.Parallel, g.JSON, out, func(ctx context.Context, name string, out, _ io.Writer) error {
 		hc, _ := cfg.Host(name)
 		return remoteStatus(ctx, &o.SSH, hc, g.JSON, out)
 	})

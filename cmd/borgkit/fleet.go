@@ -68,14 +68,14 @@ func fleetHosts(cfg *config.Config, all bool, args []string) ([]string, error) {
 
 // fleet runs do for every host and prints the fleet's outcome: a section
 // per host and the summary, or with asJSON one document. Its error is the
-// fleet's exit (fleetErr).
-func fleet(ctx context.Context, names []string, parallel int, asJSON bool, out io.Writer,
+// fleet's exit (fleetErr). after is runFleet's.
+func fleet(ctx context.Context, names []string, after map[string][]string, parallel int, asJSON bool, out io.Writer,
 	do func(ctx context.Context, name string, out, errw io.Writer) error) error {
 	section := textSection
 	if asJSON {
 		section = nil
 	}
-	res := runFleet(ctx, names, parallel, out, section, do)
+	res := runFleet(ctx, names, after, parallel, out, section, do)
 	if asJSON {
 		if err := writeFleetJSON(out, res); err != nil {
 			return err
@@ -86,15 +86,22 @@ func fleet(ctx context.Context, names []string, parallel int, asJSON bool, out i
 	return fleetErr(res)
 }
 
-// runFleet runs do for every host, at most parallel at once. Sections are
-// printed to w whole as hosts finish (a slow host does not hold back the
-// others' output); the results come back in the order of names.
-func runFleet(ctx context.Context, names []string, parallel int, w io.Writer, section func(*fleetHost) []byte,
+// runFleet runs do for every host, at most parallel at once. A host
+// starts only once the hosts after[host] names have finished, those of
+// names (whether they succeeded or not: its own run then says what is
+// missing); after must have no cycle. Sections are printed to w whole as
+// hosts finish (a slow host does not hold back the others' output); the
+// results come back in the order of names.
+func runFleet(ctx context.Context, names []string, after map[string][]string, parallel int, w io.Writer, section func(*fleetHost) []byte,
 	do func(ctx context.Context, name string, out, errw io.Writer) error) []*fleetHost {
 	if parallel < 1 {
 		parallel = 1
 	}
 	res := make([]*fleetHost, len(names))
+	done := map[string]chan struct{}{}
+	for _, n := range names {
+		done[n] = make(chan struct{})
+	}
 	sem := make(chan struct{}, parallel)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -103,6 +110,14 @@ func runFleet(ctx context.Context, names []string, parallel int, w io.Writer, se
 		wg.Add(1)
 		go func(h *fleetHost) {
 			defer wg.Done()
+			defer close(done[h.Name])
+			// Waiting holds no slot: with --parallel 1 the awaited host
+			// must still get one.
+			for _, d := range after[h.Name] {
+				if ch, ok := done[d]; ok && d != h.Name {
+					<-ch
+				}
+			}
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			start := time.Now()

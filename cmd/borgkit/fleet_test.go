@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -47,7 +49,7 @@ func TestRunFleetBounded(t *testing.T) {
 	var now, most atomic.Int32
 	names := []string{"a", "b", "c", "d", "e", "f", "g"}
 	var out strings.Builder
-	res := runFleet(context.Background(), names, 3, &out, textSection, func(_ context.Context, name string, w, _ io.Writer) error {
+	res := runFleet(context.Background(), names, nil, 3, &out, textSection, func(_ context.Context, name string, w, _ io.Writer) error {
 		n := now.Add(1)
 		defer now.Add(-1)
 		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
@@ -84,6 +86,66 @@ func TestRunFleetBounded(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "borgkit: b: b is down") {
 		t.Errorf("b's error is not in its section:\n%s", out.String())
+	}
+}
+
+// TestRunFleetAfter: a host starts only after the hosts it waits for have
+// finished, failed or not, also with one slot (waiting holds none); the
+// others do not wait.
+func TestRunFleetAfter(t *testing.T) {
+	for _, parallel := range []int{1, 3, 8} {
+		var mu sync.Mutex
+		var log []string
+		note := func(n string) { mu.Lock(); log = append(log, n); mu.Unlock() }
+		names := []string{"c1", "c2", "vault", "c3", "free"}
+		after := map[string][]string{"c1": {"vault"}, "c2": {"vault"}, "c3": {"vault", "gone"}}
+		freeRan := make(chan struct{})
+		runFleet(context.Background(), names, after, parallel, io.Discard, nil, func(_ context.Context, name string, _, _ io.Writer) error {
+			switch name {
+			case "vault":
+				// vault ends only after free ran (which waits for
+				// nothing): the clients would have started by then
+				// were they not waiting. One slot runs them in turn.
+				if parallel > 1 {
+					<-freeRan
+				}
+				note(name) // at its end
+				return errors.New("vault failed")
+			case "free":
+				close(freeRan)
+			}
+			note(name) // at its start
+			return nil
+		})
+		at := func(n string) int { return slices.Index(log, n) }
+		if len(log) != len(names) {
+			t.Fatalf("parallel %d: ran %v, want all of %v", parallel, log, names)
+		}
+		for _, c := range []string{"c1", "c2", "c3"} {
+			if at(c) < at("vault") {
+				t.Errorf("parallel %d: %s started before vault finished: %v", parallel, c, log)
+			}
+		}
+	}
+}
+
+// TestBorgServersFirst: a client waits for the borg-server host its repo
+// URL names, by address or by name, once; nothing else waits.
+func TestBorgServersFirst(t *testing.T) {
+	cfg := &config.Config{Hosts: []config.Host{
+		{Name: "vault", Role: config.RoleBorgServer, Address: "10.0.0.9"},
+		{Name: "laptop", Role: config.RoleServer, Repos: []config.Repo{
+			{Name: "a", Path: "ssh://borg@10.0.0.9:22/srv/borg/laptop/a"},
+			{Name: "b", Path: "borg@10.0.0.9:/srv/borg/laptop/b"},
+		}},
+		{Name: "desk", Role: config.RoleServer, Repos: []config.Repo{{Name: "d", Path: "ssh://borg@vault/srv/borg/desk/d"}}},
+		{Name: "hosted", Role: config.RoleServer, Repos: []config.Repo{{Name: "h", Path: "ssh://u1@u1.example.net:23/./borg"}}},
+		{Name: "home", Role: config.RoleServer, Repos: []config.Repo{{Name: "l", Path: "/mnt/backup/l"}}},
+	}}
+	got := borgServersFirst(cfg)
+	want := map[string][]string{"laptop": {"vault"}, "desk": {"vault"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("borgServersFirst = %v, want %v", got, want)
 	}
 }
 

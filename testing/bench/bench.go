@@ -20,7 +20,7 @@ type Options struct {
 	Runs    int    // measured rounds after the warm-up, at least 5
 	Nights  int    // nights of the simulated week (at least Runs+1)
 	Dataset Dataset
-	// Items limits the run to these item numbers ("1".."10"); empty is all.
+	// Items limits the run to these item numbers ("1".."11"); empty is all.
 	Items []string
 	Log   io.Writer
 }
@@ -143,6 +143,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		rep.Rows = append(rep.Rows, rows...)
 		rep.Notes = append(rep.Notes, windowNote)
+	}
+	if o.want("11") {
+		logf("11: provisioning a fleet of %d clients (no-change re-runs)", fleetClients)
+		rows, err := fleetRows(ctx, s, o.Runs)
+		if err != nil {
+			return nil, err
+		}
+		rep.Rows = append(rep.Rows, rows...)
+		rep.Notes = append(rep.Notes, fleetNote)
 	}
 	// By item number: item 10 after 9.
 	slices.SortStableFunc(rep.Rows, func(a, b Row) int { return compareItems(a.Item, b.Item) })

@@ -17,6 +17,10 @@
 // loop devices, namespaces and a temporary directory behind, and Cleanup
 // removes those.
 //
+// Options.Extra adds hosts of the same kind, without disks, on a bridge in
+// john-ai's namespace (10.231.1.0/24): fleet.go sets up a borg server and
+// its clients there for TestLabFleet and the bench.
+//
 // Scenario is the end-to-end run shared by the demo driver
 // (testing/lab/cmd/demo) and TestLabEndToEnd: provision both hosts, run
 // the jobs, check the mirrors, provision again and see no changes.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +38,16 @@ const (
 	// PingPort is where the Healthchecks-style check takes the jobs'
 	// pings, on the same addresses.
 	PingPort = 8025
+
+	// LANPrefix is the /24 of Options.Extra's hosts; john-ai is
+	// LANServerAddr on it, the extra hosts .10 onwards.
+	LANPrefix     = "10.231.1"
+	LANServerAddr = LANPrefix + ".1"
+	lanPrefixLen  = 24
+	firstExtra    = 10
+	maxExtra      = 200
+	// lanBridge is the LAN's bridge in john-ai's namespace.
+	lanBridge = "lan0"
 
 	// NSPrefix starts every namespace the lab creates:
 	// borgkit-<8 hex>-<host>.
@@ -68,6 +79,12 @@ type Options struct {
 	// takes over. Such a lab is not for RunScenario, whose provisioning
 	// starts from nothing.
 	HandBuilt bool
+	// Extra names hosts besides john-ai and pi: each is a namespace with
+	// its own trees and sshd like theirs, without disks, on the lab's LAN
+	// (LANPrefix.10 onwards, in order), a bridge in john-ai's namespace
+	// where john-ai is LANServerAddr: a fleet of clients and borg servers
+	// (see fleet.go). john-ai relays their mail to the lab's listener.
+	Extra []string
 }
 
 // Host is one lab machine.
@@ -229,7 +246,18 @@ func (l *Lab) newHost(name, addr string) *Host {
 }
 
 func (l *Lab) startHosts(ctx context.Context) error {
-	for _, h := range []*Host{l.newHost(Server, ServerAddr), l.newHost(Offsite, OffsiteAddr)} {
+	l.newHost(Server, ServerAddr)
+	l.newHost(Offsite, OffsiteAddr)
+	for i, name := range l.opts.Extra {
+		if l.Host(name) != nil || !hostNameRE.MatchString(name) {
+			return fmt.Errorf("extra host %q: a new host name (lower-case letters, digits, -) is wanted", name)
+		}
+		if i >= maxExtra {
+			return fmt.Errorf("%d extra hosts: the LAN takes at most %d", len(l.opts.Extra), maxExtra)
+		}
+		l.newHost(name, fmt.Sprintf("%s.%d", LANPrefix, firstExtra+i))
+	}
+	for _, h := range l.hosts {
 		if err := l.buildTree(ctx, h); err != nil {
 			return fmt.Errorf("%s: %w", h.Name, err)
 		}
@@ -311,8 +339,16 @@ func (l *Lab) Host(name string) *Host {
 	return nil
 }
 
-// Hosts are the lab's hosts, server first.
+// Hosts are the lab's hosts, server first, then pi and Options.Extra.
 func (l *Lab) Hosts() []*Host { return slices.Clone(l.hosts) }
+
+func (l *Lab) names() []string {
+	var n []string
+	for _, h := range l.hosts {
+		n = append(n, h.Name)
+	}
+	return n
+}
 
 // host returns the named host whose anchor still holds its namespaces.
 // The check is one stat, and it matters: were the anchor gone and its pid
@@ -321,7 +357,7 @@ func (l *Lab) Hosts() []*Host { return slices.Clone(l.hosts) }
 func (l *Lab) host(name string) (*Host, error) {
 	h := l.Host(name)
 	if h == nil {
-		return nil, fmt.Errorf("lab: no host %q (the lab has %s and %s)", name, Server, Offsite)
+		return nil, fmt.Errorf("lab: no host %q (the lab has %s)", name, strings.Join(l.names(), ", "))
 	}
 	if h.anchorPID == 0 {
 		return nil, fmt.Errorf("lab: host %s is not started", name)
@@ -482,8 +518,10 @@ func (l *Lab) startNetwork(ctx context.Context) error {
 			return link.End{NetNS: h.NetNS, Dev: "eth0", Addr: h.Addr + "/" + strconv.Itoa(prefixLen)}
 		}
 		var err error
-		l.link, err = link.Join(end(a), end(b), *s)
-		return err
+		if l.link, err = link.Join(end(a), end(b), *s); err != nil {
+			return err
+		}
+		return l.startLAN(ctx)
 	}
 	// Both ends are created inside the namespaces, so no interface of the
 	// lab ever appears in the machine's own namespace.
@@ -495,6 +533,41 @@ func (l *Lab) startNetwork(ctx context.Context) error {
 			return err
 		}
 		if _, err := l.local(ctx, ipProg, "-n", h.NetNS, "link", "set", "eth0", "up"); err != nil {
+			return err
+		}
+	}
+	return l.startLAN(ctx)
+}
+
+// hostNameRE is what an extra host may be called: a host name borgkit's
+// config takes, short, as it goes into the namespace's name.
+var hostNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,19}$`)
+
+// startLAN joins Options.Extra's hosts to john-ai: a bridge in john-ai's
+// namespace (LANServerAddr) and a veth from each host's eth0 to it. Like
+// the pair, nothing of it appears in the machine's own namespace.
+func (l *Lab) startLAN(ctx context.Context) error {
+	if len(l.opts.Extra) == 0 {
+		return nil
+	}
+	srv := l.Host(Server)
+	cmds := [][]string{
+		{ipProg, "-n", srv.NetNS, "link", "add", lanBridge, "type", "bridge"},
+		{ipProg, "-n", srv.NetNS, "addr", "add", LANServerAddr + "/" + strconv.Itoa(lanPrefixLen), "dev", lanBridge},
+		{ipProg, "-n", srv.NetNS, "link", "set", lanBridge, "up"},
+	}
+	for i, name := range l.opts.Extra {
+		h := l.Host(name)
+		port := fmt.Sprintf("lanport%d", i)
+		cmds = append(cmds,
+			[]string{ipProg, "-n", h.NetNS, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", srv.NetNS},
+			[]string{ipProg, "-n", h.NetNS, "addr", "add", h.Addr + "/" + strconv.Itoa(lanPrefixLen), "dev", "eth0"},
+			[]string{ipProg, "-n", h.NetNS, "link", "set", "eth0", "up"},
+			[]string{ipProg, "-n", srv.NetNS, "link", "set", port, "master", lanBridge, "up"},
+		)
+	}
+	for _, c := range cmds {
+		if _, err := l.local(ctx, c...); err != nil {
 			return err
 		}
 	}

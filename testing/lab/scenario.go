@@ -2,9 +2,7 @@ package lab
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +15,6 @@ import (
 	"time"
 
 	"github.com/borgkit/borgkit/provision/layout"
-	"golang.org/x/crypto/ssh"
 )
 
 // ScenarioOptions adjust RunScenario.
@@ -409,19 +406,10 @@ func (s *scenario) install() error {
 	if err != nil {
 		return err
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	priv, pub, err := newKey("lab-admin@" + Server)
 	if err != nil {
 		return err
 	}
-	block, err := ssh.MarshalPrivateKey(priv, "lab-admin@"+Server)
-	if err != nil {
-		return err
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		return err
-	}
-	pub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))) + " lab-admin@" + Server + "\n"
 	files := []struct {
 		host, path string
 		data       []byte
@@ -429,9 +417,9 @@ func (s *scenario) install() error {
 	}{
 		{Server, "/usr/local/bin/borgkit", bin, 0o755},
 		{Server, ConfigPath, cfg, 0o640},
-		{Server, "/root/.ssh/id_ed25519", pem.EncodeToMemory(block), 0o600},
-		{Server, "/root/.ssh/id_ed25519.pub", []byte(pub), 0o644},
-		{Offsite, "/root/.ssh/authorized_keys", []byte("# the lab's admin key, not borgkit's\n" + pub), 0o600},
+		{Server, "/root/.ssh/id_ed25519", priv, 0o600},
+		{Server, "/root/.ssh/id_ed25519.pub", pub, 0o644},
+		{Offsite, "/root/.ssh/authorized_keys", append([]byte(adminKeyNote), pub...), 0o600},
 	}
 	for _, f := range files {
 		if err := s.l.WriteFile(f.host, f.path, f.data, f.mode); err != nil {

@@ -23,6 +23,8 @@ var boundDirs = []struct{ target, dir string }{
 	{"/mnt", "mnt"},
 	{"/usr/local", "usr-local"},
 	{"/run", "run"},
+	// A borg server's repos live under /srv (borg_server.root).
+	{"/srv", "srv"},
 }
 
 // machineLeftovers are files of borgkit's own that a copy of the machine's
@@ -59,6 +61,16 @@ func (l *Lab) buildTree(ctx context.Context, h *Host) error {
 	}
 	hosts := "# lab hosts file\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
 		ServerAddr + "\t" + Server + "\n" + OffsiteAddr + "\t" + Offsite + "\n"
+	// An extra host reaches john-ai, its mail relay, on the LAN.
+	mailHost := ServerAddr
+	if h.Name != Server && h.Name != Offsite {
+		mailHost = LANServerAddr
+	}
+	for _, o := range l.hosts {
+		if o.Name != Server && o.Name != Offsite {
+			hosts += o.Addr + "\t" + o.Name + "\n"
+		}
+	}
 	// The lab's fstab mounts nothing: borgkit's provisioning adds the
 	// disks in its own block, and a line of ours for /mnt/backup outside
 	// that block is exactly what it must refuse as a conflict.
@@ -76,7 +88,7 @@ port %d
 from root@%s.lab
 
 account default : lab
-`, Server, ServerAddr, SMTPPort, h.Name)
+`, Server, mailHost, SMTPPort, h.Name)
 	files := []struct {
 		path string
 		data string
@@ -107,7 +119,7 @@ account default : lab
 		{"usr-local", 0o755}, {"usr-local/bin", 0o755}, {"usr-local/sbin", 0o755}, {"usr-local/lib", 0o755},
 		{"usr-local/share", 0o755}, {"usr-local/etc", 0o755},
 		{"run", 0o755}, {"run/sshd", 0o755}, {"run/lock", os.ModeSticky | 0o777},
-		{"home", 0o755},
+		{"home", 0o755}, {"srv", 0o755},
 	}
 	if h.Name == Server {
 		dirs = append(dirs, dirSpec{"mnt/nas", 0o755})

@@ -25,7 +25,7 @@ func main() {
 	flag.StringVar(&o.Work, "work", "", "work directory, made by the bench (default: a new one under $TMPDIR)")
 	flag.IntVar(&o.Runs, "runs", 5, "measured rounds after the warm-up (at least 5)")
 	flag.IntVar(&o.Nights, "nights", 7, "nights of the simulated week")
-	flag.StringVar(&items, "items", "", "only these items, comma-separated (1-10)")
+	flag.StringVar(&items, "items", "", "only these items, comma-separated (1-11)")
 	flag.StringVar(&out, "o", "", "also write the Markdown table to this file")
 	flag.StringVar(&readme, "readme", "", "also put the table into this README between the bench markers")
 	flag.BoolVar(&keep, "keep", false, "keep the work directory")
