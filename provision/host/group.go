@@ -21,8 +21,10 @@ func OwnGroup(cmd *exec.Cmd) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setpgid = true
-	// Sent when the thread that started cmd ends; borgkit locks no
-	// goroutine to a thread, so that is when the process ends.
+	// Sent when the thread that started cmd ends: no goroutine of borgkit
+	// ends locked to its thread (the one place that locks, the drill's
+	// low-priority hasher, hands the thread back), so the runtime ends no
+	// thread and that is when the process ends.
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	cmd.Cancel = func() error {
 		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)

@@ -3,4 +3,4 @@
 package drill
 
 // lowerThreadPriority does nothing where the nice value is not per thread.
-func lowerThreadPriority() {}
+func lowerThreadPriority() (restore func() bool) { return func() bool { return true } }

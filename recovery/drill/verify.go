@@ -40,11 +40,31 @@ func newVerifier(dir string, targets []target) *verifier {
 }
 
 func (v *verifier) background() {
-	defer close(v.done)
-	// Never unlocked: the thread ends with this goroutine, and its
-	// priority with it.
+	lowPriority(func() {
+		defer close(v.done)
+		v.hash()
+	})
+}
+
+// lowPriority runs f on a thread of its own at the lowest priority. The
+// thread outlives f: borg and every other child borgkit starts gets
+// SIGKILL when the *thread* that started it ends (Pdeathsig, see
+// host.OwnGroup), and the Go runtime ends a thread when a goroutine exits
+// locked to it, so a thread that once started a borg still running must
+// not end. It goes back to the runtime at its old priority or, where that
+// cannot be restored, stays parked with this goroutine for the rest of
+// the process.
+func lowPriority(f func()) {
 	runtime.LockOSThread()
-	lowerThreadPriority()
+	restore := lowerThreadPriority()
+	f()
+	if !restore() {
+		select {}
+	}
+	runtime.UnlockOSThread()
+}
+
+func (v *verifier) hash() {
 	buf := make([]byte, 256<<10)
 	for i := range v.queue {
 		if v.exited.Load() {
