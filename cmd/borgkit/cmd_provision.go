@@ -21,7 +21,9 @@ import (
 	"github.com/borgkit/borgkit/provision/layout"
 	"github.com/borgkit/borgkit/provision/plan"
 	"github.com/borgkit/borgkit/provision/progress"
+	"github.com/borgkit/borgkit/provision/steps"
 	"github.com/borgkit/borgkit/provision/target"
+	"github.com/borgkit/borgkit/roles/jobs/state"
 	"github.com/borgkit/borgkit/roles/recipe"
 )
 
@@ -239,7 +241,7 @@ func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg 
 	}
 	stepsFor := func(facts *target.Facts) ([]plan.Step, error) {
 		return recipe.Steps(cfg, name, recipe.Options{ConfigData: raw, Binary: installStep(set, facts), Release: &facts.Release,
-			Format: o.Format, Local: local, Retire: o.Retire})
+			Format: o.Format, Local: local, Retire: o.Retire, Records: repoRecords})
 	}
 	// While the login waits on the link, the plan is guessed (guessWants).
 	guessed := make(chan []host.Want, 1)
@@ -372,4 +374,14 @@ func firstNonEmpty(s ...string) string {
 func installStep(set *builds.Set, f *target.Facts) plan.Step {
 	b, err := set.Find(f.Arch)
 	return &builds.Install{Path: layout.Binary, Arch: f.Arch, Build: b, Missing: err, Package: f.Package, Version: version}
+}
+
+// repoRecords is recipe.Options.Records: the nightly's records of a repo
+// on a borg server, where the jobs keep them.
+func repoRecords(name, path, encryption string) steps.Voucher {
+	v, err := state.NewRepoVoucher(name, path, encryption)
+	if err != nil {
+		return nil // a name the records cannot have: the server is asked
+	}
+	return v
 }

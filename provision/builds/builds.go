@@ -5,7 +5,9 @@
 package builds
 
 import (
+	"crypto/sha256"
 	"debug/elf"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
 )
 
 // PackageDir is where the borgkit package keeps the other architectures'
@@ -108,6 +111,19 @@ type Build struct {
 	Arch string
 	Path string
 	Data []byte
+
+	digest     string
+	digestOnce sync.Once
+}
+
+// Digest is the SHA-256 of Data, lowercase hex, computed once: a build
+// is some 15 MB, and every plan of a host asks for its digest.
+func (b *Build) Digest() string {
+	b.digestOnce.Do(func() {
+		s := sha256.Sum256(b.Data)
+		b.digest = hex.EncodeToString(s[:])
+	})
+	return b.digest
 }
 
 // ErrMissing is wrapped by the error of a build that is not there.

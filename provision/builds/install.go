@@ -52,8 +52,19 @@ func (s *Install) file() *steps.File {
 	return &steps.File{Path: s.Path, Content: s.Build.Data, Mode: 0o755, Owner: host.Root, Foreign: steps.ForeignUnlessBuiltFrom(marker)}
 }
 
-// Reads are the installed file's (its digest: the build is large).
-func (s *Install) Reads() []host.Want { return []host.Want{{Path: s.Path, Content: true}} }
+// Reads are the installed file's (its digest: the build is large), and
+// the program's version, which the survey runs only where the file is
+// this build (Guard): a no-change plan then needs no exchange of its own
+// for it.
+func (s *Install) Reads() []host.Want {
+	w := []host.Want{{Path: s.Path, Content: true}}
+	if s.Build != nil && s.Package == "" {
+		w = append(w, host.Want{Run: s.versionArgv(), Guard: s.Build.Digest()})
+	}
+	return w
+}
+
+func (s *Install) versionArgv() []string { return []string{s.Path, "version", "--json"} }
 
 func (s *Install) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if s.Package != "" && h.Live() {
@@ -80,7 +91,9 @@ func (s *Install) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 // runs runs the installed program's version on the host: OK when it runs
 // and is arch's build (and, with want, that version).
 func (s *Install) runs(ctx context.Context, h host.Host, want string) (plan.Check, error) {
-	res, err := h.Run(ctx, host.Cmd{Argv: []string{h.Path(s.Path), "version", "--json"}})
+	argv := s.versionArgv()
+	argv[0] = h.Path(argv[0])
+	res, err := h.Run(ctx, host.Cmd{Argv: argv})
 	if err != nil {
 		return plan.Conflicts(fmt.Sprintf("%s does not run on %s: %v", s.Path, h.Name(), err)), nil
 	}

@@ -43,6 +43,12 @@ type Want struct {
 	// Path, Content and List are then unused. Never a program that changes
 	// anything: the survey runs it whether or not the check would.
 	Run []string
+	// Guard, with Run, is the SHA-256 (lowercase hex) the program Run[0]
+	// must have for the survey to run it: a file borgkit installed, which
+	// the check runs only once its content is known to be borgkit's own
+	// (a program of someone else's at that path is never run). Otherwise
+	// the survey leaves it out, and the check's Run goes to the host.
+	Guard string
 }
 
 // DigestAbove is the size from which Survey returns a regular file's
@@ -71,10 +77,14 @@ func Survey(ctx context.Context, h Host, wants []Want) (Host, error) {
 	at := map[string]int{}
 	for _, w := range wants {
 		if len(w.Run) > 0 {
-			if k := runKey(w.Run); at[k] == 0 {
-				at[k] = 1
-				batch = append(batch, Want{Run: w.Run})
+			k := runKey(w.Run)
+			if i, ok := at[k]; ok {
+				// Guarded if any asker guards it.
+				batch[i].Guard = cmp.Or(batch[i].Guard, w.Guard)
+				continue
 			}
+			at[k] = len(batch)
+			batch = append(batch, Want{Run: w.Run, Guard: w.Guard})
 			continue
 		}
 		if !path.IsAbs(w.Path) {
@@ -113,11 +123,16 @@ func Survey(ctx context.Context, h Host, wants []Want) (Host, error) {
 func runKey(argv []string) string { return "\x00run\x00" + strings.Join(argv, "\x00") }
 
 // queryLine renders a Want's program for `sh -c` in the survey: the words
-// quoted as Run quotes them, the survey's LC_ALL taken away again.
-func queryLine(argv []string) string {
+// quoted as Run quotes them, the survey's LC_ALL taken away again. A
+// guarded program whose file has another digest is "not found" (127),
+// which the survey's answers leave out.
+func queryLine(w Want) string {
 	var b strings.Builder
+	if w.Guard != "" {
+		b.WriteString(`[ "$(sha256sum -b <` + shellQuote(w.Run[0]) + ` 2>/dev/null)" = ` + shellQuote(w.Guard+" *-") + " ] || exit 127; ")
+	}
 	b.WriteString("unset LC_ALL; exec")
-	for _, a := range argv {
+	for _, a := range w.Run {
 		b.WriteString(" " + shellQuote(a))
 	}
 	return b.String()
@@ -214,10 +229,10 @@ exit 0
 `
 
 func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, map[string]Result, error) {
-	var runs [][]string
+	var runs []Want
 	wants = slices.DeleteFunc(slices.Clone(wants), func(w Want) bool {
 		if len(w.Run) > 0 {
-			runs = append(runs, w.Run)
+			runs = append(runs, w)
 		}
 		return len(w.Run) > 0
 	})
@@ -235,8 +250,10 @@ func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, ma
 		}
 	}
 	args := []string{"-c", surveyScript, "sh", strconv.Itoa(DigestAbove), strconv.Itoa(len(runs))}
-	for _, r := range runs {
+	argvs := make([][]string, len(runs))
+	for i, r := range runs {
 		args = append(args, queryLine(r))
+		argvs[i] = r.Run
 	}
 	args = append(append(args, strconv.Itoa(len(lists)), strconv.Itoa(withContent)), lists...)
 	for _, w := range wants {
@@ -251,7 +268,7 @@ func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, ma
 	if err != nil {
 		return nil, nil, err
 	}
-	results, out, err := parseRuns(res.Stdout, runs)
+	results, out, err := parseRuns(res.Stdout, argvs)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,11 +3,14 @@ package host
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -362,5 +365,41 @@ func TestSurveyListsWithContents(t *testing.T) {
 	}
 	if _, err := v.Lstat(ctx, filepath.Join(bin, "test")); !IsNotExist(err) {
 		t.Errorf("bin/test made after the survey: %v, want the survey's not-exist", err)
+	}
+}
+
+// A guarded program (Want.Guard) runs in the survey only where its file
+// has the digest asked for: a program of someone else's at that path is
+// never run, and its Run goes to the host.
+func TestSurveyRunsGuardedOnlyOnTheirDigest(t *testing.T) {
+	dir := t.TempDir()
+	prog := filepath.Join(dir, "prog")
+	marker := filepath.Join(dir, "ran")
+	script := []byte("#!/bin/sh\necho ran >>" + marker + "\necho version\n")
+	if err := os.WriteFile(prog, script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(script)
+	ours := hex.EncodeToString(sum[:])
+	h := NewLocal("here")
+	for _, tc := range []struct {
+		name  string
+		guard string
+		runs  bool
+	}{
+		{"its digest", ours, true},
+		{"another digest", strings.Repeat("0", 64), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(marker)
+			v := surveyOf(t, h, []Want{{Run: []string{prog}, Guard: tc.guard}})
+			_, err := os.Stat(marker)
+			if ran := err == nil; ran != tc.runs {
+				t.Fatalf("the survey ran it: %v, want %v", ran, tc.runs)
+			}
+			if _, ok := v.ran[runKey([]string{prog})]; ok != tc.runs {
+				t.Errorf("the survey answers for it: %v, want %v", ok, tc.runs)
+			}
+		})
 	}
 }

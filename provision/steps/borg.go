@@ -241,14 +241,22 @@ type BorgKeyExport struct {
 	Dest     string
 	PassFile string
 	// Remote marks RepoPath as a borg server's ssh:// location: the key is
-	// exported over SSH on a live host, and an existing export is kept
-	// (the repo's config is not here to compare it with).
-	Remote bool
+	// exported over SSH on a live host. The repo's config is not here to
+	// compare an existing export with: Records, when set and vouching,
+	// give the repository id the nightly saw instead; without them the
+	// export is kept.
+	Remote  bool
+	Records Voucher
 }
 
 func (k *BorgKeyExport) ID() string { return "borg-key." + k.Repo }
 
-func (k *BorgKeyExport) Reads() []host.Want { return []host.Want{{Path: k.Dest}} }
+func (k *BorgKeyExport) Reads() []host.Want {
+	if k.Remote && k.Records != nil {
+		return append([]host.Want{{Path: k.Dest, Content: true}}, k.Records.Reads()...)
+	}
+	return []host.Want{{Path: k.Dest}}
+}
 
 func (k *BorgKeyExport) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if k.Remote && !h.Live() {
@@ -348,7 +356,7 @@ func (k *BorgKeyExport) setAside(ctx context.Context, h host.Host) error {
 // it fails on the day it is needed.
 func (k *BorgKeyExport) mismatch(ctx context.Context, h host.Host) (string, error) {
 	if k.Remote {
-		return "", nil
+		return k.remoteMismatch(ctx, h)
 	}
 	cb, err := h.ReadFile(ctx, path.Join(k.RepoPath, "config"))
 	if host.IsNotExist(err) {
@@ -361,16 +369,51 @@ func (k *BorgKeyExport) mismatch(ctx context.Context, h host.Host) (string, erro
 	if err != nil {
 		return "", nil // BorgRepo reports a damaged repo
 	}
-	eb, err := h.ReadFile(ctx, k.Dest)
-	if err != nil {
-		return "", err
-	}
-	ex, err := borg.ParseKeyExport(eb)
-	if err != nil {
-		return fmt.Sprintf("%s: %v", k.Dest, err), nil
+	ex, why, err := k.export(ctx, h)
+	if why != "" || err != nil {
+		return why, err
 	}
 	if why := ex.Matches(rc); why != "" {
-		return fmt.Sprintf("the key export %s does not open repo %s: %s. Copies made from it (a password manager, the recovery bundle) are as stale", k.Dest, k.Repo, why), nil
+		return k.stale(why), nil
+	}
+	return "", nil
+}
+
+// export reads and parses the existing export; why says what is wrong
+// with one that does not parse.
+func (k *BorgKeyExport) export(ctx context.Context, h host.Host) (ex borg.KeyExport, why string, err error) {
+	eb, err := h.ReadFile(ctx, k.Dest)
+	if err != nil {
+		return ex, "", err
+	}
+	if ex, err = borg.ParseKeyExport(eb); err != nil {
+		return ex, fmt.Sprintf("%s: %v", k.Dest, err), nil
+	}
+	return ex, "", nil
+}
+
+func (k *BorgKeyExport) stale(why string) string {
+	return fmt.Sprintf("the key export %s does not open repo %s: %s. Copies made from it (a password manager, the recovery bundle) are as stale", k.Dest, k.Repo, why)
+}
+
+// remoteMismatch compares an export of a repo on a borg server with the
+// repository id the host's records vouch for; with no such records there
+// is nothing to compare with but the server, and borg key export over SSH
+// on every plan would cost what the records save.
+func (k *BorgKeyExport) remoteMismatch(ctx context.Context, h host.Host) (string, error) {
+	if k.Records == nil {
+		return "", nil
+	}
+	id, _, err := k.Records.Vouch(ctx, h)
+	if err != nil {
+		return "", nil
+	}
+	ex, why, err := k.export(ctx, h)
+	if why != "" || err != nil {
+		return why, err
+	}
+	if !strings.EqualFold(ex.ID, id) {
+		return k.stale(fmt.Sprintf("it is the key of repository %s, and the last nightly wrote to repository %s", ex.ID, id)), nil
 	}
 	return "", nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/borgkit/borgkit/provision/borg"
@@ -29,12 +30,30 @@ type RemoteBorgRepo struct {
 	// pinned for it ("TYPE BASE64") and KnownHostsLine its line in
 	// layout.RepoKnownHosts.
 	Addr, User, HostKey, KnownHostsLine string
+	// Records, when set, are the host's own records of the repo: where
+	// they vouch for it, a check trusts them instead of running borg
+	// info over SSH (borg on both ends and a key derivation, a second
+	// or more a client, most of a no-change fleet run).
+	Records Voucher
+}
+
+// Voucher reads what a host's own records say of a repo on a borg
+// server: Reads names the files (surveyed with the plan's other reads),
+// Vouch says whether they show the repo in use as the config has it,
+// with the repository id they recorded, or why not.
+type Voucher interface {
+	Reads() []host.Want
+	Vouch(ctx context.Context, h host.Host) (repoID, since string, err error)
 }
 
 func (r *RemoteBorgRepo) ID() string { return "repo." + r.Name }
 
 func (r *RemoteBorgRepo) Reads() []host.Want {
-	return []host.Want{{Path: layout.RepoIdentity}, {Path: layout.RepoKnownHosts}}
+	w := []host.Want{{Path: layout.RepoIdentity}, {Path: layout.RepoKnownHosts}}
+	if r.Records != nil {
+		w = append(w, r.Records.Reads()...)
+	}
+	return w
 }
 
 // Check asks the server, on a live host whose identity exists; a tree
@@ -55,6 +74,11 @@ func (r *RemoteBorgRepo) Check(ctx context.Context, h host.Host) (plan.Check, er
 		// borg would meet the known_hosts the plan is about to write.
 		return plan.Creates(later), nil
 	}
+	if r.Records != nil {
+		if _, since, err := r.Records.Vouch(ctx, h); err == nil {
+			return plan.Check{Action: plan.OK, Summary: "in use: " + since}, nil
+		}
+	}
 	exists, why, err := r.probe(ctx, h)
 	switch {
 	case err != nil:
@@ -71,7 +95,7 @@ func (r *RemoteBorgRepo) Check(ctx context.Context, h host.Host) (plan.Check, er
 // borg.ProbeServer): a wrong key is named as such, which borg's own
 // "Connection closed by remote host" does not.
 func (r *RemoteBorgRepo) server(ctx context.Context) string {
-	err := borg.ProbeServer(ctx, r.Addr, r.User, r.HostKey, 20*time.Second)
+	err := probeServer(ctx, r.Addr, r.User, r.HostKey)
 	switch {
 	case errors.Is(err, borg.ErrHostKeyMismatch):
 		return fmt.Sprintf("the borg server of %s does not show the host key pinned in host_key (%v): check the server's key and correct host_key", r.Location, err)
@@ -136,5 +160,36 @@ func (r *RemoteBorgRepo) Apply(ctx context.Context, h host.Host) error {
 	if _, err := h.Run(ctx, borg.Cmd(borg.OnHost(h, r.PassFile), "init", "--encryption="+r.Encryption, "--make-parent-dirs", r.Location)); err != nil {
 		return fmt.Errorf("borg init %s: %w", r.Location, err)
 	}
+	return nil
+}
+
+// probed remembers, for serverAnswers, the servers that answered with
+// their pinned key in this process: a fleet run's clients of one server
+// ask it once, not once each.
+var probed sync.Map // addr, user and key -> *probeEntry
+
+type probeEntry struct {
+	mu sync.Mutex // held while one asks: the others wait for its answer
+	at time.Time  // the last answer, zero if none
+}
+
+// serverAnswers is how long a server's answer stands for the other steps
+// and hosts of the same run.
+const serverAnswers = time.Minute
+
+// probeServer is borg.ProbeServer, once a run for a server that answers;
+// a failure is never remembered.
+func probeServer(ctx context.Context, addr, user, key string) error {
+	v, _ := probed.LoadOrStore(addr+"\x00"+user+"\x00"+key, &probeEntry{})
+	e := v.(*probeEntry)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.at.IsZero() && time.Since(e.at) < serverAnswers {
+		return nil
+	}
+	if err := borg.ProbeServer(ctx, addr, user, key, 20*time.Second); err != nil {
+		return err
+	}
+	e.at = time.Now()
 	return nil
 }

@@ -156,23 +156,30 @@ type OwnedDirs struct {
 
 func (o *OwnedDirs) ID() string { return "owned-dirs." + o.Root }
 
+// Reads include the check's find for a user that exists (the no-change
+// case): the survey runs it, so it costs no exchange of its own.
 func (o *OwnedDirs) Reads() []host.Want {
-	return []host.Want{{Path: o.Root}, {Path: passwdFile, Content: true}, {Run: mountpointArgv(o.Mountpoint)}}
+	return []host.Want{{Path: o.Root}, {Path: passwdFile, Content: true}, {Run: mountpointArgv(o.Mountpoint)},
+		{Run: o.findArgv(o.Root, []string{"!", "-user", o.User}, nil)}}
 }
 
-// foreign lists (at most one of) the directories below Root not owned by
-// uid; uid -1 asks for any directory at all.
-func (o *OwnedDirs) foreign(ctx context.Context, h host.Host, uid int, exec []string) (string, error) {
-	args := []string{h.Path(o.Root), "-xdev", "-mindepth", "1", "-type", "d"}
-	if uid >= 0 {
-		args = append(args, "!", "-uid", strconv.Itoa(uid))
-	}
+// findArgv is find's argv for the directories below root matching
+// filter: the first one printed, or exec run on them all.
+func (o *OwnedDirs) findArgv(root string, filter, exec []string) []string {
+	args := append([]string{root, "-xdev", "-mindepth", "1", "-type", "d"}, filter...)
 	if exec == nil {
 		args = append(args, "-print", "-quit")
 	} else {
 		args = append(append(append(args, "-exec"), exec...), "{}", "+")
 	}
-	res, err := h.Run(ctx, host.Command(tools.Find, args...))
+	return tools.Argv(tools.Find, args...)
+}
+
+// foreign lists (at most one of) the directories below Root matching
+// filter (not owned by the user; nil asks for any directory at all), or
+// runs exec on them all.
+func (o *OwnedDirs) foreign(ctx context.Context, h host.Host, filter, exec []string) (string, error) {
+	res, err := h.Run(ctx, host.Cmd{Argv: o.findArgv(h.Path(o.Root), filter, exec)})
 	if err != nil {
 		return "", fmt.Errorf("directories below %s: %w", o.Root, err)
 	}
@@ -193,15 +200,16 @@ func (o *OwnedDirs) Check(ctx context.Context, h host.Host) (plan.Check, error) 
 	if _, err := h.Lstat(ctx, o.Root); host.IsNotExist(err) {
 		return plan.Satisfied(), nil // a fresh disk: the Dir step makes it
 	}
-	owner, ok, err := userOwner(ctx, h, o.User)
+	_, ok, err := userOwner(ctx, h, o.User)
 	if err != nil {
 		return plan.Check{}, err
 	}
-	uid := -1
+	// By name, as Reads has it; a user still to be made owns nothing yet.
+	var filter []string
 	if ok {
-		uid = owner.UID
+		filter = []string{"!", "-user", o.User}
 	}
-	first, err := o.foreign(ctx, h, uid, nil)
+	first, err := o.foreign(ctx, h, filter, nil)
 	if err != nil || first == "" {
 		return plan.Satisfied(), err
 	}
@@ -219,6 +227,6 @@ func (o *OwnedDirs) Apply(ctx context.Context, h host.Host) error {
 	// -h: a symlink the push user planted is changed itself, never what it
 	// points to (find -type d lists no symlinks; this is for a race).
 	chown := tools.Argv(tools.Chown, "-h", fmt.Sprintf("%d:%d", owner.UID, owner.GID))
-	_, err = o.foreign(ctx, h, owner.UID, chown)
+	_, err = o.foreign(ctx, h, []string{"!", "-uid", strconv.Itoa(owner.UID)}, chown)
 	return err
 }

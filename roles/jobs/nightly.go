@@ -448,6 +448,9 @@ func parseCreate(out []byte, rs *state.RepoStats) createResult {
 		Repository struct {
 			ID string `json:"id"`
 		} `json:"repository"`
+		Encryption struct {
+			Mode string `json:"mode"`
+		} `json:"encryption"`
 	}
 	if json.Unmarshal(out, &v) != nil {
 		return createResult{}
@@ -459,7 +462,7 @@ func parseCreate(out []byte, rs *state.RepoStats) createResult {
 	rs.Files = v.Archive.Stats.NFiles
 	rs.OriginalSize, rs.CompressedSize, rs.DeduplicatedSize = v.Cache.Stats.TotalSize, v.Cache.Stats.TotalCSize, v.Cache.Stats.UniqueCSize
 	rs.ArchiveBytes, rs.NewBytes = v.Archive.Stats.OriginalSize, v.Archive.Stats.Deduplicated
-	return createResult{repoID: v.Repository.ID, figures: state.ArchiveFigures{
+	return createResult{repoID: v.Repository.ID, encryption: v.Encryption.Mode, figures: state.ArchiveFigures{
 		Archive: v.Archive.Name, At: rs.LastBackup, Files: v.Archive.Stats.NFiles,
 		OriginalBytes: v.Archive.Stats.OriginalSize, NewBytes: v.Archive.Stats.Deduplicated}}
 }

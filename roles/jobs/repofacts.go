@@ -102,6 +102,8 @@ func vanishedSegments(prev *state.RepoRecord, now repoFiles, top []string) (gone
 type createResult struct {
 	figures state.ArchiveFigures
 	repoID  string
+	// encryption is the repo's mode ("repokey-blake2").
+	encryption string
 }
 
 // borg 1.2's prune --list lines: "Keeping archive (rule: daily #1):
@@ -127,7 +129,7 @@ func pruneLists(stderr []byte) (kept, pruned []string) {
 // without borgkit pruning them: the sync refuses until they are
 // accepted); freed the segments tonight's borg runs removed.
 func (e *Env) saveRepoRecord(r *config.Repo, prev *state.RepoRecord, cr createResult, expected []string, after repoFiles, freed borg.Segments) {
-	rec := state.RepoRecord{Name: r.Name, Path: r.Path, ID: cr.repoID, Updated: e.Now(),
+	rec := state.RepoRecord{Name: r.Name, Path: r.Path, ID: cr.repoID, Encryption: cr.encryption, Updated: e.Now(),
 		Archives: expected, Newest: cr.figures.Archive,
 		Segments: after.segs.String(), SegmentCount: len(after.segs), SegmentBytes: after.segBytes}
 	if prev != nil {
@@ -139,6 +141,9 @@ func (e *Env) saveRepoRecord(r *config.Repo, prev *state.RepoRecord, cr createRe
 		rec.Recent = prev.Recent
 		if rec.ID == "" {
 			rec.ID = prev.ID
+		}
+		if rec.Encryption == "" {
+			rec.Encryption = prev.Encryption
 		}
 	}
 	if len(freed) > 0 {

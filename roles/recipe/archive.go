@@ -40,7 +40,7 @@ func archive(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error)
 		}
 		s = append(s, &steps.Dir{Path: datasetMount(d), Mode: fsMode(mode), Owner: host.Root})
 	}
-	s = append(s, withDisks(repoSteps(h), s)...)
+	s = append(s, withDisks(repoSteps(h, o.Records), s)...)
 	s = append(s, zfsKeyUnit(h)...)
 	if h.Pull != nil {
 		// The pull key; a live server of this file authorizes it for its

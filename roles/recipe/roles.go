@@ -23,6 +23,11 @@ import (
 type Options struct {
 	// ConfigData is installed as the host's /etc/borgkit/borgkit.yaml.
 	ConfigData []byte
+	// Records, when set, gives the host's own records of a repo on a
+	// borg server (steps.RemoteBorgRepo.Records): the jobs' state, which
+	// the recipes do not import (cmd/borgkit passes
+	// state.NewRepoVoucher).
+	Records func(name, path, encryption string) steps.Voucher
 	// BinaryData is the borgkit executable to install; nil leaves the
 	// binary step out (tests that do not care about it).
 	BinaryData []byte

@@ -34,7 +34,7 @@ func server(cfg *config.Config, h *config.Host, o Options) ([]plan.Step, error) 
 	}
 	s = append(s, mounts...)
 
-	s = append(s, withDisks(repoSteps(h), mounts)...)
+	s = append(s, withDisks(repoSteps(h, o.Records), mounts)...)
 
 	keys, err := sshSteps(cfg, h, o.Local)
 	if err != nil {
@@ -150,7 +150,7 @@ func withDisks(repos, mounts []plan.Step) []plan.Step {
 }
 
 // repoSteps are each borg repo with its passphrase and key export.
-func repoSteps(h *config.Host) []plan.Step {
+func repoSteps(h *config.Host, records func(name, path, encryption string) steps.Voucher) []plan.Step {
 	s := remoteRepoAccess(h)
 	for i := range h.Repos {
 		r := &h.Repos[i]
@@ -161,10 +161,15 @@ func repoSteps(h *config.Host) []plan.Step {
 					What: "borg passphrase of repo " + r.Name, Generate: steps.Passphrase})
 			}
 			loc := r.Location()
-			s = append(s, &steps.RemoteBorgRepo{Name: r.Name, Location: loc.String(), Encryption: r.EncryptionMode(), PassFile: pass,
-				Addr: loc.Addr(), User: loc.User, HostKey: r.HostKey, KnownHostsLine: repoKnownHostsLine(r)})
+			rs := &steps.RemoteBorgRepo{Name: r.Name, Location: loc.String(), Encryption: r.EncryptionMode(), PassFile: pass,
+				Addr: loc.Addr(), User: loc.User, HostKey: r.HostKey, KnownHostsLine: repoKnownHostsLine(r)}
+			// The nightly records the repo under the config's own path.
+			if records != nil {
+				rs.Records = records(r.Name, r.Path, r.EncryptionMode())
+			}
+			s = append(s, rs)
 			if pass != "" {
-				s = append(s, &steps.BorgKeyExport{Repo: r.Name, RepoPath: r.BorgLocation(), PassFile: pass, Dest: r.KeyExportPath(), Remote: true})
+				s = append(s, &steps.BorgKeyExport{Repo: r.Name, RepoPath: r.BorgLocation(), PassFile: pass, Dest: r.KeyExportPath(), Remote: true, Records: rs.Records})
 			}
 			continue
 		}

@@ -3,11 +3,13 @@ package lab
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -238,6 +240,24 @@ const adminKeyNote = "# the lab's admin key, not borgkit's\n"
 // ProvisionAll runs `borgkit provision --all` on john-ai with args after it.
 func (f *Fleet) ProvisionAll(ctx context.Context, args ...string) (stdout, stderr []byte, err error) {
 	return f.L.RunContext(ctx, Server, append([]string{"borgkit", "provision", "--all"}, args...)...)
+}
+
+// Nightlies runs every client's `borgkit job nightly` at once; the error
+// names the first client whose nightly failed, with its output.
+func (f *Fleet) Nightlies(ctx context.Context) error {
+	errs := make([]error, len(f.Clients))
+	var wg sync.WaitGroup
+	for i, c := range f.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, stderr, err := f.L.RunContext(ctx, c, "borgkit", "job", "nightly"); err != nil {
+				errs[i] = fmt.Errorf("%s: job nightly: %w\n%s\n%s", c, err, out, stderr)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // ServerBorg runs borg as root on the borg server against the client's

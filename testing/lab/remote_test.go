@@ -154,6 +154,35 @@ func TestLabRemoteRepo(t *testing.T) {
 		t.Errorf("status of the remote repo: %+v", r)
 	}
 
+	// The nightly vouches for the repo: a no-change plan trusts its
+	// records instead of running borg info on both ends, and says so.
+	out, stderr, err = l.Run(lab.Server, "borgkit", "plan", lab.Server, "--local", "--detailed-exitcode")
+	if err != nil || !strings.Contains(string(out), "in use: the nightly of") {
+		t.Errorf("plan after the nightly: %v, want the repo in use by the nightly\n%s\n%s", err, out, stderr)
+	}
+	// The records give the repository id, so an export of another repo's
+	// key is found stale, set aside, and exported afresh.
+	export := layout.KeyExport(remoteRepo)
+	good, err := l.ReadFile(lab.Server, export)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, rest, _ := strings.Cut(string(good), "\n")
+	if err := l.WriteFile(lab.Server, export, []byte("BORG_KEY "+strings.Repeat("0", 64)+"\n"+rest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err = l.Run(lab.Server, "borgkit", "plan", lab.Server, "--local")
+	if err != nil || !strings.Contains(string(out), "does not open repo "+remoteRepo) {
+		t.Errorf("plan with another repo's key export: %v, want it found stale\n%s\n%s", err, out, stderr)
+	}
+	mustRun(t, l, lab.Server, "borgkit", "provision", lab.Server, "--local")
+	if got, err := l.ReadFile(lab.Server, export); err != nil || !strings.HasPrefix(string(got), first+"\n") {
+		t.Errorf("the key export after provision: %v\n%.80s", err, got)
+	}
+	if kept := mustRun(t, l, lab.Server, "sh", "-c", "ls "+export+".replaced-*"); strings.TrimSpace(kept) == "" {
+		t.Errorf("the stale export was not kept beside the new one")
+	}
+
 	// A host key other than the pinned one: ssh refuses, and the nightly's
 	// mail says why.
 	_, wrongPriv, _ := ed25519.GenerateKey(rand.Reader)

@@ -130,6 +130,15 @@ func (s *Store) File(name string) string { return filepath.Join(s.dir(), name) }
 
 func (s *Store) path(job string) string { return filepath.Join(s.dir(), job+".json") }
 
+// JobPath is where job's record lies.
+func (s *Store) JobPath(job string) (string, error) {
+	n, err := JobName(job)
+	if err != nil {
+		return "", err
+	}
+	return s.path(n), nil
+}
+
 // Path is the state directory.
 func (s *Store) Path() string { return s.dir() }
 

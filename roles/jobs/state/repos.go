@@ -19,8 +19,12 @@ type RepoRecord struct {
 	Name string `json:"name"`
 	Path string `json:"path"`
 	// ID is the repository id (its config's, as borg create reports it).
-	ID      string    `json:"id"`
-	Updated time.Time `json:"updated"`
+	ID string `json:"id"`
+	// Encryption is the repo's encryption mode as borg create reported it
+	// ("repokey-blake2"): with Path and Updated, what lets provision trust
+	// a remote repo the last nightly used instead of asking the server.
+	Encryption string    `json:"encryption,omitempty"`
+	Updated    time.Time `json:"updated"`
 	// Archives are the nightly archives the repo kept after the prune,
 	// Newest the one the night created.
 	Archives []string `json:"archives"`
@@ -73,6 +77,9 @@ func (s *Store) LoadRepo(name string) (*RepoRecord, error) {
 	}
 	return &r, nil
 }
+
+// RepoPath is where repo name's record lies.
+func (s *Store) RepoPath(name string) (string, error) { return s.sidePath(kindRepos, name) }
 
 // SaveRepo replaces the record of r.Name.
 func (s *Store) SaveRepo(r *RepoRecord) error { return s.saveSide(kindRepos, r.Name, r) }
