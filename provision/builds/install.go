@@ -49,7 +49,7 @@ type Install struct {
 func (s *Install) ID() string { return "file." + s.Path }
 
 func (s *Install) file() *steps.File {
-	return &steps.File{Path: s.Path, Content: s.Build.Data, Mode: 0o755, Owner: host.Root, Foreign: steps.ForeignUnlessBuiltFrom(marker)}
+	return &steps.File{Path: s.Path, Content: s.Build.Data, Sum: s.Build.Digest(), Mode: 0o755, Owner: host.Root, Foreign: steps.ForeignUnlessBuiltFrom(marker)}
 }
 
 // Reads are the installed file's (its digest: the build is large), and
