@@ -169,7 +169,11 @@ func runProvision(ctx context.Context, o *provisionOptions, g *globals, name str
 	if err != nil {
 		return err
 	}
-	return runProvisionHost(ctx, o, g, cfg, raw, name, out, errw)
+	set, err := builds.Locate(o.Builds)
+	if err != nil {
+		return err
+	}
+	return runProvisionHost(ctx, o, g, cfg, raw, set, name, out, errw)
 }
 
 // runProvisionFleet provisions (or plans) several hosts at once: see
@@ -189,12 +193,18 @@ func runProvisionFleet(ctx context.Context, o *provisionOptions, g *globals, arg
 	if err != nil {
 		return err
 	}
+	// One set for the fleet: each build is read and hashed once, not once
+	// per host.
+	set, err := builds.Locate(o.Builds)
+	if err != nil {
+		return err
+	}
 	return fleet(ctx, names, borgServersFirst(cfg), o.Parallel, g.JSON, out, func(ctx context.Context, name string, out, errw io.Writer) error {
 		ho := *o
 		if o.Root != "" {
 			ho.Root = filepath.Join(o.Root, name)
 		}
-		return runProvisionHost(ctx, &ho, g, cfg, raw, name, out, errw)
+		return runProvisionHost(ctx, &ho, g, cfg, raw, set, name, out, errw)
 	})
 }
 
@@ -221,7 +231,7 @@ func borgServersFirst(cfg *config.Config) map[string][]string {
 	return after
 }
 
-func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg *config.Config, raw []byte, name string, out, errw io.Writer) error {
+func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg *config.Config, raw []byte, set *builds.Set, name string, out, errw io.Writer) error {
 	hc, ok := cfg.Host(name)
 	if !ok {
 		return unknownHost(cfg, name)
@@ -230,10 +240,6 @@ func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg 
 		if why := config.RetireProblem(hc, f); why != "" {
 			return usageError{fmt.Errorf("--retire %s", why)}
 		}
-	}
-	set, err := builds.Locate(o.Builds)
-	if err != nil {
-		return err
 	}
 	local := host.NewLocal("this machine")
 	if o.ServerRoot != "" {

@@ -75,6 +75,20 @@ type Set struct {
 	Self string
 	// From says why Dir was chosen, for messages.
 	From string
+
+	// found memoizes Find: a fleet run plans many hosts of one
+	// architecture, and each plan is made twice (guessed, then probed);
+	// reading and hashing a 20 MB build each time was most of a no-change
+	// run's own CPU.
+	mu    sync.Mutex
+	found map[string]*found
+}
+
+// found is one architecture's Find, done once.
+type found struct {
+	once  sync.Once
+	build *Build
+	err   error
 }
 
 // Locate picks the builds directory: flagDir (--builds) if given, else
@@ -131,8 +145,26 @@ var ErrMissing = errors.New("no borgkit build")
 
 // Find returns arch's build: the running executable for its own
 // architecture, else Dir/ARCH/borgkit. The file must be an ELF executable
-// of arch, so a misplaced build is refused rather than installed.
+// of arch, so a misplaced build is refused rather than installed. The
+// file is read once per Set: every caller gets the same Build (and its
+// digest, computed once), and the same error.
 func (s *Set) Find(arch string) (*Build, error) {
+	s.mu.Lock()
+	if s.found == nil {
+		s.found = map[string]*found{}
+	}
+	f := s.found[arch]
+	if f == nil {
+		f = &found{}
+		s.found[arch] = f
+	}
+	s.mu.Unlock()
+	f.once.Do(func() { f.build, f.err = s.read(arch) })
+	return f.build, f.err
+}
+
+// read is Find's work.
+func (s *Set) read(arch string) (*Build, error) {
 	t, ok := targets[arch]
 	if !ok {
 		return nil, fmt.Errorf("%w for %s: borgkit is built for %v only", ErrMissing, arch, Arches())

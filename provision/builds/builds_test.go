@@ -52,7 +52,10 @@ func realBuilds(t *testing.T) (native, foreign string, foreignArch string) {
 func TestFind(t *testing.T) {
 	native, foreign, farch := realBuilds(t)
 	dir := t.TempDir()
-	s := &Set{Dir: dir, Self: native, From: "--builds"}
+	// A Set reads each build once (TestFindOnce): each state of dir is
+	// looked at by a Set of its own, as by a run of its own.
+	set := func() *Set { return &Set{Dir: dir, Self: native, From: "--builds"} }
+	s := set()
 
 	// Its own architecture is the running program.
 	b, err := s.Find(SelfArch())
@@ -68,15 +71,54 @@ func TestFind(t *testing.T) {
 	}
 	// A build in the wrong place is refused, never installed.
 	copyFile(t, native, filepath.Join(dir, farch, "borgkit"))
-	if _, err := s.Find(farch); err == nil || !strings.Contains(err.Error(), "is not a build for "+farch) {
+	if _, err := set().Find(farch); err == nil || !strings.Contains(err.Error(), "is not a build for "+farch) {
 		t.Fatalf("native binary as %s: %v", farch, err)
 	}
 	copyFile(t, foreign, filepath.Join(dir, farch, "borgkit"))
-	if b, err := s.Find(farch); err != nil || b.Arch != farch {
+	if b, err := set().Find(farch); err != nil || b.Arch != farch {
 		t.Fatalf("foreign build: %v, %v", b, err)
 	}
 	if _, err := s.Find("riscv64"); !errors.Is(err, ErrMissing) {
 		t.Fatalf("riscv64: %v", err)
+	}
+}
+
+// TestFindOnce: a fleet run asks one Set for the same architecture's
+// build twice per host; the file is read and hashed once, and every asker
+// gets that one Build, also when they ask at once.
+func TestFindOnce(t *testing.T) {
+	native, foreign, farch := realBuilds(t)
+	dir := t.TempDir()
+	p := filepath.Join(dir, farch, "borgkit")
+	copyFile(t, foreign, p)
+	s := &Set{Dir: dir, Self: native, From: "--builds"}
+	got := make([]*Build, 8)
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() {
+			b, err := s.Find(farch)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i] = b
+		})
+	}
+	wg.Wait()
+	for i, b := range got {
+		if b != got[0] {
+			t.Fatalf("asker %d got another Build than asker 0", i)
+		}
+	}
+	// Read once: the file gone, the Set still has it.
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.Find(farch); err != nil || b != got[0] {
+		t.Fatalf("after the file went: %v, %v", b, err)
+	}
+	if d := got[0].Digest(); len(d) != 64 {
+		t.Fatalf("digest %q", d)
 	}
 }
 

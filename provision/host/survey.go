@@ -129,9 +129,12 @@ func runKey(argv []string) string { return "\x00run\x00" + strings.Join(argv, "\
 func queryLine(w Want) string {
 	var b strings.Builder
 	if w.Guard != "" {
-		b.WriteString(`[ "$(sha256sum -b <` + shellQuote(w.Run[0]) + ` 2>/dev/null)" = ` + shellQuote(w.Guard+" *-") + " ] || exit 127; ")
+		// The survey's own digest of the file when it took one (the file
+		// is wanted, and large), else one taken here.
+		b.WriteString(`case "$BORGKIT_SUMS" in *` + shellQuote("\n"+w.Guard+" *"+w.Run[0]+"\n") + `*) ;; ` +
+			`*) [ "$(sha256sum -b <` + shellQuote(w.Run[0]) + ` 2>/dev/null)" = ` + shellQuote(w.Guard+" *-") + " ] || exit 127;; esac; ")
 	}
-	b.WriteString("unset LC_ALL; exec")
+	b.WriteString("unset LC_ALL BORGKIT_SUMS; exec")
 	for _, a := range w.Run {
 		b.WriteString(" " + shellQuote(a))
 	}
@@ -174,8 +177,10 @@ type surveyed struct {
 
 // surveyScript answers for every path in a fixed handful of processes,
 // whatever their number: on a small, busy host each process costs more
-// than a round trip. Its arguments are the size threshold, the number of
-// directories to list, how many of them (the first) come with their
+// than a round trip (a fleet's hosts share the lab's two cores, and a Pi's
+// fork and exec are slow), so each record is find's own -printf, never a
+// stat per directory. Its arguments are the size threshold, the number
+// of directories to list, how many of them (the first) come with their
 // files' contents, those directories, the paths whose metadata is
 // wanted, "//" (which no cleaned path is), the paths whose content is
 // wanted too, and "//" again; before them all, the number of programs
@@ -183,12 +188,14 @@ type surveyed struct {
 //
 //   - for each program, "EXIT OUTLEN ERRLEN\0", then what it printed on
 //     stdout and on stderr;
-//   - for each directory to list, its name and a NUL, a stat record (as
+//   - for each directory to list, its name and a NUL, a record (as
 //     below) for each of its entries, a NUL, and find's exit status and a
 //     NUL (0: every entry is there);
-//   - one stat record a path, "NAME\0MODE UID GID SIZE MTIME\0" (the raw
-//     mode in hex; stat without -L does not follow a symlink), then a NUL;
-//     a path stat cannot reach has no record, and its reason is on stderr;
+//   - one record a path, "NAME\0TYPE PERM UID GID SIZE MTIME\0" (find's
+//     %y and %m, which has the set-id and sticky bits, and mtime in
+//     seconds with a fraction; find does not follow a symlink it is
+//     given), then a NUL; a path find cannot reach has no record, and its
+//     reason is on stderr;
 //   - sha256sum's line for each wanted regular file of DigestAbove bytes or
 //     more, then a line "--";
 //   - a tar archive (absolute names) of the wanted regular files below
@@ -196,30 +203,42 @@ type surveyed struct {
 //     listed with their contents; each stored whole, never as a link to
 //     an earlier member (a file named twice, two symlinks to one unit).
 //
-// The directories listed with their contents are moved to the end of the
-// arguments as they are listed, after the second "//". Nothing of the
-// paths is ever part of the script.
+// The digests are taken first, so that a guarded program's guard
+// (queryLine) finds its file's among them in BORGKIT_SUMS instead of
+// reading the 20 MB borgkit binary a second time. The directories listed
+// with their contents are moved to the end of the arguments as they are
+// listed, after the second "//". Nothing of the paths is ever part of the
+// script.
 const surveyScript = `big=$1; q=$2; shift 2; t=
+sums() {
+  while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = // ] && break; done
+  find "$@" -maxdepth 0 -type f -size +$((big-1))c -exec sha256sum -b -- {} + 2>/dev/null
+}
+d=$(sums "$@")
 if [ "$q" -gt 0 ]; then t=$(mktemp -d) || exit 1; fi
 while [ "$q" -gt 0 ]; do
-  sh -c "$1" </dev/null >"$t/o" 2>"$t/e"
-  printf '%s %s %s\0' "$?" "$(wc -c <"$t/o")" "$(wc -c <"$t/e")"
+  BORGKIT_SUMS="
+$d
+" sh -c "$1" </dev/null >"$t/o" 2>"$t/e"
+  r=$?
+  printf '%s %s %s\0' "$r" $(stat -c %s -- "$t/o" "$t/e")
   cat "$t/o" "$t/e"
   shift; q=$((q-1))
 done
 [ -z "$t" ] || rm -rf -- "$t"
+f='%p\0%y %m %U %G %s %T@\0'
 n=$1; k=$2; shift 2
 while [ "$n" -gt 0 ]; do
   printf '%s\0' "$1"
-  find "$1" -mindepth 1 -maxdepth 1 -exec stat --printf '%n\0%f %u %g %s %Y\0' -- {} + 2>/dev/null
+  find "$1" -mindepth 1 -maxdepth 1 -printf "$f" 2>/dev/null
   printf '\0%s\0' "$?"
   [ "$k" -gt 0 ] && set -- "$@" "$1"
   shift; n=$((n-1)); k=$((k-1))
 done
-stat --printf '%n\0%f %u %g %s %Y\0' -- "$@"
+find "$@" -maxdepth 0 -printf "$f"
 printf '\0'
 while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = // ] && break; done
-find "$@" -maxdepth 0 -type f -size +$((big-1))c -exec sha256sum -b -- {} + 2>/dev/null
+[ -z "$d" ] || printf '%s\n' "$d"
 echo --
 { find "$@" -maxdepth 0 -type f -size -"$big"c -print0
   while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = // ] && break; done
@@ -483,23 +502,43 @@ func statRecords(out []byte) (map[string]FileInfo, []byte, error) {
 	}
 }
 
-// parseStat reads stat -c '%f %u %g %s %Y'.
+// parseStat reads find -printf '%y %m %U %G %s %T@'.
 func parseStat(name, s string) (FileInfo, error) {
 	f := strings.Fields(s)
-	if len(f) != 5 {
-		return FileInfo{}, fmt.Errorf("stat printed %q", s)
+	if len(f) != 6 || len(f[0]) != 1 {
+		return FileInfo{}, fmt.Errorf("find printed %q", s)
 	}
-	raw, err := strconv.ParseUint(f[0], 16, 32)
+	perm, err := strconv.ParseUint(f[1], 8, 32)
+	if err == nil && perm > 0o7777 {
+		err = errors.New("permissions out of range")
+	}
 	var n [4]int64
 	for i := range n {
+		v := f[i+2]
+		if i == 3 {
+			v, _, _ = strings.Cut(v, ".") // whole seconds, as stat's %Y
+		}
 		if err == nil {
-			n[i], err = strconv.ParseInt(f[i+1], 10, 64)
+			n[i], err = strconv.ParseInt(v, 10, 64)
 		}
 	}
 	if err != nil {
-		return FileInfo{}, fmt.Errorf("stat printed %q: %w", s, err)
+		return FileInfo{}, fmt.Errorf("find printed %q: %w", s, err)
 	}
-	return FileInfo{Name: name, Mode: unixMode(uint32(raw)), UID: int(n[0]), GID: int(n[1]), Size: n[2], ModTime: time.Unix(n[3], 0)}, nil
+	typ, ok := fileType[f[0][0]]
+	mode := unixMode(typ | uint32(perm))
+	if !ok {
+		mode |= fs.ModeIrregular
+	}
+	return FileInfo{Name: name, Mode: mode, UID: int(n[0]), GID: int(n[1]), Size: n[2], ModTime: time.Unix(n[3], 0)}, nil
+}
+
+// fileType is the S_IFMT bits of find's %y letters; a letter not here (a
+// Solaris door, "U" for unknown) reads as ModeIrregular, as os.Lstat has
+// it.
+var fileType = map[byte]uint32{
+	'f': syscall.S_IFREG, 'd': syscall.S_IFDIR, 'l': syscall.S_IFLNK, 'p': syscall.S_IFIFO,
+	's': syscall.S_IFSOCK, 'c': syscall.S_IFCHR, 'b': syscall.S_IFBLK,
 }
 
 // unixMode turns st_mode into an fs.FileMode, as os.Lstat does.

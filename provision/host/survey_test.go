@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -99,8 +100,12 @@ func TestSurveyAnswersAsTheHost(t *testing.T) {
 	if err := os.Symlink("small", filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o620); err != nil {
+		t.Fatal(err)
+	}
 	h := NewLocal("here")
 	wants := []Want{
+		{Path: filepath.Join(dir, "fifo"), Content: true},
 		{Path: filepath.Join(dir, "small"), Content: true},
 		{Path: filepath.Join(dir, "empty"), Content: true},
 		{Path: filepath.Join(dir, "secret")},
@@ -182,8 +187,8 @@ func TestSurveyAnswersAsTheHost(t *testing.T) {
 // to the host, which reports the real error.
 func TestSurveyLeavesOtherErrorsToTheHost(t *testing.T) {
 	wants := []Want{{Path: "/a"}, {Path: "/b", Content: true}}
-	out := []byte("/a\x0041ed 0 0 4096 1700000000\x00\x00--\n")
-	got, err := parseSurvey(out, []byte("stat: cannot statx '/b': Permission denied\n"), wants)
+	out := []byte("/a\x00d 755 0 0 4096 1700000000.25\x00\x00--\n")
+	got, err := parseSurvey(out, []byte("find: '/b': Permission denied\n"), wants)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,11 +198,11 @@ func TestSurveyLeavesOtherErrorsToTheHost(t *testing.T) {
 	if got["/b"] != nil {
 		t.Errorf("/b answered from the survey despite stat's error: %+v", got["/b"])
 	}
-	got, err = parseSurvey(out, []byte("stat: cannot statx '/b': No such file or directory\n"), wants)
+	got, err = parseSurvey(out, []byte("find: '/b': No such file or directory\n"), wants)
 	if err != nil || got["/b"] == nil || !got["/b"].missing {
 		t.Errorf("/b missing: %+v, %v", got["/b"], err)
 	}
-	if _, err := parseSurvey([]byte("/a\x0041ed 0 0"), nil, wants); err == nil {
+	if _, err := parseSurvey([]byte("/a\x00d 755 0 0"), nil, wants); err == nil {
 		t.Error("a cut answer was taken")
 	}
 }
@@ -372,27 +377,36 @@ func TestSurveyListsWithContents(t *testing.T) {
 // has the digest asked for: a program of someone else's at that path is
 // never run, and its Run goes to the host.
 func TestSurveyRunsGuardedOnlyOnTheirDigest(t *testing.T) {
-	dir := t.TempDir()
-	prog := filepath.Join(dir, "prog")
-	marker := filepath.Join(dir, "ran")
-	script := []byte("#!/bin/sh\necho ran >>" + marker + "\necho version\n")
-	if err := os.WriteFile(prog, script, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(script)
-	ours := hex.EncodeToString(sum[:])
 	h := NewLocal("here")
 	for _, tc := range []struct {
 		name  string
-		guard string
+		big   bool // DigestAbove or more, and wanted: the survey's own digest is the guard's
+		guard func(ours string) string
 		runs  bool
 	}{
-		{"its digest", ours, true},
-		{"another digest", strings.Repeat("0", 64), false},
+		{"its digest", false, func(ours string) string { return ours }, true},
+		{"another digest", false, func(string) string { return strings.Repeat("0", 64) }, false},
+		{"large, its digest", true, func(ours string) string { return ours }, true},
+		{"large, another digest", true, func(string) string { return strings.Repeat("0", 64) }, false},
+		{"large, a digest of a longer name", true, func(string) string { return strings.Repeat("0", 64) + " *" }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			os.Remove(marker)
-			v := surveyOf(t, h, []Want{{Run: []string{prog}, Guard: tc.guard}})
+			dir := t.TempDir()
+			prog := filepath.Join(dir, "prog")
+			marker := filepath.Join(dir, "ran")
+			script := []byte("#!/bin/sh\necho ran >>" + marker + "\necho version\nexit 0\n")
+			if tc.big {
+				script = append(script, bytes.Repeat([]byte("# padding\n"), DigestAbove/10+1)...)
+			}
+			if err := os.WriteFile(prog, script, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(script)
+			wants := []Want{{Run: []string{prog}, Guard: tc.guard(hex.EncodeToString(sum[:]))}}
+			if tc.big {
+				wants = append(wants, Want{Path: prog, Content: true})
+			}
+			v := surveyOf(t, h, wants)
 			_, err := os.Stat(marker)
 			if ran := err == nil; ran != tc.runs {
 				t.Fatalf("the survey ran it: %v, want %v", ran, tc.runs)
