@@ -109,7 +109,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (Host, error) {
 		},
 		HostKeyAlgorithms: check.algorithms(addr, conn.RemoteAddr()),
 	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, addr, config)
+	c, chans, reqs, err := ssh.NewClientConn(quickAck(conn), addr, config)
 	if !stop() {
 		if err == nil {
 			c.Close()
@@ -258,8 +258,11 @@ func (h *sshHost) Name() string         { return h.name }
 func (h *sshHost) Live() bool           { return true }
 func (h *sshHost) Path(p string) string { return p }
 
-// Close ends the SFTP session, then the connection (which ends an SFTP
-// start still under way). A second Close is a no-op.
+// Close ends the connection, and with it the SFTP session and an SFTP
+// start still under way. The connection goes first: an SFTP session
+// closed on its own waits a round trip for the server's close, and
+// nothing of it is in flight by now (every file operation waited for its
+// answer). A second Close is a no-op.
 func (h *sshHost) Close() error {
 	h.mu.Lock()
 	if h.closed {
@@ -269,14 +272,11 @@ func (h *sshHost) Close() error {
 	h.closed = true
 	sc := h.sftp
 	h.mu.Unlock()
-	var errs []error
+	err := h.client.Close()
 	if sc != nil {
-		errs = append(errs, sc.Close())
+		sc.Close() // ends its reader, which the closed connection already stopped
 	}
-	if err := h.client.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("close %s: %w", h.name, err)
 	}
 	return nil

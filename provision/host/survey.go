@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"cmp"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -179,15 +180,18 @@ type surveyed struct {
 // whatever their number: on a small, busy host each process costs more
 // than a round trip (a fleet's hosts share the lab's two cores, and a Pi's
 // fork and exec are slow), so each record is find's own -printf, never a
-// stat per directory. Its arguments are the size threshold, the number
+// stat per directory, and the programs' output lengths are one stat and
+// their output one cat. Its arguments are the size threshold, the number
 // of directories to list, how many of them (the first) come with their
 // files' contents, those directories, the paths whose metadata is
 // wanted, "//" (which no cleaned path is), the paths whose content is
 // wanted too, and "//" again; before them all, the number of programs
 // to run (Want.Run) and their command lines. It prints, in this order:
 //
-//   - for each program, "EXIT OUTLEN ERRLEN\0", then what it printed on
-//     stdout and on stderr;
+//   - sha256sum's line for each wanted regular file of DigestAbove bytes or
+//     more, then a line "--";
+//   - for each program, "EXIT OUTLEN ERRLEN\0"; then, program by program,
+//     what it printed on stdout and on stderr;
 //   - for each directory to list, its name and a NUL, a record (as
 //     below) for each of its entries, a NUL, and find's exit status and a
 //     NUL (0: every entry is there);
@@ -196,55 +200,84 @@ type surveyed struct {
 //     seconds with a fraction; find does not follow a symlink it is
 //     given), then a NUL; a path find cannot reach has no record, and its
 //     reason is on stderr;
-//   - sha256sum's line for each wanted regular file of DigestAbove bytes or
-//     more, then a line "--";
 //   - a tar archive (absolute names) of the wanted regular files below
 //     it, and of the small files (symlinks followed) in the directories
 //     listed with their contents; each stored whole, never as a link to
 //     an earlier member (a file named twice, two symlinks to one unit).
 //
-// The digests are taken first, so that a guarded program's guard
-// (queryLine) finds its file's among them in BORGKIT_SUMS instead of
-// reading the 20 MB borgkit binary a second time. The directories listed
-// with their contents are moved to the end of the arguments as they are
-// listed, after the second "//". Nothing of the paths is ever part of the
-// script.
-const surveyScript = `big=$1; q=$2; shift 2; t=
+// Three things go at once: the digests, the listings and reads (into a
+// file), and, once the digests are in, the programs, each in the
+// background. A guarded program's guard (queryLine) finds its file's
+// digest in BORGKIT_SUMS instead of reading the 20 MB borgkit binary a
+// second time. On a host with cores to spare (a Pi has four) the survey
+// so takes about as long as the digests and the slowest program. The
+// directories listed with their contents are moved to the end of the
+// arguments as they are listed, after the second "//". Nothing of the
+// paths is ever part of the script.
+const surveyScript = `big=$1; q=$2; shift 2
 sums() {
   while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = // ] && break; done
   find "$@" -maxdepth 0 -type f -size +$((big-1))c -exec sha256sum -b -- {} + 2>/dev/null
 }
-d=$(sums "$@")
-if [ "$q" -gt 0 ]; then t=$(mktemp -d) || exit 1; fi
-while [ "$q" -gt 0 ]; do
-  BORGKIT_SUMS="
-$d
-" sh -c "$1" </dev/null >"$t/o" 2>"$t/e"
-  r=$?
-  printf '%s %s %s\0' "$r" $(stat -c %s -- "$t/o" "$t/e")
-  cat "$t/o" "$t/e"
-  shift; q=$((q-1))
-done
-[ -z "$t" ] || rm -rf -- "$t"
-f='%p\0%y %m %U %G %s %T@\0'
-n=$1; k=$2; shift 2
-while [ "$n" -gt 0 ]; do
-  printf '%s\0' "$1"
-  find "$1" -mindepth 1 -maxdepth 1 -printf "$f" 2>/dev/null
-  printf '\0%s\0' "$?"
-  [ "$k" -gt 0 ] && set -- "$@" "$1"
-  shift; n=$((n-1)); k=$((k-1))
-done
-find "$@" -maxdepth 0 -printf "$f"
-printf '\0'
-while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = // ] && break; done
-[ -z "$d" ] || printf '%s\n' "$d"
-echo --
-{ find "$@" -maxdepth 0 -type f -size -"$big"c -print0
+rest() {
+  shift "$q"
+  f='%p\0%y %m %U %G %s %T@\0'
+  n=$1; k=$2; shift 2
+  while [ "$n" -gt 0 ]; do
+    printf '%s\0' "$1"
+    find "$1" -mindepth 1 -maxdepth 1 -printf "$f" 2>/dev/null
+    printf '\0%s\0' "$?"
+    [ "$k" -gt 0 ] && set -- "$@" "$1"
+    shift; n=$((n-1)); k=$((k-1))
+  done
+  find "$@" -maxdepth 0 -printf "$f"
+  printf '\0'
   while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = // ] && break; done
-  if [ $# -gt 0 ]; then find -L "$@" -mindepth 1 -maxdepth 1 -type f -size -"$big"c -print0; fi
-} 2>/dev/null | tar -chPf - --hard-dereference --no-recursion --null -T - 2>/dev/null
-exit 0
+  { find "$@" -maxdepth 0 -type f -size -"$big"c -print0
+    while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = // ] && break; done
+    if [ $# -gt 0 ]; then find -L "$@" -mindepth 1 -maxdepth 1 -type f -size -"$big"c -print0; fi
+  } 2>/dev/null | tar -chPf - --hard-dereference --no-recursion --null -T - 2>/dev/null
+}
+survey() {
+  t=$(mktemp -d) || exit 1
+  sums "$@" >"$t/d" &
+  s=$!
+  rest "$@" >"$t/r" &
+  r=$!
+  wait "$s"
+  d=
+  while IFS= read -r l; do d="$d
+$l"; done <"$t/d"
+  i=0
+  while [ "$i" -lt "$q" ]; do
+    BORGKIT_SUMS="$d
+" sh -c "$1" </dev/null >"$t/o$i" 2>"$t/e$i" &
+    eval "p$i=\$!"
+    shift; i=$((i+1))
+  done
+  [ -z "$d" ] || printf '%s\n' "${d#?}"
+  echo --
+  set --
+  i=0
+  while [ "$i" -lt "$q" ]; do
+    eval "wait \$p$i; x$i=\$?"
+    set -- "$@" "$t/o$i" "$t/e$i"
+    i=$((i+1))
+  done
+  if [ "$q" -gt 0 ]; then
+    i=0; o=
+    for n in $(stat -c %s -- "$@"); do
+      if [ -z "$o" ]; then o=$n; continue; fi
+      eval "e=\$x$i"
+      printf '%s %s %s\0' "$e" "$o" "$n"
+      o=; i=$((i+1))
+    done
+  fi
+  wait "$r"
+  cat -- "$@" "$t/r"
+  rm -rf -- "$t"
+}
+if command -v gzip >/dev/null 2>&1; then survey "$@" | gzip -1; else survey "$@"; fi
 `
 
 func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, map[string]Result, error) {
@@ -287,44 +320,108 @@ func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, ma
 	if err != nil {
 		return nil, nil, err
 	}
-	results, out, err := parseRuns(res.Stdout, argvs)
+	stdout, err := gunzipped(res.Stdout)
 	if err != nil {
 		return nil, nil, err
 	}
-	found, err := parseSurvey(out, res.Stderr, wants)
+	digests, out, err := parseDigests(stdout)
+	if err != nil {
+		return nil, nil, err
+	}
+	results, out, err := parseRuns(out, argvs)
+	if err != nil {
+		return nil, nil, err
+	}
+	found, err := parseSurvey(out, res.Stderr, wants, digests)
 	return found, results, err
 }
 
-// parseRuns reads the programs' records (see surveyScript). A program the
-// shell could not find (exit 127) is left out: Run gives the host's own
-// error for it.
+// parseRuns reads the programs' records (see surveyScript): every
+// program's "EXIT OUTLEN ERRLEN", then their outputs in the same order. A
+// program the shell could not find (exit 127) is left out: Run gives the
+// host's own error for it.
 func parseRuns(out []byte, runs [][]string) (map[string]Result, []byte, error) {
-	results := make(map[string]Result, len(runs))
-	for _, argv := range runs {
+	heads := make([][3]int, len(runs))
+	for i, argv := range runs {
 		head, rest, ok := bytes.Cut(out, []byte{0})
 		f := strings.Fields(string(head))
-		var n [3]int
 		var err error
 		if !ok || len(f) != 3 {
 			err = errors.New("no record")
 		}
-		for i := range n {
+		for j := range heads[i] {
 			if err == nil {
-				n[i], err = strconv.Atoi(f[i])
+				heads[i][j], err = strconv.Atoi(f[j])
 			}
 		}
-		if err == nil && (n[1] < 0 || n[2] < 0 || n[1]+n[2] > len(rest)) {
-			err = errors.New("the record is longer than the output")
+		if err == nil && (heads[i][1] < 0 || heads[i][2] < 0) {
+			err = errors.New("a negative length")
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %q: %w", QuoteArgv(argv), head, err)
 		}
-		if n[0] != 127 {
-			results[runKey(argv)] = Result{ExitCode: n[0], Stdout: bytes.Clone(rest[:n[1]]), Stderr: bytes.Clone(rest[n[1] : n[1]+n[2]])}
+		out = rest
+	}
+	results := make(map[string]Result, len(runs))
+	for i, argv := range runs {
+		n := heads[i]
+		if n[1]+n[2] > len(out) {
+			return nil, nil, fmt.Errorf("%s: %d and %d bytes of output, %d left: the record is longer than the output", QuoteArgv(argv), n[1], n[2], len(out))
 		}
-		out = rest[n[1]+n[2]:]
+		if n[0] != 127 {
+			results[runKey(argv)] = Result{ExitCode: n[0], Stdout: bytes.Clone(out[:n[1]]), Stderr: bytes.Clone(out[n[1] : n[1]+n[2]])}
+		}
+		out = out[n[1]+n[2]:]
 	}
 	return results, out, nil
+}
+
+// gunzipped is the survey's output as it printed it: compressed on the
+// wire where the host has gzip (about a sixth of the bytes: tar's padding
+// and text files), so that it fits in the few packets TCP sends before it
+// waits for an acknowledgement, a round trip over a slow link. What the
+// script printed itself never begins with gzip's magic bytes.
+func gunzipped(b []byte) ([]byte, error) {
+	if !bytes.HasPrefix(b, []byte{0x1f, 0x8b}) {
+		return b, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("the survey's output: %w", err)
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, maxSurvey+1))
+	if err == nil && len(out) > maxSurvey {
+		err = fmt.Errorf("more than %d bytes", maxSurvey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the survey's output: %w", err)
+	}
+	return out, nil
+}
+
+// maxSurvey bounds the survey's output once uncompressed: some hundred
+// paths, each file below DigestAbove, are far less; a host that sends more
+// is not believed.
+const maxSurvey = 1 << 30
+
+// parseDigests reads sha256sum's lines up to "--": each file's digest
+// by its name. A name sha256sum had to escape is left to the host.
+func parseDigests(out []byte) (map[string]string, []byte, error) {
+	digests := map[string]string{}
+	for {
+		line, rest, ok := bytes.Cut(out, []byte("\n"))
+		if !ok {
+			return nil, nil, errors.New("the digests end early")
+		}
+		out = rest
+		if string(line) == "--" {
+			return digests, out, nil
+		}
+		// "HASH *NAME"
+		if len(line) > 66 && line[0] != '\\' && string(line[64:66]) == " *" {
+			digests[string(line[66:])] = string(line[:64])
+		}
+	}
 }
 
 // listOrder puts the directories listed with their contents first, then
@@ -351,7 +448,9 @@ func onlyMissing(stderr []byte) bool {
 	return true
 }
 
-func parseSurvey(out, stderr []byte, wants []Want) (map[string]*surveyed, error) {
+// parseSurvey reads what follows the programs' records (see surveyScript),
+// with the digests read before them.
+func parseSurvey(out, stderr []byte, wants []Want, digests map[string]string) (map[string]*surveyed, error) {
 	listings := map[string][]FileInfo{}
 	for _, w := range wants {
 		if !w.List {
@@ -385,21 +484,6 @@ func parseSurvey(out, stderr []byte, wants []Want) (map[string]*surveyed, error)
 	stats, out, err := statRecords(out)
 	if err != nil {
 		return nil, err
-	}
-	digests := map[string]string{}
-	for {
-		line, rest, ok := bytes.Cut(out, []byte("\n"))
-		if !ok {
-			return nil, errors.New("the digests end early")
-		}
-		out = rest
-		if string(line) == "--" {
-			break
-		}
-		// "HASH *NAME"; a name sha256sum had to escape is left to the host.
-		if len(line) > 66 && line[0] != '\\' && string(line[64:66]) == " *" {
-			digests[string(line[66:])] = string(line[:64])
-		}
 	}
 	contents := map[string][]byte{}
 	if len(out) > 0 {

@@ -2,6 +2,7 @@ package host
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // surveyOf runs the survey program on this machine, as it runs on an SSH
@@ -187,8 +189,8 @@ func TestSurveyAnswersAsTheHost(t *testing.T) {
 // to the host, which reports the real error.
 func TestSurveyLeavesOtherErrorsToTheHost(t *testing.T) {
 	wants := []Want{{Path: "/a"}, {Path: "/b", Content: true}}
-	out := []byte("/a\x00d 755 0 0 4096 1700000000.25\x00\x00--\n")
-	got, err := parseSurvey(out, []byte("find: '/b': Permission denied\n"), wants)
+	out := []byte("/a\x00d 755 0 0 4096 1700000000.25\x00\x00")
+	got, err := parseSurvey(out, []byte("find: '/b': Permission denied\n"), wants, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,11 +200,11 @@ func TestSurveyLeavesOtherErrorsToTheHost(t *testing.T) {
 	if got["/b"] != nil {
 		t.Errorf("/b answered from the survey despite stat's error: %+v", got["/b"])
 	}
-	got, err = parseSurvey(out, []byte("find: '/b': No such file or directory\n"), wants)
+	got, err = parseSurvey(out, []byte("find: '/b': No such file or directory\n"), wants, nil)
 	if err != nil || got["/b"] == nil || !got["/b"].missing {
 		t.Errorf("/b missing: %+v, %v", got["/b"], err)
 	}
-	if _, err := parseSurvey([]byte("/a\x00d 755 0 0"), nil, wants); err == nil {
+	if _, err := parseSurvey([]byte("/a\x00d 755 0 0"), nil, wants, nil); err == nil {
 		t.Error("a cut answer was taken")
 	}
 }
@@ -378,6 +380,20 @@ func TestSurveyListsWithContents(t *testing.T) {
 // never run, and its Run goes to the host.
 func TestSurveyRunsGuardedOnlyOnTheirDigest(t *testing.T) {
 	h := NewLocal("here")
+	// sha256sum as the survey finds it on PATH, noting each file it
+	// hashed from stdin: the guard's own reading of the program, which a
+	// guard of a large wanted file must not need (the survey hashed it).
+	real, err := exec.LookPath("sha256sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	fromStdin := filepath.Join(bin, "stdin.log")
+	wrapper := "#!/bin/sh\n[ $# -le 1 ] && echo hashed >>" + fromStdin + "\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "sha256sum"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
 	for _, tc := range []struct {
 		name  string
 		big   bool // DigestAbove or more, and wanted: the survey's own digest is the guard's
@@ -406,14 +422,142 @@ func TestSurveyRunsGuardedOnlyOnTheirDigest(t *testing.T) {
 			if tc.big {
 				wants = append(wants, Want{Path: prog, Content: true})
 			}
+			os.Remove(fromStdin)
 			v := surveyOf(t, h, wants)
 			_, err := os.Stat(marker)
 			if ran := err == nil; ran != tc.runs {
 				t.Fatalf("the survey ran it: %v, want %v", ran, tc.runs)
 			}
+			if _, err := os.Stat(fromStdin); err == nil && tc.big && tc.runs {
+				t.Errorf("the guard hashed the program again instead of taking the survey's digest")
+			}
 			if _, ok := v.ran[runKey([]string{prog})]; ok != tc.runs {
 				t.Errorf("the survey answers for it: %v, want %v", ok, tc.runs)
 			}
 		})
+	}
+}
+
+// The survey's programs run at once: the first reads what only the last
+// writes, through a FIFO, and each open of a FIFO waits for the other end.
+// Run one after another, the first would wait for ever (here: until the
+// context ends, and the test fails).
+func TestSurveyRunsProgramsAtOnce(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reader := []string{"sh", "-c", `read -r x <"$1" && echo "got $x"`, "sh", fifo}
+	other := []string{"sh", "-c", "echo between"}
+	writer := []string{"sh", "-c", `echo hello >"$1"`, "sh", fifo}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h := NewLocal("here")
+	_, ran, err := survey(ctx, h, []Want{{Run: reader}, {Run: other}, {Run: writer}, {Path: fifo}})
+	if err != nil {
+		t.Fatalf("survey: %v", err)
+	}
+	for _, tc := range []struct {
+		argv []string
+		out  string
+	}{{reader, "got hello\n"}, {other, "between\n"}, {writer, ""}} {
+		if r, ok := ran[runKey(tc.argv)]; !ok || r.ExitCode != 0 || string(r.Stdout) != tc.out {
+			t.Errorf("%q: %+v (answered: %v), want exit 0 and %q", tc.argv, r, ok, tc.out)
+		}
+	}
+}
+
+// The programs' records are every header first, then every output; an
+// answer cut short anywhere is refused, never read as empty output.
+func TestParseRuns(t *testing.T) {
+	a, b := []string{"a"}, []string{"b", "x"}
+	for _, tc := range []struct {
+		name string
+		out  string
+		ok   bool
+	}{
+		{"whole", "0 3 1\x003 0 2\x00outEerREST", true},
+		{"not found left out", "0 3 1\x00127 0 2\x00outEerREST", true},
+		{"output cut", "0 3 1\x003 0 2\x00outE", false},
+		{"second header missing", "0 3 1\x00outE", false},
+		{"negative length", "0 -3 1\x003 0 2\x00outEerREST", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, rest, err := parseRuns([]byte(tc.out), [][]string{a, b})
+			if (err == nil) != tc.ok {
+				t.Fatalf("err %v, want ok %v", err, tc.ok)
+			}
+			if !tc.ok {
+				return
+			}
+			if r := got[runKey(a)]; string(r.Stdout) != "out" || string(r.Stderr) != "E" || r.ExitCode != 0 {
+				t.Errorf("a: %+v", r)
+			}
+			r, found := got[runKey(b)]
+			if strings.HasPrefix(tc.out, "0 3 1\x00127") {
+				if found {
+					t.Errorf("a program not found (127) was answered: %+v", r)
+				}
+			} else if string(r.Stdout) != "" || string(r.Stderr) != "er" || r.ExitCode != 3 {
+				t.Errorf("b: %+v", r)
+			}
+			if string(rest) != "REST" {
+				t.Errorf("rest %q", rest)
+			}
+		})
+	}
+}
+
+// A host without gzip gets the survey's output as it is printed; one with
+// it sends it compressed: both read the same.
+func TestSurveyWithAndWithoutGzip(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "unit")
+	if err := os.WriteFile(file, []byte("[Unit]\nDescription=x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A PATH of the programs the survey uses, gzip left out.
+	bin := t.TempDir()
+	for _, p := range []string{"sh", "find", "sha256sum", "tar", "stat", "cat", "rm", "mktemp", "echo"} {
+		real, err := exec.LookPath(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(real, filepath.Join(bin, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wants := []Want{{Path: file, Content: true}, {Run: []string{"echo", "ran"}}}
+	for _, tc := range []struct{ name, path string }{{"with gzip", os.Getenv("PATH")}, {"without", bin}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("PATH", tc.path)
+			v := surveyOf(t, NewLocal("here"), wants)
+			if s := v.found[file]; s == nil || string(s.content) != "[Unit]\nDescription=x\n" {
+				t.Errorf("content: %+v", s)
+			}
+			if r := v.ran[runKey([]string{"echo", "ran"})]; string(r.Stdout) != "ran\n" {
+				t.Errorf("run: %+v", r)
+			}
+		})
+	}
+}
+
+func TestGunzipped(t *testing.T) {
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write([]byte("--\n"))
+	zw.Close()
+	for _, tc := range []struct {
+		name, in, want string
+		ok             bool
+	}{
+		{"plain", "--\nrest", "--\nrest", true},
+		{"compressed", z.String(), "--\n", true},
+		{"compressed, cut", z.String()[:z.Len()-6], "", false},
+	} {
+		got, err := gunzipped([]byte(tc.in))
+		if (err == nil) != tc.ok || string(got) != tc.want {
+			t.Errorf("%s: %q, %v", tc.name, got, err)
+		}
 	}
 }

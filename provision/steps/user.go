@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,10 +13,7 @@ import (
 )
 
 // Where a host keeps its users.
-const (
-	passwdFile = "/etc/passwd"
-	shadowFile = "/etc/shadow"
-)
+const passwdFile = "/etc/passwd"
 
 // passwdEntry is one line of /etc/passwd.
 type passwdEntry struct {
@@ -70,9 +68,15 @@ type SystemUser struct {
 
 func (u *SystemUser) ID() string { return "user." + u.Name }
 
-// Reads is the passwd file; the shadow file, read only for a user that
-// exists, stays off the survey: its hashes need not cross the link.
-func (u *SystemUser) Reads() []host.Want { return []host.Want{{Path: passwdFile, Content: true}} }
+// Reads are the passwd file and the user's own shadow entry (getent's
+// line, not the whole shadow file: other users' hashes never cross the
+// link), both answered by the survey.
+func (u *SystemUser) Reads() []host.Want {
+	return []host.Want{{Path: passwdFile, Content: true}, {Run: u.shadowQuery().Argv}}
+}
+
+// shadowQuery asks for the user's shadow entry alone.
+func (u *SystemUser) shadowQuery() host.Cmd { return host.Command(tools.Getent, "shadow", u.Name) }
 
 func (u *SystemUser) Check(ctx context.Context, h host.Host) (plan.Check, error) {
 	if !h.Live() {
@@ -108,22 +112,26 @@ func (u *SystemUser) Check(ctx context.Context, h host.Host) (plan.Check, error)
 	return plan.Satisfied(), nil
 }
 
-// locked reports whether the user's shadow password is "!"-locked.
+// locked reports whether the user's shadow password is "!"-locked. An
+// entry that cannot be read is an error that never quotes it: it holds a
+// password hash.
 func (u *SystemUser) locked(ctx context.Context, h host.Host) (bool, error) {
-	b, err := h.ReadFile(ctx, shadowFile)
-	if host.IsNotExist(err) {
+	res, err := h.Run(ctx, u.shadowQuery())
+	if ee := (*host.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode == getentNotFound {
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("the shadow entry of %s: %w", u.Name, err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Split(line, ":"); len(f) > 1 && f[0] == u.Name {
-			return strings.HasPrefix(f[1], "!"), nil
-		}
+	f := strings.Split(strings.TrimSuffix(string(res.Stdout), "\n"), ":")
+	if len(f) < 2 || f[0] != u.Name {
+		return false, fmt.Errorf("getent shadow %s printed no entry of %s (%d bytes)", u.Name, u.Name, len(res.Stdout))
 	}
-	return false, nil
+	return strings.HasPrefix(f[1], "!"), nil
 }
+
+// getentNotFound is getent's exit status for a key the database lacks.
+const getentNotFound = 2
 
 func (u *SystemUser) Apply(ctx context.Context, h host.Host) error {
 	e, err := lookupUser(ctx, h, u.Name)

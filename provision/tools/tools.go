@@ -15,6 +15,7 @@ const (
 	DpkgQuery      = "dpkg-query"
 	Find           = "find"
 	Findmnt        = "findmnt"
+	Getent         = "getent"
 	Ln             = "ln"
 	Logrotate      = "logrotate"
 	Lsblk          = "lsblk"
