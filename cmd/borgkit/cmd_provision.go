@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -306,12 +307,13 @@ func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg 
 // costs only speed: what the prefetch did not ask, the checks' own
 // survey does. nil when this machine cannot be probed.
 func guessWants(ctx context.Context, stepsFor func(*target.Facts) ([]plan.Step, error)) []host.Want {
-	facts, err := target.Probe(ctx, host.NewLocal("this machine"))
+	here, err := thisMachine(ctx)
 	if err != nil {
 		return nil
 	}
+	facts := *here
 	facts.Package = ""
-	s, err := stepsFor(facts)
+	s, err := stepsFor(&facts)
 	if err != nil {
 		return nil
 	}
@@ -375,6 +377,19 @@ func firstNonEmpty(s ...string) string {
 	}
 	return ""
 }
+
+// thisMachine is this machine's facts, probed once per run: a fleet run
+// guesses every host's plan from them, and the probe is five programs.
+func thisMachine(ctx context.Context) (*target.Facts, error) {
+	thisMachineOnce.Do(func() { thisMachineFacts, thisMachineErr = target.Probe(ctx, host.NewLocal("this machine")) })
+	return thisMachineFacts, thisMachineErr
+}
+
+var (
+	thisMachineOnce  sync.Once
+	thisMachineFacts *target.Facts
+	thisMachineErr   error
+)
 
 // installStep installs the build of the host's architecture, found in set.
 func installStep(set *builds.Set, f *target.Facts) plan.Step {
