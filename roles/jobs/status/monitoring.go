@@ -54,7 +54,11 @@ func (b *builder) jobCheck(name, job, okWord, failWord string) Check {
 }
 
 func (b *builder) monitoring() {
-	b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last nightly", layout.JobNightly, "SUCCESS", "FAILED"))
+	// A host without a nightly of its own (a borg server) has no line
+	// "Last nightly: Never" to worry its reader.
+	if _, ok := b.self.Schedule(layout.JobNightly); ok || b.rec(layout.JobNightly) != nil {
+		b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last nightly", layout.JobNightly, "SUCCESS", "FAILED"))
+	}
 	if _, ok := b.self.Schedule(layout.JobCheck); ok || b.rec(layout.JobCheck) != nil {
 		b.d.Monitoring = append(b.d.Monitoring, b.jobCheck("Last integrity check", layout.JobCheck, "OK", "FAILED"))
 	}

@@ -660,6 +660,45 @@ func TestNeverRan(t *testing.T) {
 	}
 }
 
+// A host with no nightly of its own (a borg server) shows no "Last
+// nightly: Never" and no issue about it; a server with its nightly turned
+// off but a record of one still shows that record.
+func TestNoNightlyOfItsOwn(t *testing.T) {
+	cfg := exampleConfig(t)
+	cfg.Hosts = append(cfg.Hosts, config.Host{Name: "vault", Role: config.RoleBorgServer})
+	vault := host(t, cfg, "vault")
+	for _, tc := range []struct {
+		name    string
+		h       *config.Host
+		records []*state.Record
+		line    bool
+	}{
+		{"borg server", vault, nil, false},
+		{"server", host(t, cfg, "john-ai"), nil, true},
+		{"borg server with an old record", vault, []*state.Record{rec(t, "nightly", state.OK, "2026-06-12 00:00:00", "2026-06-12 00:42:10", nil)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var recs map[string]*state.Record
+			if tc.records != nil {
+				recs = writeState(t, tc.records...)
+			}
+			d := Build(cfg, tc.h, recs, nil, now, nil)
+			var b bytes.Buffer
+			if err := d.Text(&b, false); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(b.String(), "Last nightly"); got != tc.line {
+				t.Errorf("a line Last nightly: %v, want %v\n%s", got, tc.line, b.String())
+			}
+			for _, is := range issueTexts(d) {
+				if !tc.line && strings.Contains(is, "Nightly") {
+					t.Errorf("issue %q on a host without a nightly", is)
+				}
+			}
+		})
+	}
+}
+
 func TestUnreadableStats(t *testing.T) {
 	r := rec(t, "nightly", state.OK, "2026-06-12 00:00:00", "2026-06-12 00:42:10", nil)
 	r.Stats = json.RawMessage(`{"repos": "not a list"}`)
