@@ -239,7 +239,7 @@ rest() {
   } 2>/dev/null | tar -chPf - --hard-dereference --no-recursion --null -T - 2>/dev/null
 }
 survey() {
-  t=$(mktemp -d) || exit 1
+  t=$(mktemp -d) || { echo "survey: mktemp -d failed" >&2; exit 1; }
   sums "$@" >"$t/d" &
   s=$!
   rest "$@" >"$t/r" &
@@ -265,8 +265,9 @@ $l"; done <"$t/d"
     i=$((i+1))
   done
   if [ "$q" -gt 0 ]; then
+    z=$(stat -c %s -- "$@") || { echo "survey: the programs' output is not all there" >&2; exit 1; }
     i=0; o=
-    for n in $(stat -c %s -- "$@"); do
+    for n in $z; do
       if [ -z "$o" ]; then o=$n; continue; fi
       eval "e=\$x$i"
       printf '%s %s %s\0' "$e" "$o" "$n"
@@ -320,17 +321,27 @@ func survey(ctx context.Context, h Host, wants []Want) (map[string]*surveyed, ma
 	if err != nil {
 		return nil, nil, err
 	}
+	// The script's own complaints ("survey: ...") say why an answer is
+	// cut short; gzip's exit status, the pipeline's, does not.
+	why := func(err error) error {
+		for _, l := range strings.Split(string(res.Stderr), "\n") {
+			if strings.HasPrefix(l, "survey: ") {
+				return fmt.Errorf("%w (%s)", err, l)
+			}
+		}
+		return err
+	}
 	stdout, err := gunzipped(res.Stdout)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, why(err)
 	}
 	digests, out, err := parseDigests(stdout)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, why(err)
 	}
 	results, out, err := parseRuns(out, argvs)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, why(err)
 	}
 	found, err := parseSurvey(out, res.Stderr, wants, digests)
 	return found, results, err
@@ -358,14 +369,16 @@ func parseRuns(out []byte, runs [][]string) (map[string]Result, []byte, error) {
 			err = errors.New("a negative length")
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %q: %w", QuoteArgv(argv), head, err)
+			// Not the record itself: were the answer out of step, it
+			// could be a program's output (a shadow line).
+			return nil, nil, fmt.Errorf("%s: a record of %d bytes: %w", QuoteArgv(argv), len(head), err)
 		}
 		out = rest
 	}
 	results := make(map[string]Result, len(runs))
 	for i, argv := range runs {
 		n := heads[i]
-		if n[1]+n[2] > len(out) {
+		if n[1] > len(out) || n[2] > len(out)-n[1] {
 			return nil, nil, fmt.Errorf("%s: %d and %d bytes of output, %d left: the record is longer than the output", QuoteArgv(argv), n[1], n[2], len(out))
 		}
 		if n[0] != 127 {
@@ -402,7 +415,7 @@ func gunzipped(b []byte) ([]byte, error) {
 // maxSurvey bounds the survey's output once uncompressed: some hundred
 // paths, each file below DigestAbove, are far less; a host that sends more
 // is not believed.
-const maxSurvey = 1 << 30
+const maxSurvey = 256 << 20
 
 // parseDigests reads sha256sum's lines up to "--": each file's digest
 // by its name. A name sha256sum had to escape is left to the host.

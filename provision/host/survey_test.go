@@ -481,6 +481,7 @@ func TestParseRuns(t *testing.T) {
 		{"output cut", "0 3 1\x003 0 2\x00outE", false},
 		{"second header missing", "0 3 1\x00outE", false},
 		{"negative length", "0 -3 1\x003 0 2\x00outEerREST", false},
+		{"lengths that overflow", "0 9223372036854775807 1\x003 0 2\x00outEerREST", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, rest, err := parseRuns([]byte(tc.out), [][]string{a, b})
@@ -559,5 +560,15 @@ func TestGunzipped(t *testing.T) {
 		if (err == nil) != tc.ok || string(got) != tc.want {
 			t.Errorf("%s: %q, %v", tc.name, got, err)
 		}
+	}
+}
+
+// A survey that cannot make its scratch directory says so, instead of
+// "the digests end early" from a stream cut short.
+func TestSurveySaysWhyItFailed(t *testing.T) {
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
+	_, _, err := survey(context.Background(), NewLocal("here"), []Want{{Path: "/etc"}, {Run: []string{"true"}}})
+	if err == nil || !strings.Contains(err.Error(), "mktemp -d failed") {
+		t.Fatalf("survey with no scratch directory: %v", err)
 	}
 }
