@@ -307,7 +307,7 @@ func runProvisionHost(ctx context.Context, o *provisionOptions, g *globals, cfg 
 // costs only speed: what the prefetch did not ask, the checks' own
 // survey does. nil when this machine cannot be probed.
 func guessWants(ctx context.Context, stepsFor func(*target.Facts) ([]plan.Step, error)) []host.Want {
-	here, err := thisMachine(ctx)
+	here, err := thisMachine()
 	if err != nil {
 		return nil
 	}
@@ -380,16 +380,11 @@ func firstNonEmpty(s ...string) string {
 
 // thisMachine is this machine's facts, probed once per run: a fleet run
 // guesses every host's plan from them, and the probe is five programs.
-func thisMachine(ctx context.Context) (*target.Facts, error) {
-	thisMachineOnce.Do(func() { thisMachineFacts, thisMachineErr = target.Probe(ctx, host.NewLocal("this machine")) })
-	return thisMachineFacts, thisMachineErr
-}
-
-var (
-	thisMachineOnce  sync.Once
-	thisMachineFacts *target.Facts
-	thisMachineErr   error
-)
+// Not under a run's context: a cancelled first asker must not leave its
+// error to the others (the probe takes milliseconds).
+var thisMachine = sync.OnceValues(func() (*target.Facts, error) {
+	return target.Probe(context.Background(), host.NewLocal("this machine"))
+})
 
 // installStep installs the build of the host's architecture, found in set.
 func installStep(set *builds.Set, f *target.Facts) plan.Step {
